@@ -1,0 +1,146 @@
+from autoswarm.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class AddStudyRequest(_message.Message):
+    __slots__ = ("bundle", "max_evaluations")
+    BUNDLE_FIELD_NUMBER: _ClassVar[int]
+    MAX_EVALUATIONS_FIELD_NUMBER: _ClassVar[int]
+    bundle: bytes
+    max_evaluations: int
+    def __init__(self, bundle: _Optional[bytes] = ..., max_evaluations: _Optional[int] = ...) -> None: ...
+
+class AddStudyResponse(_message.Message):
+    __slots__ = ("study", "bundle_hash", "champion_hash", "already_present")
+    STUDY_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_HASH_FIELD_NUMBER: _ClassVar[int]
+    CHAMPION_HASH_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_PRESENT_FIELD_NUMBER: _ClassVar[int]
+    study: str
+    bundle_hash: str
+    champion_hash: str
+    already_present: bool
+    def __init__(self, study: _Optional[str] = ..., bundle_hash: _Optional[str] = ..., champion_hash: _Optional[str] = ..., already_present: _Optional[bool] = ...) -> None: ...
+
+class StatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class StudyStatus(_message.Message):
+    __slots__ = ("name", "metric", "direction", "champion_hash", "has_champion_metric", "champion_metric", "evaluations", "improvements", "in_flight", "max_evaluations", "done", "initial_metric", "has_initial_metric")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    CHAMPION_HASH_FIELD_NUMBER: _ClassVar[int]
+    HAS_CHAMPION_METRIC_FIELD_NUMBER: _ClassVar[int]
+    CHAMPION_METRIC_FIELD_NUMBER: _ClassVar[int]
+    EVALUATIONS_FIELD_NUMBER: _ClassVar[int]
+    IMPROVEMENTS_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    MAX_EVALUATIONS_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_METRIC_FIELD_NUMBER: _ClassVar[int]
+    HAS_INITIAL_METRIC_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    metric: str
+    direction: str
+    champion_hash: str
+    has_champion_metric: bool
+    champion_metric: float
+    evaluations: int
+    improvements: int
+    in_flight: int
+    max_evaluations: int
+    done: bool
+    initial_metric: float
+    has_initial_metric: bool
+    def __init__(self, name: _Optional[str] = ..., metric: _Optional[str] = ..., direction: _Optional[str] = ..., champion_hash: _Optional[str] = ..., has_champion_metric: _Optional[bool] = ..., champion_metric: _Optional[float] = ..., evaluations: _Optional[int] = ..., improvements: _Optional[int] = ..., in_flight: _Optional[int] = ..., max_evaluations: _Optional[int] = ..., done: _Optional[bool] = ..., initial_metric: _Optional[float] = ..., has_initial_metric: _Optional[bool] = ...) -> None: ...
+
+class WorkerStatus(_message.Message):
+    __slots__ = ("worker_id", "name", "state", "hardware_class", "last_seen_unix", "results", "slots", "running", "mutators")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    HARDWARE_CLASS_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_UNIX_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    MUTATORS_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    name: str
+    state: str
+    hardware_class: str
+    last_seen_unix: float
+    results: int
+    slots: int
+    running: int
+    mutators: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, worker_id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[str] = ..., hardware_class: _Optional[str] = ..., last_seen_unix: _Optional[float] = ..., results: _Optional[int] = ..., slots: _Optional[int] = ..., running: _Optional[int] = ..., mutators: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class StatusResponse(_message.Message):
+    __slots__ = ("studies", "workers")
+    STUDIES_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    studies: _containers.RepeatedCompositeFieldContainer[StudyStatus]
+    workers: _containers.RepeatedCompositeFieldContainer[WorkerStatus]
+    def __init__(self, studies: _Optional[_Iterable[_Union[StudyStatus, _Mapping]]] = ..., workers: _Optional[_Iterable[_Union[WorkerStatus, _Mapping]]] = ...) -> None: ...
+
+class HistoryRequest(_message.Message):
+    __slots__ = ("study",)
+    STUDY_FIELD_NUMBER: _ClassVar[int]
+    study: str
+    def __init__(self, study: _Optional[str] = ...) -> None: ...
+
+class HistoryRow(_message.Message):
+    __slots__ = ("result_id", "version", "parent", "kind", "status", "has_metric", "metric", "description", "worker", "hardware_class", "created_unix", "evaluate_seconds")
+    RESULT_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    HAS_METRIC_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    HARDWARE_CLASS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    EVALUATE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    result_id: str
+    version: str
+    parent: str
+    kind: str
+    status: str
+    has_metric: bool
+    metric: float
+    description: str
+    worker: str
+    hardware_class: str
+    created_unix: float
+    evaluate_seconds: float
+    def __init__(self, result_id: _Optional[str] = ..., version: _Optional[str] = ..., parent: _Optional[str] = ..., kind: _Optional[str] = ..., status: _Optional[str] = ..., has_metric: _Optional[bool] = ..., metric: _Optional[float] = ..., description: _Optional[str] = ..., worker: _Optional[str] = ..., hardware_class: _Optional[str] = ..., created_unix: _Optional[float] = ..., evaluate_seconds: _Optional[float] = ...) -> None: ...
+
+class HistoryResponse(_message.Message):
+    __slots__ = ("study", "metric", "direction", "rows")
+    STUDY_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    study: str
+    metric: str
+    direction: str
+    rows: _containers.RepeatedCompositeFieldContainer[HistoryRow]
+    def __init__(self, study: _Optional[str] = ..., metric: _Optional[str] = ..., direction: _Optional[str] = ..., rows: _Optional[_Iterable[_Union[HistoryRow, _Mapping]]] = ...) -> None: ...
+
+class GetVersionRequest(_message.Message):
+    __slots__ = ("study", "hash")
+    STUDY_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    study: str
+    hash: str
+    def __init__(self, study: _Optional[str] = ..., hash: _Optional[str] = ...) -> None: ...
