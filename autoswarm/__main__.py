@@ -1,0 +1,3 @@
+from autoswarm.cli import main
+
+main()

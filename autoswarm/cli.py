@@ -1,0 +1,285 @@
+"""The `autoswarm` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from autoswarm.bundle import BundleError
+from autoswarm.control import ControlClient, ControlError
+from autoswarm.report import SHORT_HASH, results_tsv
+from autoswarm.study import StudyError
+from autoswarm.v1 import control_pb2
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="autoresearch on a swarm: a coordinator, volunteer workers, global acceptance.")
+study_app = typer.Typer(no_args_is_help=True, help="Manage the studies a coordinator runs.")
+app.add_typer(study_app, name="study")
+console = Console()
+err = Console(stderr=True)
+
+CoordinatorOpt = Annotated[str, typer.Option("--coordinator", "-c", help="HOST:PORT of the coordinator.")]
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(2)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+
+
+def _metric(has: bool, value: float) -> str:
+    return f"{value:.6f}" if has else "—"
+
+
+# -- run ----------------------------------------------------------------------------------
+
+@app.command()
+def run(
+    study_dir: Annotated[Path, typer.Argument(help="Study directory (holds study.toml).")],
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes to start.")] = 2,
+    max_evals: Annotated[int, typer.Option("--max-evals", min=1, help="Stop after this many evaluations.")] = 40,
+    duration: Annotated[float, typer.Option(min=1, help="Stop after this many seconds.")] = 600.0,
+    out: Annotated[Optional[Path], typer.Option(help="Output directory (default: ./runs/<study>-<time>).")] = None,
+) -> None:
+    """Search a study with a local coordinator and local workers; write results.tsv and the best target."""
+    from autoswarm.local_run import RunOptions, run_study
+
+    table_state: dict[str, object] = {"last": -1}
+
+    def render(status: control_pb2.StudyStatus, response: control_pb2.StatusResponse, elapsed: float) -> Table:
+        table = Table(title=f"autoswarm · {status.name}", show_header=False, box=None)
+        table.add_row("evaluations", f"{status.evaluations}/{status.max_evaluations}  ({elapsed:.0f}s of {duration:.0f}s)")
+        table.add_row(f"best {status.metric}", f"{_metric(status.has_champion_metric, status.champion_metric)} "
+                      f"(start {_metric(status.has_initial_metric, status.initial_metric)}, {status.direction})")
+        table.add_row("improvements", str(status.improvements))
+        states = [w.state for w in response.workers]
+        table.add_row("workers", ", ".join(f"{states.count(s)} {s}" for s in sorted(set(states))) or "starting")
+        return table
+
+    try:
+        if console.is_terminal:
+            with Live(console=console, refresh_per_second=4) as live:
+                summary = run_study(RunOptions(study_dir, workers, max_evals, duration, out),
+                                    lambda s, r, e: live.update(render(s, r, e)))
+        else:
+            def progress(status: control_pb2.StudyStatus, response: control_pb2.StatusResponse, elapsed: float) -> None:
+                if status.evaluations != table_state["last"]:
+                    table_state["last"] = status.evaluations
+                    console.print(f"[{elapsed:5.0f}s] evaluations {status.evaluations}/{status.max_evaluations}  "
+                                  f"best {status.metric} {_metric(status.has_champion_metric, status.champion_metric)}  "
+                                  f"improvements {status.improvements}", highlight=False)
+            summary = run_study(RunOptions(study_dir, workers, max_evals, duration, out), progress)
+    except (StudyError, BundleError) as exc:
+        _fail(str(exc))
+    except RuntimeError as exc:
+        _fail(str(exc))
+    console.print()
+    if summary.error:
+        err.print(f"[bold red]study stopped:[/] {summary.error}")
+    start = f"{summary.initial_metric:.6f}" if summary.initial_metric is not None else "—"
+    best = f"{summary.best_metric:.6f}" if summary.best_metric is not None else "—"
+    console.print(f"[bold]{summary.study.name}[/]: {summary.evaluations} evaluations, "
+                  f"{summary.improvements} improvements, {summary.study.metric} {start} → {best}", highlight=False)
+    console.print(f"results: {summary.results_path}\nbest {summary.study.target}: {summary.best_path}\n"
+                  f"database: {summary.out / 'swarm.db'}", highlight=False)
+    if summary.error:
+        raise typer.Exit(1)
+
+
+# -- coordinator --------------------------------------------------------------------------
+
+@app.command()
+def coordinator(
+    db: Annotated[Path, typer.Option(help="SQLite database file (created if missing).")] = Path("swarm.db"),
+    listen: Annotated[str, typer.Option(help="Address to serve gRPC on, e.g. 0.0.0.0:50051.")] = "127.0.0.1:50051",
+    lease_factor: Annotated[float, typer.Option(min=1.0, help="Lease lifetime = study timeout × this + grace.")] = 2.0,
+    lease_grace: Annotated[float, typer.Option(min=0.0, help="Seconds added to every lease lifetime.")] = 30.0,
+    heartbeat_interval: Annotated[float, typer.Option(min=0.2, help="Seconds between worker heartbeats.")] = 5.0,
+    fsync: Annotated[bool, typer.Option(help="fsync every commit (survive power loss, not only crashes).")] = False,
+    ready_file: Annotated[Optional[Path], typer.Option(help="Write {\"port\": N} here once serving.")] = None,
+    verbose: bool = False,
+) -> None:
+    """Run a coordinator: holds the champions, leases tasks, decides acceptance."""
+    from coordinator.engine import EngineConfig
+    from coordinator.server import ServerConfig, serve
+
+    _setup_logging(verbose)
+    config = ServerConfig(db=db, listen=listen, fsync=fsync, ready_file=ready_file,
+                          engine=EngineConfig(lease_factor=lease_factor, lease_grace=lease_grace,
+                                              heartbeat_interval=heartbeat_interval))
+    try:
+        asyncio.run(serve(config))
+    except OSError as exc:
+        _fail(str(exc))
+
+
+# -- study add ----------------------------------------------------------------------------
+
+@study_app.command("add")
+def study_add(
+    study_dir: Annotated[Path, typer.Argument(help="Study directory (holds study.toml).")],
+    coordinator: CoordinatorOpt = "127.0.0.1:50051",
+    max_evals: Annotated[int, typer.Option("--max-evals", min=0, help="Evaluation budget (0: unbounded).")] = 0,
+) -> None:
+    """Upload a study to a coordinator; its workers start on it at once."""
+    try:
+        with ControlClient(coordinator) as control:
+            response = control.add_study(study_dir, max_evals)
+    except (StudyError, BundleError, ControlError) as exc:
+        _fail(str(exc))
+    verb = "already present" if response.already_present else "added"
+    console.print(f"study [bold]{response.study}[/] {verb}: bundle {response.bundle_hash[:SHORT_HASH]}, "
+                  f"champion {response.champion_hash[:SHORT_HASH]}", highlight=False)
+
+
+# -- worker -------------------------------------------------------------------------------
+
+@app.command()
+def worker(
+    coordinator: CoordinatorOpt = "127.0.0.1:50051",
+    slots: Annotated[Optional[int], typer.Option(min=1, help="Tasks at once (default: one per GPU, else 1).")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Name shown in status (default: hostname).")] = None,
+    state_dir: Annotated[Optional[Path], typer.Option(help="Identity, outbox and caches.")] = None,
+    keep_scratch: Annotated[bool, typer.Option(help="Keep scratch copies for debugging.")] = False,
+    verbose: bool = False,
+) -> None:
+    """Donate this machine: pull tasks from a coordinator, run them, report. Ctrl-C finishes, twice stops."""
+    from worker.loop import Worker, WorkerOptions, default_state_dir, describe_machine
+
+    _setup_logging(verbose)
+    options = WorkerOptions(coordinator=coordinator, state_dir=state_dir or default_state_dir(), slots=slots,
+                            keep_scratch=keep_scratch, **({"name": name} if name else {}))
+    swarm_worker = Worker(options)
+    logging.getLogger("autoswarm.worker").info("machine: %s", describe_machine(swarm_worker.hardware))
+    signals = {"count": 0}
+
+    def on_signal(signum: int, frame: object) -> None:
+        signals["count"] += 1
+        swarm_worker.request_stop(immediate=signals["count"] > 1)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    swarm_worker.run()
+
+
+# -- status, history, best ----------------------------------------------------------------
+
+def status_tables(response: control_pb2.StatusResponse) -> list[Table]:
+    """Studies and workers as rich tables."""
+    studies = Table(title="studies")
+    for col in ("study", "metric", "best", "start", "evaluations", "improvements", "in flight", "champion"):
+        studies.add_column(col)
+    for s in response.studies:
+        budget = f"/{s.max_evaluations}" if s.max_evaluations else ""
+        studies.add_row(s.name, f"{s.metric} ({s.direction[:3]})", _metric(s.has_champion_metric, s.champion_metric),
+                        _metric(s.has_initial_metric, s.initial_metric), f"{s.evaluations}{budget}",
+                        str(s.improvements), str(s.in_flight),
+                        s.champion_hash[:SHORT_HASH] + (f"  [red]{s.error}[/]" if s.error else ""))
+    workers = Table(title="workers")
+    for col in ("worker", "name", "state", "hardware class", "running", "results", "last seen"):
+        workers.add_column(col)
+    now = time.time()
+    for w in response.workers:
+        workers.add_row(w.worker_id, w.name, w.state, w.hardware_class, f"{w.running}/{w.slots}", str(w.results),
+                        f"{now - w.last_seen_unix:.0f}s ago")
+    return [studies, workers]
+
+
+@app.command()
+def status(coordinator: CoordinatorOpt = "127.0.0.1:50051") -> None:
+    """Studies, champions and workers of a coordinator."""
+    try:
+        with ControlClient(coordinator) as control:
+            response = control.status()
+    except ControlError as exc:
+        _fail(str(exc))
+    for table in status_tables(response):
+        console.print(table)
+
+
+def _offline_history(db: Path, study: str) -> control_pb2.HistoryResponse:
+    from coordinator.service import history_row
+    from coordinator.store import Store
+
+    store = Store(db, readonly=True)
+    try:
+        record = store.study(study)
+        if record is None:
+            _fail(f"{db} has no study named {study!r} (it has: {', '.join(s.name for s in store.studies()) or 'none'})")
+        response = control_pb2.HistoryResponse(study=study, metric=record.spec["metric"],
+                                               direction=record.spec["direction"])
+        response.rows.extend(history_row(r) for r in store.results(study))
+        return response
+    finally:
+        store.close()
+
+
+@app.command()
+def history(
+    study: Annotated[str, typer.Option("--study", "-s", help="Study name.")],
+    coordinator: CoordinatorOpt = "127.0.0.1:50051",
+    db: Annotated[Optional[Path], typer.Option(help="Read a coordinator's database file instead.")] = None,
+) -> None:
+    """Every evaluated result as results.tsv (tab-separated, with a header)."""
+    try:
+        if db is not None:
+            response = _offline_history(db, study)
+        else:
+            with ControlClient(coordinator) as control:
+                response = control.history(study)
+    except (ControlError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    sys.stdout.write(results_tsv(response.metric, response.rows))
+
+
+@app.command()
+def best(
+    study: Annotated[str, typer.Option("--study", "-s", help="Study name.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the champion target file.")],
+    coordinator: CoordinatorOpt = "127.0.0.1:50051",
+    db: Annotated[Optional[Path], typer.Option(help="Read a coordinator's database file instead.")] = None,
+) -> None:
+    """Write the current champion of a study to a file."""
+    try:
+        if db is not None:
+            from coordinator.store import Store
+
+            store = Store(db, readonly=True)
+            champion = store.champion(study)
+            version = store.version(study, champion.version) if champion else None
+            store.close()
+            if version is None or champion is None:
+                _fail(f"{db} has no study named {study!r}")
+            content, metric, vhash = version.content, champion.metric, version.hash
+        else:
+            with ControlClient(coordinator) as control:
+                message = control.version(study)
+            content, metric, vhash = message.content, (message.metric if message.has_metric else None), message.hash
+    except (ControlError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_bytes(content)
+    score = f"{metric:.6f}" if metric is not None else "not yet measured"
+    err.print(f"champion {vhash[:SHORT_HASH]} ({score}) written to {output}", highlight=False)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

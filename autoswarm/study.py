@@ -1,0 +1,247 @@
+"""The study file, `study.toml`: parsing and validation.
+
+Every problem is reported as a `StudyError` naming the key, what is wrong and how to fix it,
+because the person reading it is editing a TOML file, not our code.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+STUDY_FILE = "study.toml"
+DIRECTIONS = ("minimize", "maximize")
+COMPARE_MODES = ("absolute",)
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_METRIC_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+
+
+class StudyError(ValueError):
+    """A study file is invalid. The message says which key, what is wrong, and the fix."""
+
+
+@dataclass(frozen=True)
+class AcceptancePolicy:
+    """How the coordinator decides that a candidate beats the champion."""
+
+    quorum: int = 1
+    min_delta: float = 0.0
+    compare: str = "absolute"
+
+
+@dataclass(frozen=True)
+class MutatorConfig:
+    """Which mutator explores this study, and its options (passed through to the mutator)."""
+
+    kind: str = "params"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Study:
+    """A validated `study.toml`."""
+
+    name: str
+    target: str
+    evaluate: str
+    metric: str
+    direction: str
+    time_budget: float
+    timeout: float
+    program: str = "program.md"
+    setup: str = ""
+    exclude: tuple[str, ...] = ()
+    acceptance: AcceptancePolicy = field(default_factory=AcceptancePolicy)
+    mutator: MutatorConfig = field(default_factory=MutatorConfig)
+
+    @property
+    def maximize(self) -> bool:
+        return self.direction == "maximize"
+
+
+_TOP_KEYS = {
+    "name", "target", "program", "evaluate", "setup", "metric", "direction",
+    "time_budget", "timeout", "exclude", "acceptance", "mutator",
+}
+_ACCEPTANCE_KEYS = {"quorum", "min_delta", "compare"}
+_EXAMPLE = {
+    "name": 'name = "quickstart"',
+    "target": 'target = "train.py"',
+    "evaluate": 'evaluate = "python train.py"',
+    "metric": 'metric = "val_loss"',
+    "direction": 'direction = "minimize"',
+    "time_budget": "time_budget = 5",
+    "timeout": "timeout = 60",
+}
+
+
+def _closest(word: str, choices: set[str]) -> str:
+    import difflib
+
+    match = difflib.get_close_matches(word, sorted(choices), n=1)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def _require_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise StudyError(
+                f"{where}unknown key {key!r}{_closest(key, allowed)}: "
+                f"remove it; allowed keys are {', '.join(sorted(allowed))}"
+            )
+
+
+def _string(data: dict[str, Any], key: str, *, required: bool, default: str = "") -> str:
+    if key not in data:
+        if required:
+            raise StudyError(f"{key}: missing required key; add a line like `{_EXAMPLE[key]}`")
+        return default
+    value = data[key]
+    if not isinstance(value, str):
+        raise StudyError(f"{key}: expected a string, got {type(value).__name__} {value!r}; quote it")
+    return value.strip()
+
+
+def _seconds(data: dict[str, Any], key: str) -> float:
+    if key not in data:
+        raise StudyError(f"{key}: missing required key; add a line like `{_EXAMPLE[key]}` (seconds)")
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise StudyError(f"{key}: expected a number of seconds, got {value!r}; write e.g. `{_EXAMPLE[key]}`")
+    if not math.isfinite(value) or value <= 0:
+        raise StudyError(f"{key}: must be a positive number of seconds, got {value!r}; write e.g. `{_EXAMPLE[key]}`")
+    return float(value)
+
+
+def _relative_file(study_dir: Path | None, key: str, value: str, *, must_exist: bool) -> str:
+    path = Path(value)
+    if not value:
+        raise StudyError(f"{key}: is empty; name a file inside the study directory")
+    if path.is_absolute() or ".." in path.parts:
+        raise StudyError(
+            f"{key}: {value!r} points outside the study directory; "
+            "use a path relative to the directory holding study.toml"
+        )
+    if study_dir is not None and must_exist and not (study_dir / path).is_file():
+        raise StudyError(
+            f"{key}: {value!r} does not exist in {study_dir}; "
+            f"create it or fix the name (files there: {_listing(study_dir)})"
+        )
+    return path.as_posix()
+
+
+def _listing(directory: Path) -> str:
+    names = sorted(p.name for p in directory.iterdir() if not p.name.startswith("."))
+    return ", ".join(names[:12]) + (", ..." if len(names) > 12 else "") or "none"
+
+
+def _acceptance(raw: Any) -> AcceptancePolicy:
+    if raw is None:
+        return AcceptancePolicy()
+    if not isinstance(raw, dict):
+        raise StudyError("acceptance: expected a table `[acceptance]`, e.g. `[acceptance]\\nquorum = 1`")
+    _require_keys(raw, _ACCEPTANCE_KEYS, "acceptance: ")
+    quorum = raw.get("quorum", 1)
+    if isinstance(quorum, bool) or not isinstance(quorum, int) or quorum < 1:
+        raise StudyError(f"acceptance.quorum: must be a whole number >= 1, got {quorum!r}; e.g. `quorum = 1`")
+    min_delta = raw.get("min_delta", 0.0)
+    if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) or not math.isfinite(min_delta) or min_delta < 0:
+        raise StudyError(
+            f"acceptance.min_delta: must be a finite number >= 0, got {min_delta!r}; "
+            "it is the smallest improvement that counts, e.g. `min_delta = 0.001`"
+        )
+    compare = raw.get("compare", "absolute")
+    if compare not in COMPARE_MODES:
+        raise StudyError(
+            f"acceptance.compare: unknown mode {compare!r}; use one of {', '.join(COMPARE_MODES)}"
+        )
+    return AcceptancePolicy(quorum=quorum, min_delta=float(min_delta), compare=compare)
+
+
+def _mutator(raw: Any) -> MutatorConfig:
+    if raw is None:
+        return MutatorConfig()
+    if not isinstance(raw, dict):
+        raise StudyError('mutator: expected a table `[mutator]`, e.g. `[mutator]\\nkind = "params"`')
+    kind = raw.get("kind", "params")
+    if not isinstance(kind, str) or not kind:
+        raise StudyError(f'mutator.kind: expected a mutator name such as "params", got {kind!r}')
+    options = {k: v for k, v in raw.items() if k != "kind"}
+    return MutatorConfig(kind=kind, options=options)
+
+
+def parse_study(data: dict[str, Any], study_dir: Path | None = None) -> Study:
+    """Validates the parsed TOML of a study. With `study_dir`, also checks that files exist."""
+    _require_keys(data, _TOP_KEYS, "")
+    name = _string(data, "name", required=True)
+    if not _NAME_RE.match(name):
+        raise StudyError(
+            f"name: {name!r} is not a valid study name; use 1-64 letters, digits, '-', '_' or '.', "
+            "starting with a letter or digit"
+        )
+    target = _relative_file(study_dir, "target", _string(data, "target", required=True), must_exist=True)
+    program = _relative_file(study_dir, "program", _string(data, "program", required=False, default="program.md"),
+                             must_exist="program" in data)
+    if target == program:
+        raise StudyError("program: must not be the target file; agents edit the target and read the program")
+    evaluate = _string(data, "evaluate", required=True)
+    if not evaluate:
+        raise StudyError(f"evaluate: is empty; give the command that prints the metric, e.g. `{_EXAMPLE['evaluate']}`")
+    setup = _string(data, "setup", required=False)
+    metric = _string(data, "metric", required=True)
+    if not _METRIC_RE.match(metric):
+        raise StudyError(f"metric: {metric!r} is not a metric name; use the name the evaluation prints, e.g. `val_loss`")
+    direction = _string(data, "direction", required=True)
+    if direction not in DIRECTIONS:
+        raise StudyError(f'direction: must be "minimize" or "maximize", got {direction!r}')
+    time_budget = _seconds(data, "time_budget")
+    timeout = _seconds(data, "timeout")
+    if timeout < time_budget:
+        raise StudyError(
+            f"timeout: {timeout:g}s is shorter than time_budget {time_budget:g}s; "
+            "the evaluation would be killed before its budget ends: raise timeout"
+        )
+    exclude = data.get("exclude", [])
+    if not isinstance(exclude, list) or not all(isinstance(p, str) for p in exclude):
+        raise StudyError('exclude: expected a list of glob patterns, e.g. `exclude = ["data/*", "*.ckpt"]`')
+    return Study(
+        name=name,
+        target=target,
+        program=program,
+        evaluate=evaluate,
+        setup=setup,
+        metric=metric,
+        direction=direction,
+        time_budget=time_budget,
+        timeout=timeout,
+        exclude=tuple(exclude),
+        acceptance=_acceptance(data.get("acceptance")),
+        mutator=_mutator(data.get("mutator")),
+    )
+
+
+def parse_study_text(text: str, study_dir: Path | None = None) -> Study:
+    """Parses and validates the text of a `study.toml`."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise StudyError(f"study.toml is not valid TOML: {exc}; fix the syntax at that line") from exc
+    return parse_study(data, study_dir)
+
+
+def load_study(study_dir: Path) -> Study:
+    """Reads and validates `study_dir/study.toml`."""
+    study_dir = Path(study_dir)
+    if not study_dir.is_dir():
+        raise StudyError(f"{study_dir}: not a directory; pass the folder that holds study.toml")
+    path = study_dir / STUDY_FILE
+    if not path.is_file():
+        raise StudyError(f"{path}: no study.toml here; create one (see the README's study file reference)")
+    try:
+        return parse_study_text(path.read_text(encoding="utf-8"), study_dir)
+    except StudyError as exc:
+        raise StudyError(f"{path}: {exc}") from None

@@ -1,0 +1,1 @@
+"""The autoswarm coordinator: holds the champion, leases tasks, decides acceptance."""

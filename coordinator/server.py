@@ -1,0 +1,98 @@
+"""Runs the coordinator: the grpc.aio server, the health service, and the lease reaper."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+
+from autoswarm.v1 import control_pb2_grpc, worker_pb2_grpc
+from coordinator.engine import Engine, EngineConfig
+from coordinator.service import ChangeSignal, ControlService, WorkerService
+from coordinator.store import Store
+
+log = logging.getLogger("autoswarm.coordinator")
+
+SERVICE_NAMES = ("autoswarm.v1.WorkerService", "autoswarm.v1.ControlService")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    db: Path
+    listen: str = "127.0.0.1:50051"
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    fsync: bool = False
+    max_message_bytes: int = 80 << 20
+    ready_file: Path | None = None       # written with {"port": N} once serving
+    reap_interval: float = 0.5
+
+
+def _write_ready_file(path: Path, port: int) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps({"port": port, "pid": os.getpid()}))
+    tmp.replace(path)  # atomic: a reader never sees half a file
+
+
+async def _maintain(engine: Engine, interval: float) -> None:
+    """Expires overdue leases and writes worker liveness, forever."""
+    ticks = 0
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            for lease in engine.expire_overdue():
+                log.info("lease %s (%s, %s) expired; its work goes back to the queue", lease.id, lease.study, lease.kind)
+            ticks += 1
+            if ticks % 4 == 0:
+                engine.flush_presence()
+        except Exception:  # a failed tick must not stop the reaper; the next one retries
+            log.exception("maintenance tick failed")
+
+
+async def serve(config: ServerConfig) -> None:
+    """Serves until SIGTERM or SIGINT, then stops gracefully."""
+    store = Store(config.db, fsync=config.fsync)
+    changes = ChangeSignal()
+    engine = Engine(store, config.engine, on_change=changes.notify)
+    options = [
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    server = grpc.aio.server(options=options)
+    worker_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerService(engine, changes), server)
+    control_pb2_grpc.add_ControlServiceServicer_to_server(ControlService(engine), server)
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    port = server.add_insecure_port(config.listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {config.listen}: address in use or invalid")
+    await server.start()
+    for name in ("", *SERVICE_NAMES):
+        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("coordinator serving on %s (port %d), db %s", config.listen, port, config.db)
+    if config.ready_file is not None:
+        _write_ready_file(config.ready_file, port)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    maintenance = asyncio.create_task(_maintain(engine, config.reap_interval))
+    try:
+        await stop.wait()
+    finally:
+        log.info("coordinator stopping")
+        for name in ("", *SERVICE_NAMES):
+            await health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        maintenance.cancel()
+        await server.stop(grace=2.0)
+        engine.flush_presence()
+        store.close()

@@ -1,0 +1,196 @@
+"""gRPC servicers: translate protobuf to engine calls and engine errors to status codes.
+
+Thin on purpose: all decisions live in `engine`, `scheduler` and `acceptance`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
+
+import grpc
+
+from autoswarm import words
+from autoswarm.v1 import common_pb2, control_pb2, control_pb2_grpc, worker_pb2, worker_pb2_grpc
+from coordinator.engine import CoordinatorError, Engine, ResultIn, TaskSpec
+from coordinator.store import ResultRecord, VersionRecord
+
+BUNDLE_CHUNK_BYTES = 1 << 20
+MAX_LEASE_WAIT_SECONDS = 60.0
+T = TypeVar("T")
+
+
+class ChangeSignal:
+    """Wakes long-polling Lease calls when something that may create work has happened."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+    def current(self) -> asyncio.Event:
+        return self._event
+
+
+async def _guard(context: grpc.aio.ServicerContext, call: Callable[[], T]) -> T:
+    """Runs an engine call, turning its refusals into gRPC status codes."""
+    try:
+        return call()
+    except CoordinatorError as exc:
+        await context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
+        raise  # unreachable: abort raises
+
+
+def version_message(version: VersionRecord, metric: float | None = None) -> common_pb2.Version:
+    return common_pb2.Version(
+        study=version.study, hash=version.hash, parent_hash=version.parent, content=version.content,
+        description=version.description, author=version.author, has_metric=metric is not None,
+        metric=metric if metric is not None else 0.0, created_unix=version.created,
+    )
+
+
+def history_row(r: ResultRecord) -> control_pb2.HistoryRow:
+    """One stored result as a row of `autoswarm history` / results.tsv."""
+    return control_pb2.HistoryRow(
+        result_id=r.id, version=r.version, parent=r.parent, kind=r.kind, status=r.decision,
+        has_metric=r.metric is not None, metric=r.metric or 0.0, description=r.description,
+        worker=r.worker_name, hardware_class=r.hardware_class, created_unix=r.created,
+        evaluate_seconds=r.timings.get("evaluate_seconds", 0.0),
+    )
+
+
+def task_message(task: TaskSpec) -> worker_pb2.Task:
+    message = worker_pb2.Task(
+        lease_id=task.lease_id, study=task.study, kind=words.KIND_CODES[task.kind],
+        bundle_hash=task.bundle_hash, bundle_size=task.bundle_size, seed=task.seed,
+        deadline_unix=task.deadline,
+    )
+    if task.parent is not None:
+        message.parent.CopyFrom(version_message(task.parent))
+    if task.candidate is not None:
+        message.candidate.CopyFrom(version_message(task.candidate))
+    return message
+
+
+def result_in(message: worker_pb2.Result) -> ResultIn:
+    status = words.STATUS_WORDS.get(message.status, f"unknown({message.status})")
+    return ResultIn(
+        status=status,
+        metric=message.metric if message.has_metric else None,
+        extra=dict(message.extra_metrics),
+        candidate=bytes(message.candidate),
+        description=message.description,
+        log_tail=message.log_tail,
+        timings={
+            "mutate_seconds": message.mutate_seconds,
+            "evaluate_seconds": message.evaluate_seconds,
+            "setup_seconds": message.setup_seconds,
+        },
+    )
+
+
+class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
+    def __init__(self, engine: Engine, changes: ChangeSignal) -> None:
+        self.engine = engine
+        self.changes = changes
+
+    async def Register(self, request, context):
+        hardware = {
+            "cpu_model": request.hardware.cpu_model[:256],
+            "cpu_cores": request.hardware.cpu_cores,
+            "memory_bytes": request.hardware.memory_bytes,
+            "gpus": [{"index": g.index, "name": g.name[:256], "memory_bytes": g.memory_bytes, "driver": g.driver[:64]}
+                     for g in request.hardware.gpus[:64]],
+            "platform": request.hardware.platform[:256],
+            "python_version": request.hardware.python_version[:64],
+        }
+        worker_id, hw_class = await _guard(context, lambda: self.engine.register(
+            request.worker_id, request.name, hardware, request.slots, list(request.mutators)))
+        return worker_pb2.RegisterResponse(
+            worker_id=worker_id, heartbeat_interval_seconds=self.engine.config.heartbeat_interval,
+            hardware_class=hw_class,
+        )
+
+    async def Lease(self, request, context):
+        wait = min(max(request.wait_seconds, 0.0), MAX_LEASE_WAIT_SECONDS)
+        deadline = asyncio.get_running_loop().time() + wait
+        while True:
+            changed = self.changes.current()  # taken before looking, so no wake-up is missed
+            task = await _guard(context, lambda: self.engine.lease(request.worker_id))
+            if task is not None:
+                return worker_pb2.LeaseResponse(has_task=True, task=task_message(task))
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0 or context.done():
+                return worker_pb2.LeaseResponse(has_task=False)
+            try:
+                await asyncio.wait_for(changed.wait(), remaining)
+            except TimeoutError:
+                return worker_pb2.LeaseResponse(has_task=False)
+
+    async def Heartbeat(self, request, context):
+        cancelled = await _guard(context, lambda: self.engine.heartbeat(
+            request.worker_id, list(request.lease_ids), request.state))
+        return worker_pb2.HeartbeatResponse(cancelled_lease_ids=cancelled)
+
+    async def Report(self, request, context):
+        outcome = await _guard(context, lambda: self.engine.report(
+            request.worker_id, request.lease_id, result_in(request.result)))
+        return worker_pb2.ReportResponse(
+            result_id=outcome.result_id, duplicate=outcome.duplicate, decision=outcome.decision,
+            new_champion=outcome.new_champion,
+        )
+
+    async def Release(self, request, context):
+        released = await _guard(context, lambda: self.engine.release(request.worker_id, list(request.lease_ids)))
+        return worker_pb2.ReleaseResponse(released=released)
+
+    async def FetchBundle(self, request, context) -> AsyncIterator[worker_pb2.BundleChunk]:
+        data = await _guard(context, lambda: self.engine.bundle(request.bundle_hash))
+        for offset in range(0, max(len(data), 1), BUNDLE_CHUNK_BYTES):
+            yield worker_pb2.BundleChunk(data=data[offset:offset + BUNDLE_CHUNK_BYTES], offset=offset,
+                                         total_size=len(data))
+
+
+class ControlService(control_pb2_grpc.ControlServiceServicer):
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def AddStudy(self, request, context):
+        name, bundle_hash, champion, present = await _guard(
+            context, lambda: self.engine.add_study(bytes(request.bundle), request.max_evaluations))
+        return control_pb2.AddStudyResponse(study=name, bundle_hash=bundle_hash, champion_hash=champion,
+                                            already_present=present)
+
+    async def Status(self, request, context):
+        response = control_pb2.StatusResponse()
+        for s in self.engine.study_summaries():
+            response.studies.append(control_pb2.StudyStatus(
+                name=s.name, metric=s.metric, direction=s.direction, champion_hash=s.champion.version,
+                has_champion_metric=s.champion.metric is not None, champion_metric=s.champion.metric or 0.0,
+                evaluations=s.evaluations, improvements=s.improvements, in_flight=s.in_flight,
+                max_evaluations=s.max_evaluations, done=s.done,
+                has_initial_metric=s.initial_metric is not None, initial_metric=s.initial_metric or 0.0,
+                error=s.error,
+            ))
+        for w in self.engine.worker_summaries():
+            response.workers.append(control_pb2.WorkerStatus(
+                worker_id=w.record.id, name=w.record.name, state=w.state,
+                hardware_class=w.record.hardware_class, last_seen_unix=w.last_seen, results=w.results,
+                slots=w.record.slots, running=w.running, mutators=list(w.record.mutators),
+            ))
+        return response
+
+    async def History(self, request, context):
+        rows = await _guard(context, lambda: self.engine.history(request.study))
+        spec = self.engine.study(request.study)
+        response = control_pb2.HistoryResponse(study=spec.name, metric=spec.metric, direction=spec.direction)
+        response.rows.extend(history_row(r) for r in rows)
+        return response
+
+    async def GetVersion(self, request, context):
+        version, metric = await _guard(context, lambda: self.engine.version(request.study, request.hash))
+        return version_message(version, metric)
+

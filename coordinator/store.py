@@ -1,0 +1,412 @@
+"""The coordinator's durable state in SQLite (WAL mode). The only module that speaks SQL.
+
+Every method that changes state commits before it returns, so a caller that acknowledges
+after the call has acknowledged only what is on disk. Changes that belong together (a
+result and the champion it makes) are one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS bundles (
+    hash TEXT PRIMARY KEY, data BLOB NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS studies (
+    name TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,               -- the study.toml as validated, JSON
+    bundle_hash TEXT NOT NULL REFERENCES bundles(hash),
+    max_evaluations INTEGER NOT NULL DEFAULT 0,
+    error TEXT NOT NULL DEFAULT '',   -- set when the study cannot go on (e.g. its baseline always fails)
+    created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS versions (
+    study TEXT NOT NULL, hash TEXT NOT NULL, parent TEXT NOT NULL, content BLOB NOT NULL,
+    description TEXT NOT NULL, author TEXT NOT NULL, created REAL NOT NULL,
+    PRIMARY KEY (study, hash));
+CREATE TABLE IF NOT EXISTS champions (
+    study TEXT NOT NULL, seq INTEGER NOT NULL, version TEXT NOT NULL,
+    metric REAL,                      -- NULL until the version has been evaluated
+    result_id TEXT NOT NULL DEFAULT '', created REAL NOT NULL,
+    PRIMARY KEY (study, seq));
+CREATE TABLE IF NOT EXISTS workers (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, hardware TEXT NOT NULL, hardware_class TEXT NOT NULL,
+    slots INTEGER NOT NULL, mutators TEXT NOT NULL, state TEXT NOT NULL,
+    registered REAL NOT NULL, last_seen REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS leases (
+    id TEXT PRIMARY KEY, study TEXT NOT NULL, worker_id TEXT NOT NULL, kind TEXT NOT NULL,
+    parent TEXT NOT NULL, candidate TEXT NOT NULL, seed INTEGER NOT NULL,
+    issued REAL NOT NULL, deadline REAL NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('active', 'reported', 'expired', 'released')),
+    closed REAL);
+CREATE INDEX IF NOT EXISTS leases_active ON leases (state, deadline);
+CREATE INDEX IF NOT EXISTS leases_worker ON leases (worker_id, state);
+CREATE TABLE IF NOT EXISTS results (
+    id TEXT PRIMARY KEY,              -- equals the lease id: one result per lease
+    study TEXT NOT NULL, kind TEXT NOT NULL, worker_id TEXT NOT NULL, worker_name TEXT NOT NULL,
+    hardware_class TEXT NOT NULL, version TEXT NOT NULL, parent TEXT NOT NULL,
+    status TEXT NOT NULL, metric REAL, extra BLOB NOT NULL, description TEXT NOT NULL,
+    log_tail TEXT NOT NULL, decision TEXT NOT NULL, timings BLOB NOT NULL, created REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS results_study ON results (study, created);
+"""
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    name: str
+    spec: dict[str, Any]
+    bundle_hash: str
+    max_evaluations: int
+    error: str
+    created: float
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    study: str
+    hash: str
+    parent: str
+    content: bytes
+    description: str
+    author: str
+    created: float
+
+
+@dataclass(frozen=True)
+class ChampionRecord:
+    study: str
+    seq: int
+    version: str
+    metric: float | None
+    result_id: str
+    created: float
+
+
+@dataclass(frozen=True)
+class WorkerRecord:
+    id: str
+    name: str
+    hardware: dict[str, Any]
+    hardware_class: str
+    slots: int
+    mutators: tuple[str, ...]
+    state: str
+    registered: float
+    last_seen: float
+
+
+@dataclass(frozen=True)
+class LeaseRecord:
+    id: str
+    study: str
+    worker_id: str
+    kind: str
+    parent: str
+    candidate: str
+    seed: int
+    issued: float
+    deadline: float
+    state: str
+    closed: float | None
+
+
+@dataclass(frozen=True)
+class ResultRecord:
+    id: str
+    study: str
+    kind: str
+    worker_id: str
+    worker_name: str
+    hardware_class: str
+    version: str
+    parent: str
+    status: str
+    metric: float | None
+    extra: dict[str, float]
+    description: str
+    log_tail: str
+    decision: str
+    timings: dict[str, float]
+    created: float
+
+
+@dataclass(frozen=True)
+class StudyCounts:
+    evaluations: int
+    improvements: int
+    in_flight: int
+    failed_baselines: int
+
+
+class Store:
+    """SQLite-backed state. Not thread-safe: one coordinator event loop owns it."""
+
+    def __init__(self, path: Path | str, *, fsync: bool = False, readonly: bool = False) -> None:
+        self.path = str(path)
+        if readonly:
+            if not Path(self.path).is_file():
+                raise FileNotFoundError(f"{self.path}: no such database")
+            self._db = sqlite3.connect(f"file:{Path(self.path).resolve()}?mode=ro", uri=True,
+                                       isolation_level=None, check_same_thread=False)
+            self._db.row_factory = sqlite3.Row
+            return
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves so transactions are explicit.
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode survives a killed process (kill -9); FULL also survives power loss.
+        self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+        row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if row is None:
+            self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif int(row["value"]) != SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self.path} has schema version {row['value']}, this coordinator needs {SCHEMA_VERSION}"
+            )
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic, committed unit of change."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- bundles and studies -------------------------------------------------------------
+
+    def add_study(self, name: str, spec: dict[str, Any], bundle_hash: str, bundle: bytes,
+                  max_evaluations: int, initial: VersionRecord) -> None:
+        """Stores a new study with its bundle and its initial version as champion 0."""
+        now = time.time()
+        with self.transaction() as db:
+            db.execute("INSERT OR IGNORE INTO bundles VALUES (?, ?, ?)", (bundle_hash, bundle, now))
+            db.execute(
+                "INSERT INTO studies (name, spec, bundle_hash, max_evaluations, created) VALUES (?, ?, ?, ?, ?)",
+                (name, json.dumps(spec, sort_keys=True), bundle_hash, max_evaluations, now),
+            )
+            self._insert_version(db, initial)
+            db.execute("INSERT INTO champions VALUES (?, 0, ?, NULL, '', ?)", (name, initial.hash, now))
+
+    def set_study_limit(self, name: str, max_evaluations: int) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE studies SET max_evaluations=? WHERE name=?", (max_evaluations, name))
+
+    def set_study_error(self, name: str, error: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE studies SET error=? WHERE name=?", (error, name))
+
+    def studies(self) -> list[StudyRecord]:
+        rows = self._db.execute("SELECT * FROM studies ORDER BY name").fetchall()
+        return [self._study(r) for r in rows]
+
+    def study(self, name: str) -> StudyRecord | None:
+        row = self._db.execute("SELECT * FROM studies WHERE name=?", (name,)).fetchone()
+        return self._study(row) if row else None
+
+    @staticmethod
+    def _study(row: sqlite3.Row) -> StudyRecord:
+        return StudyRecord(row["name"], json.loads(row["spec"]), row["bundle_hash"],
+                           row["max_evaluations"], row["error"], row["created"])
+
+    def bundle(self, bundle_hash: str) -> bytes | None:
+        row = self._db.execute("SELECT data FROM bundles WHERE hash=?", (bundle_hash,)).fetchone()
+        return bytes(row["data"]) if row else None
+
+    # -- versions and champions -----------------------------------------------------------
+
+    @staticmethod
+    def _insert_version(db: sqlite3.Connection, v: VersionRecord) -> None:
+        db.execute(
+            "INSERT OR IGNORE INTO versions VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (v.study, v.hash, v.parent, v.content, v.description, v.author, v.created),
+        )
+
+    def version(self, study: str, version_hash: str) -> VersionRecord | None:
+        row = self._db.execute("SELECT * FROM versions WHERE study=? AND hash=?", (study, version_hash)).fetchone()
+        if row is None:
+            return None
+        return VersionRecord(row["study"], row["hash"], row["parent"], bytes(row["content"]),
+                             row["description"], row["author"], row["created"])
+
+    def champion(self, study: str) -> ChampionRecord | None:
+        row = self._db.execute(
+            "SELECT * FROM champions WHERE study=? ORDER BY seq DESC LIMIT 1", (study,)
+        ).fetchone()
+        return self._champion(row) if row else None
+
+    def champions(self, study: str) -> list[ChampionRecord]:
+        rows = self._db.execute("SELECT * FROM champions WHERE study=? ORDER BY seq", (study,)).fetchall()
+        return [self._champion(r) for r in rows]
+
+    @staticmethod
+    def _champion(row: sqlite3.Row) -> ChampionRecord:
+        return ChampionRecord(row["study"], row["seq"], row["version"], row["metric"], row["result_id"], row["created"])
+
+    # -- workers --------------------------------------------------------------------------
+
+    def upsert_worker(self, w: WorkerRecord) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO workers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+                "name=excluded.name, hardware=excluded.hardware, hardware_class=excluded.hardware_class, "
+                "slots=excluded.slots, mutators=excluded.mutators, state=excluded.state, last_seen=excluded.last_seen",
+                (w.id, w.name, json.dumps(w.hardware, sort_keys=True), w.hardware_class, w.slots,
+                 json.dumps(list(w.mutators)), w.state, w.registered, w.last_seen),
+            )
+
+    def touch_workers(self, seen: Sequence[tuple[str, str, float]]) -> None:
+        """Records (worker id, state, last seen) for many workers in one commit."""
+        if not seen:
+            return
+        with self.transaction() as db:
+            db.executemany("UPDATE workers SET state=?, last_seen=? WHERE id=?",
+                           [(state, last, wid) for wid, state, last in seen])
+
+    def worker(self, worker_id: str) -> WorkerRecord | None:
+        row = self._db.execute("SELECT * FROM workers WHERE id=?", (worker_id,)).fetchone()
+        return self._worker(row) if row else None
+
+    def workers(self) -> list[WorkerRecord]:
+        return [self._worker(r) for r in self._db.execute("SELECT * FROM workers ORDER BY registered")]
+
+    @staticmethod
+    def _worker(row: sqlite3.Row) -> WorkerRecord:
+        return WorkerRecord(row["id"], row["name"], json.loads(row["hardware"]), row["hardware_class"],
+                            row["slots"], tuple(json.loads(row["mutators"])), row["state"],
+                            row["registered"], row["last_seen"])
+
+    # -- leases ---------------------------------------------------------------------------
+
+    def insert_lease(self, lease: LeaseRecord) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO leases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (lease.id, lease.study, lease.worker_id, lease.kind, lease.parent, lease.candidate,
+                 lease.seed, lease.issued, lease.deadline, lease.state, lease.closed),
+            )
+
+    def lease(self, lease_id: str) -> LeaseRecord | None:
+        row = self._db.execute("SELECT * FROM leases WHERE id=?", (lease_id,)).fetchone()
+        return self._lease(row) if row else None
+
+    def active_leases(self, study: str | None = None) -> list[LeaseRecord]:
+        if study is None:
+            rows = self._db.execute("SELECT * FROM leases WHERE state='active'").fetchall()
+        else:
+            rows = self._db.execute("SELECT * FROM leases WHERE state='active' AND study=?", (study,)).fetchall()
+        return [self._lease(r) for r in rows]
+
+    def leases(self, study: str) -> list[LeaseRecord]:
+        rows = self._db.execute("SELECT * FROM leases WHERE study=? ORDER BY issued", (study,)).fetchall()
+        return [self._lease(r) for r in rows]
+
+    def extend_leases(self, worker_id: str, lease_ids: Sequence[str], deadline_for: dict[str, float]) -> None:
+        """Moves the deadlines of a worker's active leases (heartbeat)."""
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE leases SET deadline=MAX(deadline, ?) WHERE id=? AND worker_id=? AND state='active'",
+                [(deadline_for[lid], lid, worker_id) for lid in lease_ids if lid in deadline_for],
+            )
+
+    def close_leases(self, lease_ids: Sequence[str], state: str, when: float) -> int:
+        """Marks active leases expired or released; returns how many changed."""
+        with self.transaction() as db:
+            cur = db.executemany(
+                "UPDATE leases SET state=?, closed=? WHERE id=? AND state='active'",
+                [(state, when, lid) for lid in lease_ids],
+            )
+            return cur.rowcount
+
+    def overdue_leases(self, now: float) -> list[LeaseRecord]:
+        rows = self._db.execute("SELECT * FROM leases WHERE state='active' AND deadline < ?", (now,)).fetchall()
+        return [self._lease(r) for r in rows]
+
+    def push_active_deadlines(self, not_before: float) -> None:
+        """After a restart: downtime must not count against running leases."""
+        with self.transaction() as db:
+            db.execute("UPDATE leases SET deadline=? WHERE state='active' AND deadline < ?", (not_before, not_before))
+
+    @staticmethod
+    def _lease(row: sqlite3.Row) -> LeaseRecord:
+        return LeaseRecord(row["id"], row["study"], row["worker_id"], row["kind"], row["parent"],
+                           row["candidate"], row["seed"], row["issued"], row["deadline"], row["state"],
+                           row["closed"])
+
+    # -- results --------------------------------------------------------------------------
+
+    def record_result(self, result: ResultRecord, *, candidate: VersionRecord | None,
+                      new_champion: ChampionRecord | None, champion_metric: tuple[str, int, float] | None) -> None:
+        """Stores a result, closes its lease, and applies its consequences, atomically.
+
+        `champion_metric` = (study, seq, metric) sets the score of an existing champion row
+        (its first evaluation); `new_champion` appends to the champion chain.
+        """
+        with self.transaction() as db:
+            if candidate is not None:
+                self._insert_version(db, candidate)
+            db.execute(
+                "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (result.id, result.study, result.kind, result.worker_id, result.worker_name,
+                 result.hardware_class, result.version, result.parent, result.status, result.metric,
+                 msgpack.packb(result.extra), result.description, result.log_tail, result.decision,
+                 msgpack.packb(result.timings), result.created),
+            )
+            db.execute("UPDATE leases SET state='reported', closed=? WHERE id=?", (result.created, result.id))
+            if champion_metric is not None:
+                study, seq, metric = champion_metric
+                db.execute("UPDATE champions SET metric=?, result_id=? WHERE study=? AND seq=? AND metric IS NULL",
+                           (metric, result.id, study, seq))
+            if new_champion is not None:
+                db.execute(
+                    "INSERT INTO champions VALUES (?, ?, ?, ?, ?, ?)",
+                    (new_champion.study, new_champion.seq, new_champion.version, new_champion.metric,
+                     new_champion.result_id, new_champion.created),
+                )
+
+    def result(self, result_id: str) -> ResultRecord | None:
+        row = self._db.execute("SELECT * FROM results WHERE id=?", (result_id,)).fetchone()
+        return self._result(row) if row else None
+
+    def results(self, study: str) -> list[ResultRecord]:
+        rows = self._db.execute("SELECT * FROM results WHERE study=? ORDER BY created, id", (study,)).fetchall()
+        return [self._result(r) for r in rows]
+
+    def count_results_by_worker(self) -> dict[str, int]:
+        return {r[0]: r[1] for r in self._db.execute("SELECT worker_id, COUNT(*) FROM results GROUP BY worker_id")}
+
+    def study_counts(self, study: str) -> StudyCounts:
+        evaluations = self._db.execute("SELECT COUNT(*) FROM results WHERE study=?", (study,)).fetchone()[0]
+        champions = self._db.execute("SELECT COUNT(*) FROM champions WHERE study=?", (study,)).fetchone()[0]
+        in_flight = self._db.execute(
+            "SELECT COUNT(*) FROM leases WHERE study=? AND state='active'", (study,)).fetchone()[0]
+        failed = self._db.execute(
+            "SELECT COUNT(*) FROM results WHERE study=? AND kind='baseline' AND status!='ok'", (study,)).fetchone()[0]
+        return StudyCounts(evaluations, max(champions - 1, 0), in_flight, failed)
+
+    @staticmethod
+    def _result(row: sqlite3.Row) -> ResultRecord:
+        return ResultRecord(
+            row["id"], row["study"], row["kind"], row["worker_id"], row["worker_name"], row["hardware_class"],
+            row["version"], row["parent"], row["status"], row["metric"], msgpack.unpackb(row["extra"]),
+            row["description"], row["log_tail"], row["decision"], msgpack.unpackb(row["timings"]), row["created"],
+        )

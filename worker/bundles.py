@@ -1,0 +1,119 @@
+"""The worker's bundle cache: content-addressed study files, fetched once, set up once.
+
+Layout under the cache root:  bundles/<sha256>/files/...   the unpacked study directory
+                              bundles/<sha256>/setup-ok    present once `setup` succeeded
+                              bundles/<sha256>/setup.log   the setup command's output
+Least-recently-used bundles are evicted when the cache grows past its cap.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from autoswarm.bundle import BundleError, sha256_hex, unpack_bundle, write_files
+
+DEFAULT_CACHE_BYTES = 5 << 30
+
+
+@dataclass(frozen=True)
+class CachedBundle:
+    hash: str
+    root: Path
+    cache_hit: bool
+
+    @property
+    def files(self) -> Path:
+        return self.root / "files"
+
+    @property
+    def setup_marker(self) -> Path:
+        return self.root / "setup-ok"
+
+    @property
+    def setup_failed_marker(self) -> Path:
+        return self.root / "setup-failed"
+
+
+def _tree_size(path: Path) -> int:
+    total = 0
+    for root, _, names in os.walk(path):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+class BundleCache:
+    """Fetches bundles by hash through `fetch(hash) -> chunks` and keeps them on disk."""
+
+    def __init__(self, root: Path, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        self.root = Path(root) / "bundles"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()  # slots share the cache; one fetch per bundle at a time
+
+    def get(self, bundle_hash: str, fetch: Callable[[str], Iterable[bytes]]) -> CachedBundle:
+        """The unpacked bundle, fetched and hash-checked on a miss."""
+        if not bundle_hash or any(c not in "0123456789abcdef" for c in bundle_hash):
+            raise BundleError(f"bad bundle hash {bundle_hash!r}")
+        with self._lock:
+            entry = CachedBundle(bundle_hash, self.root / bundle_hash, cache_hit=True)
+            if (entry.root / "complete").exists():
+                os.utime(entry.root / "complete")  # mark as recently used for LRU
+                return entry
+            data = b"".join(fetch(bundle_hash))
+            if sha256_hex(data) != bundle_hash:
+                raise BundleError(f"bundle {bundle_hash[:12]} failed its hash check; it will be fetched again")
+            files = unpack_bundle(data)
+            staging = Path(tempfile.mkdtemp(dir=self.root, prefix=".fetch-"))
+            write_files(files, staging / "files")
+            (staging / "complete").write_text(str(time.time()))
+            shutil.rmtree(entry.root, ignore_errors=True)
+            staging.rename(entry.root)
+            self._evict(keep=bundle_hash)
+            return CachedBundle(bundle_hash, entry.root, cache_hit=False)
+
+    def copy_to(self, entry: CachedBundle, destination: Path) -> None:
+        """Copies a bundle's files to a scratch directory (under the lock, so eviction waits)."""
+        with self._lock:
+            shutil.copytree(entry.files, destination, symlinks=True)
+            os.utime(entry.root / "complete")
+
+    def setup_once(self, entry: CachedBundle, run_setup: Callable[[Path], tuple[bool, str]]) -> tuple[bool, str, float]:
+        """Runs `run_setup(files_dir)` once per bundle; returns (ok, log tail, seconds spent now).
+
+        A failure is remembered: the same bundle is not set up again on this machine until
+        it is evicted or the worker's cache is cleared, so a broken setup is reported, not
+        retried forever.
+        """
+        with self._lock:
+            if entry.setup_marker.exists():
+                return True, "", 0.0
+            if entry.setup_failed_marker.exists():
+                return False, entry.setup_failed_marker.read_text(errors="replace"), 0.0
+            started = time.monotonic()
+            ok, tail = run_setup(entry.files)
+            (entry.setup_marker if ok else entry.setup_failed_marker).write_text(tail)
+            return ok, tail, time.monotonic() - started
+
+    def _evict(self, keep: str) -> None:
+        entries = [p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        sizes = {p: _tree_size(p) for p in entries}
+        total = sum(sizes.values())
+        by_age = sorted(entries, key=lambda p: (p / "complete").stat().st_mtime if (p / "complete").exists() else 0)
+        for path in by_age:
+            if total <= self.max_bytes:
+                break
+            if path.name == keep:
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+            total -= sizes[path]

@@ -1,0 +1,195 @@
+"""Runs one leased task on this machine and turns what happened into a Result.
+
+explore:  scratch copy of the bundle → parent written to the target → mutator edits →
+          only the target may have changed → evaluation → metric
+baseline: scratch copy → the given version written to the target → evaluation → metric
+Every failure becomes a status in the Result; nothing here raises for a bad study or edit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autoswarm import words
+from autoswarm.bundle import BundleError
+from autoswarm.study import STUDY_FILE, Study, StudyError, load_study
+from autoswarm.v1 import common_pb2, worker_pb2
+from worker.bundles import BundleCache, CachedBundle
+from worker.metric import parse_metric
+from worker.mutators import create_mutator
+from worker.mutators.base import MutationRequest, MutatorError
+from worker.runner import CommandOutcome, run_command
+
+RESULT_FILE = ".autoswarm-result.json"
+_IGNORED_DIRS = {"__pycache__", ".pytest_cache"}
+
+
+@dataclass(frozen=True)
+class ExecutionContext:
+    """What a slot needs to run tasks: where to work and what it may use."""
+
+    cache: BundleCache
+    scratch_root: Path
+    data_root: Path                          # AUTOSWARM_CACHE_DIR per study: datasets survive bundles
+    slot_env: Mapping[str, str] = field(default_factory=dict)
+    mutator_options: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+    log_tail_chars: int = 4000
+    keep_scratch: bool = False
+
+
+def snapshot(directory: Path) -> dict[str, str]:
+    """sha256 of every file under `directory`, by relative path (caches ignored)."""
+    digests: dict[str, str] = {}
+    for root, dirs, names in os.walk(directory):
+        dirs[:] = [d for d in dirs if d not in _IGNORED_DIRS]
+        for name in names:
+            path = Path(root) / name
+            if path.is_symlink():
+                digests[path.relative_to(directory).as_posix()] = "link:" + os.readlink(path)
+            elif path.is_file():
+                digests[path.relative_to(directory).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return digests
+
+
+def changed_paths(before: Mapping[str, str], after: Mapping[str, str]) -> list[str]:
+    """Paths added, removed or modified between two snapshots."""
+    return sorted(p for p in set(before) | set(after) if before.get(p) != after.get(p))
+
+
+def _result(status: str, log_tail: str = "", **fields) -> worker_pb2.Result:
+    return worker_pb2.Result(status=words.STATUS_CODES[status], log_tail=log_tail, **fields)
+
+
+def _study_env(context: ExecutionContext, study: Study, scratch: Path | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(context.slot_env)
+    data_dir = context.data_root / study.name
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env["AUTOSWARM_TIME_BUDGET"] = f"{study.time_budget:g}"
+    env["AUTOSWARM_CACHE_DIR"] = str(data_dir)
+    env["PYTHONUNBUFFERED"] = "1"  # so the log tail shows the last lines even when killed
+    env.pop("AUTOSWARM_RESULT", None)
+    if scratch is not None:
+        env["AUTOSWARM_RESULT"] = str(scratch / RESULT_FILE)
+    return env
+
+
+def _setup(context: ExecutionContext, study: Study, bundle: CachedBundle, log_dir: Path,
+           cancel: threading.Event) -> tuple[bool, str, float]:
+    if not study.setup:
+        return True, "", 0.0
+
+    def run(files: Path) -> tuple[bool, str]:
+        outcome = run_command(study.setup, cwd=files, env=_study_env(context, study, None),
+                              timeout_seconds=max(study.timeout * 10, 600), log_path=log_dir / "setup.log",
+                              tail_chars=context.log_tail_chars, cancel=cancel)
+        ok = outcome.returncode == 0 and not outcome.timed_out and not outcome.cancelled
+        reason = "" if ok else (f"setup `{study.setup}` timed out" if outcome.timed_out
+                                else f"setup `{study.setup}` exited with {outcome.returncode}")
+        return ok, (reason + "\n" + outcome.output_tail).strip()
+
+    return context.cache.setup_once(bundle, run)
+
+
+def evaluate(context: ExecutionContext, study: Study, scratch: Path, log_path: Path,
+             cancel: threading.Event) -> tuple[worker_pb2.Result, CommandOutcome]:
+    """Runs the study's evaluation in `scratch` and classifies the outcome."""
+    outcome = run_command(study.evaluate, cwd=scratch, env=_study_env(context, study, scratch),
+                          timeout_seconds=study.timeout, log_path=log_path,
+                          tail_chars=context.log_tail_chars, cancel=cancel)
+    timing = {"evaluate_seconds": outcome.duration_seconds}
+    if outcome.timed_out:
+        return _result("timeout", f"killed after the {study.timeout:g}s timeout\n{outcome.output_tail}", **timing), outcome
+    if outcome.returncode != 0:
+        return _result("crash", f"exit code {outcome.returncode}\n{outcome.output_tail}", **timing), outcome
+    reading = parse_metric(log_path.read_text(errors="replace"), study.metric, scratch / RESULT_FILE)
+    if reading.status != "ok":
+        tail = f"{reading.detail}\n{outcome.output_tail}"
+        return _result(reading.status, tail, extra_metrics=reading.extra, **timing), outcome
+    return _result("ok", outcome.output_tail, has_metric=True, metric=reading.value,
+                   extra_metrics=reading.extra, **timing), outcome
+
+
+def execute_task(context: ExecutionContext, task: worker_pb2.Task, fetch: Callable[[str], Iterable[bytes]],
+                 cancel: threading.Event, mutators: Iterable[str] = ("params",)) -> worker_pb2.Result:
+    """Runs one task end to end and returns the Result to report."""
+    try:
+        bundle = context.cache.get(task.bundle_hash, fetch)
+    except BundleError as exc:
+        return _result("setup-failed", f"could not get the study bundle: {exc}")
+    try:
+        study = load_study(bundle.files)
+    except StudyError as exc:
+        return _result("setup-failed", f"{STUDY_FILE} in the bundle is invalid: {exc}")
+    scratch = context.scratch_root / task.lease_id
+    log_dir = context.scratch_root / f"{task.lease_id}.logs"
+    shutil.rmtree(scratch, ignore_errors=True)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        ok, setup_tail, setup_seconds = _setup(context, study, bundle, log_dir, cancel)
+        if not ok:
+            return _result("setup-failed", setup_tail, setup_seconds=setup_seconds,
+                           bundle_cache_hit=bundle.cache_hit)
+        context.cache.copy_to(bundle, scratch)
+        target = scratch / study.target
+        common = {"setup_seconds": setup_seconds, "bundle_cache_hit": bundle.cache_hit}
+        if task.kind == common_pb2.TASK_KIND_EXPLORE:
+            target.write_bytes(task.parent.content)
+            edited = _mutate(context, study, task, scratch, cancel, mutators)
+            if isinstance(edited, worker_pb2.Result):
+                edited.MergeFrom(worker_pb2.Result(**common))
+                return edited
+            candidate, description, mutate_seconds = edited
+            common.update(candidate=candidate, description=description, mutate_seconds=mutate_seconds)
+        else:
+            version = task.candidate if task.HasField("candidate") else task.parent
+            target.write_bytes(version.content)
+        result, _ = evaluate(context, study, scratch, log_dir / "evaluate.log", cancel)
+        result.MergeFrom(worker_pb2.Result(**common))
+        return result
+    finally:
+        if not context.keep_scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+            shutil.rmtree(log_dir, ignore_errors=True)
+
+
+def _mutate(context: ExecutionContext, study: Study, task: worker_pb2.Task, scratch: Path,
+            cancel: threading.Event, mutators: Iterable[str]) -> worker_pb2.Result | tuple[bytes, str, float]:
+    """Lets the study's mutator edit the scratch copy; only the target may change."""
+    kind = study.mutator.kind
+    if kind not in set(mutators):
+        return _result("mutator-error", f"this worker cannot run the {kind!r} mutator")
+    options = {**study.mutator.options, **context.mutator_options.get(kind, {})}
+    program_path = scratch / study.program
+    program = program_path.read_text(errors="replace") if program_path.is_file() else ""
+    before = snapshot(scratch)
+    started = time.monotonic()
+    try:
+        mutator = create_mutator(kind, options)
+        outcome = mutator.mutate(MutationRequest(
+            workdir=scratch, target=study.target, program=program, memory=task.memory,
+            seed=task.seed, timeout_seconds=study.timeout, cancel=cancel,
+        ))
+    except (MutatorError, ValueError) as exc:
+        return _result("mutator-error", str(exc), mutate_seconds=time.monotonic() - started)
+    mutate_seconds = time.monotonic() - started
+    others = [p for p in changed_paths(before, snapshot(scratch)) if p != study.target]
+    target = scratch / study.target
+    if others:
+        return _result("tampered", "the mutator changed files other than the target: " + ", ".join(others[:20]),
+                       description=outcome.description, mutate_seconds=mutate_seconds)
+    if not target.is_file():
+        return _result("tampered", f"the mutator deleted the target {study.target}",
+                       description=outcome.description, mutate_seconds=mutate_seconds)
+    candidate = target.read_bytes()
+    if candidate == task.parent.content:
+        return _result("no-change", "the mutator left the target unchanged",
+                       description=outcome.description, mutate_seconds=mutate_seconds)
+    return candidate, outcome.description, mutate_seconds
