@@ -1,0 +1,42 @@
+"""Shared fixtures: real coordinator and worker processes, stopped after each test."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from swarm import CoordinatorProcess, WorkerProcess
+
+# Short leases and heartbeats so that expiry and reconnection happen within a test's time.
+FAST_COORDINATOR = ("--lease-factor", "1", "--lease-grace", "1", "--heartbeat-interval", "0.5")
+
+
+@pytest.fixture
+def start_coordinator(tmp_path: Path) -> Iterator[Callable[..., CoordinatorProcess]]:
+    started: list[CoordinatorProcess] = []
+
+    def start(*args: str, db: Path | None = None) -> CoordinatorProcess:
+        proc = CoordinatorProcess(db=db or tmp_path / "swarm.db", log=tmp_path / "coordinator.log",
+                                  args=args or FAST_COORDINATOR)
+        started.append(proc)
+        return proc.start()
+
+    yield start
+    for proc in started:
+        proc.kill()
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    def start(coordinator: str, name: str, *args: str) -> WorkerProcess:
+        proc = WorkerProcess(coordinator, tmp_path / "workers" / name, name, args)
+        started.append(proc)
+        return proc.start()
+
+    yield start
+    for proc in started:
+        proc.kill()

@@ -1,0 +1,186 @@
+"""Test helpers: real coordinator and worker processes on loopback, and tiny studies."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import grpc
+
+from autoswarm.control import ControlClient
+from autoswarm.v1 import control_pb2, worker_pb2_grpc
+
+T = TypeVar("T")
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.1, what: str = "condition") -> T:
+    """Polls until `predicate()` is truthy; fails the test with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_study(directory: Path, *, name: str = "tiny", direction: str = "maximize", sleep: float = 0.0,
+                timeout: float = 10.0, body: str | None = None, constants: str = "X = 1.0\nY = 3\n",
+                extra_toml: str = "") -> Path:
+    """A study whose score peaks at X=2.5, Y=7; each evaluation sleeps `sleep` seconds first."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "study.toml").write_text(textwrap.dedent(f"""\
+        name = "{name}"
+        target = "target.py"
+        evaluate = "python target.py"
+        metric = "score"
+        direction = "{direction}"
+        time_budget = 1
+        timeout = {timeout}
+        {extra_toml}
+        """))
+    (directory / "program.md").write_text("Maximize score by tuning the constants.\n")
+    default_body = (
+        "import time\n"
+        f"time.sleep({sleep})\n"
+        "print(f\"score: {-(X - 2.5) ** 2 - (Y - 7) ** 2}\")\n"
+    )
+    (directory / "target.py").write_text(constants + (body if body is not None else default_body))
+    return directory
+
+
+@dataclass
+class CoordinatorProcess:
+    """A coordinator subprocess on a fixed loopback port, restartable on the same db."""
+
+    db: Path
+    log: Path
+    port: int = field(default_factory=free_port)
+    args: tuple[str, ...] = ()
+    proc: subprocess.Popen | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> CoordinatorProcess:
+        ready = self.db.with_suffix(".ready")
+        ready.unlink(missing_ok=True)
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "autoswarm", "coordinator", "--db", str(self.db), "--listen", self.address,
+                 "--ready-file", str(ready), *self.args],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for(lambda: ready.exists() or self.proc.poll() is not None, 30, what="coordinator start")
+        if self.proc.poll() is not None:
+            raise AssertionError(f"coordinator exited:\n{self.log.read_text()[-3000:]}")
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to clean up, like a crash or a power cut of the process."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def control(self) -> ControlClient:
+        return ControlClient(self.address, timeout=10)
+
+    def worker_stub(self) -> tuple[grpc.Channel, worker_pb2_grpc.WorkerServiceStub]:
+        channel = grpc.insecure_channel(self.address)
+        return channel, worker_pb2_grpc.WorkerServiceStub(channel)
+
+    def status(self) -> control_pb2.StatusResponse:
+        with self.control() as c:
+            return c.status()
+
+    def study(self, name: str) -> control_pb2.StudyStatus:
+        return next(s for s in self.status().studies if s.name == name)
+
+
+@dataclass
+class WorkerProcess:
+    coordinator: str
+    state_dir: Path
+    name: str
+    args: tuple[str, ...] = ()
+    proc: subprocess.Popen | None = None
+
+    def start(self) -> WorkerProcess:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.state_dir / "worker.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "autoswarm", "worker", "--coordinator", self.coordinator,
+                 "--name", self.name, "--state-dir", str(self.state_dir), *self.args],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    @property
+    def log(self) -> str:
+        return (self.state_dir / "worker.log").read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL the worker and everything it started (its evaluations run in their own groups)."""
+        if self.proc and self.proc.poll() is None:
+            children = _descendants(self.proc.pid)
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            for pid in children:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            self.proc.wait()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def _descendants(pid: int) -> list[int]:
+    """All processes below `pid`, from /proc (Linux)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, stack = [], [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            out.append(child)
+            stack.append(child)
+    return out
+
+
+def ready_port(path: Path) -> int:
+    return int(json.loads(path.read_text())["port"])
