@@ -1,0 +1,120 @@
+"""The engine's state transitions, driven directly with a controllable clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from autoswarm.bundle import pack_directory
+from coordinator.engine import Engine, EngineConfig, InvalidRequest, NotFound, ResultIn, WrongState
+from coordinator.store import Store
+from swarm import write_study
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _ok(metric: float, candidate: bytes = b"", description: str = "") -> ResultIn:
+    return ResultIn("ok", metric, {}, candidate, description, "", {})
+
+
+@pytest.fixture
+def setup(tmp_path):
+    clock = Clock()
+    store = Store(tmp_path / "swarm.db")
+    engine = Engine(store, EngineConfig(lease_factor=1.0, lease_grace=5.0), clock=clock)
+    bundle = pack_directory(write_study(tmp_path / "study", direction="minimize", timeout=10))
+    engine.add_study(bundle.data, max_evaluations=0)
+    worker, _ = engine.register("", "alpha", {"cpu_model": "Test", "cpu_cores": 2, "gpus": []}, 2, ["params"])
+    return engine, clock, worker, tmp_path
+
+
+def test_baseline_first_then_explore_keep_and_discard(setup):
+    engine, clock, worker, _ = setup
+    baseline = engine.lease(worker)
+    assert baseline.kind == "baseline"
+    assert engine.lease(worker) is None, "nothing to explore before the champion is measured"
+    assert engine.report(worker, baseline.lease_id, _ok(10.0)).decision == "baseline"
+    explore = engine.lease(worker)
+    assert explore.kind == "explore" and explore.parent.hash == baseline.candidate.hash
+    assert engine.report(worker, explore.lease_id, _ok(12.0, b"X = 9\n")).decision == "discard"
+    explore = engine.lease(worker)
+    outcome = engine.report(worker, explore.lease_id, _ok(8.0, b"X = 2\n", "X 1 -> 2"))
+    assert outcome.decision == "keep" and outcome.new_champion
+    summary, = engine.study_summaries()
+    assert (summary.champion.metric, summary.initial_metric, summary.improvements, summary.evaluations) == \
+        (8.0, 10.0, 1, 3)
+    assert engine.version("tiny", "")[0].content == b"X = 2\n"
+
+
+def test_an_unchanged_candidate_is_not_an_improvement(setup):
+    engine, _, worker, _ = setup
+    engine.report(worker, engine.lease(worker).lease_id, _ok(10.0))
+    explore = engine.lease(worker)
+    assert engine.report(worker, explore.lease_id, _ok(1.0, explore.parent.content)).decision == "no-change"
+    assert engine.study_summaries()[0].champion.metric == 10.0
+
+
+def test_leases_expire_without_heartbeats_and_heartbeats_keep_them(setup):
+    engine, clock, worker, _ = setup
+    first = engine.lease(worker)
+    clock.now += 14.0
+    assert engine.heartbeat(worker, [first.lease_id, "l-gone"], "working") == ["l-gone"]
+    clock.now += 14.0  # 28 s after the lease, 14 s after the heartbeat: ttl is 10 × 1 + 5 = 15 s
+    assert engine.expire_overdue() == []
+    clock.now += 2.0
+    assert [lease.id for lease in engine.expire_overdue()] == [first.lease_id]
+    with pytest.raises(WrongState, match="expired"):
+        engine.report(worker, first.lease_id, _ok(1.0))
+    again = engine.lease(worker)
+    assert again.kind == "baseline" and again.candidate.hash == first.candidate.hash
+
+
+def test_restart_rebuilds_state_and_does_not_charge_downtime_to_leases(setup):
+    engine, clock, worker, tmp_path = setup
+    engine.report(worker, engine.lease(worker).lease_id, _ok(10.0))
+    running = engine.lease(worker)
+    engine.store.close()
+    clock.now += 3600.0  # the coordinator was down for an hour
+    reborn = Engine(Store(tmp_path / "swarm.db"), EngineConfig(lease_factor=1.0, lease_grace=5.0), clock=clock)
+    assert reborn.expire_overdue() == []
+    summary, = reborn.study_summaries()
+    assert (summary.champion.metric, summary.in_flight, summary.evaluations) == (10.0, 1, 1)
+    assert reborn.report(worker, running.lease_id, _ok(9.0, b"X = 5\n")).decision == "keep"
+
+
+def test_release_returns_work_at_once_and_unknown_things_are_refused(setup):
+    engine, _, worker, _ = setup
+    lease = engine.lease(worker)
+    assert engine.release(worker, [lease.lease_id, "l-other"]) == 1
+    assert engine.study_summaries()[0].in_flight == 0
+    assert engine.lease(worker).kind == "baseline"
+    with pytest.raises(NotFound):
+        engine.lease("w-unknown")
+    with pytest.raises(InvalidRequest, match="not a valid msgpack archive"):
+        engine.add_study(b"\xc1 not msgpack")
+
+def test_budget_stops_new_leases_and_done_waits_for_in_flight(setup):
+    engine, _, worker, tmp_path = setup
+    engine.add_study(pack_directory(tmp_path / "study").data, max_evaluations=2)
+    first = engine.lease(worker)
+    engine.report(worker, first.lease_id, _ok(10.0))
+    second = engine.lease(worker)
+    assert engine.lease(worker) is None, "budget of 2 reached with one in flight"
+    assert not engine.study_summaries()[0].done
+    engine.report(worker, second.lease_id, _ok(11.0, b"X = 3\n"))
+    assert engine.study_summaries()[0].done
+
+
+def test_a_study_whose_champion_always_crashes_stops_with_an_error(setup):
+    engine, _, worker, _ = setup
+    for _ in range(3):
+        lease = engine.lease(worker)
+        engine.report(worker, lease.lease_id, ResultIn("crash", None, {}, b"", "", "Traceback ...", {}))
+    summary, = engine.study_summaries()
+    assert "failed to evaluate 3 times" in summary.error and summary.done
+    assert engine.lease(worker) is None
