@@ -1,0 +1,1 @@
+"""The volunteer client: task loop, mutators, command runner, hardware detection."""

@@ -1,0 +1,52 @@
+"""The mutator contract: given a scratch copy of the study, edit the target in place."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+
+class MutatorError(Exception):
+    """The mutator could not produce an edit; str() is the reason reported to the coordinator."""
+
+
+class MutatorConfigError(MutatorError, ValueError):
+    """The study asks for an unknown mutator or gives it bad options (a study file error)."""
+
+
+@dataclass(frozen=True)
+class MutationRequest:
+    """One edit to make.
+
+    `workdir` is a scratch copy of the study bundle whose target already holds the parent
+    version; `target` is the target's path relative to it. `program` is program.md's text and
+    `memory` what the swarm already tried (both free text, possibly empty).
+    """
+
+    workdir: Path
+    target: str
+    program: str
+    memory: str
+    seed: int
+    timeout_seconds: float
+    cancel: threading.Event | None = None
+
+
+@dataclass(frozen=True)
+class MutationOutcome:
+    """What the mutator did, as one line, e.g. "LR 0.01 -> 0.013, BATCH_SIZE 32 -> 48"."""
+
+    description: str
+
+
+@runtime_checkable
+class Mutator(Protocol):
+    """Edits files in `request.workdir` in place; raises MutatorError when it cannot."""
+
+    kind: str
+
+    def mutate(self, request: MutationRequest) -> MutationOutcome:
+        """Make one edit to the target and describe it."""
+        ...

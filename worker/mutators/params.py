@@ -1,0 +1,370 @@
+"""The offline `params` mutator: nudge a Python target's module-level numeric constants.
+
+autoresearch's `train.py` keeps its hyperparameters as module-level UPPER_CASE constants
+(`MATRIX_LR = 0.04`, `DEPTH = 8`); so do most scripts. This mutator picks one or a few of them
+and perturbs them multiplicatively (log-normal), so that the same relative step means the same
+thing for a learning rate of 3e-4 and a batch size of 512. Only the literal's characters change:
+comments, formatting and everything else stay byte for byte.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import random
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from worker.mutators.base import MutationOutcome, MutationRequest, MutatorConfigError, MutatorError
+
+_CONSTANT_NAME = re.compile(r"^_*[A-Z][A-Z0-9_]*$")
+_LINE_BREAK = re.compile(rb"\r\n|\r|\n")  # what Python's tokenizer counts as a new line
+_BOM = "\ufeff"
+# Ints beyond 2**53 do not survive a float multiply exactly; floats near the ends of the range
+# would overflow or underflow. No hyperparameter lives out there.
+_MAX_INT = 2**53
+_FLOAT_RANGE = (1e-300, 1e300)
+_MAX_DRAWS = 32
+# Re-draws when the drawn edit is already in the swarm memory (someone tried it).
+_MEMORY_ATTEMPTS = 8
+
+
+@dataclass(frozen=True)
+class _Constant:
+    """A perturbable module-level constant and where its literal sits (UTF-8 byte offsets)."""
+
+    name: str
+    magnitude: int | float  # the literal itself; a leading minus is a separate UnaryOp
+    literal_start: int
+    literal_end: int
+    value_start: int  # the whole value expression, minus sign included, for the description
+    value_end: int
+    node: ast.Constant
+
+
+def perturb_constants(
+    source: str,
+    seed: int,
+    max_changes: int = 2,
+    scale: float = 0.3,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+) -> tuple[str, str]:
+    """Perturb 1..`max_changes` module-level UPPER_CASE int/float constants of `source`.
+
+    Returns (new_source, description), e.g. ("...", "LR 0.01 -> 0.013, BATCH_SIZE 32 -> 41").
+    Only `NAME = <number>` and `NAME: T = <number>` at module level count (a leading minus is
+    fine); bools, strings, tuples, expressions, chained or unpacking assignments, constants
+    inside functions or classes, and zero (which has no scale to perturb) are left alone. When
+    a name is assigned several times at module level, only its last assignment is the
+    effective one and only that one is a candidate. Ints stay ints, change by at least 1 and
+    never reach or cross zero; floats are multiplied by exp(N(0, `scale`)) and rounded to 3 (or
+    4) significant digits, always to a different value. `include`, when given, restricts the
+    candidates to those names; `exclude` removes names. Deterministic in (`source`, `seed`).
+
+    Raises MutatorError when `source` is not valid Python or has no candidate.
+    """
+    if max_changes < 1:
+        raise ValueError(f"max_changes must be at least 1, got {max_changes}")
+    if not (math.isfinite(scale) and scale >= 0):
+        raise ValueError(f"scale must be a non-negative number, got {scale}")
+    bom = _BOM if source.startswith(_BOM) else ""
+    body = source[len(bom):]
+    try:
+        tree = ast.parse(body)
+    except SyntaxError as exc:
+        where = f"line {exc.lineno}: " if exc.lineno else ""
+        raise MutatorError(
+            f"target is not valid Python ({where}{exc.msg}); "
+            "the params mutator edits Python constants only"
+        ) from exc
+    except (ValueError, RecursionError) as exc:  # null bytes; absurd nesting
+        raise MutatorError(f"target is not valid Python ({exc})") from exc
+    data = body.encode("utf-8")
+    constants = _find_constants(tree, data)
+    found = [c.name for c in constants]
+    wanted, unwanted = set(include), set(exclude)
+    constants = [c for c in constants if (not wanted or c.name in wanted) and c.name not in unwanted]
+    if not constants:
+        raise MutatorError(_nothing_to_perturb(found, include, exclude))
+
+    rng = random.Random(seed)
+    count = rng.randint(1, min(max_changes, len(constants)))
+    chosen = sorted(rng.sample(constants, count), key=lambda c: c.literal_start)
+
+    edits: list[tuple[_Constant, str]] = []
+    for constant in chosen:
+        old_text = data[constant.literal_start:constant.literal_end].decode("utf-8")
+        if isinstance(constant.magnitude, int):
+            new_text = _format_int(_perturb_int(constant.magnitude, rng, scale), old_text)
+        else:
+            new_text = _perturb_float(constant.magnitude, rng, scale, scientific="e" in old_text.lower())
+        edits.append((constant, new_text))
+
+    new_data = data
+    for constant, new_text in sorted(edits, key=lambda e: -e[0].literal_start):
+        new_data = new_data[:constant.literal_start] + new_text.encode() + new_data[constant.literal_end:]
+    new_body = new_data.decode("utf-8")
+    _check_only_literals_changed(tree, new_body, edits)
+
+    description = ", ".join(_describe(constant, new_text, data) for constant, new_text in edits)
+    return bom + new_body, description
+
+
+@dataclass(frozen=True)
+class ParamsMutator:
+    """The `params` mutator, configured from a study's `[mutator]` table.
+
+    Options: `max_changes` (int >= 1, default 2), `scale` (log-normal sigma > 0, default 0.3),
+    `include` / `exclude` (lists of constant names).
+    """
+
+    kind: ClassVar[str] = "params"
+    OPTIONS: ClassVar[tuple[str, ...]] = ("max_changes", "scale", "include", "exclude")
+
+    max_changes: int = 2
+    scale: float = 0.3
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_changes, bool) or not isinstance(self.max_changes, int) or self.max_changes < 1:
+            raise MutatorConfigError(
+                f"mutator.max_changes: expected an integer >= 1, got {self.max_changes!r}"
+            )
+        if (
+            isinstance(self.scale, bool)
+            or not isinstance(self.scale, (int, float))
+            or not math.isfinite(self.scale)
+            or self.scale <= 0
+        ):
+            raise MutatorConfigError(
+                f"mutator.scale: expected a positive number such as 0.3, got {self.scale!r}"
+            )
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, object]) -> ParamsMutator:
+        """Build from a `[mutator]` table (a `kind` key, if passed along, is ignored)."""
+        unknown = sorted(set(options) - set(cls.OPTIONS) - {"kind"})
+        if unknown:
+            raise MutatorConfigError(
+                f"mutator.{unknown[0]}: unknown option for the params mutator; "
+                f"known options: {', '.join(cls.OPTIONS)}"
+            )
+        return cls(
+            max_changes=options.get("max_changes", 2),  # type: ignore[arg-type]
+            scale=options.get("scale", 0.3),  # type: ignore[arg-type]
+            include=_names_option(options, "include"),
+            exclude=_names_option(options, "exclude"),
+        )
+
+    def mutate(self, request: MutationRequest) -> MutationOutcome:
+        """Perturb the target's constants in place, avoiding edits the swarm memory lists."""
+        if request.cancel is not None and request.cancel.is_set():
+            raise MutatorError("cancelled before the edit")
+        path = request.workdir / request.target
+        try:
+            # Bytes, not text mode: text mode would rewrite \r\n line endings.
+            source = path.read_bytes().decode("utf-8")
+        except FileNotFoundError as exc:
+            raise MutatorError(f"target {request.target} not found in {request.workdir}") from exc
+        except UnicodeDecodeError as exc:
+            raise MutatorError(f"target {request.target} is not UTF-8 text: {exc}") from exc
+        except OSError as exc:
+            raise MutatorError(f"cannot read target {request.target}: {exc}") from exc
+
+        new_source, description = "", ""
+        for attempt in range(_MEMORY_ATTEMPTS):
+            new_source, description = perturb_constants(
+                source,
+                seed=request.seed + attempt * 1_000_003,
+                max_changes=self.max_changes,
+                scale=self.scale,
+                include=self.include,
+                exclude=self.exclude,
+            )
+            if description not in request.memory:
+                break
+        try:
+            path.write_bytes(new_source.encode("utf-8"))
+        except OSError as exc:
+            raise MutatorError(f"cannot write target {request.target}: {exc}") from exc
+        return MutationOutcome(description=description)
+
+
+def _names_option(options: Mapping[str, object], key: str) -> tuple[str, ...]:
+    value = options.get(key, ())
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise MutatorConfigError(
+        f'mutator.{key}: expected a list of constant names such as ["LR", "BATCH_SIZE"], got {value!r}'
+    )
+
+
+def _find_constants(tree: ast.Module, data: bytes) -> list[_Constant]:
+    """The effective perturbable constants of a module, in source order."""
+    line_starts = [0] + [m.end() for m in _LINE_BREAK.finditer(data)]
+
+    def offset(lineno: int, col: int) -> int:
+        return line_starts[lineno - 1] + col  # ast columns are UTF-8 byte offsets
+
+    last: dict[str, _Constant | None] = {}
+    for stmt in tree.body:
+        constant = _literal_assignment(stmt)
+        if constant is not None:
+            name, literal, value = constant
+            last[name] = _Constant(
+                name=name,
+                magnitude=literal.value,
+                literal_start=offset(literal.lineno, literal.col_offset),
+                literal_end=offset(literal.end_lineno or literal.lineno, literal.end_col_offset or 0),
+                value_start=offset(value.lineno, value.col_offset),
+                value_end=offset(value.end_lineno or value.lineno, value.end_col_offset or 0),
+                node=literal,
+            )
+            continue
+        # Any other module-level rebinding makes an earlier literal ineffective.
+        for name in _bound_names(stmt):
+            last[name] = None
+    return sorted((c for c in last.values() if c is not None), key=lambda c: c.literal_start)
+
+
+def _literal_assignment(stmt: ast.stmt) -> tuple[str, ast.Constant, ast.expr] | None:
+    """(name, literal, value) for `NAME = <number>` / `NAME: T = <number>`, else None."""
+    if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+        target, value = stmt.targets[0], stmt.value
+    elif isinstance(stmt, ast.AnnAssign) and stmt.simple and stmt.value is not None:
+        target, value = stmt.target, stmt.value
+    else:
+        return None
+    if not isinstance(target, ast.Name) or not _CONSTANT_NAME.match(target.id):
+        return None
+    literal = value
+    if isinstance(value, ast.UnaryOp) and isinstance(value.op, ast.USub):
+        literal = value.operand
+    if not isinstance(literal, ast.Constant) or not _perturbable(literal.value):
+        return None
+    return target.id, literal, value
+
+
+def _perturbable(value: object) -> bool:
+    if type(value) is int:  # exactly int: bool is an int subclass but not a number here
+        return 0 < value <= _MAX_INT
+    if type(value) is float:
+        return _FLOAT_RANGE[0] <= value <= _FLOAT_RANGE[1]
+    return False
+
+
+def _bound_names(stmt: ast.stmt) -> list[str]:
+    targets: list[ast.expr] = []
+    if isinstance(stmt, ast.Assign):
+        targets = list(stmt.targets)
+    elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
+        targets = [stmt.target]
+    names: list[str] = []
+    for target in targets:
+        names.extend(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+    return names
+
+
+def _perturb_int(old: int, rng: random.Random, scale: float) -> int:
+    """A different positive int near `old` (a magnitude >= 1) on a log scale; 1 may become 2."""
+    factor = math.exp(rng.gauss(0.0, scale))
+    new = round(old * factor)
+    if new == old:
+        new = old + (1 if factor >= 1 else -1)
+    if new < 1:
+        new = old + 1
+    if new >= 1000:
+        # Three significant digits, as for floats: 1342 -> 1340, like a person would write it.
+        unit = 10 ** (len(str(new)) - 3)
+        rounded = (new + unit // 2) // unit * unit
+        if rounded != old:
+            new = rounded
+    return new
+
+
+def _perturb_float(old: float, rng: random.Random, scale: float, scientific: bool) -> str:
+    """The literal text of a float near `old` (> 0) that differs from it."""
+    for _ in range(_MAX_DRAWS):
+        target = old * math.exp(rng.gauss(0.0, scale))
+        if not _FLOAT_RANGE[0] <= target <= _FLOAT_RANGE[1]:
+            continue
+        for digits in (3, 4):
+            text = _format_float(target, digits, scientific)
+            if float(text) != old:
+                return text
+    # Only reachable with a tiny `scale`: step instead of drawing.
+    for step in (1.001, 1.01, 1.1, 2.0):
+        text = _format_float(old * step, 4, scientific)
+        if float(text) != old:
+            return text
+    raise MutatorError(f"could not find a value different from {old!r}")
+
+
+def _format_float(value: float, digits: int, scientific: bool) -> str:
+    """`value` to `digits` significant digits, as a float literal (`1.3e-3` if `scientific`)."""
+    if scientific:
+        mantissa, exponent = f"{value:.{digits - 1}e}".split("e")
+        if "." in mantissa:
+            mantissa = mantissa.rstrip("0").rstrip(".")
+        return f"{mantissa}e{int(exponent)}"
+    return repr(float(f"{value:.{digits}g}"))  # repr of a float always reads back as a float
+
+
+def _format_int(value: int, old_text: str) -> str:
+    """`value` written the way the old literal was (hex/octal/binary prefix, `_` separators)."""
+    prefix = old_text[:2] if old_text[:2].lower() in ("0x", "0o", "0b") else ""
+    spec = {"0x": "x", "0o": "o", "0b": "b"}.get(prefix.lower(), "d")
+    if "_" in old_text:
+        spec = "_" + spec
+    digits = format(value, spec)
+    if prefix and any(ch.isupper() for ch in old_text[2:]):
+        digits = digits.upper()
+    return prefix + digits
+
+
+def _describe(constant: _Constant, new_text: str, data: bytes) -> str:
+    old_value = data[constant.value_start:constant.value_end]
+    before = data[constant.value_start:constant.literal_start]
+    after = data[constant.literal_end:constant.value_end]
+    new_value = before + new_text.encode() + after
+    # Collapse whitespace so the description stays one line even for `-\n 3`.
+    old_shown = " ".join(old_value.decode("utf-8").split())
+    new_shown = " ".join(new_value.decode("utf-8").split())
+    return f"{constant.name} {old_shown} -> {new_shown}"
+
+
+def _check_only_literals_changed(
+    tree: ast.Module, new_body: str, edits: Sequence[tuple[_Constant, str]]
+) -> None:
+    """Guard against writing a broken target: the new AST must equal the old one but for the
+    edited literals."""
+    try:
+        new_tree = ast.parse(new_body)
+    except SyntaxError as exc:  # a bug here must not reach the evaluation
+        raise MutatorError(f"internal error: the edit broke the target ({exc})") from exc
+    originals = [(c.node, c.node.value) for c, _ in edits]
+    try:
+        for constant, new_text in edits:
+            constant.node.value = ast.literal_eval(new_text)
+        same = ast.dump(tree) == ast.dump(new_tree)
+    finally:
+        for node, value in originals:
+            node.value = value
+    if not same:
+        raise MutatorError("internal error: the edit changed more than the chosen constants")
+
+
+def _nothing_to_perturb(found: Sequence[str], include: Sequence[str], exclude: Sequence[str]) -> str:
+    if not found:
+        return (
+            "no module-level UPPER_CASE int or float constant to perturb in the target "
+            "(the params mutator needs lines such as `LEARNING_RATE = 0.01` or `BATCH_SIZE = 32`)"
+        )
+    return (
+        f"no constant left to perturb after include={list(include)} exclude={list(exclude)}; "
+        f"the target has: {', '.join(found)}"
+    )
