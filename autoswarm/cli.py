@@ -111,16 +111,20 @@ def coordinator(
     heartbeat_interval: Annotated[float, typer.Option(min=0.2, help="Seconds between worker heartbeats.")] = 5.0,
     fsync: Annotated[bool, typer.Option(help="fsync every commit (survive power loss, not only crashes).")] = False,
     ready_file: Annotated[Optional[Path], typer.Option(help="Write {\"port\": N} here once serving.")] = None,
+    max_message_bytes: Annotated[int, typer.Option(min=1024, help="Largest gRPC message accepted.")] = 80 << 20,
+    max_target_bytes: Annotated[int, typer.Option(min=1024, help="Largest target file (candidate) accepted.")] = 1 << 20,
     verbose: bool = False,
 ) -> None:
     """Run a coordinator: holds the champions, leases tasks, decides acceptance."""
-    from coordinator.engine import EngineConfig
+    from coordinator.engine import EngineConfig, Limits
     from coordinator.server import ServerConfig, serve
 
     _setup_logging(verbose)
     config = ServerConfig(db=db, listen=listen, fsync=fsync, ready_file=ready_file,
+                          max_message_bytes=max_message_bytes,
                           engine=EngineConfig(lease_factor=lease_factor, lease_grace=lease_grace,
-                                              heartbeat_interval=heartbeat_interval))
+                                              heartbeat_interval=heartbeat_interval,
+                                              limits=Limits(max_target_bytes=max_target_bytes)))
     try:
         asyncio.run(serve(config))
     except OSError as exc:
