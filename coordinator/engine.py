@@ -19,6 +19,7 @@ from autoswarm.bundle import BundleError, sha256_hex, unpack_bundle
 from autoswarm.hardware_class import hardware_class
 from autoswarm.study import STUDY_FILE, Study, StudyError, parse_study, parse_study_text
 from coordinator import acceptance, scheduler
+from coordinator.events import EngineEvents, NoEvents
 from coordinator.store import (
     ChampionRecord,
     LeaseRecord,
@@ -106,6 +107,7 @@ class ResultIn:
     description: str
     log_tail: str
     timings: Mapping[str, float]
+    cache_hit: bool = False
 
 
 @dataclass(frozen=True)
@@ -202,9 +204,11 @@ class Engine:
     """State transitions of the swarm. Every public method is one request."""
 
     def __init__(self, store: Store, config: EngineConfig | None = None,
-                 clock: Callable[[], float] = time.time, on_change: Callable[[], None] = lambda: None) -> None:
+                 clock: Callable[[], float] = time.time, on_change: Callable[[], None] = lambda: None,
+                 events: EngineEvents | None = None) -> None:
         self.store = store
         self.config = config or EngineConfig()
+        self.events: EngineEvents = events or NoEvents()
         self._clock = clock
         self._on_change = on_change
         self._studies: dict[str, _StudyState] = {}
@@ -361,6 +365,7 @@ class Engine:
         state.active[lease.id] = lease
         running.add(lease.id)
         self._presence[worker_id].state = "working"
+        self.events.lease_granted(choice.study, choice.kind)
         return TaskSpec(
             lease_id=lease.id, study=choice.study, kind=choice.kind, bundle_hash=state.record.bundle_hash,
             bundle_size=state.bundle_size,
@@ -411,6 +416,7 @@ class Engine:
             lease = self._active_lease(lease_id)
             if lease is not None:
                 self._forget_lease(lease)
+                self.events.leases_closed(lease.study, lease.kind, "released")
         if released:
             self._on_change()
         return released
@@ -423,6 +429,7 @@ class Engine:
             self.store.close_leases([lease.id for lease in overdue], "expired", now)
             for lease in overdue:
                 self._forget_lease(lease)
+                self.events.leases_closed(lease.study, lease.kind, "expired")
             self._on_change()
         return overdue
 
@@ -489,6 +496,12 @@ class Engine:
         if new_champion is not None:
             state.champion = new_champion
             state.improvements += 1
+        self.events.result_recorded(state.spec.name, lease.kind, record.status, record.decision,
+                                    record.hardware_class, record.timings, result.cache_hit)
+        if champion_metric is not None:
+            self.events.champion_changed(state.spec.name, champion_metric[2], improvement=False)
+        if new_champion is not None and new_champion.metric is not None:
+            self.events.champion_changed(state.spec.name, new_champion.metric, improvement=True)
         if lease.kind == "baseline" and record.status != "ok":
             state.failed_baselines += 1
             if state.failed_baselines >= MAX_FAILED_BASELINES and state.champion.metric is None:

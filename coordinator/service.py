@@ -89,6 +89,7 @@ def result_in(message: worker_pb2.Result) -> ResultIn:
             "evaluate_seconds": message.evaluate_seconds,
             "setup_seconds": message.setup_seconds,
         },
+        cache_hit=message.bundle_cache_hit,
     )
 
 

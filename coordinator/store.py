@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,8 +152,10 @@ class StudyCounts:
 class Store:
     """SQLite-backed state. Not thread-safe: one coordinator event loop owns it."""
 
-    def __init__(self, path: Path | str, *, fsync: bool = False, readonly: bool = False) -> None:
+    def __init__(self, path: Path | str, *, fsync: bool = False, readonly: bool = False,
+                 on_commit: Callable[[float], None] = lambda seconds: None) -> None:
         self.path = str(path)
+        self._on_commit = on_commit
         if readonly:
             if not Path(self.path).is_file():
                 raise FileNotFoundError(f"{self.path}: no such database")
@@ -184,6 +186,7 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One atomic, committed unit of change."""
+        started = time.perf_counter()
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
@@ -191,6 +194,7 @@ class Store:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+        self._on_commit(time.perf_counter() - started)
 
     # -- bundles and studies -------------------------------------------------------------
 
