@@ -15,7 +15,7 @@ from typing import Any
 
 STUDY_FILE = "study.toml"
 DIRECTIONS = ("minimize", "maximize")
-COMPARE_MODES = ("absolute",)
+COMPARE_MODES = ("paired", "absolute")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _METRIC_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
@@ -30,7 +30,9 @@ class AcceptancePolicy:
 
     quorum: int = 1
     min_delta: float = 0.0
-    compare: str = "absolute"
+    compare: str = "absolute"      # "paired": against the champion's baseline on the same hardware class
+    noise_sigmas: float = 2.0      # an improvement must exceed this many noise σ
+    baseline_runs: int = 2         # baseline measurements per champion and hardware class (paired)
 
 
 @dataclass(frozen=True)
@@ -50,10 +52,11 @@ class Study:
     evaluate: str
     metric: str
     direction: str
-    time_budget: float
+    time_budget: float | None
     timeout: float
     program: str = "program.md"
     setup: str = ""
+    setup_network: bool = False            # the sandbox lets `setup` (only) reach the network
     exclude: tuple[str, ...] = ()
     acceptance: AcceptancePolicy = field(default_factory=AcceptancePolicy)
     mutator: MutatorConfig = field(default_factory=MutatorConfig)
@@ -64,10 +67,10 @@ class Study:
 
 
 _TOP_KEYS = {
-    "name", "target", "program", "evaluate", "setup", "metric", "direction",
+    "name", "target", "program", "evaluate", "setup", "setup_network", "metric", "direction",
     "time_budget", "timeout", "exclude", "acceptance", "mutator",
 }
-_ACCEPTANCE_KEYS = {"quorum", "min_delta", "compare"}
+_ACCEPTANCE_KEYS = {"quorum", "min_delta", "compare", "noise_sigmas", "baseline_runs"}
 _EXAMPLE = {
     "name": 'name = "quickstart"',
     "target": 'target = "train.py"',
@@ -139,9 +142,11 @@ def _listing(directory: Path) -> str:
     return ", ".join(names[:12]) + (", ..." if len(names) > 12 else "") or "none"
 
 
-def _acceptance(raw: Any) -> AcceptancePolicy:
+def _acceptance(raw: Any, has_time_budget: bool) -> AcceptancePolicy:
+    # Under a fixed time budget scores depend on the hardware, so compare like with like.
+    default_compare = "paired" if has_time_budget else "absolute"
     if raw is None:
-        return AcceptancePolicy()
+        return AcceptancePolicy(compare=default_compare)
     if not isinstance(raw, dict):
         raise StudyError("acceptance: expected a table `[acceptance]`, e.g. `[acceptance]\\nquorum = 1`")
     _require_keys(raw, _ACCEPTANCE_KEYS, "acceptance: ")
@@ -154,12 +159,24 @@ def _acceptance(raw: Any) -> AcceptancePolicy:
             f"acceptance.min_delta: must be a finite number >= 0, got {min_delta!r}; "
             "it is the smallest improvement that counts, e.g. `min_delta = 0.001`"
         )
-    compare = raw.get("compare", "absolute")
+    compare = raw.get("compare", default_compare)
     if compare not in COMPARE_MODES:
         raise StudyError(
-            f"acceptance.compare: unknown mode {compare!r}; use one of {', '.join(COMPARE_MODES)}"
+            f'acceptance.compare: unknown mode {compare!r}; use "paired" (scores depend on the hardware) '
+            'or "absolute" (hardware-independent metric)'
         )
-    return AcceptancePolicy(quorum=quorum, min_delta=float(min_delta), compare=compare)
+    noise_sigmas = raw.get("noise_sigmas", 2.0)
+    if isinstance(noise_sigmas, bool) or not isinstance(noise_sigmas, (int, float)) \
+            or not math.isfinite(noise_sigmas) or noise_sigmas < 0:
+        raise StudyError(f"acceptance.noise_sigmas: must be a number >= 0, got {noise_sigmas!r}; e.g. `noise_sigmas = 2`")
+    baseline_runs = raw.get("baseline_runs", 2)
+    if isinstance(baseline_runs, bool) or not isinstance(baseline_runs, int) or not 1 <= baseline_runs <= 20:
+        raise StudyError(
+            f"acceptance.baseline_runs: must be a whole number from 1 to 20, got {baseline_runs!r}; "
+            "it is how often each hardware class measures each champion, e.g. `baseline_runs = 2`"
+        )
+    return AcceptancePolicy(quorum=quorum, min_delta=float(min_delta), compare=compare,
+                            noise_sigmas=float(noise_sigmas), baseline_runs=baseline_runs)
 
 
 def _mutator(raw: Any) -> MutatorConfig:
@@ -192,15 +209,21 @@ def parse_study(data: dict[str, Any], study_dir: Path | None = None) -> Study:
     if not evaluate:
         raise StudyError(f"evaluate: is empty; give the command that prints the metric, e.g. `{_EXAMPLE['evaluate']}`")
     setup = _string(data, "setup", required=False)
+    setup_network = data.get("setup_network", False)
+    if not isinstance(setup_network, bool):
+        raise StudyError(
+            f"setup_network: expected true or false, got {setup_network!r}; "
+            "write `setup_network = true` to let setup download data (evaluations never get the network)"
+        )
     metric = _string(data, "metric", required=True)
     if not _METRIC_RE.match(metric):
         raise StudyError(f"metric: {metric!r} is not a metric name; use the name the evaluation prints, e.g. `val_loss`")
     direction = _string(data, "direction", required=True)
     if direction not in DIRECTIONS:
         raise StudyError(f'direction: must be "minimize" or "maximize", got {direction!r}')
-    time_budget = _seconds(data, "time_budget")
+    time_budget = _seconds(data, "time_budget") if "time_budget" in data else None
     timeout = _seconds(data, "timeout")
-    if timeout < time_budget:
+    if time_budget is not None and timeout < time_budget:
         raise StudyError(
             f"timeout: {timeout:g}s is shorter than time_budget {time_budget:g}s; "
             "the evaluation would be killed before its budget ends: raise timeout"
@@ -214,12 +237,13 @@ def parse_study(data: dict[str, Any], study_dir: Path | None = None) -> Study:
         program=program,
         evaluate=evaluate,
         setup=setup,
+        setup_network=setup_network,
         metric=metric,
         direction=direction,
         time_budget=time_budget,
         timeout=timeout,
         exclude=tuple(exclude),
-        acceptance=_acceptance(data.get("acceptance")),
+        acceptance=_acceptance(data.get("acceptance"), time_budget is not None),
         mutator=_mutator(data.get("mutator")),
     )
 

@@ -30,7 +30,18 @@ KIND_WORDS: dict[int, str] = {
 KIND_CODES: dict[str, int] = {word: code for code, word in KIND_WORDS.items()}
 
 # Decisions the coordinator records beside a result.
-KEEP = "keep"            # became the champion
-DISCARD = "discard"      # evaluated fine, not better
-BASELINE = "baseline"    # measured the champion
-NO_CHANGE = "no-change"  # the candidate equals its parent
+KEEP = "keep"                      # became the champion
+DISCARD = "discard"                # evaluated fine, not better
+BASELINE = "baseline"              # measured the champion on this worker's hardware class
+NO_CHANGE = "no-change"            # the candidate equals its parent
+DUPLICATE = "duplicate"            # the same candidate was claimed before
+CLAIM = "claim"                    # beat the champion; waits for independent verification
+REJECTED = "rejected"              # a claim that verification refuted
+CONFIRM = "confirm"                # a verification that reproduced the claimed improvement
+REFUTE = "refute"                  # a verification that did not
+VERIFY_LATE = "verify-late"        # a verification of a claim already decided
+IGNORED = "ignored"                # a claim from a quarantined worker
+STALE_MERGED = "stale-merged"      # beat its old parent; replayed onto the champion as a new claim
+STALE_CONFLICT = "stale-conflict"  # beat its old parent, but its edit conflicts with the champion
+STALE_INCLUDED = "stale-included"  # beat its old parent; the champion already holds the same edit
+UNJUDGED = "unjudged"              # no reference score on this hardware class to judge against

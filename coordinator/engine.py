@@ -20,8 +20,11 @@ from autoswarm.hardware_class import hardware_class
 from autoswarm.study import STUDY_FILE, Study, StudyError, parse_study, parse_study_text
 from coordinator import acceptance, scheduler
 from coordinator.events import EngineEvents, NoEvents
+from coordinator.merge import merge3
+from coordinator.study_state import PendingClaim, StudyState
 from coordinator.store import (
     ChampionRecord,
+    ClaimRecord,
     LeaseRecord,
     ResultRecord,
     Store,
@@ -94,6 +97,7 @@ class TaskSpec:
     candidate: VersionRecord | None
     seed: int
     deadline: float
+    claim: str = ""
 
 
 @dataclass(frozen=True)
@@ -118,31 +122,32 @@ class ReportOutcome:
     new_champion: bool
 
 
-@dataclass
-class _StudyState:
-    """In-memory mirror of one study; rebuilt from the store at start."""
+@dataclass(frozen=True)
+class LineageEntry:
+    """One champion of the chain, with the evidence that made it champion."""
 
-    record: StudyRecord
-    spec: Study
-    bundle_size: int
     champion: ChampionRecord
-    evaluations: int
-    improvements: int
-    failed_baselines: int
-    initial_metric: float | None
-    active: dict[str, LeaseRecord] = field(default_factory=dict)
+    version: VersionRecord
+    claimed_by: str
+    verified_by: tuple[str, ...]
+    deltas: Mapping[str, float]        # mean improvement per hardware class over the previous champion
 
-    def view(self) -> scheduler.StudyView:
-        return scheduler.StudyView(
-            name=self.spec.name,
-            mutator_kind=self.spec.mutator.kind,
-            champion_measured=self.champion.metric is not None,
-            baseline_in_flight=sum(1 for lease in self.active.values() if lease.kind == "baseline"),
-            in_flight=len(self.active),
-            evaluations=self.evaluations,
-            max_evaluations=self.record.max_evaluations,
-            blocked=bool(self.record.error),
-        )
+
+@dataclass
+class _Judgement:
+    """What one report changes, gathered before the single commit that applies it."""
+
+    record: ResultRecord
+    versions: list[VersionRecord] = field(default_factory=list)
+    claims: list[ClaimRecord] = field(default_factory=list)
+    decisions: list[tuple[str, str]] = field(default_factory=list)
+    new_champion: ChampionRecord | None = None
+    champion_metric: tuple[str, int, float] | None = None
+    sample: tuple[str, str, float] | None = None          # (version, class, value) for the noise model
+    accepted: PendingClaim | None = None
+    resolved: list[tuple[PendingClaim, str]] = field(default_factory=list)  # (claim, "accepted"/"rejected"/...)
+    opened: list[PendingClaim] = field(default_factory=list)
+    funnel: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -164,11 +169,13 @@ class StudySummary:
     in_flight: int
     max_evaluations: int
     error: str
+    pending_claims: int = 0
 
     @property
     def done(self) -> bool:
         return bool(self.error) or (
             self.max_evaluations > 0 and self.evaluations >= self.max_evaluations and self.in_flight == 0
+            and self.pending_claims == 0
         )
 
 
@@ -179,6 +186,7 @@ class WorkerSummary:
     last_seen: float
     running: int
     results: int
+    trust: acceptance.Trust = acceptance.Trust()
 
 
 def _study_from_record(record: StudyRecord) -> Study:
@@ -189,14 +197,17 @@ def study_spec_dict(study: Study) -> dict[str, Any]:
     """The study as plain data (what the store keeps), parseable again by `parse_study`."""
     data: dict[str, Any] = {
         "name": study.name, "target": study.target, "program": study.program, "evaluate": study.evaluate,
-        "metric": study.metric, "direction": study.direction, "time_budget": study.time_budget,
+        "metric": study.metric, "direction": study.direction,
         "timeout": study.timeout, "exclude": list(study.exclude),
         "acceptance": {"quorum": study.acceptance.quorum, "min_delta": study.acceptance.min_delta,
-                       "compare": study.acceptance.compare},
+                       "compare": study.acceptance.compare, "noise_sigmas": study.acceptance.noise_sigmas,
+                       "baseline_runs": study.acceptance.baseline_runs},
         "mutator": {"kind": study.mutator.kind, **study.mutator.options},
     }
     if study.setup:
         data["setup"] = study.setup
+    if study.time_budget is not None:
+        data["time_budget"] = study.time_budget
     return data
 
 
@@ -211,10 +222,11 @@ class Engine:
         self.events: EngineEvents = events or NoEvents()
         self._clock = clock
         self._on_change = on_change
-        self._studies: dict[str, _StudyState] = {}
+        self._studies: dict[str, StudyState] = {}
         self._presence: dict[str, _Presence] = {}
         self._workers: dict[str, WorkerRecord] = {w.id: w for w in store.workers()}
         self._running: dict[str, set[str]] = {}
+        self._trust: dict[str, acceptance.Trust] = {}
         now = clock()
         # Time the coordinator was down must not count against leases that were running.
         store.push_active_deadlines(now + self.config.lease_grace)
@@ -223,20 +235,54 @@ class Engine:
 
     # -- studies --------------------------------------------------------------------------
 
-    def _load_study(self, record: StudyRecord) -> _StudyState:
+    def _load_study(self, record: StudyRecord) -> StudyState:
+        """Rebuilds a study's in-memory state from the store."""
         spec = _study_from_record(record)
-        champion = self.store.champion(record.name)
-        assert champion is not None, f"study {record.name} has no champion row"
-        counts = self.store.study_counts(record.name)
         chain = self.store.champions(record.name)
+        assert chain, f"study {record.name} has no champion row"
+        counts = self.store.study_counts(record.name)
         bundle = self.store.bundle(record.bundle_hash) or b""
-        state = _StudyState(record, spec, len(bundle), champion, counts.evaluations, counts.improvements,
-                            counts.failed_baselines, chain[0].metric if chain else None)
+        state = StudyState(record, spec, len(bundle), chain[-1], counts.evaluations, counts.improvements,
+                           counts.failed_baselines, chain[0].metric)
+        state.scores = {c.version: c.metric for c in chain if c.metric is not None}
         for lease in self.store.active_leases(record.name):
             state.active[lease.id] = lease
             self._running.setdefault(lease.worker_id, set()).add(lease.id)
+        owner_of = {w.id: w.owner for w in self._workers.values()}
+        claims = self.store.claims(record.name)
+        state.claimed_versions = {c.version for c in claims}
+        for claim in claims:
+            if claim.state == "pending":
+                state.claims[claim.id] = PendingClaim(claim)
+            elif claim.origin == "explore":
+                self._trust_add(claim.claimant_worker, claim.state)
+        for result in self.store.results(record.name):
+            if result.status == "ok" and result.kind == "baseline" and result.metric is not None \
+                    and not self.trust(result.worker_id).quarantined:
+                state.samples.add(result.version, result.hardware_class, result.worker_id, result.metric)
+            pending = state.claims.get(result.claim)
+            if pending is not None and result.improvement is not None and result.metric is not None:
+                pending.measurements.append(acceptance.Measurement(
+                    result.worker_id, owner_of.get(result.worker_id, ""), result.hardware_class, result.metric,
+                    result.improvement, result.threshold or 0.0, result.decision in ("claim", "confirm", "keep")))
+            elif pending is not None and result.kind == "verify" and result.status != "ok":
+                pending.failures += 1
+        for lease in state.active.values():
+            if lease.claim in state.claims:
+                state.claims[lease.claim].in_flight.add(lease.id)
         self._studies[record.name] = state
         return state
+
+    def _trust_add(self, worker_id: str, outcome: str) -> None:
+        trust = self._trust.get(worker_id, acceptance.Trust())
+        if outcome == "accepted":
+            trust = replace(trust, confirmed=trust.confirmed + 1)
+        elif outcome == "rejected":
+            trust = replace(trust, refuted=trust.refuted + 1)
+        self._trust[worker_id] = trust
+
+    def trust(self, worker_id: str) -> acceptance.Trust:
+        return self._trust.get(worker_id, acceptance.Trust())
 
     def add_study(self, bundle: bytes, max_evaluations: int = 0) -> tuple[str, str, str, bool]:
         """Adds a study from its bundle; returns (name, bundle hash, champion hash, already present)."""
@@ -289,7 +335,7 @@ class Engine:
     # -- workers --------------------------------------------------------------------------
 
     def register(self, worker_id: str, name: str, hardware: dict[str, Any], slots: int,
-                 mutators: Sequence[str]) -> tuple[str, str]:
+                 mutators: Sequence[str], owner: str = "") -> tuple[str, str]:
         """Registers a worker (or refreshes a known one); returns (worker id, hardware class)."""
         if not name or len(name) > 128:
             raise InvalidRequest("worker name must be 1-128 characters")
@@ -307,7 +353,7 @@ class Engine:
             id=known.id if known else "w-" + secrets.token_hex(8),
             name=name, hardware=hardware, hardware_class=hw_class, slots=slots,
             mutators=tuple(dict.fromkeys(mutators)), state="idle",
-            registered=known.registered if known else now, last_seen=now,
+            registered=known.registered if known else now, last_seen=now, owner=owner,
         )
         self.store.upsert_worker(record)
         self._workers[record.id] = record
@@ -339,39 +385,59 @@ class Engine:
 
     # -- leases ---------------------------------------------------------------------------
 
+    def _live(self, worker_id: str, now: float) -> bool:
+        presence = self._presence.get(worker_id)
+        return presence is not None and now - presence.last_seen <= 3 * self.config.heartbeat_interval + 5
+
     def lease(self, worker_id: str) -> TaskSpec | None:
         """Leases the next task for this worker, or None when there is none right now."""
         worker = self._known_worker(worker_id)
         self._seen(worker_id)
+        now = self._clock()
         running = self._running.setdefault(worker_id, set())
+        cls = worker.hardware_class
+        members = frozenset(w.id for w in self._workers.values() if w.hardware_class == cls)
+        live = frozenset(w for w in members if self._live(w, now))
+        live_classes = frozenset(w.hardware_class for w in self._workers.values()
+                                 if self._live(w.id, now) and not self.trust(w.id).quarantined)
+        trust = self.trust(worker_id)
         choice = scheduler.choose_task(
-            [s.view() for s in self._studies.values()],
-            scheduler.WorkerView(frozenset(worker.mutators), len(running), worker.slots),
+            [s.view(worker_id, cls, members, live, live_classes) for s in self._studies.values()],
+            scheduler.WorkerView(worker_id, frozenset(worker.mutators), len(running), worker.slots,
+                                 worker.owner, trust.quarantined, trust.may_verify, cls),
         )
         if choice is None:
             return None
         state = self._studies[choice.study]
         champion = self.store.version(choice.study, state.champion.version)
         assert champion is not None
-        now = self._clock()
+        parent, candidate, claim_id = champion, champion, ""
+        if choice.kind == scheduler.VERIFY:
+            pending = state.claims[choice.claim_id]
+            candidate = self.store.version(choice.study, pending.record.version)
+            parent = self.store.version(choice.study, pending.record.parent) or champion
+            assert candidate is not None
+            claim_id = pending.record.id
         lease = LeaseRecord(
             id="l-" + secrets.token_hex(10), study=choice.study, worker_id=worker_id, kind=choice.kind,
-            parent=champion.hash if choice.kind == "explore" else champion.parent,
-            candidate=champion.hash if choice.kind == "baseline" else "",
+            parent=parent.hash if choice.kind != scheduler.BASELINE else champion.parent,
+            candidate="" if choice.kind == scheduler.EXPLORE else candidate.hash,
             seed=secrets.randbits(62), issued=now, deadline=now + self.config.lease_ttl(state.spec),
-            state="active", closed=None,
+            state="active", closed=None, claim=claim_id,
         )
         self.store.insert_lease(lease)
         state.active[lease.id] = lease
+        if claim_id:
+            state.claims[claim_id].in_flight.add(lease.id)
         running.add(lease.id)
         self._presence[worker_id].state = "working"
         self.events.lease_granted(choice.study, choice.kind)
         return TaskSpec(
             lease_id=lease.id, study=choice.study, kind=choice.kind, bundle_hash=state.record.bundle_hash,
             bundle_size=state.bundle_size,
-            parent=champion if choice.kind == "explore" else None,
-            candidate=champion if choice.kind == "baseline" else None,
-            seed=lease.seed, deadline=lease.deadline,
+            parent=parent if choice.kind == scheduler.EXPLORE else None,
+            candidate=None if choice.kind == scheduler.EXPLORE else candidate,
+            seed=lease.seed, deadline=lease.deadline, claim=claim_id,
         )
 
     def heartbeat(self, worker_id: str, lease_ids: Sequence[str], state: str) -> list[str]:
@@ -404,7 +470,10 @@ class Engine:
         return None
 
     def _forget_lease(self, lease: LeaseRecord) -> None:
-        self._studies[lease.study].active.pop(lease.id, None)
+        state = self._studies[lease.study]
+        state.active.pop(lease.id, None)
+        if lease.claim in state.claims:
+            state.claims[lease.claim].in_flight.discard(lease.id)
         self._running.get(lease.worker_id, set()).discard(lease.id)
 
     def release(self, worker_id: str, lease_ids: Sequence[str]) -> int:
@@ -479,87 +548,255 @@ class Engine:
         result = self._validate(result)
         state = self._studies[lease.study]
         now = self._clock()
-        if lease.kind == "explore":
-            outcome = self._judge_explore(state, lease, worker, result, now)
+        if lease.kind == scheduler.EXPLORE:
+            judgement = self._judge_explore(state, lease, worker, result, now)
+        elif lease.kind == scheduler.VERIFY:
+            judgement = self._judge_verify(state, lease, worker, result, now)
         else:
-            outcome = self._judge_baseline(state, lease, worker, result, now)
-        record, candidate, new_champion, champion_metric = outcome
-        self.store.record_result(record, candidate=candidate, new_champion=new_champion,
-                                 champion_metric=champion_metric)
-        # The store has committed; now the in-memory mirror may follow.
+            judgement = self._judge_baseline(state, lease, worker, result, now)
+        if judgement.accepted is not None:
+            self._accept(state, judgement, now)
+        record = judgement.record
+        self.store.record_result(record, versions=judgement.versions, claims=judgement.claims,
+                                 decisions=judgement.decisions, new_champion=judgement.new_champion,
+                                 champion_metric=judgement.champion_metric)
+        self._apply(state, lease, judgement, result)
+        return ReportOutcome(record.id, False, record.decision, judgement.new_champion is not None)
+
+    def _apply(self, state: StudyState, lease: LeaseRecord, judgement: _Judgement, result: ResultIn) -> None:
+        """Brings memory in line with what the store has just committed."""
+        record = judgement.record
         self._forget_lease(lease)
         state.evaluations += 1
-        if champion_metric is not None and state.champion.seq == champion_metric[1]:
-            state.champion = replace(state.champion, metric=champion_metric[2], result_id=record.id)
+        if judgement.sample is not None:
+            state.samples.add(judgement.sample[0], judgement.sample[1], record.worker_id, judgement.sample[2])
+        if judgement.champion_metric is not None and state.champion.seq == judgement.champion_metric[1]:
+            metric = judgement.champion_metric[2]
+            state.champion = replace(state.champion, metric=metric, result_id=record.id)
+            state.scores[state.champion.version] = metric
             if state.champion.seq == 0:
-                state.initial_metric = champion_metric[2]
-        if new_champion is not None:
-            state.champion = new_champion
+                state.initial_metric = metric
+        for pending in judgement.opened:
+            state.claims[pending.record.id] = pending
+            state.claimed_versions.add(pending.record.version)
+        for pending, outcome in judgement.resolved:
+            state.claims.pop(pending.record.id, None)
+            if pending.record.origin == "explore":
+                self._trust_add(pending.record.claimant_worker, outcome)
+        if judgement.new_champion is not None:
+            state.champion = judgement.new_champion
             state.improvements += 1
-        self.events.result_recorded(state.spec.name, lease.kind, record.status, record.decision,
-                                    record.hardware_class, record.timings, result.cache_hit)
-        if champion_metric is not None:
-            self.events.champion_changed(state.spec.name, champion_metric[2], improvement=False)
-        if new_champion is not None and new_champion.metric is not None:
-            self.events.champion_changed(state.spec.name, new_champion.metric, improvement=True)
-        if lease.kind == "baseline" and record.status != "ok":
+            if judgement.new_champion.metric is not None:
+                state.scores[judgement.new_champion.version] = judgement.new_champion.metric
+        if lease.kind == scheduler.BASELINE and record.status != "ok":
             state.failed_baselines += 1
-            if state.failed_baselines >= MAX_FAILED_BASELINES and state.champion.metric is None:
+            if state.failed_baselines >= MAX_FAILED_BASELINES and state.champion.version not in state.scores:
                 error = (f"the champion failed to evaluate {state.failed_baselines} times "
                          f"(last: {record.status}); fix the study and add it under a new name")
                 self.store.set_study_error(state.spec.name, error)
                 state.record = replace(state.record, error=error)
+        self.events.result_recorded(state.spec.name, lease.kind, record.status, record.decision,
+                                    record.hardware_class, record.timings, result.cache_hit)
+        for outcome in judgement.funnel:
+            self.events.claim(state.spec.name, outcome)
+        if judgement.champion_metric is not None:
+            self.events.champion_changed(state.spec.name, judgement.champion_metric[2], improvement=False)
+        if judgement.new_champion is not None and judgement.new_champion.metric is not None:
+            self.events.champion_changed(state.spec.name, judgement.new_champion.metric, improvement=True)
         self._on_change()
-        return ReportOutcome(record.id, False, record.decision, new_champion is not None)
 
     def _base_record(self, lease: LeaseRecord, worker: WorkerRecord, result: ResultIn, now: float,
-                     version: str, decision: str) -> ResultRecord:
+                     version: str, decision: str, **judged: Any) -> ResultRecord:
         return ResultRecord(
             id=lease.id, study=lease.study, kind=lease.kind, worker_id=worker.id, worker_name=worker.name,
             hardware_class=worker.hardware_class, version=version, parent=lease.parent, status=result.status,
             metric=result.metric, extra=dict(result.extra), description=result.description,
-            log_tail=result.log_tail, decision=decision, timings=dict(result.timings), created=now,
+            log_tail=result.log_tail, decision=decision, timings=dict(result.timings), created=now, **judged,
         )
 
-    def _judge_baseline(self, state: _StudyState, lease: LeaseRecord, worker: WorkerRecord,
-                        result: ResultIn, now: float):
+    def _judge_baseline(self, state: StudyState, lease: LeaseRecord, worker: WorkerRecord,
+                        result: ResultIn, now: float) -> _Judgement:
         decision = words.BASELINE if result.status == "ok" else result.status
-        record = self._base_record(lease, worker, result, now, lease.candidate, decision)
-        champion_metric = None
-        if (result.status == "ok" and state.champion.version == lease.candidate
-                and state.champion.metric is None and result.metric is not None):
-            champion_metric = (state.spec.name, state.champion.seq, result.metric)
-        return record, None, None, champion_metric
+        judgement = _Judgement(self._base_record(lease, worker, result, now, lease.candidate, decision))
+        if result.status != "ok" or result.metric is None:
+            return judgement
+        if not self.trust(worker.id).quarantined:
+            judgement.sample = (lease.candidate, worker.hardware_class, result.metric)
+        if state.champion.version == lease.candidate and lease.candidate not in state.scores:
+            judgement.champion_metric = (state.spec.name, state.champion.seq, result.metric)
+        return judgement
 
-    def _judge_explore(self, state: _StudyState, lease: LeaseRecord, worker: WorkerRecord,
-                       result: ResultIn, now: float):
-        candidate = None
-        version = ""
-        if result.candidate:
-            version = sha256_hex(result.candidate)
-            candidate = VersionRecord(state.spec.name, version, lease.parent, result.candidate,
-                                      result.description, f"{worker.name}/{state.spec.mutator.kind}", now)
+    def _measure(self, state: StudyState, parent: str, worker: WorkerRecord,
+                 value: float) -> tuple[acceptance.Verdict, acceptance.Measurement] | None:
+        """Judges one run of a candidate against its parent's score on this worker's class."""
+        reference = state.reference(parent, worker.hardware_class)
+        if reference is None:
+            return None
+        score, sigma, runs = reference
+        verdict = acceptance.judge(state.spec.acceptance, state.spec.direction, score, value, sigma, runs)
+        return verdict, acceptance.Measurement(worker.id, worker.owner, worker.hardware_class, value,
+                                               verdict.improvement, verdict.threshold, verdict.accept)
+
+    def _judge_explore(self, state: StudyState, lease: LeaseRecord, worker: WorkerRecord,
+                       result: ResultIn, now: float) -> _Judgement:
+        version = sha256_hex(result.candidate) if result.candidate else ""
+        versions = [VersionRecord(state.spec.name, version, lease.parent, result.candidate, result.description,
+                                  f"{worker.name}/{state.spec.mutator.kind}", now)] if version else []
+
+        def done(decision: str, **judged: Any) -> _Judgement:
+            return _Judgement(self._base_record(lease, worker, result, now, version, decision, **judged),
+                              versions=versions)
+
         if result.status != "ok":
-            return self._base_record(lease, worker, result, now, version, result.status), candidate, None, None
+            return done(result.status)
         if not result.candidate:
             raise InvalidRequest("an ok explore result must carry the candidate it evaluated")
         if version == lease.parent:
-            return self._base_record(lease, worker, result, now, version, words.NO_CHANGE), candidate, None, None
-        champion = state.champion
-        assert champion.metric is not None and result.metric is not None  # explore needs a measured champion
-        verdict = acceptance.judge(state.spec.acceptance, state.spec.direction, champion.metric, result.metric)
+            return done(words.NO_CHANGE)
+        if version in state.claimed_versions:
+            return done(words.DUPLICATE)
+        assert result.metric is not None
+        measured = self._measure(state, lease.parent, worker, result.metric)
+        if measured is None:
+            return done(words.UNJUDGED)
+        verdict, measurement = measured
+        judged = {"improvement": verdict.improvement, "threshold": verdict.threshold}
         if not verdict.accept:
-            return self._base_record(lease, worker, result, now, version, words.DISCARD), candidate, None, None
-        record = self._base_record(lease, worker, result, now, version, words.KEEP)
-        new_champion = ChampionRecord(state.spec.name, champion.seq + 1, version, result.metric, record.id, now)
-        return record, candidate, new_champion, None
+            return done(words.DISCARD, **judged)
+        if self.trust(worker.id).quarantined:
+            return done(words.IGNORED, **judged)
+        if lease.parent != state.champion.version:
+            # Beat its parent, but the champion moved on: replay the edit onto the champion.
+            parent = self.store.version(state.spec.name, lease.parent)
+            assert parent is not None
+            judgement = done(words.STALE_MERGED, **judged)
+            judgement.record = replace(judgement.record, decision=self._merge_onto_champion(
+                state, judgement, parent.content, result.candidate, result.description, worker.id, now))
+            return judgement
+        claim = ClaimRecord(f"c-{lease.id[2:]}", state.spec.name, version, lease.parent, "explore", worker.id,
+                            lease.id, "pending", "", now)
+        pending = PendingClaim(claim, [measurement])
+        judgement = done(words.CLAIM, claim=claim.id, **judged)
+        judgement.claims.append(claim)
+        judgement.funnel.append("claimed")
+        self._settle(state, pending, judgement, now)
+        if pending.record.state == "pending":
+            judgement.opened.append(pending)
+        return judgement
+
+    def _judge_verify(self, state: StudyState, lease: LeaseRecord, worker: WorkerRecord,
+                      result: ResultIn, now: float) -> _Judgement:
+        pending = state.claims.get(lease.claim)
+        judgement = _Judgement(self._base_record(lease, worker, result, now, lease.candidate, result.status,
+                                                 claim=lease.claim))
+        if pending is None:
+            judgement.record = replace(judgement.record, decision=words.VERIFY_LATE)
+            return judgement
+        if result.status != "ok" or result.metric is None:
+            pending.failures += 1
+            self._settle(state, pending, judgement, now)
+            return judgement
+        measured = self._measure(state, pending.record.parent, worker, result.metric)
+        if measured is None:
+            judgement.record = replace(judgement.record, decision=words.UNJUDGED)
+            return judgement
+        verdict, measurement = measured
+        pending.measurements.append(measurement)
+        judgement.record = replace(judgement.record, decision=words.CONFIRM if verdict.accept else words.REFUTE,
+                                   improvement=verdict.improvement, threshold=verdict.threshold)
+        judgement.funnel.append("verified" if verdict.accept else "refuted")
+        self._settle(state, pending, judgement, now)
+        return judgement
+
+    def _settle(self, state: StudyState, pending: PendingClaim, judgement: _Judgement, now: float) -> None:
+        """Applies the acceptance rule to a claim after a new measurement or failure."""
+        outcome = acceptance.claim_outcome(state.spec.acceptance, pending.measurements, pending.failures)
+        if outcome == "pending":
+            return
+        if outcome == "accepted":
+            judgement.accepted = pending
+            return
+        reason = "; ".join(
+            f"{m.hardware_class}: {m.value:.6g} ({'+' if m.improvement >= 0 else ''}{m.improvement:.3g}, "
+            f"needed > {m.threshold:.3g})" for m in pending.measurements if not m.confirms
+        ) or f"failed to evaluate {pending.failures} times on other workers"
+        # Only an exaggerated claim costs its claimant trust; noise-level misses are "unconfirmed".
+        lied = acceptance.discrepant(pending.measurements, pending.record.claimant_worker)
+        verdict = "rejected" if lied else "unconfirmed"
+        claim = replace(pending.record, state=verdict, reason=f"refuted: {reason}", decided=now)
+        pending.record = claim
+        judgement.claims.append(claim)
+        judgement.resolved.append((pending, verdict))
+        if claim.claimant_result:
+            judgement.decisions.append((claim.claimant_result, words.REJECTED))
+
+    def _accept(self, state: StudyState, judgement: _Judgement, now: float) -> None:
+        """Makes an accepted claim the champion; open claims on the old champion are replayed onto it."""
+        pending = judgement.accepted
+        assert pending is not None
+        claim = replace(pending.record, state="accepted", decided=now,
+                        reason=f"confirmed by {acceptance.independent(pending.measurements)} independent measurement(s)")
+        pending.record = claim
+        judgement.claims.append(claim)
+        judgement.resolved.append((pending, "accepted"))
+        judgement.funnel.append("accepted")
+        if claim.claimant_result == judgement.record.id:
+            judgement.record = replace(judgement.record, decision=words.KEEP)
+        elif claim.claimant_result:
+            judgement.decisions.append((claim.claimant_result, words.KEEP))
+        judgement.new_champion = ChampionRecord(
+            state.spec.name, state.champion.seq + 1, claim.version,
+            acceptance.champion_score(state.spec.acceptance, pending.measurements), judgement.record.id, now)
+        # The new champion may be this very report's candidate, not committed yet.
+        champion = next((v for v in judgement.versions if v.hash == claim.version), None) \
+            or self.store.version(state.spec.name, claim.version)
+        assert champion is not None
+        for other in list(state.claims.values()):
+            if other.record.id == claim.id:
+                continue
+            superseded = replace(other.record, state="superseded", decided=now,
+                                 reason=f"the champion moved to {claim.version[:12]} first")
+            other.record = superseded
+            judgement.claims.append(superseded)
+            judgement.resolved.append((other, "superseded"))
+            parent = self.store.version(state.spec.name, other.record.parent)
+            edited = self.store.version(state.spec.name, other.record.version)
+            if parent is not None and edited is not None:
+                self._merge_onto_champion(state, judgement, parent.content, edited.content, edited.description,
+                                          other.record.claimant_worker, now, champion=champion)
+
+    def _merge_onto_champion(self, state: StudyState, judgement: _Judgement, parent: bytes, edited: bytes,
+                             description: str, claimant: str, now: float,
+                             champion: VersionRecord | None = None) -> str:
+        """Replays parent→edited onto the champion; a clean merge becomes a new claim to verify.
+
+        Returns the decision word for the result that triggered it.
+        """
+        champion = champion or self.store.version(state.spec.name, state.champion.version)
+        assert champion is not None
+        merged = merge3(parent, champion.content, edited)
+        if merged.content is None:
+            judgement.funnel.append("stale-conflict")
+            return words.STALE_CONFLICT
+        version = sha256_hex(merged.content)
+        if version == champion.hash or version in state.claimed_versions \
+                or any(c.version == version for c in judgement.claims):
+            return words.STALE_INCLUDED
+        judgement.versions.append(VersionRecord(state.spec.name, version, champion.hash, merged.content,
+                                                f"merge: {description}", "coordinator/merge", now))
+        claim = ClaimRecord(f"c-m{secrets.token_hex(9)}", state.spec.name, version, champion.hash, "merge",
+                            claimant, "", "pending", "", now)
+        judgement.claims.append(claim)
+        judgement.opened.append(PendingClaim(claim))
+        return words.STALE_MERGED
 
     # -- reading --------------------------------------------------------------------------
 
     def study_summaries(self) -> list[StudySummary]:
         return [
             StudySummary(s.spec.name, s.spec.metric, s.spec.direction, s.champion, s.initial_metric,
-                         s.evaluations, s.improvements, len(s.active), s.record.max_evaluations, s.record.error)
+                         s.evaluations, s.improvements, len(s.active), s.record.max_evaluations, s.record.error,
+                         len(s.claims))
             for s in sorted(self._studies.values(), key=lambda s: s.spec.name)
         ]
 
@@ -572,10 +809,13 @@ class Engine:
             presence = self._presence.get(worker.id)
             last_seen = presence.last_seen if presence else worker.last_seen
             state = presence.state if presence else worker.state
+            trust = self.trust(worker.id)
             if now - last_seen > offline_after:
                 state = "offline"
+            elif trust.quarantined:
+                state = "quarantined"
             out.append(WorkerSummary(worker, state, last_seen, len(self._running.get(worker.id, ())),
-                                     counts.get(worker.id, 0)))
+                                     counts.get(worker.id, 0), trust))
         return out
 
     def study(self, name: str) -> Study:
@@ -583,6 +823,29 @@ class Engine:
         if state is None:
             raise NotFound(f"no study named {name!r}; `autoswarm status` lists the studies")
         return state.spec
+
+    def lineage(self, name: str) -> list[LineageEntry]:
+        """The champion chain with who claimed and who verified each step."""
+        self.study(name)
+        names = {w.id: w.name for w in self._workers.values()}
+        owners = {w.id: w.owner for w in self._workers.values()}
+        results = self.store.results(name)
+        claims = {c.version: c for c in self.store.claims(name) if c.state == "accepted"}
+        entries = []
+        for champion in self.store.champions(name):
+            version = self.store.version(name, champion.version)
+            assert version is not None
+            claim = claims.get(champion.version)
+            measured = [r for r in results if claim is not None and r.claim == claim.id and r.improvement is not None]
+            deltas = acceptance.class_deltas([
+                acceptance.Measurement(r.worker_id, owners.get(r.worker_id, ""), r.hardware_class, r.metric or 0.0,
+                                       r.improvement or 0.0, r.threshold or 0.0, True) for r in measured])
+            claimed_by = names.get(claim.claimant_worker, claim.claimant_worker) if claim else ""
+            if claim is not None and claim.origin == "merge":
+                claimed_by = f"merge of {claimed_by}'s edit" if claimed_by else "merge"
+            verified_by = tuple(r.worker_name for r in measured if r.kind == "verify" and r.decision == words.CONFIRM)
+            entries.append(LineageEntry(champion, version, claimed_by, verified_by, deltas))
+        return entries
 
     def history(self, name: str) -> list[ResultRecord]:
         self.study(name)

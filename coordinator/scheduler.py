@@ -1,65 +1,132 @@
 """Which task a worker gets next. Pure policy over a snapshot of the studies.
 
-Priority: a champion that has never been measured gets its baseline first; then explore.
-Across studies, fair share: the study with the least work in flight goes first.
+Priority (DESIGN.md §4): verify before baseline before explore. A worker whose hardware
+class has no complete baseline of the champion measures it first, because nothing it
+reports can be judged without one. Across studies, fair share: the study with the least
+work in flight goes first.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+VERIFY, BASELINE, EXPLORE = "verify", "baseline", "explore"
+_TIER = {VERIFY: 0, BASELINE: 1, EXPLORE: 2}
+
+
+@dataclass(frozen=True)
+class VerifyNeed:
+    """A claim that still needs independent measurements."""
+
+    claim_id: str
+    needed: int                               # confirmations still missing, minus those in flight
+    excluded_workers: frozenset[str] = frozenset()
+    excluded_owners: frozenset[str] = frozenset()
+    # Classes that measured the claim already. Measurements in one class share that class's
+    # baseline, so one unlucky baseline can make a null edit look good twice; a verifier from
+    # another class is preferred while one is connected.
+    measured_classes: frozenset[str] = frozenset()
+    other_classes_live: bool = False
+
+
+@dataclass(frozen=True)
+class ClassBaseline:
+    """The champion's baseline in the asking worker's hardware class."""
+
+    done: int
+    in_flight: int
+    target: int                               # runs wanted (more while the class's noise is unknown)
+    measured_by: frozenset[str] = frozenset()  # workers that measured it or are measuring it
+    others_available: bool = False            # live workers of this class that have not measured it yet
 
 
 @dataclass(frozen=True)
 class StudyView:
-    """What the scheduler needs to know about one study."""
+    """What the scheduler needs to know about one study, seen from the asking worker."""
 
     name: str
     mutator_kind: str
-    champion_measured: bool
-    baseline_in_flight: int
+    paired: bool
+    champion_measured: bool                   # absolute: the champion has a score
+    baseline_in_flight: int                   # absolute: baselines of the champion in flight
     in_flight: int
     evaluations: int
-    max_evaluations: int      # 0: unbounded
-    blocked: bool = False     # the study has an error and takes no work
+    max_evaluations: int                      # 0: unbounded (limits explore only)
+    class_baseline: ClassBaseline = field(default_factory=lambda: ClassBaseline(0, 0, 0))
+    verify: tuple[VerifyNeed, ...] = ()
+    blocked: bool = False                     # the study has an error and takes no work
 
 
 @dataclass(frozen=True)
 class WorkerView:
     """What the scheduler needs to know about the worker asking."""
 
+    worker_id: str
     mutators: frozenset[str]
     running: int
     slots: int
+    owner: str = ""
+    quarantined: bool = False
+    may_verify: bool = True
+    hardware_class: str = ""
 
 
 @dataclass(frozen=True)
 class Assignment:
     study: str
-    kind: str                 # "baseline" or "explore"
+    kind: str                                 # "verify", "baseline" or "explore"
+    claim_id: str = ""
 
 
 def budget_left(study: StudyView) -> bool:
-    """Whether a new task would stay within the study's evaluation budget."""
+    """Whether a new explore task would stay within the study's evaluation budget."""
     return study.max_evaluations <= 0 or study.evaluations + study.in_flight < study.max_evaluations
+
+
+def _baseline_wanted(study: StudyView, worker: WorkerView) -> tuple[bool, bool]:
+    """(this worker should measure a baseline now, the class baseline is complete)."""
+    if not study.paired:
+        return (not study.champion_measured and study.baseline_in_flight == 0), study.champion_measured
+    cb = study.class_baseline
+    complete = cb.done >= cb.target
+    if cb.done + cb.in_flight >= cb.target:
+        return False, complete
+    # Distinct workers when the class has several; a lone worker repeats its own baseline.
+    repeat_ok = not cb.others_available
+    return (worker.worker_id not in cb.measured_by or repeat_ok), complete
+
+
+def _options(study: StudyView, worker: WorkerView) -> list[tuple[int, str, str]]:
+    if study.blocked:
+        return []
+    take_baseline, ready = _baseline_wanted(study, worker)
+    options: list[tuple[int, str, str]] = []
+    if take_baseline:
+        options.append((_TIER[BASELINE], BASELINE, ""))
+    if not ready or worker.quarantined:
+        return options
+    for need in study.verify if worker.may_verify else ():
+        if need.needed > 0 and worker.worker_id not in need.excluded_workers \
+                and not (worker.owner and worker.owner in need.excluded_owners) \
+                and not (worker.hardware_class in need.measured_classes and need.other_classes_live):
+            options.append((_TIER[VERIFY], VERIFY, need.claim_id))
+            break
+    if study.mutator_kind in worker.mutators and budget_left(study):
+        options.append((_TIER[EXPLORE], EXPLORE, ""))
+    return options
 
 
 def choose_task(studies: Sequence[StudyView], worker: WorkerView) -> Assignment | None:
     """The next task for this worker, or None when there is nothing it may take now."""
     if worker.running >= worker.slots:
         return None
-    candidates: list[tuple[int, int, int, str, str]] = []
+    best: tuple[int, int, int, str, str, str] | None = None
     for s in studies:
-        if s.blocked or not budget_left(s):
-            continue
-        if not s.champion_measured:
-            # Nothing can be judged before the champion has a score; one baseline at a time.
-            if s.baseline_in_flight == 0:
-                candidates.append((0, s.in_flight, s.evaluations, s.name, "baseline"))
-            continue
-        if s.mutator_kind in worker.mutators:
-            candidates.append((1, s.in_flight, s.evaluations, s.name, "explore"))
-    if not candidates:
+        for tier, kind, claim in _options(s, worker):
+            key = (tier, s.in_flight, s.evaluations, s.name, kind, claim)
+            if best is None or key < best:
+                best = key
+    if best is None:
         return None
-    _, _, _, name, kind = min(candidates)
-    return Assignment(name, kind)
+    return Assignment(study=best[3], kind=best[4], claim_id=best[5])

@@ -58,7 +58,8 @@ def history_row(r: ResultRecord) -> control_pb2.HistoryRow:
         result_id=r.id, version=r.version, parent=r.parent, kind=r.kind, status=r.decision,
         has_metric=r.metric is not None, metric=r.metric or 0.0, description=r.description,
         worker=r.worker_name, hardware_class=r.hardware_class, created_unix=r.created,
-        evaluate_seconds=r.timings.get("evaluate_seconds", 0.0),
+        evaluate_seconds=r.timings.get("evaluate_seconds", 0.0), verifies_of=r.claim,
+        has_improvement=r.improvement is not None, improvement=r.improvement or 0.0, threshold=r.threshold or 0.0,
     )
 
 
@@ -174,13 +175,15 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):
                 evaluations=s.evaluations, improvements=s.improvements, in_flight=s.in_flight,
                 max_evaluations=s.max_evaluations, done=s.done,
                 has_initial_metric=s.initial_metric is not None, initial_metric=s.initial_metric or 0.0,
-                error=s.error,
+                error=s.error, pending_claims=s.pending_claims,
+                compare=self.engine.study(s.name).acceptance.compare, quorum=self.engine.study(s.name).acceptance.quorum,
             ))
         for w in self.engine.worker_summaries():
             response.workers.append(control_pb2.WorkerStatus(
                 worker_id=w.record.id, name=w.record.name, state=w.state,
                 hardware_class=w.record.hardware_class, last_seen_unix=w.last_seen, results=w.results,
                 slots=w.record.slots, running=w.running, mutators=list(w.record.mutators),
+                claims_confirmed=w.trust.confirmed, claims_refuted=w.trust.refuted, owner=w.record.owner,
             ))
         return response
 
@@ -189,6 +192,18 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):
         spec = self.engine.study(request.study)
         response = control_pb2.HistoryResponse(study=spec.name, metric=spec.metric, direction=spec.direction)
         response.rows.extend(history_row(r) for r in rows)
+        return response
+
+    async def Lineage(self, request, context):
+        entries = await _guard(context, lambda: self.engine.lineage(request.study))
+        spec = self.engine.study(request.study)
+        response = control_pb2.LineageResponse(study=spec.name, metric=spec.metric, direction=spec.direction)
+        for e in entries:
+            response.rows.append(control_pb2.LineageRow(
+                seq=e.champion.seq, version=e.version.hash, parent=e.version.parent, description=e.version.description,
+                has_metric=e.champion.metric is not None, metric=e.champion.metric or 0.0, claimed_by=e.claimed_by,
+                verified_by=list(e.verified_by), deltas=dict(e.deltas), created_unix=e.champion.created,
+            ))
         return response
 
     async def GetVersion(self, request, context):

@@ -43,13 +43,14 @@ CREATE TABLE IF NOT EXISTS champions (
 CREATE TABLE IF NOT EXISTS workers (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, hardware TEXT NOT NULL, hardware_class TEXT NOT NULL,
     slots INTEGER NOT NULL, mutators TEXT NOT NULL, state TEXT NOT NULL,
-    registered REAL NOT NULL, last_seen REAL NOT NULL);
+    registered REAL NOT NULL, last_seen REAL NOT NULL,
+    owner TEXT NOT NULL DEFAULT '');    -- who stands behind the worker (join token name), if known
 CREATE TABLE IF NOT EXISTS leases (
     id TEXT PRIMARY KEY, study TEXT NOT NULL, worker_id TEXT NOT NULL, kind TEXT NOT NULL,
     parent TEXT NOT NULL, candidate TEXT NOT NULL, seed INTEGER NOT NULL,
     issued REAL NOT NULL, deadline REAL NOT NULL,
     state TEXT NOT NULL CHECK (state IN ('active', 'reported', 'expired', 'released')),
-    closed REAL);
+    closed REAL, claim TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS leases_active ON leases (state, deadline);
 CREATE INDEX IF NOT EXISTS leases_worker ON leases (worker_id, state);
 CREATE TABLE IF NOT EXISTS results (
@@ -57,8 +58,17 @@ CREATE TABLE IF NOT EXISTS results (
     study TEXT NOT NULL, kind TEXT NOT NULL, worker_id TEXT NOT NULL, worker_name TEXT NOT NULL,
     hardware_class TEXT NOT NULL, version TEXT NOT NULL, parent TEXT NOT NULL,
     status TEXT NOT NULL, metric REAL, extra BLOB NOT NULL, description TEXT NOT NULL,
-    log_tail TEXT NOT NULL, decision TEXT NOT NULL, timings BLOB NOT NULL, created REAL NOT NULL);
+    log_tail TEXT NOT NULL, decision TEXT NOT NULL, timings BLOB NOT NULL, created REAL NOT NULL,
+    claim TEXT NOT NULL DEFAULT '',   -- the claim this result made or measured
+    improvement REAL, threshold REAL); -- how the result compared with its reference, when judged
 CREATE INDEX IF NOT EXISTS results_study ON results (study, created);
+CREATE TABLE IF NOT EXISTS claims (
+    id TEXT PRIMARY KEY, study TEXT NOT NULL, version TEXT NOT NULL, parent TEXT NOT NULL,
+    origin TEXT NOT NULL,             -- explore: a worker's improvement; merge: replayed onto a newer champion
+    claimant_worker TEXT NOT NULL, claimant_result TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'accepted', 'rejected', 'unconfirmed', 'superseded')),
+    reason TEXT NOT NULL, created REAL NOT NULL, decided REAL);
+CREATE INDEX IF NOT EXISTS claims_study ON claims (study, state);
 """
 
 
@@ -104,6 +114,7 @@ class WorkerRecord:
     state: str
     registered: float
     last_seen: float
+    owner: str = ""
 
 
 @dataclass(frozen=True)
@@ -119,6 +130,7 @@ class LeaseRecord:
     deadline: float
     state: str
     closed: float | None
+    claim: str = ""
 
 
 @dataclass(frozen=True)
@@ -139,6 +151,26 @@ class ResultRecord:
     decision: str
     timings: dict[str, float]
     created: float
+    claim: str = ""
+    improvement: float | None = None
+    threshold: float | None = None
+
+
+@dataclass(frozen=True)
+class ClaimRecord:
+    """A candidate that beat its reference and waits for (or got) its verdict."""
+
+    id: str
+    study: str
+    version: str
+    parent: str
+    origin: str
+    claimant_worker: str
+    claimant_result: str
+    state: str
+    reason: str
+    created: float
+    decided: float | None = None
 
 
 @dataclass(frozen=True)
@@ -271,11 +303,12 @@ class Store:
     def upsert_worker(self, w: WorkerRecord) -> None:
         with self.transaction() as db:
             db.execute(
-                "INSERT INTO workers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+                "INSERT INTO workers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
                 "name=excluded.name, hardware=excluded.hardware, hardware_class=excluded.hardware_class, "
-                "slots=excluded.slots, mutators=excluded.mutators, state=excluded.state, last_seen=excluded.last_seen",
+                "slots=excluded.slots, mutators=excluded.mutators, state=excluded.state, "
+                "last_seen=excluded.last_seen, owner=excluded.owner",
                 (w.id, w.name, json.dumps(w.hardware, sort_keys=True), w.hardware_class, w.slots,
-                 json.dumps(list(w.mutators)), w.state, w.registered, w.last_seen),
+                 json.dumps(list(w.mutators)), w.state, w.registered, w.last_seen, w.owner),
             )
 
     def touch_workers(self, seen: Sequence[tuple[str, str, float]]) -> None:
@@ -297,16 +330,16 @@ class Store:
     def _worker(row: sqlite3.Row) -> WorkerRecord:
         return WorkerRecord(row["id"], row["name"], json.loads(row["hardware"]), row["hardware_class"],
                             row["slots"], tuple(json.loads(row["mutators"])), row["state"],
-                            row["registered"], row["last_seen"])
+                            row["registered"], row["last_seen"], row["owner"])
 
     # -- leases ---------------------------------------------------------------------------
 
     def insert_lease(self, lease: LeaseRecord) -> None:
         with self.transaction() as db:
             db.execute(
-                "INSERT INTO leases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO leases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (lease.id, lease.study, lease.worker_id, lease.kind, lease.parent, lease.candidate,
-                 lease.seed, lease.issued, lease.deadline, lease.state, lease.closed),
+                 lease.seed, lease.issued, lease.deadline, lease.state, lease.closed, lease.claim),
             )
 
     def lease(self, lease_id: str) -> LeaseRecord | None:
@@ -354,28 +387,39 @@ class Store:
     def _lease(row: sqlite3.Row) -> LeaseRecord:
         return LeaseRecord(row["id"], row["study"], row["worker_id"], row["kind"], row["parent"],
                            row["candidate"], row["seed"], row["issued"], row["deadline"], row["state"],
-                           row["closed"])
+                           row["closed"], row["claim"])
 
     # -- results --------------------------------------------------------------------------
 
-    def record_result(self, result: ResultRecord, *, candidate: VersionRecord | None,
-                      new_champion: ChampionRecord | None, champion_metric: tuple[str, int, float] | None) -> None:
+    def record_result(self, result: ResultRecord, *, versions: Sequence[VersionRecord] = (),
+                      claims: Sequence[ClaimRecord] = (), decisions: Sequence[tuple[str, str]] = (),
+                      new_champion: ChampionRecord | None = None,
+                      champion_metric: tuple[str, int, float] | None = None) -> None:
         """Stores a result, closes its lease, and applies its consequences, atomically.
 
-        `champion_metric` = (study, seq, metric) sets the score of an existing champion row
-        (its first evaluation); `new_champion` appends to the champion chain.
+        `versions` are new target versions (the candidate, merges); `claims` are inserted or
+        replaced; `decisions` rewrite earlier results' decisions (a claim's verdict);
+        `champion_metric` = (study, seq, metric) sets the score of a champion row that had
+        none; `new_champion` appends to the champion chain.
         """
         with self.transaction() as db:
-            if candidate is not None:
-                self._insert_version(db, candidate)
+            for version in versions:
+                self._insert_version(db, version)
             db.execute(
-                "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (result.id, result.study, result.kind, result.worker_id, result.worker_name,
                  result.hardware_class, result.version, result.parent, result.status, result.metric,
                  msgpack.packb(result.extra), result.description, result.log_tail, result.decision,
-                 msgpack.packb(result.timings), result.created),
+                 msgpack.packb(result.timings), result.created, result.claim, result.improvement, result.threshold),
             )
             db.execute("UPDATE leases SET state='reported', closed=? WHERE id=?", (result.created, result.id))
+            for claim in claims:
+                db.execute(
+                    "INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (claim.id, claim.study, claim.version, claim.parent, claim.origin, claim.claimant_worker,
+                     claim.claimant_result, claim.state, claim.reason, claim.created, claim.decided),
+                )
+            db.executemany("UPDATE results SET decision=? WHERE id=?", [(d, rid) for rid, d in decisions])
             if champion_metric is not None:
                 study, seq, metric = champion_metric
                 db.execute("UPDATE champions SET metric=?, result_id=? WHERE study=? AND seq=? AND metric IS NULL",
@@ -386,6 +430,14 @@ class Store:
                     (new_champion.study, new_champion.seq, new_champion.version, new_champion.metric,
                      new_champion.result_id, new_champion.created),
                 )
+
+    def claims(self, study: str, state: str | None = None) -> list[ClaimRecord]:
+        sql, args = "SELECT * FROM claims WHERE study=?", [study]
+        if state is not None:
+            sql, args = sql + " AND state=?", [study, state]
+        rows = self._db.execute(sql + " ORDER BY created, id", args).fetchall()
+        return [ClaimRecord(r["id"], r["study"], r["version"], r["parent"], r["origin"], r["claimant_worker"],
+                            r["claimant_result"], r["state"], r["reason"], r["created"], r["decided"]) for r in rows]
 
     def result(self, result_id: str) -> ResultRecord | None:
         row = self._db.execute("SELECT * FROM results WHERE id=?", (result_id,)).fetchone()
@@ -413,4 +465,5 @@ class Store:
             row["id"], row["study"], row["kind"], row["worker_id"], row["worker_name"], row["hardware_class"],
             row["version"], row["parent"], row["status"], row["metric"], msgpack.unpackb(row["extra"]),
             row["description"], row["log_tail"], row["decision"], msgpack.unpackb(row["timings"]), row["created"],
+            row["claim"], row["improvement"], row["threshold"],
         )

@@ -32,7 +32,7 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StudyStatus(_message.Message):
-    __slots__ = ("name", "metric", "direction", "champion_hash", "has_champion_metric", "champion_metric", "evaluations", "improvements", "in_flight", "max_evaluations", "done", "initial_metric", "has_initial_metric", "error")
+    __slots__ = ("name", "metric", "direction", "champion_hash", "has_champion_metric", "champion_metric", "evaluations", "improvements", "in_flight", "max_evaluations", "done", "initial_metric", "has_initial_metric", "error", "pending_claims", "compare", "quorum")
     NAME_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
     DIRECTION_FIELD_NUMBER: _ClassVar[int]
@@ -47,6 +47,9 @@ class StudyStatus(_message.Message):
     INITIAL_METRIC_FIELD_NUMBER: _ClassVar[int]
     HAS_INITIAL_METRIC_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    PENDING_CLAIMS_FIELD_NUMBER: _ClassVar[int]
+    COMPARE_FIELD_NUMBER: _ClassVar[int]
+    QUORUM_FIELD_NUMBER: _ClassVar[int]
     name: str
     metric: str
     direction: str
@@ -61,10 +64,13 @@ class StudyStatus(_message.Message):
     initial_metric: float
     has_initial_metric: bool
     error: str
-    def __init__(self, name: _Optional[str] = ..., metric: _Optional[str] = ..., direction: _Optional[str] = ..., champion_hash: _Optional[str] = ..., has_champion_metric: _Optional[bool] = ..., champion_metric: _Optional[float] = ..., evaluations: _Optional[int] = ..., improvements: _Optional[int] = ..., in_flight: _Optional[int] = ..., max_evaluations: _Optional[int] = ..., done: _Optional[bool] = ..., initial_metric: _Optional[float] = ..., has_initial_metric: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
+    pending_claims: int
+    compare: str
+    quorum: int
+    def __init__(self, name: _Optional[str] = ..., metric: _Optional[str] = ..., direction: _Optional[str] = ..., champion_hash: _Optional[str] = ..., has_champion_metric: _Optional[bool] = ..., champion_metric: _Optional[float] = ..., evaluations: _Optional[int] = ..., improvements: _Optional[int] = ..., in_flight: _Optional[int] = ..., max_evaluations: _Optional[int] = ..., done: _Optional[bool] = ..., initial_metric: _Optional[float] = ..., has_initial_metric: _Optional[bool] = ..., error: _Optional[str] = ..., pending_claims: _Optional[int] = ..., compare: _Optional[str] = ..., quorum: _Optional[int] = ...) -> None: ...
 
 class WorkerStatus(_message.Message):
-    __slots__ = ("worker_id", "name", "state", "hardware_class", "last_seen_unix", "results", "slots", "running", "mutators")
+    __slots__ = ("worker_id", "name", "state", "hardware_class", "last_seen_unix", "results", "slots", "running", "mutators", "claims_confirmed", "claims_refuted", "owner")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -74,6 +80,9 @@ class WorkerStatus(_message.Message):
     SLOTS_FIELD_NUMBER: _ClassVar[int]
     RUNNING_FIELD_NUMBER: _ClassVar[int]
     MUTATORS_FIELD_NUMBER: _ClassVar[int]
+    CLAIMS_CONFIRMED_FIELD_NUMBER: _ClassVar[int]
+    CLAIMS_REFUTED_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     name: str
     state: str
@@ -83,7 +92,10 @@ class WorkerStatus(_message.Message):
     slots: int
     running: int
     mutators: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, worker_id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[str] = ..., hardware_class: _Optional[str] = ..., last_seen_unix: _Optional[float] = ..., results: _Optional[int] = ..., slots: _Optional[int] = ..., running: _Optional[int] = ..., mutators: _Optional[_Iterable[str]] = ...) -> None: ...
+    claims_confirmed: int
+    claims_refuted: int
+    owner: str
+    def __init__(self, worker_id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[str] = ..., hardware_class: _Optional[str] = ..., last_seen_unix: _Optional[float] = ..., results: _Optional[int] = ..., slots: _Optional[int] = ..., running: _Optional[int] = ..., mutators: _Optional[_Iterable[str]] = ..., claims_confirmed: _Optional[int] = ..., claims_refuted: _Optional[int] = ..., owner: _Optional[str] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
     __slots__ = ("studies", "workers")
@@ -100,7 +112,7 @@ class HistoryRequest(_message.Message):
     def __init__(self, study: _Optional[str] = ...) -> None: ...
 
 class HistoryRow(_message.Message):
-    __slots__ = ("result_id", "version", "parent", "kind", "status", "has_metric", "metric", "description", "worker", "hardware_class", "created_unix", "evaluate_seconds")
+    __slots__ = ("result_id", "version", "parent", "kind", "status", "has_metric", "metric", "description", "worker", "hardware_class", "created_unix", "evaluate_seconds", "verifies_of", "has_improvement", "improvement", "threshold")
     RESULT_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PARENT_FIELD_NUMBER: _ClassVar[int]
@@ -113,6 +125,10 @@ class HistoryRow(_message.Message):
     HARDWARE_CLASS_FIELD_NUMBER: _ClassVar[int]
     CREATED_UNIX_FIELD_NUMBER: _ClassVar[int]
     EVALUATE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    VERIFIES_OF_FIELD_NUMBER: _ClassVar[int]
+    HAS_IMPROVEMENT_FIELD_NUMBER: _ClassVar[int]
+    IMPROVEMENT_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     result_id: str
     version: str
     parent: str
@@ -125,7 +141,11 @@ class HistoryRow(_message.Message):
     hardware_class: str
     created_unix: float
     evaluate_seconds: float
-    def __init__(self, result_id: _Optional[str] = ..., version: _Optional[str] = ..., parent: _Optional[str] = ..., kind: _Optional[str] = ..., status: _Optional[str] = ..., has_metric: _Optional[bool] = ..., metric: _Optional[float] = ..., description: _Optional[str] = ..., worker: _Optional[str] = ..., hardware_class: _Optional[str] = ..., created_unix: _Optional[float] = ..., evaluate_seconds: _Optional[float] = ...) -> None: ...
+    verifies_of: str
+    has_improvement: bool
+    improvement: float
+    threshold: float
+    def __init__(self, result_id: _Optional[str] = ..., version: _Optional[str] = ..., parent: _Optional[str] = ..., kind: _Optional[str] = ..., status: _Optional[str] = ..., has_metric: _Optional[bool] = ..., metric: _Optional[float] = ..., description: _Optional[str] = ..., worker: _Optional[str] = ..., hardware_class: _Optional[str] = ..., created_unix: _Optional[float] = ..., evaluate_seconds: _Optional[float] = ..., verifies_of: _Optional[str] = ..., has_improvement: _Optional[bool] = ..., improvement: _Optional[float] = ..., threshold: _Optional[float] = ...) -> None: ...
 
 class HistoryResponse(_message.Message):
     __slots__ = ("study", "metric", "direction", "rows")
@@ -146,3 +166,46 @@ class GetVersionRequest(_message.Message):
     study: str
     hash: str
     def __init__(self, study: _Optional[str] = ..., hash: _Optional[str] = ...) -> None: ...
+
+class LineageRow(_message.Message):
+    __slots__ = ("seq", "version", "parent", "description", "has_metric", "metric", "claimed_by", "verified_by", "deltas", "created_unix")
+    class DeltasEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    HAS_METRIC_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    CLAIMED_BY_FIELD_NUMBER: _ClassVar[int]
+    VERIFIED_BY_FIELD_NUMBER: _ClassVar[int]
+    DELTAS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    version: str
+    parent: str
+    description: str
+    has_metric: bool
+    metric: float
+    claimed_by: str
+    verified_by: _containers.RepeatedScalarFieldContainer[str]
+    deltas: _containers.ScalarMap[str, float]
+    created_unix: float
+    def __init__(self, seq: _Optional[int] = ..., version: _Optional[str] = ..., parent: _Optional[str] = ..., description: _Optional[str] = ..., has_metric: _Optional[bool] = ..., metric: _Optional[float] = ..., claimed_by: _Optional[str] = ..., verified_by: _Optional[_Iterable[str]] = ..., deltas: _Optional[_Mapping[str, float]] = ..., created_unix: _Optional[float] = ...) -> None: ...
+
+class LineageResponse(_message.Message):
+    __slots__ = ("study", "metric", "direction", "rows")
+    STUDY_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    study: str
+    metric: str
+    direction: str
+    rows: _containers.RepeatedCompositeFieldContainer[LineageRow]
+    def __init__(self, study: _Optional[str] = ..., metric: _Optional[str] = ..., direction: _Optional[str] = ..., rows: _Optional[_Iterable[_Union[LineageRow, _Mapping]]] = ...) -> None: ...

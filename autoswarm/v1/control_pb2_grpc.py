@@ -55,6 +55,11 @@ class ControlServiceStub:
                 request_serializer=autoswarm_dot_v1_dot_control__pb2.GetVersionRequest.SerializeToString,
                 response_deserializer=autoswarm_dot_v1_dot_common__pb2.Version.FromString,
                 _registered_method=True)
+        self.Lineage = channel.unary_unary(
+                '/autoswarm.v1.ControlService/Lineage',
+                request_serializer=autoswarm_dot_v1_dot_control__pb2.HistoryRequest.SerializeToString,
+                response_deserializer=autoswarm_dot_v1_dot_control__pb2.LineageResponse.FromString,
+                _registered_method=True)
 
 
 class ControlServiceServicer:
@@ -84,6 +89,13 @@ class ControlServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Lineage(self, request, context):
+        """The champion chain: each champion with who claimed it, who verified it, and by how much.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -106,6 +118,11 @@ def add_ControlServiceServicer_to_server(servicer, server):
                     servicer.GetVersion,
                     request_deserializer=autoswarm_dot_v1_dot_control__pb2.GetVersionRequest.FromString,
                     response_serializer=autoswarm_dot_v1_dot_common__pb2.Version.SerializeToString,
+            ),
+            'Lineage': grpc.unary_unary_rpc_method_handler(
+                    servicer.Lineage,
+                    request_deserializer=autoswarm_dot_v1_dot_control__pb2.HistoryRequest.FromString,
+                    response_serializer=autoswarm_dot_v1_dot_control__pb2.LineageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -216,6 +233,33 @@ class ControlService:
             '/autoswarm.v1.ControlService/GetVersion',
             autoswarm_dot_v1_dot_control__pb2.GetVersionRequest.SerializeToString,
             autoswarm_dot_v1_dot_common__pb2.Version.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Lineage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/autoswarm.v1.ControlService/Lineage',
+            autoswarm_dot_v1_dot_control__pb2.HistoryRequest.SerializeToString,
+            autoswarm_dot_v1_dot_control__pb2.LineageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,4 +1,4 @@
-"""The pure decision modules: acceptance and scheduling."""
+"""The pure decision modules: acceptance, scheduling and merging."""
 
 from __future__ import annotations
 
@@ -7,8 +7,15 @@ import math
 import pytest
 
 from autoswarm.study import AcceptancePolicy
-from coordinator.acceptance import improvement, judge
-from coordinator.scheduler import StudyView, WorkerView, choose_task
+from coordinator.acceptance import (
+    Measurement, Trust, champion_score, claim_outcome, improvement, independent, judge, may_measure, pooled_sigma,
+    threshold,
+)
+from coordinator.merge import merge3
+from coordinator.scheduler import ClassBaseline, StudyView, VerifyNeed, WorkerView, choose_task
+
+ABSOLUTE = AcceptancePolicy(compare="absolute")
+PAIRED = AcceptancePolicy(compare="paired", quorum=2)
 
 
 @pytest.mark.parametrize("direction, champion, candidate, accept", [
@@ -20,7 +27,7 @@ from coordinator.scheduler import StudyView, WorkerView, choose_task
     ("maximize", -5.0, -4.0, True),
 ])
 def test_absolute_rule_is_autoresearch_keep_if_strictly_better(direction, champion, candidate, accept):
-    assert judge(AcceptancePolicy(), direction, champion, candidate).accept is accept
+    assert judge(ABSOLUTE, direction, champion, candidate).accept is accept
 
 
 def test_min_delta_is_a_strict_threshold():
@@ -33,15 +40,58 @@ def test_min_delta_is_a_strict_threshold():
 
 
 def test_non_finite_metrics_are_never_accepted():
-    assert not judge(AcceptancePolicy(), "minimize", 1.0, math.nan).accept
-    assert not judge(AcceptancePolicy(), "maximize", 1.0, math.inf).accept
+    assert not judge(ABSOLUTE, "minimize", 1.0, math.nan).accept
+    assert not judge(ABSOLUTE, "maximize", 1.0, math.inf).accept
 
 
-def _study(name="s", measured=True, baseline=0, in_flight=0, evaluations=0, budget=0, kind="params", blocked=False):
-    return StudyView(name, kind, measured, baseline, in_flight, evaluations, budget, blocked)
+def test_noise_floor_is_k_sigma_of_one_run_against_a_baseline_mean():
+    sigma, dof = pooled_sigma([[1.0, 1.2], [5.0, 5.2, 5.4], [9.0]])
+    assert dof == 3 and sigma == pytest.approx(math.sqrt((0.02 + 0.08) / 3))
+    # One run against a mean of 2: sqrt(1 + 1/2) σ, times noise_sigmas = 2.
+    assert threshold(PAIRED, 0.1, 2) == pytest.approx(2 * 0.1 * math.sqrt(1.5))
+    assert threshold(AcceptancePolicy(compare="paired", min_delta=1.0), 0.1, 2) == 1.0
+    assert judge(PAIRED, "maximize", 10.0, 10.3, sigma=0.1, baseline_runs=2).accept      # 0.3 > 0.245
+    assert not judge(PAIRED, "maximize", 10.0, 10.2, sigma=0.1, baseline_runs=2).accept  # 0.2 < 0.245
 
 
-WORKER = WorkerView(frozenset({"params"}), running=0, slots=1)
+def _m(worker, confirms=True, owner="", cls="cpu:a", value=1.0):
+    return Measurement(worker, owner, cls, value, 0.5 if confirms else -0.1, 0.2, confirms)
+
+
+def test_quorum_counts_distinct_workers_and_owners_and_a_refutation_rejects():
+    assert claim_outcome(PAIRED, [_m("a")], 0) == "pending"
+    assert claim_outcome(PAIRED, [_m("a"), _m("a")], 0) == "pending", "the same worker twice is one"
+    assert claim_outcome(PAIRED, [_m("a", owner="x"), _m("b", owner="x")], 0) == "pending", "same owner"
+    assert claim_outcome(PAIRED, [_m("a", owner="x"), _m("b", owner="y")], 0) == "accepted"
+    assert claim_outcome(PAIRED, [_m("a"), _m("b", confirms=False)], 0) == "rejected"
+    assert claim_outcome(PAIRED, [_m("a")], 3) == "rejected", "not reproducible elsewhere"
+    assert independent([_m("a"), _m("b"), _m("a")]) == 2
+    assert not may_measure([_m("b")], "a", "", "a", "")
+    assert not may_measure([_m("b")], "a", "", "b", "")
+    assert not may_measure([], "a", "x", "c", "x")
+    assert may_measure([_m("b")], "a", "x", "c", "y")
+
+
+def test_champion_score_leaves_out_the_claimant_when_others_confirmed():
+    measurements = [_m("liar", value=100.0), _m("b", value=2.0), _m("c", value=4.0)]
+    assert champion_score(PAIRED, measurements) == 3.0
+    assert champion_score(ABSOLUTE, [_m("a", value=7.0)]) == 7.0
+
+
+def test_trust_is_slow_to_earn_and_quick_to_lose():
+    assert not Trust().quarantined
+    assert not Trust(refuted=1).quarantined, "one refutation is forgiven as noise"
+    assert Trust(refuted=2).quarantined
+    assert Trust(confirmed=7, refuted=2).quarantined
+    assert not Trust(confirmed=8, refuted=2).quarantined
+
+
+def _study(name="s", paired=False, measured=True, baseline=0, in_flight=0, evaluations=0, budget=0, kind="params",
+           blocked=False, cb=ClassBaseline(0, 0, 0), verify=()):
+    return StudyView(name, kind, paired, measured, baseline, in_flight, evaluations, budget, cb, tuple(verify), blocked)
+
+
+WORKER = WorkerView("w1", frozenset({"params"}), running=0, slots=1)
 
 
 def test_an_unmeasured_champion_gets_one_baseline_first():
@@ -52,12 +102,38 @@ def test_an_unmeasured_champion_gets_one_baseline_first():
 def test_explore_once_measured_and_only_with_a_mutator_the_worker_has():
     assert choose_task([_study()], WORKER).kind == "explore"
     assert choose_task([_study(kind="llm")], WORKER) is None
-    # A baseline needs no mutator.
     assert choose_task([_study(kind="llm", measured=False)], WORKER).kind == "baseline"
 
 
+def test_paired_class_without_a_complete_baseline_measures_it_first():
+    incomplete = ClassBaseline(done=1, in_flight=0, target=2, measured_by=frozenset({"w2"}), others_available=False)
+    assert choose_task([_study(paired=True, cb=incomplete)], WORKER).kind == "baseline"
+    busy = ClassBaseline(done=1, in_flight=1, target=2, measured_by=frozenset({"w2", "w3"}))
+    assert choose_task([_study(paired=True, cb=busy)], WORKER) is None, "nothing can be judged yet"
+    mine = ClassBaseline(done=1, in_flight=0, target=2, measured_by=frozenset({"w1"}), others_available=True)
+    assert choose_task([_study(paired=True, cb=mine)], WORKER) is None, "a peer of the class should repeat it"
+    alone = ClassBaseline(done=1, in_flight=0, target=2, measured_by=frozenset({"w1"}), others_available=False)
+    assert choose_task([_study(paired=True, cb=alone)], WORKER).kind == "baseline", "a lone worker repeats"
+    complete = ClassBaseline(done=2, in_flight=0, target=2)
+    assert choose_task([_study(paired=True, cb=complete)], WORKER).kind == "explore"
+
+
+def test_verify_comes_first_but_never_to_the_claimant_or_a_quarantined_worker():
+    need = VerifyNeed("c1", needed=1, excluded_workers=frozenset({"w2"}))
+    complete = ClassBaseline(done=2, in_flight=0, target=2)
+    task = choose_task([_study("a"), _study("b", paired=True, cb=complete, verify=[need])], WORKER)
+    assert (task.study, task.kind, task.claim_id) == ("b", "verify", "c1")
+    claimant = WorkerView("w2", frozenset({"params"}), 0, 1)
+    assert choose_task([_study(verify=[need])], claimant).kind == "explore"
+    quarantined = WorkerView("w1", frozenset({"params"}), 0, 1, quarantined=True)
+    assert choose_task([_study(verify=[need])], quarantined) is None
+    same_owner = WorkerView("w9", frozenset({"params"}), 0, 1, owner="x")
+    owned = VerifyNeed("c1", 1, frozenset({"w2"}), frozenset({"x"}))
+    assert choose_task([_study(verify=[owned])], same_owner).kind == "explore"
+
+
 def test_slots_and_budget_limit_leases():
-    assert choose_task([_study()], WorkerView(frozenset({"params"}), running=1, slots=1)) is None
+    assert choose_task([_study()], WorkerView("w1", frozenset({"params"}), running=1, slots=1)) is None
     assert choose_task([_study(evaluations=9, in_flight=1, budget=10)], WORKER) is None
     assert choose_task([_study(evaluations=8, in_flight=1, budget=10)], WORKER) is not None
     assert choose_task([_study(blocked=True)], WORKER) is None
@@ -67,3 +143,28 @@ def test_fair_share_prefers_the_study_with_less_in_flight_and_baselines_first():
     studies = [_study("a", in_flight=3), _study("b", in_flight=1), _study("c", measured=False, in_flight=5)]
     assert choose_task(studies, WORKER).study == "c"
     assert choose_task(studies[:2], WORKER).study == "b"
+
+
+BASE = b"LR = 0.1\nBATCH = 32\nWD = 0.01\n"
+
+
+def test_edits_on_different_lines_merge_even_when_adjacent():
+    merged = merge3(BASE, b"LR = 0.2\nBATCH = 32\nWD = 0.01\n", b"LR = 0.1\nBATCH = 64\nWD = 0.01\n")
+    assert merged.content == b"LR = 0.2\nBATCH = 64\nWD = 0.01\n"
+
+
+def test_edits_to_the_same_line_conflict_and_say_where():
+    merged = merge3(BASE, b"LR = 0.2\nBATCH = 32\nWD = 0.01\n", b"LR = 0.3\nBATCH = 32\nWD = 0.01\n")
+    assert merged.content is None and "line 1" in merged.conflict
+
+
+def test_an_edit_already_in_the_champion_merges_to_the_champion():
+    ours = b"LR = 0.2\nBATCH = 32\nWD = 0.01\n"
+    assert merge3(BASE, ours, ours).content == ours
+    assert merge3(BASE, ours, b"LR = 0.2\nBATCH = 32\nWD = 0.02\n").content == b"LR = 0.2\nBATCH = 32\nWD = 0.02\n"
+
+
+def test_insertions_and_deletions_merge_around_each_other():
+    theirs = b"import math\nLR = 0.1\nBATCH = 32\nWD = 0.01\n"
+    ours = b"LR = 0.1\nBATCH = 32\n"
+    assert merge3(BASE, ours, theirs).content == b"import math\nLR = 0.1\nBATCH = 32\n"

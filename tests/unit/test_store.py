@@ -24,7 +24,7 @@ def test_study_version_champion_worker_lease_result_round_trip(tmp_path):
     candidate = VersionRecord("s", "h1", "h0", b"X = 2\n", "X 1 -> 2", "alpha/params", 4.0)
     result = ResultRecord("l-1", "s", "explore", "w-1", "alpha", "cpu:x x2", "h1", "h0", "ok", 0.5,
                           {"steps": 3.0}, "X 1 -> 2", "tail", "keep", {"evaluate_seconds": 1.5}, 4.0)
-    store.record_result(result, candidate=candidate,
+    store.record_result(result, versions=[candidate],
                         new_champion=ChampionRecord("s", 1, "h1", 0.5, "l-1", 4.0), champion_metric=None)
     store.close()
 
@@ -47,7 +47,7 @@ def test_a_result_and_its_champion_are_one_transaction(tmp_path):
     result = ResultRecord("l-1", "s", "explore", "w-1", "a", "c", "h1", "h0", "ok", 0.5, {}, "", "", "keep", {}, 1.0)
     # The champion row collides with champion 0: the whole transaction, result included, must roll back.
     with pytest.raises(sqlite3.IntegrityError):
-        store.record_result(result, candidate=None, new_champion=ChampionRecord("s", 0, "h1", 0.5, "l-1", 1.0),
+        store.record_result(result, new_champion=ChampionRecord("s", 0, "h1", 0.5, "l-1", 1.0),
                             champion_metric=None)
     assert store.result("l-1") is None
     assert store.lease("l-1").state == "active"
@@ -59,7 +59,7 @@ def test_first_evaluation_sets_the_champion_metric_once(tmp_path):
     for i, metric in enumerate((1.5, 9.9)):
         store.insert_lease(LeaseRecord(f"l-{i}", "s", "w", "baseline", "", "h0", 1, 0.0, 9.0, "active", None))
         store.record_result(ResultRecord(f"l-{i}", "s", "baseline", "w", "a", "c", "h0", "", "ok", metric, {}, "", "",
-                                         "baseline", {}, 1.0), candidate=None, new_champion=None,
+                                         "baseline", {}, 1.0), new_champion=None,
                             champion_metric=("s", 0, metric))
     assert store.champion("s").metric == 1.5, "a later baseline does not overwrite the first"
 

@@ -1,0 +1,169 @@
+"""The in-memory picture of one study that the engine keeps beside the store.
+
+Everything here can be rebuilt from the store (see `Engine._load_study`); the engine changes
+it only after the store has committed, so memory never runs ahead of disk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from autoswarm.study import Study
+from coordinator import acceptance, scheduler
+from coordinator.acceptance import Baseline, Measurement
+from coordinator.store import ChampionRecord, ClaimRecord, LeaseRecord, StudyRecord
+
+# While a hardware class has fewer degrees of freedom than this for its noise estimate, it
+# measures extra baselines: a σ from two runs can be near zero by chance and let noise through.
+MIN_NOISE_DOF = 8
+
+
+@dataclass
+class _Runs:
+    """Repeated runs of one version on one hardware class."""
+
+    n: int = 0
+    mean: float = 0.0
+    last: float = 0.0
+    workers: set[str] = field(default_factory=set)
+
+
+class Samples:
+    """Repeated measurements per (version, hardware class), and each class's noise.
+
+    Noise is estimated robustly: the median absolute difference between successive runs of
+    the same version on the same class, scaled to σ. One worker that lies about a few runs
+    shifts a median little, where it would blow up a pooled variance.
+    """
+
+    def __init__(self) -> None:
+        self._runs: dict[tuple[str, str], _Runs] = {}
+        self._diffs: dict[str, list[float]] = {}
+        self._sigma: dict[str, float] = {}
+
+    def add(self, version: str, hardware_class: str, worker_id: str, value: float) -> None:
+        runs = self._runs.setdefault((version, hardware_class), _Runs())
+        if runs.n:
+            self._diffs.setdefault(hardware_class, []).append(abs(value - runs.last))
+            self._sigma.pop(hardware_class, None)
+        runs.n += 1
+        runs.mean += (value - runs.mean) / runs.n
+        runs.last = value
+        runs.workers.add(worker_id)
+
+    def baseline(self, version: str, hardware_class: str) -> Baseline | None:
+        runs = self._runs.get((version, hardware_class))
+        return Baseline(runs.mean, runs.n) if runs and runs.n else None
+
+    def measured_by(self, version: str, hardware_class: str) -> frozenset[str]:
+        runs = self._runs.get((version, hardware_class))
+        return frozenset(runs.workers) if runs else frozenset()
+
+    def sigma(self, hardware_class: str) -> tuple[float, int]:
+        """(σ of one run, number of run-to-run differences it rests on) for a class."""
+        diffs = self._diffs.get(hardware_class, [])
+        if hardware_class not in self._sigma:
+            self._sigma[hardware_class] = acceptance.robust_sigma(diffs)
+        return self._sigma[hardware_class], len(diffs)
+
+
+@dataclass
+class PendingClaim:
+    """A claim waiting for its quorum."""
+
+    record: ClaimRecord
+    measurements: list[Measurement] = field(default_factory=list)
+    failures: int = 0
+    in_flight: set[str] = field(default_factory=set)   # verify lease ids
+
+
+@dataclass
+class StudyState:
+    record: StudyRecord
+    spec: Study
+    bundle_size: int
+    champion: ChampionRecord
+    evaluations: int
+    improvements: int
+    failed_baselines: int
+    initial_metric: float | None
+    active: dict[str, LeaseRecord] = field(default_factory=dict)
+    samples: Samples = field(default_factory=Samples)
+    claims: dict[str, PendingClaim] = field(default_factory=dict)
+    scores: dict[str, float] = field(default_factory=dict)        # champion version -> its score
+    claimed_versions: set[str] = field(default_factory=set)       # every version ever claimed
+
+    @property
+    def paired(self) -> bool:
+        return self.spec.acceptance.compare == "paired"
+
+    def baseline_target(self, hardware_class: str) -> int:
+        runs = self.spec.acceptance.baseline_runs
+        _, dof = self.samples.sigma(hardware_class)
+        if dof < MIN_NOISE_DOF:
+            done = self.samples.baseline(self.champion.version, hardware_class)
+            # Enough extra runs of this champion to reach the noise estimate's minimum.
+            return max(runs, (done.runs if done else 0) + (MIN_NOISE_DOF - dof))
+        return runs
+
+    def reference(self, version: str, hardware_class: str) -> tuple[float, float, int] | None:
+        """(score to beat, noise σ, baseline runs) for a candidate whose parent is `version`."""
+        if not self.paired:
+            score = self.scores.get(version)
+            return None if score is None else (score, 0.0, 0)
+        baseline = self.samples.baseline(version, hardware_class)
+        if baseline is None:
+            return None
+        sigma, _ = self.samples.sigma(hardware_class)
+        return baseline.mean, sigma, baseline.runs
+
+    def view(self, worker_id: str, hardware_class: str, class_members: frozenset[str],
+             live_peers: frozenset[str], live_classes: frozenset[str] = frozenset()) -> scheduler.StudyView:
+        """The study as the scheduler sees it from one worker.
+
+        `class_members`: every worker of the asking worker's hardware class; `live_peers`: those
+        of them currently connected; `live_classes`: classes with a connected worker.
+        """
+        champion = self.champion.version
+        verify = tuple(
+            scheduler.VerifyNeed(
+                claim_id=c.record.id,
+                needed=self.spec.acceptance.quorum - acceptance.independent(c.measurements) - len(c.in_flight),
+                excluded_workers=frozenset({c.record.claimant_worker, *(m.worker_id for m in c.measurements),
+                                            *(self.active[lid].worker_id for lid in c.in_flight if lid in self.active)}),
+                excluded_owners=frozenset(m.owner for m in c.measurements if m.owner),
+                measured_classes=frozenset(m.hardware_class for m in c.measurements),
+                other_classes_live=bool(live_classes - {m.hardware_class for m in c.measurements}),
+            )
+            for c in self.claims.values()
+        )
+        baselines_in_flight = [lease for lease in self.active.values()
+                               if lease.kind == "baseline" and lease.candidate == champion]
+        class_baseline = scheduler.ClassBaseline(0, 0, 0)
+        if self.paired:
+            measured = self.samples.baseline(champion, hardware_class)
+            in_class = [lease for lease in baselines_in_flight if lease.worker_id in class_members]
+            measured_by = self.samples.measured_by(champion, hardware_class) | {lease.worker_id for lease in in_class}
+            class_baseline = scheduler.ClassBaseline(
+                done=measured.runs if measured else 0, in_flight=len(in_class),
+                target=self.baseline_target(hardware_class), measured_by=frozenset(measured_by),
+                others_available=bool(live_peers - measured_by - {worker_id}),
+            )
+        explore_open = self.record.max_evaluations <= 0 or \
+            self.evaluations + len(self.active) < self.record.max_evaluations
+        needs_verify = any(v.needed > 0 for v in verify)
+        unmeasured = champion not in self.scores
+        return scheduler.StudyView(
+            name=self.spec.name,
+            mutator_kind=self.spec.mutator.kind,
+            paired=self.paired,
+            champion_measured=not unmeasured,
+            baseline_in_flight=len(baselines_in_flight),
+            in_flight=len(self.active),
+            evaluations=self.evaluations,
+            max_evaluations=self.record.max_evaluations,
+            class_baseline=class_baseline,
+            verify=verify,
+            # Past its budget a study still finishes what it started: open claims and their baselines.
+            blocked=bool(self.record.error) or not (explore_open or needs_verify or unmeasured),
+        )
