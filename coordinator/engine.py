@@ -740,7 +740,8 @@ class Engine:
         judgement.claims.append(claim)
         judgement.resolved.append((pending, "accepted"))
         judgement.funnel.append("accepted")
-        if claim.claimant_result == judgement.record.id:
+        if claim.claimant_result in (judgement.record.id, ""):
+            # The row that made the champion reads "keep" (a merge has no claimant row: its last check does).
             judgement.record = replace(judgement.record, decision=words.KEEP)
         elif claim.claimant_result:
             judgement.decisions.append((claim.claimant_result, words.KEEP))
