@@ -57,5 +57,8 @@ class ControlClient:
     def history(self, study: str) -> control_pb2.HistoryResponse:
         return self._call(self.stub.History, control_pb2.HistoryRequest(study=study))
 
+    def lineage(self, study: str) -> control_pb2.LineageResponse:
+        return self._call(self.stub.Lineage, control_pb2.HistoryRequest(study=study))
+
     def version(self, study: str, version_hash: str = "") -> common_pb2.Version:
         return self._call(self.stub.GetVersion, control_pb2.GetVersionRequest(study=study, hash=version_hash))

@@ -20,6 +20,7 @@ from autoswarm.hardware_class import hardware_class
 from autoswarm.study import STUDY_FILE, Study, StudyError, parse_study, parse_study_text
 from coordinator import acceptance, scheduler
 from coordinator.events import EngineEvents, NoEvents
+from coordinator.lineage import LineageEntry, lineage
 from coordinator.merge import merge3
 from coordinator.study_state import PendingClaim, StudyState
 from coordinator.store import (
@@ -120,17 +121,6 @@ class ReportOutcome:
     duplicate: bool
     decision: str
     new_champion: bool
-
-
-@dataclass(frozen=True)
-class LineageEntry:
-    """One champion of the chain, with the evidence that made it champion."""
-
-    champion: ChampionRecord
-    version: VersionRecord
-    claimed_by: str
-    verified_by: tuple[str, ...]
-    deltas: Mapping[str, float]        # mean improvement per hardware class over the previous champion
 
 
 @dataclass
@@ -828,25 +818,7 @@ class Engine:
     def lineage(self, name: str) -> list[LineageEntry]:
         """The champion chain with who claimed and who verified each step."""
         self.study(name)
-        names = {w.id: w.name for w in self._workers.values()}
-        owners = {w.id: w.owner for w in self._workers.values()}
-        results = self.store.results(name)
-        claims = {c.version: c for c in self.store.claims(name) if c.state == "accepted"}
-        entries = []
-        for champion in self.store.champions(name):
-            version = self.store.version(name, champion.version)
-            assert version is not None
-            claim = claims.get(champion.version)
-            measured = [r for r in results if claim is not None and r.claim == claim.id and r.improvement is not None]
-            deltas = acceptance.class_deltas([
-                acceptance.Measurement(r.worker_id, owners.get(r.worker_id, ""), r.hardware_class, r.metric or 0.0,
-                                       r.improvement or 0.0, r.threshold or 0.0, True) for r in measured])
-            claimed_by = names.get(claim.claimant_worker, claim.claimant_worker) if claim else ""
-            if claim is not None and claim.origin == "merge":
-                claimed_by = f"merge of {claimed_by}'s edit" if claimed_by else "merge"
-            verified_by = tuple(r.worker_name for r in measured if r.kind == "verify" and r.decision == words.CONFIRM)
-            entries.append(LineageEntry(champion, version, claimed_by, verified_by, deltas))
-        return entries
+        return lineage(self.store, name)
 
     def history(self, name: str) -> list[ResultRecord]:
         self.study(name)

@@ -14,6 +14,7 @@ import grpc
 from autoswarm import words
 from autoswarm.v1 import common_pb2, control_pb2, control_pb2_grpc, worker_pb2, worker_pb2_grpc
 from coordinator.engine import CoordinatorError, Engine, ResultIn, TaskSpec
+from coordinator.lineage import LineageEntry
 from coordinator.store import ResultRecord, VersionRecord
 
 BUNDLE_CHUNK_BYTES = 1 << 20
@@ -60,6 +61,15 @@ def history_row(r: ResultRecord) -> control_pb2.HistoryRow:
         worker=r.worker_name, hardware_class=r.hardware_class, created_unix=r.created,
         evaluate_seconds=r.timings.get("evaluate_seconds", 0.0), verifies_of=r.claim,
         has_improvement=r.improvement is not None, improvement=r.improvement or 0.0, threshold=r.threshold or 0.0,
+    )
+
+
+def lineage_row(e: LineageEntry) -> control_pb2.LineageRow:
+    """One champion of the chain as `autoswarm history --lineage` shows it."""
+    return control_pb2.LineageRow(
+        seq=e.champion.seq, version=e.version.hash, parent=e.version.parent, description=e.version.description,
+        has_metric=e.champion.metric is not None, metric=e.champion.metric or 0.0, claimed_by=e.claimed_by,
+        verified_by=list(e.verified_by), deltas=dict(e.deltas), created_unix=e.champion.created,
     )
 
 
@@ -198,12 +208,7 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):
         entries = await _guard(context, lambda: self.engine.lineage(request.study))
         spec = self.engine.study(request.study)
         response = control_pb2.LineageResponse(study=spec.name, metric=spec.metric, direction=spec.direction)
-        for e in entries:
-            response.rows.append(control_pb2.LineageRow(
-                seq=e.champion.seq, version=e.version.hash, parent=e.version.parent, description=e.version.description,
-                has_metric=e.champion.metric is not None, metric=e.champion.metric or 0.0, claimed_by=e.claimed_by,
-                verified_by=list(e.verified_by), deltas=dict(e.deltas), created_unix=e.champion.created,
-            ))
+        response.rows.extend(lineage_row(e) for e in entries)
         return response
 
     async def GetVersion(self, request, context):

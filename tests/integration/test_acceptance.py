@@ -9,6 +9,8 @@ from __future__ import annotations
 import random
 import sqlite3
 import statistics
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -190,6 +192,13 @@ def test_concurrent_improvements_merge_or_conflict(tmp_path, start_coordinator, 
         merged = verify.candidate.content.decode()
         assert "SLOT_3 = 1" in merged and "SLOT_9 = 1" in merged
         assert _report(stub, a, verify, score(merged)).decision == "keep"
+    lineage = subprocess.run([sys.executable, "-m", "autoswarm", "history", "--lineage", "--study", "slots",
+                              "--coordinator", coordinator.address], capture_output=True, text=True, check=True).stdout
+    rows = [line.split("\t") for line in lineage.splitlines()]
+    assert rows[0][:6] == ["seq", "version", "score", "description", "claimed_by", "verified_by"]
+    assert [r[4] for r in rows[1:]] == (["-", "a", "merge of b's edit"] if expected == "stale-merged" else ["-", "a"])
+    if expected == "stale-merged":
+        assert rows[3][5] == "a" and rows[3][3].startswith("merge:")
     final = _champion_contents(coordinator, "slots")[-1]
     values = dict(SLOT_RE.findall(final))
     assert values["SLOT_3"] == "1"

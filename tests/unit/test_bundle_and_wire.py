@@ -57,6 +57,7 @@ def test_results_tsv_has_a_header_and_one_row_per_result():
     assert [c[2] for c in cells] == ["baseline", "keep", "crash"]
     assert cells[1][1] == "1.250000" and cells[2][1] == ""
     assert cells[1][3] == "LR 0.01 -> 0.013 with a tab"
+    assert header[4:9] == ["kind", "parent", "worker", "hardware_class", "verifies_of"]
 
 
 def test_committed_stubs_match_the_proto_files(tmp_path):
