@@ -217,6 +217,7 @@ class Engine:
         self._workers: dict[str, WorkerRecord] = {w.id: w for w in store.workers()}
         self._running: dict[str, set[str]] = {}
         self._trust: dict[str, acceptance.Trust] = {}
+        self._class_cache: dict[str, tuple[float, frozenset[str], frozenset[str], frozenset[str]]] = {}
         now = clock()
         # Time the coordinator was down must not count against leases that were running.
         store.push_active_deadlines(now + self.config.lease_grace)
@@ -347,6 +348,7 @@ class Engine:
         )
         self.store.upsert_worker(record)
         self._workers[record.id] = record
+        self._class_cache.clear()  # a new member or a changed class
         self._presence[record.id] = _Presence("idle", now, dirty=False)
         return record.id, hw_class
 
@@ -375,6 +377,29 @@ class Engine:
 
     # -- leases ---------------------------------------------------------------------------
 
+    def _champion_version(self, state: StudyState) -> VersionRecord:
+        """The champion's version record, read from the store once per champion."""
+        if state.champion_version is None or state.champion_version.hash != state.champion.version:
+            state.champion_version = self.store.version(state.spec.name, state.champion.version)
+        assert state.champion_version is not None
+        return state.champion_version
+
+    def _classes(self, hardware_class: str, now: float) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+        """(workers of the class, those connected, classes with a connected trusted worker).
+
+        Recomputed at most once a second: a scan of every worker on every lease would make
+        leasing O(workers), and liveness only changes on the scale of heartbeats.
+        """
+        cached = self._class_cache.get(hardware_class)
+        if cached is not None and cached[0] > now:
+            return cached[1], cached[2], cached[3]
+        members = frozenset(w.id for w in self._workers.values() if w.hardware_class == hardware_class)
+        live = frozenset(w for w in members if self._live(w, now))
+        live_classes = frozenset(w.hardware_class for w in self._workers.values()
+                                 if self._live(w.id, now) and not self.trust(w.id).quarantined)
+        self._class_cache[hardware_class] = (now + 1.0, members, live, live_classes)
+        return members, live, live_classes
+
     def _live(self, worker_id: str, now: float) -> bool:
         presence = self._presence.get(worker_id)
         return presence is not None and now - presence.last_seen <= 3 * self.config.heartbeat_interval + 5
@@ -386,10 +411,7 @@ class Engine:
         now = self._clock()
         running = self._running.setdefault(worker_id, set())
         cls = worker.hardware_class
-        members = frozenset(w.id for w in self._workers.values() if w.hardware_class == cls)
-        live = frozenset(w for w in members if self._live(w, now))
-        live_classes = frozenset(w.hardware_class for w in self._workers.values()
-                                 if self._live(w.id, now) and not self.trust(w.id).quarantined)
+        members, live, live_classes = self._classes(cls, now)
         trust = self.trust(worker_id)
         choice = scheduler.choose_task(
             [s.view(worker_id, cls, members, live, live_classes) for s in self._studies.values()],
@@ -399,8 +421,7 @@ class Engine:
         if choice is None:
             return None
         state = self._studies[choice.study]
-        champion = self.store.version(choice.study, state.champion.version)
-        assert champion is not None
+        champion = self._champion_version(state)
         parent, candidate, claim_id = champion, champion, ""
         if choice.kind == scheduler.VERIFY:
             pending = state.claims[choice.claim_id]

@@ -14,6 +14,7 @@ import grpc
 from autoswarm import words
 from autoswarm.v1 import common_pb2, control_pb2, control_pb2_grpc, worker_pb2, worker_pb2_grpc
 from coordinator.engine import CoordinatorError, Engine, ResultIn, TaskSpec
+from coordinator.group_commit import GroupCommit
 from coordinator.lineage import LineageEntry
 from coordinator.store import ResultRecord, VersionRecord
 
@@ -104,10 +105,22 @@ def result_in(message: worker_pb2.Result) -> ResultIn:
     )
 
 
+class _Durable:
+    """Waits for the group commit when there is one; answers never precede the disk."""
+
+    def __init__(self, commits: GroupCommit | None) -> None:
+        self._commits = commits
+
+    async def __call__(self) -> None:
+        if self._commits is not None:
+            await self._commits.durable()
+
+
 class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
-    def __init__(self, engine: Engine, changes: ChangeSignal) -> None:
+    def __init__(self, engine: Engine, changes: ChangeSignal, commits: GroupCommit | None = None) -> None:
         self.engine = engine
         self.changes = changes
+        self.durable = _Durable(commits)
 
     async def Register(self, request, context):
         hardware = {
@@ -121,6 +134,7 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         }
         worker_id, hw_class = await _guard(context, lambda: self.engine.register(
             request.worker_id, request.name, hardware, request.slots, list(request.mutators)))
+        await self.durable()
         return worker_pb2.RegisterResponse(
             worker_id=worker_id, heartbeat_interval_seconds=self.engine.config.heartbeat_interval,
             hardware_class=hw_class,
@@ -133,6 +147,7 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
             changed = self.changes.current()  # taken before looking, so no wake-up is missed
             task = await _guard(context, lambda: self.engine.lease(request.worker_id))
             if task is not None:
+                await self.durable()
                 return worker_pb2.LeaseResponse(has_task=True, task=task_message(task))
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0 or context.done():
@@ -145,11 +160,13 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
     async def Heartbeat(self, request, context):
         cancelled = await _guard(context, lambda: self.engine.heartbeat(
             request.worker_id, list(request.lease_ids), request.state))
+        await self.durable()
         return worker_pb2.HeartbeatResponse(cancelled_lease_ids=cancelled)
 
     async def Report(self, request, context):
         outcome = await _guard(context, lambda: self.engine.report(
             request.worker_id, request.lease_id, result_in(request.result)))
+        await self.durable()  # the result is on disk before the worker hears "recorded"
         return worker_pb2.ReportResponse(
             result_id=outcome.result_id, duplicate=outcome.duplicate, decision=outcome.decision,
             new_champion=outcome.new_champion,
@@ -157,6 +174,7 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
 
     async def Release(self, request, context):
         released = await _guard(context, lambda: self.engine.release(request.worker_id, list(request.lease_ids)))
+        await self.durable()
         return worker_pb2.ReleaseResponse(released=released)
 
     async def FetchBundle(self, request, context) -> AsyncIterator[worker_pb2.BundleChunk]:
@@ -167,12 +185,14 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
 
 
 class ControlService(control_pb2_grpc.ControlServiceServicer):
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, commits: GroupCommit | None = None) -> None:
         self.engine = engine
+        self.durable = _Durable(commits)
 
     async def AddStudy(self, request, context):
         name, bundle_hash, champion, present = await _guard(
             context, lambda: self.engine.add_study(bytes(request.bundle), request.max_evaluations))
+        await self.durable()
         return control_pb2.AddStudyResponse(study=name, bundle_hash=bundle_hash, champion_hash=champion,
                                             already_present=present)
 

@@ -185,9 +185,12 @@ class Store:
     """SQLite-backed state. Not thread-safe: one coordinator event loop owns it."""
 
     def __init__(self, path: Path | str, *, fsync: bool = False, readonly: bool = False,
-                 on_commit: Callable[[float], None] = lambda seconds: None) -> None:
+                 on_commit: Callable[[float], None] = lambda seconds: None, group_commit: bool = False) -> None:
         self.path = str(path)
         self._on_commit = on_commit
+        self._group_commit = group_commit
+        self._batch_started = 0.0
+        self._readonly = readonly
         if readonly:
             if not Path(self.path).is_file():
                 raise FileNotFoundError(f"{self.path}: no such database")
@@ -213,20 +216,50 @@ class Store:
             )
 
     def close(self) -> None:
+        if not self._readonly:
+            self.commit_batch()
         self._db.close()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic, committed unit of change."""
-        started = time.perf_counter()
-        self._db.execute("BEGIN IMMEDIATE")
+        """One atomic unit of change.
+
+        Committed at once, or — with group commit on — inside the open batch as a savepoint,
+        committed by `commit_batch()`; callers that acknowledge must wait for that commit.
+        """
+        if not self._group_commit:
+            started = time.perf_counter()
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            self._on_commit(time.perf_counter() - started)
+            return
+        if not self._db.in_transaction:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._batch_started = time.perf_counter()
+        self._db.execute("SAVEPOINT unit")
         try:
             yield self._db
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._db.execute("ROLLBACK TO unit")  # undo this unit only, not the batch
+            self._db.execute("RELEASE unit")
             raise
-        self._db.execute("COMMIT")
-        self._on_commit(time.perf_counter() - started)
+        self._db.execute("RELEASE unit")
+
+    @property
+    def uncommitted(self) -> bool:
+        """Whether a group-commit batch holds changes not yet on disk."""
+        return self._db.in_transaction
+
+    def commit_batch(self) -> None:
+        """Commits the open group-commit batch (one disk write for many requests)."""
+        if self._db.in_transaction:
+            self._db.execute("COMMIT")
+            self._on_commit(time.perf_counter() - self._batch_started)
 
     # -- bundles and studies -------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from autoswarm.study import Study
 from coordinator import acceptance, scheduler
 from coordinator.acceptance import Baseline, Measurement
-from coordinator.store import ChampionRecord, ClaimRecord, LeaseRecord, StudyRecord
+from coordinator.store import ChampionRecord, ClaimRecord, LeaseRecord, StudyRecord, VersionRecord
 
 # While a hardware class has fewer degrees of freedom than this for its noise estimate, it
 # measures extra baselines: a σ from two runs can be near zero by chance and let noise through.
@@ -92,6 +92,7 @@ class StudyState:
     claims: dict[str, PendingClaim] = field(default_factory=dict)
     scores: dict[str, float] = field(default_factory=dict)        # champion version -> its score
     claimed_versions: set[str] = field(default_factory=set)       # every version ever claimed
+    champion_version: VersionRecord | None = None                  # cache of the champion's content
 
     @property
     def paired(self) -> bool:
