@@ -351,7 +351,8 @@ def test_unknown_kind_names_the_known_ones() -> None:
         create_mutator("llm-of-the-future", {})
     assert isinstance(info.value, MutatorError)
     assert "llm-of-the-future" in str(info.value)
-    assert KNOWN_KINDS == ("params",)
+    assert KNOWN_KINDS == ("params", "llm", "command")
+    assert "params, llm, command" in str(info.value)
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,8 @@
-"""Mutators: what proposes an edit to the study's target (offline `params` for now)."""
+"""Mutators: what proposes an edit to the study's target.
+
+`params` (offline constant perturbation), `llm` (an OpenAI-compatible chat-completions server)
+and `command` (an agent CLI such as Claude Code, Codex or aider, run in the scratch copy).
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,16 @@ from worker.mutators.base import (
     MutatorConfigError,
     MutatorError,
 )
+from worker.mutators.command import CommandMutator
+from worker.mutators.llm import LlmMutator
 from worker.mutators.params import ParamsMutator
 
-KNOWN_KINDS: tuple[str, ...] = ("params",)
+KNOWN_KINDS: tuple[str, ...] = ("params", "llm", "command")
 
 __all__ = [
     "KNOWN_KINDS",
+    "CommandMutator",
+    "LlmMutator",
     "MutationOutcome",
     "MutationRequest",
     "Mutator",
@@ -35,6 +43,10 @@ def create_mutator(kind: str, options: Mapping[str, object]) -> Mutator:
     """
     if kind == "params":
         return ParamsMutator.from_options(options)
+    if kind == "llm":
+        return LlmMutator.from_options(options)
+    if kind == "command":
+        return CommandMutator.from_options(options)
     raise MutatorConfigError(
         f"mutator.kind: unknown mutator {kind!r}; known kinds: {', '.join(KNOWN_KINDS)}"
     )

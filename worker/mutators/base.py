@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -14,6 +15,16 @@ class MutatorError(Exception):
 
 class MutatorConfigError(MutatorError, ValueError):
     """The study asks for an unknown mutator or gives it bad options (a study file error)."""
+
+
+def reject_unknown_options(kind: str, options: Mapping[str, object], known: Iterable[str]) -> None:
+    """Raises MutatorConfigError naming the first option `kind` does not know (`kind` itself is fine)."""
+    known = tuple(known)
+    unknown = sorted(set(options) - set(known) - {"kind"})
+    if unknown:
+        raise MutatorConfigError(
+            f"mutator.{unknown[0]}: unknown option for the {kind} mutator; known options: {', '.join(known)}"
+        )
 
 
 @dataclass(frozen=True)

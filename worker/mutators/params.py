@@ -17,7 +17,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from worker.mutators.base import MutationOutcome, MutationRequest, MutatorConfigError, MutatorError
+from worker.mutators.base import (
+    MutationOutcome,
+    MutationRequest,
+    MutatorConfigError,
+    MutatorError,
+    reject_unknown_options,
+)
 
 _CONSTANT_NAME = re.compile(r"^_*[A-Z][A-Z0-9_]*$")
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")  # what Python's tokenizer counts as a new line
@@ -147,12 +153,7 @@ class ParamsMutator:
     @classmethod
     def from_options(cls, options: Mapping[str, object]) -> ParamsMutator:
         """Build from a `[mutator]` table (a `kind` key, if passed along, is ignored)."""
-        unknown = sorted(set(options) - set(cls.OPTIONS) - {"kind"})
-        if unknown:
-            raise MutatorConfigError(
-                f"mutator.{unknown[0]}: unknown option for the params mutator; "
-                f"known options: {', '.join(cls.OPTIONS)}"
-            )
+        reject_unknown_options(cls.kind, options, cls.OPTIONS)
         return cls(
             max_changes=options.get("max_changes", 2),  # type: ignore[arg-type]
             scale=options.get("scale", 0.3),  # type: ignore[arg-type]

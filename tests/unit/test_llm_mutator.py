@@ -1,0 +1,266 @@
+"""The `llm` mutator against a scripted chat-completions server on loopback."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import pytest
+
+from fake_llm import Answer, FakeChatServer, Hang, Status
+from worker.mutators import create_mutator
+from worker.mutators.base import MutationRequest, MutatorConfigError, MutatorError
+from worker.mutators.config import WorkerMutatorFlags, worker_mutators
+from worker.mutators.llm import LlmMutator
+
+PROGRAM = "Tune the constants of target.py to maximize score. Never touch evaluate.py.\n"
+TARGET = "X = 1.0\nY = 3\n\nprint(f'score: {-(X - 2.5) ** 2 - (Y - 7) ** 2}')\n"
+MEMORY = "- X 1.0 -> 0.5: discard (score -36.25)\n- Y 3 -> 2: crash (exit code 1)\n"
+GOOD = "DESCRIPTION: move X toward 2.5\n\n<<<<<<< SEARCH\nX = 1.0\n=======\nX = 2.0\n>>>>>>> REPLACE\n"
+KEY = "sk-test-Zebra7Quokka9Marmot"  # distinctive: any trace of it in an output is a leak
+
+
+def _workdir(tmp_path: Path) -> Path:
+    work = tmp_path / "scratch"
+    work.mkdir()
+    (work / "target.py").write_text(TARGET)
+    (work / "program.md").write_text(PROGRAM)
+    return work
+
+
+def _request(work: Path, cancel: threading.Event | None = None, memory: str = MEMORY) -> MutationRequest:
+    return MutationRequest(workdir=work, target="target.py", program=PROGRAM, memory=memory, seed=7,
+                           timeout_seconds=10, cancel=cancel)
+
+
+def _mutator(server: FakeChatServer, **options: object) -> LlmMutator:
+    settings: dict[str, object] = {"model": "test-model", "base_url": server.base_url, "retries": 2,
+                                   "retry_delay": 0.0, "request_timeout": 5.0, **options}
+    mutator = create_mutator("llm", settings)
+    assert isinstance(mutator, LlmMutator)
+    return mutator
+
+
+def test_a_valid_edit_is_applied_and_the_request_carries_model_program_target_and_memory(tmp_path):
+    work = _workdir(tmp_path)
+    with FakeChatServer([GOOD]) as server:
+        outcome = _mutator(server, temperature=0.3, max_tokens=777).mutate(_request(work))
+    assert outcome.description == "move X toward 2.5"
+    assert (work / "target.py").read_text() == TARGET.replace("X = 1.0", "X = 2.0")
+    (request,) = server.requests
+    assert request.body["model"] == "test-model"
+    assert request.body["temperature"] == 0.3 and request.body["max_tokens"] == 777
+    roles = [m["role"] for m in request.body["messages"]]
+    assert roles == ["system", "user"]
+    shown = request.text
+    assert PROGRAM.strip() in shown
+    assert TARGET in shown
+    for entry in MEMORY.splitlines():
+        assert entry in shown, "every swarm memory entry reaches the model"
+    assert "<<<<<<< SEARCH" in shown and "DESCRIPTION:" in shown, "the output contract is in the prompt"
+
+
+def test_empty_memory_is_said_so_rather_than_left_blank(tmp_path):
+    work = _workdir(tmp_path)
+    with FakeChatServer([GOOD]) as server:
+        _mutator(server).mutate(_request(work, memory=""))
+    assert "Nothing recorded yet" in server.requests[0].text
+
+
+def test_a_malformed_answer_is_retried_with_the_problem_explained_then_the_valid_one_applies(tmp_path):
+    work = _workdir(tmp_path)
+    with FakeChatServer(["I think X should be larger.", GOOD]) as server:
+        outcome = _mutator(server).mutate(_request(work))
+    assert outcome.description == "move X toward 2.5"
+    assert "X = 2.0" in (work / "target.py").read_text()
+    assert len(server.requests) == 2
+    retry = server.requests[1].body["messages"]
+    assert retry[-2] == {"role": "assistant", "content": "I think X should be larger."}
+    assert retry[-1]["role"] == "user" and "no SEARCH/REPLACE block" in retry[-1]["content"]
+
+
+def test_an_edit_that_does_not_apply_is_retried_then_reported_with_the_reason(tmp_path):
+    work = _workdir(tmp_path)
+    wrong = "DESCRIPTION: x\n<<<<<<< SEARCH\nX = 1.5\n=======\nX = 2.0\n>>>>>>> REPLACE\n"
+    with FakeChatServer(fallback=wrong) as server:
+        with pytest.raises(MutatorError, match=r"after 3 attempt\(s\).*SEARCH lines are not in the target"):
+            _mutator(server, retries=2).mutate(_request(work))
+    assert len(server.requests) == 3, "retries=2 means three attempts"
+    assert (work / "target.py").read_text() == TARGET, "nothing is written when no edit applies"
+
+
+def test_an_edit_that_changes_nothing_or_breaks_python_is_retried(tmp_path):
+    work = _workdir(tmp_path)
+    same = "DESCRIPTION: nothing\n<<<<<<< SEARCH\nX = 1.0\n=======\nX = 1.0\n>>>>>>> REPLACE\n"
+    broken = "DESCRIPTION: oops\n<<<<<<< SEARCH\nX = 1.0\n=======\nX = (2.0\n>>>>>>> REPLACE\n"
+    with FakeChatServer([same, broken, GOOD]) as server:
+        _mutator(server).mutate(_request(work))
+    assert "unchanged" in server.requests[1].text
+    assert "not valid Python" in server.requests[2].text
+    assert "X = 2.0" in (work / "target.py").read_text()
+
+
+def test_a_whole_file_answer_replaces_the_target(tmp_path):
+    work = _workdir(tmp_path)
+    new = TARGET.replace("Y = 3", "Y = 6")
+    with FakeChatServer([f"DESCRIPTION: raise Y\n\n```python\n{new}```\n"]) as server:
+        outcome = _mutator(server, output="whole-file").mutate(_request(work))
+    assert outcome.description == "raise Y"
+    assert (work / "target.py").read_text() == new
+    assert "complete new content of target.py" in server.requests[0].text
+
+
+def test_a_server_error_is_retried_then_the_answer_is_used(tmp_path):
+    work = _workdir(tmp_path)
+    with FakeChatServer([Status(500, {"error": {"message": "overloaded"}}), GOOD]) as server:
+        outcome = _mutator(server).mutate(_request(work))
+    assert outcome.description == "move X toward 2.5"
+    assert len(server.requests) == 2
+
+
+def test_server_errors_past_the_limit_are_a_mutator_error_with_the_status(tmp_path):
+    work = _workdir(tmp_path)
+    with FakeChatServer(fallback=Status(503, {"error": {"message": "model loading"}})) as server:
+        with pytest.raises(MutatorError, match="HTTP 503.*model loading"):
+            _mutator(server, retries=1).mutate(_request(work))
+    assert len(server.requests) == 2
+
+
+def test_a_request_that_times_out_is_retried(tmp_path):
+    work = _workdir(tmp_path)
+    with FakeChatServer([Hang(10), GOOD]) as server:
+        outcome = _mutator(server, request_timeout=0.5).mutate(_request(work))
+    assert outcome.description == "move X toward 2.5"
+    assert len(server.requests) == 2
+
+
+def test_timeouts_past_the_limit_are_a_mutator_error(tmp_path):
+    work = _workdir(tmp_path)
+    with FakeChatServer(fallback=Hang(10)) as server:
+        with pytest.raises(MutatorError, match=r"no answer within request_timeout=0.3s"):
+            _mutator(server, request_timeout=0.3, retries=1).mutate(_request(work))
+
+
+def test_a_refused_key_fails_at_once_with_a_hint(tmp_path):
+    work = _workdir(tmp_path)
+    with FakeChatServer(fallback=Status(401, {"error": {"message": "invalid api key"}})) as server:
+        with pytest.raises(MutatorError, match="HTTP 401.*refused the key"):
+            _mutator(server, retries=3).mutate(_request(work))
+    assert len(server.requests) == 1, "retrying a refused key cannot help"
+
+
+def test_an_unreachable_server_is_a_mutator_error(tmp_path):
+    from swarm import free_port
+
+    work = _workdir(tmp_path)
+    mutator = create_mutator("llm", {"model": "m", "base_url": f"http://127.0.0.1:{free_port()}/v1",
+                                     "retries": 1, "retry_delay": 0.0, "request_timeout": 2.0})
+    with pytest.raises(MutatorError, match="cannot reach http://127.0.0.1"):
+        mutator.mutate(_request(work))
+
+
+def test_a_cut_off_answer_says_so_in_the_reason(tmp_path):
+    work = _workdir(tmp_path)
+    cut = Answer("DESCRIPTION: x\n<<<<<<< SEARCH\nX = 1.0\n=====", finish_reason="length")
+    with FakeChatServer(fallback=cut) as server:
+        with pytest.raises(MutatorError, match="cut off at max_tokens=50"):
+            _mutator(server, retries=0, max_tokens=50).mutate(_request(work))
+
+
+def test_the_key_is_sent_to_the_server_and_appears_nowhere_else(tmp_path, monkeypatch, caplog):
+    """A hostile server echoes the Authorization header into its error body: still no leak."""
+    work = _workdir(tmp_path)
+    monkeypatch.setenv("AUTOSWARM_TEST_KEY", KEY)
+
+    def echo(body: dict, headers: dict) -> Status:
+        return Status(500, {"error": {"message": f"bad header {headers.get('authorization')}"}})
+
+    caplog.set_level(logging.DEBUG)
+    with FakeChatServer([echo, echo], fallback=f"DESCRIPTION: I saw {KEY}\n" + GOOD.split("\n", 1)[1]) as server:
+        mutator = _mutator(server, api_key_env="AUTOSWARM_TEST_KEY", retries=1)
+        with pytest.raises(MutatorError) as failed:
+            mutator.mutate(_request(work))
+        outcome = _mutator(server, api_key_env="AUTOSWARM_TEST_KEY").mutate(_request(work))
+    assert server.requests[0].headers["authorization"] == f"Bearer {KEY}"
+    assert "HTTP 500" in str(failed.value) and "***" in str(failed.value)
+    assert KEY not in str(failed.value)
+    assert failed.value.__cause__ is None and failed.value.__context__ is None, "no unscrubbed chained error"
+    assert KEY not in outcome.description and "***" in outcome.description
+    assert KEY not in caplog.text
+    assert KEY not in repr(mutator), "the mutator holds the variable's name, never the key"
+
+
+def test_a_missing_key_variable_is_named_in_the_error(tmp_path, monkeypatch):
+    work = _workdir(tmp_path)
+    monkeypatch.delenv("AUTOSWARM_TEST_MISSING_KEY", raising=False)
+    with FakeChatServer([GOOD]) as server:
+        with pytest.raises(MutatorError, match="AUTOSWARM_TEST_MISSING_KEY .* is not set"):
+            _mutator(server, api_key_env="AUTOSWARM_TEST_MISSING_KEY").mutate(_request(work))
+    assert server.requests == [], "no request goes out without the key"
+
+
+def test_cancel_ends_a_waiting_request(tmp_path):
+    work = _workdir(tmp_path)
+    cancel = threading.Event()
+    with FakeChatServer(fallback=Hang(30)) as server:
+        timer = threading.Timer(0.3, cancel.set)
+        timer.start()
+        try:
+            with pytest.raises(MutatorError, match="cancelled"):
+                _mutator(server, request_timeout=25.0).mutate(_request(work, cancel))
+        finally:
+            timer.cancel()
+
+
+@pytest.mark.parametrize("options, message", [
+    ({}, "mutator.model: the llm mutator needs a model"),
+    ({"model": "m", "bogus": 1}, "mutator.bogus: unknown option"),
+    ({"model": "m", "temperature": 5}, "mutator.temperature: expected a number >= 0 and <= 2"),
+    ({"model": "m", "retries": -1}, "mutator.retries: expected a whole number >= 0"),
+    ({"model": "m", "max_tokens": 1.5}, "mutator.max_tokens"),
+    ({"model": "m", "request_timeout": 0}, "mutator.request_timeout: expected a number > 0"),
+    ({"model": "m", "output": "diff"}, "mutator.output: expected one of 'edits', 'whole-file'"),
+    ({"model": "m", "base_url": "localhost:8000"}, "mutator.base_url: expected an http"),
+])
+def test_bad_study_options_are_config_errors_naming_the_key(options, message):
+    with pytest.raises(MutatorConfigError, match=message):
+        create_mutator("llm", options)
+
+
+def test_a_key_pasted_into_api_key_env_is_refused_without_echoing_it():
+    with pytest.raises(MutatorConfigError) as failed:
+        create_mutator("llm", {"model": "m", "api_key_env": KEY})
+    assert "NAME of an environment variable" in str(failed.value) and KEY not in str(failed.value)
+
+
+# -- worker flags ---------------------------------------------------------------------------
+
+def test_worker_default_kinds_follow_what_is_configured():
+    assert worker_mutators(WorkerMutatorFlags()).kinds == ("params",)
+    llm = worker_mutators(WorkerMutatorFlags(llm_model="qwen", llm_base_url="http://127.0.0.1:11434/v1"))
+    assert llm.kinds == ("params", "llm")
+    assert llm.options == {"llm": {"model": "qwen", "base_url": "http://127.0.0.1:11434/v1", "api_key_env": ""}}
+    assert worker_mutators(WorkerMutatorFlags(agent_command="claude -p")).kinds == ("params", "command")
+    chosen = worker_mutators(WorkerMutatorFlags(mutators=("llm,command", "llm"), llm_temperature=0.2))
+    assert chosen.kinds == ("llm", "command"), "explicit kinds replace the default, deduplicated"
+    assert chosen.options == {"llm": {"temperature": 0.2}}, "no server or key given: the study's are used"
+
+
+def test_worker_key_and_server_travel_together():
+    only_key = worker_mutators(WorkerMutatorFlags(llm_api_key_env="OPENAI_API_KEY", llm_model="gpt-4o-mini"))
+    assert only_key.options["llm"]["base_url"] == "", "a study's base_url never receives the worker's key"
+    only_server = worker_mutators(WorkerMutatorFlags(llm_base_url="http://127.0.0.1:8000/v1"))
+    assert only_server.options["llm"]["api_key_env"] == "", "a study cannot pick which variable the worker sends"
+    assert "OPENAI_API_KEY" in only_key.describe() and "gpt-4o-mini" in only_key.describe()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (WorkerMutatorFlags(mutators=("gpt",)), "--mutator: unknown kind 'gpt'"),
+    (WorkerMutatorFlags(llm_base_url="127.0.0.1:8000"), "--llm-base-url: expected an http"),
+    (WorkerMutatorFlags(llm_api_key_env="sk-abc-123"), "--llm-api-key-env: expected the NAME"),
+    (WorkerMutatorFlags(agent_command="  "), "--agent-command: the command mutator needs"),
+])
+def test_bad_worker_flags_name_the_flag(flags, message):
+    with pytest.raises(MutatorConfigError, match=message):
+        worker_mutators(flags)
