@@ -19,6 +19,7 @@ STATUS_WORDS: dict[int, str] = {
     pb.RESULT_STATUS_RESOURCE_LIMIT: "resource-limit",
     pb.RESULT_STATUS_SETUP_FAILED: "setup-failed",
     pb.RESULT_STATUS_NO_CHANGE: "no-change",
+    pb.RESULT_STATUS_DUPLICATE: "duplicate",
 }
 STATUS_CODES: dict[str, int] = {word: code for code, word in STATUS_WORDS.items()}
 

@@ -99,6 +99,13 @@ class TaskSpec:
     seed: int
     deadline: float
     claim: str = ""
+    memory: str = ""
+
+
+@dataclass(frozen=True)
+class HeartbeatOutcome:
+    cancelled: list[str]      # leases this worker no longer holds: stop them
+    duplicates: list[str]     # explore leases whose candidate was evaluated already: do not evaluate
 
 
 @dataclass(frozen=True)
@@ -248,6 +255,8 @@ class Engine:
             elif claim.origin == "explore":
                 self._trust_add(claim.claimant_worker, claim.state)
         for result in self.store.results(record.name):
+            if result.kind == "explore":
+                state.remember(result)
             if result.status == "ok" and result.kind == "baseline" and result.metric is not None \
                     and not self.trust(result.worker_id).quarantined:
                 state.samples.add(result.version, result.hardware_class, result.worker_id, result.metric)
@@ -449,15 +458,23 @@ class Engine:
             parent=parent if choice.kind == scheduler.EXPLORE else None,
             candidate=None if choice.kind == scheduler.EXPLORE else candidate,
             seed=lease.seed, deadline=lease.deadline, claim=claim_id,
+            memory=state.memory(lease.id) if choice.kind == scheduler.EXPLORE else "",
         )
 
-    def heartbeat(self, worker_id: str, lease_ids: Sequence[str], state: str) -> list[str]:
-        """Extends the worker's running leases; returns those it no longer holds."""
+    def heartbeat(self, worker_id: str, lease_ids: Sequence[str], state: str,
+                  descriptions: Mapping[str, str] | None = None,
+                  candidate_hashes: Mapping[str, str] | None = None) -> HeartbeatOutcome:
+        """Extends the worker's running leases and takes note of the ideas it is evaluating.
+
+        Returns the leases it no longer holds and the explore leases whose candidate was
+        evaluated (or is being evaluated) already for the same parent.
+        """
         self._known_worker(worker_id)
         self._seen(worker_id, state[:32] or None)
         now = self._clock()
         held: dict[str, float] = {}
         cancelled: list[str] = []
+        duplicates: list[str] = []
         for lease_id in lease_ids[:1024]:
             lease = self._active_lease(lease_id)
             if lease is None or lease.worker_id != worker_id:
@@ -465,13 +482,21 @@ class Engine:
                 continue
             study = self._studies[lease.study]
             held[lease_id] = now + self.config.lease_ttl(study.spec)
+            if descriptions and lease_id in descriptions:
+                study.ideas[lease_id] = " ".join(descriptions[lease_id].split())[: self.config.limits.max_description_chars]
+            candidate = (candidate_hashes or {}).get(lease_id, "")
+            if candidate and lease.kind == scheduler.EXPLORE:
+                if study.seen_candidate(lease.parent, candidate, lease_id):
+                    duplicates.append(lease_id)
+                else:
+                    study.candidates[lease_id] = (lease.parent, candidate)
         if held:
             self.store.extend_leases(worker_id, list(held), held)
             for lease_id, deadline in held.items():
                 lease = self._active_lease(lease_id)
                 if lease is not None:
                     self._studies[lease.study].active[lease_id] = replace(lease, deadline=max(lease.deadline, deadline))
-        return cancelled
+        return HeartbeatOutcome(cancelled, duplicates)
 
     def _active_lease(self, lease_id: str) -> LeaseRecord | None:
         for state in self._studies.values():
@@ -483,6 +508,8 @@ class Engine:
     def _forget_lease(self, lease: LeaseRecord) -> None:
         state = self._studies[lease.study]
         state.active.pop(lease.id, None)
+        state.ideas.pop(lease.id, None)
+        state.candidates.pop(lease.id, None)
         if lease.claim in state.claims:
             state.claims[lease.claim].in_flight.discard(lease.id)
         self._running.get(lease.worker_id, set()).discard(lease.id)
@@ -579,6 +606,10 @@ class Engine:
         record = judgement.record
         self._forget_lease(lease)
         state.evaluations += 1
+        if lease.kind == scheduler.EXPLORE:
+            state.remember(record)
+        for result_id, decision in judgement.decisions:
+            state.redecide(result_id, decision)
         if judgement.sample is not None:
             state.samples.add(judgement.sample[0], judgement.sample[1], record.worker_id, judgement.sample[2])
         if judgement.champion_metric is not None and state.champion.seq == judgement.champion_metric[1]:
@@ -662,6 +693,8 @@ class Engine:
             return done(result.status)
         if not result.candidate:
             raise InvalidRequest("an ok explore result must carry the candidate it evaluated")
+        if state.seen_candidate(lease.parent, version, lease.id):
+            return done(words.DUPLICATE)
         if version == lease.parent:
             return done(words.NO_CHANGE)
         if version in state.claimed_versions:

@@ -78,7 +78,7 @@ def task_message(task: TaskSpec) -> worker_pb2.Task:
     message = worker_pb2.Task(
         lease_id=task.lease_id, study=task.study, kind=words.KIND_CODES[task.kind],
         bundle_hash=task.bundle_hash, bundle_size=task.bundle_size, seed=task.seed,
-        deadline_unix=task.deadline,
+        deadline_unix=task.deadline, memory=task.memory,
     )
     if task.parent is not None:
         message.parent.CopyFrom(version_message(task.parent))
@@ -158,10 +158,12 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
                 return worker_pb2.LeaseResponse(has_task=False)
 
     async def Heartbeat(self, request, context):
-        cancelled = await _guard(context, lambda: self.engine.heartbeat(
-            request.worker_id, list(request.lease_ids), request.state))
+        outcome = await _guard(context, lambda: self.engine.heartbeat(
+            request.worker_id, list(request.lease_ids), request.state, dict(request.descriptions),
+            dict(request.candidate_hashes)))
         await self.durable()
-        return worker_pb2.HeartbeatResponse(cancelled_lease_ids=cancelled)
+        return worker_pb2.HeartbeatResponse(cancelled_lease_ids=outcome.cancelled,
+                                            duplicate_lease_ids=outcome.duplicates)
 
     async def Report(self, request, context):
         outcome = await _guard(context, lambda: self.engine.report(

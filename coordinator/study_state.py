@@ -6,16 +6,19 @@ it only after the store has committed, so memory never runs ahead of disk.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
 
 from autoswarm.study import Study
 from coordinator import acceptance, scheduler
 from coordinator.acceptance import Baseline, Measurement
-from coordinator.store import ChampionRecord, ClaimRecord, LeaseRecord, StudyRecord, VersionRecord
+from coordinator.memory import Tried, build_memory
+from coordinator.store import ChampionRecord, ClaimRecord, LeaseRecord, ResultRecord, StudyRecord, VersionRecord
 
 # While a hardware class has fewer degrees of freedom than this for its noise estimate, it
 # measures extra baselines: a σ from two runs can be near zero by chance and let noise through.
 MIN_NOISE_DOF = 8
+MEMORY_ENTRIES = 300          # explore outcomes kept for the swarm memory
 
 
 @dataclass
@@ -93,6 +96,45 @@ class StudyState:
     scores: dict[str, float] = field(default_factory=dict)        # champion version -> its score
     claimed_versions: set[str] = field(default_factory=set)       # every version ever claimed
     champion_version: VersionRecord | None = None                  # cache of the champion's content
+    tried: OrderedDict[str, Tried] = field(default_factory=OrderedDict)  # result id -> outcome, oldest first
+    tried_parents: dict[str, str] = field(default_factory=dict)     # result id -> the parent it was tried on
+    evaluated: set[tuple[str, str]] = field(default_factory=set)   # (parent, candidate) pairs evaluated
+    ideas: dict[str, str] = field(default_factory=dict)            # lease id -> idea being evaluated
+    candidates: dict[str, tuple[str, str]] = field(default_factory=dict)  # lease id -> (parent, candidate)
+
+    def remember(self, result: ResultRecord) -> None:
+        """Adds an explore outcome to the swarm memory (bounded: the oldest are forgotten)."""
+        if result.version:
+            self.evaluated.add((result.parent, result.version))
+        if result.decision in ("duplicate", "no-change"):
+            return
+        failed = result.status not in ("ok",)
+        tail = result.log_tail.strip().splitlines()[-1] if failed and result.log_tail.strip() else ""
+        self.tried[result.id] = Tried(result.description, result.decision, result.improvement, False, tail)
+        self.tried_parents[result.id] = result.parent
+        while len(self.tried) > MEMORY_ENTRIES:
+            old, _ = self.tried.popitem(last=False)
+            self.tried_parents.pop(old, None)
+
+    def redecide(self, result_id: str, decision: str) -> None:
+        """A claim's verdict arrived: its memory entry says keep or rejected from now on."""
+        entry = self.tried.get(result_id)
+        if entry is not None:
+            self.tried[result_id] = replace(entry, decision=decision)
+
+    def seen_candidate(self, parent: str, candidate: str, lease_id: str) -> bool:
+        """Whether this candidate was evaluated for this parent, or is being evaluated elsewhere."""
+        if (parent, candidate) in self.evaluated:
+            return True
+        return any(other != lease_id and pc == (parent, candidate) for other, pc in self.candidates.items())
+
+    def memory(self, lease_id: str) -> str:
+        """The swarm memory for a new explore task."""
+        champion = self.champion.version
+        tried = [replace(t, on_champion=self.tried_parents.get(rid) == champion)
+                 for rid, t in reversed(self.tried.items())]
+        in_flight = [idea for lid, idea in self.ideas.items() if lid != lease_id]
+        return build_memory(tried, in_flight)
 
     @property
     def paired(self) -> bool:

@@ -27,6 +27,7 @@ class ResultStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RESULT_STATUS_RESOURCE_LIMIT: _ClassVar[ResultStatus]
     RESULT_STATUS_SETUP_FAILED: _ClassVar[ResultStatus]
     RESULT_STATUS_NO_CHANGE: _ClassVar[ResultStatus]
+    RESULT_STATUS_DUPLICATE: _ClassVar[ResultStatus]
 TASK_KIND_UNSPECIFIED: TaskKind
 TASK_KIND_EXPLORE: TaskKind
 TASK_KIND_VERIFY: TaskKind
@@ -42,6 +43,7 @@ RESULT_STATUS_MUTATOR_ERROR: ResultStatus
 RESULT_STATUS_RESOURCE_LIMIT: ResultStatus
 RESULT_STATUS_SETUP_FAILED: ResultStatus
 RESULT_STATUS_NO_CHANGE: ResultStatus
+RESULT_STATUS_DUPLICATE: ResultStatus
 
 class Gpu(_message.Message):
     __slots__ = ("index", "name", "memory_bytes", "driver")

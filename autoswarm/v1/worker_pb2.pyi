@@ -74,20 +74,40 @@ class LeaseResponse(_message.Message):
     def __init__(self, has_task: _Optional[bool] = ..., task: _Optional[_Union[Task, _Mapping]] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("worker_id", "lease_ids", "state")
+    __slots__ = ("worker_id", "lease_ids", "state", "descriptions", "candidate_hashes")
+    class DescriptionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class CandidateHashesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     LEASE_IDS_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTIONS_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_HASHES_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     lease_ids: _containers.RepeatedScalarFieldContainer[str]
     state: str
-    def __init__(self, worker_id: _Optional[str] = ..., lease_ids: _Optional[_Iterable[str]] = ..., state: _Optional[str] = ...) -> None: ...
+    descriptions: _containers.ScalarMap[str, str]
+    candidate_hashes: _containers.ScalarMap[str, str]
+    def __init__(self, worker_id: _Optional[str] = ..., lease_ids: _Optional[_Iterable[str]] = ..., state: _Optional[str] = ..., descriptions: _Optional[_Mapping[str, str]] = ..., candidate_hashes: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
-    __slots__ = ("cancelled_lease_ids",)
+    __slots__ = ("cancelled_lease_ids", "duplicate_lease_ids")
     CANCELLED_LEASE_IDS_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_LEASE_IDS_FIELD_NUMBER: _ClassVar[int]
     cancelled_lease_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, cancelled_lease_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    duplicate_lease_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, cancelled_lease_ids: _Optional[_Iterable[str]] = ..., duplicate_lease_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Result(_message.Message):
     __slots__ = ("status", "has_metric", "metric", "extra_metrics", "candidate", "description", "log_tail", "mutate_seconds", "evaluate_seconds", "setup_seconds", "bundle_cache_hit")

@@ -63,7 +63,7 @@ def test_leases_expire_without_heartbeats_and_heartbeats_keep_them(setup):
     engine, clock, worker, _ = setup
     first = engine.lease(worker)
     clock.now += 14.0
-    assert engine.heartbeat(worker, [first.lease_id, "l-gone"], "working") == ["l-gone"]
+    assert engine.heartbeat(worker, [first.lease_id, "l-gone"], "working").cancelled == ["l-gone"]
     clock.now += 14.0  # 28 s after the lease, 14 s after the heartbeat: ttl is 10 × 1 + 5 = 15 s
     assert engine.expire_overdue() == []
     clock.now += 2.0
@@ -118,3 +118,49 @@ def test_a_study_whose_champion_always_crashes_stops_with_an_error(setup):
     summary, = engine.study_summaries()
     assert "failed to evaluate 3 times" in summary.error and summary.done
     assert engine.lease(worker) is None
+
+
+def test_memory_lists_outcomes_and_ideas_in_flight_and_duplicates_are_caught(setup):
+    engine, _, worker, _ = setup
+    engine.report(worker, engine.lease(worker).lease_id, _ok(10.0))
+    first = engine.lease(worker)
+    engine.report(worker, first.lease_id, _ok(12.0, b"X = 9\n", "X 1 -> 9"))
+    engine.report(worker, (crash := engine.lease(worker)).lease_id,
+                  ResultIn("crash", None, {}, b"X = 0\n", "X 1 -> 0", "Traceback\nZeroDivisionError: boom", {}))
+    other, _ = engine.register("", "beta", {"cpu_model": "Test", "cpu_cores": 2, "gpus": []}, 1, ["params"])
+    running = engine.lease(other)
+    outcome = engine.heartbeat(other, [running.lease_id], "working", {running.lease_id: "LR warmup x2"},
+                               {running.lease_id: "f" * 64})
+    assert outcome.duplicates == []
+    memory = engine.lease(worker).memory
+    assert "LR warmup x2" in memory, "ideas in flight on other workers are visible"
+    assert "[discard] (-2) X 1 -> 9" in memory
+    assert "[crash] X 1 -> 0 — ZeroDivisionError: boom" in memory
+
+
+def test_a_candidate_evaluated_for_the_same_parent_is_not_evaluated_again(setup):
+    engine, _, worker, _ = setup
+    engine.report(worker, engine.lease(worker).lease_id, _ok(10.0))
+    first, second = engine.lease(worker), engine.lease(worker)
+    candidate = b"X = 9\n"
+    digest = __import__("hashlib").sha256(candidate).hexdigest()
+    assert engine.heartbeat(worker, [first.lease_id], "working", {}, {first.lease_id: digest}).duplicates == []
+    assert engine.heartbeat(worker, [second.lease_id], "working", {}, {second.lease_id: digest}).duplicates \
+        == [second.lease_id], "in flight elsewhere"
+    engine.report(worker, first.lease_id, _ok(12.0, candidate))
+    assert engine.report(worker, second.lease_id, _ok(12.5, candidate)).decision == "duplicate"
+    third = engine.lease(worker)
+    assert engine.heartbeat(worker, [third.lease_id], "working", {}, {third.lease_id: digest}).duplicates \
+        == [third.lease_id], "evaluated already"
+
+
+def test_memory_is_bounded_with_many_results(setup):
+    engine, _, worker, _ = setup
+    engine.report(worker, engine.lease(worker).lease_id, _ok(10.0))
+    for i in range(400):
+        lease = engine.lease(worker)
+        engine.report(worker, lease.lease_id, _ok(11.0 + i, f"X = {i + 2}\n".encode(), f"idea number {i} " + "x" * 80))
+    memory = engine.lease(worker).memory
+    assert len(memory) <= 6000
+    assert "idea number 399" in memory, "newest first"
+    assert "idea number 0 " not in memory

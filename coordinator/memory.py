@@ -1,0 +1,70 @@
+"""Swarm memory: what the swarm already tried, as a bounded text agents read before editing.
+
+autoresearch keeps `results.tsv` so its agent does not repeat itself; a swarm needs the same
+across machines, plus the ideas other workers are evaluating right now. Pure formatting:
+the engine feeds it outcomes and in-flight ideas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+DEFAULT_MEMORY_CHARS = 6000
+_TAIL_CHARS = 160
+
+
+@dataclass(frozen=True)
+class Tried:
+    """One explore outcome worth remembering."""
+
+    description: str
+    decision: str             # keep, discard, crash, claim, rejected, stale-conflict, ...
+    improvement: float | None
+    on_champion: bool         # tried on the current champion (else on an earlier one)
+    error_tail: str = ""      # last line of a failed evaluation's log
+
+
+def _informativeness(t: Tried) -> int:
+    # Kept and conflicting ideas teach the most, then failures to avoid, then plain discards.
+    order = {"keep": 0, "claim": 1, "stale-conflict": 1, "stale-merged": 1, "rejected": 2}
+    return order.get(t.decision, 3 if t.decision == "discard" else 2)
+
+
+def _line(t: Tried) -> str:
+    delta = f" ({t.improvement:+.4g})" if t.improvement is not None else ""
+    tail = f" — {t.error_tail[-_TAIL_CHARS:]}" if t.error_tail else ""
+    return f"- [{t.decision}]{delta} {t.description or '(no description)'}{tail}"
+
+
+def build_memory(tried: Sequence[Tried], in_flight: Sequence[str], limit: int = DEFAULT_MEMORY_CHARS) -> str:
+    """The memory text: ideas in flight, then outcomes on this champion, then earlier ones.
+
+    `tried` is newest first. Within each part the most informative come first; lines are
+    dropped from the end once `limit` characters are reached.
+    """
+    sections: list[tuple[str, list[str]]] = []
+    if in_flight:
+        sections.append(("Being evaluated right now on other workers (do not repeat these):",
+                         [f"- {d}" for d in in_flight if d]))
+    current = [t for t in tried if t.on_champion]
+    earlier = [t for t in tried if not t.on_champion]
+    for title, items in (("Tried on the current best version (newest first):", current),
+                         ("Tried on earlier best versions:", earlier)):
+        ranked = sorted(enumerate(items), key=lambda p: (_informativeness(p[1]), p[0]))
+        sections.append((title, [_line(t) for _, t in ranked]))
+    out: list[str] = []
+    used = 0
+    for title, lines in sections:
+        if not lines:
+            continue
+        if used + len(title) + 1 > limit:
+            break
+        out.append(title)
+        used += len(title) + 1
+        for line in lines:
+            if used + len(line) + 1 > limit:
+                break
+            out.append(line)
+            used += len(line) + 1
+    return "\n".join(out)
