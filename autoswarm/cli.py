@@ -17,9 +17,10 @@ from rich.table import Table
 
 from autoswarm.bundle import BundleError
 from autoswarm.control import ControlClient, ControlError
-from autoswarm.report import SHORT_HASH, results_tsv
+from autoswarm.report import SHORT_HASH, lineage_tsv, results_tsv
 from autoswarm.study import StudyError
 from autoswarm.v1 import control_pb2
+from worker.mutators import config as mutator_flags
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="autoresearch on a swarm: a coordinator, volunteer workers, global acceptance.")
@@ -113,6 +114,8 @@ def coordinator(
     ready_file: Annotated[Optional[Path], typer.Option(help="Write {\"port\": N} here once serving.")] = None,
     max_message_bytes: Annotated[int, typer.Option(min=1024, help="Largest gRPC message accepted.")] = 80 << 20,
     max_target_bytes: Annotated[int, typer.Option(min=1024, help="Largest target file (candidate) accepted.")] = 1 << 20,
+    metrics_port: Annotated[int, typer.Option(min=0, max=65535, help=(
+        "Serve Prometheus metrics at http://HOST:PORT/metrics, HOST being --listen's host; 0 turns them off."))] = 9464,
     verbose: bool = False,
 ) -> None:
     """Run a coordinator: holds the champions, leases tasks, decides acceptance."""
@@ -121,7 +124,7 @@ def coordinator(
 
     _setup_logging(verbose)
     config = ServerConfig(db=db, listen=listen, fsync=fsync, ready_file=ready_file,
-                          max_message_bytes=max_message_bytes,
+                          max_message_bytes=max_message_bytes, metrics_port=metrics_port,
                           engine=EngineConfig(lease_factor=lease_factor, lease_grace=lease_grace,
                                               heartbeat_interval=heartbeat_interval,
                                               limits=Limits(max_target_bytes=max_target_bytes)))
@@ -152,6 +155,10 @@ def study_add(
 
 # -- worker -------------------------------------------------------------------------------
 
+_DONATION = "Donation controls"
+_SANDBOX = "Sandbox"
+
+
 @app.command()
 def worker(
     coordinator: CoordinatorOpt = "127.0.0.1:50051",
@@ -159,16 +166,80 @@ def worker(
     name: Annotated[Optional[str], typer.Option(help="Name shown in status (default: hostname).")] = None,
     state_dir: Annotated[Optional[Path], typer.Option(help="Identity, outbox and caches.")] = None,
     keep_scratch: Annotated[bool, typer.Option(help="Keep scratch copies for debugging.")] = False,
+    mutator: mutator_flags.MutatorsOpt = None,
+    llm_base_url: mutator_flags.LlmBaseUrlOpt = None,
+    llm_model: mutator_flags.LlmModelOpt = None,
+    llm_api_key_env: mutator_flags.LlmApiKeyEnvOpt = None,
+    llm_temperature: mutator_flags.LlmTemperatureOpt = None,
+    llm_max_tokens: mutator_flags.LlmMaxTokensOpt = None,
+    llm_timeout: mutator_flags.LlmTimeoutOpt = None,
+    llm_retries: mutator_flags.LlmRetriesOpt = None,
+    agent_command: mutator_flags.AgentCommandOpt = None,
+    agent_timeout: mutator_flags.AgentTimeoutOpt = None,
+    gpus: Annotated[str, typer.Option(
+        rich_help_panel=_DONATION, help="GPUs to donate, as nvidia-smi numbers them: 0,2 or all or none.")] = "all",
+    max_cpus: Annotated[Optional[int], typer.Option(
+        min=1, rich_help_panel=_DONATION, help="CPUs evaluations may use (default: all).")] = None,
+    memory_limit: Annotated[Optional[str], typer.Option(
+        rich_help_panel=_DONATION,
+        help="Memory for all evaluations together, e.g. 8G (default: 3/4 of the RAM; GPU slots: no cap).")] = None,
+    hours: Annotated[Optional[str], typer.Option(
+        rich_help_panel=_DONATION,
+        help="Start tasks only in these local hours, e.g. 22-07 or 9:30-17,20-23 (running ones finish).")] = None,
+    idle_only: Annotated[bool, typer.Option(
+        rich_help_panel=_DONATION,
+        help="Start tasks only while other programs leave the CPUs and this worker's GPUs idle.")] = False,
+    busy_threshold: Annotated[float, typer.Option(
+        min=0.0, max=1.0, rich_help_panel=_DONATION,
+        help="--idle-only: the machine is busy above this share of CPU used by others.")] = 0.25,
+    sandbox: Annotated[str, typer.Option(
+        rich_help_panel=_SANDBOX,
+        help="auto: bubblewrap when it works here, else limits only; bwrap: require it; none.")] = "auto",
+    sandbox_ro: Annotated[Optional[list[Path]], typer.Option(
+        "--sandbox-ro", rich_help_panel=_SANDBOX,
+        help="Extra path evaluations may read (repeatable), e.g. a toolchain under $HOME.")] = None,
+    max_processes: Annotated[int, typer.Option(
+        min=1, rich_help_panel=_SANDBOX, help="Processes and threads per evaluation.")] = 1024,
+    max_file_size: Annotated[str, typer.Option(
+        rich_help_panel=_SANDBOX, help="Largest file an evaluation may write, e.g. 8G.")] = "8G",
+    load_file: Annotated[Optional[Path], typer.Option(hidden=True, help=(
+        "--idle-only: read the share of CPU used by others (0..1) from this file instead of measuring."))] = None,
+    check_interval: Annotated[float, typer.Option(min=0.1, hidden=True, help="Seconds between load checks.")] = 5.0,
     verbose: bool = False,
 ) -> None:
     """Donate this machine: pull tasks from a coordinator, run them, report. Ctrl-C finishes, twice stops."""
+    from worker.donation import DonationError, DonationPolicy, FileLoad, parse_gpus, parse_hours, parse_size
     from worker.loop import Worker, WorkerOptions, default_state_dir, describe_machine
+    from worker.sandbox import SandboxError
 
     _setup_logging(verbose)
-    options = WorkerOptions(coordinator=coordinator, state_dir=state_dir or default_state_dir(), slots=slots,
-                            keep_scratch=keep_scratch, **({"name": name} if name else {}))
-    swarm_worker = Worker(options)
+    try:
+        mutators = mutator_flags.worker_mutators(mutator_flags.WorkerMutatorFlags(
+            mutators=tuple(mutator or ()), llm_base_url=llm_base_url, llm_model=llm_model,
+            llm_api_key_env=llm_api_key_env, llm_temperature=llm_temperature, llm_max_tokens=llm_max_tokens,
+            llm_timeout=llm_timeout, llm_retries=llm_retries, agent_command=agent_command,
+            agent_timeout=agent_timeout))
+    except ValueError as exc:
+        _fail(str(exc))
+    try:
+        donation = {
+            "gpus": parse_gpus(gpus), "max_cpus": max_cpus,
+            "memory_limit": parse_size(memory_limit) if memory_limit else None,
+            "max_processes": max_processes, "max_file_size": parse_size(max_file_size, "--max-file-size"),
+            "sandbox": sandbox, "sandbox_read_only": tuple(sandbox_ro or ()), "check_interval": check_interval,
+            "donation": DonationPolicy(hours=parse_hours(hours) if hours else None, idle_only=idle_only,
+                                       busy_cpu_fraction=busy_threshold),
+        }
+        options = WorkerOptions(coordinator=coordinator, state_dir=state_dir or default_state_dir(), slots=slots,
+                                keep_scratch=keep_scratch, mutators=mutators.kinds, mutator_options=mutators.options,
+                                **donation, **({"name": name} if name else {}))
+        swarm_worker = Worker(options, load=FileLoad(load_file) if load_file else None)
+    except (DonationError, SandboxError) as exc:
+        _fail(str(exc))
     logging.getLogger("autoswarm.worker").info("machine: %s", describe_machine(swarm_worker.hardware))
+    for line in swarm_worker.describe_donation():
+        logging.getLogger("autoswarm.worker").info("%s", line)
+    logging.getLogger("autoswarm.worker").info("mutators: %s", mutators.describe())
     signals = {"count": 0}
 
     def on_signal(signum: int, frame: object) -> None:
@@ -204,9 +275,18 @@ def status_tables(response: control_pb2.StatusResponse) -> list[Table]:
 
 
 @app.command()
-def status(coordinator: CoordinatorOpt = "127.0.0.1:50051") -> None:
+def status(
+    coordinator: CoordinatorOpt = "127.0.0.1:50051",
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Keep a live view open (Ctrl-C to leave).")] = False,
+    interval: Annotated[float, typer.Option(min=0.2, help="Seconds between updates with --watch.")] = 2.0,
+) -> None:
     """Studies, champions and workers of a coordinator."""
     try:
+        if watch:
+            from autoswarm.watch import watch_status
+
+            watch_status(coordinator, interval, console)
+            return
         with ControlClient(coordinator) as control:
             response = control.status()
     except ControlError as exc:
@@ -237,17 +317,52 @@ def history(
     study: Annotated[str, typer.Option("--study", "-s", help="Study name.")],
     coordinator: CoordinatorOpt = "127.0.0.1:50051",
     db: Annotated[Optional[Path], typer.Option(help="Read a coordinator's database file instead.")] = None,
+    lineage: Annotated[bool, typer.Option("--lineage", help="The champion chain: who claimed and verified each.")] = False,
 ) -> None:
-    """Every evaluated result as results.tsv (tab-separated, with a header)."""
+    """Every evaluated result as results.tsv (tab-separated, with a header), or the champion chain."""
+    if lineage:
+        chain = _lineage(study, coordinator, db)
+        sys.stdout.write(lineage_tsv(chain.metric, chain.rows))
+        return
+    response = _history(study, coordinator, db)
+    sys.stdout.write(results_tsv(response.metric, response.rows))
+
+
+def _lineage(study: str, coordinator: str, db: Path | None) -> control_pb2.LineageResponse:
     try:
-        if db is not None:
-            response = _offline_history(db, study)
-        else:
+        if db is None:
             with ControlClient(coordinator) as control:
-                response = control.history(study)
+                return control.lineage(study)
+        from coordinator.lineage import lineage
+        from coordinator.service import lineage_row
+        from coordinator.store import Store
+
+        store = Store(db, readonly=True)
+        try:
+            record = store.study(study)
+            if record is None:
+                _fail(f"{db} has no study named {study!r}")
+            response = control_pb2.LineageResponse(study=study, metric=record.spec["metric"],
+                                                   direction=record.spec["direction"])
+            response.rows.extend(lineage_row(e) for e in lineage(store, study))
+            return response
+        finally:
+            store.close()
     except (ControlError, FileNotFoundError) as exc:
         _fail(str(exc))
-    sys.stdout.write(results_tsv(response.metric, response.rows))
+        raise  # unreachable: _fail exits
+
+
+def _history(study: str, coordinator: str, db: Path | None) -> control_pb2.HistoryResponse:
+    """A study's results from a database file when given, else from the coordinator."""
+    try:
+        if db is not None:
+            return _offline_history(db, study)
+        with ControlClient(coordinator) as control:
+            return control.history(study)
+    except (ControlError, FileNotFoundError) as exc:
+        _fail(str(exc))
+        raise  # unreachable: _fail exits
 
 
 @app.command()
@@ -279,6 +394,26 @@ def best(
     output.write_bytes(content)
     score = f"{metric:.6f}" if metric is not None else "not yet measured"
     err.print(f"champion {vhash[:SHORT_HASH]} ({score}) written to {output}", highlight=False)
+
+
+@app.command()
+def plot(
+    study: Annotated[str, typer.Option("--study", "-s", help="Study name.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")] = Path("progress.png"),
+    coordinator: CoordinatorOpt = "127.0.0.1:50051",
+    db: Annotated[Optional[Path], typer.Option(help="Read a coordinator's database file instead.")] = None,
+    width: Annotated[int, typer.Option(min=200, max=10000, help="Width in pixels.")] = 1200,
+    height: Annotated[int, typer.Option(min=150, max=10000, help="Height in pixels.")] = 600,
+) -> None:
+    """Draw a study's progress: every result a dot, the running best a step line (like progress.png)."""
+    from autoswarm.plot import PlotError, plot_progress
+
+    response = _history(study, coordinator, db)
+    try:
+        drawn = plot_progress(response, output, width_px=width, height_px=height)
+    except PlotError as exc:
+        _fail(str(exc))
+    err.print(f"{drawn.total} results, {len(drawn.kept)} kept: {output}", highlight=False)
 
 
 def main() -> None:

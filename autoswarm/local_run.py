@@ -101,7 +101,8 @@ def run_study(options: RunOptions, on_progress: Callable[[control_pb2.StudyStatu
     ready = out / "coordinator.json"
     ready.unlink(missing_ok=True)
     coordinator = _spawn(["coordinator", "--db", str(out / "swarm.db"), "--listen", "127.0.0.1:0",
-                          "--ready-file", str(ready), "--lease-grace", str(options.lease_grace)],
+                          "--ready-file", str(ready), "--lease-grace", str(options.lease_grace),
+                          "--metrics-port", "0"],  # no fixed port: several runs may share a machine
                          logs / "coordinator.log")
     workers: list[subprocess.Popen] = []
     try:
@@ -112,6 +113,8 @@ def run_study(options: RunOptions, on_progress: Callable[[control_pb2.StudyStatu
             for i in range(options.workers):
                 workers.append(_spawn(["worker", "--coordinator", address, "--name", f"local-{i + 1}",
                                        "--slots", str(options.slots_per_worker),
+                                       # Your own study: its mutator (llm, command...) is trusted.
+                                       "--mutator", study.mutator.kind,
                                        "--state-dir", str(out / "workers" / f"worker-{i + 1}")],
                                       logs / f"worker-{i + 1}.log"))
             started = time.monotonic()

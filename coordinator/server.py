@@ -16,6 +16,8 @@ from grpc_health.v1._async import HealthServicer
 
 from autoswarm.v1 import control_pb2_grpc, worker_pb2_grpc
 from coordinator.engine import Engine, EngineConfig
+from coordinator.group_commit import GroupCommit
+from coordinator.metrics import CoordinatorMetrics, MetricsExporter, metrics_host, start_exporter
 from coordinator.service import ChangeSignal, ControlService, WorkerService
 from coordinator.store import Store
 
@@ -33,15 +35,20 @@ class ServerConfig:
     max_message_bytes: int = 80 << 20
     ready_file: Path | None = None       # written with {"port": N} once serving
     reap_interval: float = 0.5
+    metrics_port: int = 0                # Prometheus /metrics port; 0: no metrics
+    metrics_host: str | None = None      # None: the host of `listen`
 
 
-def _write_ready_file(path: Path, port: int) -> None:
+def _write_ready_file(path: Path, port: int, metrics_port: int | None = None) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps({"port": port, "pid": os.getpid()}))
+    ready = {"port": port, "pid": os.getpid()}
+    if metrics_port is not None:
+        ready["metrics_port"] = metrics_port
+    tmp.write_text(json.dumps(ready))
     tmp.replace(path)  # atomic: a reader never sees half a file
 
 
-async def _maintain(engine: Engine, interval: float) -> None:
+async def _maintain(engine: Engine, commits: GroupCommit, interval: float) -> None:
     """Expires overdue leases and writes worker liveness, forever."""
     ticks = 0
     while True:
@@ -52,40 +59,50 @@ async def _maintain(engine: Engine, interval: float) -> None:
             ticks += 1
             if ticks % 4 == 0:
                 engine.flush_presence()
+            commits.flush()
         except Exception:  # a failed tick must not stop the reaper; the next one retries
             log.exception("maintenance tick failed")
 
 
 async def serve(config: ServerConfig) -> None:
     """Serves until SIGTERM or SIGINT, then stops gracefully."""
-    store = Store(config.db, fsync=config.fsync)
+    metrics = CoordinatorMetrics() if config.metrics_port else None
+    store = Store(config.db, fsync=config.fsync, group_commit=True,
+                  **({"on_commit": metrics.observe_commit} if metrics else {}))
+    commits = GroupCommit(store)
     changes = ChangeSignal()
-    engine = Engine(store, config.engine, on_change=changes.notify)
+    engine = Engine(store, config.engine, on_change=changes.notify, events=metrics)
     options = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
-    server = grpc.aio.server(options=options)
-    worker_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerService(engine, changes), server)
-    control_pb2_grpc.add_ControlServiceServicer_to_server(ControlService(engine), server)
+    server = grpc.aio.server(options=options, interceptors=[metrics.interceptor()] if metrics else None)
+    worker_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerService(engine, changes, commits), server)
+    control_pb2_grpc.add_ControlServiceServicer_to_server(ControlService(engine, commits), server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     port = server.add_insecure_port(config.listen)
     if port == 0:
         raise OSError(f"cannot listen on {config.listen}: address in use or invalid")
+    exporter: MetricsExporter | None = None
+    if metrics is not None:
+        metrics.watch(engine)
+        host = config.metrics_host if config.metrics_host is not None else metrics_host(config.listen)
+        exporter = await start_exporter(metrics, host, config.metrics_port)  # before serving: fail early
+        log.info("metrics on http://%s:%d/metrics", host, exporter.port)
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("coordinator serving on %s (port %d), db %s", config.listen, port, config.db)
     if config.ready_file is not None:
-        _write_ready_file(config.ready_file, port)
+        _write_ready_file(config.ready_file, port, exporter.port if exporter else None)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    maintenance = asyncio.create_task(_maintain(engine, config.reap_interval))
+    maintenance = asyncio.create_task(_maintain(engine, commits, config.reap_interval))
     try:
         await stop.wait()
     finally:
@@ -94,5 +111,7 @@ async def serve(config: ServerConfig) -> None:
             await health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         maintenance.cancel()
         await server.stop(grace=2.0)
+        if exporter is not None:
+            await exporter.close()
         engine.flush_presence()
         store.close()

@@ -32,8 +32,8 @@ def start_coordinator(tmp_path: Path) -> Iterator[Callable[..., CoordinatorProce
 def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
 
-    def start(coordinator: str, name: str, *args: str) -> WorkerProcess:
-        proc = WorkerProcess(coordinator, tmp_path / "workers" / name, name, args)
+    def start(coordinator: str, name: str, *args: str, env: dict[str, str] | None = None) -> WorkerProcess:
+        proc = WorkerProcess(coordinator, tmp_path / "workers" / name, name, args, env=env)
         started.append(proc)
         return proc.start()
 

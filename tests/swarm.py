@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,8 +44,11 @@ def free_port() -> int:
 
 def write_study(directory: Path, *, name: str = "tiny", direction: str = "maximize", sleep: float = 0.0,
                 timeout: float = 10.0, body: str | None = None, constants: str = "X = 1.0\nY = 3\n",
-                extra_toml: str = "") -> Path:
-    """A study whose score peaks at X=2.5, Y=7; each evaluation sleeps `sleep` seconds first."""
+                acceptance: str = 'compare = "absolute"', extra_toml: str = "") -> Path:
+    """A study whose score peaks at X=2.5, Y=7; each evaluation sleeps `sleep` seconds first.
+
+    `acceptance` is the body of the [acceptance] table; `extra_toml` goes at the top level.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "study.toml").write_text(textwrap.dedent(f"""\
         name = "{name}"
@@ -55,6 +59,8 @@ def write_study(directory: Path, *, name: str = "tiny", direction: str = "maximi
         time_budget = 1
         timeout = {timeout}
         {extra_toml}
+        [acceptance]
+        {acceptance}
         """))
     (directory / "program.md").write_text("Maximize score by tuning the constants.\n")
     default_body = (
@@ -75,10 +81,15 @@ class CoordinatorProcess:
     port: int = field(default_factory=free_port)
     args: tuple[str, ...] = ()
     proc: subprocess.Popen | None = None
+    metrics_port: int = 0  # 0: no metrics endpoint, so parallel coordinators never fight over a port
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def start(self) -> CoordinatorProcess:
         ready = self.db.with_suffix(".ready")
@@ -86,7 +97,7 @@ class CoordinatorProcess:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "autoswarm", "coordinator", "--db", str(self.db), "--listen", self.address,
-                 "--ready-file", str(ready), *self.args],
+                 "--ready-file", str(ready), "--metrics-port", str(self.metrics_port), *self.args],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_for(lambda: ready.exists() or self.proc.poll() is not None, 30, what="coordinator start")
         if self.proc.poll() is not None:
@@ -100,12 +111,7 @@ class CoordinatorProcess:
             self.proc.wait()
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_process(self.proc, 10)
 
     def control(self) -> ControlClient:
         return ControlClient(self.address, timeout=10)
@@ -129,6 +135,7 @@ class WorkerProcess:
     name: str
     args: tuple[str, ...] = ()
     proc: subprocess.Popen | None = None
+    env: dict[str, str] | None = None  # None: this process's environment
 
     def start(self) -> WorkerProcess:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -136,7 +143,7 @@ class WorkerProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "autoswarm", "worker", "--coordinator", self.coordinator,
                  "--name", self.name, "--state-dir", str(self.state_dir), *self.args],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=self.env)
         return self
 
     @property
@@ -155,6 +162,12 @@ class WorkerProcess:
                     pass
             self.proc.wait()
 
+    def crash(self) -> None:
+        """SIGKILL the worker process alone: what it started must clean up after itself."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
     def stop(self, timeout: float = 15.0) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -162,6 +175,17 @@ class WorkerProcess:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def stop_process(proc: subprocess.Popen | None, timeout: float) -> None:
+    """SIGTERM, then SIGKILL to its whole process group (started with start_new_session) after `timeout`."""
+    if proc and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def _descendants(pid: int) -> list[int]:
@@ -184,3 +208,48 @@ def _descendants(pid: int) -> list[int]:
 
 def ready_port(path: Path) -> int:
     return int(json.loads(path.read_text())["port"])
+
+
+def processes_with(marker: str) -> list[int]:
+    """Live processes whose command line contains `marker`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if marker in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+class Listener:
+    """A loopback TCP listener that counts the connections it accepts."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            self.accepted += 1
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
