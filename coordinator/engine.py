@@ -225,6 +225,7 @@ class Engine:
         self._running: dict[str, set[str]] = {}
         self._trust: dict[str, acceptance.Trust] = {}
         self._class_cache: dict[str, tuple[float, frozenset[str], frozenset[str], frozenset[str]]] = {}
+        self._results_by_worker: dict[str, int] = store.count_results_by_worker()
         now = clock()
         # Time the coordinator was down must not count against leases that were running.
         store.push_active_deadlines(now + self.config.lease_grace)
@@ -606,6 +607,7 @@ class Engine:
         record = judgement.record
         self._forget_lease(lease)
         state.evaluations += 1
+        self._results_by_worker[record.worker_id] = self._results_by_worker.get(record.worker_id, 0) + 1
         if lease.kind == scheduler.EXPLORE:
             state.remember(record)
         for result_id, decision in judgement.decisions:
@@ -821,7 +823,6 @@ class Engine:
         assert champion is not None
         merged = merge3(parent, champion.content, edited)
         if merged.content is None:
-            judgement.funnel.append("stale-conflict")
             return words.STALE_CONFLICT
         version = sha256_hex(merged.content)
         if version == champion.hash or version in state.claimed_versions \
@@ -847,7 +848,7 @@ class Engine:
 
     def worker_summaries(self) -> list[WorkerSummary]:
         now = self._clock()
-        counts = self.store.count_results_by_worker()
+        counts = self._results_by_worker
         offline_after = 3 * self.config.heartbeat_interval + 5
         out = []
         for worker in self._workers.values():
