@@ -7,9 +7,11 @@ import logging
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
 
+import click
 import typer
 from rich.console import Console
 from rich.live import Live
@@ -30,6 +32,32 @@ console = Console()
 err = Console(stderr=True)
 
 CoordinatorOpt = Annotated[str, typer.Option("--coordinator", "-c", help="HOST:PORT of the coordinator.")]
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """How the CLI reaches a coordinator's control service (set by the global options)."""
+
+    token: str | None = None
+    ca: Path | None = None
+
+
+@app.callback()
+def _global_options(
+    ctx: typer.Context,
+    token: Annotated[Optional[str], typer.Option(envvar="AUTOSWARM_TOKEN", show_envvar=True,
+                                                 help="Admin token for control commands.")] = None,
+    ca: Annotated[Optional[Path], typer.Option(envvar="AUTOSWARM_CA", show_envvar=True,
+                                               help="CA certificate of a coordinator that serves TLS.")] = None,
+) -> None:
+    ctx.obj = ClientSettings(token, ca)
+
+
+def _control(address: str) -> ControlClient:
+    """A control client with the global --token and --ca."""
+    root = click.get_current_context().find_root()
+    settings = root.obj if isinstance(root.obj, ClientSettings) else ClientSettings()
+    return ControlClient(address, token=settings.token, ca=settings.ca)
 
 
 def _fail(message: str) -> None:
@@ -116,6 +144,14 @@ def coordinator(
     max_target_bytes: Annotated[int, typer.Option(min=1024, help="Largest target file (candidate) accepted.")] = 1 << 20,
     metrics_port: Annotated[int, typer.Option(min=0, max=65535, help=(
         "Serve Prometheus metrics at http://HOST:PORT/metrics, HOST being --listen's host; 0 turns them off."))] = 9464,
+    auth: Annotated[str, typer.Option(help=(
+        "tokens: an admin token for control, join tokens for workers; none: no tokens (loopback only)."))] = "tokens",
+    admin_token_file: Annotated[Optional[Path], typer.Option(
+        help="Also write the admin token here (mode 0600) when it is created on first start.")] = None,
+    tls_cert: Annotated[Optional[Path], typer.Option(help="TLS certificate (PEM) to serve with.")] = None,
+    tls_key: Annotated[Optional[Path], typer.Option(help="TLS private key (PEM).")] = None,
+    tls_client_ca: Annotated[Optional[Path], typer.Option(
+        help="Require client certificates signed by this CA (mutual TLS).")] = None,
     verbose: bool = False,
 ) -> None:
     """Run a coordinator: holds the champions, leases tasks, decides acceptance."""
@@ -123,8 +159,12 @@ def coordinator(
     from coordinator.server import ServerConfig, serve
 
     _setup_logging(verbose)
+    if auth not in ("tokens", "none"):
+        _fail(f"--auth must be 'tokens' or 'none', not {auth!r}")
     config = ServerConfig(db=db, listen=listen, fsync=fsync, ready_file=ready_file,
                           max_message_bytes=max_message_bytes, metrics_port=metrics_port,
+                          auth=auth == "tokens", admin_token_file=admin_token_file,
+                          tls_cert=tls_cert, tls_key=tls_key, tls_client_ca=tls_client_ca,
                           engine=EngineConfig(lease_factor=lease_factor, lease_grace=lease_grace,
                                               heartbeat_interval=heartbeat_interval,
                                               limits=Limits(max_target_bytes=max_target_bytes)))
@@ -144,7 +184,7 @@ def study_add(
 ) -> None:
     """Upload a study to a coordinator; its workers start on it at once."""
     try:
-        with ControlClient(coordinator) as control:
+        with _control(coordinator) as control:
             response = control.add_study(study_dir, max_evals)
     except (StudyError, BundleError, ControlError) as exc:
         _fail(str(exc))
@@ -287,7 +327,7 @@ def status(
 
             watch_status(coordinator, interval, console)
             return
-        with ControlClient(coordinator) as control:
+        with _control(coordinator) as control:
             response = control.status()
     except ControlError as exc:
         _fail(str(exc))
@@ -331,7 +371,7 @@ def history(
 def _lineage(study: str, coordinator: str, db: Path | None) -> control_pb2.LineageResponse:
     try:
         if db is None:
-            with ControlClient(coordinator) as control:
+            with _control(coordinator) as control:
                 return control.lineage(study)
         from coordinator.lineage import lineage
         from coordinator.service import lineage_row
@@ -358,7 +398,7 @@ def _history(study: str, coordinator: str, db: Path | None) -> control_pb2.Histo
     try:
         if db is not None:
             return _offline_history(db, study)
-        with ControlClient(coordinator) as control:
+        with _control(coordinator) as control:
             return control.history(study)
     except (ControlError, FileNotFoundError) as exc:
         _fail(str(exc))
@@ -385,7 +425,7 @@ def best(
                 _fail(f"{db} has no study named {study!r}")
             content, metric, vhash = version.content, champion.metric, version.hash
         else:
-            with ControlClient(coordinator) as control:
+            with _control(coordinator) as control:
                 message = control.version(study)
             content, metric, vhash = message.content, (message.metric if message.has_metric else None), message.hash
     except (ControlError, FileNotFoundError) as exc:
@@ -414,6 +454,57 @@ def plot(
     except PlotError as exc:
         _fail(str(exc))
     err.print(f"{drawn.total} results, {len(drawn.kept)} kept: {output}", highlight=False)
+
+
+token_app = typer.Typer(no_args_is_help=True, help="Join tokens: how volunteers' workers register.")
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Option("--name", "-n", help="Who the token is for: the workers' owner.")],
+    coordinator: CoordinatorOpt = "127.0.0.1:50051",
+) -> None:
+    """Create a join token; give it to one person (it is shown once)."""
+    try:
+        with _control(coordinator) as control:
+            response = control.create_token(name)
+    except ControlError as exc:
+        _fail(str(exc))
+    err.print(f"join token for {response.name} (shown once): ", end="", highlight=False)
+    print(response.token)
+    err.print(f"they join with: autoswarm worker --coordinator {coordinator} --token <token>", highlight=False)
+
+
+@token_app.command("list")
+def token_list(coordinator: CoordinatorOpt = "127.0.0.1:50051") -> None:
+    """List join tokens with the number of workers registered with each."""
+    try:
+        with _control(coordinator) as control:
+            response = control.list_tokens()
+    except ControlError as exc:
+        _fail(str(exc))
+    table = Table(title="join tokens")
+    for col in ("name", "created", "workers", "state"):
+        table.add_column(col)
+    for t in response.tokens:
+        table.add_row(t.name, time.strftime("%Y-%m-%d %H:%M", time.localtime(t.created_unix)), str(t.workers),
+                      "revoked" if t.revoked else "active")
+    console.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    name: Annotated[str, typer.Argument(help="The join token's name.")],
+    coordinator: CoordinatorOpt = "127.0.0.1:50051",
+) -> None:
+    """Revoke a join token and the credentials of every worker registered with it."""
+    try:
+        with _control(coordinator) as control:
+            response = control.revoke_token(name)
+    except ControlError as exc:
+        _fail(str(exc))
+    console.print(f"revoked {name}: {response.revoked} token(s) and worker credential(s)", highlight=False)
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import grpc
@@ -17,14 +18,33 @@ class ControlError(RuntimeError):
     """The coordinator refused or could not be reached; the message says which and why."""
 
 
+def open_channel(address: str, ca: Path | None = None, client_cert: Path | None = None,
+                 client_key: Path | None = None, max_message_bytes: int = MAX_MESSAGE_BYTES) -> grpc.Channel:
+    """A channel to the coordinator: TLS when a CA is given (mutual with a client cert and key)."""
+    options = [("grpc.max_receive_message_length", max_message_bytes),
+               ("grpc.max_send_message_length", max_message_bytes)]
+    if ca is None:
+        return grpc.insecure_channel(address, options=options)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=Path(ca).read_bytes(),
+        private_key=Path(client_key).read_bytes() if client_key else None,
+        certificate_chain=Path(client_cert).read_bytes() if client_cert else None)
+    return grpc.secure_channel(address, credentials, options=options)
+
+
 class ControlClient:
-    def __init__(self, address: str, timeout: float = 30.0) -> None:
+    """Talks to a coordinator's ControlService with the admin token.
+
+    The token defaults to $AUTOSWARM_TOKEN and the CA certificate to $AUTOSWARM_CA.
+    """
+
+    def __init__(self, address: str, timeout: float = 30.0, token: str | None = None, ca: Path | None = None) -> None:
         self.address = address
         self.timeout = timeout
-        self.channel = grpc.insecure_channel(address, options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ])
+        token = token if token is not None else os.environ.get("AUTOSWARM_TOKEN", "")
+        ca = ca if ca is not None else (Path(os.environ["AUTOSWARM_CA"]) if os.environ.get("AUTOSWARM_CA") else None)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self.channel = open_channel(address, ca)
         self.stub = control_pb2_grpc.ControlServiceStub(self.channel)
 
     def close(self) -> None:
@@ -38,10 +58,13 @@ class ControlClient:
 
     def _call(self, method, request):
         try:
-            return method(request, timeout=self.timeout)
+            return method(request, timeout=self.timeout, metadata=self._metadata)
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.UNAVAILABLE:
                 raise ControlError(f"cannot reach a coordinator at {self.address}: is it running? ({exc.details()})") from None
+            if exc.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+                raise ControlError(f"{exc.code().name}: {exc.details()} — pass the admin token with --token "
+                                   "or AUTOSWARM_TOKEN") from None
             raise ControlError(f"{exc.code().name}: {exc.details()}") from None
 
     def add_study(self, study_dir: Path, max_evaluations: int = 0) -> control_pb2.AddStudyResponse:
@@ -56,6 +79,15 @@ class ControlClient:
 
     def history(self, study: str) -> control_pb2.HistoryResponse:
         return self._call(self.stub.History, control_pb2.HistoryRequest(study=study))
+
+    def create_token(self, name: str) -> control_pb2.CreateTokenResponse:
+        return self._call(self.stub.CreateToken, control_pb2.CreateTokenRequest(name=name))
+
+    def list_tokens(self) -> control_pb2.ListTokensResponse:
+        return self._call(self.stub.ListTokens, control_pb2.ListTokensRequest())
+
+    def revoke_token(self, name: str) -> control_pb2.RevokeTokenResponse:
+        return self._call(self.stub.RevokeToken, control_pb2.RevokeTokenRequest(name=name))
 
     def lineage(self, study: str) -> control_pb2.LineageResponse:
         return self._call(self.stub.Lineage, control_pb2.HistoryRequest(study=study))

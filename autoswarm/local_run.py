@@ -102,7 +102,8 @@ def run_study(options: RunOptions, on_progress: Callable[[control_pb2.StudyStatu
     ready.unlink(missing_ok=True)
     coordinator = _spawn(["coordinator", "--db", str(out / "swarm.db"), "--listen", "127.0.0.1:0",
                           "--ready-file", str(ready), "--lease-grace", str(options.lease_grace),
-                          "--metrics-port", "0"],  # no fixed port: several runs may share a machine
+                          # No fixed metrics port (several runs may share a machine); no tokens: loopback only.
+                          "--metrics-port", "0", "--auth", "none"],
                          logs / "coordinator.log")
     workers: list[subprocess.Popen] = []
     try:

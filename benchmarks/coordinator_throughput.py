@@ -258,7 +258,7 @@ def main() -> None:
         address = f"127.0.0.1:{free_port()}"
         ready = tmp / "ready.json"
         coordinator = start_process(["-m", "autoswarm", "coordinator", "--db", str(tmp / "bench.db"), "--listen",
-                                     address, "--ready-file", str(ready), "--metrics-port", "0"],
+                                     address, "--ready-file", str(ready), "--metrics-port", "0", "--auth", "none"],
                                     ready=ready, log=tmp / "coordinator.log")
         try:
             with grpc.insecure_channel(address) as channel:

@@ -362,6 +362,11 @@ class Engine:
         self._presence[record.id] = _Presence("idle", now, dirty=False)
         return record.id, hw_class
 
+    def owner_of(self, worker_id: str) -> str | None:
+        """The owner a worker registered with, or None for an unknown worker."""
+        worker = self._workers.get(worker_id)
+        return worker.owner if worker is not None else None
+
     def _known_worker(self, worker_id: str) -> WorkerRecord:
         worker = self._workers.get(worker_id)
         if worker is None:

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import signal
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
 from autoswarm.v1 import control_pb2_grpc, worker_pb2_grpc
+from coordinator.auth import AuthInterceptor, Authenticator
 from coordinator.engine import Engine, EngineConfig
 from coordinator.group_commit import GroupCommit
 from coordinator.metrics import CoordinatorMetrics, MetricsExporter, metrics_host, start_exporter
@@ -37,6 +39,41 @@ class ServerConfig:
     reap_interval: float = 0.5
     metrics_port: int = 0                # Prometheus /metrics port; 0: no metrics
     metrics_host: str | None = None      # None: the host of `listen`
+    auth: bool = True                    # False: no tokens at all (loopback only)
+    admin_token_file: Path | None = None  # where the admin token is written (0600) on first start
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None    # set: clients must present a certificate signed by it (mTLS)
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
+
+
+def listen_host(listen: str) -> str:
+    return listen.rsplit(":", 1)[0]
+
+
+def _announce_admin_token(token: str, path: Path | None) -> None:
+    """Shows the new admin token once; only its hash is stored."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+    where = f" (also written to {path})" if path else ""
+    print(f"admin token{where}: {token}\nIt is shown once; only its hash is stored. "
+          "Use it as --token (or AUTOSWARM_TOKEN) for study add, status, history and token commands.",
+          file=sys.stderr, flush=True)
+
+
+def _server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
+    if config.tls_cert is None and config.tls_key is None:
+        return None
+    if config.tls_cert is None or config.tls_key is None:
+        raise OSError("TLS needs both --tls-cert and --tls-key")
+    client_ca = config.tls_client_ca.read_bytes() if config.tls_client_ca else None
+    return grpc.ssl_server_credentials([(config.tls_key.read_bytes(), config.tls_cert.read_bytes())],
+                                       root_certificates=client_ca, require_client_auth=client_ca is not None)
 
 
 def _write_ready_file(path: Path, port: int, metrics_port: int | None = None) -> None:
@@ -72,17 +109,27 @@ async def serve(config: ServerConfig) -> None:
     commits = GroupCommit(store)
     changes = ChangeSignal()
     engine = Engine(store, config.engine, on_change=changes.notify, events=metrics)
+    if not config.auth and listen_host(config.listen) not in LOOPBACK_HOSTS:
+        raise OSError(f"--auth none is for loopback only; {config.listen} is reachable from other machines")
+    auth = Authenticator(store, enabled=config.auth)
+    if config.auth and (admin := auth.ensure_admin()) is not None:
+        _announce_admin_token(admin, config.admin_token_file)
+    commits.flush()
     options = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
-    server = grpc.aio.server(options=options, interceptors=[metrics.interceptor()] if metrics else None)
-    worker_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerService(engine, changes, commits), server)
-    control_pb2_grpc.add_ControlServiceServicer_to_server(ControlService(engine, commits), server)
+    # Metrics outermost, so refused calls are timed and counted with their status code too.
+    interceptors = ([metrics.interceptor()] if metrics else []) + [AuthInterceptor(auth)]
+    server = grpc.aio.server(options=options, interceptors=interceptors)
+    worker_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerService(engine, changes, commits, auth), server)
+    control_pb2_grpc.add_ControlServiceServicer_to_server(ControlService(engine, commits, auth), server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    port = server.add_insecure_port(config.listen)
+    credentials = _server_credentials(config)
+    port = (server.add_secure_port(config.listen, credentials) if credentials is not None
+            else server.add_insecure_port(config.listen))
     if port == 0:
         raise OSError(f"cannot listen on {config.listen}: address in use or invalid")
     exporter: MetricsExporter | None = None

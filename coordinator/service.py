@@ -13,6 +13,7 @@ import grpc
 
 from autoswarm import words
 from autoswarm.v1 import common_pb2, control_pb2, control_pb2_grpc, worker_pb2, worker_pb2_grpc
+from coordinator.auth import Authenticator, caller_of
 from coordinator.engine import CoordinatorError, Engine, ResultIn, TaskSpec
 from coordinator.group_commit import GroupCommit
 from coordinator.lineage import LineageEntry
@@ -116,11 +117,20 @@ class _Durable:
             await self._commits.durable()
 
 
+async def _as_worker(context: grpc.aio.ServicerContext, auth: Authenticator | None, worker_id: str) -> None:
+    """A worker credential speaks only for the worker it was issued to."""
+    caller = caller_of(auth, context)
+    if caller.kind == "worker" and caller.worker_id != worker_id:
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, "this credential belongs to another worker")
+
+
 class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
-    def __init__(self, engine: Engine, changes: ChangeSignal, commits: GroupCommit | None = None) -> None:
+    def __init__(self, engine: Engine, changes: ChangeSignal, commits: GroupCommit | None = None,
+                 auth: Authenticator | None = None) -> None:
         self.engine = engine
         self.changes = changes
         self.durable = _Durable(commits)
+        self.auth = auth
 
     async def Register(self, request, context):
         hardware = {
@@ -132,15 +142,23 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
             "platform": request.hardware.platform[:256],
             "python_version": request.hardware.python_version[:64],
         }
+        caller = caller_of(self.auth, context)
+        wanted = request.worker_id
+        if caller.kind == "worker" and wanted and wanted != caller.worker_id:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "this credential belongs to another worker")
+        if caller.kind == "join" and wanted and self.engine.owner_of(wanted) != caller.owner:
+            wanted = ""  # a join token cannot take over someone else's worker: register a new one
         worker_id, hw_class = await _guard(context, lambda: self.engine.register(
-            request.worker_id, request.name, hardware, request.slots, list(request.mutators)))
+            wanted, request.name, hardware, request.slots, list(request.mutators), owner=caller.owner))
+        credential = self.auth.issue_worker_credential(caller, worker_id) if caller.kind == "join" and self.auth else ""
         await self.durable()
         return worker_pb2.RegisterResponse(
             worker_id=worker_id, heartbeat_interval_seconds=self.engine.config.heartbeat_interval,
-            hardware_class=hw_class,
+            hardware_class=hw_class, credential=credential, owner=caller.owner,
         )
 
     async def Lease(self, request, context):
+        await _as_worker(context, self.auth, request.worker_id)
         wait = min(max(request.wait_seconds, 0.0), MAX_LEASE_WAIT_SECONDS)
         deadline = asyncio.get_running_loop().time() + wait
         while True:
@@ -158,6 +176,7 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
                 return worker_pb2.LeaseResponse(has_task=False)
 
     async def Heartbeat(self, request, context):
+        await _as_worker(context, self.auth, request.worker_id)
         outcome = await _guard(context, lambda: self.engine.heartbeat(
             request.worker_id, list(request.lease_ids), request.state, dict(request.descriptions),
             dict(request.candidate_hashes)))
@@ -166,6 +185,7 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
                                             duplicate_lease_ids=outcome.duplicates)
 
     async def Report(self, request, context):
+        await _as_worker(context, self.auth, request.worker_id)
         outcome = await _guard(context, lambda: self.engine.report(
             request.worker_id, request.lease_id, result_in(request.result)))
         await self.durable()  # the result is on disk before the worker hears "recorded"
@@ -175,6 +195,7 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         )
 
     async def Release(self, request, context):
+        await _as_worker(context, self.auth, request.worker_id)
         released = await _guard(context, lambda: self.engine.release(request.worker_id, list(request.lease_ids)))
         await self.durable()
         return worker_pb2.ReleaseResponse(released=released)
@@ -187,9 +208,40 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
 
 
 class ControlService(control_pb2_grpc.ControlServiceServicer):
-    def __init__(self, engine: Engine, commits: GroupCommit | None = None) -> None:
+    def __init__(self, engine: Engine, commits: GroupCommit | None = None, auth: Authenticator | None = None) -> None:
         self.engine = engine
         self.durable = _Durable(commits)
+        self.auth = auth
+
+    async def _tokens(self, context) -> Authenticator:
+        if self.auth is None or not self.auth.enabled:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                "this coordinator runs without authentication (--auth none): there are no tokens")
+        assert self.auth is not None
+        return self.auth
+
+    async def CreateToken(self, request, context):
+        auth = await self._tokens(context)
+        try:
+            token = auth.create_join_token(request.name)
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        await self.durable()
+        return control_pb2.CreateTokenResponse(name=request.name, token=token)
+
+    async def ListTokens(self, request, context):
+        auth = await self._tokens(context)
+        return control_pb2.ListTokensResponse(tokens=[
+            control_pb2.TokenInfo(name=t.name, created_unix=t.created, revoked=t.revoked, workers=n)
+            for t, n in auth.join_tokens()])
+
+    async def RevokeToken(self, request, context):
+        auth = await self._tokens(context)
+        revoked = auth.revoke(request.name)
+        if not revoked:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no active join token named {request.name!r}")
+        await self.durable()
+        return control_pb2.RevokeTokenResponse(revoked=revoked)
 
     async def AddStudy(self, request, context):
         name, bundle_hash, champion, present = await _guard(

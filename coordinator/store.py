@@ -69,6 +69,13 @@ CREATE TABLE IF NOT EXISTS claims (
     state TEXT NOT NULL CHECK (state IN ('pending', 'accepted', 'rejected', 'unconfirmed', 'superseded')),
     reason TEXT NOT NULL, created REAL NOT NULL, decided REAL);
 CREATE INDEX IF NOT EXISTS claims_study ON claims (study, state);
+CREATE TABLE IF NOT EXISTS tokens (
+    hash TEXT PRIMARY KEY,            -- sha256 of the token; the token itself is never stored
+    kind TEXT NOT NULL CHECK (kind IN ('admin', 'join', 'worker')),
+    name TEXT NOT NULL,               -- the owner (join tokens and the worker credentials they issued)
+    worker_id TEXT NOT NULL,          -- worker credentials: the worker they speak for
+    parent TEXT NOT NULL,             -- worker credentials: hash of the join token used
+    created REAL NOT NULL, revoked INTEGER NOT NULL DEFAULT 0);
 """
 
 
@@ -171,6 +178,17 @@ class ClaimRecord:
     reason: str
     created: float
     decided: float | None = None
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    hash: str
+    kind: str
+    name: str
+    worker_id: str
+    parent: str
+    created: float
+    revoked: bool
 
 
 @dataclass(frozen=True)
@@ -421,6 +439,22 @@ class Store:
         return LeaseRecord(row["id"], row["study"], row["worker_id"], row["kind"], row["parent"],
                            row["candidate"], row["seed"], row["issued"], row["deadline"], row["state"],
                            row["closed"], row["claim"])
+
+    # -- tokens ---------------------------------------------------------------------------
+
+    def add_token(self, token: TokenRecord) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (token.hash, token.kind, token.name, token.worker_id, token.parent, token.created,
+                        int(token.revoked)))
+
+    def revoke_tokens(self, hashes: Sequence[str]) -> None:
+        with self.transaction() as db:
+            db.executemany("UPDATE tokens SET revoked=1 WHERE hash=?", [(h,) for h in hashes])
+
+    def tokens(self) -> list[TokenRecord]:
+        return [TokenRecord(r["hash"], r["kind"], r["name"], r["worker_id"], r["parent"], r["created"],
+                            bool(r["revoked"])) for r in self._db.execute("SELECT * FROM tokens ORDER BY created")]
 
     # -- results --------------------------------------------------------------------------
 

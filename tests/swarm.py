@@ -97,7 +97,8 @@ class CoordinatorProcess:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "autoswarm", "coordinator", "--db", str(self.db), "--listen", self.address,
-                 "--ready-file", str(ready), "--metrics-port", str(self.metrics_port), *self.args],
+                 "--ready-file", str(ready), "--metrics-port", str(self.metrics_port),
+                 *(() if "--auth" in self.args else ("--auth", "none")), *self.args],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_for(lambda: ready.exists() or self.proc.poll() is not None, 30, what="coordinator start")
         if self.proc.poll() is not None:

@@ -60,6 +60,21 @@ class ControlServiceStub:
                 request_serializer=autoswarm_dot_v1_dot_control__pb2.HistoryRequest.SerializeToString,
                 response_deserializer=autoswarm_dot_v1_dot_control__pb2.LineageResponse.FromString,
                 _registered_method=True)
+        self.CreateToken = channel.unary_unary(
+                '/autoswarm.v1.ControlService/CreateToken',
+                request_serializer=autoswarm_dot_v1_dot_control__pb2.CreateTokenRequest.SerializeToString,
+                response_deserializer=autoswarm_dot_v1_dot_control__pb2.CreateTokenResponse.FromString,
+                _registered_method=True)
+        self.ListTokens = channel.unary_unary(
+                '/autoswarm.v1.ControlService/ListTokens',
+                request_serializer=autoswarm_dot_v1_dot_control__pb2.ListTokensRequest.SerializeToString,
+                response_deserializer=autoswarm_dot_v1_dot_control__pb2.ListTokensResponse.FromString,
+                _registered_method=True)
+        self.RevokeToken = channel.unary_unary(
+                '/autoswarm.v1.ControlService/RevokeToken',
+                request_serializer=autoswarm_dot_v1_dot_control__pb2.RevokeTokenRequest.SerializeToString,
+                response_deserializer=autoswarm_dot_v1_dot_control__pb2.RevokeTokenResponse.FromString,
+                _registered_method=True)
 
 
 class ControlServiceServicer:
@@ -96,6 +111,25 @@ class ControlServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateToken(self, request, context):
+        """Join tokens: a volunteer registers with one; its name is the worker's owner.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTokens(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeToken(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -123,6 +157,21 @@ def add_ControlServiceServicer_to_server(servicer, server):
                     servicer.Lineage,
                     request_deserializer=autoswarm_dot_v1_dot_control__pb2.HistoryRequest.FromString,
                     response_serializer=autoswarm_dot_v1_dot_control__pb2.LineageResponse.SerializeToString,
+            ),
+            'CreateToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateToken,
+                    request_deserializer=autoswarm_dot_v1_dot_control__pb2.CreateTokenRequest.FromString,
+                    response_serializer=autoswarm_dot_v1_dot_control__pb2.CreateTokenResponse.SerializeToString,
+            ),
+            'ListTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTokens,
+                    request_deserializer=autoswarm_dot_v1_dot_control__pb2.ListTokensRequest.FromString,
+                    response_serializer=autoswarm_dot_v1_dot_control__pb2.ListTokensResponse.SerializeToString,
+            ),
+            'RevokeToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeToken,
+                    request_deserializer=autoswarm_dot_v1_dot_control__pb2.RevokeTokenRequest.FromString,
+                    response_serializer=autoswarm_dot_v1_dot_control__pb2.RevokeTokenResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -260,6 +309,87 @@ class ControlService:
             '/autoswarm.v1.ControlService/Lineage',
             autoswarm_dot_v1_dot_control__pb2.HistoryRequest.SerializeToString,
             autoswarm_dot_v1_dot_control__pb2.LineageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/autoswarm.v1.ControlService/CreateToken',
+            autoswarm_dot_v1_dot_control__pb2.CreateTokenRequest.SerializeToString,
+            autoswarm_dot_v1_dot_control__pb2.CreateTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/autoswarm.v1.ControlService/ListTokens',
+            autoswarm_dot_v1_dot_control__pb2.ListTokensRequest.SerializeToString,
+            autoswarm_dot_v1_dot_control__pb2.ListTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/autoswarm.v1.ControlService/RevokeToken',
+            autoswarm_dot_v1_dot_control__pb2.RevokeTokenRequest.SerializeToString,
+            autoswarm_dot_v1_dot_control__pb2.RevokeTokenResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -24,14 +24,18 @@ class RegisterRequest(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., name: _Optional[str] = ..., hardware: _Optional[_Union[_common_pb2.Hardware, _Mapping]] = ..., slots: _Optional[int] = ..., mutators: _Optional[_Iterable[str]] = ..., client_version: _Optional[str] = ...) -> None: ...
 
 class RegisterResponse(_message.Message):
-    __slots__ = ("worker_id", "heartbeat_interval_seconds", "hardware_class")
+    __slots__ = ("worker_id", "heartbeat_interval_seconds", "hardware_class", "credential", "owner")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     HARDWARE_CLASS_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     heartbeat_interval_seconds: float
     hardware_class: str
-    def __init__(self, worker_id: _Optional[str] = ..., heartbeat_interval_seconds: _Optional[float] = ..., hardware_class: _Optional[str] = ...) -> None: ...
+    credential: str
+    owner: str
+    def __init__(self, worker_id: _Optional[str] = ..., heartbeat_interval_seconds: _Optional[float] = ..., hardware_class: _Optional[str] = ..., credential: _Optional[str] = ..., owner: _Optional[str] = ...) -> None: ...
 
 class LeaseRequest(_message.Message):
     __slots__ = ("worker_id", "wait_seconds")
