@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.live import Live
@@ -34,30 +33,23 @@ err = Console(stderr=True)
 CoordinatorOpt = Annotated[str, typer.Option("--coordinator", "-c", help="HOST:PORT of the coordinator.")]
 
 
-@dataclass(frozen=True)
-class ClientSettings:
-    """How the CLI reaches a coordinator's control service (set by the global options)."""
-
-    token: str | None = None
-    ca: Path | None = None
-
-
 @app.callback()
 def _global_options(
-    ctx: typer.Context,
     token: Annotated[Optional[str], typer.Option(envvar="AUTOSWARM_TOKEN", show_envvar=True,
                                                  help="Admin token for control commands.")] = None,
     ca: Annotated[Optional[Path], typer.Option(envvar="AUTOSWARM_CA", show_envvar=True,
                                                help="CA certificate of a coordinator that serves TLS.")] = None,
 ) -> None:
-    ctx.obj = ClientSettings(token, ca)
+    # The control client reads these two from the environment; a flag wins over an inherited value.
+    if token:
+        os.environ["AUTOSWARM_TOKEN"] = token
+    if ca:
+        os.environ["AUTOSWARM_CA"] = str(ca)
 
 
 def _control(address: str) -> ControlClient:
-    """A control client with the global --token and --ca."""
-    root = click.get_current_context().find_root()
-    settings = root.obj if isinstance(root.obj, ClientSettings) else ClientSettings()
-    return ControlClient(address, token=settings.token, ca=settings.ca)
+    """A control client using --token / AUTOSWARM_TOKEN and --ca / AUTOSWARM_CA."""
+    return ControlClient(address)
 
 
 def _fail(message: str) -> None:
@@ -152,6 +144,9 @@ def coordinator(
     tls_key: Annotated[Optional[Path], typer.Option(help="TLS private key (PEM).")] = None,
     tls_client_ca: Annotated[Optional[Path], typer.Option(
         help="Require client certificates signed by this CA (mutual TLS).")] = None,
+    worker_rate: Annotated[float, typer.Option(min=0, help="Lease and Report calls per second per worker; 0: no limit.")] = 20.0,
+    max_slots: Annotated[int, typer.Option(min=1, help="Most tasks one worker may hold at once.")] = 64,
+    max_log_tail: Annotated[int, typer.Option(min=0, help="Characters of a result's log tail kept.")] = 8000,
     verbose: bool = False,
 ) -> None:
     """Run a coordinator: holds the champions, leases tasks, decides acceptance."""
@@ -165,9 +160,11 @@ def coordinator(
                           max_message_bytes=max_message_bytes, metrics_port=metrics_port,
                           auth=auth == "tokens", admin_token_file=admin_token_file,
                           tls_cert=tls_cert, tls_key=tls_key, tls_client_ca=tls_client_ca,
+                          worker_rate=worker_rate, worker_burst=max(3 * worker_rate, 1.0),
                           engine=EngineConfig(lease_factor=lease_factor, lease_grace=lease_grace,
                                               heartbeat_interval=heartbeat_interval,
-                                              limits=Limits(max_target_bytes=max_target_bytes)))
+                                              limits=Limits(max_target_bytes=max_target_bytes, max_slots=max_slots,
+                                                            max_log_tail_chars=max_log_tail)))
     try:
         asyncio.run(serve(config))
     except OSError as exc:

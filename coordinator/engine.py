@@ -72,6 +72,7 @@ class Limits:
     max_log_tail_chars: int = 8000
     max_description_chars: int = 500
     max_extra_metrics: int = 64
+    max_slots: int = 64               # in-flight leases one worker may hold
 
 
 @dataclass(frozen=True)
@@ -340,8 +341,8 @@ class Engine:
         """Registers a worker (or refreshes a known one); returns (worker id, hardware class)."""
         if not name or len(name) > 128:
             raise InvalidRequest("worker name must be 1-128 characters")
-        if not 1 <= slots <= 1024:
-            raise InvalidRequest(f"slots must be between 1 and 1024, got {slots}")
+        if not 1 <= slots <= self.config.limits.max_slots:
+            raise InvalidRequest(f"slots must be between 1 and {self.config.limits.max_slots}, got {slots}")
         if len(mutators) > 16 or any(not m or len(m) > 32 for m in mutators):
             raise InvalidRequest("mutators must be at most 16 names of 1-32 characters")
         now = self._clock()

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from autoswarm.v1 import control_pb2_grpc, worker_pb2_grpc
 from coordinator.auth import AuthInterceptor, Authenticator
 from coordinator.engine import Engine, EngineConfig
 from coordinator.group_commit import GroupCommit
+from coordinator.ratelimit import RateLimiter
 from coordinator.metrics import CoordinatorMetrics, MetricsExporter, metrics_host, start_exporter
 from coordinator.service import ChangeSignal, ControlService, WorkerService
 from coordinator.store import Store
@@ -44,6 +46,8 @@ class ServerConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None    # set: clients must present a certificate signed by it (mTLS)
+    worker_rate: float = 20.0            # Lease and Report calls per second per worker (each); 0: unlimited
+    worker_burst: float = 60.0
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
@@ -123,7 +127,8 @@ async def serve(config: ServerConfig) -> None:
     # Metrics outermost, so refused calls are timed and counted with their status code too.
     interceptors = ([metrics.interceptor()] if metrics else []) + [AuthInterceptor(auth)]
     server = grpc.aio.server(options=options, interceptors=interceptors)
-    worker_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerService(engine, changes, commits, auth), server)
+    limiter = RateLimiter(config.worker_rate, config.worker_burst, time.monotonic)
+    worker_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerService(engine, changes, commits, auth, limiter), server)
     control_pb2_grpc.add_ControlServiceServicer_to_server(ControlService(engine, commits, auth), server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)

@@ -16,6 +16,7 @@ from autoswarm.v1 import common_pb2, control_pb2, control_pb2_grpc, worker_pb2, 
 from coordinator.auth import Authenticator, caller_of
 from coordinator.engine import CoordinatorError, Engine, ResultIn, TaskSpec
 from coordinator.group_commit import GroupCommit
+from coordinator.ratelimit import RateLimiter
 from coordinator.lineage import LineageEntry
 from coordinator.store import ResultRecord, VersionRecord
 
@@ -126,11 +127,17 @@ async def _as_worker(context: grpc.aio.ServicerContext, auth: Authenticator | No
 
 class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
     def __init__(self, engine: Engine, changes: ChangeSignal, commits: GroupCommit | None = None,
-                 auth: Authenticator | None = None) -> None:
+                 auth: Authenticator | None = None, limiter: RateLimiter | None = None) -> None:
         self.engine = engine
         self.changes = changes
         self.durable = _Durable(commits)
         self.auth = auth
+        self.limiter = limiter
+
+    async def _limit(self, context: grpc.aio.ServicerContext, worker_id: str, call: str) -> None:
+        if self.limiter is not None and not self.limiter.allow(f"{worker_id}/{call}"):
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"too many {call} calls from this worker; back off and retry")
 
     async def Register(self, request, context):
         hardware = {
@@ -159,6 +166,7 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
 
     async def Lease(self, request, context):
         await _as_worker(context, self.auth, request.worker_id)
+        await self._limit(context, request.worker_id, "Lease")
         wait = min(max(request.wait_seconds, 0.0), MAX_LEASE_WAIT_SECONDS)
         deadline = asyncio.get_running_loop().time() + wait
         while True:
@@ -186,6 +194,7 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
 
     async def Report(self, request, context):
         await _as_worker(context, self.auth, request.worker_id)
+        await self._limit(context, request.worker_id, "Report")
         outcome = await _guard(context, lambda: self.engine.report(
             request.worker_id, request.lease_id, result_in(request.result)))
         await self.durable()  # the result is on disk before the worker hears "recorded"

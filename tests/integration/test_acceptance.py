@@ -24,6 +24,9 @@ from swarm import wait_for, write_study
 
 pytestmark = pytest.mark.integration
 
+# Scripted workers call far faster than real ones would: no per-worker rate limit here.
+SCRIPTED = ("--lease-factor", "1", "--lease-grace", "1", "--heartbeat-interval", "0.5", "--worker-rate", "0")
+
 
 def slots_study(directory: Path, acceptance: str, name: str = "slots") -> Path:
     directory.mkdir(parents=True, exist_ok=True)
@@ -53,7 +56,7 @@ def _champion_contents(coordinator, study: str) -> list[str]:
 
 
 def test_a_liar_never_makes_a_champion_at_quorum_2_and_ends_quarantined(tmp_path, start_coordinator):
-    coordinator = start_coordinator()
+    coordinator = start_coordinator(*SCRIPTED)
     with coordinator.control() as control:
         control.add_study(slots_study(tmp_path / "study", 'compare = "paired"\nquorum = 2'))
     channel, stub = connect(coordinator.address)
@@ -85,7 +88,7 @@ def test_noise_true_4_sigma_improvements_land_and_null_edits_do_not(tmp_path, st
     Observed with this seed (900 tasks): 456 null-edit trials with 1 false acceptance
     (0.2%), and 97 of 100 true 4σ improvements landed in the champion.
     """
-    coordinator = start_coordinator()
+    coordinator = start_coordinator(*SCRIPTED)
     with coordinator.control() as control:
         control.add_study(slots_study(tmp_path / "study", 'compare = "paired"\nquorum = 2'))
     channel, stub = connect(coordinator.address)
@@ -117,7 +120,7 @@ def test_noise_true_4_sigma_improvements_land_and_null_edits_do_not(tmp_path, st
 
 
 def test_two_classes_are_never_compared_with_each_others_baseline(tmp_path, start_coordinator):
-    coordinator = start_coordinator()
+    coordinator = start_coordinator(*SCRIPTED)
     with coordinator.control() as control:
         control.add_study(slots_study(tmp_path / "study", 'compare = "paired"\nquorum = 2'))
     channel, stub = connect(coordinator.address)
@@ -169,7 +172,7 @@ def _set(content: bytes, slot: str, value: int) -> bytes:
     ("SLOT_3", 2, "stale-conflict"),    # the same line: recorded as a conflict, the champion stays whole
 ])
 def test_concurrent_improvements_merge_or_conflict(tmp_path, start_coordinator, second_slot, second_value, expected):
-    coordinator = start_coordinator()
+    coordinator = start_coordinator(*SCRIPTED)
     with coordinator.control() as control:
         control.add_study(slots_study(tmp_path / "study", 'compare = "absolute"\nquorum = 1'))
     channel, stub = connect(coordinator.address)
@@ -212,7 +215,7 @@ def test_quorum_1_absolute_with_one_worker_is_autoresearchs_keep_discard_loop(tm
     study = write_study(tmp_path / "study", direction="minimize", acceptance='compare = "absolute"\nquorum = 1',
                         body='print(f"loss: {(X - 2.5) ** 2 + (Y - 7) ** 2}")\n')
     (study / "study.toml").write_text((study / "study.toml").read_text().replace('"score"', '"loss"'))
-    coordinator = start_coordinator()
+    coordinator = start_coordinator(*SCRIPTED)
     with coordinator.control() as control:
         control.add_study(study, max_evaluations=14)
     start_worker(coordinator.address, "solo")
