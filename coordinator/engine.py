@@ -741,6 +741,9 @@ class Engine:
         pending = state.claims.get(lease.claim)
         judgement = _Judgement(self._base_record(lease, worker, result, now, lease.candidate, result.status,
                                                  claim=lease.claim))
+        if not judgement.record.description and (candidate := self.store.version(state.spec.name, lease.candidate)):
+            # A verifier runs someone else's edit: its row says what that edit was.
+            judgement.record = replace(judgement.record, description=candidate.description)
         if pending is None:
             judgement.record = replace(judgement.record, decision=words.VERIFY_LATE)
             return judgement
