@@ -75,6 +75,8 @@ def run(
     max_evals: Annotated[int, typer.Option("--max-evals", min=1, help="Stop after this many evaluations.")] = 40,
     duration: Annotated[float, typer.Option(min=1, help="Stop after this many seconds.")] = 600.0,
     out: Annotated[Optional[Path], typer.Option(help="Output directory (default: ./runs/<study>-<time>).")] = None,
+    ray: Annotated[bool, typer.Option(
+        "--ray", help="Run the workers as actors on a local Ray instance (needs the ray extra).")] = False,
 ) -> None:
     """Search a study with a local coordinator and local workers; write results.tsv and the best target."""
     from autoswarm.local_run import RunOptions, run_study
@@ -94,7 +96,7 @@ def run(
     try:
         if console.is_terminal:
             with Live(console=console, refresh_per_second=4) as live:
-                summary = run_study(RunOptions(study_dir, workers, max_evals, duration, out),
+                summary = run_study(RunOptions(study_dir, workers, max_evals, duration, out, ray=ray),
                                     lambda s, r, e: live.update(render(s, r, e)))
         else:
             def progress(status: control_pb2.StudyStatus, response: control_pb2.StatusResponse, elapsed: float) -> None:
@@ -103,7 +105,7 @@ def run(
                     console.print(f"[{elapsed:5.0f}s] evaluations {status.evaluations}/{status.max_evaluations}  "
                                   f"best {status.metric} {_metric(status.has_champion_metric, status.champion_metric)}  "
                                   f"improvements {status.improvements}", highlight=False)
-            summary = run_study(RunOptions(study_dir, workers, max_evals, duration, out), progress)
+            summary = run_study(RunOptions(study_dir, workers, max_evals, duration, out, ray=ray), progress)
     except (StudyError, BundleError) as exc:
         _fail(str(exc))
     except RuntimeError as exc:
@@ -286,6 +288,73 @@ def worker(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     swarm_worker.run()
+
+
+# -- cluster ------------------------------------------------------------------------------
+
+@app.command()
+def cluster(
+    coordinator: Annotated[str, typer.Option(
+        "--coordinator", "-c", help="HOST:PORT of the coordinator, as the Ray nodes reach it.")],
+    workers: Annotated[int, typer.Option(min=0, help=(
+        "Worker actors the pool should have: missing ones are started, extra ones drained; 0 removes all."))],
+    gpus_per_worker: Annotated[float, typer.Option(min=0.0, help="GPUs per actor (Ray's num_gpus).")] = 0.0,
+    cpus_per_worker: Annotated[float, typer.Option(min=0.0, help="CPUs per actor (Ray's num_cpus).")] = 1.0,
+    ray_address: Annotated[str, typer.Option(envvar="RAY_ADDRESS", show_envvar=True, help=(
+        "Ray cluster to join: auto (the one this machine belongs to) or HEAD_IP:6379."))] = "auto",
+    namespace: Annotated[str, typer.Option(help="Ray namespace of the pool's named actors.")] = "autoswarm",
+    name: Annotated[str, typer.Option(help="Actors are NAME-0, NAME-1...; pools with other names are left alone.")]
+    = "autoswarm-worker",
+    slots: Annotated[Optional[int], typer.Option(min=1, help="Tasks at once per actor (default: one per GPU, else 1).")]
+    = None,
+    mutator: mutator_flags.MutatorsOpt = None,
+    state_dir: Annotated[Optional[str], typer.Option(help=(
+        "Directory on each node for the actors' identities, outboxes and caches "
+        "(default: ~/.cache/autoswarm/ray-workers)."))] = None,
+    drain_timeout: Annotated[float, typer.Option(min=0.0, help=(
+        "Seconds a removed actor may take to finish its running task; after that the task goes back to the "
+        "coordinator, which hands it out again."))] = 300.0,
+    verbose: bool = False,
+) -> None:
+    """Start, resize or stop worker actors on a Ray cluster; they outlive this command and Ray restarts them."""
+    from worker.ray_pool import ActorSpec, RayPool, RayUnavailable, connect
+
+    _setup_logging(verbose)
+    try:
+        kinds = mutator_flags.worker_mutators(mutator_flags.WorkerMutatorFlags(mutators=tuple(mutator or ()))).kinds
+        spec = ActorSpec(coordinator=coordinator, gpus=gpus_per_worker, cpus=cpus_per_worker, mutators=kinds,
+                         slots=slots, state_root=state_dir or "")
+        spec.check()
+        ray = connect(ray_address, namespace)
+    except (ValueError, RayUnavailable) as exc:
+        _fail(str(exc))
+    try:
+        pool = RayPool(spec, name)
+        leaving = [m for m in pool.members() if m.index >= workers or m.digest != spec.digest()]
+        if leaving:
+            err.print(f"draining {len(leaving)} actor(s): running tasks may take up to {drain_timeout:.0f}s",
+                      highlight=False)
+        result = pool.scale(workers, drain_timeout)
+        statuses = pool.statuses(timeout=15)
+    except (ValueError, RayUnavailable) as exc:
+        _fail(str(exc))
+    finally:
+        ray.shutdown()
+    console.print(f"pool {name} in namespace {namespace}: {len(result.created)} started, "
+                  f"{len(result.removed)} removed, {len(result.kept)} kept", highlight=False)
+    if not statuses:
+        return
+    table = Table(title="worker actors")
+    for col in ("actor", "node", "pid", "worker", "state", "tasks", "GPUs"):
+        table.add_column(col)
+    for entry in statuses:
+        st = entry.status
+        if st is None:
+            table.add_row(entry.member.worker_name, "", "", "", entry.problem, "", "")
+        else:
+            table.add_row(st.name, st.node, str(st.pid), st.worker_id or "registering", st.state, str(st.completed),
+                          ",".join(map(str, st.gpu_ids)) or "-")
+    console.print(table)
 
 
 # -- status, history, best ----------------------------------------------------------------

@@ -31,6 +31,7 @@ class RunOptions:
     out: Path | None = None
     slots_per_worker: int = 1
     lease_grace: float = 30.0
+    ray: bool = False  # workers as actors on a local Ray instance instead of subprocesses
 
 
 @dataclass(frozen=True)
@@ -106,12 +107,20 @@ def run_study(options: RunOptions, on_progress: Callable[[control_pb2.StudyStatu
                           "--metrics-port", "0", "--auth", "none"],
                          logs / "coordinator.log")
     workers: list[subprocess.Popen] = []
+    ray_workers = None
     try:
         port = _wait_ready(coordinator, ready, logs / "coordinator.log")
         address = f"127.0.0.1:{port}"
         with ControlClient(address) as control:
             control.add_study(options.study_dir, options.max_evals)
-            for i in range(options.workers):
+            if options.ray:
+                from worker.ray_pool import ActorSpec, LocalRayWorkers
+
+                # The same worker loop in Ray actors; each logs to workers/<name>/worker.log.
+                ray_workers = LocalRayWorkers.start(ActorSpec(
+                    coordinator=address, mutators=(study.mutator.kind,), slots=options.slots_per_worker,
+                    state_root=str(out / "workers")), options.workers)
+            for i in range(0 if options.ray else options.workers):
                 workers.append(_spawn(["worker", "--coordinator", address, "--name", f"local-{i + 1}",
                                        "--slots", str(options.slots_per_worker),
                                        # Your own study: its mutator (llm, command...) is trusted.
@@ -128,12 +137,14 @@ def run_study(options: RunOptions, on_progress: Callable[[control_pb2.StudyStatu
                     on_progress(status, response, elapsed)
                     if status.done or elapsed >= options.duration:
                         break
-                    if all(w.poll() is not None for w in workers):
+                    if workers and all(w.poll() is not None for w in workers):
                         raise RuntimeError(f"all workers exited; see {logs}:\n{_tail(logs / 'worker-1.log')}")
                     time.sleep(0.5)
             except KeyboardInterrupt:
                 pass  # stop early, still write what was found
             _stop(workers, grace=3.0)
+            if ray_workers:
+                ray_workers.stop(grace=3.0)
             response = control.status()
             status = _study_status(response, study.name)
             on_progress(status, response, time.monotonic() - started)
@@ -154,6 +165,8 @@ def run_study(options: RunOptions, on_progress: Callable[[control_pb2.StudyStatu
         raise RuntimeError(f"{exc}\ncoordinator log:\n{_tail(logs / 'coordinator.log')}") from None
     finally:
         _stop(workers, grace=3.0)
+        if ray_workers:
+            ray_workers.stop(grace=3.0)
         _stop([coordinator], grace=5.0)
 
 

@@ -2,7 +2,7 @@
 
 Layout under the cache root:  bundles/<sha256>/files/...   the unpacked study directory
                               bundles/<sha256>/setup-ok    present once `setup` succeeded
-                              bundles/<sha256>/setup.log   the setup command's output
+                              bundles/<sha256>/setup-failed  the failed setup's log tail, for an hour
 Least-recently-used bundles are evicted when the cache grows past its cap.
 """
 
@@ -20,6 +20,7 @@ from pathlib import Path
 from autoswarm.bundle import BundleError, sha256_hex, unpack_bundle, write_files
 
 DEFAULT_CACHE_BYTES = 5 << 30
+SETUP_RETRY_SECONDS = 3600.0  # a failed setup is tried again after this long, not with every task
 
 
 @dataclass(frozen=True)
@@ -88,22 +89,26 @@ class BundleCache:
             shutil.copytree(entry.files, destination, symlinks=True)
             os.utime(entry.root / "complete")
 
-    def setup_once(self, entry: CachedBundle, run_setup: Callable[[Path], tuple[bool, str]]) -> tuple[bool, str, float]:
+    def setup_once(self, entry: CachedBundle, run_setup: Callable[[Path], tuple[bool | None, str]],
+                   retry_after_seconds: float = SETUP_RETRY_SECONDS) -> tuple[bool, str, float]:
         """Runs `run_setup(files_dir)` once per bundle; returns (ok, log tail, seconds spent now).
 
-        A failure is remembered: the same bundle is not set up again on this machine until
-        it is evicted or the worker's cache is cleared, so a broken setup is reported, not
-        retried forever.
+        `run_setup` returns (True, tail), (False, tail) for a failure, or (None, tail) when it
+        did not finish (cancelled: nothing to remember). A failure is remembered: the bundle is
+        not set up again on this machine for `retry_after_seconds` (a dataset server may come
+        back), so a broken setup is reported, not retried with every task.
         """
         with self._lock:
             if entry.setup_marker.exists():
                 return True, "", 0.0
-            if entry.setup_failed_marker.exists():
-                return False, entry.setup_failed_marker.read_text(errors="replace"), 0.0
+            failed = entry.setup_failed_marker
+            if failed.exists() and time.time() - failed.stat().st_mtime < retry_after_seconds:
+                return False, failed.read_text(errors="replace"), 0.0
             started = time.monotonic()
             ok, tail = run_setup(entry.files)
-            (entry.setup_marker if ok else entry.setup_failed_marker).write_text(tail)
-            return ok, tail, time.monotonic() - started
+            if ok is not None:
+                (entry.setup_marker if ok else failed).write_text(tail)
+            return bool(ok), tail, time.monotonic() - started
 
     def _evict(self, keep: str) -> None:
         entries = [p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")]

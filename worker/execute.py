@@ -25,7 +25,8 @@ from worker.bundles import BundleCache, CachedBundle
 from worker.metric import parse_metric
 from worker.mutators import create_mutator
 from worker.mutators.base import MutationRequest, MutatorError
-from worker.runner import CommandOutcome, run_command
+from worker.runner import CommandOutcome, resolve_command, run_command
+from worker.sandbox import Access, Sandbox, limit_hit
 
 RESULT_FILE = ".autoswarm-result.json"
 _IGNORED_DIRS = {"__pycache__", ".pytest_cache"}
@@ -42,6 +43,15 @@ class ExecutionContext:
     mutator_options: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
     log_tail_chars: int = 4000
     keep_scratch: bool = False
+    sandbox: Sandbox | None = None           # None: commands run as they are (own process group only)
+
+    def home_dir(self, study: str) -> Path:
+        """$HOME of a study's sandboxed commands: persistent per study, never the volunteer's."""
+        return self.data_root.parent / "homes" / study
+
+    @property
+    def gpu_slot(self) -> bool:
+        return bool(self.slot_env.get("CUDA_VISIBLE_DEVICES"))
 
 
 def snapshot(directory: Path) -> dict[str, str]:
@@ -72,7 +82,8 @@ def _study_env(context: ExecutionContext, study: Study, scratch: Path | None) ->
     env.update(context.slot_env)
     data_dir = context.data_root / study.name
     data_dir.mkdir(parents=True, exist_ok=True)
-    env["AUTOSWARM_TIME_BUDGET"] = f"{study.time_budget:g}"
+    if study.time_budget is not None:
+        env["AUTOSWARM_TIME_BUDGET"] = f"{study.time_budget:g}"
     env["AUTOSWARM_CACHE_DIR"] = str(data_dir)
     env["PYTHONUNBUFFERED"] = "1"  # so the log tail shows the last lines even when killed
     env.pop("AUTOSWARM_RESULT", None)
@@ -81,17 +92,51 @@ def _study_env(context: ExecutionContext, study: Study, scratch: Path | None) ->
     return env
 
 
+def _access(context: ExecutionContext, study: Study, env: Mapping[str, str], workdir: Path, *,
+            setup: bool) -> Access:
+    """What a study command may touch in the sandbox.
+
+    Setup may write the bundle's files, the study's data and its home, and gets the network if
+    the study asks. The evaluation writes only its scratch copy and its home, and reads the data:
+    one candidate must not change what the next is measured on.
+    """
+    home = context.home_dir(study.name)
+    home.mkdir(parents=True, exist_ok=True)
+    data = Path(env["AUTOSWARM_CACHE_DIR"])
+    if setup:
+        return Access(workdir=workdir, writable=(data,), home=home, network=study.setup_network,
+                      gpus=context.gpu_slot)
+    return Access(workdir=workdir, read_only=(data,), home=home, gpus=context.gpu_slot)
+
+
+def _run(context: ExecutionContext, command: str, access: Access, env: dict[str, str], timeout: float,
+         log_path: Path, cancel: threading.Event) -> CommandOutcome:
+    """Runs a study command in the slot's sandbox (or as it is, without one)."""
+    sandbox = context.sandbox
+    if sandbox is None:
+        return run_command(command, cwd=access.workdir, env=env, timeout_seconds=timeout, log_path=log_path,
+                           tail_chars=context.log_tail_chars, cancel=cancel)
+    sandbox.make_writable(access.workdir, *access.writable, *([access.home] if access.home else []))
+    prepared = sandbox.prepare(resolve_command(command), access, env, timeout)
+    return run_command(list(prepared.argv), cwd=access.workdir, env=prepared.env, timeout_seconds=timeout,
+                       log_path=log_path, tail_chars=context.log_tail_chars, cancel=cancel)
+
+
 def _setup(context: ExecutionContext, study: Study, bundle: CachedBundle, log_dir: Path,
            cancel: threading.Event) -> tuple[bool, str, float]:
     if not study.setup:
         return True, "", 0.0
 
-    def run(files: Path) -> tuple[bool, str]:
-        outcome = run_command(study.setup, cwd=files, env=_study_env(context, study, None),
-                              timeout_seconds=max(study.timeout * 10, 600), log_path=log_dir / "setup.log",
-                              tail_chars=context.log_tail_chars, cancel=cancel)
-        ok = outcome.returncode == 0 and not outcome.timed_out and not outcome.cancelled
-        reason = "" if ok else (f"setup `{study.setup}` timed out" if outcome.timed_out
+    def run(files: Path) -> tuple[bool | None, str]:
+        env = _study_env(context, study, None)
+        outcome = _run(context, study.setup, _access(context, study, env, files, setup=True), env,
+                       max(study.timeout * 10, 600), log_dir / "setup.log", cancel)
+        if outcome.cancelled:  # the worker is stopping: not a verdict on the setup
+            return None, f"setup `{study.setup}` was cancelled"
+        ok = outcome.returncode == 0 and not outcome.timed_out
+        limit = None if ok else limit_hit(outcome.returncode, outcome.timed_out, outcome.output_tail)
+        reason = "" if ok else (f"setup `{study.setup}` was stopped by {limit}" if limit
+                                else f"setup `{study.setup}` timed out" if outcome.timed_out
                                 else f"setup `{study.setup}` exited with {outcome.returncode}")
         return ok, (reason + "\n" + outcome.output_tail).strip()
 
@@ -101,10 +146,13 @@ def _setup(context: ExecutionContext, study: Study, bundle: CachedBundle, log_di
 def evaluate(context: ExecutionContext, study: Study, scratch: Path, log_path: Path,
              cancel: threading.Event) -> tuple[worker_pb2.Result, CommandOutcome]:
     """Runs the study's evaluation in `scratch` and classifies the outcome."""
-    outcome = run_command(study.evaluate, cwd=scratch, env=_study_env(context, study, scratch),
-                          timeout_seconds=study.timeout, log_path=log_path,
-                          tail_chars=context.log_tail_chars, cancel=cancel)
+    env = _study_env(context, study, scratch)
+    outcome = _run(context, study.evaluate, _access(context, study, env, scratch, setup=False), env, study.timeout,
+                   log_path, cancel)
     timing = {"evaluate_seconds": outcome.duration_seconds}
+    limit = None if outcome.cancelled else limit_hit(outcome.returncode, outcome.timed_out, outcome.output_tail)
+    if limit:
+        return _result("resource-limit", f"stopped by {limit}\n{outcome.output_tail}", **timing), outcome
     if outcome.timed_out:
         return _result("timeout", f"killed after the {study.timeout:g}s timeout\n{outcome.output_tail}", **timing), outcome
     if outcome.returncode != 0:

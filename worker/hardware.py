@@ -19,6 +19,7 @@ NVIDIA_SMI_QUERY = (
     "--query-gpu=index,name,memory.total,driver_version",
     "--format=csv,noheader,nounits",
 )
+COMPUTE_APPS_QUERY = ("--query-compute-apps=pid", "--format=csv,noheader")
 _MIB = 1024 * 1024
 
 
@@ -67,12 +68,12 @@ def parse_nvidia_smi(text: str) -> tuple[GpuInfo, ...]:
     return tuple(gpus)
 
 
-def detect_gpus(nvidia_smi: str = "nvidia-smi", timeout_seconds: float = 10.0) -> tuple[GpuInfo, ...]:
-    """NVIDIA GPUs of this machine; () without `nvidia-smi`, on its failure, or if it hangs."""
+def run_nvidia_smi(args: Sequence[str], nvidia_smi: str = "nvidia-smi", timeout_seconds: float = 10.0) -> str | None:
+    """`nvidia-smi ARGS` output; None when it is missing, fails or hangs."""
     # A wedged driver can make nvidia-smi hang: run it with our hard, tree-killing timeout.
     with tempfile.TemporaryDirectory(prefix="autoswarm-nvidia-smi-") as scratch:
         outcome = run_command(
-            [nvidia_smi, *NVIDIA_SMI_QUERY],
+            [nvidia_smi, *args],
             cwd=Path(scratch),
             env=os.environ,
             timeout_seconds=timeout_seconds,
@@ -80,9 +81,24 @@ def detect_gpus(nvidia_smi: str = "nvidia-smi", timeout_seconds: float = 10.0) -
             tail_chars=1_000_000,
             kill_grace_seconds=1.0,
         )
-    if outcome.returncode != 0:
-        return ()
-    return parse_nvidia_smi(outcome.output_tail)
+    return outcome.output_tail if outcome.returncode == 0 else None
+
+
+def detect_gpus(nvidia_smi: str = "nvidia-smi", timeout_seconds: float = 10.0) -> tuple[GpuInfo, ...]:
+    """NVIDIA GPUs of this machine; () without `nvidia-smi`, on its failure, or if it hangs."""
+    output = run_nvidia_smi(NVIDIA_SMI_QUERY, nvidia_smi, timeout_seconds)
+    return parse_nvidia_smi(output) if output is not None else ()
+
+
+def parse_compute_apps(text: str) -> tuple[int, ...]:
+    """Process ids from `nvidia-smi --query-compute-apps=pid --format=csv,noheader` output."""
+    return tuple(int(line.strip()) for line in text.splitlines() if line.strip().isdigit())
+
+
+def gpu_in_use(index: int, nvidia_smi: str = "nvidia-smi") -> bool:
+    """Whether any process computes on GPU `index` (False when nvidia-smi cannot tell)."""
+    output = run_nvidia_smi(["-i", str(index), *COMPUTE_APPS_QUERY], nvidia_smi)
+    return bool(output and parse_compute_apps(output))
 
 
 def parse_cpu_model(cpuinfo: str) -> str | None:

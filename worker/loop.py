@@ -13,18 +13,34 @@ import platform
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import grpc
 
 from autoswarm import __version__
+from autoswarm.bundle import BundleError
 from autoswarm.v1 import common_pb2, worker_pb2
 from worker.bundles import BundleCache
-from worker.connection import Connection, Stopped
+from worker.connection import TRANSIENT, Connection, Stopped
 from worker.execute import ExecutionContext, execute_task
+from worker.donation import (
+    IDLE,
+    RECONNECTING,
+    WORKING,
+    Availability,
+    DonationError,
+    DonationPolicy,
+    Gate,
+    LoadSource,
+    memory_per_slot,
+    slot_cpu_sets,
+    worker_state,
+)
 from worker.hardware import HardwareInfo, detect_hardware, slot_environments
 from worker.outbox import Outbox, OutboxEntry
+from worker.sandbox import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PROCESSES, ResourceLimits, Sandbox, configure
 
 log = logging.getLogger("autoswarm.worker")
 
@@ -42,9 +58,21 @@ class WorkerOptions:
     name: str = field(default_factory=socket.gethostname)
     slots: int | None = None              # None: one per GPU, or 1 on a CPU-only machine
     mutators: tuple[str, ...] = ("params",)
+    # Per-kind overrides of the study's [mutator] options (worker/mutators/config.py).
+    mutator_options: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
     lease_wait_seconds: float = 20.0
     cache_bytes: int = 5 << 30
     keep_scratch: bool = False
+    # What the volunteer donates (worker/donation.py) and how commands are confined (worker/sandbox.py).
+    gpus: tuple[int, ...] | None = None   # nvidia-smi indices; None: every GPU
+    max_cpus: int | None = None
+    memory_limit: int | None = None       # bytes for all slots together; None: 3/4 of the RAM
+    max_processes: int | None = DEFAULT_MAX_PROCESSES
+    max_file_size: int | None = DEFAULT_MAX_FILE_BYTES
+    sandbox: str = "auto"                 # auto | bwrap | none
+    sandbox_read_only: tuple[Path, ...] = ()
+    donation: DonationPolicy = field(default_factory=DonationPolicy)
+    check_interval: float = 5.0           # seconds between looks at the clock and the machine's load
 
 
 def hardware_message(hw: HardwareInfo) -> common_pb2.Hardware:
@@ -59,9 +87,11 @@ def hardware_message(hw: HardwareInfo) -> common_pb2.Hardware:
 class Worker:
     """One worker process: N slots sharing a connection, a bundle cache and an outbox."""
 
-    def __init__(self, options: WorkerOptions, hardware: HardwareInfo | None = None) -> None:
+    def __init__(self, options: WorkerOptions, hardware: HardwareInfo | None = None, *,
+                 load: LoadSource | None = None, sandbox: Sandbox | None = None) -> None:
+        """Raises DonationError for GPUs the machine lacks, SandboxError for a sandbox it cannot run."""
         self.options = options
-        self.hardware = hardware or detect_hardware()
+        self.hardware = donated_hardware(hardware or detect_hardware(), options)
         state = Path(options.state_dir)
         state.mkdir(parents=True, exist_ok=True)
         self._identity_path = state / "identity.json"
@@ -80,7 +110,26 @@ class Worker:
         self._lock = threading.Lock()
         self._register_lock = threading.RLock()
         self._state = "starting"
+        self._connected = True
         self.completed = 0
+        self.availability = Availability(options.donation, load)
+        self._gate = Gate(IDLE)
+        envs = self.slot_envs()
+        self._slot_cpus = slot_cpu_sets(_usable_cpus(), options.max_cpus, len(envs))
+        memory = memory_per_slot(self.hardware.memory_bytes, options.memory_limit, len(envs))
+        self.sandbox = sandbox or configure(options.sandbox, ResourceLimits(
+            memory_bytes=memory, max_processes=options.max_processes, file_size_bytes=options.max_file_size,
+        ), read_only=options.sandbox_read_only)
+        self._slot_gpus = [int(env["CUDA_VISIBLE_DEVICES"]) if env.get("CUDA_VISIBLE_DEVICES") else None
+                           for env in envs]
+        self._slot_busy = [False] * len(envs)
+        # GPU runtimes map far more memory than they touch, and a default cap could break them:
+        # only a cap the volunteer asked for applies to GPU slots; CPU slots get a share of the RAM.
+        self._slot_sandboxes = [
+            self.sandbox.with_limits(cpus=cpus, memory_bytes=None if gpu is not None and not options.memory_limit
+                                     else memory)
+            for gpu, cpus in zip(self._slot_gpus, self._slot_cpus)
+        ]
 
     # -- identity -------------------------------------------------------------------------
 
@@ -122,20 +171,55 @@ class Worker:
 
     def slot_envs(self) -> list[dict[str, str]]:
         if self.options.slots is not None and not self.hardware.gpus:
-            return slot_environments((), self.options.slots)
-        envs = slot_environments(self.hardware.gpus, self.options.slots or 1)
-        return envs[: self.options.slots] if self.options.slots else envs
+            envs = slot_environments((), self.options.slots)
+        else:
+            envs = slot_environments(self.hardware.gpus, self.options.slots or 1)
+            envs = envs[: self.options.slots] if self.options.slots else envs
+        if self.options.max_cpus:  # numerical libraries start one thread per core unless told otherwise
+            share = str(max(1, self.options.max_cpus // len(envs)))
+            for env in envs:
+                env.update({name: share for name in _THREAD_VARIABLES if name not in os.environ})
+        return envs
+
+    def describe_donation(self) -> list[str]:
+        """What this worker uses of the machine and how it protects it, for the start-up banner."""
+        gpus = ", ".join(str(g.index) for g in self.hardware.gpus) or "none"
+        cpus = "all" if not self.options.max_cpus else str(min(self.options.max_cpus, len(_usable_cpus())))
+        lines = [f"donating: {len(self._slot_sandboxes)} slot(s), GPUs {gpus}, CPUs {cpus}; "
+                 f"{self.availability.describe()}"]
+        lines += self.sandbox.describe()
+        if any(env.get("CUDA_VISIBLE_DEVICES") for env in self.slot_envs()) and not self.options.memory_limit:
+            lines.append("GPU slots have no memory cap unless --memory-limit is given")
+        return lines
 
     def _connection_state(self, state: str) -> None:
         if state.startswith("reconnecting"):
             log.warning("coordinator %s unreachable: %s", self.options.coordinator, state)
+            self._connected = False
         else:
             log.info("coordinator %s reachable again", self.options.coordinator)
+            self._connected = True
+        self._update_state()
 
-    def _set_state(self, state: str) -> None:
-        if state != self._state:
+    def _update_state(self) -> None:
+        """Recomputes the worker's state word; prints it when it changes."""
+        with self._lock:
+            gate = self._gate
+            state = worker_state(running=len(self._running), stopping=self._finish.is_set(),
+                                 connected=self._connected, gate=gate)
+            previous = self._state
+            if state == previous:
+                return
             self._state = state
-            log.info("worker state: %s", state)
+        detail = {RECONNECTING: f" — coordinator {self.options.coordinator} unreachable, retrying with backoff",
+                  gate.state: f" — {gate.reason}; no new tasks until that changes" if gate.reason else ""}
+        # working <-> idle flips with every task: news only at DEBUG; every other change at INFO.
+        level = logging.DEBUG if {previous, state} <= {WORKING, IDLE} else logging.INFO
+        log.log(level, "worker state: %s%s", state, detail.get(state, ""))
+
+    @property
+    def state(self) -> str:
+        return self._state
 
     # -- stopping -------------------------------------------------------------------------
 
@@ -153,6 +237,7 @@ class Worker:
         else:
             log.info("finishing running work, then stopping (signal again to stop now)")
             self._finish.set()
+        self._update_state()
 
     def _release(self, lease_ids: list[str]) -> None:
         if not lease_ids or not self.worker_id:
@@ -173,6 +258,10 @@ class Worker:
             return 0
         threads = [threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True),
                    threading.Thread(target=self._outbox_loop, name="outbox", daemon=True)]
+        if self.options.donation.hours is not None or self.options.donation.idle_only:
+            self._check_availability(prime=True)
+            threads.append(threading.Thread(target=self._availability_loop, name="availability", daemon=True))
+        self._update_state()
         slots = [threading.Thread(target=self._slot_loop, args=(i, env), name=f"slot-{i}", daemon=True)
                  for i, env in enumerate(self.slot_envs())]
         for t in threads + slots:
@@ -189,35 +278,53 @@ class Worker:
     def _slot_loop(self, index: int, env: dict[str, str]) -> None:
         context = ExecutionContext(
             cache=self.cache, scratch_root=self._scratch / f"slot-{index}", data_root=self._data,
-            slot_env=env, keep_scratch=self.options.keep_scratch,
+            slot_env=env, keep_scratch=self.options.keep_scratch, mutator_options=self.options.mutator_options,
+            sandbox=self._slot_sandboxes[index],
         )
         context.scratch_root.mkdir(parents=True, exist_ok=True)
         while not self._finish.is_set():
+            if not self._gate.open:  # out of hours or the machine is busy: look again shortly
+                self._finish.wait(min(self.options.check_interval, 0.5))
+                continue
             task = self._lease()
             if task is None:
                 continue
             if self._finish.is_set():  # stop was requested while the lease call was waiting
                 self._release([task.lease_id])
                 break
+            if not self._gate.open:  # the machine got busy while we waited for work: hand it back
+                self._release([task.lease_id])
+                continue
             cancel = threading.Event()
             with self._lock:
                 self._running[task.lease_id] = cancel
-            self._set_state("working")
+                self._slot_busy[index] = True
+            self._update_state()
             try:
-                result = execute_task(context, task, self.connection.fetch_bundle, cancel, self.options.mutators)
+                result = execute_task(context, task, self._fetch_bundle, cancel, self.options.mutators)
             except Exception as exc:  # a bug in our own code must not kill the slot
                 log.exception("task %s failed inside the worker", task.lease_id)
                 result = worker_pb2.Result(status=common_pb2.RESULT_STATUS_CRASH,
                                            log_tail=f"worker error: {type(exc).__name__}: {exc}")
             with self._lock:
                 self._running.pop(task.lease_id, None)
-                if not self._running:
-                    self._set_state("idle")
+                self._slot_busy[index] = False
+            self._update_state()
             if cancel.is_set():
                 log.info("task %s was cancelled; its result is not reported", task.lease_id)
                 continue
             self.completed += 1
             self._deliver(task.lease_id, result)
+
+    def _fetch_bundle(self, bundle_hash: str) -> list[bytes]:
+        """A bundle's chunks. A coordinator outage mid-stream is waited out like any other call;
+        a refusal becomes a BundleError (the task is then reported as setup-failed)."""
+        try:
+            return self.connection.retry(lambda: list(self.connection.fetch_bundle(bundle_hash)), self._halt,
+                                         "fetch bundle")
+        except grpc.RpcError as exc:
+            raise BundleError(f"the coordinator refused bundle {bundle_hash[:12]}: "
+                              f"{exc.code().name} {exc.details()}") from exc
 
     def _lease(self) -> worker_pb2.Task | None:
         wait = self.options.lease_wait_seconds
@@ -226,7 +333,7 @@ class Worker:
             # A future, so that a stop request does not wait out the coordinator's long-poll.
             call = self.connection.stub.Lease.future(
                 worker_pb2.LeaseRequest(worker_id=self.worker_id, wait_seconds=wait), timeout=wait + 15)
-            while not self._finish.is_set():
+            while not self._finish.is_set() and self._gate.open:
                 try:
                     return call.result(timeout=0.2)
                 except grpc.FutureTimeoutError:
@@ -300,20 +407,70 @@ class Worker:
         while not self._halt.wait(self.heartbeat_interval):
             with self._lock:
                 lease_ids = list(self._running)
-            state = "stopping" if self._finish.is_set() else ("working" if lease_ids else "idle")
             try:
                 response = self.connection.stub.Heartbeat(worker_pb2.HeartbeatRequest(
-                    worker_id=self.worker_id, lease_ids=lease_ids, state=state), timeout=10)
+                    worker_id=self.worker_id, lease_ids=lease_ids, state=self._state), timeout=10)
             except grpc.RpcError as exc:
                 if exc.code() == grpc.StatusCode.NOT_FOUND:
                     self._reregister(failed_id=self.worker_id)
+                elif exc.code() in TRANSIENT and self._connected:
+                    self._connection_state(f"reconnecting (heartbeat: {exc.code().name})")
                 continue
+            if not self._connected:
+                self._connection_state("connected")
             with self._lock:
                 for lease_id in response.cancelled_lease_ids:
                     cancel = self._running.get(lease_id)
                     if cancel is not None:
                         log.warning("coordinator no longer holds lease %s; abandoning it", lease_id)
                         cancel.set()
+
+    # -- donation controls ----------------------------------------------------------------
+
+    def _check_availability(self, prime: bool = False) -> None:
+        """Asks whether new tasks may start (the GPUs asked about are those of idle slots only:
+        on a GPU we are using, every process may be ours)."""
+        with self._lock:
+            idle_gpus = [gpu for gpu, busy in zip(self._slot_gpus, self._slot_busy) if gpu is not None and not busy]
+        if prime:  # the CPU share is measured between two looks
+            self.availability.gate(idle_gpus)
+            self._halt.wait(min(self.options.check_interval, 1.0))
+        gate = self.availability.gate(idle_gpus)
+        with self._lock:
+            self._gate = gate
+        self._update_state()
+
+    def _availability_loop(self) -> None:
+        while not self._halt.wait(self.options.check_interval):
+            self._check_availability()
+
+
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def _usable_cpus() -> list[int]:
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return list(range(os.cpu_count() or 1))
+
+
+def donated_hardware(hw: HardwareInfo, options: WorkerOptions) -> HardwareInfo:
+    """The machine as far as it is donated: chosen GPUs only, at most --max-cpus cores.
+
+    This is also what the worker registers, so its hardware class reflects what evaluations get.
+    """
+    if options.gpus is not None:
+        present = {g.index for g in hw.gpus}
+        missing = [i for i in options.gpus if i not in present]
+        if missing:
+            raise DonationError(f"--gpus: this machine has no GPU {', '.join(map(str, missing))}; "
+                                f"its GPUs are {', '.join(map(str, sorted(present))) or 'none'} "
+                                "(as nvidia-smi numbers them)")
+        hw = replace(hw, gpus=tuple(g for g in hw.gpus if g.index in options.gpus))
+    if options.max_cpus:
+        hw = replace(hw, cpu_cores=min(hw.cpu_cores, options.max_cpus))
+    return hw
 
 
 def default_state_dir() -> Path:

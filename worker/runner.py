@@ -69,6 +69,7 @@ def run_command(
     cancel: threading.Event | None = None,
     kill_grace_seconds: float = 2.0,
     preexec: Callable[[], None] | None = None,
+    stdin_path: Path | None = None,
 ) -> CommandOutcome:
     """Run `command` to completion, timeout or cancellation; never leave a process behind.
 
@@ -79,6 +80,7 @@ def run_command(
     it left running in its group is killed. A command that cannot be started returns 127 (126
     when not executable) with the reason in the log and `output_tail`. `preexec` runs in the
     child before exec (a hook for rlimits); it must be async-signal-safe in spirit: no locks.
+    `stdin_path`, when given, is the command's stdin (an agent CLI's prompt); else /dev/null.
     """
     argv = resolve_command(command) if isinstance(command, str) else list(command)
     if not argv:
@@ -88,13 +90,13 @@ def run_command(
     log_path.parent.mkdir(parents=True, exist_ok=True)
 
     start = time.monotonic()
-    with open(log_path, "wb") as log:
+    with open(log_path, "wb") as log, (open(stdin_path, "rb") if stdin_path else open(os.devnull, "rb")) as stdin:
         try:
             proc = subprocess.Popen(
                 argv,
                 cwd=cwd,
                 env=dict(env),
-                stdin=subprocess.DEVNULL,
+                stdin=stdin,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
