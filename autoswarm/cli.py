@@ -205,6 +205,10 @@ def worker(
     name: Annotated[Optional[str], typer.Option(help="Name shown in status (default: hostname).")] = None,
     state_dir: Annotated[Optional[Path], typer.Option(help="Identity, outbox and caches.")] = None,
     keep_scratch: Annotated[bool, typer.Option(help="Keep scratch copies for debugging.")] = False,
+    token: Annotated[str, typer.Option("--token", envvar="AUTOSWARM_JOIN_TOKEN", show_envvar=True,
+                                       help="Join token from the coordinator's operator.")] = "",
+    coordinator_ca: Annotated[Optional[Path], typer.Option(
+        "--coordinator-ca", envvar="AUTOSWARM_CA", help="CA certificate of a coordinator serving TLS.")] = None,
     mutator: mutator_flags.MutatorsOpt = None,
     llm_base_url: mutator_flags.LlmBaseUrlOpt = None,
     llm_model: mutator_flags.LlmModelOpt = None,
@@ -271,6 +275,7 @@ def worker(
         }
         options = WorkerOptions(coordinator=coordinator, state_dir=state_dir or default_state_dir(), slots=slots,
                                 keep_scratch=keep_scratch, mutators=mutators.kinds, mutator_options=mutators.options,
+                                token=token, ca=coordinator_ca,
                                 **donation, **({"name": name} if name else {}))
         swarm_worker = Worker(options, load=FileLoad(load_file) if load_file else None)
     except (DonationError, SandboxError) as exc:

@@ -22,7 +22,8 @@ def open_channel(address: str, ca: Path | None = None, client_cert: Path | None 
                  client_key: Path | None = None, max_message_bytes: int = MAX_MESSAGE_BYTES) -> grpc.Channel:
     """A channel to the coordinator: TLS when a CA is given (mutual with a client cert and key)."""
     options = [("grpc.max_receive_message_length", max_message_bytes),
-               ("grpc.max_send_message_length", max_message_bytes)]
+               ("grpc.max_send_message_length", max_message_bytes),
+               ("grpc.enable_retries", 0)]  # our callers decide about retrying
     if ca is None:
         return grpc.insecure_channel(address, options=options)
     credentials = grpc.ssl_channel_credentials(

@@ -44,6 +44,9 @@ class ExecutionContext:
     log_tail_chars: int = 4000
     keep_scratch: bool = False
     sandbox: Sandbox | None = None           # None: commands run as they are (own process group only)
+    # Tells the coordinator which idea this explore lease is about to evaluate (lease id,
+    # description, candidate sha256); returns True when that candidate was evaluated already.
+    announce: Callable[[str, str, str], bool] | None = None
 
     def home_dir(self, study: str) -> Path:
         """$HOME of a study's sandboxed commands: persistent per study, never the volunteer's."""
@@ -196,6 +199,9 @@ def execute_task(context: ExecutionContext, task: worker_pb2.Task, fetch: Callab
                 return edited
             candidate, description, mutate_seconds = edited
             common.update(candidate=candidate, description=description, mutate_seconds=mutate_seconds)
+            if context.announce is not None and context.announce(task.lease_id, description,
+                                                                  hashlib.sha256(candidate).hexdigest()):
+                return _result("duplicate", "this candidate was already evaluated for the same parent", **common)
         else:
             version = task.candidate if task.HasField("candidate") else task.parent
             target.write_bytes(version.content)

@@ -61,6 +61,8 @@ class WorkerOptions:
     # Per-kind overrides of the study's [mutator] options (worker/mutators/config.py).
     mutator_options: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
     lease_wait_seconds: float = 20.0
+    token: str = ""                       # join token (from `autoswarm token create`); "" without auth
+    ca: Path | None = None                # the coordinator's CA certificate: TLS
     cache_bytes: int = 5 << 30
     keep_scratch: bool = False
     # What the volunteer donates (worker/donation.py) and how commands are confined (worker/sandbox.py).
@@ -100,7 +102,8 @@ class Worker:
         self.cache = BundleCache(state / "cache", options.cache_bytes)
         self._scratch = state / "scratch"
         self._data = state / "data"
-        self.connection = Connection(options.coordinator, on_state=self._connection_state)
+        self.connection = Connection(options.coordinator, on_state=self._connection_state, token=options.token,
+                                     ca=options.ca)
         self.worker_id = ""
         self.hardware_class = ""
         self.heartbeat_interval = 5.0
@@ -133,41 +136,73 @@ class Worker:
 
     # -- identity -------------------------------------------------------------------------
 
-    def _saved_id(self) -> str:
+    def _saved_identity(self) -> tuple[str, str]:
+        """(worker id, credential) saved for this coordinator, or empty strings."""
         try:
             saved = json.loads(self._identity_path.read_text())
-            return saved["worker_id"] if saved.get("coordinator") == self.options.coordinator else ""
+            if saved.get("coordinator") != self.options.coordinator:
+                return "", ""
+            return saved["worker_id"], saved.get("credential", "")
         except (OSError, ValueError, KeyError):
-            return ""
+            return "", ""
+
+    def _save_identity(self, credential: str) -> None:
+        tmp = self._identity_path.with_suffix(".tmp")
+        # The credential is a secret: the file is readable by this user only.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"worker_id": self.worker_id, "coordinator": self.options.coordinator,
+                       "credential": credential}, f)
+        tmp.replace(self._identity_path)
 
     def register(self, forget_id: bool = False) -> None:
-        """Registers (or re-registers after the coordinator forgot us), retrying while it is away."""
+        """Registers (or re-registers after the coordinator forgot us), retrying while it is away.
+
+        With a saved credential the worker keeps its identity; when the coordinator no longer
+        accepts it (revoked, or a new database) the join token registers a new worker.
+        """
         with self._register_lock:
             slots = len(self.slot_envs())
+            saved_id, credential = ("", "") if forget_id else self._saved_identity()
             request = worker_pb2.RegisterRequest(
-                worker_id="" if forget_id else self._saved_id(), name=self.options.name,
+                worker_id=saved_id, name=self.options.name,
                 hardware=hardware_message(self.hardware), slots=slots, mutators=list(self.options.mutators),
                 client_version=__version__,
             )
-            response = self.connection.retry(lambda: self.connection.stub.Register(request, timeout=15),
-                                             self._halt, "register")
+            self.connection.token = credential or self.options.token
+            try:
+                response = self.connection.retry(lambda: self.connection.stub.Register(request, timeout=15),
+                                                 self._halt, "register")
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAUTHENTICATED or not credential or not self.options.token:
+                    raise
+                log.warning("the coordinator refused this worker's credential (%s); joining again", exc.details())
+                self.connection.token = self.options.token
+                request.worker_id = ""
+                response = self.connection.retry(lambda: self.connection.stub.Register(request, timeout=15),
+                                                 self._halt, "register")
             self.worker_id = response.worker_id
             self.hardware_class = response.hardware_class
             self.heartbeat_interval = response.heartbeat_interval_seconds or 5.0
-            tmp = self._identity_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"worker_id": self.worker_id, "coordinator": self.options.coordinator}))
-            tmp.replace(self._identity_path)
-            log.info("registered as %s (%s), %d slot(s), hardware class %s", self.worker_id, self.options.name,
-                     slots, self.hardware_class)
+            credential = response.credential or (credential if self.connection.token == credential else "")
+            self.connection.token = credential or self.options.token
+            self._save_identity(credential)
+            owner = f", owner {response.owner}" if response.owner else ""
+            log.info("registered as %s (%s%s), %d slot(s), hardware class %s", self.worker_id, self.options.name,
+                     owner, slots, self.hardware_class)
 
     def _reregister(self, failed_id: str) -> None:
         """Registers anew, once, however many slots noticed that the coordinator forgot us."""
         with self._register_lock:
             if self.worker_id == failed_id:
                 try:
-                    self.register(forget_id=True)
+                    self.register(forget_id=not self.options.token)
                 except Stopped:
                     pass
+                except grpc.RpcError as exc:
+                    # Revoked, or never allowed: nothing to retry. Finish what runs and stop.
+                    log.error("the coordinator refuses this worker (%s %s); stopping", exc.code().name, exc.details())
+                    self.request_stop()
 
     def slot_envs(self) -> list[dict[str, str]]:
         if self.options.slots is not None and not self.hardware.gpus:
@@ -175,8 +210,10 @@ class Worker:
         else:
             envs = slot_environments(self.hardware.gpus, self.options.slots or 1)
             envs = envs[: self.options.slots] if self.options.slots else envs
-        if self.options.max_cpus:  # numerical libraries start one thread per core unless told otherwise
-            share = str(max(1, self.options.max_cpus // len(envs)))
+        if self.options.max_cpus or len(envs) > 1:
+            # Numerical libraries start one thread per core unless told otherwise: several slots
+            # would each start one per core and slow each other down.
+            share = str(max(1, (self.options.max_cpus or len(_usable_cpus())) // len(envs)))
             for env in envs:
                 env.update({name: share for name in _THREAD_VARIABLES if name not in os.environ})
         return envs
@@ -256,6 +293,11 @@ class Worker:
             self.register()
         except Stopped:
             return 0
+        except grpc.RpcError as exc:
+            hint = (" — pass the join token you were given with --token (or AUTOSWARM_JOIN_TOKEN)"
+                    if exc.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED) else "")
+            log.error("the coordinator refused to register this worker: %s %s%s", exc.code().name, exc.details(), hint)
+            raise SystemExit(2) from None
         threads = [threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True),
                    threading.Thread(target=self._outbox_loop, name="outbox", daemon=True)]
         if self.options.donation.hours is not None or self.options.donation.idle_only:
@@ -279,7 +321,7 @@ class Worker:
         context = ExecutionContext(
             cache=self.cache, scratch_root=self._scratch / f"slot-{index}", data_root=self._data,
             slot_env=env, keep_scratch=self.options.keep_scratch, mutator_options=self.options.mutator_options,
-            sandbox=self._slot_sandboxes[index],
+            sandbox=self._slot_sandboxes[index], announce=self._announce,
         )
         context.scratch_root.mkdir(parents=True, exist_ok=True)
         while not self._finish.is_set():
@@ -346,8 +388,8 @@ class Worker:
         except Stopped:
             return None
         except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                log.warning("the coordinator does not know this worker (%s); registering again", exc.details())
+            if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAUTHENTICATED):
+                log.warning("the coordinator does not accept this worker (%s); registering again", exc.details())
                 self._reregister(failed_id=self.worker_id)
                 return None
             log.error("lease refused: %s %s", exc.code().name, exc.details())
@@ -411,7 +453,7 @@ class Worker:
                 response = self.connection.stub.Heartbeat(worker_pb2.HeartbeatRequest(
                     worker_id=self.worker_id, lease_ids=lease_ids, state=self._state), timeout=10)
             except grpc.RpcError as exc:
-                if exc.code() == grpc.StatusCode.NOT_FOUND:
+                if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAUTHENTICATED):
                     self._reregister(failed_id=self.worker_id)
                 elif exc.code() in TRANSIENT and self._connected:
                     self._connection_state(f"reconnecting (heartbeat: {exc.code().name})")
@@ -424,6 +466,19 @@ class Worker:
                     if cancel is not None:
                         log.warning("coordinator no longer holds lease %s; abandoning it", lease_id)
                         cancel.set()
+
+    def _announce(self, lease_id: str, description: str, candidate_hash: str) -> bool:
+        """Shares the idea about to be evaluated; True when the coordinator says it is a duplicate.
+
+        Best effort: when the coordinator cannot be reached the evaluation just goes ahead.
+        """
+        try:
+            response = self.connection.stub.Heartbeat(worker_pb2.HeartbeatRequest(
+                worker_id=self.worker_id, lease_ids=[lease_id], state=self._state,
+                descriptions={lease_id: description}, candidate_hashes={lease_id: candidate_hash}), timeout=10)
+        except grpc.RpcError:
+            return False
+        return lease_id in response.duplicate_lease_ids
 
     # -- donation controls ----------------------------------------------------------------
 

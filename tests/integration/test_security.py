@@ -12,7 +12,7 @@ import pytest
 
 from autoswarm.control import ControlClient, ControlError, open_channel
 from autoswarm.v1 import common_pb2, control_pb2, control_pb2_grpc, worker_pb2, worker_pb2_grpc
-from swarm import write_study
+from swarm import wait_for, write_study
 
 pytestmark = pytest.mark.integration
 
@@ -162,3 +162,26 @@ def test_auth_none_refuses_to_listen_beyond_loopback(tmp_path):
                              "0.0.0.0:0", "--auth", "none", "--metrics-port", "0"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and "loopback only" in result.stderr
+
+
+def test_a_volunteer_joins_with_a_token_works_and_stops_when_revoked(tmp_path, start_coordinator, start_worker):
+    token_file = tmp_path / "admin.token"
+    coordinator = start_coordinator(*AUTH, "--admin-token-file", str(token_file))
+    admin = token_file.read_text().strip()
+    with ControlClient(coordinator.address, token=admin) as control:
+        control.add_study(write_study(tmp_path / "study", sleep=0.3), max_evaluations=0)
+        join = control.create_token("carol").token
+    volunteer = start_worker(coordinator.address, "carol-pc", "--token", join)
+
+    def results() -> int:
+        with ControlClient(coordinator.address, token=admin) as control:
+            return control.status().studies[0].evaluations
+
+    wait_for(lambda: results() >= 3, 60, what="the volunteer's first results")
+    with ControlClient(coordinator.address, token=admin) as control:
+        assert {w.name: w.owner for w in control.status().workers} == {"carol-pc": "carol"}
+        control.revoke_token("carol")
+    volunteer.proc.wait(60)
+    assert "refuses this worker" in volunteer.log
+    identity = (volunteer.state_dir / "identity.json")
+    assert identity.stat().st_mode & 0o777 == 0o600, "the credential is kept private"
