@@ -35,6 +35,7 @@ from coordinator.store import (
 )
 
 MAX_FAILED_BASELINES = 3
+SETUP_RETRY_SECONDS = 3600.0   # a worker whose setup failed gets that study again after this
 
 
 class CoordinatorError(Exception):
@@ -227,6 +228,7 @@ class Engine:
         self._trust: dict[str, acceptance.Trust] = {}
         self._class_cache: dict[str, tuple[float, frozenset[str], frozenset[str], frozenset[str]]] = {}
         self._results_by_worker: dict[str, int] = store.count_results_by_worker()
+        self._setup_failed: dict[tuple[str, str], float] = {}
         now = clock()
         # Time the coordinator was down must not count against leases that were running.
         store.push_active_deadlines(now + self.config.lease_grace)
@@ -429,8 +431,12 @@ class Engine:
         cls = worker.hardware_class
         members, live, live_classes = self._classes(cls, now)
         trust = self.trust(worker_id)
+        # A study whose setup failed on this worker is not offered to it again for a while.
+        skip = {study for (wid, study), when in self._setup_failed.items() if wid == worker_id
+                and now - when < SETUP_RETRY_SECONDS}
         choice = scheduler.choose_task(
-            [s.view(worker_id, cls, members, live, live_classes) for s in self._studies.values()],
+            [s.view(worker_id, cls, members, live, live_classes) for s in self._studies.values()
+             if s.spec.name not in skip],
             scheduler.WorkerView(worker_id, frozenset(worker.mutators), len(running), worker.slots,
                                  worker.owner, trust.quarantined, trust.may_verify, cls),
         )
@@ -614,6 +620,8 @@ class Engine:
         self._forget_lease(lease)
         state.evaluations += 1
         self._results_by_worker[record.worker_id] = self._results_by_worker.get(record.worker_id, 0) + 1
+        if record.status == "setup-failed":
+            self._setup_failed[(record.worker_id, record.study)] = record.created
         if lease.kind == scheduler.EXPLORE:
             state.remember(record)
         for result_id, decision in judgement.decisions:

@@ -174,6 +174,11 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
             task = await _guard(context, lambda: self.engine.lease(request.worker_id))
             if task is not None:
                 await self.durable()
+                if context.cancelled():
+                    # The worker gave up on this call (stopping, machine busy): nobody will run it.
+                    self.engine.release(request.worker_id, [task.lease_id])
+                    await self.durable()
+                    return worker_pb2.LeaseResponse(has_task=False)
                 return worker_pb2.LeaseResponse(has_task=True, task=task_message(task))
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0 or context.done():

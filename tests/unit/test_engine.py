@@ -164,3 +164,17 @@ def test_memory_is_bounded_with_many_results(setup):
     assert len(memory) <= 6000
     assert "idea number 399" in memory, "newest first"
     assert "idea number 0 " not in memory
+
+
+def test_a_worker_whose_setup_failed_is_not_offered_that_study_again_for_an_hour(setup):
+    engine, clock, worker, _ = setup
+    lease = engine.lease(worker)
+    engine.report(worker, lease.lease_id, ResultIn("setup-failed", None, {}, b"", "", "pip: no network", {}))
+    assert engine.lease(worker) is None
+    other, _ = engine.register("", "beta", {"cpu_model": "Test", "cpu_cores": 2, "gpus": []}, 1, ["params"])
+    theirs = engine.lease(other)
+    assert theirs is not None, "other workers still get the study"
+    engine.report(other, theirs.lease_id, _ok(10.0))
+    assert engine.lease(worker) is None
+    clock.now += 3601
+    assert engine.lease(worker) is not None
