@@ -365,24 +365,42 @@ def cluster(
 # -- status, history, best ----------------------------------------------------------------
 
 def status_tables(response: control_pb2.StatusResponse) -> list[Table]:
-    """Studies and workers as rich tables."""
+    """Studies, workers, and which mutators the connected workers can run, as rich tables."""
     studies = Table(title="studies")
-    for col in ("study", "metric", "best", "start", "evaluations", "improvements", "in flight", "champion"):
+    for col in ("study", "metric", "best", "start", "evaluations", "improvements", "claims", "in flight",
+                "acceptance", "champion"):
         studies.add_column(col)
     for s in response.studies:
         budget = f"/{s.max_evaluations}" if s.max_evaluations else ""
         studies.add_row(s.name, f"{s.metric} ({s.direction[:3]})", _metric(s.has_champion_metric, s.champion_metric),
                         _metric(s.has_initial_metric, s.initial_metric), f"{s.evaluations}{budget}",
-                        str(s.improvements), str(s.in_flight),
+                        str(s.improvements), str(s.pending_claims), str(s.in_flight), f"{s.compare}, quorum {s.quorum}",
                         s.champion_hash[:SHORT_HASH] + (f"  [red]{s.error}[/]" if s.error else ""))
     workers = Table(title="workers")
-    for col in ("worker", "name", "state", "hardware class", "running", "results", "last seen"):
+    for col in ("worker", "name", "owner", "state", "hardware class", "running", "results", "claims ok/refuted",
+                "last seen"):
         workers.add_column(col)
     now = time.time()
     for w in response.workers:
-        workers.add_row(w.worker_id, w.name, w.state, w.hardware_class, f"{w.running}/{w.slots}", str(w.results),
+        workers.add_row(w.worker_id, w.name, w.owner or "-", w.state, w.hardware_class, f"{w.running}/{w.slots}",
+                        str(w.results), f"{w.claims_confirmed}/{w.claims_refuted}",
                         f"{now - w.last_seen_unix:.0f}s ago")
-    return [studies, workers]
+    kinds = Table(title="mutators (workers not offline)")
+    kinds.add_column("mutator")
+    kinds.add_column("workers")
+    for kind, count in sorted(mutator_counts(response).items()):
+        kinds.add_row(kind, str(count))
+    return [studies, workers, kinds]
+
+
+def mutator_counts(response: control_pb2.StatusResponse) -> dict[str, int]:
+    """How many connected workers can run each mutator kind."""
+    counts: dict[str, int] = {}
+    for w in response.workers:
+        if w.state != "offline":
+            for kind in w.mutators:
+                counts[kind] = counts.get(kind, 0) + 1
+    return counts
 
 
 @app.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -185,3 +186,19 @@ def test_a_volunteer_joins_with_a_token_works_and_stops_when_revoked(tmp_path, s
     assert "refuses this worker" in volunteer.log
     identity = (volunteer.state_dir / "identity.json")
     assert identity.stat().st_mode & 0o777 == 0o600, "the credential is kept private"
+
+
+def test_status_shows_owners_quorum_and_who_can_run_each_mutator(secured):
+    coordinator, admin, join, workers, _ = secured
+    from autoswarm.cli import mutator_counts
+
+    for name, kinds in (("a", ["params"]), ("b", ["params", "llm"])):
+        workers.Register(worker_pb2.RegisterRequest(name=name, slots=1, mutators=kinds), metadata=_bearer(join),
+                         timeout=10)
+    result = subprocess.run([sys.executable, "-m", "autoswarm", "--token", admin, "status", "--coordinator",
+                             coordinator.address], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "COLUMNS": "250"})
+    assert result.returncode == 0, result.stderr
+    assert "alice" in result.stdout and "absolute, quorum 1" in result.stdout
+    with ControlClient(coordinator.address, token=admin) as control:
+        assert mutator_counts(control.status()) == {"params": 2, "llm": 1}
