@@ -471,7 +471,7 @@ class Engine:
             parent=parent if choice.kind == scheduler.EXPLORE else None,
             candidate=None if choice.kind == scheduler.EXPLORE else candidate,
             seed=lease.seed, deadline=lease.deadline, claim=claim_id,
-            memory=state.memory(lease.id) if choice.kind == scheduler.EXPLORE else "",
+            memory=state.memory(lease.id, now) if choice.kind == scheduler.EXPLORE else "",
         )
 
     def heartbeat(self, worker_id: str, lease_ids: Sequence[str], state: str,

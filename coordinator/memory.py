@@ -37,22 +37,24 @@ def _line(t: Tried) -> str:
     return f"- [{t.decision}]{delta} {t.description or '(no description)'}{tail}"
 
 
-def build_memory(tried: Sequence[Tried], in_flight: Sequence[str], limit: int = DEFAULT_MEMORY_CHARS) -> str:
-    """The memory text: ideas in flight, then outcomes on this champion, then earlier ones.
+def tried_sections(tried: Sequence[Tried]) -> list[tuple[str, list[str]]]:
+    """The outcome part of the memory: on this champion, then earlier; most informative first.
 
-    `tried` is newest first. Within each part the most informative come first; lines are
-    dropped from the end once `limit` characters are reached.
+    `tried` is newest first. Kept apart from `build_memory` so the engine can cache it: it
+    changes only when a result arrives, while ideas in flight change all the time.
     """
-    sections: list[tuple[str, list[str]]] = []
-    if in_flight:
-        sections.append(("Being evaluated right now on other workers (do not repeat these):",
-                         [f"- {d}" for d in in_flight if d]))
     current = [t for t in tried if t.on_champion]
     earlier = [t for t in tried if not t.on_champion]
+    sections = []
     for title, items in (("Tried on the current best version (newest first):", current),
                          ("Tried on earlier best versions:", earlier)):
         ranked = sorted(enumerate(items), key=lambda p: (_informativeness(p[1]), p[0]))
         sections.append((title, [_line(t) for _, t in ranked]))
+    return sections
+
+
+def render(sections: Sequence[tuple[str, Sequence[str]]], limit: int) -> str:
+    """Sections as text (title, then its lines), cut at a line boundary within `limit`."""
     out: list[str] = []
     used = 0
     for title, lines in sections:
@@ -68,3 +70,20 @@ def build_memory(tried: Sequence[Tried], in_flight: Sequence[str], limit: int = 
             out.append(line)
             used += len(line) + 1
     return "\n".join(out)
+
+
+def build_memory(tried: Sequence[Tried], in_flight: Sequence[str], limit: int = DEFAULT_MEMORY_CHARS,
+                 rendered_tried: str | None = None) -> str:
+    """The memory text: ideas in flight, then outcomes on this champion, then earlier ones.
+
+    `tried` is newest first; or pass `rendered_tried`, the outcomes already rendered with
+    `render(tried_sections(...), limit)`, which the engine caches. Lines are dropped from the
+    end once `limit` characters are reached.
+    """
+    ideas = render([("Being evaluated right now on other workers (do not repeat these):",
+                     [f"- {d}" for d in in_flight if d])], limit)
+    room = limit - len(ideas) - (1 if ideas else 0)
+    outcomes = rendered_tried if rendered_tried is not None else render(tried_sections(tried), limit)
+    if len(outcomes) > room:
+        outcomes = outcomes[:room].rsplit("\n", 1)[0] if room > 0 else ""
+    return "\n".join(part for part in (ideas, outcomes) if part)

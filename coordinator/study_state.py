@@ -12,13 +12,14 @@ from dataclasses import dataclass, field, replace
 from autoswarm.study import Study
 from coordinator import acceptance, scheduler
 from coordinator.acceptance import Baseline, Measurement
-from coordinator.memory import Tried, build_memory
+from coordinator.memory import DEFAULT_MEMORY_CHARS, Tried, build_memory, render, tried_sections
 from coordinator.store import ChampionRecord, ClaimRecord, LeaseRecord, ResultRecord, StudyRecord, VersionRecord
 
 # While a hardware class has fewer degrees of freedom than this for its noise estimate, it
 # measures extra baselines: a σ from two runs can be near zero by chance and let noise through.
 MIN_NOISE_DOF = 8
 MEMORY_ENTRIES = 300          # explore outcomes kept for the swarm memory
+MAX_IDEAS_SHOWN = 50          # ideas in flight listed in a task's memory
 
 
 @dataclass
@@ -100,6 +101,8 @@ class StudyState:
     tried_parents: dict[str, str] = field(default_factory=dict)     # result id -> the parent it was tried on
     evaluated: set[tuple[str, str]] = field(default_factory=set)   # (parent, candidate) pairs evaluated
     ideas: dict[str, str] = field(default_factory=dict)            # lease id -> idea being evaluated
+    _memory_cache: tuple[str, int, float, str] | None = None      # (champion, generation, built at, text)
+    _memory_generation: int = 0
     candidates: dict[str, tuple[str, str]] = field(default_factory=dict)  # lease id -> (parent, candidate)
 
     def remember(self, result: ResultRecord) -> None:
@@ -112,6 +115,7 @@ class StudyState:
         tail = result.log_tail.strip().splitlines()[-1] if failed and result.log_tail.strip() else ""
         self.tried[result.id] = Tried(result.description, result.decision, result.improvement, False, tail)
         self.tried_parents[result.id] = result.parent
+        self._memory_generation += 1
         while len(self.tried) > MEMORY_ENTRIES:
             old, _ = self.tried.popitem(last=False)
             self.tried_parents.pop(old, None)
@@ -121,6 +125,7 @@ class StudyState:
         entry = self.tried.get(result_id)
         if entry is not None:
             self.tried[result_id] = replace(entry, decision=decision)
+            self._memory_generation += 1
 
     def seen_candidate(self, parent: str, candidate: str, lease_id: str) -> bool:
         """Whether this candidate was evaluated for this parent, or is being evaluated elsewhere."""
@@ -128,13 +133,23 @@ class StudyState:
             return True
         return any(other != lease_id and pc == (parent, candidate) for other, pc in self.candidates.items())
 
-    def memory(self, lease_id: str) -> str:
-        """The swarm memory for a new explore task."""
+    def memory(self, lease_id: str, now: float) -> str:
+        """The swarm memory for a new explore task.
+
+        The outcome part is rebuilt when the champion changes, and otherwise at most once a
+        second: under load a report arrives with nearly every lease, and a memory a second old
+        serves an agent just as well.
+        """
         champion = self.champion.version
-        tried = [replace(t, on_champion=self.tried_parents.get(rid) == champion)
-                 for rid, t in reversed(self.tried.items())]
-        in_flight = [idea for lid, idea in self.ideas.items() if lid != lease_id]
-        return build_memory(tried, in_flight)
+        cached = self._memory_cache
+        if cached is None or cached[0] != champion or (cached[1] != self._memory_generation and now - cached[2] >= 1.0):
+            tried = [replace(t, on_champion=self.tried_parents.get(rid) == champion)
+                     for rid, t in reversed(self.tried.items())]
+            self._memory_cache = cached = (champion, self._memory_generation, now,
+                                           render(tried_sections(tried), DEFAULT_MEMORY_CHARS))
+        # The newest ideas in flight; the memory's size cap would drop the rest anyway.
+        in_flight = [idea for lid, idea in list(self.ideas.items())[-MAX_IDEAS_SHOWN:] if lid != lease_id]
+        return build_memory((), in_flight, rendered_tried=cached[3])
 
     @property
     def paired(self) -> bool:
@@ -180,8 +195,11 @@ class StudyState:
             )
             for c in self.claims.values()
         )
+        unmeasured = champion not in self.scores
+        # Only a paired study, or one whose champion has no score yet, cares about baselines in flight.
         baselines_in_flight = [lease for lease in self.active.values()
-                               if lease.kind == "baseline" and lease.candidate == champion]
+                               if lease.kind == "baseline" and lease.candidate == champion] \
+            if self.paired or unmeasured else []
         class_baseline = scheduler.ClassBaseline(0, 0, 0)
         if self.paired:
             measured = self.samples.baseline(champion, hardware_class)
@@ -195,7 +213,6 @@ class StudyState:
         explore_open = self.record.max_evaluations <= 0 or \
             self.evaluations + len(self.active) < self.record.max_evaluations
         needs_verify = any(v.needed > 0 for v in verify)
-        unmeasured = champion not in self.scores
         return scheduler.StudyView(
             name=self.spec.name,
             mutator_kind=self.spec.mutator.kind,

@@ -121,7 +121,7 @@ def test_a_study_whose_champion_always_crashes_stops_with_an_error(setup):
 
 
 def test_memory_lists_outcomes_and_ideas_in_flight_and_duplicates_are_caught(setup):
-    engine, _, worker, _ = setup
+    engine, clock, worker, _ = setup
     engine.report(worker, engine.lease(worker).lease_id, _ok(10.0))
     first = engine.lease(worker)
     engine.report(worker, first.lease_id, _ok(12.0, b"X = 9\n", "X 1 -> 9"))
@@ -132,6 +132,7 @@ def test_memory_lists_outcomes_and_ideas_in_flight_and_duplicates_are_caught(set
     outcome = engine.heartbeat(other, [running.lease_id], "working", {running.lease_id: "LR warmup x2"},
                                {running.lease_id: "f" * 64})
     assert outcome.duplicates == []
+    clock.now += 1.5  # the outcome part of the memory is refreshed at most once a second
     memory = engine.lease(worker).memory
     assert "LR warmup x2" in memory, "ideas in flight on other workers are visible"
     assert "[discard] (-2) X 1 -> 9" in memory
@@ -155,11 +156,12 @@ def test_a_candidate_evaluated_for_the_same_parent_is_not_evaluated_again(setup)
 
 
 def test_memory_is_bounded_with_many_results(setup):
-    engine, _, worker, _ = setup
+    engine, clock, worker, _ = setup
     engine.report(worker, engine.lease(worker).lease_id, _ok(10.0))
     for i in range(400):
         lease = engine.lease(worker)
         engine.report(worker, lease.lease_id, _ok(11.0 + i, f"X = {i + 2}\n".encode(), f"idea number {i} " + "x" * 80))
+    clock.now += 1.5
     memory = engine.lease(worker).memory
     assert len(memory) <= 6000
     assert "idea number 399" in memory, "newest first"
