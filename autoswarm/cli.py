@@ -310,6 +310,10 @@ def cluster(
     namespace: Annotated[str, typer.Option(help="Ray namespace of the pool's named actors.")] = "autoswarm",
     name: Annotated[str, typer.Option(help="Actors are NAME-0, NAME-1...; pools with other names are left alone.")]
     = "autoswarm-worker",
+    token: Annotated[str, typer.Option("--token", envvar="AUTOSWARM_JOIN_TOKEN", show_envvar=True, help=(
+        "Join token the actors register with (default: each node's AUTOSWARM_JOIN_TOKEN)."))] = "",
+    coordinator_ca: Annotated[Optional[Path], typer.Option(
+        "--coordinator-ca", envvar="AUTOSWARM_CA", help="CA certificate of a coordinator serving TLS.")] = None,
     slots: Annotated[Optional[int], typer.Option(min=1, help="Tasks at once per actor (default: one per GPU, else 1).")]
     = None,
     mutator: mutator_flags.MutatorsOpt = None,
@@ -328,10 +332,11 @@ def cluster(
     try:
         kinds = mutator_flags.worker_mutators(mutator_flags.WorkerMutatorFlags(mutators=tuple(mutator or ()))).kinds
         spec = ActorSpec(coordinator=coordinator, gpus=gpus_per_worker, cpus=cpus_per_worker, mutators=kinds,
-                         slots=slots, state_root=state_dir or "")
+                         slots=slots, state_root=state_dir or "", token=token,
+                         ca_pem=coordinator_ca.read_text() if coordinator_ca else "")
         spec.check()
         ray = connect(ray_address, namespace)
-    except (ValueError, RayUnavailable) as exc:
+    except (ValueError, OSError, RayUnavailable) as exc:
         _fail(str(exc))
     try:
         pool = RayPool(spec, name)

@@ -27,7 +27,7 @@ import re
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -72,6 +72,9 @@ class ActorSpec:
     slots: int | None = None              # None: one per GPU, or 1 without GPUs
     state_root: str = ""                  # on each node; "": ~/.cache/autoswarm/ray-workers
     sandbox: str = "auto"
+    # Join token; "": the node's AUTOSWARM_JOIN_TOKEN, if any (e.g. from a Kubernetes Secret).
+    token: str = field(default="", repr=False)
+    ca_pem: str = ""                      # the coordinator's CA certificate (PEM): TLS
 
     def check(self) -> None:
         """Raises ValueError, naming the flag, for resources Ray would refuse or misplace."""
@@ -139,8 +142,13 @@ class WorkerActor:
             # (and paired comparison) matches what evaluations get. No affinity mask: Ray assigns
             # counts, not cores, and masks chosen per actor would pile onto the same cores.
             hardware = replace(hardware, cpu_cores=max(1, min(hardware.cpu_cores, math.ceil(spec.cpus))))
+        ca = None
+        if spec.ca_pem:  # shipped with the spec, so that no node needs the file in place
+            ca = state_dir / "coordinator-ca.pem"
+            ca.write_text(spec.ca_pem)
         options = WorkerOptions(coordinator=spec.coordinator, state_dir=state_dir, name=name, slots=spec.slots,
-                                mutators=spec.mutators, gpus=self._gpu_ids, sandbox=spec.sandbox)
+                                mutators=spec.mutators, gpus=self._gpu_ids, sandbox=spec.sandbox,
+                                token=spec.token or os.environ.get("AUTOSWARM_JOIN_TOKEN", ""), ca=ca)
         self.worker = Worker(options, hardware)
         self._node = ray.util.get_node_ip_address()
         self._started = time.time()
@@ -361,25 +369,32 @@ class LocalRayWorkers:
 
     ray: ModuleType
     pool: RayPool
+    owns_ray: bool  # started here, so stopped here; a Ray the caller had running is left running
 
     @classmethod
     def start(cls, spec: ActorSpec, workers: int, timeout: float = 120.0) -> LocalRayWorkers:
-        cpus = max(1, math.ceil(spec.cpus))
-        ray = start_local_ray(num_cpus=workers * cpus)
+        running = sys.modules.get("ray")
+        if running is not None and running.is_initialized():
+            ray, owns_ray = running, False
+        else:
+            ray, owns_ray = start_local_ray(num_cpus=workers * max(1, math.ceil(spec.cpus))), True
         try:
             pool = RayPool(spec, prefix="local", detached=False)
             pool.scale(workers)
             if len(pool.wait_ready(timeout)) != workers:
                 raise RayUnavailable(f"started {workers} worker actor(s) but Ray lists another number")
         except BaseException:
-            ray.shutdown()
+            if owns_ray:
+                ray.shutdown()
             raise
-        return cls(ray, pool)
+        return cls(ray, pool, owns_ray)
 
     def stop(self, grace: float) -> None:
-        """Lets running tasks finish for `grace` seconds, then stops Ray; safe to call twice."""
-        if self.ray.is_initialized():
-            try:
-                self.pool.scale(0, drain_timeout=grace)
-            finally:
+        """Lets running tasks finish for `grace` seconds, then removes the actors; safe to call twice."""
+        if not self.ray.is_initialized():
+            return
+        try:
+            self.pool.scale(0, drain_timeout=grace)
+        finally:
+            if self.owns_ray:
                 self.ray.shutdown()

@@ -131,15 +131,15 @@ def test_two_actors_improve_the_champion_and_ray_listens_on_loopback_only(tmp_pa
     assert pool.scale(2).created == ("pair-0", "pair-1")
     status = wait_for(lambda: (s := coordinator.study("tiny")).done and s, 60, what="study to finish")
 
-    assert status.evaluations == 10
+    assert status.evaluations >= 10  # past its budget a study finishes what it started
     assert status.champion_metric > status.initial_metric, "maximize: the champion must have improved"
     with coordinator.control() as control:
         history = control.history("tiny")
-    assert len({row.result_id for row in history.rows}) == len(history.rows) == 10
+    assert len({row.result_id for row in history.rows}) == len(history.rows) == status.evaluations
     assert {row.worker for row in history.rows} == {"pair-0", "pair-1"}, "both actors contributed"
     actors = [entry.status for entry in pool.statuses()]
     assert all(s is not None and s.worker_id and s.node == "127.0.0.1" for s in actors), actors
-    assert sum(s.completed for s in actors) >= 10  # baseline re-measures count too
+    assert sum(s.completed for s in actors) >= status.evaluations
 
     # Ray's own servers, the actors and the coordinator: nothing listens beyond loopback.
     sockets = _listening_sockets({os.getpid(), *_descendants(os.getpid())})
@@ -179,10 +179,10 @@ def test_actor_killed_mid_evaluation_is_restarted_and_its_lease_reissued_without
     (kind, candidate), = _db_rows(coordinator.db, "SELECT kind, candidate FROM leases WHERE id=?", lost_lease)
     if kind == "baseline":  # the same work, identifiable: the champion measured again by a new lease
         assert _db_rows(coordinator.db, "SELECT COUNT(*) FROM leases WHERE kind='baseline' AND candidate=? "
-                        "AND state='reported' AND id!=?", candidate, lost_lease) == [(1,)]
+                        "AND state='reported' AND id!=?", candidate, lost_lease)[0][0] >= 1
     results = _db_rows(coordinator.db, "SELECT id FROM results")
     reported = _db_rows(coordinator.db, "SELECT id FROM leases WHERE state='reported'")
-    assert status.evaluations == len(results) == 5, "every evaluation counted once"
+    assert len(results) == status.evaluations >= 5, "every evaluation counted once"
     assert sorted(results) == sorted(reported), "one result per reported lease, none for the lost one"
 
 
@@ -225,33 +225,42 @@ def test_scaling_from_one_actor_to_two_and_back_while_a_study_runs(tmp_path, sta
     assert coordinator.study("tiny").champion_metric > coordinator.study("tiny").initial_metric
 
 
-def test_run_with_ray_searches_the_study_with_actor_workers(tmp_path):
-    """`autoswarm run --ray` starts its own local Ray (a separate process from this module's)."""
+def test_run_with_ray_searches_the_study_with_actor_workers(tmp_path, local_ray):
+    """`autoswarm run --ray`, in this process: it uses the Ray already running (starting a second
+    one on a small shared machine is what this module avoids) and leaves it running."""
+    from autoswarm.local_run import RunOptions, run_study
+
     study = write_study(tmp_path / "study", sleep=0.1)
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "autoswarm", "run", str(study), "--ray", "--workers", "2",
-                           "--max-evals", "8", "--duration", "120", "--out", str(out)],
-                          capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    rows = (out / "results.tsv").read_text().splitlines()[1:]
-    assert len(rows) == 8
-    header = (out / "results.tsv").read_text().splitlines()[0].split("\t")
-    workers = {row.split("\t")[header.index("worker")] for row in rows}
-    assert workers <= {"local-0", "local-1"} and workers, workers
+    summary = run_study(RunOptions(study, workers=2, max_evals=8, duration=120, out=out, ray=True))
+
+    assert summary.evaluations >= 8 and summary.best_metric is not None
+    lines = summary.results_path.read_text().splitlines()
+    header, rows = lines[0].split("\t"), [line.split("\t") for line in lines[1:]]
+    assert len(rows) == summary.evaluations
+    assert {row[header.index("worker")] for row in rows} <= {"local-0", "local-1"}
     assert (out / "workers" / "local-0" / "worker.log").exists(), "each actor logs into its own state dir"
+    assert local_ray.is_initialized() and not [n for n in local_ray.util.list_named_actors() if "local" in n]
 
 
 def test_cluster_command_leaves_detached_actors_behind_and_resizes_or_replaces_them(
-        tmp_path, start_coordinator, local_ray):
-    """`autoswarm cluster` as an operator runs it: a driver that joins Ray, reconciles, and exits."""
+        tmp_path, start_coordinator, local_ray, monkeypatch):
+    """`autoswarm cluster` as an operator runs it: a driver that joins Ray, reconciles, and exits;
+    against a coordinator with tokens on, as any coordinator beyond loopback has them."""
     from worker.ray_pool import ActorSpec, RayPool
 
-    coordinator = _study_on_coordinator(tmp_path, start_coordinator, 200, sleep=0.2)
+    admin_file = tmp_path / "admin.token"
+    coordinator = start_coordinator("--auth", "tokens", "--lease-factor", "1", "--lease-grace", "1",
+                                    "--heartbeat-interval", "0.5", "--admin-token-file", str(admin_file))
+    monkeypatch.setenv("AUTOSWARM_TOKEN", admin_file.read_text().strip())  # for this test's control calls
+    with coordinator.control() as control:
+        control.add_study(write_study(tmp_path / "study", sleep=0.2), max_evaluations=200)
+        join = control.create_token("lab").token
     state = tmp_path / "actors"
 
     def cluster(*args: str) -> str:
         proc = subprocess.run(
-            [sys.executable, "-m", "autoswarm", "cluster", "--coordinator", coordinator.address,
+            [sys.executable, "-m", "autoswarm", "cluster", "--coordinator", coordinator.address, "--token", join,
              "--ray-address", local_ray.get_runtime_context().gcs_address, "--namespace", "autoswarm-test",
              "--name", "cli", "--state-dir", str(state), "--drain-timeout", "20", *args],
             capture_output=True, text=True, timeout=120)  # inherits the loopback setting of local_ray
@@ -265,6 +274,8 @@ def test_cluster_command_leaves_detached_actors_behind_and_resizes_or_replaces_t
         first = pool.members()
         assert [m.worker_name for m in first] == ["cli-0", "cli-1"], "the actors outlive the command"
         wait_for(lambda: coordinator.study("tiny").evaluations >= 4, 60, what="the actors to work")
+        owners = dict(_db_rows(coordinator.db, "SELECT name, owner FROM workers"))
+        assert owners == {"cli-0": "lab", "cli-1": "lab"}, "registered with the join token"
 
         assert "1 started, 2 removed, 0 kept" in cluster("--workers", "1", "--cpus-per-worker", "0.5")
         (survivor,) = pool.members()
