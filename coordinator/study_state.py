@@ -20,6 +20,8 @@ from coordinator.store import ChampionRecord, ClaimRecord, LeaseRecord, ResultRe
 MIN_NOISE_DOF = 8
 MEMORY_ENTRIES = 300          # explore outcomes kept for the swarm memory
 MAX_IDEAS_SHOWN = 50          # ideas in flight listed in a task's memory
+# Statuses of results whose evaluation really ran (a duplicate or a failed edit did not).
+EVALUATED_STATUSES = frozenset({"ok", "crash", "timeout", "no-metric", "invalid-metric", "resource-limit"})
 
 
 @dataclass
@@ -107,7 +109,7 @@ class StudyState:
 
     def remember(self, result: ResultRecord) -> None:
         """Adds an explore outcome to the swarm memory (bounded: the oldest are forgotten)."""
-        if result.version:
+        if result.version and result.status in EVALUATED_STATUSES:
             self.evaluated.add((result.parent, result.version))
         if result.decision in ("duplicate", "no-change"):
             return

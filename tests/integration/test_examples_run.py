@@ -41,7 +41,19 @@ def test_quickstart_run_writes_results_best_and_db_and_improves(tmp_path):
     assert (tmp_path / "out" / "swarm.db").exists()
 
 
-@pytest.mark.timeout(480)
+BUMP_LR = """\
+import re
+from pathlib import Path
+
+target = Path("train.py")
+text = target.read_text()
+old = float(re.search(r"^LEARNING_RATE = ([0-9.eE+-]+)", text, re.M).group(1))
+target.write_text(re.sub(r"^LEARNING_RATE = [0-9.eE+-]+", f"LEARNING_RATE = {old * 3:.3g}", text, count=1, flags=re.M))
+print(f"DESCRIPTION: LEARNING_RATE {old:g} -> {old * 3:.3g}")
+"""
+
+
+@pytest.mark.timeout(400)
 def test_tinylm_swarm_run_gives_real_val_bpb_and_keeps_an_improvement(tmp_path):
     pytest.importorskip("torch", reason="tinylm needs the torch extra (CI installs it)")
     study = tmp_path / "tinylm"
@@ -50,11 +62,14 @@ def test_tinylm_swarm_run_gives_real_val_bpb_and_keeps_an_improvement(tmp_path):
     # A short budget, and one hardware class on one machine: compare as-is with a small bar.
     toml = toml.replace("time_budget = 30", "time_budget = 5").replace('compare = "paired"', 'compare = "absolute"')
     toml = toml.replace("min_delta = 0.05", "min_delta = 0.01")
-    # Only the learning rate moves: at a 5 s budget a higher one helps clearly, so a run of a few
-    # evaluations finds an improvement (each explore has an even chance of moving it up).
-    (study / "study.toml").write_text(toml.replace('kind = "params"', 'kind = "params"\ninclude = ["LEARNING_RATE"]'))
-    rows = _run(study, tmp_path / "out", "--workers", "2", "--max-evals", "8", timeout=460)
+    # A scripted agent (the command mutator) that triples the learning rate: at a 5 s budget the
+    # default one is far too low, so the first edit is a real improvement and the run stays short.
+    (study / "bump_lr.py").write_text(BUMP_LR)
+    (study / "study.toml").write_text(toml.replace('kind = "params"', 'kind = "command"\ncommand = "python bump_lr.py"'))
+    rows = _run(study, tmp_path / "out", "--workers", "2", "--max-evals", "3", timeout=380)
     measured = [float(r["val_bpb"]) for r in rows if r["val_bpb"]]
-    assert len(measured) >= 4, rows
-    assert all(math.isfinite(v) and 0 < v < 9 for v in measured), "bits per byte of a byte model: 0 < bpb < 8ish"
-    assert any(r["status"] == "keep" for r in rows), [(r["status"], r["val_bpb"], r["description"]) for r in rows]
+    assert len(measured) >= 2, rows
+    assert all(math.isfinite(v) and 0 < v < 9 for v in measured), "bits per byte of a byte-level model"
+    kept = [r for r in rows if r["status"] == "keep"]
+    assert kept and kept[0]["description"].startswith("LEARNING_RATE 0.0003 -> 0.0009"), \
+        [(r["status"], r["val_bpb"], r["description"]) for r in rows]

@@ -180,3 +180,15 @@ def test_a_worker_whose_setup_failed_is_not_offered_that_study_again_for_an_hour
     assert engine.lease(worker) is None
     clock.now += 3601
     assert engine.lease(worker) is not None
+
+
+def test_a_duplicate_report_does_not_mark_the_original_as_a_duplicate(setup):
+    engine, _, worker, _ = setup
+    engine.report(worker, engine.lease(worker).lease_id, _ok(10.0))
+    first, second = engine.lease(worker), engine.lease(worker)
+    candidate = b"X = 9\n"
+    digest = __import__("hashlib").sha256(candidate).hexdigest()
+    engine.heartbeat(worker, [first.lease_id], "working", {}, {first.lease_id: digest})
+    assert engine.heartbeat(worker, [second.lease_id], "working", {}, {second.lease_id: digest}).duplicates
+    engine.report(worker, second.lease_id, ResultIn("duplicate", None, {}, candidate, "same idea", "", {}))
+    assert engine.report(worker, first.lease_id, _ok(8.0, candidate)).decision == "keep"
