@@ -96,7 +96,7 @@ def run_study(options: RunOptions, on_progress: Callable[[control_pb2.StudyStatu
               = lambda s, st, e: None) -> RunSummary:
     """Runs the study to its budget and writes results.tsv, best/<target> and the db under `out`."""
     study = load_study(options.study_dir)
-    out = options.out or default_out_dir(study)
+    out = (options.out or default_out_dir(study)).resolve()
     out.mkdir(parents=True, exist_ok=True)
     logs = out / "logs"
     ready = out / "coordinator.json"

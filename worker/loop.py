@@ -94,7 +94,9 @@ class Worker:
         """Raises DonationError for GPUs the machine lacks, SandboxError for a sandbox it cannot run."""
         self.options = options
         self.hardware = donated_hardware(hardware or detect_hardware(), options)
-        state = Path(options.state_dir)
+        # Absolute: the sandbox binds these paths into a new mount namespace, where a relative
+        # path would mean nothing.
+        state = Path(options.state_dir).resolve()
         state.mkdir(parents=True, exist_ok=True)
         self._identity_path = state / "identity.json"
         self.outbox = Outbox(state / "outbox")

@@ -16,16 +16,23 @@ pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-def _run(study: Path, out: Path, *args: str, timeout: float) -> list[dict[str, str]]:
-    result = subprocess.run([sys.executable, "-m", "autoswarm", "run", str(study), "--out", str(out), *args],
-                            capture_output=True, text=True, timeout=timeout)
+def _run(study: Path, out: Path | None, *args: str, timeout: float, cwd: Path | None = None) -> list[dict[str, str]]:
+    """Runs `autoswarm run`; without `out`, in `cwd` with the default ./runs/<study>-<time>/."""
+    result = subprocess.run([sys.executable, "-m", "autoswarm", "run", str(study),
+                             *(["--out", str(out)] if out else []), *args],
+                            capture_output=True, text=True, timeout=timeout, cwd=cwd)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    if out is None:
+        assert cwd is not None
+        out, = (cwd / "runs").iterdir()
     with open(out / "results.tsv", newline="") as f:
         return list(csv.DictReader(f, delimiter="\t"))
 
 
 def test_quickstart_run_writes_results_best_and_db_and_improves(tmp_path):
-    rows = _run(EXAMPLES / "quickstart", tmp_path / "out", "--workers", "2", "--max-evals", "10", timeout=240)
+    # As the README's first command does: relative paths, the default output directory.
+    rows = _run(EXAMPLES / "quickstart", None, "--workers", "2", "--max-evals", "10", timeout=240, cwd=tmp_path)
+    out, = (tmp_path / "runs").iterdir()
     # The budget stops new explores; claims already open (merges of parallel finds) are still verified.
     assert 10 <= len(rows) <= 16, "one row per evaluation"
     assert len({r["version"] for r in rows if r["kind"] == "explore"}) == len([r for r in rows if r["kind"] == "explore"])
@@ -34,11 +41,11 @@ def test_quickstart_run_writes_results_best_and_db_and_improves(tmp_path):
     assert "keep" in statuses, f"the quickstart defaults are improvable: {statuses}"
     kept = [float(r["val_loss"]) for r in rows if r["status"] == "keep"]
     assert min(kept) < float(rows[0]["val_loss"])
-    best = (tmp_path / "out" / "best" / "train.py").read_bytes()
+    best = (out / "best" / "train.py").read_bytes()
     assert best != (EXAMPLES / "quickstart" / "train.py").read_bytes()
     last_kept = [r for r in rows if r["status"] == "keep"][-1]
     assert hashlib.sha256(best).hexdigest().startswith(last_kept["version"]), "best/ holds the last kept version"
-    assert (tmp_path / "out" / "swarm.db").exists()
+    assert (out / "swarm.db").exists()
 
 
 BUMP_LR = """\
