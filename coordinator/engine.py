@@ -713,8 +713,6 @@ class Engine:
             return done(words.DUPLICATE)
         if version == lease.parent:
             return done(words.NO_CHANGE)
-        if version in state.claimed_versions:
-            return done(words.DUPLICATE)
         assert result.metric is not None
         measured = self._measure(state, lease.parent, worker, result.metric)
         if measured is None:
@@ -723,6 +721,9 @@ class Engine:
         judged = {"improvement": verdict.improvement, "threshold": verdict.threshold}
         if not verdict.accept:
             return done(words.DISCARD, **judged)
+        if version in state.claimed_versions:
+            # Claimed before (found twice, or an old champion drawn again): never a second claim.
+            return done(words.DUPLICATE, **judged)
         if self.trust(worker.id).quarantined:
             return done(words.IGNORED, **judged)
         if lease.parent != state.champion.version:

@@ -192,3 +192,12 @@ def test_a_duplicate_report_does_not_mark_the_original_as_a_duplicate(setup):
     assert engine.heartbeat(worker, [second.lease_id], "working", {}, {second.lease_id: digest}).duplicates
     engine.report(worker, second.lease_id, ResultIn("duplicate", None, {}, candidate, "same idea", "", {}))
     assert engine.report(worker, first.lease_id, _ok(8.0, candidate)).decision == "keep"
+
+
+def test_an_old_champion_drawn_again_is_judged_like_any_edit_but_never_claimed_twice(setup):
+    engine, _, worker, _ = setup
+    engine.report(worker, engine.lease(worker).lease_id, _ok(10.0))
+    engine.report(worker, engine.lease(worker).lease_id, _ok(8.0, b"X = 2\n"))      # keep: claimed
+    engine.report(worker, engine.lease(worker).lease_id, _ok(6.0, b"X = 3\n"))      # keep
+    assert engine.report(worker, engine.lease(worker).lease_id, _ok(8.1, b"X = 2\n")).decision == "discard"
+    assert engine.report(worker, engine.lease(worker).lease_id, _ok(5.0, b"X = 2\n")).decision == "duplicate"
