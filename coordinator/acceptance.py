@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from autoswarm.study import AcceptancePolicy
@@ -52,21 +52,6 @@ def improvement(direction: str, reference: float, candidate: float) -> float:
 
 def baseline_of(values: Sequence[float]) -> Baseline | None:
     return Baseline(statistics.fmean(values), len(values)) if values else None
-
-
-def pooled_sigma(groups: Iterable[Sequence[float]]) -> tuple[float, int]:
-    """Per-run noise σ pooled over groups of repeats of the same thing; returns (σ, dof).
-
-    Each group is the runs of one version on one hardware class; only groups of two or
-    more runs carry information about noise.
-    """
-    squares, dof = 0.0, 0
-    for values in groups:
-        if len(values) >= 2:
-            mean = statistics.fmean(values)
-            squares += sum((v - mean) ** 2 for v in values)
-            dof += len(values) - 1
-    return (math.sqrt(squares / dof), dof) if dof else (0.0, 0)
 
 
 def robust_sigma(differences: Sequence[float]) -> float:

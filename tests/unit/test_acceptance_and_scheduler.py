@@ -8,7 +8,7 @@ import pytest
 
 from autoswarm.study import AcceptancePolicy
 from coordinator.acceptance import (
-    Measurement, Trust, champion_score, claim_outcome, improvement, independent, judge, may_measure, pooled_sigma,
+    Measurement, Trust, champion_score, claim_outcome, improvement, independent, judge, may_measure, robust_sigma,
     threshold,
 )
 from coordinator.merge import merge3
@@ -45,8 +45,9 @@ def test_non_finite_metrics_are_never_accepted():
 
 
 def test_noise_floor_is_k_sigma_of_one_run_against_a_baseline_mean():
-    sigma, dof = pooled_sigma([[1.0, 1.2], [5.0, 5.2, 5.4], [9.0]])
-    assert dof == 3 and sigma == pytest.approx(math.sqrt((0.02 + 0.08) / 3))
+    # |run - run| has median 0.6745·√2·σ; one wild difference (a liar) barely moves the median.
+    assert robust_sigma([0.6744897501960817 * math.sqrt(2) * 0.1] * 9 + [50.0]) == pytest.approx(0.1)
+    assert robust_sigma([]) == 0.0
     # One run against a mean of 2: sqrt(1 + 1/2) σ, times noise_sigmas = 2.
     assert threshold(PAIRED, 0.1, 2) == pytest.approx(2 * 0.1 * math.sqrt(1.5))
     assert threshold(AcceptancePolicy(compare="paired", min_delta=1.0), 0.1, 2) == 1.0
