@@ -46,3 +46,6 @@ STALE_MERGED = "stale-merged"      # beat its old parent; replayed onto the cham
 STALE_CONFLICT = "stale-conflict"  # beat its old parent, but its edit conflicts with the champion
 STALE_INCLUDED = "stale-included"  # beat its old parent; the champion already holds the same edit
 UNJUDGED = "unjudged"              # no reference score on this hardware class to judge against
+
+# The swarm memory's heading over ideas in flight; the params mutator reads the lines below it.
+MEMORY_IN_FLIGHT = "Being evaluated right now on other workers (do not repeat these):"

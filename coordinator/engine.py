@@ -21,7 +21,7 @@ from autoswarm.study import STUDY_FILE, Study, StudyError, parse_study, parse_st
 from coordinator import acceptance, scheduler
 from coordinator.events import EngineEvents, NoEvents
 from coordinator.lineage import LineageEntry, lineage
-from coordinator.merge import merge3
+from coordinator.merge import merge3, merge_base
 from coordinator.study_state import PendingClaim, StudyState
 from coordinator.store import (
     ChampionRecord,
@@ -35,6 +35,7 @@ from coordinator.store import (
 )
 
 MAX_FAILED_BASELINES = 3
+MERGE_PREFIX = "merge: "      # how a merged version's description starts
 SETUP_RETRY_SECONDS = 3600.0   # a worker whose setup failed gets that study again after this
 
 
@@ -726,24 +727,34 @@ class Engine:
             return done(words.DUPLICATE, **judged)
         if self.trust(worker.id).quarantined:
             return done(words.IGNORED, **judged)
+        against = lease.parent
         if lease.parent != state.champion.version:
-            # Beat its parent, but the champion moved on: replay the edit onto the champion.
-            parent = self.store.version(state.spec.name, lease.parent)
-            assert parent is not None
-            judgement = done(words.STALE_MERGED, **judged)
-            judgement.record = replace(judgement.record, decision=self._merge_onto_champion(
-                state, judgement, parent.content, result.candidate, result.description, worker.id, now))
-            return judgement
-        claim = ClaimRecord(f"c-{lease.id[2:]}", state.spec.name, version, lease.parent, "explore", worker.id,
+            # Beat its parent, but the champion moved on. If it beats the champion too, it is a
+            # claim against the champion (whose own edits are merged onto it once accepted):
+            # progress does not wait for a merge to be evaluated. Otherwise its edit is
+            # replayed onto the champion.
+            overtaking = self._measure(state, state.champion.version, worker, result.metric)
+            if overtaking is None or not overtaking[0].accept:
+                judgement = done(words.STALE_MERGED, **judged)
+                judgement.record = replace(judgement.record, decision=self._merge_onto_champion(
+                    state, judgement, versions[0], worker.id, now))
+                return judgement
+            verdict, measurement = overtaking
+            judged = {"improvement": verdict.improvement, "threshold": verdict.threshold}
+            against = state.champion.version
+        claim = ClaimRecord(f"c-{lease.id[2:]}", state.spec.name, version, against, "explore", worker.id,
                             lease.id, "pending", "", now)
-        pending = PendingClaim(claim, [measurement])
         judgement = done(words.CLAIM, claim=claim.id, **judged)
-        judgement.claims.append(claim)
+        self._open_claim(state, judgement, PendingClaim(claim, [measurement]), now)
+        return judgement
+
+    def _open_claim(self, state: StudyState, judgement: _Judgement, pending: PendingClaim, now: float) -> None:
+        """Records a new claim with its first measurement and settles it (quorum 1 accepts it now)."""
+        judgement.claims.append(pending.record)
         judgement.funnel.append("claimed")
         self._settle(state, pending, judgement, now)
         if pending.record.state == "pending":
             judgement.opened.append(pending)
-        return judgement
 
     def _judge_verify(self, state: StudyState, lease: LeaseRecord, worker: WorkerRecord,
                       result: ResultIn, now: float) -> _Judgement:
@@ -755,6 +766,7 @@ class Engine:
             judgement.record = replace(judgement.record, description=candidate.description)
         if pending is None:
             judgement.record = replace(judgement.record, decision=words.VERIFY_LATE)
+            self._overtake_late(state, lease, worker, result, judgement, now)
             return judgement
         if result.status != "ok" or result.metric is None:
             pending.failures += 1
@@ -771,6 +783,25 @@ class Engine:
         judgement.funnel.append("verified" if verdict.accept else "refuted")
         self._settle(state, pending, judgement, now)
         return judgement
+
+    def _overtake_late(self, state: StudyState, lease: LeaseRecord, worker: WorkerRecord, result: ResultIn,
+                       judgement: _Judgement, now: float) -> None:
+        """A verification that came back after its claim was superseded still measured a real
+        version: if that version beats the current champion, it becomes a claim against the
+        champion instead of a wasted evaluation."""
+        if result.status != "ok" or result.metric is None or self.trust(worker.id).quarantined \
+                or lease.candidate == state.champion.version \
+                or any(p.record.version == lease.candidate for p in state.claims.values()):
+            return
+        measured = self._measure(state, state.champion.version, worker, result.metric)
+        if measured is None or not measured[0].accept:
+            return
+        verdict, measurement = measured
+        claim = ClaimRecord(f"c-{lease.id[2:]}", state.spec.name, lease.candidate, state.champion.version, "merge",
+                            "", "", "pending", "", now)
+        judgement.record = replace(judgement.record, decision=words.CONFIRM, claim=claim.id,
+                                   improvement=verdict.improvement, threshold=verdict.threshold)
+        self._open_claim(state, judgement, PendingClaim(claim, [measurement]), now)
 
     def _settle(self, state: StudyState, pending: PendingClaim, judgement: _Judgement, now: float) -> None:
         """Applies the acceptance rule to a claim after a new measurement or failure."""
@@ -813,46 +844,111 @@ class Engine:
             state.spec.name, state.champion.seq + 1, claim.version,
             acceptance.champion_score(state.spec.acceptance, pending.measurements), judgement.record.id, now)
         # The new champion may be this very report's candidate, not committed yet.
-        champion = next((v for v in judgement.versions if v.hash == claim.version), None) \
-            or self.store.version(state.spec.name, claim.version)
-        assert champion is not None
+        champion = self._version(state, judgement, claim.version)
+        previous = self._version(state, judgement, state.champion.version)
+        assert champion is not None and previous is not None
         for other in list(state.claims.values()):
             if other.record.id == claim.id:
+                continue
+            edited = self.store.version(state.spec.name, other.record.version)
+            if edited is not None and not other.measurements \
+                    and self._merged_content(state, judgement, champion, edited) == edited.content:
+                # It holds the new champion's edits already (a merge made for it, or folded into
+                # it): it stays open, now judged against the new champion; checks in flight count.
+                other.record = replace(other.record, parent=champion.hash)
+                judgement.claims.append(other.record)
                 continue
             superseded = replace(other.record, state="superseded", decided=now,
                                  reason=f"the champion moved to {claim.version[:12]} first")
             other.record = superseded
             judgement.claims.append(superseded)
             judgement.resolved.append((other, "superseded"))
-            parent = self.store.version(state.spec.name, other.record.parent)
-            edited = self.store.version(state.spec.name, other.record.version)
-            if parent is not None and edited is not None:
-                self._merge_onto_champion(state, judgement, parent.content, edited.content, edited.description,
-                                          other.record.claimant_worker, now, champion=champion)
+            if edited is not None:
+                self._merge_onto_champion(state, judgement, edited, other.record.claimant_worker, now,
+                                          champion=champion)
+        if self._merge_base(state, judgement, champion, previous) != previous.hash:
+            # The new champion overtook the old one from an earlier version: keep the old one's edits too.
+            self._merge_onto_champion(state, judgement, previous, "", now, champion=champion)
 
-    def _merge_onto_champion(self, state: StudyState, judgement: _Judgement, parent: bytes, edited: bytes,
-                             description: str, claimant: str, now: float,
-                             champion: VersionRecord | None = None) -> str:
-        """Replays parent→edited onto the champion; a clean merge becomes a new claim to verify.
+    def _version(self, state: StudyState, judgement: _Judgement, version_hash: str) -> VersionRecord | None:
+        """A stored version, or one this judgement is about to store."""
+        return next((v for v in judgement.versions if v.hash == version_hash), None) \
+            or self.store.version(state.spec.name, version_hash)
 
-        Returns the decision word for the result that triggered it.
+    def _merge_base(self, state: StudyState, judgement: _Judgement, a: VersionRecord, b: VersionRecord) -> str:
+        """The nearest common ancestor of two versions of a study (all descend from its first)."""
+        def parent_of(version_hash: str) -> str:
+            version = self._version(state, judgement, version_hash)
+            return version.parent if version is not None else ""
+        base = merge_base(a.hash, b.hash, parent_of)
+        assert base is not None, f"versions {a.hash[:12]} and {b.hash[:12]} share no ancestor"
+        return base
+
+    def _merged_content(self, state: StudyState, judgement: _Judgement, onto: VersionRecord,
+                        edited: VersionRecord) -> bytes | None:
+        """`edited`'s changes replayed onto `onto` from their common ancestor; None on a conflict."""
+        base = self._version(state, judgement, self._merge_base(state, judgement, onto, edited))
+        assert base is not None
+        return merge3(base.content, onto.content, edited.content).content
+
+    def _merge_onto_champion(self, state: StudyState, judgement: _Judgement, edited: VersionRecord,
+                             claimant: str, now: float, champion: VersionRecord | None = None) -> str:
+        """Replays an edit onto the champion; a clean merge becomes a claim to verify.
+
+        While a merge onto this champion waits for its first check, a new edit is folded into
+        it instead of opening another: one evaluation then checks both, and a burst of
+        parallel improvements lands as one step. Returns the decision word for the result
+        that triggered it.
         """
-        champion = champion or self.store.version(state.spec.name, state.champion.version)
+        champion = champion or self._version(state, judgement, state.champion.version)
         assert champion is not None
-        merged = merge3(parent, champion.content, edited)
-        if merged.content is None:
+        merged = self._merged_content(state, judgement, champion, edited)
+        if merged is None:
             return words.STALE_CONFLICT
-        version = sha256_hex(merged.content)
+        version = sha256_hex(merged)
         if version == champion.hash or version in state.claimed_versions \
                 or any(c.version == version for c in judgement.claims):
             return words.STALE_INCLUDED
-        judgement.versions.append(VersionRecord(state.spec.name, version, champion.hash, merged.content,
-                                                f"merge: {description}", "coordinator/merge", now))
-        claim = ClaimRecord(f"c-m{secrets.token_hex(9)}", state.spec.name, version, champion.hash, "merge",
+        parent, description = champion.hash, edited.description.removeprefix(MERGE_PREFIX)
+        waiting = self._merge_waiting(state, judgement, champion.hash)
+        if waiting is not None:
+            into = self._version(state, judgement, waiting.record.version)
+            assert into is not None
+            folded = self._merged_content(state, judgement, into, edited)
+            if folded is not None and sha256_hex(folded) != into.hash:
+                merged, version = folded, sha256_hex(folded)
+                description = f"{into.description.removeprefix(MERGE_PREFIX)}; {description}"
+                self._close_unchecked(judgement, waiting, f"folded into the merge {version[:12]}", now)
+        description = (MERGE_PREFIX + description)[: self.config.limits.max_description_chars]
+        judgement.versions.append(VersionRecord(state.spec.name, version, parent, merged, description,
+                                                "coordinator/merge", now))
+        claim = ClaimRecord(f"c-m{secrets.token_hex(9)}", state.spec.name, version, parent, "merge",
                             claimant, "", "pending", "", now)
         judgement.claims.append(claim)
         judgement.opened.append(PendingClaim(claim))
         return words.STALE_MERGED
+
+    @staticmethod
+    def _merge_waiting(state: StudyState, judgement: _Judgement, champion: str) -> PendingClaim | None:
+        """An open merge onto `champion` that no worker is checking yet, if there is one."""
+        closed = {c.id for c in judgement.claims if c.state != "pending"}
+        for pending in [*judgement.opened, *state.claims.values()]:
+            record = pending.record
+            if record.origin == "merge" and record.parent == champion and record.state == "pending" \
+                    and record.id not in closed and not pending.in_flight and not pending.measurements:
+                return pending
+        return None
+
+    @staticmethod
+    def _close_unchecked(judgement: _Judgement, pending: PendingClaim, reason: str, now: float) -> None:
+        """Retires a claim nobody has checked yet (one opened by this very judgement vanishes)."""
+        if pending in judgement.opened:
+            judgement.opened.remove(pending)
+            judgement.claims = [c for c in judgement.claims if c.id != pending.record.id]
+            return
+        pending.record = replace(pending.record, state="superseded", decided=now, reason=reason)
+        judgement.claims.append(pending.record)
+        judgement.resolved.append((pending, "superseded"))
 
     # -- reading --------------------------------------------------------------------------
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from autoswarm import words
+
 DEFAULT_MEMORY_CHARS = 6000
 _TAIL_CHARS = 160
 
@@ -80,7 +82,7 @@ def build_memory(tried: Sequence[Tried], in_flight: Sequence[str], limit: int = 
     `render(tried_sections(...), limit)`, which the engine caches. Lines are dropped from the
     end once `limit` characters are reached.
     """
-    ideas = render([("Being evaluated right now on other workers (do not repeat these):",
+    ideas = render([(words.MEMORY_IN_FLIGHT,
                      [f"- {d}" for d in in_flight if d])], limit)
     room = limit - len(ideas) - (1 if ideas else 0)
     outcomes = rendered_tried if rendered_tried is not None else render(tried_sections(tried), limit)

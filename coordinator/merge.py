@@ -8,6 +8,7 @@ parent conflict; changes on different lines — even adjacent ones — merge cle
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -28,7 +29,18 @@ class MergeResult:
 
 def _hunks(base: list[str], other: list[str]) -> list[Hunk]:
     matcher = difflib.SequenceMatcher(None, base, other, autojunk=False)
-    return [Hunk(i1, i2, tuple(other[j1:j2])) for op, i1, i2, j1, j2 in matcher.get_opcodes() if op != "equal"]
+    hunks: list[Hunk] = []
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "equal":
+            continue
+        if op == "replace" and i2 - i1 == j2 - j1:
+            # Line for line: one hunk per line, so that two sides rewriting neighbouring lines
+            # (or the same line the same way) still merge.
+            hunks.extend(Hunk(i1 + k, i1 + k + 1, (other[j1 + k],)) for k in range(i2 - i1)
+                         if base[i1 + k] != other[j1 + k])
+        else:
+            hunks.append(Hunk(i1, i2, tuple(other[j1:j2])))
+    return hunks
 
 
 def _collide(a: Hunk, b: Hunk) -> bool:
@@ -64,3 +76,27 @@ def merge3(base: bytes, ours: bytes, theirs: bytes) -> MergeResult:
         pos = max(pos, hunk.end)
     out.extend(base_l[pos:])
     return MergeResult("".join(out).encode("utf-8"), "")
+
+
+def merge_base(a: str, b: str, parent_of: Callable[[str], str]) -> str | None:
+    """The nearest common ancestor of versions `a` and `b`, or None if they share none.
+
+    `parent_of` gives a version's parent ("" for the study's first version). A version counts
+    as its own ancestor, so when `a` descends from `b` the answer is `b`. The base of a 3-way
+    merge must be an ancestor of both sides: a champion that overtook from an earlier version
+    does not descend from the old champion, and merging against the old champion instead
+    would read the champion's missing edits as reverts.
+    """
+    ancestors: set[str] = set()
+    walk = a
+    while walk and walk not in ancestors:
+        ancestors.add(walk)
+        walk = parent_of(walk)
+    seen: set[str] = set()
+    walk = b
+    while walk and walk not in seen:
+        if walk in ancestors:
+            return walk
+        seen.add(walk)
+        walk = parent_of(walk)
+    return None

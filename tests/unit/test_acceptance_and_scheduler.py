@@ -11,7 +11,7 @@ from coordinator.acceptance import (
     Measurement, Trust, champion_score, claim_outcome, improvement, independent, judge, may_measure, robust_sigma,
     threshold,
 )
-from coordinator.merge import merge3
+from coordinator.merge import merge3, merge_base
 from coordinator.scheduler import ClassBaseline, StudyView, VerifyNeed, WorkerView, choose_task
 
 ABSOLUTE = AcceptancePolicy(compare="absolute")
@@ -169,3 +169,22 @@ def test_insertions_and_deletions_merge_around_each_other():
     theirs = b"import math\nLR = 0.1\nBATCH = 32\nWD = 0.01\n"
     ours = b"LR = 0.1\nBATCH = 32\n"
     assert merge3(BASE, ours, theirs).content == b"import math\nLR = 0.1\nBATCH = 32\n"
+
+
+def test_neighbouring_lines_rewritten_on_both_sides_merge_line_by_line():
+    # One side changed lines 1-2, the other lines 2-3 with the same new line 2: no real collision.
+    ours = b"LR = 0.2\nBATCH = 64\nWD = 0.01\n"
+    theirs = b"LR = 0.1\nBATCH = 64\nWD = 0.02\n"
+    assert merge3(BASE, ours, theirs).content == b"LR = 0.2\nBATCH = 64\nWD = 0.02\n"
+    assert merge3(BASE, ours, b"LR = 0.1\nBATCH = 16\nWD = 0.02\n").content is None, "line 2 differs"
+
+
+def test_merge_base_is_the_nearest_common_ancestor():
+    #   root - a - b - c        (the champion chain)
+    #           \- x - y       (a branch from a)
+    parents = {"root": "", "a": "root", "b": "a", "c": "b", "x": "a", "y": "x"}
+    assert merge_base("c", "y", parents.__getitem__) == "a"
+    assert merge_base("y", "c", parents.__getitem__) == "a"
+    assert merge_base("c", "b", parents.__getitem__) == "b", "an ancestor is its own merge base"
+    assert merge_base("c", "c", parents.__getitem__) == "c"
+    assert merge_base("c", "elsewhere", {**parents, "elsewhere": ""}.__getitem__) is None

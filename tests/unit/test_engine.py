@@ -201,3 +201,110 @@ def test_an_old_champion_drawn_again_is_judged_like_any_edit_but_never_claimed_t
     engine.report(worker, engine.lease(worker).lease_id, _ok(6.0, b"X = 3\n"))      # keep
     assert engine.report(worker, engine.lease(worker).lease_id, _ok(8.1, b"X = 2\n")).decision == "discard"
     assert engine.report(worker, engine.lease(worker).lease_id, _ok(5.0, b"X = 2\n")).decision == "duplicate"
+
+
+# -- parallel edits: overtaking, folding and merges from the common ancestor --------------------
+
+START = b"X = 1\nY = 3\nZ = 5\n"
+
+
+@pytest.fixture
+def three_slots(tmp_path):
+    """A minimizing study on three constant lines, measured; a worker with three slots, and a
+    second one that checks its claims (nobody verifies their own)."""
+    clock = Clock()
+    engine = Engine(Store(tmp_path / "swarm.db"), EngineConfig(), clock=clock)
+    study = write_study(tmp_path / "study", direction="minimize", constants=START.decode(), body="")
+    engine.add_study(pack_directory(study).data, max_evaluations=0)
+    worker, checker = (engine.register("", name, {"cpu_model": "Test", "cpu_cores": 2, "gpus": []}, 3, ["params"])[0]
+                       for name in ("alpha", "beta"))
+    engine.report(worker, engine.lease(worker).lease_id, _ok(10.0))
+    return engine, worker, checker
+
+
+def _edit(content: bytes, line: str, value: str) -> bytes:
+    return b"".join(value.encode() + b"\n" if old.startswith(line.encode()) else old
+                    for old in content.splitlines(keepends=True))
+
+
+def _champion(engine: Engine) -> bytes:
+    return engine.version("tiny", "")[0].content
+
+
+def test_a_stale_edit_better_than_the_champion_itself_takes_over_and_keeps_the_old_champions_edit(three_slots):
+    engine, worker, checker = three_slots
+    a, b = engine.lease(worker), engine.lease(worker)
+    assert engine.report(worker, a.lease_id, _ok(8.0, _edit(START, "X", "X = 2"), "X 1 -> 2")).decision == "keep"
+    # b's parent is no longer the champion, but b scores better than the champion does.
+    outcome = engine.report(worker, b.lease_id, _ok(6.0, _edit(START, "Y", "Y = 7"), "Y 3 -> 7"))
+    assert outcome.decision == "keep" and outcome.new_champion
+    assert _champion(engine) == b"X = 1\nY = 7\nZ = 5\n"
+    # The old champion's edit is not lost: merged from the common ancestor (not reverted).
+    verify = engine.lease(checker)
+    assert verify.kind == "verify" and verify.candidate.content == b"X = 2\nY = 7\nZ = 5\n"
+    assert verify.candidate.description == "merge: X 1 -> 2"
+    assert engine.report(checker, verify.lease_id, _ok(4.0)).decision == "keep"
+    assert _champion(engine) == b"X = 2\nY = 7\nZ = 5\n"
+    assert [c.metric for c in engine.store.champions("tiny")] == [10.0, 8.0, 6.0, 4.0], "only ever better"
+
+
+def test_a_stale_edit_that_only_beats_its_parent_is_merged_and_later_ones_fold_into_that_merge(three_slots):
+    engine, worker, checker = three_slots
+    a, b, c = engine.lease(worker), engine.lease(worker), engine.lease(worker)
+    assert engine.report(worker, a.lease_id, _ok(5.0, _edit(START, "X", "X = 2"), "X 1 -> 2")).decision == "keep"
+    assert engine.report(worker, b.lease_id, _ok(9.0, _edit(START, "Y", "Y = 7"), "Y 3 -> 7")).decision \
+        == "stale-merged"
+    assert engine.report(worker, c.lease_id, _ok(9.5, _edit(START, "Z", "Z = 6"), "Z 5 -> 6")).decision \
+        == "stale-merged"
+    open_claims = [claim for claim in engine.store.claims("tiny") if claim.state == "pending"]
+    assert len(open_claims) == 1, "one merge checks both edits"
+    verify = engine.lease(checker)
+    assert verify.kind == "verify" and verify.candidate.content == b"X = 2\nY = 7\nZ = 6\n"
+    assert verify.candidate.description == "merge: Y 3 -> 7; Z 5 -> 6"
+    assert engine.lease(checker).kind == "explore", "nothing else left to verify"
+    assert engine.report(checker, verify.lease_id, _ok(3.0)).decision == "keep"
+    assert _champion(engine) == b"X = 2\nY = 7\nZ = 6\n"
+
+
+def test_an_edit_is_not_folded_into_a_merge_already_being_checked(three_slots):
+    engine, worker, checker = three_slots
+    a, b, c = engine.lease(worker), engine.lease(worker), engine.lease(worker)
+    engine.report(worker, a.lease_id, _ok(5.0, _edit(START, "X", "X = 2")))
+    engine.report(worker, b.lease_id, _ok(9.0, _edit(START, "Y", "Y = 7")))
+    checking = engine.lease(checker)
+    assert checking.kind == "verify"
+    engine.report(worker, c.lease_id, _ok(9.5, _edit(START, "Z", "Z = 6")))
+    assert engine.report(checker, checking.lease_id, _ok(4.0)).decision == "keep", "its check still counts"
+    verify = engine.lease(checker)
+    assert verify.kind == "verify" and verify.candidate.content == b"X = 2\nY = 7\nZ = 6\n"
+
+
+def test_a_late_check_that_beats_the_new_champion_is_not_wasted(three_slots):
+    engine, worker, checker = three_slots
+    a, b = engine.lease(worker), engine.lease(worker)
+    engine.report(worker, a.lease_id, _ok(8.0, _edit(START, "X", "X = 2")))
+    engine.report(worker, b.lease_id, _ok(9.0, _edit(START, "Y", "Y = 7")))      # merged: X = 2, Y = 7
+    checking, c = engine.lease(checker), engine.lease(worker)
+    assert checking.kind == "verify" and c.kind == "explore" and c.parent.content == b"X = 2\nY = 3\nZ = 5\n"
+    # Meanwhile another edit of the champion lands; the merge being checked is superseded.
+    assert engine.report(worker, c.lease_id, _ok(7.0, b"X = 2\nY = 3\nZ = 6\n")).decision == "keep"
+    late = engine.report(checker, checking.lease_id, _ok(6.0))
+    assert late.decision == "keep" and _champion(engine) == b"X = 2\nY = 7\nZ = 5\n"
+    # Both lines of work end up combined in one candidate to check, none lost.
+    verify = engine.lease(checker)
+    assert verify.kind == "verify" and verify.candidate.content == b"X = 2\nY = 7\nZ = 6\n"
+    pending, = [claim for claim in engine.store.claims("tiny") if claim.state == "pending"]
+    assert pending.parent == engine.study_summaries()[0].champion.version, "judged against the new champion"
+    assert engine.report(checker, verify.lease_id, _ok(5.0)).decision == "keep"
+    assert [c.metric for c in engine.store.champions("tiny")] == [10.0, 8.0, 7.0, 6.0, 5.0]
+
+
+def test_a_late_check_that_does_not_beat_the_new_champion_stays_late(three_slots):
+    engine, worker, checker = three_slots
+    a, b = engine.lease(worker), engine.lease(worker)
+    engine.report(worker, a.lease_id, _ok(8.0, _edit(START, "X", "X = 2")))
+    engine.report(worker, b.lease_id, _ok(9.0, _edit(START, "Y", "Y = 7")))
+    checking, c = engine.lease(checker), engine.lease(worker)
+    engine.report(worker, c.lease_id, _ok(5.0, b"X = 2\nY = 3\nZ = 6\n"))
+    assert engine.report(checker, checking.lease_id, _ok(6.0)).decision == "verify-late"
+    assert _champion(engine) == b"X = 2\nY = 3\nZ = 6\n"

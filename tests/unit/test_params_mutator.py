@@ -19,7 +19,8 @@ from worker.mutators import (
     ParamsMutator,
     create_mutator,
 )
-from worker.mutators.params import perturb_constants
+from autoswarm import words
+from worker.mutators.params import in_flight_constants, perturb_constants
 
 UNUSUAL_TARGET = '''\
 # -*- coding: utf-8 -*-
@@ -332,6 +333,29 @@ def test_mutator_avoids_an_edit_the_swarm_already_tried(tmp_path: Path) -> None:
     memory = f"tried so far:\n{tried} (discard, +0.002)\n"
     outcome = ParamsMutator().mutate(_request(tmp_path, memory=memory))
     assert outcome.description != tried
+    assert target.read_text() != UNUSUAL_TARGET
+
+
+def test_in_flight_constants_reads_only_the_ideas_being_evaluated() -> None:
+    memory = (f"{words.MEMORY_IN_FLIGHT}\n- LR 3e-4 -> 4.1e-4, DEPTH 12 -> 14\n- DECAY -1.5E-2 -> -2E-2\n"
+              "Tried on the current best version (newest first):\n- [keep] (+0.1) BETA2 0.95 -> 0.9\n")
+    assert in_flight_constants(memory) == {"LR", "DEPTH", "DECAY"}
+    assert in_flight_constants("") == set()
+
+
+def test_mutator_leaves_constants_in_flight_to_the_workers_evaluating_them(tmp_path: Path) -> None:
+    (tmp_path / "model").mkdir()
+    target = tmp_path / "model" / "train.py"
+    busy = sorted(ALLOWED - {"BETA2"})
+    memory = f"{words.MEMORY_IN_FLIGHT}\n" + "".join(f"- {name} 1 -> 2\n" for name in busy)
+    for seed in range(20):
+        target.write_text(UNUSUAL_TARGET)
+        outcome = ParamsMutator().mutate(_request(tmp_path, memory=memory, seed=seed))
+        assert set(_changes(UNUSUAL_TARGET, target.read_text(), ALLOWED)) == {"BETA2"}, outcome.description
+    # When every constant is in flight somewhere, it still edits (parallel ideas may overlap then).
+    target.write_text(UNUSUAL_TARGET)
+    memory += "- BETA2 0.95 -> 0.9\n"
+    ParamsMutator().mutate(_request(tmp_path, memory=memory))
     assert target.read_text() != UNUSUAL_TARGET
 
 

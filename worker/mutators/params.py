@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
+from autoswarm import words
 from worker.mutators.base import (
     MutationOutcome,
     MutationRequest,
@@ -176,6 +177,11 @@ class ParamsMutator:
         except OSError as exc:
             raise MutatorError(f"cannot read target {request.target}: {exc}") from exc
 
+        # Constants that other workers are perturbing right now are left to them while others
+        # remain: parallel edits then touch different lines and merge instead of conflicting.
+        busy = tuple(sorted(in_flight_constants(request.memory)))
+        if busy and not self._has_candidates(source, self.exclude + busy):
+            busy = ()
         new_source, description = "", ""
         for attempt in range(_MEMORY_ATTEMPTS):
             new_source, description = perturb_constants(
@@ -184,7 +190,7 @@ class ParamsMutator:
                 max_changes=self.max_changes,
                 scale=self.scale,
                 include=self.include,
-                exclude=self.exclude,
+                exclude=self.exclude + busy,
             )
             if description not in request.memory:
                 break
@@ -193,6 +199,32 @@ class ParamsMutator:
         except OSError as exc:
             raise MutatorError(f"cannot write target {request.target}: {exc}") from exc
         return MutationOutcome(description=description)
+
+    def _has_candidates(self, source: str, exclude: Sequence[str]) -> bool:
+        """Whether some constant is left to perturb once `exclude` is left out."""
+        try:
+            tree = ast.parse(source.removeprefix(_BOM))
+        except (SyntaxError, ValueError, RecursionError):
+            return True  # perturb_constants reports the real error
+        data = source.removeprefix(_BOM).encode("utf-8")
+        wanted, unwanted = set(self.include), set(exclude)
+        return any((not wanted or c.name in wanted) and c.name not in unwanted for c in _find_constants(tree, data))
+
+
+_EDITED_NAME = re.compile(r"(?:^|, )(_*[A-Z][A-Z0-9_]*) \S.*? -> ")
+
+
+def in_flight_constants(memory: str) -> set[str]:
+    """Names of the constants that the swarm memory lists as being evaluated right now."""
+    names: set[str] = set()
+    in_section = False
+    for line in memory.splitlines():
+        if not line.startswith("- "):
+            in_section = line == words.MEMORY_IN_FLIGHT
+            continue
+        if in_section:
+            names.update(m.group(1) for m in _EDITED_NAME.finditer(line[2:]))
+    return names
 
 
 def _names_option(options: Mapping[str, object], key: str) -> tuple[str, ...]:
