@@ -387,12 +387,19 @@ class Engine:
             presence.state = state or presence.state
             presence.dirty = True
 
-    def flush_presence(self) -> None:
-        """Writes worker liveness to the store in one commit (called periodically)."""
+    def flush_presence(self, max_rows: int | None = None) -> int:
+        """Writes worker liveness to the store in one commit (called periodically).
+
+        `max_rows` bounds what one call writes, so that thousands of workers seen since the
+        last call are written over several calls instead of stalling every request at once.
+        Returns how many workers are still waiting to be written.
+        """
         dirty = [(wid, p.state, p.last_seen) for wid, p in self._presence.items() if p.dirty]
-        self.store.touch_workers(dirty)
-        for wid, _, _ in dirty:
+        now, later = (dirty, []) if max_rows is None else (dirty[:max_rows], dirty[max_rows:])
+        self.store.touch_workers(now)
+        for wid, _, _ in now:
             self._presence[wid].dirty = False
+        return len(later)
 
     # -- leases ---------------------------------------------------------------------------
 
@@ -412,12 +419,25 @@ class Engine:
         cached = self._class_cache.get(hardware_class)
         if cached is not None and cached[0] > now:
             return cached[1], cached[2], cached[3]
-        members = frozenset(w.id for w in self._workers.values() if w.hardware_class == hardware_class)
-        live = frozenset(w for w in members if self._live(w, now))
-        live_classes = frozenset(w.hardware_class for w in self._workers.values()
-                                 if self._live(w.id, now) and not self.trust(w.id).quarantined)
-        self._class_cache[hardware_class] = (now + 1.0, members, live, live_classes)
-        return members, live, live_classes
+        # Every class in one pass: a pass per class would cost classes × workers each second,
+        # which in a volunteer swarm of many kinds of machine is a long stall of the loop.
+        members: dict[str, set[str]] = {}
+        live: dict[str, set[str]] = {}
+        live_classes: set[str] = set()
+        for worker in self._workers.values():
+            cls = worker.hardware_class
+            members.setdefault(cls, set()).add(worker.id)
+            if self._live(worker.id, now):
+                live.setdefault(cls, set()).add(worker.id)
+                if cls not in live_classes and not self.trust(worker.id).quarantined:
+                    live_classes.add(cls)
+        frozen_live_classes = frozenset(live_classes)
+        self._class_cache.clear()
+        for cls in members.keys() | {hardware_class}:
+            self._class_cache[cls] = (now + 1.0, frozenset(members.get(cls, ())), frozenset(live.get(cls, ())),
+                                      frozen_live_classes)
+        entry = self._class_cache[hardware_class]
+        return entry[1], entry[2], entry[3]
 
     def _live(self, worker_id: str, now: float) -> bool:
         presence = self._presence.get(worker_id)
@@ -453,7 +473,7 @@ class Engine:
             assert candidate is not None
             claim_id = pending.record.id
         lease = LeaseRecord(
-            id="l-" + secrets.token_hex(10), study=choice.study, worker_id=worker_id, kind=choice.kind,
+            id=self.store.new_lease_id(now), study=choice.study, worker_id=worker_id, kind=choice.kind,
             parent=parent.hash if choice.kind != scheduler.BASELINE else champion.parent,
             candidate="" if choice.kind == scheduler.EXPLORE else candidate.hash,
             seed=secrets.randbits(62), issued=now, deadline=now + self.config.lease_ttl(state.spec),

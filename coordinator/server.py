@@ -23,11 +23,13 @@ from coordinator.group_commit import GroupCommit
 from coordinator.ratelimit import RateLimiter
 from coordinator.metrics import CoordinatorMetrics, MetricsExporter, metrics_host, start_exporter
 from coordinator.service import ChangeSignal, ControlService, WorkerService
-from coordinator.store import Store
+from coordinator.store import Store, WalCheckpointer
 
 log = logging.getLogger("autoswarm.coordinator")
 
 SERVICE_NAMES = ("autoswarm.v1.WorkerService", "autoswarm.v1.ControlService")
+PRESENCE_ROWS_PER_TICK = 500        # worker liveness rows written per maintenance tick, at most
+CHECKPOINT_BACKSTOP_PAGES = 50_000   # 200 MB of WAL: far past where the checkpoint thread restarts it
 
 
 @dataclass(frozen=True)
@@ -92,14 +94,16 @@ def _write_ready_file(path: Path, port: int, metrics_port: int | None = None) ->
 async def _maintain(engine: Engine, commits: GroupCommit, interval: float) -> None:
     """Expires overdue leases and writes worker liveness, forever."""
     ticks = 0
+    presence_left = 0
     while True:
         await asyncio.sleep(interval)
         try:
             for lease in engine.expire_overdue():
                 log.info("lease %s (%s, %s) expired; its work goes back to the queue", lease.id, lease.study, lease.kind)
             ticks += 1
-            if ticks % 4 == 0:
-                engine.flush_presence()
+            if ticks % 4 == 0 or presence_left:
+                # Bounded per tick: a big swarm's liveness is written over several ticks.
+                presence_left = engine.flush_presence(max_rows=PRESENCE_ROWS_PER_TICK)
             commits.flush()
         except Exception:  # a failed tick must not stop the reaper; the next one retries
             log.exception("maintenance tick failed")
@@ -108,7 +112,9 @@ async def _maintain(engine: Engine, commits: GroupCommit, interval: float) -> No
 async def serve(config: ServerConfig) -> None:
     """Serves until SIGTERM or SIGINT, then stops gracefully."""
     metrics = CoordinatorMetrics() if config.metrics_port else None
-    store = Store(config.db, fsync=config.fsync, group_commit=True,
+    # Checkpoints run on their own thread; the commit-time one is only a backstop should that
+    # thread fall far behind.
+    store = Store(config.db, fsync=config.fsync, group_commit=True, autocheckpoint_pages=CHECKPOINT_BACKSTOP_PAGES,
                   **({"on_commit": metrics.observe_commit} if metrics else {}))
     commits = GroupCommit(store)
     changes = ChangeSignal()
@@ -155,6 +161,7 @@ async def serve(config: ServerConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     maintenance = asyncio.create_task(_maintain(engine, commits, config.reap_interval))
+    checkpointer = WalCheckpointer(config.db).start()
     try:
         await stop.wait()
     finally:
@@ -166,4 +173,5 @@ async def serve(config: ServerConfig) -> None:
         if exporter is not None:
             await exporter.close()
         engine.flush_presence()
+        checkpointer.stop()  # first: the store's close is then the last connection and empties the WAL
         store.close()

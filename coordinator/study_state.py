@@ -73,6 +73,74 @@ class Samples:
         return self._sigma[hardware_class], len(diffs)
 
 
+class ActiveLeases(dict[str, LeaseRecord]):
+    """A study's active leases by id, also indexed by the version each baseline measures.
+
+    The scheduler asks on every lease how many baselines of the champion are in flight; a
+    scan of every active lease would make each lease cost O(work in flight).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._baselines: dict[str, dict[str, LeaseRecord]] = {}
+
+    def baselines_of(self, version: str) -> list[LeaseRecord]:
+        """The active baseline leases that measure `version`."""
+        return list(self._baselines.get(version, {}).values())
+
+    def _index(self, lease: LeaseRecord) -> None:
+        if lease.kind == "baseline":
+            self._baselines.setdefault(lease.candidate, {})[lease.id] = lease
+
+    def _unindex(self, lease: LeaseRecord) -> None:
+        if lease.kind == "baseline":
+            same = self._baselines.get(lease.candidate)
+            if same is not None:
+                same.pop(lease.id, None)
+                if not same:
+                    del self._baselines[lease.candidate]
+
+    def __setitem__(self, lease_id: str, lease: LeaseRecord) -> None:
+        old = self.get(lease_id)
+        if old is not None:
+            self._unindex(old)
+        super().__setitem__(lease_id, lease)
+        self._index(lease)
+
+    def __delitem__(self, lease_id: str) -> None:
+        self._unindex(self[lease_id])
+        super().__delitem__(lease_id)
+
+    _MISSING = object()
+
+    def pop(self, lease_id: str, default: object = _MISSING) -> object:  # type: ignore[override]
+        if lease_id in self:
+            lease = super().pop(lease_id)
+            self._unindex(lease)
+            return lease
+        if default is ActiveLeases._MISSING:
+            raise KeyError(lease_id)
+        return default
+
+    def popitem(self) -> tuple[str, LeaseRecord]:
+        lease_id, lease = super().popitem()
+        self._unindex(lease)
+        return lease_id, lease
+
+    def setdefault(self, lease_id: str, default: LeaseRecord) -> LeaseRecord:  # type: ignore[override]
+        if lease_id not in self:
+            self[lease_id] = default
+        return self[lease_id]
+
+    def update(self, *args: object, **kwargs: LeaseRecord) -> None:  # type: ignore[override]
+        for lease_id, lease in dict(*args, **kwargs).items():  # type: ignore[call-overload]
+            self[lease_id] = lease
+
+    def clear(self) -> None:
+        super().clear()
+        self._baselines.clear()
+
+
 @dataclass
 class PendingClaim:
     """A claim waiting for its quorum."""
@@ -93,7 +161,7 @@ class StudyState:
     improvements: int
     failed_baselines: int
     initial_metric: float | None
-    active: dict[str, LeaseRecord] = field(default_factory=dict)
+    active: ActiveLeases = field(default_factory=ActiveLeases)
     samples: Samples = field(default_factory=Samples)
     claims: dict[str, PendingClaim] = field(default_factory=dict)
     scores: dict[str, float] = field(default_factory=dict)        # champion version -> its score
@@ -199,9 +267,7 @@ class StudyState:
         )
         unmeasured = champion not in self.scores
         # Only a paired study, or one whose champion has no score yet, cares about baselines in flight.
-        baselines_in_flight = [lease for lease in self.active.values()
-                               if lease.kind == "baseline" and lease.candidate == champion] \
-            if self.paired or unmeasured else []
+        baselines_in_flight = self.active.baselines_of(champion) if self.paired or unmeasured else []
         class_baseline = scheduler.ClassBaseline(0, 0, 0)
         if self.paired:
             measured = self.samples.baseline(champion, hardware_class)

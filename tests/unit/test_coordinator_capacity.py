@@ -1,0 +1,238 @@
+"""The coordinator's fast paths keep its rules: durability, one unit per request, same answers.
+
+These cover what was changed for capacity (benchmarks/coordinator_throughput.py): the WAL
+checkpoint on its own thread, single-statement units without savepoints, group commit with
+one future per waiter, growing lease ids, the baseline index of active leases, the one-pass
+hardware-class refresh and the bounded liveness flush. None of them times anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sqlite3
+import time
+from contextlib import closing
+
+import pytest
+
+from autoswarm.bundle import pack_directory
+from coordinator.engine import Engine, EngineConfig
+from coordinator.group_commit import GroupCommit
+from coordinator.store import LeaseRecord, Store, VersionRecord, WalCheckpointer
+from coordinator.study_state import ActiveLeases
+from swarm import write_study
+
+
+def _initial() -> VersionRecord:
+    return VersionRecord("s", "h0", "", b"X = 1\n", "initial version", "study", 1.0)
+
+
+def _lease(lease_id: str, kind: str = "explore", candidate: str = "", worker: str = "w") -> LeaseRecord:
+    return LeaseRecord(lease_id, "s", worker, kind, "h0", candidate, 1, 0.0, 9.0, "active", None)
+
+
+def _wal_frames(path) -> int:
+    with closing(sqlite3.connect(path)) as db:
+        return db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+
+
+def test_the_checkpoint_thread_empties_the_wal_and_loses_nothing(tmp_path):
+    db = tmp_path / "swarm.db"
+    store = Store(db, group_commit=True, autocheckpoint_pages=0)  # no checkpoint inside a commit
+    store.add_study("s", {"name": "s"}, "b" * 64, b"x", 0, _initial())
+    store.commit_batch()
+    for i in range(300):
+        store.insert_lease(_lease(f"l-{i:04d}"))
+        store.commit_batch()
+    checkpointer = WalCheckpointer(db, interval=0.01, restart_frames=1)
+    checkpointer.start()
+    try:
+        deadline = time.monotonic() + 10
+        while checkpointer.checkpoints < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # What the WAL held is in the database file now: a copy of that file alone has it.
+        shutil.copyfile(db, tmp_path / "copy.db")
+        store.insert_lease(_lease("l-last"))  # the first write after a full checkpoint starts the WAL over
+        store.commit_batch()
+    finally:
+        checkpointer.stop()
+    assert checkpointer.checkpoints >= 2
+    assert _wal_frames(db) < 10, "the WAL started over instead of growing"
+    with closing(sqlite3.connect(tmp_path / "copy.db")) as copy:
+        assert copy.execute("SELECT COUNT(*) FROM leases").fetchone()[0] == 300
+    store.close()
+
+
+def test_a_checkpoint_failure_does_not_stop_the_thread(tmp_path):
+    checkpointer = WalCheckpointer(tmp_path / "missing-dir" / "swarm.db", interval=0.01)
+    checkpointer.start()  # every round fails to even connect: it says so and tries again
+    time.sleep(0.05)
+    assert checkpointer.alive
+    checkpointer.stop()
+    assert not checkpointer.alive
+
+
+def test_a_failed_single_statement_unit_leaves_the_rest_of_the_batch(tmp_path):
+    store = Store(tmp_path / "swarm.db", group_commit=True)
+    store.add_study("s", {"name": "s"}, "b" * 64, b"x", 0, _initial())
+    store.insert_lease(_lease("l-1"))
+    with pytest.raises(sqlite3.IntegrityError):
+        store.insert_lease(_lease("l-1"))  # same id: refused, alone
+    store.insert_lease(_lease("l-2"))
+    store.commit_batch()
+    store.close()
+    reopened = Store(tmp_path / "swarm.db")
+    assert [lease.id for lease in reopened.active_leases("s")] == ["l-1", "l-2"]
+
+
+def test_old_lease_indexes_are_replaced_by_the_partial_one(tmp_path):
+    db = tmp_path / "swarm.db"
+    Store(db).close()
+    with closing(sqlite3.connect(db)) as raw:  # a database made before: the two old indexes
+        raw.execute("DROP INDEX leases_open")
+        raw.execute("CREATE INDEX leases_active ON leases (state, deadline)")
+        raw.execute("CREATE INDEX leases_worker ON leases (worker_id, state)")
+        raw.commit()
+    store = Store(db)
+    names = {r[0] for r in store._db.execute("SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='leases'")}
+    assert "leases_open" in names and not names & {"leases_active", "leases_worker"}
+    store.insert_lease(LeaseRecord("l-1", "s", "w", "explore", "h0", "", 1, 0.0, 5.0, "active", None))
+    store.insert_lease(LeaseRecord("l-2", "s", "w", "explore", "h0", "", 1, 0.0, 50.0, "active", None))
+    assert [lease.id for lease in store.overdue_leases(10.0)] == ["l-1"]
+    store.close_leases(["l-1"], "expired", 11.0)
+    assert store.overdue_leases(100.0) == [store.lease("l-2")]
+
+
+def test_lease_ids_are_unique_and_grow_even_when_the_clock_stands_still(tmp_path):
+    store = Store(tmp_path / "swarm.db")
+    ids = [store.new_lease_id(1_800_000_000.0) for _ in range(1000)] + [store.new_lease_id(1_800_000_001.0)]
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 22 and i.startswith("l-") and int(i[2:], 16) >= 0 for i in ids)
+    assert [i[:16] for i in ids] == sorted(i[:16] for i in ids)
+
+
+def test_group_commit_answers_every_waiter_after_one_commit(tmp_path):
+    commits: list[float] = []
+    store = Store(tmp_path / "swarm.db", group_commit=True, on_commit=commits.append)
+    store.add_study("s", {"name": "s"}, "b" * 64, b"x", 0, _initial())
+    store.commit_batch()
+    commits.clear()
+    group = GroupCommit(store)
+
+    async def request(i: int) -> bool:
+        store.insert_lease(_lease(f"l-{i}"))
+        await group.durable()
+        return not store.uncommitted
+
+    async def main() -> list[bool]:
+        return await asyncio.gather(*(request(i) for i in range(5)))
+
+    assert asyncio.run(main()) == [True] * 5
+    assert len(commits) == 1, "five requests of one turn share one commit"
+
+
+def test_a_cancelled_waiter_does_not_hold_up_the_others(tmp_path):
+    store = Store(tmp_path / "swarm.db", group_commit=True)
+    store.add_study("s", {"name": "s"}, "b" * 64, b"x", 0, _initial())
+    store.commit_batch()
+    group = GroupCommit(store, delay=0.05)
+
+    async def main() -> bool:
+        store.insert_lease(_lease("l-1"))
+        doomed = asyncio.ensure_future(group.durable())
+        kept = asyncio.ensure_future(group.durable())
+        await asyncio.sleep(0)
+        doomed.cancel()
+        await kept
+        return doomed.cancelled() and not store.uncommitted
+
+    assert asyncio.run(main())
+
+
+def test_flush_commits_now_and_answers_whoever_waits(tmp_path):
+    store = Store(tmp_path / "swarm.db", group_commit=True)
+    store.add_study("s", {"name": "s"}, "b" * 64, b"x", 0, _initial())
+    group = GroupCommit(store, delay=60.0)  # only the flush can answer in time
+
+    async def main() -> bool:
+        waiting = asyncio.ensure_future(group.durable())
+        await asyncio.sleep(0)
+        group.flush()
+        await asyncio.wait_for(waiting, 5)
+        return not store.uncommitted
+
+    assert asyncio.run(main())
+
+
+def test_active_leases_index_their_baselines_through_every_change():
+    active = ActiveLeases()
+    active["a"] = _lease("a", "baseline", "v1")
+    active["b"] = _lease("b", "baseline", "v1")
+    active["c"] = _lease("c", "explore")
+    active.setdefault("d", _lease("d", "baseline", "v2"))
+    assert {lease.id for lease in active.baselines_of("v1")} == {"a", "b"}
+    active["a"] = _lease("a", "baseline", "v2")          # replaced (a heartbeat's new deadline)
+    assert [lease.id for lease in active.baselines_of("v1")] == ["b"]
+    assert active.pop("b").id == "b" and active.pop("b", None) is None
+    del active["d"]
+    assert active.baselines_of("v1") == [] and [lease.id for lease in active.baselines_of("v2")] == ["a"]
+    with pytest.raises(KeyError):
+        active.pop("nope")
+    active.update({"e": _lease("e", "baseline", "v1")})
+    assert [lease.id for lease in active.baselines_of("v1")] == ["e"]
+    active.clear()
+    assert active.baselines_of("v2") == [] and len(active) == 0
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _hardware(cpu: str) -> dict:
+    return {"cpu_model": cpu, "cpu_cores": 2, "gpus": []}
+
+
+def test_paired_baselines_in_flight_are_counted_per_class(tmp_path):
+    clock = _Clock()
+    engine = Engine(Store(tmp_path / "swarm.db"), EngineConfig(), clock=clock)
+    study = write_study(tmp_path / "study", direction="minimize", timeout=10,
+                        acceptance='compare = "paired"\nbaseline_runs = 2')
+    engine.add_study(pack_directory(study).data)
+    a1, _ = engine.register("", "a1", _hardware("Alpha"), 1, ["params"])
+    a2, _ = engine.register("", "a2", _hardware("Alpha"), 1, ["params"])
+    b1, _ = engine.register("", "b1", _hardware("Beta"), 1, ["params"])
+    assert engine.lease(a1).kind == "baseline" and engine.lease(a2).kind == "baseline"
+    assert engine.lease(b1).kind == "baseline", "the other class's baselines in flight do not count for Beta"
+
+
+def test_classes_and_liveness_are_refreshed_for_every_class_at_once(tmp_path):
+    clock = _Clock()
+    engine = Engine(Store(tmp_path / "swarm.db"), EngineConfig(heartbeat_interval=5.0), clock=clock)
+    a, cls_a = engine.register("", "a", _hardware("Alpha"), 1, ["params"])
+    b, cls_b = engine.register("", "b", _hardware("Beta"), 1, ["params"])
+    members, live, live_classes = engine._classes(cls_a, clock.now)
+    assert members == {a} and live == {a} and live_classes == {cls_a, cls_b}
+    clock.now += 100  # both silent since: offline
+    engine._seen(b)
+    members, live, live_classes = engine._classes(cls_b, clock.now)
+    assert members == {b} and live == {b} and live_classes == {cls_b}
+    assert engine._classes(cls_a, clock.now) == (frozenset({a}), frozenset(), frozenset({cls_b}))
+
+
+def test_liveness_is_written_in_bounded_rounds(tmp_path):
+    clock = _Clock()
+    store = Store(tmp_path / "swarm.db")
+    engine = Engine(store, EngineConfig(), clock=clock)
+    ids = [engine.register("", f"w{i}", _hardware("Alpha"), 1, ["params"])[0] for i in range(5)]
+    clock.now += 10
+    for worker in ids:
+        engine.heartbeat(worker, [], "working")
+    assert engine.flush_presence(max_rows=2) == 3
+    assert engine.flush_presence(max_rows=2) == 1
+    assert engine.flush_presence() == 0
+    assert {(w.state, w.last_seen) for w in store.workers()} == {("working", clock.now)}
