@@ -1,9 +1,11 @@
 """Search scaling: time to reach a target score with 1, 2, 4, 8 workers.
 
-A synthetic study with a known optimum: four constants on a log-scale bowl. Each evaluation
-waits out `--eval-seconds` the way a GPU job would (so 8 workers do not fight over 2 CPU
-cores) and prints the score plus optional Gaussian noise. Everything is real: a coordinator
-process and N worker processes over loopback, with the offline `params` mutator.
+A synthetic study with a known optimum (`Landscape`): constants on a log-scale bowl, a few of
+them far off. Each evaluation waits out `--eval-seconds` the way a GPU job would (so 8
+workers do not fight over 2 CPU cores) and prints the score plus optional Gaussian noise.
+Everything is real: a coordinator process and N worker processes over loopback, with the
+offline `params` mutator. `search_sim.py` runs the same landscape through the coordinator's
+engine on a simulated clock, for many seeds in seconds.
 
 For comparison, N *independent* single-worker loops (N coordinators, one worker each) race
 to the same target and the first to reach it counts — what you get by running autoresearch
@@ -11,13 +13,17 @@ N times without a swarm.
 
     python benchmarks/search_scaling.py                      # N = 1, 2, 4, 8; 3 seeds each
     python benchmarks/search_scaling.py --workers 1 8 --seeds 1 --eval-seconds 0.5
+    python benchmarks/search_scaling.py --constants 4 --off 4   # every constant off: few edits fail
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import random
+import re
 import signal
 import socket
 import statistics
@@ -26,6 +32,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -35,33 +42,60 @@ sys.path.insert(0, str(ROOT))
 
 from autoswarm.control import ControlClient  # noqa: E402
 
-TARGET_TEMPLATE = textwrap.dedent("""\
-    import math, os, random, time
-    A = 1.0
-    B = 0.05
-    C = 8.0
-    D = 6.0
-    OPTIMUM = {{"A": 3.0, "B": 0.5, "C": 40.0, "D": 2.0}}
-    time.sleep({eval_seconds})
-    score = -sum(math.log(globals()[k] / v) ** 2 for k, v in OPTIMUM.items())
-    print(f"score: {{score + random.gauss(0.0, {noise})}}")
-    """)
+@dataclass(frozen=True)
+class Landscape:
+    """A synthetic study with a known optimum: `constants` module-level constants on a log-scale
+    bowl (score 0 at the optimum, higher is better), of which `off` start 10x too high or too
+    low and the rest at their optimum — like a training script whose few mistuned knobs hide
+    among many that are fine, so that most edits do not help.
+    """
+
+    constants: int = 12
+    off: int = 3
+
+    def optimum(self) -> dict[str, float]:
+        rng = random.Random(2026)
+        return {f"K{i:02d}": float(f"{10 ** rng.uniform(-3, 3):.3g}") for i in range(self.constants)}
+
+    def start(self) -> dict[str, float]:
+        rng = random.Random(11)
+        return {name: float(f"{value * (10.0 if rng.random() < 0.5 else 0.1) if i < self.off else value:.3g}")
+                for i, (name, value) in enumerate(self.optimum().items())}
+
+    def score(self, source: str) -> float:
+        """The true (noise-free) score of a version of the target."""
+        values = {k: float(v) for k, v in re.findall(r"^(K\d+) = (\S+)$", source, re.M)}
+        return -sum(math.log(values[k] / v) ** 2 for k, v in self.optimum().items())
+
+    def target(self, eval_seconds: float, noise: float) -> str:
+        """The target file: the constants, then an evaluation that waits and prints the score."""
+        constants = "".join(f"{k} = {v!r}\n" for k, v in self.start().items())
+        return constants + textwrap.dedent(f"""\
+            import math, random, time
+            OPTIMUM = {self.optimum()!r}
+            time.sleep({eval_seconds})
+            score = -sum(math.log(globals()[k] / v) ** 2 for k, v in OPTIMUM.items())
+            print(f"score: {{score + random.gauss(0.0, {noise})}}")
+            """)
+
+    def study_toml(self, eval_seconds: float) -> str:
+        return textwrap.dedent(f"""\
+            name = "scaling"
+            target = "target.py"
+            evaluate = "python target.py"
+            metric = "score"
+            direction = "maximize"
+            timeout = {max(30, 10 * eval_seconds)}
+            [acceptance]
+            compare = "absolute"
+            quorum = 1
+            """)
 
 
-def write_study(directory: Path, eval_seconds: float, noise: float) -> Path:
+def write_study(directory: Path, landscape: Landscape, eval_seconds: float, noise: float) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "study.toml").write_text(textwrap.dedent(f"""\
-        name = "scaling"
-        target = "target.py"
-        evaluate = "python target.py"
-        metric = "score"
-        direction = "maximize"
-        timeout = {max(30, 10 * eval_seconds)}
-        [acceptance]
-        compare = "absolute"
-        quorum = 1
-        """))
-    (directory / "target.py").write_text(TARGET_TEMPLATE.format(eval_seconds=eval_seconds, noise=noise))
+    (directory / "study.toml").write_text(landscape.study_toml(eval_seconds))
+    (directory / "target.py").write_text(landscape.target(eval_seconds, noise))
     return directory
 
 
@@ -149,7 +183,7 @@ def race(swarms: list[Swarm], target: float, limit: float) -> tuple[float, int]:
 
 
 def run(workers: int, independent: bool, args: argparse.Namespace, tmp: Path, seed: int) -> tuple[float, int]:
-    study = write_study(tmp / f"study-{seed}", args.eval_seconds, args.noise)
+    study = write_study(tmp / f"study-{seed}", Landscape(args.constants, args.off), args.eval_seconds, args.noise)
     layout = [1] * workers if independent else [workers]
     swarms = [Swarm(tmp / f"{'ind' if independent else 'swarm'}-{workers}-{seed}-{i}", study, n)
               for i, n in enumerate(layout)]
@@ -166,7 +200,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="repetitions per configuration (median reported)")
     parser.add_argument("--eval-seconds", type=float, default=1.0)
     parser.add_argument("--noise", type=float, default=0.0)
-    parser.add_argument("--target", type=float, default=-0.5, help="true score to reach (optimum 0, start -10.3)")
+    parser.add_argument("--constants", type=int, default=Landscape.constants, help="constants in the target")
+    parser.add_argument("--off", type=int, default=Landscape.off, help="how many of them start 10x off their optimum")
+    parser.add_argument("--target", type=float, default=-0.5, help="true score to reach (optimum 0; start -5.3 per constant off)")
     parser.add_argument("--limit", type=float, default=600.0, help="give up after this many seconds")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
