@@ -6,6 +6,9 @@ In one run, on loopback:
 2. the real coordinator (its own process, SQLite store in WAL mode) under N simulated
    workers doing lease + report cycles with instant evaluations.
 
+The simulated workers run as async clients spread over `--client-processes` processes (2 by
+default: one Python process drives at most one core), the same for every timed phase.
+
 Prints cycles/s, p50/p99 lease and report latency, coordinator CPU per cycle, the ratio of
 cycles/s to half the echo RPC rate (a cycle is two RPCs), and the coordinator's memory with
 10,000 registered workers.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import random
 import shutil
@@ -31,6 +35,7 @@ import tempfile
 import textwrap
 import time
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import grpc
@@ -103,14 +108,25 @@ def channels(address: str, count: int) -> list[grpc.aio.Channel]:
     return [grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)]) for _ in range(count)]
 
 
-async def echo_phase(address: str, workers: int, seconds: float, pid: int, conns: int) -> Phase:
-    chans = channels(address, conns)
+@dataclass(frozen=True)
+class Share:
+    """One client process's part of a timed phase: its simulated workers and connections."""
+
+    kind: str                 # "echo" or "coordinator"
+    address: str
+    first: int                # global index of its first simulated worker
+    workers: int
+    connections: int
+    pace: float = 0.0
+
+
+async def echo_loops(share: Share, chans: list[grpc.aio.Channel], stop: float) -> tuple[int, list[float], list[float]]:
+    """Echo clients until `stop`: two RPCs per cycle, like a lease and a report."""
     calls = [c.unary_unary("/bench.Echo/Echo") for c in chans]
     payload = b"x" * 64
     done = 0
     lease_ms: list[float] = []
     report_ms: list[float] = []
-    stop = time.monotonic() + seconds
 
     async def loop(i: int) -> None:
         nonlocal done
@@ -125,12 +141,8 @@ async def echo_phase(address: str, workers: int, seconds: float, pid: int, conns
             report_ms.append((t2 - t1) * 1000)
             done += 1
 
-    cpu0, t0 = cpu_seconds(pid), time.monotonic()
-    await asyncio.gather(*(loop(i) for i in range(workers)))
-    phase = Phase("echo (2 RPCs = 1 cycle)", done, time.monotonic() - t0, lease_ms, report_ms, cpu_seconds(pid) - cpu0)
-    for c in chans:
-        await c.close()
-    return phase
+    await asyncio.gather(*(loop(i) for i in range(share.workers)))
+    return done, lease_ms, report_ms
 
 
 def study_bundle() -> bytes:
@@ -155,21 +167,20 @@ async def register(stub: worker_pb2_grpc.WorkerServiceStub, i: int) -> str:
     return response.worker_id
 
 
-async def coordinator_phase(address: str, workers: int, seconds: float, pid: int, conns: int,
-                            pace: float = 0.0) -> Phase:
-    """Lease + report cycles; with `pace`, each worker waits ~pace seconds between cycles (its
-    "evaluation"), so the offered load is below capacity and latency is service time."""
-    chans = channels(address, conns)
-    stubs = [worker_pb2_grpc.WorkerServiceStub(c) for c in chans]
-    ids = await asyncio.gather(*(register(stubs[i % len(stubs)], i) for i in range(workers)))
+async def coordinator_loops(share: Share, stubs: list[worker_pb2_grpc.WorkerServiceStub], ids: list[str],
+                            stop: float) -> tuple[int, list[float], list[float]]:
+    """Lease + report cycles until `stop`; with `share.pace`, each worker waits ~pace seconds
+    between cycles (its "evaluation"), so the offered load is below capacity and latency is
+    service time."""
+    pace = share.pace
     done = 0
     lease_ms: list[float] = []
     report_ms: list[float] = []
-    stop = time.monotonic() + seconds
 
-    async def loop(i: int) -> None:
+    async def loop(j: int) -> None:
         nonlocal done
-        stub, worker_id, rng = stubs[i % len(stubs)], ids[i], random.Random(i)
+        i = share.first + j
+        stub, worker_id, rng = stubs[j % len(stubs)], ids[j], random.Random(i)
         if pace:  # workers of a real swarm do not all start their cycle in the same millisecond
             await asyncio.sleep(rng.uniform(0, 2 * pace))
         while time.monotonic() < stop:
@@ -191,13 +202,74 @@ async def coordinator_phase(address: str, workers: int, seconds: float, pid: int
             if pace:
                 await asyncio.sleep(rng.uniform(0, 2 * pace))
 
-    cpu0, t0 = cpu_seconds(pid), time.monotonic()
-    await asyncio.gather(*(loop(i) for i in range(workers)))
-    phase = Phase(f"coordinator, paced {pace:g} s" if pace else "coordinator (lease + report)", done, time.monotonic() - t0, lease_ms, report_ms,
-                  cpu_seconds(pid) - cpu0)
+    await asyncio.gather(*(loop(j) for j in range(share.workers)))
+    return done, lease_ms, report_ms
+
+
+async def client(share: Share, pipe: Connection) -> None:
+    """One client process: sets up (registers its workers), says ready, runs until told when to stop."""
+    chans = channels(share.address, share.connections)
+    ids: list[str] = []
+    stubs = [worker_pb2_grpc.WorkerServiceStub(c) for c in chans]
+    if share.kind == "coordinator":
+        ids = list(await asyncio.gather(*(register(stubs[j % len(stubs)], share.first + j)
+                                          for j in range(share.workers))))
+    pipe.send("ready")
+    stop = await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
+    if share.kind == "echo":
+        done, lease_ms, report_ms = await echo_loops(share, chans, stop)
+    else:
+        done, lease_ms, report_ms = await coordinator_loops(share, stubs, ids, stop)
+    pipe.send((done, lease_ms, report_ms, time.monotonic()))
     for c in chans:
         await c.close()
-    return phase
+
+
+def client_main(share: Share, pipe: Connection) -> None:
+    """Entry point of a client process."""
+    asyncio.run(client(share, pipe))
+
+
+def run_phase(name: str, kind: str, address: str, workers: int, seconds: float, pid: int, conns: int,
+              processes: int, pace: float = 0.0) -> Phase:
+    """Runs one timed phase with the simulated workers spread over `processes` client processes.
+
+    One Python process cannot drive more than one core, and a bare gRPC server on this
+    machine answers faster than one client process can ask; both the echo and the
+    coordinator phases use the same split, so their ratio stays fair. The server's CPU and
+    the clock are read only between the moment every client is set up and the end.
+    """
+    processes = max(1, min(processes, workers))
+    context = multiprocessing.get_context("spawn")  # grpc does not survive fork
+    pipes: list[Connection] = []
+    procs = []
+    first = 0
+    for k in range(processes):
+        count = workers // processes + (1 if k < workers % processes else 0)
+        share = Share(kind, address, first, count, max(1, conns // processes), pace)
+        first += count
+        here, there = context.Pipe()
+        proc = context.Process(target=client_main, args=(share, there), daemon=True)
+        proc.start()
+        pipes.append(here)
+        procs.append(proc)
+    try:
+        for pipe in pipes:
+            if not pipe.poll(300):
+                raise RuntimeError("a client process did not get ready")
+            pipe.recv()
+        cpu0, t0 = cpu_seconds(pid), time.monotonic()
+        for pipe in pipes:
+            pipe.send(t0 + seconds)
+        results = [pipe.recv() for pipe in pipes]
+        cpu = cpu_seconds(pid) - cpu0
+    finally:
+        for proc in procs:
+            proc.join(30)
+            if proc.is_alive():
+                proc.kill()
+    return Phase(name, sum(r[0] for r in results), max(r[3] for r in results) - t0,
+                 [x for r in results for x in r[1]], [x for r in results for x in r[2]], cpu)
 
 
 async def memory_phase(address: str, count: int, pid: int, conns: int) -> tuple[float, float]:
@@ -251,6 +323,8 @@ def main() -> None:
     parser.add_argument("--registered", type=int, default=10_000, help="workers registered for the memory figure")
     parser.add_argument("--pace", type=float, default=5.0,
                         help="mean seconds each worker waits between cycles in the latency phase")
+    parser.add_argument("--client-processes", type=int, default=2,
+                        help="processes the simulated workers are spread over, in every timed phase alike")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args()
 
@@ -259,8 +333,8 @@ def main() -> None:
         echo_address = f"127.0.0.1:{free_port()}"
         echo = start_process(["-c", ECHO_SERVER, echo_address])
         try:
-            echo_phase_result = asyncio.run(echo_phase(echo_address, args.workers, args.seconds, echo.pid,
-                                                       args.connections))
+            echo_phase_result = run_phase("echo (2 RPCs = 1 cycle)", "echo", echo_address, args.workers,
+                                          args.seconds, echo.pid, args.connections, args.client_processes)
         finally:
             stop_process(echo)
 
@@ -273,10 +347,11 @@ def main() -> None:
             with grpc.insecure_channel(address) as channel:
                 control_pb2_grpc.ControlServiceStub(channel).AddStudy(
                     control_pb2.AddStudyRequest(bundle=study_bundle()), timeout=30)
-            coordinator_result = asyncio.run(coordinator_phase(address, args.workers, args.seconds, coordinator.pid,
-                                                                args.connections))
-            paced_result = asyncio.run(coordinator_phase(address, args.workers, args.seconds, coordinator.pid,
-                                                         args.connections, pace=args.pace))
+            coordinator_result = run_phase("coordinator (lease + report)", "coordinator", address, args.workers,
+                                           args.seconds, coordinator.pid, args.connections, args.client_processes)
+            paced_result = run_phase(f"coordinator, paced {args.pace:g} s", "coordinator", address, args.workers,
+                                     args.seconds, coordinator.pid, args.connections, args.client_processes,
+                                     pace=args.pace)
             rss_before, rss_after = asyncio.run(memory_phase(address, args.registered, coordinator.pid,
                                                              args.connections))
         finally:
@@ -286,8 +361,8 @@ def main() -> None:
 
     ceiling = echo_phase_result.rate
     ratio = coordinator_result.rate / ceiling if ceiling else float("nan")
-    print(f"machine: {os.cpu_count()} CPUs, {args.workers} simulated workers over {args.connections} connections, "
-          f"{args.seconds:g} s per phase")
+    print(f"machine: {os.cpu_count()} CPUs, {args.workers} simulated workers over {args.connections} connections "
+          f"in {args.client_processes} client processes, {args.seconds:g} s per phase")
     print(describe(echo_phase_result))
     print(describe(coordinator_result))
     print(describe(paced_result))
@@ -307,6 +382,8 @@ def main() -> None:
             "paced_lease_p99_ms": percentile(paced_result.lease_ms, 0.99),
             "paced_cycles_per_second": paced_result.rate,
             "rss_mib_before": rss_before, "rss_mib_after": rss_after, "registered": args.registered,
+            "client_processes": args.client_processes, "echo_cpu_us_per_cycle":
+                1e6 * echo_phase_result.cpu_seconds / max(echo_phase_result.cycles, 1),
         }, indent=2))
 
 
