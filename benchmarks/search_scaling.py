@@ -50,7 +50,7 @@ class Landscape:
     among many that are fine, so that most edits do not help.
     """
 
-    constants: int = 12
+    constants: int = 16
     off: int = 3
 
     def optimum(self) -> dict[str, float]:

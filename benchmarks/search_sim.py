@@ -111,14 +111,24 @@ def main() -> None:
     parser.add_argument("--decisions", action="store_true", help="also print what the evaluations were used for")
     args = parser.parse_args()
     landscape = Landscape(args.constants, args.off)
+
+    singles: dict[int, float] = {}   # one-worker runs by seed, shared by the independent-loop races
+
+    def single(seed: int) -> float:
+        if seed not in singles:
+            singles[seed] = simulate(landscape, 1, seed, args.eval_seconds, args.target, args.limit).seconds
+        return singles[seed]
+
     base: float | None = None
     for n in args.workers:
         runs = [simulate(landscape, n, seed, args.eval_seconds, args.target, args.limit) for seed in range(args.seeds)]
         median = statistics.median(r.seconds for r in runs)
         base = base if base is not None else median
+        # N independent single-worker loops, the first to arrive counts: autoresearch run N times.
+        independent = statistics.median(min(single(1000 + seed * n + i) for i in range(n)) for seed in range(args.seeds))
         print(f"N={n}: {median:6.1f} s simulated (median of {args.seeds}), speedup {base / median:.2f} "
-              f"({base / median / n:.0%} of N), {statistics.median(r.evaluations for r in runs):.0f} evaluations",
-              flush=True)
+              f"({base / median / n:.0%} of N), {statistics.median(r.evaluations for r in runs):.0f} evaluations; "
+              f"independent loops {independent:6.1f} s (speedup {base / independent:.2f})", flush=True)
         if args.decisions:
             total = sum((r.decisions for r in runs), collections.Counter())
             print("    " + ", ".join(f"{k} {v}" for k, v in total.most_common()))
