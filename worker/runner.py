@@ -8,6 +8,7 @@ than to pipes held in memory, so a chatty process can never block on a full pipe
 from __future__ import annotations
 
 import os
+import select
 import shlex
 import signal
 import subprocess
@@ -116,9 +117,9 @@ def run_command(
             )
 
     timed_out = cancelled = False
+    exit_signal = _ExitSignal(proc.pid)
     try:
         deadline = start + timeout_seconds
-        poll = 0.005  # short at first so quick commands return quickly
         while not _exited(proc.pid):
             if cancel is not None and cancel.is_set():
                 cancelled = True
@@ -127,14 +128,14 @@ def run_command(
             if remaining <= 0:
                 timed_out = True
                 break
-            time.sleep(min(poll, remaining))
-            poll = min(poll * 2, _POLL_MAX_SECONDS)
+            exit_signal.wait(min(_POLL_MAX_SECONDS, remaining))
         if timed_out or cancelled:
             _signal_group(proc.pid, signal.SIGTERM)
             grace_end = time.monotonic() + kill_grace_seconds
             while not _exited(proc.pid) and time.monotonic() < grace_end:
                 time.sleep(0.02)
     finally:
+        exit_signal.close()
         # The main process is exited but not yet reaped here (or we are unwinding), so its pid
         # still names the group: SIGKILL reaches every straggler, and cannot hit a reused pid.
         _signal_group(proc.pid, signal.SIGKILL)
@@ -156,6 +157,38 @@ def run_command(
         output_tail=_read_tail(log_path, tail_chars),
         log_path=log_path,
     )
+
+
+class _ExitSignal:
+    """Waits until a child exits or a timeout passes, whichever comes first.
+
+    A pidfd becomes readable the moment the child exits (without reaping it), so a short
+    evaluation is noticed at once instead of at the next poll; where pidfds are missing
+    (old kernels, other systems) it sleeps a growing interval instead.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self._poller: select.poll | None = None
+        self._fd = -1
+        self._sleep = 0.005
+        try:
+            self._fd = os.pidfd_open(pid)
+            self._poller = select.poll()
+            self._poller.register(self._fd, select.POLLIN)
+        except (AttributeError, OSError):
+            self._poller = None
+
+    def wait(self, timeout: float) -> None:
+        if self._poller is not None:
+            self._poller.poll(max(0, int(timeout * 1000)))
+            return
+        time.sleep(min(self._sleep, timeout))
+        self._sleep = min(self._sleep * 2, _POLL_MAX_SECONDS)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 def _exited(pid: int) -> bool:
