@@ -935,8 +935,9 @@ class Engine:
             into = self._version(state, judgement, waiting.record.version)
             assert into is not None
             folded = self._merged_content(state, judgement, into, edited)
-            if folded is not None and sha256_hex(folded) != into.hash:
-                merged, version = folded, sha256_hex(folded)
+            folded_version = sha256_hex(folded) if folded is not None else ""
+            if folded is not None and folded_version != into.hash and folded_version not in state.claimed_versions:
+                merged, version = folded, folded_version
                 description = f"{into.description.removeprefix(MERGE_PREFIX)}; {description}"
                 self._close_unchecked(judgement, waiting, f"folded into the merge {version[:12]}", now)
         description = (MERGE_PREFIX + description)[: self.config.limits.max_description_chars]
