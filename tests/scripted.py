@@ -98,8 +98,10 @@ def slots_score(step: float) -> ScoreFn:
 
 
 def switch_a_slot(content: str, rng: random.Random) -> tuple[str, str]:
-    """A real improvement: turn on one random slot that is still off."""
+    """A real improvement: turn on one random slot that is still off (a null edit once all are on)."""
     off = [name for name, value in SLOT_RE.findall(content) if value == "0"]
+    if not off:
+        return touch_the_note(content, rng)
     name = rng.choice(off)
     return content.replace(f"{name} = 0\n", f"{name} = 1\n"), f"switch {name} on"
 
