@@ -1,16 +1,18 @@
 """Group commit: many requests share one SQLite commit, and none is answered before it.
 
-Every request handled in the same turn of the event loop writes into one open transaction
-(each one atomic unit of it); the first one to ask for durability schedules a commit right
-after the current turn, and all of them are answered once it has happened. The rule
-"committed before acknowledged" holds, at a fraction of the commits.
+Every request writes into one open transaction (each one atomic unit of it); the first one to
+ask for durability schedules a commit, right after the current turn of the event loop or,
+when the coordinator is busy, a few milliseconds later, and all of them are answered once it
+has happened. The rule "committed before acknowledged" holds, at a fraction of the commits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
+import time
 
 from coordinator.store import Store
 
@@ -18,14 +20,28 @@ log = logging.getLogger("autoswarm.coordinator")
 
 
 class GroupCommit:
-    def __init__(self, store: Store, delay: float = 0.0) -> None:
+    """Commits the open batch soon after the first request asks, and answers all of it then.
+
+    A commit (its BEGIN, its COMMIT, the WAL pages that every request of the batch touches)
+    costs about as much as the rest of a request. Normally the commit runs right after the
+    current turn of the event loop. When the last batch was big (`busy_batch` requests or
+    more), the coordinator is saturated, and the next commit waits until `busy_window`
+    seconds after the last one, so that one commit serves the requests of several turns;
+    the requests of a lightly loaded coordinator are never held back.
+    """
+
+    def __init__(self, store: Store, delay: float = 0.0, busy_window: float = 0.004, busy_batch: int = 3) -> None:
         self.store = store
         self.delay = delay
+        self.busy_window = busy_window
+        self.busy_batch = busy_batch
         # One future per waiting request, rather than one shared future each request shields:
         # a request that is cancelled cancels only its own, and waking a waiter is one step of
         # the loop instead of two.
         self._waiters: list[asyncio.Future[None]] = []
         self._scheduled: asyncio.TimerHandle | asyncio.Handle | None = None
+        self._last_commit = -math.inf   # time.monotonic() of the last commit
+        self._busy = False              # whether the last batch was big
 
     async def durable(self) -> None:
         """Returns once everything written so far is committed."""
@@ -35,8 +51,8 @@ class GroupCommit:
         waiter: asyncio.Future[None] = loop.create_future()
         self._waiters.append(waiter)
         if self._scheduled is None:
-            self._scheduled = loop.call_later(self.delay, self._commit) if self.delay > 0 \
-                else loop.call_soon(self._commit)
+            wait = max(self.delay, self._last_commit + self.busy_window - time.monotonic() if self._busy else 0.0)
+            self._scheduled = loop.call_later(wait, self._commit) if wait > 0 else loop.call_soon(self._commit)
         await waiter
 
     def _commit(self) -> None:
@@ -45,7 +61,10 @@ class GroupCommit:
             self._scheduled = None
         waiters, self._waiters = self._waiters, []
         try:
-            self.store.commit_batch()
+            if self.store.uncommitted:
+                self.store.commit_batch()
+                self._last_commit = time.monotonic()
+                self._busy = len(waiters) >= self.busy_batch
         except Exception as exc:
             # Memory already holds what the disk refused: stop, and let a restart rebuild
             # the state from what is really committed.

@@ -48,12 +48,20 @@ async def _guard(context: grpc.aio.ServicerContext, call: Callable[[], T]) -> T:
         raise  # unreachable: abort raises
 
 
-def version_message(version: VersionRecord, metric: float | None = None) -> common_pb2.Version:
-    return common_pb2.Version(
-        study=version.study, hash=version.hash, parent_hash=version.parent, content=version.content,
-        description=version.description, author=version.author, has_metric=metric is not None,
-        metric=metric if metric is not None else 0.0, created_unix=version.created,
-    )
+def version_message(version: VersionRecord, metric: float | None = None,
+                    into: common_pb2.Version | None = None) -> common_pb2.Version:
+    """The wire form of a version; filled into `into` (a field of a bigger message) when given."""
+    message = into if into is not None else common_pb2.Version()
+    message.study = version.study
+    message.hash = version.hash
+    message.parent_hash = version.parent
+    message.content = version.content
+    message.description = version.description
+    message.author = version.author
+    message.has_metric = metric is not None
+    message.metric = metric if metric is not None else 0.0
+    message.created_unix = version.created
+    return message
 
 
 def history_row(r: ResultRecord) -> control_pb2.HistoryRow:
@@ -76,16 +84,25 @@ def lineage_row(e: LineageEntry) -> control_pb2.LineageRow:
     )
 
 
-def task_message(task: TaskSpec) -> worker_pb2.Task:
-    message = worker_pb2.Task(
-        lease_id=task.lease_id, study=task.study, kind=words.KIND_CODES[task.kind],
-        bundle_hash=task.bundle_hash, bundle_size=task.bundle_size, seed=task.seed,
-        deadline_unix=task.deadline, memory=task.memory,
-    )
+def task_message(task: TaskSpec, into: worker_pb2.Task | None = None) -> worker_pb2.Task:
+    """The wire form of a leased task; filled into `into` when given.
+
+    Filling the response's own field in place spares a copy of the target's content and
+    of the memory text for every lease.
+    """
+    message = into if into is not None else worker_pb2.Task()
+    message.lease_id = task.lease_id
+    message.study = task.study
+    message.kind = words.KIND_CODES[task.kind]
+    message.bundle_hash = task.bundle_hash
+    message.bundle_size = task.bundle_size
+    message.seed = task.seed
+    message.deadline_unix = task.deadline
+    message.memory = task.memory
     if task.parent is not None:
-        message.parent.CopyFrom(version_message(task.parent))
+        version_message(task.parent, into=message.parent)
     if task.candidate is not None:
-        message.candidate.CopyFrom(version_message(task.candidate))
+        version_message(task.candidate, into=message.candidate)
     return message
 
 
@@ -179,7 +196,9 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
                     self.engine.release(request.worker_id, [task.lease_id])
                     await self.durable()
                     return worker_pb2.LeaseResponse(has_task=False)
-                return worker_pb2.LeaseResponse(has_task=True, task=task_message(task))
+                response = worker_pb2.LeaseResponse(has_task=True)
+                task_message(task, into=response.task)
+                return response
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0 or context.done():
                 return worker_pb2.LeaseResponse(has_task=False)

@@ -165,6 +165,33 @@ def test_flush_commits_now_and_answers_whoever_waits(tmp_path):
     assert asyncio.run(main())
 
 
+def test_after_a_big_batch_the_next_commit_waits_for_the_window_and_after_a_small_one_not(tmp_path):
+    store = Store(tmp_path / "swarm.db", group_commit=True)
+    store.add_study("s", {"name": "s"}, "b" * 64, b"x", 0, _initial())
+    store.commit_batch()
+    group = GroupCommit(store, busy_window=3600.0, busy_batch=3)
+
+    async def request(lease_id: str) -> None:
+        store.insert_lease(_lease(lease_id))
+        await asyncio.wait_for(group.durable(), 30)
+
+    async def main() -> tuple[bool, bool, bool]:
+        await request("l-1")  # a batch of one: the next is not held back
+        await request("l-2")
+        quiet = not store.uncommitted
+        await asyncio.gather(request("l-3"), request("l-4"), request("l-5"))  # a big batch
+        store.insert_lease(_lease("l-6"))
+        held_up = asyncio.ensure_future(group.durable())
+        for _ in range(5):
+            await asyncio.sleep(0)
+        held = not held_up.done() and store.uncommitted
+        group.flush()
+        await asyncio.wait_for(held_up, 30)
+        return quiet, held, not store.uncommitted
+
+    assert asyncio.run(main()) == (True, True, True)
+
+
 def test_active_leases_index_their_baselines_through_every_change():
     active = ActiveLeases()
     active["a"] = _lease("a", "baseline", "v1")
