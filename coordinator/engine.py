@@ -898,8 +898,16 @@ class Engine:
     def _merge_base(self, state: StudyState, judgement: _Judgement, a: VersionRecord, b: VersionRecord) -> str:
         """The nearest common ancestor of two versions of a study (all descend from its first)."""
         def parent_of(version_hash: str) -> str:
-            version = self._version(state, judgement, version_hash)
-            return version.parent if version is not None else ""
+            # Parent links only, cached: a long study's chain is walked without reading contents.
+            if version_hash not in state.parents:
+                fresh = next((v for v in judgement.versions if v.hash == version_hash), None)
+                parent = fresh.parent if fresh is not None else self.store.version_parent(state.spec.name, version_hash)
+                if parent is None:
+                    return ""
+                if fresh is not None:
+                    return parent  # not committed yet: the judgement may still drop it
+                state.parents[version_hash] = parent
+            return state.parents[version_hash]
         base = merge_base(a.hash, b.hash, parent_of)
         assert base is not None, f"versions {a.hash[:12]} and {b.hash[:12]} share no ancestor"
         return base

@@ -420,6 +420,11 @@ class Store:
             (v.study, v.hash, v.parent, v.content, v.description, v.author, v.created),
         )
 
+    def version_parent(self, study: str, version_hash: str) -> str | None:
+        """A version's parent hash ("" for a study's first version), without loading its content."""
+        row = self._db.execute("SELECT parent FROM versions WHERE study=? AND hash=?", (study, version_hash)).fetchone()
+        return None if row is None else row["parent"]
+
     def version(self, study: str, version_hash: str) -> VersionRecord | None:
         row = self._db.execute("SELECT * FROM versions WHERE study=? AND hash=?", (study, version_hash)).fetchone()
         if row is None:

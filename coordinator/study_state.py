@@ -165,6 +165,7 @@ class StudyState:
     samples: Samples = field(default_factory=Samples)
     claims: dict[str, PendingClaim] = field(default_factory=dict)
     scores: dict[str, float] = field(default_factory=dict)        # champion version -> its score
+    parents: dict[str, str] = field(default_factory=dict)         # version -> parent, read once (immutable)
     claimed_versions: set[str] = field(default_factory=set)       # every version ever claimed
     champion_version: VersionRecord | None = None                  # cache of the champion's content
     tried: OrderedDict[str, Tried] = field(default_factory=OrderedDict)  # result id -> outcome, oldest first

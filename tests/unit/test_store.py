@@ -32,6 +32,8 @@ def test_study_version_champion_worker_lease_result_round_trip(tmp_path):
     assert reopened.study("s").max_evaluations == 10 and reopened.bundle("b" * 64) == b"bundle-bytes"
     assert reopened.worker("w-1") == worker
     assert reopened.version("s", "h1") == candidate
+    assert (reopened.version_parent("s", "h1"), reopened.version_parent("s", "h0"),
+            reopened.version_parent("s", "nope")) == ("h0", "", None)
     assert reopened.result("l-1") == result
     assert reopened.lease("l-1").state == "reported"
     assert [c.version for c in reopened.champions("s")] == ["h0", "h1"]
