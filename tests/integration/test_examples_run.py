@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import importlib.util
 import math
 import shutil
 import subprocess
@@ -11,6 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from swarm import needs
 
 pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -61,8 +64,8 @@ print(f"DESCRIPTION: LEARNING_RATE {old:g} -> {old * 3:.3g}")
 
 
 @pytest.mark.timeout(400)
+@needs(importlib.util.find_spec("torch") is not None, "tinylm needs the torch extra (CI installs it)")
 def test_tinylm_swarm_run_gives_real_val_bpb_and_keeps_an_improvement(tmp_path):
-    pytest.importorskip("torch", reason="tinylm needs the torch extra (CI installs it)")
     study = tmp_path / "tinylm"
     shutil.copytree(EXAMPLES / "tinylm", study)
     toml = (study / "study.toml").read_text()

@@ -11,7 +11,6 @@ import io
 import json
 import math
 import re
-import os
 import shutil
 import struct
 import subprocess
@@ -37,7 +36,7 @@ from coordinator.metrics import (
     metrics_host,
     start_exporter,
 )
-from swarm import CoordinatorProcess, free_port, stop_process, wait_for, write_study
+from swarm import CoordinatorProcess, free_port, needs, stop_process, wait_for, write_study
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "autoswarm.json"
@@ -163,8 +162,7 @@ def _finite(result: list[dict]) -> bool:
 # -- the end-to-end test ------------------------------------------------------------------
 
 @pytest.mark.integration
-@pytest.mark.skipif(PROMETHEUS is None and not os.environ.get("CI"), reason="needs the prometheus binary: apt-get install prometheus "
-                                               "(scripts/test installs it; CI has it)")
+@needs(PROMETHEUS is not None, "needs the prometheus binary: apt-get install prometheus (scripts/test installs it)")
 def test_prometheus_scrapes_a_live_swarm_and_every_dashboard_query_returns_data(
         tmp_path, start_worker, prometheus_factory):
     # A setup command, so the setup-time figures have something to report.

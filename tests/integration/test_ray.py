@@ -19,12 +19,12 @@ from types import ModuleType
 
 import pytest
 
-from swarm import CoordinatorProcess, _descendants, wait_for, write_study
+from swarm import CoordinatorProcess, _descendants, needs, wait_for, write_study
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(importlib.util.find_spec("ray") is None,
-                       reason="ray is not installed: pip install -e '.[ray]' (scripts/test installs it)"),
+    needs(importlib.util.find_spec("ray") is not None,
+          "ray is not installed: pip install -e '.[ray]' (scripts/test installs it)"),
 ]
 
 

@@ -19,8 +19,6 @@ from conftest import FAST_COORDINATOR
 from swarm import CoordinatorProcess, Listener, WorkerProcess, _descendants, processes_with, wait_for, write_study
 
 pytestmark = pytest.mark.integration
-needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None,
-                                 reason="bubblewrap (bwrap) is not installed; CI installs it")
 # Leases that outlive anything a test waits for: a reissue seen here came from a release.
 LONG_LEASES = ("--lease-factor", "2", "--lease-grace", "120", "--heartbeat-interval", "0.5")
 

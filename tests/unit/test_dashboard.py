@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -22,6 +21,7 @@ from autoswarm.cli import app
 from coordinator.engine import StudySummary, WorkerSummary
 from coordinator.metrics import DEFAULT_METRICS_PORT, CoordinatorMetrics
 from coordinator.store import ChampionRecord, WorkerRecord
+from swarm import needs
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -203,7 +203,7 @@ def test_cli_default_metrics_port_is_the_documented_one():
     assert f":{DEFAULT_METRICS_PORT}" in (ROOT / "README.md").read_text()
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None and not os.environ.get("CI"), reason="needs promtool (Debian package prometheus)")
+@needs(shutil.which("promtool") is not None, "needs promtool (Debian package prometheus; CI installs it)")
 def test_the_stack_prometheus_config_is_valid():
     checked = subprocess.run(["promtool", "check", "config", str(PROMETHEUS_CONFIG)], capture_output=True,
                              text=True, timeout=60)

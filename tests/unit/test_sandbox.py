@@ -1,7 +1,7 @@
 """The sandbox: limits and isolation on real processes, and its pure parts.
 
 Every command here really runs through the trampoline (and bubblewrap where marked). Tests that
-need bubblewrap skip only when it is not installed at all; CI installs it. The process cap is
+need bubblewrap skip only when it is not installed at all, and never in CI, which installs it. The process cap is
 exercised with bubblewrap, because without it the kernel does not apply RLIMIT_NPROC to root
 (what CI runs as) — which `describe()` must then say.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from swarm import Listener, processes_with, wait_for
+from swarm import Listener, needs, processes_with, wait_for
 from worker.runner import CommandOutcome, run_command
 from worker.sandbox import (
     Access,
@@ -34,7 +34,7 @@ from worker.sandbox import (
 )
 
 HAS_BWRAP = shutil.which("bwrap") is not None
-needs_bwrap = pytest.mark.skipif(not HAS_BWRAP, reason="bubblewrap (bwrap) is not installed; CI installs it")
+needs_bwrap = needs(HAS_BWRAP, "bubblewrap (bwrap) is not installed; CI installs it")
 MODES = ["none", pytest.param("bwrap", marks=needs_bwrap)]
 LIMITS = ResourceLimits(memory_bytes=256 << 20, max_processes=64, file_size_bytes=1 << 20)
 
@@ -42,7 +42,7 @@ LIMITS = ResourceLimits(memory_bytes=256 << 20, max_processes=64, file_size_byte
 @pytest.fixture(scope="module")
 def sandboxes() -> dict[str, Sandbox]:
     made = {"none": configure("none", LIMITS)}
-    if HAS_BWRAP:
+    if HAS_BWRAP or os.environ.get("CI"):
         made["bwrap"] = configure("bwrap", LIMITS)  # must work where it is installed: no silent fallback
     return made
 

@@ -20,6 +20,7 @@ import pytest
 
 from autoswarm.study import load_study
 from worker.metric import parse_metric
+from swarm import needs
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 STUDY_DIR = EXAMPLES / "tinylm"
@@ -31,7 +32,7 @@ try:
     HAVE_TORCH = True
 except ImportError:  # only the tests that run a model need it
     HAVE_TORCH = False
-needs_torch = pytest.mark.skipif(not HAVE_TORCH, reason="torch is not installed: pip install 'autoswarm[torch]'")
+needs_torch = needs(HAVE_TORCH, "torch is not installed: pip install 'autoswarm[torch]' (CI installs it)")
 
 # Installed via PYTHONPATH as sitecustomize: any attempt to open a network connection or
 # resolve a name raises, so a prepare.py that fetched anything would fail loudly.
