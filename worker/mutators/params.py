@@ -180,8 +180,20 @@ class ParamsMutator:
         # Constants that other workers are perturbing right now are left to them while others
         # remain: parallel edits then touch different lines and merge instead of conflicting.
         busy = tuple(sorted(in_flight_constants(request.memory)))
-        if busy and not self._has_candidates(source, self.exclude + busy):
-            busy = ()
+        try:
+            new_source, description = self._draw(source, request, self.exclude + busy)
+        except MutatorError:
+            if not busy:
+                raise
+            new_source, description = self._draw(source, request, self.exclude)
+        try:
+            path.write_bytes(new_source.encode("utf-8"))
+        except OSError as exc:
+            raise MutatorError(f"cannot write target {request.target}: {exc}") from exc
+        return MutationOutcome(description=description)
+
+    def _draw(self, source: str, request: MutationRequest, exclude: Sequence[str]) -> tuple[str, str]:
+        """An edit of `source`, re-drawn while the swarm memory says it was tried already."""
         new_source, description = "", ""
         for attempt in range(_MEMORY_ATTEMPTS):
             new_source, description = perturb_constants(
@@ -190,25 +202,11 @@ class ParamsMutator:
                 max_changes=self.max_changes,
                 scale=self.scale,
                 include=self.include,
-                exclude=self.exclude + busy,
+                exclude=exclude,
             )
             if description not in request.memory:
                 break
-        try:
-            path.write_bytes(new_source.encode("utf-8"))
-        except OSError as exc:
-            raise MutatorError(f"cannot write target {request.target}: {exc}") from exc
-        return MutationOutcome(description=description)
-
-    def _has_candidates(self, source: str, exclude: Sequence[str]) -> bool:
-        """Whether some constant is left to perturb once `exclude` is left out."""
-        try:
-            tree = ast.parse(source.removeprefix(_BOM))
-        except (SyntaxError, ValueError, RecursionError):
-            return True  # perturb_constants reports the real error
-        data = source.removeprefix(_BOM).encode("utf-8")
-        wanted, unwanted = set(self.include), set(exclude)
-        return any((not wanted or c.name in wanted) and c.name not in unwanted for c in _find_constants(tree, data))
+        return new_source, description
 
 
 _EDITED_NAME = re.compile(r"(?:^|, )(_*[A-Z][A-Z0-9_]*) \S.*? -> ")
