@@ -21,7 +21,7 @@ from autoswarm.control import ControlClient, ControlError
 from autoswarm.report import SHORT_HASH, lineage_tsv, results_tsv
 from autoswarm.study import StudyError
 from autoswarm.v1 import control_pb2
-from worker.mutators import config as mutator_flags
+from autoswarm.worker.mutators import config as mutator_flags
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="autoresearch on a swarm: a coordinator, volunteer workers, global acceptance.")
@@ -152,8 +152,8 @@ def coordinator(
     verbose: bool = False,
 ) -> None:
     """Run a coordinator: holds the champions, leases tasks, decides acceptance."""
-    from coordinator.engine import EngineConfig, Limits
-    from coordinator.server import ServerConfig, serve
+    from autoswarm.coordinator.engine import EngineConfig, Limits
+    from autoswarm.coordinator.server import ServerConfig, serve
 
     _setup_logging(verbose)
     if auth not in ("tokens", "none"):
@@ -251,9 +251,9 @@ def worker(
     verbose: bool = False,
 ) -> None:
     """Donate this machine: pull tasks from a coordinator, run them, report. Ctrl-C finishes, twice stops."""
-    from worker.donation import DonationError, DonationPolicy, FileLoad, parse_gpus, parse_hours, parse_size
-    from worker.loop import Worker, WorkerOptions, default_state_dir, describe_machine
-    from worker.sandbox import SandboxError
+    from autoswarm.worker.donation import DonationError, DonationPolicy, FileLoad, parse_gpus, parse_hours, parse_size
+    from autoswarm.worker.loop import Worker, WorkerOptions, default_state_dir, describe_machine
+    from autoswarm.worker.sandbox import SandboxError
 
     _setup_logging(verbose)
     try:
@@ -326,7 +326,7 @@ def cluster(
     verbose: bool = False,
 ) -> None:
     """Start, resize or stop worker actors on a Ray cluster; they outlive this command and Ray restarts them."""
-    from worker.ray_pool import ActorSpec, RayPool, RayUnavailable, connect
+    from autoswarm.worker.ray_pool import ActorSpec, RayPool, RayUnavailable, connect
 
     _setup_logging(verbose)
     try:
@@ -430,8 +430,8 @@ def status(
 
 
 def _offline_history(db: Path, study: str) -> control_pb2.HistoryResponse:
-    from coordinator.service import history_row
-    from coordinator.store import Store
+    from autoswarm.coordinator.service import history_row
+    from autoswarm.coordinator.store import Store
 
     store = Store(db, readonly=True)
     try:
@@ -467,9 +467,9 @@ def _lineage(study: str, coordinator: str, db: Path | None) -> control_pb2.Linea
         if db is None:
             with _control(coordinator) as control:
                 return control.lineage(study)
-        from coordinator.lineage import lineage
-        from coordinator.service import lineage_row
-        from coordinator.store import Store
+        from autoswarm.coordinator.lineage import lineage
+        from autoswarm.coordinator.service import lineage_row
+        from autoswarm.coordinator.store import Store
 
         store = Store(db, readonly=True)
         try:
@@ -509,7 +509,7 @@ def best(
     """Write the current champion of a study to a file."""
     try:
         if db is not None:
-            from coordinator.store import Store
+            from autoswarm.coordinator.store import Store
 
             store = Store(db, readonly=True)
             champion = store.champion(study)

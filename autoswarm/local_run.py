@@ -114,7 +114,7 @@ def run_study(options: RunOptions, on_progress: Callable[[control_pb2.StudyStatu
         with ControlClient(address) as control:
             control.add_study(options.study_dir, options.max_evals)
             if options.ray:
-                from worker.ray_pool import ActorSpec, LocalRayWorkers
+                from autoswarm.worker.ray_pool import ActorSpec, LocalRayWorkers
 
                 # The same worker loop in Ray actors; each logs to workers/<name>/worker.log.
                 ray_workers = LocalRayWorkers.start(ActorSpec(

@@ -34,9 +34,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from autoswarm.bundle import pack_files  # noqa: E402
-from coordinator.engine import Engine, EngineConfig, ResultIn  # noqa: E402
-from coordinator.store import Store  # noqa: E402
-from worker.mutators.params import perturb_constants  # noqa: E402
+from autoswarm.coordinator.engine import Engine, EngineConfig, ResultIn  # noqa: E402
+from autoswarm.coordinator.store import Store  # noqa: E402
+from autoswarm.worker.mutators.params import perturb_constants  # noqa: E402
 
 OPTIMUM = {"A": 3.0, "B": 0.5, "C": 40.0, "D": 2.0}
 START = {"A": 1.0, "B": 0.05, "C": 8.0, "D": 6.0}

@@ -28,11 +28,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from autoswarm.bundle import pack_files  # noqa: E402
-from coordinator.engine import Engine, EngineConfig, ResultIn, TaskSpec  # noqa: E402
-from coordinator.store import Store  # noqa: E402
+from autoswarm.coordinator.engine import Engine, EngineConfig, ResultIn, TaskSpec  # noqa: E402
+from autoswarm.coordinator.store import Store  # noqa: E402
 from search_scaling import Landscape  # noqa: E402
-from worker.mutators.base import MutationRequest  # noqa: E402
-from worker.mutators.params import ParamsMutator  # noqa: E402
+from autoswarm.worker.mutators.base import MutationRequest  # noqa: E402
+from autoswarm.worker.mutators.params import ParamsMutator  # noqa: E402
 
 JITTER = 0.1
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 
 import grpc
 
-from coordinator.store import Store, TokenRecord
+from autoswarm.coordinator.store import Store, TokenRecord
 
 WORKER_METHODS = frozenset({"Lease", "Heartbeat", "Report", "Release", "FetchBundle"})
 OPEN_SERVICES = frozenset({"grpc.health.v1.Health"})

@@ -18,12 +18,12 @@ from autoswarm import words
 from autoswarm.bundle import BundleError, sha256_hex, unpack_bundle
 from autoswarm.hardware_class import hardware_class
 from autoswarm.study import STUDY_FILE, Study, StudyError, parse_study, parse_study_text
-from coordinator import acceptance, scheduler
-from coordinator.events import EngineEvents, NoEvents
-from coordinator.lineage import LineageEntry, lineage
-from coordinator.merge import merge3, merge_base
-from coordinator.study_state import PendingClaim, StudyState
-from coordinator.store import (
+from autoswarm.coordinator import acceptance, scheduler
+from autoswarm.coordinator.events import EngineEvents, NoEvents
+from autoswarm.coordinator.lineage import LineageEntry, lineage
+from autoswarm.coordinator.merge import merge3, merge_base
+from autoswarm.coordinator.study_state import PendingClaim, StudyState
+from autoswarm.coordinator.store import (
     ChampionRecord,
     ClaimRecord,
     LeaseRecord,

@@ -14,7 +14,7 @@ import math
 import os
 import time
 
-from coordinator.store import Store
+from autoswarm.coordinator.store import Store
 
 log = logging.getLogger("autoswarm.coordinator")
 

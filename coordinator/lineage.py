@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from autoswarm import words
-from coordinator import acceptance
-from coordinator.store import ChampionRecord, Store, VersionRecord
+from autoswarm.coordinator import acceptance
+from autoswarm.coordinator.store import ChampionRecord, Store, VersionRecord
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import choose_encoder
 
 from autoswarm import __version__, words
-from coordinator.engine import StudySummary, WorkerSummary
+from autoswarm.coordinator.engine import StudySummary, WorkerSummary
 
 log = logging.getLogger("autoswarm.coordinator.metrics")
 

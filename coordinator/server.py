@@ -17,13 +17,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
 from autoswarm.v1 import control_pb2_grpc, worker_pb2_grpc
-from coordinator.auth import AuthInterceptor, Authenticator
-from coordinator.engine import Engine, EngineConfig
-from coordinator.group_commit import GroupCommit
-from coordinator.ratelimit import RateLimiter
-from coordinator.metrics import CoordinatorMetrics, MetricsExporter, metrics_host, start_exporter
-from coordinator.service import ChangeSignal, ControlService, WorkerService
-from coordinator.store import Store, WalCheckpointer
+from autoswarm.coordinator.auth import AuthInterceptor, Authenticator
+from autoswarm.coordinator.engine import Engine, EngineConfig
+from autoswarm.coordinator.group_commit import GroupCommit
+from autoswarm.coordinator.ratelimit import RateLimiter
+from autoswarm.coordinator.metrics import CoordinatorMetrics, MetricsExporter, metrics_host, start_exporter
+from autoswarm.coordinator.service import ChangeSignal, ControlService, WorkerService
+from autoswarm.coordinator.store import Store, WalCheckpointer
 
 log = logging.getLogger("autoswarm.coordinator")
 

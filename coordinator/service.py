@@ -13,12 +13,12 @@ import grpc
 
 from autoswarm import words
 from autoswarm.v1 import common_pb2, control_pb2, control_pb2_grpc, worker_pb2, worker_pb2_grpc
-from coordinator.auth import Authenticator, caller_of
-from coordinator.engine import CoordinatorError, Engine, ResultIn, TaskSpec
-from coordinator.group_commit import GroupCommit
-from coordinator.ratelimit import RateLimiter
-from coordinator.lineage import LineageEntry
-from coordinator.store import ResultRecord, VersionRecord
+from autoswarm.coordinator.auth import Authenticator, caller_of
+from autoswarm.coordinator.engine import CoordinatorError, Engine, ResultIn, TaskSpec
+from autoswarm.coordinator.group_commit import GroupCommit
+from autoswarm.coordinator.ratelimit import RateLimiter
+from autoswarm.coordinator.lineage import LineageEntry
+from autoswarm.coordinator.store import ResultRecord, VersionRecord
 
 BUNDLE_CHUNK_BYTES = 1 << 20
 MAX_LEASE_WAIT_SECONDS = 60.0

@@ -10,10 +10,10 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 
 from autoswarm.study import Study
-from coordinator import acceptance, scheduler
-from coordinator.acceptance import Baseline, Measurement
-from coordinator.memory import DEFAULT_MEMORY_CHARS, Tried, build_memory, render, tried_sections
-from coordinator.store import ChampionRecord, ClaimRecord, LeaseRecord, ResultRecord, StudyRecord, VersionRecord
+from autoswarm.coordinator import acceptance, scheduler
+from autoswarm.coordinator.acceptance import Baseline, Measurement
+from autoswarm.coordinator.memory import DEFAULT_MEMORY_CHARS, Tried, build_memory, render, tried_sections
+from autoswarm.coordinator.store import ChampionRecord, ClaimRecord, LeaseRecord, ResultRecord, StudyRecord, VersionRecord
 
 # While a hardware class has fewer degrees of freedom than this for its noise estimate, it
 # measures extra baselines: a σ from two runs can be near zero by chance and let noise through.

@@ -16,7 +16,7 @@ from datetime import datetime, time
 from pathlib import Path
 from typing import Protocol
 
-from worker.hardware import gpu_in_use
+from autoswarm.worker.hardware import gpu_in_use
 
 DEFAULT_BUSY_CPU_FRACTION = 0.25   # BOINC's default: suspend when others use more than 25% of the CPUs
 DEFAULT_MEMORY_SHARE = 0.75        # without --memory-limit, evaluations together get 3/4 of the RAM

@@ -21,12 +21,12 @@ from autoswarm import words
 from autoswarm.bundle import BundleError
 from autoswarm.study import STUDY_FILE, Study, StudyError, load_study
 from autoswarm.v1 import common_pb2, worker_pb2
-from worker.bundles import BundleCache, CachedBundle
-from worker.metric import parse_metric
-from worker.mutators import create_mutator
-from worker.mutators.base import MutationRequest, MutatorError
-from worker.runner import CommandOutcome, resolve_command, run_command
-from worker.sandbox import Access, Sandbox, limit_hit
+from autoswarm.worker.bundles import BundleCache, CachedBundle
+from autoswarm.worker.metric import parse_metric
+from autoswarm.worker.mutators import create_mutator
+from autoswarm.worker.mutators.base import MutationRequest, MutatorError
+from autoswarm.worker.runner import CommandOutcome, resolve_command, run_command
+from autoswarm.worker.sandbox import Access, Sandbox, limit_hit
 
 RESULT_FILE = ".autoswarm-result.json"
 _IGNORED_DIRS = {"__pycache__", ".pytest_cache"}

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from worker.runner import run_command
+from autoswarm.worker.runner import run_command
 
 NVIDIA_SMI_QUERY = (
     "--query-gpu=index,name,memory.total,driver_version",

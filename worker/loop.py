@@ -22,10 +22,10 @@ import grpc
 from autoswarm import __version__
 from autoswarm.bundle import BundleError
 from autoswarm.v1 import common_pb2, worker_pb2
-from worker.bundles import BundleCache
-from worker.connection import TRANSIENT, Connection, Stopped
-from worker.execute import ExecutionContext, execute_task
-from worker.donation import (
+from autoswarm.worker.bundles import BundleCache
+from autoswarm.worker.connection import TRANSIENT, Connection, Stopped
+from autoswarm.worker.execute import ExecutionContext, execute_task
+from autoswarm.worker.donation import (
     IDLE,
     RECONNECTING,
     WORKING,
@@ -38,9 +38,9 @@ from worker.donation import (
     slot_cpu_sets,
     worker_state,
 )
-from worker.hardware import HardwareInfo, detect_hardware, slot_environments
-from worker.outbox import Outbox, OutboxEntry
-from worker.sandbox import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PROCESSES, ResourceLimits, Sandbox, configure
+from autoswarm.worker.hardware import HardwareInfo, detect_hardware, slot_environments
+from autoswarm.worker.outbox import Outbox, OutboxEntry
+from autoswarm.worker.sandbox import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PROCESSES, ResourceLimits, Sandbox, configure
 
 log = logging.getLogger("autoswarm.worker")
 

@@ -107,7 +107,7 @@ class ActorStatus:
 
 def default_state_root() -> Path:
     """Where actors keep identity, outbox and caches on a node: beside a volunteer's state."""
-    from worker.loop import default_state_dir
+    from autoswarm.worker.loop import default_state_dir
 
     return default_state_dir().parent / "ray-workers"
 
@@ -122,8 +122,8 @@ class WorkerActor:
 
     def __init__(self, name: str, spec: ActorSpec) -> None:
         ray = import_ray()
-        from worker.hardware import detect_hardware
-        from worker.loop import Worker, WorkerOptions
+        from autoswarm.worker.hardware import detect_hardware
+        from autoswarm.worker.loop import Worker, WorkerOptions
 
         self.name = name
         state_dir = (Path(spec.state_root) if spec.state_root else default_state_root()) / name

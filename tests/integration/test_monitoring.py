@@ -30,7 +30,7 @@ from rich.console import Console
 
 from autoswarm.v1 import worker_pb2
 from autoswarm.watch import RateWindow, watch_status
-from coordinator.metrics import (
+from autoswarm.coordinator.metrics import (
     MAX_HARDWARE_CLASSES,
     CoordinatorMetrics,
     metrics_host,

@@ -35,7 +35,7 @@ def _db_rows(db: Path, sql: str, *args: object) -> list[tuple]:
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[ModuleType]:
-    from worker.ray_pool import LOOPBACK_ENV, start_local_ray
+    from autoswarm.worker.ray_pool import LOOPBACK_ENV, start_local_ray
 
     with pytest.MonkeyPatch.context() as env:
         env.setenv(LOOPBACK_ENV, "0")
@@ -50,7 +50,7 @@ def local_ray() -> Iterator[ModuleType]:
 def make_pool(local_ray: ModuleType, tmp_path: Path, start_coordinator: Callable[..., CoordinatorProcess]
               ) -> Iterator[Callable[..., object]]:
     """RayPool factory; its actors are removed before the coordinator is stopped (fixture order)."""
-    from worker.ray_pool import ActorSpec, RayPool
+    from autoswarm.worker.ray_pool import ActorSpec, RayPool
 
     pools: list[RayPool] = []
 
@@ -247,7 +247,7 @@ def test_cluster_command_leaves_detached_actors_behind_and_resizes_or_replaces_t
         tmp_path, start_coordinator, local_ray, monkeypatch):
     """`autoswarm cluster` as an operator runs it: a driver that joins Ray, reconciles, and exits;
     against a coordinator with tokens on, as any coordinator beyond loopback has them."""
-    from worker.ray_pool import ActorSpec, RayPool
+    from autoswarm.worker.ray_pool import ActorSpec, RayPool
 
     admin_file = tmp_path / "admin.token"
     coordinator = start_coordinator("--auth", "tokens", "--lease-factor", "1", "--lease-grace", "1",

@@ -7,12 +7,12 @@ import math
 import pytest
 
 from autoswarm.study import AcceptancePolicy
-from coordinator.acceptance import (
+from autoswarm.coordinator.acceptance import (
     Measurement, Trust, champion_score, claim_outcome, improvement, independent, judge, may_measure, robust_sigma,
     threshold,
 )
-from coordinator.merge import merge3, merge_base
-from coordinator.scheduler import ClassBaseline, StudyView, VerifyNeed, WorkerView, choose_task
+from autoswarm.coordinator.merge import merge3, merge_base
+from autoswarm.coordinator.scheduler import ClassBaseline, StudyView, VerifyNeed, WorkerView, choose_task
 
 ABSOLUTE = AcceptancePolicy(compare="absolute")
 PAIRED = AcceptancePolicy(compare="paired", quorum=2)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from autoswarm.bundle import Bundle, BundleError, pack_files
-from worker.bundles import BundleCache
-from worker.outbox import Outbox, OutboxEntry
+from autoswarm.worker.bundles import BundleCache
+from autoswarm.worker.outbox import Outbox, OutboxEntry
 
 
 def bundle(name: str, size: int = 10_000) -> Bundle:

@@ -15,11 +15,11 @@ from autoswarm import words
 from autoswarm.bundle import pack_directory
 from autoswarm.v1 import common_pb2, worker_pb2
 from swarm import write_study
-from worker.bundles import BundleCache
-from worker.execute import ExecutionContext, execute_task
-from worker.mutators import create_mutator
-from worker.mutators.base import MutationRequest, MutatorConfigError, MutatorError
-from worker.mutators.command import CommandMutator
+from autoswarm.worker.bundles import BundleCache
+from autoswarm.worker.execute import ExecutionContext, execute_task
+from autoswarm.worker.mutators import create_mutator
+from autoswarm.worker.mutators.base import MutationRequest, MutatorConfigError, MutatorError
+from autoswarm.worker.mutators.command import CommandMutator
 
 MEMORY = "- X 1.0 -> 0.5: discard\n- Y 3 -> 9: keep\n"
 

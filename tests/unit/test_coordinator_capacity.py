@@ -17,10 +17,10 @@ from contextlib import closing
 import pytest
 
 from autoswarm.bundle import pack_directory
-from coordinator.engine import Engine, EngineConfig
-from coordinator.group_commit import GroupCommit
-from coordinator.store import LeaseRecord, Store, VersionRecord, WalCheckpointer
-from coordinator.study_state import ActiveLeases
+from autoswarm.coordinator.engine import Engine, EngineConfig
+from autoswarm.coordinator.group_commit import GroupCommit
+from autoswarm.coordinator.store import LeaseRecord, Store, VersionRecord, WalCheckpointer
+from autoswarm.coordinator.study_state import ActiveLeases
 from swarm import write_study
 
 

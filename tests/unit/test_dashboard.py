@@ -18,9 +18,9 @@ import yaml
 from typer.testing import CliRunner
 
 from autoswarm.cli import app
-from coordinator.engine import StudySummary, WorkerSummary
-from coordinator.metrics import DEFAULT_METRICS_PORT, CoordinatorMetrics
-from coordinator.store import ChampionRecord, WorkerRecord
+from autoswarm.coordinator.engine import StudySummary, WorkerSummary
+from autoswarm.coordinator.metrics import DEFAULT_METRICS_PORT, CoordinatorMetrics
+from autoswarm.coordinator.store import ChampionRecord, WorkerRecord
 from swarm import needs
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ import pytest
 
 from autoswarm.bundle import BundleError
 from autoswarm.v1 import worker_pb2
-from worker.donation import (
+from autoswarm.worker.donation import (
     IDLE,
     IDLE_PAUSED,
     OUT_OF_HOURS,
@@ -32,9 +32,9 @@ from worker.donation import (
     slot_cpu_sets,
     worker_state,
 )
-from worker.hardware import GpuInfo, HardwareInfo, parse_compute_apps
-from worker.loop import Worker, WorkerOptions, donated_hardware
-from worker.sandbox import configure
+from autoswarm.worker.hardware import GpuInfo, HardwareInfo, parse_compute_apps
+from autoswarm.worker.loop import Worker, WorkerOptions, donated_hardware
+from autoswarm.worker.sandbox import configure
 
 # -- parsing ----------------------------------------------------------------------------------
 
@@ -251,7 +251,7 @@ def test_a_task_that_arrives_after_a_stop_request_is_released_not_run(tmp_path, 
         return _task("l-late")
 
     worker.connection.stub = FakeStub(lease_while_stopping)
-    monkeypatch.setattr("worker.loop.execute_task", lambda *a, **k: pytest.fail("unstarted work must not run"))
+    monkeypatch.setattr("autoswarm.worker.loop.execute_task", lambda *a, **k: pytest.fail("unstarted work must not run"))
     worker._slot_loop(0, worker.slot_envs()[0])
     assert worker.connection.stub.released == ["l-late"]
     assert worker.state == STOPPING
@@ -270,7 +270,7 @@ def test_a_busy_machine_takes_no_task_and_hands_back_one_that_arrives(tmp_path, 
 
     stub = FakeStub(lease_then_busy)
     worker.connection.stub = stub
-    monkeypatch.setattr("worker.loop.execute_task", lambda *a, **k: pytest.fail("must not run while busy"))
+    monkeypatch.setattr("autoswarm.worker.loop.execute_task", lambda *a, **k: pytest.fail("must not run while busy"))
     paused = threading.Thread(target=worker._slot_loop, args=(0, worker.slot_envs()[0]))
     paused.start()
     paused.join(0.5)

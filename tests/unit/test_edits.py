@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.mutators.edits import (
+from autoswarm.worker.mutators.edits import (
     EditApplyError,
     EditBlock,
     EditFormatError,
@@ -17,7 +17,7 @@ from worker.mutators.edits import (
     parse_whole_file,
     strip_thinking,
 )
-from worker.mutators.prompt import fence_for
+from autoswarm.worker.mutators.prompt import fence_for
 
 SOURCE = "import math\n\nLR = 0.01\nBATCH = 32\n\ndef train():\n    return LR * BATCH\n"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from autoswarm.bundle import pack_directory
-from coordinator.engine import Engine, EngineConfig, InvalidRequest, NotFound, ResultIn, WrongState
-from coordinator.store import Store
+from autoswarm.coordinator.engine import Engine, EngineConfig, InvalidRequest, NotFound, ResultIn, WrongState
+from autoswarm.coordinator.store import Store
 from swarm import write_study
 
 

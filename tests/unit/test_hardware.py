@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.hardware import (
+from autoswarm.worker.hardware import (
     GpuInfo,
     detect_gpus,
     detect_hardware,

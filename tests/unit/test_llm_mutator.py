@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from fake_llm import Answer, FakeChatServer, Hang, Status
-from worker.mutators import create_mutator
-from worker.mutators.base import MutationRequest, MutatorConfigError, MutatorError
-from worker.mutators.config import WorkerMutatorFlags, worker_mutators
-from worker.mutators.llm import LlmMutator
+from autoswarm.worker.mutators import create_mutator
+from autoswarm.worker.mutators.base import MutationRequest, MutatorConfigError, MutatorError
+from autoswarm.worker.mutators.config import WorkerMutatorFlags, worker_mutators
+from autoswarm.worker.mutators.llm import LlmMutator
 
 PROGRAM = "Tune the constants of target.py to maximize score. Never touch evaluate.py.\n"
 TARGET = "X = 1.0\nY = 3\n\nprint(f'score: {-(X - 2.5) ** 2 - (Y - 7) ** 2}')\n"

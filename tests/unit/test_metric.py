@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.metric import parse_metric
+from autoswarm.worker.metric import parse_metric
 
 AUTORESEARCH_OUTPUT = """\
 step 00950 (99.7%) | loss: 3.015625 | lrm: 0.05 | dt: 315ms | tok/sec: 1,663,457 | mfu: 39.8% | epoch: 1 | remaining: 1s

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.mutators import (
+from autoswarm.worker.mutators import (
     KNOWN_KINDS,
     MutationRequest,
     Mutator,
@@ -20,7 +20,7 @@ from worker.mutators import (
     create_mutator,
 )
 from autoswarm import words
-from worker.mutators.params import in_flight_constants, perturb_constants
+from autoswarm.worker.mutators.params import in_flight_constants, perturb_constants
 
 UNUSUAL_TARGET = '''\
 # -*- coding: utf-8 -*-

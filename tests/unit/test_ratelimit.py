@@ -1,6 +1,6 @@
 """The per-worker token bucket."""
 
-from coordinator.ratelimit import RateLimiter
+from autoswarm.coordinator.ratelimit import RateLimiter
 
 
 def test_bursts_then_refills_at_the_rate_per_key():

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from worker.ray_pool import ActorSpec
+from autoswarm.worker.ray_pool import ActorSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 RAY_PORTS = {6379, 8265, 10001, 52365, 8076}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.runner import resolve_command, run_command
+from autoswarm.worker.runner import resolve_command, run_command
 
 PY = sys.executable
 

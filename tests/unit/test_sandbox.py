@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from swarm import Listener, needs, processes_with, wait_for
-from worker.runner import CommandOutcome, run_command
-from worker.sandbox import (
+from autoswarm.worker.runner import CommandOutcome, run_command
+from autoswarm.worker.sandbox import (
     Access,
     ResourceLimits,
     Sandbox,
@@ -190,8 +190,8 @@ def test_command_tree_dies_with_the_worker(mode, tmp_path):
     fake_worker = textwrap.dedent(f"""
         import os, sys
         from pathlib import Path
-        from worker.runner import run_command
-        from worker.sandbox import Access, configure
+        from autoswarm.worker.runner import run_command
+        from autoswarm.worker.sandbox import Access, configure
         work = Path({str(tmp_path / "w")!r}); work.mkdir()
         sandbox = configure({mode!r})
         sandbox.make_writable(work)
@@ -362,7 +362,7 @@ def test_bwrap_arguments_mount_only_what_the_command_may_touch():
 
 def test_only_setup_gets_the_network_and_only_when_the_study_asks(tmp_path):
     from autoswarm.study import StudyError, parse_study_text
-    from worker.execute import ExecutionContext, _access
+    from autoswarm.worker.execute import ExecutionContext, _access
 
     text = ('name = "s"\ntarget = "t.py"\nevaluate = "python t.py"\nmetric = "m"\ndirection = "minimize"\n'
             'timeout = 10\n')

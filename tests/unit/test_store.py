@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from coordinator.store import ChampionRecord, LeaseRecord, ResultRecord, Store, VersionRecord, WorkerRecord
+from autoswarm.coordinator.store import ChampionRecord, LeaseRecord, ResultRecord, Store, VersionRecord, WorkerRecord
 
 
 def _initial(study="s"):

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from autoswarm.study import load_study
-from worker.metric import parse_metric
+from autoswarm.worker.metric import parse_metric
 from swarm import needs
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from worker.mutators.base import (
+from autoswarm.worker.mutators.base import (
     MutationOutcome,
     MutationRequest,
     Mutator,
     MutatorConfigError,
     MutatorError,
 )
-from worker.mutators.command import CommandMutator
-from worker.mutators.llm import LlmMutator
-from worker.mutators.params import ParamsMutator
+from autoswarm.worker.mutators.command import CommandMutator
+from autoswarm.worker.mutators.llm import LlmMutator
+from autoswarm.worker.mutators.params import ParamsMutator
 
 KNOWN_KINDS: tuple[str, ...] = ("params", "llm", "command")
 

@@ -35,16 +35,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from worker.mutators.base import (
+from autoswarm.worker.mutators.base import (
     MutationOutcome,
     MutationRequest,
     MutatorConfigError,
     MutatorError,
     reject_unknown_options,
 )
-from worker.mutators.edits import describe_change, last_description
-from worker.mutators.prompt import DESCRIPTION_PLACEHOLDER, PromptInputs, agent_prompt
-from worker.runner import EXIT_NOT_FOUND, run_command
+from autoswarm.worker.mutators.edits import describe_change, last_description
+from autoswarm.worker.mutators.prompt import DESCRIPTION_PLACEHOLDER, PromptInputs, agent_prompt
+from autoswarm.worker.runner import EXIT_NOT_FOUND, run_command
 
 PROMPT_FILE = "{prompt_file}"
 PROMPT_TEXT = "{prompt}"

@@ -22,10 +22,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from worker.mutators import KNOWN_KINDS
-from worker.mutators.base import MutatorConfigError
-from worker.mutators.command import CommandMutator
-from worker.mutators.llm import LlmMutator
+from autoswarm.worker.mutators import KNOWN_KINDS
+from autoswarm.worker.mutators.base import MutatorConfigError
+from autoswarm.worker.mutators.command import CommandMutator
+from autoswarm.worker.mutators.llm import LlmMutator
 
 _LLM_PANEL = "LLM mutator (an OpenAI-compatible server)"
 _AGENT_PANEL = "Agent CLI mutator"

@@ -25,14 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from worker.mutators.base import (
+from autoswarm.worker.mutators.base import (
     MutationOutcome,
     MutationRequest,
     MutatorConfigError,
     MutatorError,
     reject_unknown_options,
 )
-from worker.mutators.edits import (
+from autoswarm.worker.mutators.edits import (
     EditApplyError,
     EditError,
     apply_edit_blocks,
@@ -43,7 +43,7 @@ from worker.mutators.edits import (
     parse_edit_blocks,
     parse_whole_file,
 )
-from worker.mutators.prompt import (
+from autoswarm.worker.mutators.prompt import (
     OUTPUT_EDITS,
     OUTPUT_FORMATS,
     OUTPUT_WHOLE_FILE,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from autoswarm import words
-from worker.mutators.base import (
+from autoswarm.worker.mutators.base import (
     MutationOutcome,
     MutationRequest,
     MutatorConfigError,
