@@ -168,9 +168,28 @@ def evaluate(context: ExecutionContext, study: Study, scratch: Path, log_path: P
                    extra_metrics=reading.extra, **timing), outcome
 
 
-def execute_task(context: ExecutionContext, task: worker_pb2.Task, fetch: Callable[[str], Iterable[bytes]],
-                 cancel: threading.Event, mutators: Iterable[str] = ("params",)) -> worker_pb2.Result:
-    """Runs one task end to end and returns the Result to report."""
+@dataclass
+class PreparedTask:
+    """A task whose edit is made (or whose version is written), ready to be evaluated.
+
+    A pipelined slot prepares the next task while the current one is evaluated; the scratch
+    copy stays until `evaluate_prepared` or `discard_prepared` removes it.
+    """
+
+    task: worker_pb2.Task
+    study: Study
+    scratch: Path
+    log_dir: Path
+    common: dict[str, object]
+
+
+def prepare_task(context: ExecutionContext, task: worker_pb2.Task, fetch: Callable[[str], Iterable[bytes]],
+                 cancel: threading.Event, mutators: Iterable[str] = ("params",)) -> worker_pb2.Result | PreparedTask:
+    """Everything before the evaluation: bundle, setup, scratch copy, edit, duplicate check.
+
+    Returns the Result to report when the task ends here (a failed setup, a mutator error, a
+    duplicate), else the PreparedTask to evaluate.
+    """
     try:
         bundle = context.cache.get(task.bundle_hash, fetch)
     except BundleError as exc:
@@ -183,6 +202,8 @@ def execute_task(context: ExecutionContext, task: worker_pb2.Task, fetch: Callab
     log_dir = context.scratch_root / f"{task.lease_id}.logs"
     shutil.rmtree(scratch, ignore_errors=True)
     log_dir.mkdir(parents=True, exist_ok=True)
+    prepared = PreparedTask(task, study, scratch, log_dir, {})
+    ended = True  # until the edit is ready: then the scratch copy is kept for the evaluation
     try:
         ok, setup_tail, setup_seconds = _setup(context, study, bundle, log_dir, cancel)
         if not ok:
@@ -190,7 +211,7 @@ def execute_task(context: ExecutionContext, task: worker_pb2.Task, fetch: Callab
                            bundle_cache_hit=bundle.cache_hit)
         context.cache.copy_to(bundle, scratch)
         target = scratch / study.target
-        common = {"setup_seconds": setup_seconds, "bundle_cache_hit": bundle.cache_hit}
+        common: dict[str, object] = {"setup_seconds": setup_seconds, "bundle_cache_hit": bundle.cache_hit}
         if task.kind == common_pb2.TASK_KIND_EXPLORE:
             target.write_bytes(task.parent.content)
             edited = _mutate(context, study, task, scratch, cancel, mutators)
@@ -205,13 +226,38 @@ def execute_task(context: ExecutionContext, task: worker_pb2.Task, fetch: Callab
         else:
             version = task.candidate if task.HasField("candidate") else task.parent
             target.write_bytes(version.content)
-        result, _ = evaluate(context, study, scratch, log_dir / "evaluate.log", cancel)
-        result.MergeFrom(worker_pb2.Result(**common))
+        prepared.common.update(common)
+        ended = False
+        return prepared
+    finally:
+        if ended:
+            discard_prepared(context, prepared)
+
+
+def evaluate_prepared(context: ExecutionContext, prepared: PreparedTask, cancel: threading.Event) -> worker_pb2.Result:
+    """Runs the evaluation of a prepared task and returns the Result to report."""
+    try:
+        result, _ = evaluate(context, prepared.study, prepared.scratch, prepared.log_dir / "evaluate.log", cancel)
+        result.MergeFrom(worker_pb2.Result(**prepared.common))
         return result
     finally:
-        if not context.keep_scratch:
-            shutil.rmtree(scratch, ignore_errors=True)
-            shutil.rmtree(log_dir, ignore_errors=True)
+        discard_prepared(context, prepared)
+
+
+def discard_prepared(context: ExecutionContext, prepared: PreparedTask) -> None:
+    """Removes a prepared task's scratch copy and logs (unless the volunteer keeps them)."""
+    if not context.keep_scratch:
+        shutil.rmtree(prepared.scratch, ignore_errors=True)
+        shutil.rmtree(prepared.log_dir, ignore_errors=True)
+
+
+def execute_task(context: ExecutionContext, task: worker_pb2.Task, fetch: Callable[[str], Iterable[bytes]],
+                 cancel: threading.Event, mutators: Iterable[str] = ("params",)) -> worker_pb2.Result:
+    """Runs one task end to end and returns the Result to report."""
+    prepared = prepare_task(context, task, fetch, cancel, mutators)
+    if isinstance(prepared, worker_pb2.Result):
+        return prepared
+    return evaluate_prepared(context, prepared, cancel)
 
 
 def _mutate(context: ExecutionContext, study: Study, task: worker_pb2.Task, scratch: Path,
