@@ -24,21 +24,23 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61utoswarm/v1/common.proto\x12\x0c\x61utoswarm.v1\"H\n\x03Gpu\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0cmemory_bytes\x18\x03 \x01(\x03\x12\x0e\n\x06\x64river\x18\x04 \x01(\t\"\x91\x01\n\x08Hardware\x12\x11\n\tcpu_model\x18\x01 \x01(\t\x12\x11\n\tcpu_cores\x18\x02 \x01(\x05\x12\x14\n\x0cmemory_bytes\x18\x03 \x01(\x03\x12\x1f\n\x04gpus\x18\x04 \x03(\x0b\x32\x11.autoswarm.v1.Gpu\x12\x10\n\x08platform\x18\x05 \x01(\t\x12\x16\n\x0epython_version\x18\x06 \x01(\t\"\xab\x01\n\x07Version\x12\r\n\x05study\x18\x01 \x01(\t\x12\x0c\n\x04hash\x18\x02 \x01(\t\x12\x13\n\x0bparent_hash\x18\x03 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x04 \x01(\x0c\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x0e\n\x06\x61uthor\x18\x06 \x01(\t\x12\x12\n\nhas_metric\x18\x07 \x01(\x08\x12\x0e\n\x06metric\x18\x08 \x01(\x01\x12\x14\n\x0c\x63reated_unix\x18\t \x01(\x01*j\n\x08TaskKind\x12\x19\n\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11TASK_KIND_EXPLORE\x10\x01\x12\x14\n\x10TASK_KIND_VERIFY\x10\x02\x12\x16\n\x12TASK_KIND_BASELINE\x10\x03*\xef\x02\n\x0cResultStatus\x12\x1d\n\x19RESULT_STATUS_UNSPECIFIED\x10\x00\x12\x14\n\x10RESULT_STATUS_OK\x10\x01\x12\x17\n\x13RESULT_STATUS_CRASH\x10\x02\x12\x19\n\x15RESULT_STATUS_TIMEOUT\x10\x03\x12\x1b\n\x17RESULT_STATUS_NO_METRIC\x10\x04\x12 \n\x1cRESULT_STATUS_INVALID_METRIC\x10\x05\x12\x1a\n\x16RESULT_STATUS_TAMPERED\x10\x06\x12\x1f\n\x1bRESULT_STATUS_MUTATOR_ERROR\x10\x07\x12 \n\x1cRESULT_STATUS_RESOURCE_LIMIT\x10\x08\x12\x1e\n\x1aRESULT_STATUS_SETUP_FAILED\x10\t\x12\x1b\n\x17RESULT_STATUS_NO_CHANGE\x10\n\x12\x1b\n\x17RESULT_STATUS_DUPLICATE\x10\x0b\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61utoswarm/v1/common.proto\x12\x0c\x61utoswarm.v1\"H\n\x03Gpu\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0cmemory_bytes\x18\x03 \x01(\x03\x12\x0e\n\x06\x64river\x18\x04 \x01(\t\"\x91\x01\n\x08Hardware\x12\x11\n\tcpu_model\x18\x01 \x01(\t\x12\x11\n\tcpu_cores\x18\x02 \x01(\x05\x12\x14\n\x0cmemory_bytes\x18\x03 \x01(\x03\x12\x1f\n\x04gpus\x18\x04 \x03(\x0b\x32\x11.autoswarm.v1.Gpu\x12\x10\n\x08platform\x18\x05 \x01(\t\x12\x16\n\x0epython_version\x18\x06 \x01(\t\"\xab\x01\n\x07Version\x12\r\n\x05study\x18\x01 \x01(\t\x12\x0c\n\x04hash\x18\x02 \x01(\t\x12\x13\n\x0bparent_hash\x18\x03 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x04 \x01(\x0c\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x0e\n\x06\x61uthor\x18\x06 \x01(\t\x12\x12\n\nhas_metric\x18\x07 \x01(\x08\x12\x0e\n\x06metric\x18\x08 \x01(\x01\x12\x14\n\x0c\x63reated_unix\x18\t \x01(\x01\"g\n\x08SlotTime\x12\x0c\n\x04slot\x18\x01 \x01(\x05\x12\x1a\n\x12\x65valuating_seconds\x18\x02 \x01(\x01\x12\x18\n\x10mutating_seconds\x18\x03 \x01(\x01\x12\x17\n\x0fwaiting_seconds\x18\x04 \x01(\x01*j\n\x08TaskKind\x12\x19\n\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11TASK_KIND_EXPLORE\x10\x01\x12\x14\n\x10TASK_KIND_VERIFY\x10\x02\x12\x16\n\x12TASK_KIND_BASELINE\x10\x03*\xef\x02\n\x0cResultStatus\x12\x1d\n\x19RESULT_STATUS_UNSPECIFIED\x10\x00\x12\x14\n\x10RESULT_STATUS_OK\x10\x01\x12\x17\n\x13RESULT_STATUS_CRASH\x10\x02\x12\x19\n\x15RESULT_STATUS_TIMEOUT\x10\x03\x12\x1b\n\x17RESULT_STATUS_NO_METRIC\x10\x04\x12 \n\x1cRESULT_STATUS_INVALID_METRIC\x10\x05\x12\x1a\n\x16RESULT_STATUS_TAMPERED\x10\x06\x12\x1f\n\x1bRESULT_STATUS_MUTATOR_ERROR\x10\x07\x12 \n\x1cRESULT_STATUS_RESOURCE_LIMIT\x10\x08\x12\x1e\n\x1aRESULT_STATUS_SETUP_FAILED\x10\t\x12\x1b\n\x17RESULT_STATUS_NO_CHANGE\x10\n\x12\x1b\n\x17RESULT_STATUS_DUPLICATE\x10\x0b\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'autoswarm.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TASKKIND']._serialized_start=439
-  _globals['_TASKKIND']._serialized_end=545
-  _globals['_RESULTSTATUS']._serialized_start=548
-  _globals['_RESULTSTATUS']._serialized_end=915
+  _globals['_TASKKIND']._serialized_start=544
+  _globals['_TASKKIND']._serialized_end=650
+  _globals['_RESULTSTATUS']._serialized_start=653
+  _globals['_RESULTSTATUS']._serialized_end=1020
   _globals['_GPU']._serialized_start=43
   _globals['_GPU']._serialized_end=115
   _globals['_HARDWARE']._serialized_start=118
   _globals['_HARDWARE']._serialized_end=263
   _globals['_VERSION']._serialized_start=266
   _globals['_VERSION']._serialized_end=437
+  _globals['_SLOTTIME']._serialized_start=439
+  _globals['_SLOTTIME']._serialized_end=542
 # @@protoc_insertion_point(module_scope)

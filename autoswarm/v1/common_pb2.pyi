@@ -94,3 +94,15 @@ class Version(_message.Message):
     metric: float
     created_unix: float
     def __init__(self, study: _Optional[str] = ..., hash: _Optional[str] = ..., parent_hash: _Optional[str] = ..., content: _Optional[bytes] = ..., description: _Optional[str] = ..., author: _Optional[str] = ..., has_metric: _Optional[bool] = ..., metric: _Optional[float] = ..., created_unix: _Optional[float] = ...) -> None: ...
+
+class SlotTime(_message.Message):
+    __slots__ = ("slot", "evaluating_seconds", "mutating_seconds", "waiting_seconds")
+    SLOT_FIELD_NUMBER: _ClassVar[int]
+    EVALUATING_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MUTATING_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    WAITING_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    slot: int
+    evaluating_seconds: float
+    mutating_seconds: float
+    waiting_seconds: float
+    def __init__(self, slot: _Optional[int] = ..., evaluating_seconds: _Optional[float] = ..., mutating_seconds: _Optional[float] = ..., waiting_seconds: _Optional[float] = ...) -> None: ...

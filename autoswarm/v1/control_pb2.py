@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from autoswarm.v1 import common_pb2 as autoswarm_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61utoswarm/v1/control.proto\x12\x0c\x61utoswarm.v1\x1a\x19\x61utoswarm/v1/common.proto\":\n\x0f\x41\x64\x64StudyRequest\x12\x0e\n\x06\x62undle\x18\x01 \x01(\x0c\x12\x17\n\x0fmax_evaluations\x18\x02 \x01(\x03\"f\n\x10\x41\x64\x64StudyResponse\x12\r\n\x05study\x18\x01 \x01(\t\x12\x13\n\x0b\x62undle_hash\x18\x02 \x01(\t\x12\x15\n\rchampion_hash\x18\x03 \x01(\t\x12\x17\n\x0f\x61lready_present\x18\x04 \x01(\x08\"\x0f\n\rStatusRequest\"\xec\x02\n\x0bStudyStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06metric\x18\x02 \x01(\t\x12\x11\n\tdirection\x18\x03 \x01(\t\x12\x15\n\rchampion_hash\x18\x04 \x01(\t\x12\x1b\n\x13has_champion_metric\x18\x05 \x01(\x08\x12\x17\n\x0f\x63hampion_metric\x18\x06 \x01(\x01\x12\x13\n\x0b\x65valuations\x18\x07 \x01(\x03\x12\x14\n\x0cimprovements\x18\x08 \x01(\x03\x12\x11\n\tin_flight\x18\t \x01(\x03\x12\x17\n\x0fmax_evaluations\x18\n \x01(\x03\x12\x0c\n\x04\x64one\x18\x0b \x01(\x08\x12\x16\n\x0einitial_metric\x18\x0c \x01(\x01\x12\x1a\n\x12has_initial_metric\x18\r \x01(\x08\x12\r\n\x05\x65rror\x18\x0e \x01(\t\x12\x16\n\x0epending_claims\x18\x0f \x01(\x03\x12\x0f\n\x07\x63ompare\x18\x10 \x01(\t\x12\x0e\n\x06quorum\x18\x11 \x01(\x05\"\xf2\x01\n\x0cWorkerStatus\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x16\n\x0ehardware_class\x18\x04 \x01(\t\x12\x16\n\x0elast_seen_unix\x18\x05 \x01(\x01\x12\x0f\n\x07results\x18\x06 \x01(\x03\x12\r\n\x05slots\x18\x07 \x01(\x05\x12\x0f\n\x07running\x18\x08 \x01(\x05\x12\x10\n\x08mutators\x18\t \x03(\t\x12\x18\n\x10\x63laims_confirmed\x18\n \x01(\x05\x12\x16\n\x0e\x63laims_refuted\x18\x0b \x01(\x05\x12\r\n\x05owner\x18\x0c \x01(\t\"i\n\x0eStatusResponse\x12*\n\x07studies\x18\x01 \x03(\x0b\x32\x19.autoswarm.v1.StudyStatus\x12+\n\x07workers\x18\x02 \x03(\x0b\x32\x1a.autoswarm.v1.WorkerStatus\"\x1f\n\x0eHistoryRequest\x12\r\n\x05study\x18\x01 \x01(\t\"\xc5\x02\n\nHistoryRow\x12\x11\n\tresult_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06parent\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x12\n\nhas_metric\x18\x06 \x01(\x08\x12\x0e\n\x06metric\x18\x07 \x01(\x01\x12\x13\n\x0b\x64\x65scription\x18\x08 \x01(\t\x12\x0e\n\x06worker\x18\t \x01(\t\x12\x16\n\x0ehardware_class\x18\n \x01(\t\x12\x14\n\x0c\x63reated_unix\x18\x0b \x01(\x01\x12\x18\n\x10\x65valuate_seconds\x18\x0c \x01(\x01\x12\x13\n\x0bverifies_of\x18\r \x01(\t\x12\x17\n\x0fhas_improvement\x18\x0e \x01(\x08\x12\x13\n\x0bimprovement\x18\x0f \x01(\x01\x12\x11\n\tthreshold\x18\x10 \x01(\x01\"k\n\x0fHistoryResponse\x12\r\n\x05study\x18\x01 \x01(\t\x12\x0e\n\x06metric\x18\x02 \x01(\t\x12\x11\n\tdirection\x18\x03 \x01(\t\x12&\n\x04rows\x18\x04 \x03(\x0b\x32\x18.autoswarm.v1.HistoryRow\"0\n\x11GetVersionRequest\x12\r\n\x05study\x18\x01 \x01(\t\x12\x0c\n\x04hash\x18\x02 \x01(\t\"\x97\x02\n\nLineageRow\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06parent\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x12\n\nhas_metric\x18\x05 \x01(\x08\x12\x0e\n\x06metric\x18\x06 \x01(\x01\x12\x12\n\nclaimed_by\x18\x07 \x01(\t\x12\x13\n\x0bverified_by\x18\x08 \x03(\t\x12\x34\n\x06\x64\x65ltas\x18\t \x03(\x0b\x32$.autoswarm.v1.LineageRow.DeltasEntry\x12\x14\n\x0c\x63reated_unix\x18\n \x01(\x01\x1a-\n\x0b\x44\x65ltasEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"k\n\x0fLineageResponse\x12\r\n\x05study\x18\x01 \x01(\t\x12\x0e\n\x06metric\x18\x02 \x01(\t\x12\x11\n\tdirection\x18\x03 \x01(\t\x12&\n\x04rows\x18\x04 \x03(\x0b\x32\x18.autoswarm.v1.LineageRow\"\"\n\x12\x43reateTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"2\n\x13\x43reateTokenResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\"\x13\n\x11ListTokensRequest\"Q\n\tTokenInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x63reated_unix\x18\x02 \x01(\x01\x12\x0f\n\x07revoked\x18\x03 \x01(\x08\x12\x0f\n\x07workers\x18\x04 \x01(\x05\"=\n\x12ListTokensResponse\x12\'\n\x06tokens\x18\x01 \x03(\x0b\x32\x17.autoswarm.v1.TokenInfo\"\"\n\x12RevokeTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"&\n\x13RevokeTokenResponse\x12\x0f\n\x07revoked\x18\x01 \x01(\x05\x32\xef\x04\n\x0e\x43ontrolService\x12I\n\x08\x41\x64\x64Study\x12\x1d.autoswarm.v1.AddStudyRequest\x1a\x1e.autoswarm.v1.AddStudyResponse\x12\x43\n\x06Status\x12\x1b.autoswarm.v1.StatusRequest\x1a\x1c.autoswarm.v1.StatusResponse\x12\x46\n\x07History\x12\x1c.autoswarm.v1.HistoryRequest\x1a\x1d.autoswarm.v1.HistoryResponse\x12\x44\n\nGetVersion\x12\x1f.autoswarm.v1.GetVersionRequest\x1a\x15.autoswarm.v1.Version\x12\x46\n\x07Lineage\x12\x1c.autoswarm.v1.HistoryRequest\x1a\x1d.autoswarm.v1.LineageResponse\x12R\n\x0b\x43reateToken\x12 .autoswarm.v1.CreateTokenRequest\x1a!.autoswarm.v1.CreateTokenResponse\x12O\n\nListTokens\x12\x1f.autoswarm.v1.ListTokensRequest\x1a .autoswarm.v1.ListTokensResponse\x12R\n\x0bRevokeToken\x12 .autoswarm.v1.RevokeTokenRequest\x1a!.autoswarm.v1.RevokeTokenResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61utoswarm/v1/control.proto\x12\x0c\x61utoswarm.v1\x1a\x19\x61utoswarm/v1/common.proto\":\n\x0f\x41\x64\x64StudyRequest\x12\x0e\n\x06\x62undle\x18\x01 \x01(\x0c\x12\x17\n\x0fmax_evaluations\x18\x02 \x01(\x03\"f\n\x10\x41\x64\x64StudyResponse\x12\r\n\x05study\x18\x01 \x01(\t\x12\x13\n\x0b\x62undle_hash\x18\x02 \x01(\t\x12\x15\n\rchampion_hash\x18\x03 \x01(\t\x12\x17\n\x0f\x61lready_present\x18\x04 \x01(\x08\"\x0f\n\rStatusRequest\"\xbc\x03\n\x0bStudyStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06metric\x18\x02 \x01(\t\x12\x11\n\tdirection\x18\x03 \x01(\t\x12\x15\n\rchampion_hash\x18\x04 \x01(\t\x12\x1b\n\x13has_champion_metric\x18\x05 \x01(\x08\x12\x17\n\x0f\x63hampion_metric\x18\x06 \x01(\x01\x12\x13\n\x0b\x65valuations\x18\x07 \x01(\x03\x12\x14\n\x0cimprovements\x18\x08 \x01(\x03\x12\x11\n\tin_flight\x18\t \x01(\x03\x12\x17\n\x0fmax_evaluations\x18\n \x01(\x03\x12\x0c\n\x04\x64one\x18\x0b \x01(\x08\x12\x16\n\x0einitial_metric\x18\x0c \x01(\x01\x12\x1a\n\x12has_initial_metric\x18\r \x01(\x08\x12\r\n\x05\x65rror\x18\x0e \x01(\t\x12\x16\n\x0epending_claims\x18\x0f \x01(\x03\x12\x0f\n\x07\x63ompare\x18\x10 \x01(\t\x12\x0e\n\x06quorum\x18\x11 \x01(\x05\x12\x12\n\nllm_tokens\x18\x12 \x01(\x03\x12\x10\n\x08\x63ost_usd\x18\x13 \x01(\x01\x12\x12\n\nmax_tokens\x18\x14 \x01(\x03\x12\x14\n\x0cmax_cost_usd\x18\x15 \x01(\x01\"\x9e\x02\n\x0cWorkerStatus\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x16\n\x0ehardware_class\x18\x04 \x01(\t\x12\x16\n\x0elast_seen_unix\x18\x05 \x01(\x01\x12\x0f\n\x07results\x18\x06 \x01(\x03\x12\r\n\x05slots\x18\x07 \x01(\x05\x12\x0f\n\x07running\x18\x08 \x01(\x05\x12\x10\n\x08mutators\x18\t \x03(\t\x12\x18\n\x10\x63laims_confirmed\x18\n \x01(\x05\x12\x16\n\x0e\x63laims_refuted\x18\x0b \x01(\x05\x12\r\n\x05owner\x18\x0c \x01(\t\x12*\n\nslot_times\x18\r \x03(\x0b\x32\x16.autoswarm.v1.SlotTime\"i\n\x0eStatusResponse\x12*\n\x07studies\x18\x01 \x03(\x0b\x32\x19.autoswarm.v1.StudyStatus\x12+\n\x07workers\x18\x02 \x03(\x0b\x32\x1a.autoswarm.v1.WorkerStatus\"\x1f\n\x0eHistoryRequest\x12\r\n\x05study\x18\x01 \x01(\t\"\xeb\x02\n\nHistoryRow\x12\x11\n\tresult_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06parent\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x12\n\nhas_metric\x18\x06 \x01(\x08\x12\x0e\n\x06metric\x18\x07 \x01(\x01\x12\x13\n\x0b\x64\x65scription\x18\x08 \x01(\t\x12\x0e\n\x06worker\x18\t \x01(\t\x12\x16\n\x0ehardware_class\x18\n \x01(\t\x12\x14\n\x0c\x63reated_unix\x18\x0b \x01(\x01\x12\x18\n\x10\x65valuate_seconds\x18\x0c \x01(\x01\x12\x13\n\x0bverifies_of\x18\r \x01(\t\x12\x17\n\x0fhas_improvement\x18\x0e \x01(\x08\x12\x13\n\x0bimprovement\x18\x0f \x01(\x01\x12\x11\n\tthreshold\x18\x10 \x01(\x01\x12\x12\n\nllm_tokens\x18\x11 \x01(\x03\x12\x10\n\x08\x63ost_usd\x18\x12 \x01(\x01\"k\n\x0fHistoryResponse\x12\r\n\x05study\x18\x01 \x01(\t\x12\x0e\n\x06metric\x18\x02 \x01(\t\x12\x11\n\tdirection\x18\x03 \x01(\t\x12&\n\x04rows\x18\x04 \x03(\x0b\x32\x18.autoswarm.v1.HistoryRow\"0\n\x11GetVersionRequest\x12\r\n\x05study\x18\x01 \x01(\t\x12\x0c\n\x04hash\x18\x02 \x01(\t\"\x97\x02\n\nLineageRow\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06parent\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x12\n\nhas_metric\x18\x05 \x01(\x08\x12\x0e\n\x06metric\x18\x06 \x01(\x01\x12\x12\n\nclaimed_by\x18\x07 \x01(\t\x12\x13\n\x0bverified_by\x18\x08 \x03(\t\x12\x34\n\x06\x64\x65ltas\x18\t \x03(\x0b\x32$.autoswarm.v1.LineageRow.DeltasEntry\x12\x14\n\x0c\x63reated_unix\x18\n \x01(\x01\x1a-\n\x0b\x44\x65ltasEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"k\n\x0fLineageResponse\x12\r\n\x05study\x18\x01 \x01(\t\x12\x0e\n\x06metric\x18\x02 \x01(\t\x12\x11\n\tdirection\x18\x03 \x01(\t\x12&\n\x04rows\x18\x04 \x03(\x0b\x32\x18.autoswarm.v1.LineageRow\"\"\n\x12\x43reateTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"2\n\x13\x43reateTokenResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\"\x13\n\x11ListTokensRequest\"Q\n\tTokenInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x63reated_unix\x18\x02 \x01(\x01\x12\x0f\n\x07revoked\x18\x03 \x01(\x08\x12\x0f\n\x07workers\x18\x04 \x01(\x05\"=\n\x12ListTokensResponse\x12\'\n\x06tokens\x18\x01 \x03(\x0b\x32\x17.autoswarm.v1.TokenInfo\"\"\n\x12RevokeTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"&\n\x13RevokeTokenResponse\x12\x0f\n\x07revoked\x18\x01 \x01(\x05\x32\xef\x04\n\x0e\x43ontrolService\x12I\n\x08\x41\x64\x64Study\x12\x1d.autoswarm.v1.AddStudyRequest\x1a\x1e.autoswarm.v1.AddStudyResponse\x12\x43\n\x06Status\x12\x1b.autoswarm.v1.StatusRequest\x1a\x1c.autoswarm.v1.StatusResponse\x12\x46\n\x07History\x12\x1c.autoswarm.v1.HistoryRequest\x1a\x1d.autoswarm.v1.HistoryResponse\x12\x44\n\nGetVersion\x12\x1f.autoswarm.v1.GetVersionRequest\x1a\x15.autoswarm.v1.Version\x12\x46\n\x07Lineage\x12\x1c.autoswarm.v1.HistoryRequest\x1a\x1d.autoswarm.v1.LineageResponse\x12R\n\x0b\x43reateToken\x12 .autoswarm.v1.CreateTokenRequest\x1a!.autoswarm.v1.CreateTokenResponse\x12O\n\nListTokens\x12\x1f.autoswarm.v1.ListTokensRequest\x1a .autoswarm.v1.ListTokensResponse\x12R\n\x0bRevokeToken\x12 .autoswarm.v1.RevokeTokenRequest\x1a!.autoswarm.v1.RevokeTokenResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,39 +41,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STATUSREQUEST']._serialized_start=235
   _globals['_STATUSREQUEST']._serialized_end=250
   _globals['_STUDYSTATUS']._serialized_start=253
-  _globals['_STUDYSTATUS']._serialized_end=617
-  _globals['_WORKERSTATUS']._serialized_start=620
-  _globals['_WORKERSTATUS']._serialized_end=862
-  _globals['_STATUSRESPONSE']._serialized_start=864
-  _globals['_STATUSRESPONSE']._serialized_end=969
-  _globals['_HISTORYREQUEST']._serialized_start=971
-  _globals['_HISTORYREQUEST']._serialized_end=1002
-  _globals['_HISTORYROW']._serialized_start=1005
-  _globals['_HISTORYROW']._serialized_end=1330
-  _globals['_HISTORYRESPONSE']._serialized_start=1332
-  _globals['_HISTORYRESPONSE']._serialized_end=1439
-  _globals['_GETVERSIONREQUEST']._serialized_start=1441
-  _globals['_GETVERSIONREQUEST']._serialized_end=1489
-  _globals['_LINEAGEROW']._serialized_start=1492
-  _globals['_LINEAGEROW']._serialized_end=1771
-  _globals['_LINEAGEROW_DELTASENTRY']._serialized_start=1726
-  _globals['_LINEAGEROW_DELTASENTRY']._serialized_end=1771
-  _globals['_LINEAGERESPONSE']._serialized_start=1773
-  _globals['_LINEAGERESPONSE']._serialized_end=1880
-  _globals['_CREATETOKENREQUEST']._serialized_start=1882
-  _globals['_CREATETOKENREQUEST']._serialized_end=1916
-  _globals['_CREATETOKENRESPONSE']._serialized_start=1918
-  _globals['_CREATETOKENRESPONSE']._serialized_end=1968
-  _globals['_LISTTOKENSREQUEST']._serialized_start=1970
-  _globals['_LISTTOKENSREQUEST']._serialized_end=1989
-  _globals['_TOKENINFO']._serialized_start=1991
-  _globals['_TOKENINFO']._serialized_end=2072
-  _globals['_LISTTOKENSRESPONSE']._serialized_start=2074
-  _globals['_LISTTOKENSRESPONSE']._serialized_end=2135
-  _globals['_REVOKETOKENREQUEST']._serialized_start=2137
-  _globals['_REVOKETOKENREQUEST']._serialized_end=2171
-  _globals['_REVOKETOKENRESPONSE']._serialized_start=2173
-  _globals['_REVOKETOKENRESPONSE']._serialized_end=2211
-  _globals['_CONTROLSERVICE']._serialized_start=2214
-  _globals['_CONTROLSERVICE']._serialized_end=2837
+  _globals['_STUDYSTATUS']._serialized_end=697
+  _globals['_WORKERSTATUS']._serialized_start=700
+  _globals['_WORKERSTATUS']._serialized_end=986
+  _globals['_STATUSRESPONSE']._serialized_start=988
+  _globals['_STATUSRESPONSE']._serialized_end=1093
+  _globals['_HISTORYREQUEST']._serialized_start=1095
+  _globals['_HISTORYREQUEST']._serialized_end=1126
+  _globals['_HISTORYROW']._serialized_start=1129
+  _globals['_HISTORYROW']._serialized_end=1492
+  _globals['_HISTORYRESPONSE']._serialized_start=1494
+  _globals['_HISTORYRESPONSE']._serialized_end=1601
+  _globals['_GETVERSIONREQUEST']._serialized_start=1603
+  _globals['_GETVERSIONREQUEST']._serialized_end=1651
+  _globals['_LINEAGEROW']._serialized_start=1654
+  _globals['_LINEAGEROW']._serialized_end=1933
+  _globals['_LINEAGEROW_DELTASENTRY']._serialized_start=1888
+  _globals['_LINEAGEROW_DELTASENTRY']._serialized_end=1933
+  _globals['_LINEAGERESPONSE']._serialized_start=1935
+  _globals['_LINEAGERESPONSE']._serialized_end=2042
+  _globals['_CREATETOKENREQUEST']._serialized_start=2044
+  _globals['_CREATETOKENREQUEST']._serialized_end=2078
+  _globals['_CREATETOKENRESPONSE']._serialized_start=2080
+  _globals['_CREATETOKENRESPONSE']._serialized_end=2130
+  _globals['_LISTTOKENSREQUEST']._serialized_start=2132
+  _globals['_LISTTOKENSREQUEST']._serialized_end=2151
+  _globals['_TOKENINFO']._serialized_start=2153
+  _globals['_TOKENINFO']._serialized_end=2234
+  _globals['_LISTTOKENSRESPONSE']._serialized_start=2236
+  _globals['_LISTTOKENSRESPONSE']._serialized_end=2297
+  _globals['_REVOKETOKENREQUEST']._serialized_start=2299
+  _globals['_REVOKETOKENREQUEST']._serialized_end=2333
+  _globals['_REVOKETOKENRESPONSE']._serialized_start=2335
+  _globals['_REVOKETOKENRESPONSE']._serialized_end=2373
+  _globals['_CONTROLSERVICE']._serialized_start=2376
+  _globals['_CONTROLSERVICE']._serialized_end=2999
 # @@protoc_insertion_point(module_scope)

@@ -32,7 +32,7 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StudyStatus(_message.Message):
-    __slots__ = ("name", "metric", "direction", "champion_hash", "has_champion_metric", "champion_metric", "evaluations", "improvements", "in_flight", "max_evaluations", "done", "initial_metric", "has_initial_metric", "error", "pending_claims", "compare", "quorum")
+    __slots__ = ("name", "metric", "direction", "champion_hash", "has_champion_metric", "champion_metric", "evaluations", "improvements", "in_flight", "max_evaluations", "done", "initial_metric", "has_initial_metric", "error", "pending_claims", "compare", "quorum", "llm_tokens", "cost_usd", "max_tokens", "max_cost_usd")
     NAME_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
     DIRECTION_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +50,10 @@ class StudyStatus(_message.Message):
     PENDING_CLAIMS_FIELD_NUMBER: _ClassVar[int]
     COMPARE_FIELD_NUMBER: _ClassVar[int]
     QUORUM_FIELD_NUMBER: _ClassVar[int]
+    LLM_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
+    MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MAX_COST_USD_FIELD_NUMBER: _ClassVar[int]
     name: str
     metric: str
     direction: str
@@ -67,10 +71,14 @@ class StudyStatus(_message.Message):
     pending_claims: int
     compare: str
     quorum: int
-    def __init__(self, name: _Optional[str] = ..., metric: _Optional[str] = ..., direction: _Optional[str] = ..., champion_hash: _Optional[str] = ..., has_champion_metric: _Optional[bool] = ..., champion_metric: _Optional[float] = ..., evaluations: _Optional[int] = ..., improvements: _Optional[int] = ..., in_flight: _Optional[int] = ..., max_evaluations: _Optional[int] = ..., done: _Optional[bool] = ..., initial_metric: _Optional[float] = ..., has_initial_metric: _Optional[bool] = ..., error: _Optional[str] = ..., pending_claims: _Optional[int] = ..., compare: _Optional[str] = ..., quorum: _Optional[int] = ...) -> None: ...
+    llm_tokens: int
+    cost_usd: float
+    max_tokens: int
+    max_cost_usd: float
+    def __init__(self, name: _Optional[str] = ..., metric: _Optional[str] = ..., direction: _Optional[str] = ..., champion_hash: _Optional[str] = ..., has_champion_metric: _Optional[bool] = ..., champion_metric: _Optional[float] = ..., evaluations: _Optional[int] = ..., improvements: _Optional[int] = ..., in_flight: _Optional[int] = ..., max_evaluations: _Optional[int] = ..., done: _Optional[bool] = ..., initial_metric: _Optional[float] = ..., has_initial_metric: _Optional[bool] = ..., error: _Optional[str] = ..., pending_claims: _Optional[int] = ..., compare: _Optional[str] = ..., quorum: _Optional[int] = ..., llm_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., max_tokens: _Optional[int] = ..., max_cost_usd: _Optional[float] = ...) -> None: ...
 
 class WorkerStatus(_message.Message):
-    __slots__ = ("worker_id", "name", "state", "hardware_class", "last_seen_unix", "results", "slots", "running", "mutators", "claims_confirmed", "claims_refuted", "owner")
+    __slots__ = ("worker_id", "name", "state", "hardware_class", "last_seen_unix", "results", "slots", "running", "mutators", "claims_confirmed", "claims_refuted", "owner", "slot_times")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -83,6 +91,7 @@ class WorkerStatus(_message.Message):
     CLAIMS_CONFIRMED_FIELD_NUMBER: _ClassVar[int]
     CLAIMS_REFUTED_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
+    SLOT_TIMES_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     name: str
     state: str
@@ -95,7 +104,8 @@ class WorkerStatus(_message.Message):
     claims_confirmed: int
     claims_refuted: int
     owner: str
-    def __init__(self, worker_id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[str] = ..., hardware_class: _Optional[str] = ..., last_seen_unix: _Optional[float] = ..., results: _Optional[int] = ..., slots: _Optional[int] = ..., running: _Optional[int] = ..., mutators: _Optional[_Iterable[str]] = ..., claims_confirmed: _Optional[int] = ..., claims_refuted: _Optional[int] = ..., owner: _Optional[str] = ...) -> None: ...
+    slot_times: _containers.RepeatedCompositeFieldContainer[_common_pb2.SlotTime]
+    def __init__(self, worker_id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[str] = ..., hardware_class: _Optional[str] = ..., last_seen_unix: _Optional[float] = ..., results: _Optional[int] = ..., slots: _Optional[int] = ..., running: _Optional[int] = ..., mutators: _Optional[_Iterable[str]] = ..., claims_confirmed: _Optional[int] = ..., claims_refuted: _Optional[int] = ..., owner: _Optional[str] = ..., slot_times: _Optional[_Iterable[_Union[_common_pb2.SlotTime, _Mapping]]] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
     __slots__ = ("studies", "workers")
@@ -112,7 +122,7 @@ class HistoryRequest(_message.Message):
     def __init__(self, study: _Optional[str] = ...) -> None: ...
 
 class HistoryRow(_message.Message):
-    __slots__ = ("result_id", "version", "parent", "kind", "status", "has_metric", "metric", "description", "worker", "hardware_class", "created_unix", "evaluate_seconds", "verifies_of", "has_improvement", "improvement", "threshold")
+    __slots__ = ("result_id", "version", "parent", "kind", "status", "has_metric", "metric", "description", "worker", "hardware_class", "created_unix", "evaluate_seconds", "verifies_of", "has_improvement", "improvement", "threshold", "llm_tokens", "cost_usd")
     RESULT_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PARENT_FIELD_NUMBER: _ClassVar[int]
@@ -129,6 +139,8 @@ class HistoryRow(_message.Message):
     HAS_IMPROVEMENT_FIELD_NUMBER: _ClassVar[int]
     IMPROVEMENT_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    LLM_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
     result_id: str
     version: str
     parent: str
@@ -145,7 +157,9 @@ class HistoryRow(_message.Message):
     has_improvement: bool
     improvement: float
     threshold: float
-    def __init__(self, result_id: _Optional[str] = ..., version: _Optional[str] = ..., parent: _Optional[str] = ..., kind: _Optional[str] = ..., status: _Optional[str] = ..., has_metric: _Optional[bool] = ..., metric: _Optional[float] = ..., description: _Optional[str] = ..., worker: _Optional[str] = ..., hardware_class: _Optional[str] = ..., created_unix: _Optional[float] = ..., evaluate_seconds: _Optional[float] = ..., verifies_of: _Optional[str] = ..., has_improvement: _Optional[bool] = ..., improvement: _Optional[float] = ..., threshold: _Optional[float] = ...) -> None: ...
+    llm_tokens: int
+    cost_usd: float
+    def __init__(self, result_id: _Optional[str] = ..., version: _Optional[str] = ..., parent: _Optional[str] = ..., kind: _Optional[str] = ..., status: _Optional[str] = ..., has_metric: _Optional[bool] = ..., metric: _Optional[float] = ..., description: _Optional[str] = ..., worker: _Optional[str] = ..., hardware_class: _Optional[str] = ..., created_unix: _Optional[float] = ..., evaluate_seconds: _Optional[float] = ..., verifies_of: _Optional[str] = ..., has_improvement: _Optional[bool] = ..., improvement: _Optional[float] = ..., threshold: _Optional[float] = ..., llm_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ...) -> None: ...
 
 class HistoryResponse(_message.Message):
     __slots__ = ("study", "metric", "direction", "rows")

@@ -38,12 +38,14 @@ class RegisterResponse(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., heartbeat_interval_seconds: _Optional[float] = ..., hardware_class: _Optional[str] = ..., credential: _Optional[str] = ..., owner: _Optional[str] = ...) -> None: ...
 
 class LeaseRequest(_message.Message):
-    __slots__ = ("worker_id", "wait_seconds")
+    __slots__ = ("worker_id", "wait_seconds", "pipelined")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PIPELINED_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     wait_seconds: float
-    def __init__(self, worker_id: _Optional[str] = ..., wait_seconds: _Optional[float] = ...) -> None: ...
+    pipelined: bool
+    def __init__(self, worker_id: _Optional[str] = ..., wait_seconds: _Optional[float] = ..., pipelined: _Optional[bool] = ...) -> None: ...
 
 class Task(_message.Message):
     __slots__ = ("lease_id", "study", "kind", "bundle_hash", "bundle_size", "parent", "candidate", "seed", "deadline_unix", "memory")
@@ -78,7 +80,7 @@ class LeaseResponse(_message.Message):
     def __init__(self, has_task: _Optional[bool] = ..., task: _Optional[_Union[Task, _Mapping]] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("worker_id", "lease_ids", "state", "descriptions", "candidate_hashes")
+    __slots__ = ("worker_id", "lease_ids", "state", "descriptions", "candidate_hashes", "slot_times")
     class DescriptionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -98,12 +100,14 @@ class HeartbeatRequest(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTIONS_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_HASHES_FIELD_NUMBER: _ClassVar[int]
+    SLOT_TIMES_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     lease_ids: _containers.RepeatedScalarFieldContainer[str]
     state: str
     descriptions: _containers.ScalarMap[str, str]
     candidate_hashes: _containers.ScalarMap[str, str]
-    def __init__(self, worker_id: _Optional[str] = ..., lease_ids: _Optional[_Iterable[str]] = ..., state: _Optional[str] = ..., descriptions: _Optional[_Mapping[str, str]] = ..., candidate_hashes: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    slot_times: _containers.RepeatedCompositeFieldContainer[_common_pb2.SlotTime]
+    def __init__(self, worker_id: _Optional[str] = ..., lease_ids: _Optional[_Iterable[str]] = ..., state: _Optional[str] = ..., descriptions: _Optional[_Mapping[str, str]] = ..., candidate_hashes: _Optional[_Mapping[str, str]] = ..., slot_times: _Optional[_Iterable[_Union[_common_pb2.SlotTime, _Mapping]]] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
     __slots__ = ("cancelled_lease_ids", "duplicate_lease_ids")
@@ -114,7 +118,7 @@ class HeartbeatResponse(_message.Message):
     def __init__(self, cancelled_lease_ids: _Optional[_Iterable[str]] = ..., duplicate_lease_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Result(_message.Message):
-    __slots__ = ("status", "has_metric", "metric", "extra_metrics", "candidate", "description", "log_tail", "mutate_seconds", "evaluate_seconds", "setup_seconds", "bundle_cache_hit")
+    __slots__ = ("status", "has_metric", "metric", "extra_metrics", "candidate", "description", "log_tail", "mutate_seconds", "evaluate_seconds", "setup_seconds", "bundle_cache_hit", "llm_tokens", "cost_usd")
     class ExtraMetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -133,6 +137,8 @@ class Result(_message.Message):
     EVALUATE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     SETUP_SECONDS_FIELD_NUMBER: _ClassVar[int]
     BUNDLE_CACHE_HIT_FIELD_NUMBER: _ClassVar[int]
+    LLM_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
     status: _common_pb2.ResultStatus
     has_metric: bool
     metric: float
@@ -144,7 +150,9 @@ class Result(_message.Message):
     evaluate_seconds: float
     setup_seconds: float
     bundle_cache_hit: bool
-    def __init__(self, status: _Optional[_Union[_common_pb2.ResultStatus, str]] = ..., has_metric: _Optional[bool] = ..., metric: _Optional[float] = ..., extra_metrics: _Optional[_Mapping[str, float]] = ..., candidate: _Optional[bytes] = ..., description: _Optional[str] = ..., log_tail: _Optional[str] = ..., mutate_seconds: _Optional[float] = ..., evaluate_seconds: _Optional[float] = ..., setup_seconds: _Optional[float] = ..., bundle_cache_hit: _Optional[bool] = ...) -> None: ...
+    llm_tokens: int
+    cost_usd: float
+    def __init__(self, status: _Optional[_Union[_common_pb2.ResultStatus, str]] = ..., has_metric: _Optional[bool] = ..., metric: _Optional[float] = ..., extra_metrics: _Optional[_Mapping[str, float]] = ..., candidate: _Optional[bytes] = ..., description: _Optional[str] = ..., log_tail: _Optional[str] = ..., mutate_seconds: _Optional[float] = ..., evaluate_seconds: _Optional[float] = ..., setup_seconds: _Optional[float] = ..., bundle_cache_hit: _Optional[bool] = ..., llm_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ...) -> None: ...
 
 class ReportRequest(_message.Message):
     __slots__ = ("worker_id", "lease_id", "result")
