@@ -24,28 +24,32 @@ class RegisterRequest(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., name: _Optional[str] = ..., hardware: _Optional[_Union[_common_pb2.Hardware, _Mapping]] = ..., slots: _Optional[int] = ..., mutators: _Optional[_Iterable[str]] = ..., client_version: _Optional[str] = ...) -> None: ...
 
 class RegisterResponse(_message.Message):
-    __slots__ = ("worker_id", "heartbeat_interval_seconds", "hardware_class", "credential", "owner")
+    __slots__ = ("worker_id", "heartbeat_interval_seconds", "hardware_class", "credential", "owner", "lease_wait_seconds")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     HARDWARE_CLASS_FIELD_NUMBER: _ClassVar[int]
     CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
+    LEASE_WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     heartbeat_interval_seconds: float
     hardware_class: str
     credential: str
     owner: str
-    def __init__(self, worker_id: _Optional[str] = ..., heartbeat_interval_seconds: _Optional[float] = ..., hardware_class: _Optional[str] = ..., credential: _Optional[str] = ..., owner: _Optional[str] = ...) -> None: ...
+    lease_wait_seconds: float
+    def __init__(self, worker_id: _Optional[str] = ..., heartbeat_interval_seconds: _Optional[float] = ..., hardware_class: _Optional[str] = ..., credential: _Optional[str] = ..., owner: _Optional[str] = ..., lease_wait_seconds: _Optional[float] = ...) -> None: ...
 
 class LeaseRequest(_message.Message):
-    __slots__ = ("worker_id", "wait_seconds", "pipelined")
+    __slots__ = ("worker_id", "wait_seconds", "pipelined", "state")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     PIPELINED_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     wait_seconds: float
     pipelined: bool
-    def __init__(self, worker_id: _Optional[str] = ..., wait_seconds: _Optional[float] = ..., pipelined: _Optional[bool] = ...) -> None: ...
+    state: str
+    def __init__(self, worker_id: _Optional[str] = ..., wait_seconds: _Optional[float] = ..., pipelined: _Optional[bool] = ..., state: _Optional[str] = ...) -> None: ...
 
 class Task(_message.Message):
     __slots__ = ("lease_id", "study", "kind", "bundle_hash", "bundle_size", "parent", "candidate", "seed", "deadline_unix", "memory")
@@ -72,12 +76,16 @@ class Task(_message.Message):
     def __init__(self, lease_id: _Optional[str] = ..., study: _Optional[str] = ..., kind: _Optional[_Union[_common_pb2.TaskKind, str]] = ..., bundle_hash: _Optional[str] = ..., bundle_size: _Optional[int] = ..., parent: _Optional[_Union[_common_pb2.Version, _Mapping]] = ..., candidate: _Optional[_Union[_common_pb2.Version, _Mapping]] = ..., seed: _Optional[int] = ..., deadline_unix: _Optional[float] = ..., memory: _Optional[str] = ...) -> None: ...
 
 class LeaseResponse(_message.Message):
-    __slots__ = ("has_task", "task")
+    __slots__ = ("has_task", "task", "heartbeat_interval_seconds", "lease_wait_seconds")
     HAS_TASK_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    LEASE_WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     has_task: bool
     task: Task
-    def __init__(self, has_task: _Optional[bool] = ..., task: _Optional[_Union[Task, _Mapping]] = ...) -> None: ...
+    heartbeat_interval_seconds: float
+    lease_wait_seconds: float
+    def __init__(self, has_task: _Optional[bool] = ..., task: _Optional[_Union[Task, _Mapping]] = ..., heartbeat_interval_seconds: _Optional[float] = ..., lease_wait_seconds: _Optional[float] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
     __slots__ = ("worker_id", "lease_ids", "state", "descriptions", "candidate_hashes", "slot_times")
@@ -110,12 +118,14 @@ class HeartbeatRequest(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., lease_ids: _Optional[_Iterable[str]] = ..., state: _Optional[str] = ..., descriptions: _Optional[_Mapping[str, str]] = ..., candidate_hashes: _Optional[_Mapping[str, str]] = ..., slot_times: _Optional[_Iterable[_Union[_common_pb2.SlotTime, _Mapping]]] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
-    __slots__ = ("cancelled_lease_ids", "duplicate_lease_ids")
+    __slots__ = ("cancelled_lease_ids", "duplicate_lease_ids", "heartbeat_interval_seconds")
     CANCELLED_LEASE_IDS_FIELD_NUMBER: _ClassVar[int]
     DUPLICATE_LEASE_IDS_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     cancelled_lease_ids: _containers.RepeatedScalarFieldContainer[str]
     duplicate_lease_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, cancelled_lease_ids: _Optional[_Iterable[str]] = ..., duplicate_lease_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    heartbeat_interval_seconds: float
+    def __init__(self, cancelled_lease_ids: _Optional[_Iterable[str]] = ..., duplicate_lease_ids: _Optional[_Iterable[str]] = ..., heartbeat_interval_seconds: _Optional[float] = ...) -> None: ...
 
 class Result(_message.Message):
     __slots__ = ("status", "has_metric", "metric", "extra_metrics", "candidate", "description", "log_tail", "mutate_seconds", "evaluate_seconds", "setup_seconds", "bundle_cache_hit", "llm_tokens", "cost_usd")
