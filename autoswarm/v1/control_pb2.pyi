@@ -8,31 +8,39 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class AddStudyRequest(_message.Message):
-    __slots__ = ("bundle", "max_evaluations")
+    __slots__ = ("bundle", "max_evaluations", "priority")
     BUNDLE_FIELD_NUMBER: _ClassVar[int]
     MAX_EVALUATIONS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
     bundle: bytes
     max_evaluations: int
-    def __init__(self, bundle: _Optional[bytes] = ..., max_evaluations: _Optional[int] = ...) -> None: ...
+    priority: int
+    def __init__(self, bundle: _Optional[bytes] = ..., max_evaluations: _Optional[int] = ..., priority: _Optional[int] = ...) -> None: ...
 
 class AddStudyResponse(_message.Message):
-    __slots__ = ("study", "bundle_hash", "champion_hash", "already_present")
+    __slots__ = ("study", "bundle_hash", "champion_hash", "already_present", "max_evaluations", "priority", "changed")
     STUDY_FIELD_NUMBER: _ClassVar[int]
     BUNDLE_HASH_FIELD_NUMBER: _ClassVar[int]
     CHAMPION_HASH_FIELD_NUMBER: _ClassVar[int]
     ALREADY_PRESENT_FIELD_NUMBER: _ClassVar[int]
+    MAX_EVALUATIONS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
     study: str
     bundle_hash: str
     champion_hash: str
     already_present: bool
-    def __init__(self, study: _Optional[str] = ..., bundle_hash: _Optional[str] = ..., champion_hash: _Optional[str] = ..., already_present: _Optional[bool] = ...) -> None: ...
+    max_evaluations: int
+    priority: int
+    changed: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, study: _Optional[str] = ..., bundle_hash: _Optional[str] = ..., champion_hash: _Optional[str] = ..., already_present: _Optional[bool] = ..., max_evaluations: _Optional[int] = ..., priority: _Optional[int] = ..., changed: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class StudyStatus(_message.Message):
-    __slots__ = ("name", "metric", "direction", "champion_hash", "has_champion_metric", "champion_metric", "evaluations", "improvements", "in_flight", "max_evaluations", "done", "initial_metric", "has_initial_metric", "error", "pending_claims", "compare", "quorum", "llm_tokens", "cost_usd", "max_tokens", "max_cost_usd")
+    __slots__ = ("name", "metric", "direction", "champion_hash", "has_champion_metric", "champion_metric", "evaluations", "improvements", "in_flight", "max_evaluations", "done", "initial_metric", "has_initial_metric", "error", "pending_claims", "compare", "quorum", "llm_tokens", "cost_usd", "max_tokens", "max_cost_usd", "paused", "priority", "spec_json", "bundle_hash")
     NAME_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
     DIRECTION_FIELD_NUMBER: _ClassVar[int]
@@ -54,6 +62,10 @@ class StudyStatus(_message.Message):
     COST_USD_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
     MAX_COST_USD_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    SPEC_JSON_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_HASH_FIELD_NUMBER: _ClassVar[int]
     name: str
     metric: str
     direction: str
@@ -75,7 +87,11 @@ class StudyStatus(_message.Message):
     cost_usd: float
     max_tokens: int
     max_cost_usd: float
-    def __init__(self, name: _Optional[str] = ..., metric: _Optional[str] = ..., direction: _Optional[str] = ..., champion_hash: _Optional[str] = ..., has_champion_metric: _Optional[bool] = ..., champion_metric: _Optional[float] = ..., evaluations: _Optional[int] = ..., improvements: _Optional[int] = ..., in_flight: _Optional[int] = ..., max_evaluations: _Optional[int] = ..., done: _Optional[bool] = ..., initial_metric: _Optional[float] = ..., has_initial_metric: _Optional[bool] = ..., error: _Optional[str] = ..., pending_claims: _Optional[int] = ..., compare: _Optional[str] = ..., quorum: _Optional[int] = ..., llm_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., max_tokens: _Optional[int] = ..., max_cost_usd: _Optional[float] = ...) -> None: ...
+    paused: bool
+    priority: int
+    spec_json: str
+    bundle_hash: str
+    def __init__(self, name: _Optional[str] = ..., metric: _Optional[str] = ..., direction: _Optional[str] = ..., champion_hash: _Optional[str] = ..., has_champion_metric: _Optional[bool] = ..., champion_metric: _Optional[float] = ..., evaluations: _Optional[int] = ..., improvements: _Optional[int] = ..., in_flight: _Optional[int] = ..., max_evaluations: _Optional[int] = ..., done: _Optional[bool] = ..., initial_metric: _Optional[float] = ..., has_initial_metric: _Optional[bool] = ..., error: _Optional[str] = ..., pending_claims: _Optional[int] = ..., compare: _Optional[str] = ..., quorum: _Optional[int] = ..., llm_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., max_tokens: _Optional[int] = ..., max_cost_usd: _Optional[float] = ..., paused: _Optional[bool] = ..., priority: _Optional[int] = ..., spec_json: _Optional[str] = ..., bundle_hash: _Optional[str] = ...) -> None: ...
 
 class WorkerStatus(_message.Message):
     __slots__ = ("worker_id", "name", "state", "hardware_class", "last_seen_unix", "results", "slots", "running", "mutators", "claims_confirmed", "claims_refuted", "owner", "slot_times")
@@ -122,7 +138,7 @@ class HistoryRequest(_message.Message):
     def __init__(self, study: _Optional[str] = ...) -> None: ...
 
 class HistoryRow(_message.Message):
-    __slots__ = ("result_id", "version", "parent", "kind", "status", "has_metric", "metric", "description", "worker", "hardware_class", "created_unix", "evaluate_seconds", "verifies_of", "has_improvement", "improvement", "threshold", "llm_tokens", "cost_usd")
+    __slots__ = ("result_id", "version", "parent", "kind", "status", "has_metric", "metric", "description", "worker", "hardware_class", "created_unix", "evaluate_seconds", "verifies_of", "has_improvement", "improvement", "threshold", "llm_tokens", "cost_usd", "reason", "mutate_seconds")
     RESULT_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PARENT_FIELD_NUMBER: _ClassVar[int]
@@ -141,6 +157,8 @@ class HistoryRow(_message.Message):
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     LLM_TOKENS_FIELD_NUMBER: _ClassVar[int]
     COST_USD_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MUTATE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     result_id: str
     version: str
     parent: str
@@ -159,7 +177,9 @@ class HistoryRow(_message.Message):
     threshold: float
     llm_tokens: int
     cost_usd: float
-    def __init__(self, result_id: _Optional[str] = ..., version: _Optional[str] = ..., parent: _Optional[str] = ..., kind: _Optional[str] = ..., status: _Optional[str] = ..., has_metric: _Optional[bool] = ..., metric: _Optional[float] = ..., description: _Optional[str] = ..., worker: _Optional[str] = ..., hardware_class: _Optional[str] = ..., created_unix: _Optional[float] = ..., evaluate_seconds: _Optional[float] = ..., verifies_of: _Optional[str] = ..., has_improvement: _Optional[bool] = ..., improvement: _Optional[float] = ..., threshold: _Optional[float] = ..., llm_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ...) -> None: ...
+    reason: str
+    mutate_seconds: float
+    def __init__(self, result_id: _Optional[str] = ..., version: _Optional[str] = ..., parent: _Optional[str] = ..., kind: _Optional[str] = ..., status: _Optional[str] = ..., has_metric: _Optional[bool] = ..., metric: _Optional[float] = ..., description: _Optional[str] = ..., worker: _Optional[str] = ..., hardware_class: _Optional[str] = ..., created_unix: _Optional[float] = ..., evaluate_seconds: _Optional[float] = ..., verifies_of: _Optional[str] = ..., has_improvement: _Optional[bool] = ..., improvement: _Optional[float] = ..., threshold: _Optional[float] = ..., llm_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., reason: _Optional[str] = ..., mutate_seconds: _Optional[float] = ...) -> None: ...
 
 class HistoryResponse(_message.Message):
     __slots__ = ("study", "metric", "direction", "rows")
@@ -271,3 +291,63 @@ class RevokeTokenResponse(_message.Message):
     REVOKED_FIELD_NUMBER: _ClassVar[int]
     revoked: int
     def __init__(self, revoked: _Optional[int] = ...) -> None: ...
+
+class ChangeStudyRequest(_message.Message):
+    __slots__ = ("study", "action", "priority", "set_max_evaluations", "max_evaluations")
+    STUDY_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    SET_MAX_EVALUATIONS_FIELD_NUMBER: _ClassVar[int]
+    MAX_EVALUATIONS_FIELD_NUMBER: _ClassVar[int]
+    study: str
+    action: str
+    priority: int
+    set_max_evaluations: bool
+    max_evaluations: int
+    def __init__(self, study: _Optional[str] = ..., action: _Optional[str] = ..., priority: _Optional[int] = ..., set_max_evaluations: _Optional[bool] = ..., max_evaluations: _Optional[int] = ...) -> None: ...
+
+class ChangeStudyResponse(_message.Message):
+    __slots__ = ("study", "leases_released")
+    STUDY_FIELD_NUMBER: _ClassVar[int]
+    LEASES_RELEASED_FIELD_NUMBER: _ClassVar[int]
+    study: StudyStatus
+    leases_released: int
+    def __init__(self, study: _Optional[_Union[StudyStatus, _Mapping]] = ..., leases_released: _Optional[int] = ...) -> None: ...
+
+class GetResultRequest(_message.Message):
+    __slots__ = ("result_id",)
+    RESULT_ID_FIELD_NUMBER: _ClassVar[int]
+    result_id: str
+    def __init__(self, result_id: _Optional[str] = ...) -> None: ...
+
+class ResultDetail(_message.Message):
+    __slots__ = ("study", "metric", "row", "log_tail", "worker_status", "extra_metrics", "timings")
+    class ExtraMetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class TimingsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    STUDY_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    ROW_FIELD_NUMBER: _ClassVar[int]
+    LOG_TAIL_FIELD_NUMBER: _ClassVar[int]
+    WORKER_STATUS_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_METRICS_FIELD_NUMBER: _ClassVar[int]
+    TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    study: str
+    metric: str
+    row: HistoryRow
+    log_tail: str
+    worker_status: str
+    extra_metrics: _containers.ScalarMap[str, float]
+    timings: _containers.ScalarMap[str, float]
+    def __init__(self, study: _Optional[str] = ..., metric: _Optional[str] = ..., row: _Optional[_Union[HistoryRow, _Mapping]] = ..., log_tail: _Optional[str] = ..., worker_status: _Optional[str] = ..., extra_metrics: _Optional[_Mapping[str, float]] = ..., timings: _Optional[_Mapping[str, float]] = ...) -> None: ...

@@ -75,6 +75,21 @@ class ControlServiceStub:
                 request_serializer=autoswarm_dot_v1_dot_control__pb2.RevokeTokenRequest.SerializeToString,
                 response_deserializer=autoswarm_dot_v1_dot_control__pb2.RevokeTokenResponse.FromString,
                 _registered_method=True)
+        self.ChangeStudy = channel.unary_unary(
+                '/autoswarm.v1.ControlService/ChangeStudy',
+                request_serializer=autoswarm_dot_v1_dot_control__pb2.ChangeStudyRequest.SerializeToString,
+                response_deserializer=autoswarm_dot_v1_dot_control__pb2.ChangeStudyResponse.FromString,
+                _registered_method=True)
+        self.UpdateStudy = channel.unary_unary(
+                '/autoswarm.v1.ControlService/UpdateStudy',
+                request_serializer=autoswarm_dot_v1_dot_control__pb2.AddStudyRequest.SerializeToString,
+                response_deserializer=autoswarm_dot_v1_dot_control__pb2.AddStudyResponse.FromString,
+                _registered_method=True)
+        self.GetResult = channel.unary_unary(
+                '/autoswarm.v1.ControlService/GetResult',
+                request_serializer=autoswarm_dot_v1_dot_control__pb2.GetResultRequest.SerializeToString,
+                response_deserializer=autoswarm_dot_v1_dot_control__pb2.ResultDetail.FromString,
+                _registered_method=True)
 
 
 class ControlServiceServicer:
@@ -130,6 +145,27 @@ class ControlServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ChangeStudy(self, request, context):
+        """Study lifecycle: pause (leases handed back), resume, remove (archived: its rows stay),
+        priority and budget; and a new bundle of the same study, keeping champion and history.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateStudy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetResult(self, request, context):
+        """One result with its log tail: why it crashed, what the mutator said.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -172,6 +208,21 @@ def add_ControlServiceServicer_to_server(servicer, server):
                     servicer.RevokeToken,
                     request_deserializer=autoswarm_dot_v1_dot_control__pb2.RevokeTokenRequest.FromString,
                     response_serializer=autoswarm_dot_v1_dot_control__pb2.RevokeTokenResponse.SerializeToString,
+            ),
+            'ChangeStudy': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangeStudy,
+                    request_deserializer=autoswarm_dot_v1_dot_control__pb2.ChangeStudyRequest.FromString,
+                    response_serializer=autoswarm_dot_v1_dot_control__pb2.ChangeStudyResponse.SerializeToString,
+            ),
+            'UpdateStudy': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateStudy,
+                    request_deserializer=autoswarm_dot_v1_dot_control__pb2.AddStudyRequest.FromString,
+                    response_serializer=autoswarm_dot_v1_dot_control__pb2.AddStudyResponse.SerializeToString,
+            ),
+            'GetResult': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetResult,
+                    request_deserializer=autoswarm_dot_v1_dot_control__pb2.GetResultRequest.FromString,
+                    response_serializer=autoswarm_dot_v1_dot_control__pb2.ResultDetail.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -390,6 +441,87 @@ class ControlService:
             '/autoswarm.v1.ControlService/RevokeToken',
             autoswarm_dot_v1_dot_control__pb2.RevokeTokenRequest.SerializeToString,
             autoswarm_dot_v1_dot_control__pb2.RevokeTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangeStudy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/autoswarm.v1.ControlService/ChangeStudy',
+            autoswarm_dot_v1_dot_control__pb2.ChangeStudyRequest.SerializeToString,
+            autoswarm_dot_v1_dot_control__pb2.ChangeStudyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateStudy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/autoswarm.v1.ControlService/UpdateStudy',
+            autoswarm_dot_v1_dot_control__pb2.AddStudyRequest.SerializeToString,
+            autoswarm_dot_v1_dot_control__pb2.AddStudyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetResult(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/autoswarm.v1.ControlService/GetResult',
+            autoswarm_dot_v1_dot_control__pb2.GetResultRequest.SerializeToString,
+            autoswarm_dot_v1_dot_control__pb2.ResultDetail.FromString,
             options,
             channel_credentials,
             insecure,
