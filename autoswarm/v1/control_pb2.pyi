@@ -245,10 +245,18 @@ class LineageResponse(_message.Message):
     def __init__(self, study: _Optional[str] = ..., metric: _Optional[str] = ..., direction: _Optional[str] = ..., rows: _Optional[_Iterable[_Union[LineageRow, _Mapping]]] = ...) -> None: ...
 
 class CreateTokenRequest(_message.Message):
-    __slots__ = ("name",)
+    __slots__ = ("name", "team", "display_name", "anonymous", "reader")
     NAME_FIELD_NUMBER: _ClassVar[int]
+    TEAM_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    ANONYMOUS_FIELD_NUMBER: _ClassVar[int]
+    READER_FIELD_NUMBER: _ClassVar[int]
     name: str
-    def __init__(self, name: _Optional[str] = ...) -> None: ...
+    team: str
+    display_name: str
+    anonymous: bool
+    reader: bool
+    def __init__(self, name: _Optional[str] = ..., team: _Optional[str] = ..., display_name: _Optional[str] = ..., anonymous: _Optional[bool] = ..., reader: _Optional[bool] = ...) -> None: ...
 
 class CreateTokenResponse(_message.Message):
     __slots__ = ("name", "token")
@@ -263,16 +271,20 @@ class ListTokensRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class TokenInfo(_message.Message):
-    __slots__ = ("name", "created_unix", "revoked", "workers")
+    __slots__ = ("name", "created_unix", "revoked", "workers", "kind", "team")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CREATED_UNIX_FIELD_NUMBER: _ClassVar[int]
     REVOKED_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TEAM_FIELD_NUMBER: _ClassVar[int]
     name: str
     created_unix: float
     revoked: bool
     workers: int
-    def __init__(self, name: _Optional[str] = ..., created_unix: _Optional[float] = ..., revoked: _Optional[bool] = ..., workers: _Optional[int] = ...) -> None: ...
+    kind: str
+    team: str
+    def __init__(self, name: _Optional[str] = ..., created_unix: _Optional[float] = ..., revoked: _Optional[bool] = ..., workers: _Optional[int] = ..., kind: _Optional[str] = ..., team: _Optional[str] = ...) -> None: ...
 
 class ListTokensResponse(_message.Message):
     __slots__ = ("tokens",)
@@ -351,3 +363,39 @@ class ResultDetail(_message.Message):
     extra_metrics: _containers.ScalarMap[str, float]
     timings: _containers.ScalarMap[str, float]
     def __init__(self, study: _Optional[str] = ..., metric: _Optional[str] = ..., row: _Optional[_Union[HistoryRow, _Mapping]] = ..., log_tail: _Optional[str] = ..., worker_status: _Optional[str] = ..., extra_metrics: _Optional[_Mapping[str, float]] = ..., timings: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class CreditRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CreditRow(_message.Message):
+    __slots__ = ("name", "team", "credit", "recent_average", "discoveries", "discovery", "badge", "members", "granted_results")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TEAM_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_FIELD_NUMBER: _ClassVar[int]
+    RECENT_AVERAGE_FIELD_NUMBER: _ClassVar[int]
+    DISCOVERIES_FIELD_NUMBER: _ClassVar[int]
+    DISCOVERY_FIELD_NUMBER: _ClassVar[int]
+    BADGE_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    GRANTED_RESULTS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    team: str
+    credit: float
+    recent_average: float
+    discoveries: int
+    discovery: float
+    badge: str
+    members: int
+    granted_results: int
+    def __init__(self, name: _Optional[str] = ..., team: _Optional[str] = ..., credit: _Optional[float] = ..., recent_average: _Optional[float] = ..., discoveries: _Optional[int] = ..., discovery: _Optional[float] = ..., badge: _Optional[str] = ..., members: _Optional[int] = ..., granted_results: _Optional[int] = ...) -> None: ...
+
+class CreditResponse(_message.Message):
+    __slots__ = ("volunteers", "teams", "computed_unix")
+    VOLUNTEERS_FIELD_NUMBER: _ClassVar[int]
+    TEAMS_FIELD_NUMBER: _ClassVar[int]
+    COMPUTED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    volunteers: _containers.RepeatedCompositeFieldContainer[CreditRow]
+    teams: _containers.RepeatedCompositeFieldContainer[CreditRow]
+    computed_unix: float
+    def __init__(self, volunteers: _Optional[_Iterable[_Union[CreditRow, _Mapping]]] = ..., teams: _Optional[_Iterable[_Union[CreditRow, _Mapping]]] = ..., computed_unix: _Optional[float] = ...) -> None: ...

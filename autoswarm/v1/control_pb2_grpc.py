@@ -90,6 +90,11 @@ class ControlServiceStub:
                 request_serializer=autoswarm_dot_v1_dot_control__pb2.GetResultRequest.SerializeToString,
                 response_deserializer=autoswarm_dot_v1_dot_control__pb2.ResultDetail.FromString,
                 _registered_method=True)
+        self.Credit = channel.unary_unary(
+                '/autoswarm.v1.ControlService/Credit',
+                request_serializer=autoswarm_dot_v1_dot_control__pb2.CreditRequest.SerializeToString,
+                response_deserializer=autoswarm_dot_v1_dot_control__pb2.CreditResponse.FromString,
+                _registered_method=True)
 
 
 class ControlServiceServicer:
@@ -166,6 +171,13 @@ class ControlServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Credit(self, request, context):
+        """Granted credit, recent average credit, discoveries and badges per volunteer and team.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -223,6 +235,11 @@ def add_ControlServiceServicer_to_server(servicer, server):
                     servicer.GetResult,
                     request_deserializer=autoswarm_dot_v1_dot_control__pb2.GetResultRequest.FromString,
                     response_serializer=autoswarm_dot_v1_dot_control__pb2.ResultDetail.SerializeToString,
+            ),
+            'Credit': grpc.unary_unary_rpc_method_handler(
+                    servicer.Credit,
+                    request_deserializer=autoswarm_dot_v1_dot_control__pb2.CreditRequest.FromString,
+                    response_serializer=autoswarm_dot_v1_dot_control__pb2.CreditResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -522,6 +539,33 @@ class ControlService:
             '/autoswarm.v1.ControlService/GetResult',
             autoswarm_dot_v1_dot_control__pb2.GetResultRequest.SerializeToString,
             autoswarm_dot_v1_dot_control__pb2.ResultDetail.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Credit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/autoswarm.v1.ControlService/Credit',
+            autoswarm_dot_v1_dot_control__pb2.CreditRequest.SerializeToString,
+            autoswarm_dot_v1_dot_control__pb2.CreditResponse.FromString,
             options,
             channel_credentials,
             insecure,
