@@ -110,7 +110,14 @@ def unpack_bundle(data: bytes, max_bytes: int = DEFAULT_MAX_BUNDLE_BYTES) -> dic
         if not (isinstance(entry, list) and len(entry) == 2
                 and isinstance(entry[0], str) and isinstance(entry[1], bytes)):
             raise BundleError("bundle has a malformed file entry")
-        files[_safe_relpath(entry[0]).as_posix()] = entry[1]
+        rel = _safe_relpath(entry[0]).as_posix()
+        if rel in files:
+            # Which copy would win depends on the reader; a canonical bundle never has two.
+            raise BundleError(f"bundle has two entries for {rel!r}; a study file appears once")
+        files[rel] = entry[1]
+    folders = {parent.as_posix() for rel in files for parent in PurePosixPath(rel).parents}
+    if clash := sorted(folders & set(files)):
+        raise BundleError(f"bundle entry {clash[0]!r} is both a file and a folder of other entries")
     return files
 
 

@@ -188,7 +188,27 @@ def _mutator(raw: Any) -> MutatorConfig:
     if not isinstance(kind, str) or not kind:
         raise StudyError(f'mutator.kind: expected a mutator name such as "params", got {kind!r}')
     options = {k: v for k, v in raw.items() if k != "kind"}
+    _check_mutator(kind, options)
     return MutatorConfig(kind=kind, options=options)
+
+
+def _check_mutator(kind: str, options: dict[str, Any]) -> None:
+    """Refuses an unknown mutator kind or options its mutator would refuse, naming the key.
+
+    Workers would otherwise accept the study and fail every task. What a worker may supply
+    itself (its own agent command, its own model) gets a stand-in when the study leaves it out.
+    """
+    # Imported here: the mutators are worker code, and only their option rules are needed.
+    from autoswarm.worker.mutators import KNOWN_KINDS, MutatorConfigError, create_mutator
+
+    if kind not in KNOWN_KINDS:
+        raise StudyError(f"mutator.kind: unknown mutator {kind!r}{_closest(kind, set(KNOWN_KINDS))}; "
+                         f"use one of {', '.join(KNOWN_KINDS)}")
+    stand_ins: dict[str, Any] = {"llm": {"model": "stand-in"}, "command": {"command": "stand-in"}}.get(kind, {})
+    try:
+        create_mutator(kind, {**stand_ins, **options})
+    except MutatorConfigError as exc:
+        raise StudyError(str(exc).splitlines()[0]) from None
 
 
 def parse_study(data: dict[str, Any], study_dir: Path | None = None) -> Study:
@@ -248,6 +268,16 @@ def parse_study(data: dict[str, Any], study_dir: Path | None = None) -> Study:
     )
 
 
+def decode_study_text(data: bytes) -> str:
+    """The text of a `study.toml` from its bytes; StudyError saying where when it is not UTF-8."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise StudyError(f"study.toml is not UTF-8 text: byte {data[exc.start]:#04x} at line {line} "
+                         f"(offset {exc.start}) cannot be decoded; save the file as UTF-8") from None
+
+
 def parse_study_text(text: str, study_dir: Path | None = None) -> Study:
     """Parses and validates the text of a `study.toml`."""
     try:
@@ -266,6 +296,6 @@ def load_study(study_dir: Path) -> Study:
     if not path.is_file():
         raise StudyError(f"{path}: no study.toml here; create one (see the README's study file reference)")
     try:
-        return parse_study_text(path.read_text(encoding="utf-8"), study_dir)
+        return parse_study_text(decode_study_text(path.read_bytes()), study_dir)
     except StudyError as exc:
         raise StudyError(f"{path}: {exc}") from None

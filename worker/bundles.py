@@ -4,20 +4,25 @@ Layout under the cache root:  bundles/<sha256>/files/...   the unpacked study di
                               bundles/<sha256>/setup-ok    present once `setup` succeeded
                               bundles/<sha256>/setup-failed  the failed setup's log tail, for an hour
 Least-recently-used bundles are evicted when the cache grows past its cap.
+
+A bundle arrives from a coordinator the volunteer does not have to trust: it is written to a
+file as it streams in, never gathered in memory, and the stream is cut as soon as it passes the
+size the task advertised or the bundle cap, whichever is smaller.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from autoswarm.bundle import BundleError, sha256_hex, unpack_bundle, write_files
+from autoswarm.bundle import DEFAULT_MAX_BUNDLE_BYTES, BundleError, unpack_bundle, write_files
 
 DEFAULT_CACHE_BYTES = 5 << 30
 SETUP_RETRY_SECONDS = 3600.0  # a failed setup is tried again after this long, not with every task
@@ -42,6 +47,48 @@ class CachedBundle:
         return self.root / "setup-failed"
 
 
+class BundleDownload:
+    """One bundle arriving in chunks: appended to a file, hashed as it comes, capped.
+
+    `fetch(bundle_hash, download)` calls `restart()` before each attempt (a retry after a
+    broken stream starts over) and `write(chunk)` for each chunk; `write` raises BundleError
+    the moment the bundle passes `limit` bytes, so an endless stream costs one chunk of memory.
+    """
+
+    def __init__(self, path: Path, limit: int, limit_reason: str) -> None:
+        self.path = path
+        self.limit = limit
+        self.limit_reason = limit_reason
+        self.received = 0
+        self._digest = hashlib.sha256()
+        self._file = open(path, "wb")
+
+    def restart(self) -> None:
+        self._file.seek(0)
+        self._file.truncate()
+        self._digest = hashlib.sha256()
+        self.received = 0
+
+    def write(self, chunk: bytes) -> None:
+        self.received += len(chunk)
+        if self.received > self.limit:
+            raise BundleError(f"the coordinator sent more than {self.limit_reason} ({self.limit} bytes); "
+                              "the download was stopped")
+        self._digest.update(chunk)
+        self._file.write(chunk)
+
+    def finish(self) -> tuple[str, bytes]:
+        """(sha256, the bytes received): read back only once the size is known to be within the cap."""
+        self._file.close()
+        return self._digest.hexdigest(), self.path.read_bytes()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+Fetch = Callable[[str, BundleDownload], None]
+
+
 def _tree_size(path: Path) -> int:
     total = 0
     for root, _, names in os.walk(path):
@@ -56,28 +103,51 @@ def _tree_size(path: Path) -> int:
 class BundleCache:
     """Fetches bundles by hash through `fetch(hash) -> chunks` and keeps them on disk."""
 
-    def __init__(self, root: Path, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+    def __init__(self, root: Path, max_bytes: int = DEFAULT_CACHE_BYTES,
+                 max_bundle_bytes: int = DEFAULT_MAX_BUNDLE_BYTES) -> None:
         self.root = Path(root) / "bundles"
         self.root.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
+        self.max_bundle_bytes = max_bundle_bytes  # the coordinators' cap on a bundle (autoswarm.bundle)
         self._lock = threading.Lock()  # slots share the cache; one fetch per bundle at a time
 
-    def get(self, bundle_hash: str, fetch: Callable[[str], Iterable[bytes]]) -> CachedBundle:
-        """The unpacked bundle, fetched and hash-checked on a miss."""
+    def get(self, bundle_hash: str, fetch: Fetch, advertised_bytes: int = 0) -> CachedBundle:
+        """The unpacked bundle, fetched to disk and hash-checked on a miss.
+
+        `advertised_bytes` is the size the task announced (0: unknown); the download stops
+        at it or at `max_bundle_bytes`, whichever is smaller.
+        """
         if not bundle_hash or any(c not in "0123456789abcdef" for c in bundle_hash):
             raise BundleError(f"bad bundle hash {bundle_hash!r}")
+        limit, reason = self.max_bundle_bytes, "the bundle cap"
+        if advertised_bytes > self.max_bundle_bytes:
+            raise BundleError(f"bundle {bundle_hash[:12]} is advertised at {advertised_bytes} bytes, over the "
+                              f"{self.max_bundle_bytes}-byte bundle cap; it was not fetched")
+        if advertised_bytes > 0:
+            limit, reason = advertised_bytes, "the advertised size"
         with self._lock:
             entry = CachedBundle(bundle_hash, self.root / bundle_hash, cache_hit=True)
             if (entry.root / "complete").exists():
                 os.utime(entry.root / "complete")  # mark as recently used for LRU
                 return entry
-            data = b"".join(fetch(bundle_hash))
-            if sha256_hex(data) != bundle_hash:
-                raise BundleError(f"bundle {bundle_hash[:12]} failed its hash check; it will be fetched again")
-            files = unpack_bundle(data)
             staging = Path(tempfile.mkdtemp(dir=self.root, prefix=".fetch-"))
-            write_files(files, staging / "files")
-            (staging / "complete").write_text(str(time.time()))
+            try:
+                download = BundleDownload(staging / "bundle.msgpack", limit, reason)
+                try:
+                    fetch(bundle_hash, download)
+                finally:
+                    download.close()
+                digest, data = download.finish()
+                if digest != bundle_hash:
+                    raise BundleError(f"bundle {bundle_hash[:12]} failed its hash check; it will be fetched again")
+                files = unpack_bundle(data, self.max_bundle_bytes)
+                del data
+                (staging / "bundle.msgpack").unlink()
+                write_files(files, staging / "files")
+                (staging / "complete").write_text(str(time.time()))
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
             shutil.rmtree(entry.root, ignore_errors=True)
             staging.rename(entry.root)
             self._evict(keep=bundle_hash)

@@ -113,5 +113,9 @@ class Connection:
     def fetch_bundle(self, bundle_hash: str, timeout: float = 600.0) -> Iterator[bytes]:
         from autoswarm.v1 import worker_pb2
 
-        for chunk in self.stub.FetchBundle(worker_pb2.FetchBundleRequest(bundle_hash=bundle_hash), timeout=timeout):
-            yield chunk.data
+        call = self.stub.FetchBundle(worker_pb2.FetchBundleRequest(bundle_hash=bundle_hash), timeout=timeout)
+        try:
+            for chunk in call:
+                yield chunk.data
+        finally:
+            call.cancel()  # a reader that stopped early (over the size cap) ends the stream at once

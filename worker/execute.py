@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -19,14 +20,15 @@ from pathlib import Path
 
 from autoswarm import words
 from autoswarm.bundle import BundleError
-from autoswarm.study import STUDY_FILE, Study, StudyError, load_study
+from autoswarm.study import STUDY_FILE, Study, StudyError, decode_study_text, parse_study_text
 from autoswarm.v1 import common_pb2, worker_pb2
-from autoswarm.worker.bundles import BundleCache, CachedBundle
-from autoswarm.worker.metric import parse_metric
+from autoswarm.worker.bundles import BundleCache, CachedBundle, Fetch
+from autoswarm.worker.metric import MAX_RESULT_FILE_BYTES, parse_metric
 from autoswarm.worker.mutators import create_mutator
 from autoswarm.worker.mutators.base import MutationRequest, MutatorError
 from autoswarm.worker.runner import CommandOutcome, resolve_command, run_command
-from autoswarm.worker.sandbox import Access, Sandbox, limit_hit
+from autoswarm.worker.safe_files import NotRegularFile, kind_of, read_regular, sha256_regular, tree_entries, write_regular
+from autoswarm.worker.sandbox import Access, Sandbox, limit_hit, sandbox_environment
 
 RESULT_FILE = ".autoswarm-result.json"
 _IGNORED_DIRS = {"__pycache__", ".pytest_cache"}
@@ -58,16 +60,22 @@ class ExecutionContext:
 
 
 def snapshot(directory: Path) -> dict[str, str]:
-    """sha256 of every file under `directory`, by relative path (caches ignored)."""
+    """What every entry under `directory` is, by relative path (caches ignored).
+
+    Regular files by sha256; links by where they point (never followed); directories, FIFOs,
+    sockets and devices by their kind, so that creating any of them is a change.
+    """
     digests: dict[str, str] = {}
-    for root, dirs, names in os.walk(directory):
-        dirs[:] = [d for d in dirs if d not in _IGNORED_DIRS]
-        for name in names:
-            path = Path(root) / name
-            if path.is_symlink():
-                digests[path.relative_to(directory).as_posix()] = "link:" + os.readlink(path)
-            elif path.is_file():
-                digests[path.relative_to(directory).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+    for rel, info in tree_entries(directory, _IGNORED_DIRS).items():
+        if stat.S_ISREG(info.st_mode):
+            try:
+                digests[rel] = sha256_regular(directory, rel)
+            except (NotRegularFile, OSError) as exc:  # replaced while we looked: still a change
+                digests[rel] = f"unreadable: {exc}"
+        elif stat.S_ISLNK(info.st_mode):
+            digests[rel] = "link:" + os.readlink(directory / rel)
+        else:
+            digests[rel] = kind_of(info.st_mode)
     return digests
 
 
@@ -81,10 +89,13 @@ def _result(status: str, log_tail: str = "", **fields) -> worker_pb2.Result:
 
 
 def _study_env(context: ExecutionContext, study: Study, scratch: Path | None) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(context.slot_env)
+    """The environment of a study command: an allow-list of the worker's, never a token or key."""
     data_dir = context.data_root / study.name
     data_dir.mkdir(parents=True, exist_ok=True)
+    home = context.home_dir(study.name)
+    home.mkdir(parents=True, exist_ok=True)
+    env = sandbox_environment({**os.environ, **context.slot_env}, home=str(home),
+                              tmpdir=os.environ.get("TMPDIR", "/tmp"))
     if study.time_budget is not None:
         env["AUTOSWARM_TIME_BUDGET"] = f"{study.time_budget:g}"
     env["AUTOSWARM_CACHE_DIR"] = str(data_dir)
@@ -160,12 +171,29 @@ def evaluate(context: ExecutionContext, study: Study, scratch: Path, log_path: P
         return _result("timeout", f"killed after the {study.timeout:g}s timeout\n{outcome.output_tail}", **timing), outcome
     if outcome.returncode != 0:
         return _result("crash", f"exit code {outcome.returncode}\n{outcome.output_tail}", **timing), outcome
-    reading = parse_metric(log_path.read_text(errors="replace"), study.metric, scratch / RESULT_FILE)
+    reading = parse_metric(log_path.read_text(errors="replace"), study.metric,
+                           _result_file_copy(scratch, log_path.parent))
     if reading.status != "ok":
         tail = f"{reading.detail}\n{outcome.output_tail}"
         return _result(reading.status, tail, extra_metrics=reading.extra, **timing), outcome
     return _result("ok", outcome.output_tail, has_metric=True, metric=reading.value,
                    extra_metrics=reading.extra, **timing), outcome
+
+
+def _result_file_copy(scratch: Path, private: Path) -> Path:
+    """$AUTOSWARM_RESULT copied, without following links, to where only the worker writes.
+
+    The evaluation wrote it, so it may be a link to a volunteer's file or a FIFO: such a file
+    is not read, and the copy then says why (parse_metric reports it as an unusable file).
+    """
+    copy = private / RESULT_FILE
+    copy.unlink(missing_ok=True)
+    try:
+        copy.write_bytes(read_regular(scratch, RESULT_FILE, max_bytes=MAX_RESULT_FILE_BYTES))
+    except NotRegularFile as exc:
+        if exc.kind != "missing":
+            copy.write_text(f"not read: the evaluation left {exc}")
+    return copy
 
 
 @dataclass
@@ -183,7 +211,7 @@ class PreparedTask:
     common: dict[str, object]
 
 
-def prepare_task(context: ExecutionContext, task: worker_pb2.Task, fetch: Callable[[str], Iterable[bytes]],
+def prepare_task(context: ExecutionContext, task: worker_pb2.Task, fetch: Fetch,
                  cancel: threading.Event, mutators: Iterable[str] = ("params",)) -> worker_pb2.Result | PreparedTask:
     """Everything before the evaluation: bundle, setup, scratch copy, edit, duplicate check.
 
@@ -191,12 +219,13 @@ def prepare_task(context: ExecutionContext, task: worker_pb2.Task, fetch: Callab
     duplicate), else the PreparedTask to evaluate.
     """
     try:
-        bundle = context.cache.get(task.bundle_hash, fetch)
+        bundle = context.cache.get(task.bundle_hash, fetch, advertised_bytes=task.bundle_size)
     except BundleError as exc:
         return _result("setup-failed", f"could not get the study bundle: {exc}")
     try:
-        study = load_study(bundle.files)
-    except StudyError as exc:
+        # Never through a link: an earlier setup may have replaced the file in the cache.
+        study = parse_study_text(decode_study_text(read_regular(bundle.files, STUDY_FILE)), bundle.files)
+    except (StudyError, NotRegularFile) as exc:
         return _result("setup-failed", f"{STUDY_FILE} in the bundle is invalid: {exc}")
     scratch = context.scratch_root / task.lease_id
     log_dir = context.scratch_root / f"{task.lease_id}.logs"
@@ -210,10 +239,14 @@ def prepare_task(context: ExecutionContext, task: worker_pb2.Task, fetch: Callab
             return _result("setup-failed", setup_tail, setup_seconds=setup_seconds,
                            bundle_cache_hit=bundle.cache_hit)
         context.cache.copy_to(bundle, scratch)
-        target = scratch / study.target
         common: dict[str, object] = {"setup_seconds": setup_seconds, "bundle_cache_hit": bundle.cache_hit}
+        version = task.parent if task.kind == common_pb2.TASK_KIND_EXPLORE or not task.HasField("candidate") \
+            else task.candidate
+        try:
+            write_regular(scratch, study.target, version.content)  # replaces a link, never writes through it
+        except NotRegularFile as exc:
+            return _result("setup-failed", f"cannot write the target: {exc} (left so by the setup)", **common)
         if task.kind == common_pb2.TASK_KIND_EXPLORE:
-            target.write_bytes(task.parent.content)
             edited = _mutate(context, study, task, scratch, cancel, mutators)
             if isinstance(edited, worker_pb2.Result):
                 edited.MergeFrom(worker_pb2.Result(**common))
@@ -223,9 +256,6 @@ def prepare_task(context: ExecutionContext, task: worker_pb2.Task, fetch: Callab
             if context.announce is not None and context.announce(task.lease_id, description,
                                                                   hashlib.sha256(candidate).hexdigest()):
                 return _result("duplicate", "this candidate was already evaluated for the same parent", **common)
-        else:
-            version = task.candidate if task.HasField("candidate") else task.parent
-            target.write_bytes(version.content)
         prepared.common.update(common)
         ended = False
         return prepared
@@ -251,7 +281,7 @@ def discard_prepared(context: ExecutionContext, prepared: PreparedTask) -> None:
         shutil.rmtree(prepared.log_dir, ignore_errors=True)
 
 
-def execute_task(context: ExecutionContext, task: worker_pb2.Task, fetch: Callable[[str], Iterable[bytes]],
+def execute_task(context: ExecutionContext, task: worker_pb2.Task, fetch: Fetch,
                  cancel: threading.Event, mutators: Iterable[str] = ("params",)) -> worker_pb2.Result:
     """Runs one task end to end and returns the Result to report."""
     prepared = prepare_task(context, task, fetch, cancel, mutators)
@@ -267,8 +297,10 @@ def _mutate(context: ExecutionContext, study: Study, task: worker_pb2.Task, scra
     if kind not in set(mutators):
         return _result("mutator-error", f"this worker cannot run the {kind!r} mutator")
     options = {**study.mutator.options, **context.mutator_options.get(kind, {})}
-    program_path = scratch / study.program
-    program = program_path.read_text(errors="replace") if program_path.is_file() else ""
+    try:
+        program = read_regular(scratch, study.program).decode("utf-8", errors="replace")
+    except NotRegularFile:  # missing, or a link the setup left: the agent gets no program
+        program = ""
     before = snapshot(scratch)
     started = time.monotonic()
     try:
@@ -281,14 +313,16 @@ def _mutate(context: ExecutionContext, study: Study, task: worker_pb2.Task, scra
         return _result("mutator-error", str(exc), mutate_seconds=time.monotonic() - started)
     mutate_seconds = time.monotonic() - started
     others = [p for p in changed_paths(before, snapshot(scratch)) if p != study.target]
-    target = scratch / study.target
     if others:
         return _result("tampered", "the mutator changed files other than the target: " + ", ".join(others[:20]),
                        description=outcome.description, mutate_seconds=mutate_seconds)
-    if not target.is_file():
-        return _result("tampered", f"the mutator deleted the target {study.target}",
+    try:
+        # The target must still be a regular file: a link would upload whatever it points to.
+        candidate = read_regular(scratch, study.target)
+    except NotRegularFile as exc:
+        what = "deleted the target" if exc.kind == "missing" else f"left the target as a {exc.kind}"
+        return _result("tampered", f"the mutator {what} {study.target}: only a regular file counts",
                        description=outcome.description, mutate_seconds=mutate_seconds)
-    candidate = target.read_bytes()
     if candidate == task.parent.content:
         return _result("no-change", "the mutator left the target unchanged",
                        description=outcome.description, mutate_seconds=mutate_seconds)

@@ -22,7 +22,7 @@ import grpc
 from autoswarm import __version__
 from autoswarm.bundle import BundleError
 from autoswarm.v1 import common_pb2, worker_pb2
-from autoswarm.worker.bundles import BundleCache
+from autoswarm.worker.bundles import BundleCache, BundleDownload
 from autoswarm.worker.connection import TRANSIENT, Connection, Stopped
 from autoswarm.worker.execute import ExecutionContext, execute_task
 from autoswarm.worker.donation import (
@@ -360,12 +360,17 @@ class Worker:
             self.completed += 1
             self._deliver(task.lease_id, result)
 
-    def _fetch_bundle(self, bundle_hash: str) -> list[bytes]:
-        """A bundle's chunks. A coordinator outage mid-stream is waited out like any other call;
-        a refusal becomes a BundleError (the task is then reported as setup-failed)."""
+    def _fetch_bundle(self, bundle_hash: str, download: BundleDownload) -> None:
+        """Streams a bundle into `download` (on disk, capped). A coordinator outage mid-stream is
+        waited out like any other call and the download starts over; a refusal, or a stream over
+        the cap, becomes a BundleError (the task is then reported as setup-failed)."""
+        def attempt() -> None:
+            download.restart()
+            for chunk in self.connection.fetch_bundle(bundle_hash):
+                download.write(chunk)
+
         try:
-            return self.connection.retry(lambda: list(self.connection.fetch_bundle(bundle_hash)), self._halt,
-                                         "fetch bundle")
+            self.connection.retry(attempt, self._halt, "fetch bundle")
         except grpc.RpcError as exc:
             raise BundleError(f"the coordinator refused bundle {bundle_hash[:12]}: "
                               f"{exc.code().name} {exc.details()}") from exc

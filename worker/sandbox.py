@@ -47,10 +47,17 @@ _TRAMPOLINE_INSIDE = "/.autoswarm/sandbox_exec.py"
 _SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt", "/sys")
 _PRIVATE_TMPFS = ("/tmp", "/dev/shm")
 _GPU_DEVICES = ("/dev/nvidia*", "/dev/nvidia-caps", "/dev/dri")
-# What of the worker's environment a bubblewrapped command keeps: no tokens, no API keys.
+# What of the worker's environment a study command or an agent keeps: an allow-list of what
+# programs need to run (locale, paths, thread counts, GPU selection) and the variables the
+# worker itself sets for the command. Everything else is dropped, whatever its name: a
+# join token, a worker credential, an API key, a cloud login.
 _ENV_NAMES = frozenset({"PATH", "LANG", "LANGUAGE", "TZ", "TERM", "LD_LIBRARY_PATH", "PYTHONUNBUFFERED",
-                        "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE", "PYTHONIOENCODING"})
-_ENV_PREFIXES = ("LC_", "AUTOSWARM_", "CUDA_", "NVIDIA_", "OMP_", "MKL_", "OPENBLAS_", "NCCL_")
+                        "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE", "PYTHONIOENCODING", "USER", "LOGNAME",
+                        "AUTOSWARM_TIME_BUDGET", "AUTOSWARM_CACHE_DIR", "AUTOSWARM_RESULT",
+                        "AUTOSWARM_PROMPT_FILE", "AUTOSWARM_TARGET"})
+_ENV_PREFIXES = ("LC_", "CUDA_", "NVIDIA_", "OMP_", "MKL_", "OPENBLAS_", "NUMEXPR_", "NCCL_")
+# Within the allowed prefixes, a name that looks like a secret still stays out (CUDA_..._TOKEN).
+_SECRET_WORDS = ("TOKEN", "KEY", "SECRET", "PASS", "CREDENTIAL", "AUTH", "COOKIE", "SESSION", "CERT")
 
 
 class SandboxError(RuntimeError):
@@ -139,7 +146,10 @@ class Sandbox:
     def _wrap(self, trampoline_args: list[str], argv: Sequence[str], access: Access,
               env: Mapping[str, str]) -> PreparedCommand:
         if self.isolation != "bwrap":
-            return PreparedCommand((self.python, "-I", "-S", str(TRAMPOLINE), *trampoline_args), dict(env))
+            # No mount namespace: the paths stay the worker's, but the environment is still the allow-list.
+            kept = sandbox_environment(env, home=str(access.home) if access.home else env.get("HOME", "/tmp"),
+                                       tmpdir=env.get("TMPDIR", "/tmp"))
+            return PreparedCommand((self.python, "-I", "-S", str(TRAMPOLINE), *trampoline_args), kept)
         inner_env = sandbox_environment(env, home=str(access.home) if access.home else "/tmp")
         mounts = bwrap_arguments(access, self._read_only_paths(argv, env), tmp_bytes=self.tmp_bytes,
                                  size_option=self.bwrap_size_option)
@@ -202,11 +212,18 @@ class Sandbox:
         return lines
 
 
-def sandbox_environment(env: Mapping[str, str], home: str) -> dict[str, str]:
-    """The environment inside bubblewrap: the worker's minus anything secret, HOME replaced."""
-    kept = {k: v for k, v in env.items() if k in _ENV_NAMES or k.startswith(_ENV_PREFIXES)}
+def allowed_variable(name: str) -> bool:
+    """Whether a variable of the worker's environment may reach a study command or an agent."""
+    if name in _ENV_NAMES:
+        return True
+    return name.startswith(_ENV_PREFIXES) and not any(word in name.upper() for word in _SECRET_WORDS)
+
+
+def sandbox_environment(env: Mapping[str, str], home: str, tmpdir: str = "/tmp") -> dict[str, str]:
+    """A command's environment: the allow-listed part of `env`, with HOME and TMPDIR replaced."""
+    kept = {k: v for k, v in env.items() if allowed_variable(k)}
     kept.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-    kept.update(HOME=home, TMPDIR="/tmp")
+    kept.update(HOME=home, TMPDIR=tmpdir)
     return kept
 
 

@@ -4,13 +4,14 @@ and its outbox (durable, oldest first, corrupt entries set aside)."""
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
 import pytest
 
 from autoswarm.bundle import Bundle, BundleError, pack_files
-from autoswarm.worker.bundles import BundleCache
+from autoswarm.worker.bundles import BundleCache, BundleDownload
 from autoswarm.worker.outbox import Outbox, OutboxEntry
 
 
@@ -25,11 +26,11 @@ class Server:
         self.bundles = {b.hash: b for b in bundles}
         self.fetches: list[str] = []
 
-    def fetch(self, bundle_hash: str):
+    def fetch(self, bundle_hash: str, download: BundleDownload) -> None:
         self.fetches.append(bundle_hash)
         data = self.bundles[bundle_hash].data
         for offset in range(0, len(data), 1000):
-            yield data[offset:offset + 1000]
+            download.write(data[offset:offset + 1000])
 
 
 def test_a_bundle_is_fetched_once_and_unpacked(tmp_path):
@@ -46,10 +47,50 @@ def test_a_corrupted_download_is_refused_and_not_cached(tmp_path):
     b = bundle("a")
     cache = BundleCache(tmp_path)
     with pytest.raises(BundleError, match="failed its hash check; it will be fetched again"):
-        cache.get(b.hash, lambda h: iter([b.data[:-1] + b"?"]))
+        cache.get(b.hash, lambda h, download: download.write(b.data[:-1] + b"?"))
     assert cache.get(b.hash, Server(b).fetch).cache_hit is False
     with pytest.raises(BundleError, match="bad bundle hash"):
         cache.get("../etc", Server(b).fetch)
+
+
+def _endless(download: BundleDownload, sent: list[int]) -> None:
+    """A hostile coordinator: chunk after chunk, far past any size it announced."""
+    for _ in range(10_000):
+        download.write(b"x" * 65536)
+        sent.append(1)
+
+
+@pytest.mark.parametrize("advertised, cap, reason", [
+    (1_000, 1 << 20, "more than the advertised size (1000 bytes)"),
+    (0, 200_000, "more than the bundle cap (200000 bytes)"),
+])
+def test_a_stream_past_the_advertised_size_or_the_cap_is_cut_off_and_nothing_is_kept(tmp_path, advertised, cap,
+                                                                                    reason):
+    cache = BundleCache(tmp_path, max_bundle_bytes=cap)
+    sent: list[int] = []
+    with pytest.raises(BundleError, match=re.escape(reason)):
+        cache.get("ab" * 32, lambda h, download: _endless(download, sent), advertised_bytes=advertised)
+    assert len(sent) <= cap // 65536 + 1, "the stream stops at the first chunk past the limit"
+    assert list((tmp_path / "bundles").iterdir()) == [], "no partial download stays behind"
+
+
+def test_a_bundle_advertised_over_the_cap_is_not_fetched_at_all(tmp_path):
+    cache = BundleCache(tmp_path, max_bundle_bytes=1_000)
+    with pytest.raises(BundleError, match="advertised at 5000 bytes, over the 1000-byte bundle cap"):
+        cache.get("ab" * 32, lambda h, download: pytest.fail("fetched"), advertised_bytes=5_000)
+
+
+def test_a_broken_stream_starts_over_and_the_retry_alone_counts(tmp_path):
+    b = bundle("a")
+    cache = BundleCache(tmp_path, max_bundle_bytes=len(b.data) + 10)
+
+    def flaky(bundle_hash: str, download: BundleDownload) -> None:
+        download.restart()
+        download.write(b.data[:100])  # the first attempt broke here
+        download.restart()
+        download.write(b.data)
+
+    assert (cache.get(b.hash, flaky, advertised_bytes=len(b.data)).files / "study.toml").read_bytes() == b"a"
 
 
 def test_the_least_recently_used_bundle_is_evicted_past_the_cap(tmp_path):

@@ -97,7 +97,8 @@ def _execute(tmp_path: Path, agent_command: str) -> worker_pb2.Result:
     task = worker_pb2.Task(lease_id="lease-1", study="tiny", kind=common_pb2.TASK_KIND_EXPLORE,
                            bundle_hash=bundle.hash, seed=3, memory=MEMORY,
                            parent=common_pb2.Version(hash="p", content=(study / "target.py").read_bytes()))
-    return execute_task(context, task, lambda _hash: [bundle.data], threading.Event(), mutators=("command",))
+    return execute_task(context, task, lambda _hash, download: download.write(bundle.data), threading.Event(),
+                        mutators=("command",))
 
 
 def test_through_execute_task_the_worker_override_runs_the_agent_and_the_candidate_is_evaluated(tmp_path):

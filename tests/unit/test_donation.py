@@ -32,6 +32,7 @@ from autoswarm.worker.donation import (
     slot_cpu_sets,
     worker_state,
 )
+from autoswarm.worker.bundles import BundleDownload
 from autoswarm.worker.hardware import GpuInfo, HardwareInfo, parse_compute_apps
 from autoswarm.worker.loop import Worker, WorkerOptions, donated_hardware
 from autoswarm.worker.sandbox import configure
@@ -316,7 +317,10 @@ def test_a_coordinator_outage_during_the_bundle_fetch_is_waited_out(tmp_path):
         yield b"second chunk"
 
     worker.connection.fetch_bundle = fetch
-    assert worker._fetch_bundle("ab12") == [b"first chunk", b"second chunk"]
+    download = BundleDownload(tmp_path / "bundle", 1000, "the advertised size")
+    worker._fetch_bundle("ab12", download)
+    download.close()
+    assert (tmp_path / "bundle").read_bytes() == b"first chunksecond chunk", "the retry starts over"
     assert len(attempts) == 2
 
     def refuse(bundle_hash: str):
@@ -325,4 +329,4 @@ def test_a_coordinator_outage_during_the_bundle_fetch_is_waited_out(tmp_path):
 
     worker.connection.fetch_bundle = refuse
     with pytest.raises(BundleError, match="the coordinator refused bundle ab12: NOT_FOUND"):
-        worker._fetch_bundle("ab12")
+        worker._fetch_bundle("ab12", BundleDownload(tmp_path / "again", 1000, "the advertised size"))
