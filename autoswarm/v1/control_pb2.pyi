@@ -233,16 +233,28 @@ class LineageRow(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., version: _Optional[str] = ..., parent: _Optional[str] = ..., description: _Optional[str] = ..., has_metric: _Optional[bool] = ..., metric: _Optional[float] = ..., claimed_by: _Optional[str] = ..., verified_by: _Optional[_Iterable[str]] = ..., deltas: _Optional[_Mapping[str, float]] = ..., created_unix: _Optional[float] = ...) -> None: ...
 
 class LineageResponse(_message.Message):
-    __slots__ = ("study", "metric", "direction", "rows")
+    __slots__ = ("study", "metric", "direction", "rows", "events")
     STUDY_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
     DIRECTION_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
     study: str
     metric: str
     direction: str
     rows: _containers.RepeatedCompositeFieldContainer[LineageRow]
-    def __init__(self, study: _Optional[str] = ..., metric: _Optional[str] = ..., direction: _Optional[str] = ..., rows: _Optional[_Iterable[_Union[LineageRow, _Mapping]]] = ...) -> None: ...
+    events: _containers.RepeatedCompositeFieldContainer[StudyEventRow]
+    def __init__(self, study: _Optional[str] = ..., metric: _Optional[str] = ..., direction: _Optional[str] = ..., rows: _Optional[_Iterable[_Union[LineageRow, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[StudyEventRow, _Mapping]]] = ...) -> None: ...
+
+class StudyEventRow(_message.Message):
+    __slots__ = ("created_unix", "kind", "detail")
+    CREATED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    created_unix: float
+    kind: str
+    detail: str
+    def __init__(self, created_unix: _Optional[float] = ..., kind: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class CreateTokenRequest(_message.Message):
     __slots__ = ("name", "team", "display_name", "anonymous", "reader")
