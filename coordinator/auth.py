@@ -1,13 +1,17 @@
 """Authentication: who may call what on the coordinator.
 
-Three kinds of bearer token, all stored as sha256 hashes (a leaked database leaks no token):
+Four kinds of bearer token, all stored as sha256 hashes (a leaked database leaks no token):
 
 - the **admin** token, created on first start and shown once: control RPCs (add a study,
   status, history, tokens);
-- **join** tokens (`autoswarm token create --name alice`): a volunteer registers with one; its
-  name is the worker's *owner*, the identity the verification quorum counts as distinct;
+- **join** tokens (`autoswarm token create --name alice [--team T]`): a volunteer registers
+  with one; its name is the worker's *owner*, the identity the verification quorum counts as
+  distinct, and the name (or display name, or a pseudonym) on the leaderboard;
 - **worker** credentials, issued at registration: every worker RPC carries one, and it only
-  speaks for the worker it was issued to.
+  speaks for the worker it was issued to;
+- **reader** tokens (`autoswarm token create --reader --name grafana`): read-only — the web
+  page and its JSON API when the admin requires a token, and the `status`, `history`,
+  `lineage` and `credit` RPCs.
 
 A server interceptor refuses missing or wrong tokens before any servicer runs; revoking a
 join token revokes the credentials issued with it, effective at the next call.
@@ -28,7 +32,9 @@ from autoswarm.coordinator.store import Store, TokenRecord
 
 WORKER_METHODS = frozenset({"Lease", "Heartbeat", "Report", "Release", "FetchBundle"})
 OPEN_SERVICES = frozenset({"grpc.health.v1.Health"})
-TOKEN_PREFIX = {"admin": "asa_", "join": "asj_", "worker": "asw_"}
+TOKEN_PREFIX = {"admin": "asa_", "join": "asj_", "worker": "asw_", "reader": "asr_"}
+READER_METHODS = frozenset({"Status", "History", "Lineage", "Credit"})   # ControlService, read-only
+MAX_TEAM_CHARS = 64
 
 
 class AuthError(Exception):
@@ -78,14 +84,33 @@ class Authenticator:
         self.store.add_token(record)
         self._by_hash[record.hash] = record
 
-    def create_join_token(self, name: str) -> str:
+    def create_join_token(self, name: str, team: str = "", display: str = "", anonymous: bool = False,
+                          kind: str = "join") -> str:
+        """A new join token (or, with kind="reader", a read-only token); returns it (shown once).
+
+        `team` and `display` are what the leaderboard shows; `anonymous` shows a pseudonym instead
+        of the owner's name on public pages.
+        """
+        if kind not in ("join", "reader"):
+            raise ValueError(f"cannot create a {kind} token here")
         if not name or len(name) > 64 or not all(c.isalnum() or c in "-_.@" for c in name):
             raise ValueError("a token name is 1-64 letters, digits, '-', '_', '.' or '@'")
-        if any(t.kind == "join" and t.name == name and not t.revoked for t in self._by_hash.values()):
-            raise ValueError(f"a join token named {name!r} exists already; revoke it first or pick another name")
-        token = new_token("join")
-        self._add(TokenRecord(token_hash(token), "join", name, "", "", self._clock(), False))
+        for label, value in (("team", team), ("display name", display)):
+            if len(value) > MAX_TEAM_CHARS or not all(c.isprintable() for c in value) or value != value.strip():
+                raise ValueError(f"a {label} is at most {MAX_TEAM_CHARS} printable characters, "
+                                 "with no leading or trailing space")
+        if kind == "reader" and (team or display or anonymous):
+            raise ValueError("a reader token has no team or display name: it belongs to no volunteer")
+        if any(t.kind == kind and t.name == name and not t.revoked for t in self._by_hash.values()):
+            raise ValueError(f"a {kind} token named {name!r} exists already; revoke it first or pick another name")
+        token = new_token(kind)
+        self._add(TokenRecord(token_hash(token), kind, name, "", "", self._clock(), False, team, display, anonymous))
         return token
+
+    def reader(self, token: str) -> bool:
+        """Whether `token` may read the web page and its API (a live reader or admin token)."""
+        record = self._by_hash.get(token_hash(token.strip()))
+        return record is not None and not record.revoked and record.kind in ("reader", "admin")
 
     def issue_worker_credential(self, join: Caller, worker_id: str) -> str:
         token = new_token("worker")
@@ -96,7 +121,8 @@ class Authenticator:
 
     def revoke(self, name: str) -> int:
         """Revokes a join token and every worker credential issued with it; returns how many."""
-        doomed = [t for t in self._by_hash.values() if t.name == name and t.kind in ("join", "worker") and not t.revoked]
+        doomed = [t for t in self._by_hash.values()
+                  if t.name == name and t.kind in ("join", "worker", "reader") and not t.revoked]
         for t in doomed:
             self._by_hash[t.hash] = replace(t, revoked=True)
         self.store.revoke_tokens([t.hash for t in doomed])
@@ -109,7 +135,7 @@ class Authenticator:
             if t.kind == "worker" and not t.revoked:
                 workers[t.name] = workers.get(t.name, 0) + 1
         return [(t, workers.get(t.name, 0)) for t in sorted(self._by_hash.values(), key=lambda t: t.created)
-                if t.kind == "join"]
+                if t.kind in ("join", "reader")]
 
     def identify(self, metadata: tuple[tuple[str, str | bytes], ...] | None) -> Caller:
         """The caller behind the request's bearer token; raises AuthError when there is none."""
@@ -143,8 +169,11 @@ class Authenticator:
                 raise AuthError(grpc.StatusCode.PERMISSION_DENIED,
                                 f"{name} needs a {'join token' if wanted == 'join' else 'worker credential'}")
             return caller
+        if caller.kind == "reader" and service == "autoswarm.v1.ControlService" and name in READER_METHODS:
+            return caller
         if caller.kind != "admin":
-            raise AuthError(grpc.StatusCode.PERMISSION_DENIED, f"{name} needs the admin token")
+            also = " or a reader token" if name in READER_METHODS else ""
+            raise AuthError(grpc.StatusCode.PERMISSION_DENIED, f"{name} needs the admin token{also}")
         return caller
 
 
@@ -187,3 +216,26 @@ def caller_of(auth: Authenticator | None, context: grpc.aio.ServicerContext) -> 
     if auth is None or not auth.enabled:
         return ANONYMOUS
     return auth.identify(context.invocation_metadata())
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How an owner appears on public pages."""
+
+    public: str          # the display name, the token's name, or a pseudonym
+    team: str
+    anonymous: bool
+
+
+def pseudonym(owner: str) -> str:
+    """A stable public name that does not reveal `owner`."""
+    return "anonymous-" + hashlib.sha256(("autoswarm-owner:" + owner).encode()).hexdigest()[:8]
+
+
+def profiles(tokens: list[TokenRecord]) -> dict[str, Profile]:
+    """Owner name -> its public profile, from the join tokens (the newest one of a name wins)."""
+    out: dict[str, Profile] = {}
+    for t in sorted(tokens, key=lambda t: (t.revoked is False, t.created)):
+        if t.kind == "join":
+            out[t.name] = Profile(pseudonym(t.name) if t.anonymous else (t.display or t.name), t.team, t.anonymous)
+    return out

@@ -21,6 +21,8 @@ from typing import Any
 
 import msgpack
 
+from autoswarm.coordinator.credit import Claim, Step, Work
+
 SCHEMA_VERSION = 1
 
 log = logging.getLogger("autoswarm.coordinator")
@@ -80,11 +82,14 @@ CREATE TABLE IF NOT EXISTS claims (
 CREATE INDEX IF NOT EXISTS claims_study ON claims (study, state);
 CREATE TABLE IF NOT EXISTS tokens (
     hash TEXT PRIMARY KEY,            -- sha256 of the token; the token itself is never stored
-    kind TEXT NOT NULL CHECK (kind IN ('admin', 'join', 'worker')),
+    kind TEXT NOT NULL CHECK (kind IN ('admin', 'join', 'worker', 'reader')),
     name TEXT NOT NULL,               -- the owner (join tokens and the worker credentials they issued)
     worker_id TEXT NOT NULL,          -- worker credentials: the worker they speak for
     parent TEXT NOT NULL,             -- worker credentials: hash of the join token used
-    created REAL NOT NULL, revoked INTEGER NOT NULL DEFAULT 0);
+    created REAL NOT NULL, revoked INTEGER NOT NULL DEFAULT 0,
+    team TEXT NOT NULL DEFAULT '',    -- join tokens: the owner's team on the leaderboard ('' none)
+    display TEXT NOT NULL DEFAULT '', -- join tokens: the name public pages show ('' the token's name)
+    anonymous INTEGER NOT NULL DEFAULT 0); -- join tokens: public pages show a pseudonym
 """
 
 
@@ -198,6 +203,9 @@ class TokenRecord:
     parent: str
     created: float
     revoked: bool
+    team: str = ""
+    display: str = ""
+    anonymous: bool = False
 
 
 @dataclass(frozen=True)
@@ -305,6 +313,7 @@ class Store:
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.execute(f"PRAGMA wal_autocheckpoint={int(autocheckpoint_pages)}")
         self._db.executescript(_SCHEMA)
+        self._migrate_tokens()
         row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is None:
             self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -548,9 +557,10 @@ class Store:
     # -- tokens ---------------------------------------------------------------------------
 
     def add_token(self, token: TokenRecord) -> None:
-        self._write("INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?, ?)",
+        self._write("INSERT INTO tokens (hash, kind, name, worker_id, parent, created, revoked, team, display, "
+                    "anonymous) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (token.hash, token.kind, token.name, token.worker_id, token.parent, token.created,
-                     int(token.revoked)))
+                     int(token.revoked), token.team, token.display, int(token.anonymous)))
 
     def revoke_tokens(self, hashes: Sequence[str]) -> None:
         with self.transaction() as db:
@@ -558,7 +568,24 @@ class Store:
 
     def tokens(self) -> list[TokenRecord]:
         return [TokenRecord(r["hash"], r["kind"], r["name"], r["worker_id"], r["parent"], r["created"],
-                            bool(r["revoked"])) for r in self._db.execute("SELECT * FROM tokens ORDER BY created")]
+                            bool(r["revoked"]), r["team"], r["display"], bool(r["anonymous"]))
+                for r in self._db.execute("SELECT * FROM tokens ORDER BY created")]
+
+    def _migrate_tokens(self) -> None:
+        """Brings a tokens table made before reader tokens and teams up to date (in place, once)."""
+        columns = {r["name"] for r in self._db.execute("PRAGMA table_info(tokens)")}
+        sql = self._db.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name='tokens'").fetchone()[0]
+        if "'reader'" in sql and "anonymous" in columns:
+            return
+        # A CHECK constraint cannot be altered in SQLite: the table is rebuilt, in one transaction.
+        start = _SCHEMA.index("CREATE TABLE IF NOT EXISTS tokens")
+        create = _SCHEMA[start:_SCHEMA.index(");", start) + 2]
+        self._db.executescript(
+            "BEGIN IMMEDIATE; ALTER TABLE tokens RENAME TO tokens_before_teams;"
+            + create.replace("IF NOT EXISTS ", "", 1)
+            + "INSERT INTO tokens (hash, kind, name, worker_id, parent, created, revoked) "
+            "SELECT hash, kind, name, worker_id, parent, created, revoked FROM tokens_before_teams;"
+            "DROP TABLE tokens_before_teams; COMMIT;")
 
     # -- results --------------------------------------------------------------------------
 
@@ -639,3 +666,35 @@ class Store:
             row["description"], row["log_tail"], row["decision"], msgpack.unpackb(row["timings"]), row["created"],
             row["claim"], row["improvement"], row["threshold"],
         )
+    # -- credit and the web page (issue 16): lean reads, no contents or logs ----------------
+
+    def credit_inputs(self) -> tuple[list[Work], list[Claim], list[Step]]:
+        """Every result, claim and champion as the credit module reads them, without the
+        candidates' contents or log tails (a public page refreshes from these)."""
+        work = [Work(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8],
+                     float(msgpack.unpackb(r[9]).get("evaluate_seconds", 0.0)), r[10], r[11], r[12])
+                for r in self._db.execute(
+                    "SELECT id, study, kind, worker_id, hardware_class, version, status, decision, claim, timings, "
+                    "created, improvement, metric FROM results ORDER BY created, id")]
+        claims = [Claim(*r) for r in self._db.execute(
+            "SELECT id, study, version, origin, claimant_worker, claimant_result, state, reason, created, decided "
+            "FROM claims ORDER BY created, id")]
+        steps = [Step(*r) for r in self._db.execute(
+            "SELECT study, seq, version, metric, created FROM champions ORDER BY study, seq")]
+        return work, claims, steps
+
+    def version_descriptions(self, study: str, hashes: Sequence[str]) -> dict[str, str]:
+        """The descriptions of some versions of a study (no contents)."""
+        out: dict[str, str] = {}
+        for start in range(0, len(hashes), 500):
+            chunk = list(hashes[start:start + 500])
+            out.update((r[0], r[1]) for r in self._db.execute(
+                f"SELECT hash, description FROM versions WHERE study=? AND hash IN ({','.join('?' * len(chunk))})",
+                [study, *chunk]))
+        return out
+
+    def recent_results(self, study: str, limit: int) -> list[ResultRecord]:
+        """A study's newest results, newest first."""
+        rows = self._db.execute("SELECT * FROM results WHERE study=? ORDER BY created DESC, id DESC LIMIT ?",
+                                (study, limit)).fetchall()
+        return [self._result(r) for r in rows]
