@@ -1,0 +1,169 @@
+"""Noise of repeated measurements, learned once and shared across hardware classes. Pure.
+
+Every hardware class has its own run-to-run noise σ_c, but classes are alike enough that a
+shared σ with a per-class factor describes them: σ_c = σ_pool · f_c. Evidence comes from
+any two runs of the same version on the same class — baseline repeats, and verify or explore
+runs of a version that is measured again later (a claimed candidate becomes champion and is
+baselined) — so noise is learned from work the swarm does anyway.
+
+A class's σ is estimated in log space and shrunk towards the pool of the *other* classes
+(a normal prior whose spread is the spread of the classes' factors), so a new class is usable
+at once from what the swarm knows, and its own runs take over as they accumulate. The pool
+only ever widens a class's bar: never below the class's own estimate. The σ a
+bar is built on is not the point estimate but an upper bound: `Z_EVIDENCE` standard errors
+above it. A class that rests on two differences therefore sets a wide bar, never a tight one
+(a σ estimated from few runs is below the truth half the time, which is how null edits got
+through); a class with a hundred differences sets a bar close to its σ.
+
+The estimate of one class is robust: the median of absolute differences, scaled to σ, so a
+minority of wild runs (a liar, a glitch) moves it little.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+
+# The variance of log(σ̂) for a median-based σ̂ from n differences is about LOG_VAR_ONE / n
+# (the sample median of a half-normal has a relative standard error of ≈1.17/√n).
+LOG_VAR_ONE = 1.17 ** 2
+Z_EVIDENCE = 1.0            # a bar's σ sits this many standard errors above the estimate
+DEFAULT_SPREAD = 0.4        # spread (sd of log factor) between classes before data shows it
+MIN_SPREAD = 0.3            # classes are never assumed more alike than this
+MIN_DIFFERENCES = 4         # a study's first classes measure repeats until the study has these
+MAX_WEIGHT = 64             # one class's say in the pool is capped: a huge class is not the swarm
+HALF_NORMAL_MEDIAN = 0.6744897501960817 * math.sqrt(2.0)
+
+
+@dataclass(frozen=True)
+class Noise:
+    """The noise to judge one class's measurements with."""
+
+    sigma: float          # σ of one run for bars: the estimate raised for thin evidence
+    estimate: float       # the point estimate of σ
+    own: int              # differences measured on this class itself
+    pooled: int           # differences on other classes that informed it
+    usable: bool          # False: nothing is known yet, judge nothing
+
+    @property
+    def inflation(self) -> float:
+        """How much wider than the estimate the bar is because of thin evidence."""
+        return self.sigma / self.estimate if self.estimate > 0 else 1.0
+
+
+@dataclass
+class RunStats:
+    """Repeated runs of one version on one hardware class."""
+
+    n: int = 0
+    mean: float = 0.0
+    last: float = 0.0
+    workers: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class _ClassFit:
+    log_sigma: float       # log of the class's own robust σ (floored for exact repeats)
+    n: int
+    zero: bool             # every repeat was identical (a deterministic metric)
+
+
+class NoiseModel:
+    """Runs per (version, class) and the pooled noise they imply.
+
+    `add` takes any run of a version on a class; `baseline` is the mean of a version's runs
+    on a class; `noise` is the class's σ for bars, shared with the rest of the swarm.
+    """
+
+    def __init__(self) -> None:
+        self._runs: dict[tuple[str, str], RunStats] = {}
+        self._diffs: dict[str, list[float]] = {}
+        self._fits: dict[str, _ClassFit] | None = None
+
+    # -- evidence -------------------------------------------------------------------------
+
+    def add(self, version: str, hardware_class: str, worker_id: str, value: float) -> None:
+        """One run of `version` on `hardware_class`: a difference from the previous one is noise."""
+        runs = self._runs.setdefault((version, hardware_class), RunStats())
+        if runs.n:
+            self.add_difference(hardware_class, value - runs.last)
+        runs.n += 1
+        runs.mean += (value - runs.mean) / runs.n
+        runs.last = value
+        runs.workers.add(worker_id)
+
+    def add_difference(self, hardware_class: str, difference: float) -> None:
+        """The difference between two runs of the same version on one class."""
+        self._diffs.setdefault(hardware_class, []).append(abs(difference))
+        self._fits = None
+
+    def baseline(self, version: str, hardware_class: str) -> RunStats | None:
+        runs = self._runs.get((version, hardware_class))
+        return runs if runs and runs.n else None
+
+    def measured_by(self, version: str, hardware_class: str) -> frozenset[str]:
+        runs = self._runs.get((version, hardware_class))
+        return frozenset(runs.workers) if runs else frozenset()
+
+    def differences(self, hardware_class: str | None = None) -> int:
+        """Differences on one class, or on all classes together."""
+        if hardware_class is not None:
+            return len(self._diffs.get(hardware_class, ()))
+        return sum(len(d) for d in self._diffs.values())
+
+    def wants_repeats(self, hardware_class: str) -> bool:
+        """Whether this class should measure an extra baseline repeat for the noise model.
+
+        Only while the whole study has too few differences to pool from: then the first
+        classes calibrate it. After that, a new class learns from the pool and its own work.
+        """
+        return self.differences() < MIN_DIFFERENCES
+
+    # -- estimate -------------------------------------------------------------------------
+
+    def _class_fits(self) -> dict[str, _ClassFit]:
+        if self._fits is None:
+            raw = {cls: statistics.median(d) / HALF_NORMAL_MEDIAN for cls, d in self._diffs.items() if d}
+            positive = [s for s in raw.values() if s > 0]
+            # Exact repeats (σ̂ = 0) are floored far below the others so logs stay finite.
+            floor = min(positive) * 1e-3 if positive else 1.0
+            self._fits = {cls: _ClassFit(math.log(max(s, floor)), len(self._diffs[cls]), s == 0)
+                          for cls, s in raw.items()}
+        return self._fits
+
+    def noise(self, hardware_class: str) -> Noise:
+        """The class's σ for bars, from its own differences and the other classes'."""
+        fits = self._class_fits()
+        others = {cls: f for cls, f in fits.items() if cls != hardware_class}
+        own = fits.get(hardware_class)
+        pooled = sum(f.n for f in others.values())
+        if fits and all(f.zero for f in fits.values()):
+            return Noise(0.0, 0.0, own.n if own else 0, pooled, True)   # a deterministic metric
+        precision, weighted = 0.0, 0.0
+        if others:
+            weights = {cls: min(f.n, MAX_WEIGHT) for cls, f in others.items()}
+            total = sum(weights.values())
+            centre = sum(weights[c] * f.log_sigma for c, f in others.items()) / total
+            # Prior for this class: the other classes' centre, as spread as they are among
+            # themselves (less what their own sampling noise explains), plus the centre's error.
+            spread2 = DEFAULT_SPREAD ** 2
+            if len(others) >= 3:
+                between = sum(weights[c] * (f.log_sigma - centre) ** 2 for c, f in others.items()) / total
+                sampling = statistics.fmean(LOG_VAR_ONE / f.n for f in others.values())
+                spread2 = max(MIN_SPREAD ** 2, between - sampling)
+            prior_var = spread2 + LOG_VAR_ONE / total
+            precision += 1.0 / prior_var
+            weighted += centre / prior_var
+        if own is not None:
+            precision += own.n / LOG_VAR_ONE
+            weighted += own.log_sigma * own.n / LOG_VAR_ONE
+        if precision == 0.0:
+            return Noise(0.0, 0.0, 0, 0, False)
+        mean = weighted / precision
+        bar = math.exp(mean + Z_EVIDENCE / math.sqrt(precision))
+        if own is not None and not own.zero:
+            # The pool may widen a class's bar, never narrow it below what the class itself
+            # showed: a class noisier than the rest must not borrow their tight bars.
+            bar = max(bar, math.exp(own.log_sigma))
+        return Noise(bar, math.exp(mean), own.n if own else 0, pooled, True)

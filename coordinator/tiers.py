@@ -1,0 +1,167 @@
+"""Comparability tiers learned from data: classes whose baselines predict each other. Pure.
+
+Under a fixed time budget each hardware class scores a version differently, but usually
+in a stable way: a faster GPU trains further, so its scores are the slower one's shifted
+and stretched. When a class's baselines of past champions relate to the reference class's
+by a stable offset and scale (`y = offset + scale · x`, fitted by least squares), the
+class is in the reference's tier: its baseline of a new champion is *predicted* from the
+reference's, with the prediction's error added to the noise of every judgement, and the
+class need not measure every champion itself.
+
+Membership is earned and lost on evidence:
+- a class joins with `MIN_SHARED` champions measured on both it and the reference, a
+  positive scale, and every point of the fit within `AGREE_SIGMAS` of the line;
+- a member still measures a direct baseline of one champion in `CHECK_EVERY` (a spot check);
+  a direct baseline that misses its prediction by more than `LEAVE_SIGMAS` makes the class
+  leave: its earlier points are forgotten and it must earn its way back from new ones.
+
+The reference is the class with the most direct baselines (it measures every champion).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+MIN_SHARED = 3          # champions measured on both a class and the reference before it joins
+AGREE_SIGMAS = 3.0      # every fitted point within this many σ of the line
+LEAVE_SIGMAS = 4.0      # a direct baseline this far from its prediction: the class leaves
+CHECK_EVERY = 4         # a member measures a direct baseline of one champion in this many
+MAX_POINTS = 32         # the newest points a fit uses: relations may drift slowly
+
+Sigma = Callable[[str], float]   # σ of one run on a class
+
+
+@dataclass(frozen=True)
+class Relation:
+    """How a class's baselines follow the reference's: y ≈ offset + scale · x."""
+
+    offset: float
+    scale: float
+    residual: float        # σ of a point about the line (at least what the runs' noise explains)
+    shared: int            # points the fit rests on
+    x_mean: float
+    x_spread: float        # Σ (x - x̄)²
+
+    def predict(self, x: float) -> tuple[float, float]:
+        """(predicted baseline, variance of the prediction) for a reference baseline `x`."""
+        leverage = 1.0 / self.shared + ((x - self.x_mean) ** 2 / self.x_spread if self.x_spread > 0 else 0.0)
+        return self.offset + self.scale * x, self.residual ** 2 * leverage
+
+
+@dataclass(frozen=True)
+class Prediction:
+    mean: float
+    variance: float
+    reference: str
+
+
+@dataclass
+class _Points:
+    """A class's direct baselines by version, in the order they were measured."""
+
+    means: dict[str, float] = field(default_factory=dict)
+
+
+class Tiers:
+    """Direct baselines per class, and which classes the reference's baselines can stand for."""
+
+    def __init__(self) -> None:
+        self._points: dict[str, _Points] = {}
+        self._left: dict[str, int] = {}       # class -> how many times it left its tier
+
+    def observe(self, version: str, hardware_class: str, mean: float, sigma: Sigma) -> bool:
+        """A class's direct baseline of a version (its latest mean). Returns False when this
+        point made the class leave its tier (it disagreed with the prediction)."""
+        points = self._points.setdefault(hardware_class, _Points())
+        reference = self.reference()
+        stays = True
+        if reference is not None and reference != hardware_class and version not in points.means \
+                and self.member(hardware_class, sigma):
+            predicted = self._predict_from(hardware_class, reference, version, sigma)
+            if predicted is not None:
+                noise = sigma(hardware_class) ** 2 + predicted[1]
+                if abs(mean - predicted[0]) > LEAVE_SIGMAS * math.sqrt(noise):
+                    points.means.clear()          # start over from this point
+                    self._left[hardware_class] = self._left.get(hardware_class, 0) + 1
+                    stays = False
+        points.means[version] = mean
+        return stays
+
+    def reference(self) -> str | None:
+        """The class with the most direct baselines (ties: the first name), or None."""
+        if not self._points:
+            return None
+        return max(sorted(self._points), key=lambda c: len(self._points[c].means))
+
+    def relation(self, hardware_class: str, sigma: Sigma) -> Relation | None:
+        """The fitted relation of a class to the reference, or None when it is not established."""
+        reference = self.reference()
+        if reference is None or reference == hardware_class:
+            return None
+        mine = self._points.get(hardware_class, _Points()).means
+        theirs = self._points[reference].means
+        shared = [v for v in mine if v in theirs][-MAX_POINTS:]
+        if len(shared) < MIN_SHARED:
+            return None
+        xs = [theirs[v] for v in shared]
+        ys = [mine[v] for v in shared]
+        x_mean, y_mean = statistics.fmean(xs), statistics.fmean(ys)
+        sxx = sum((x - x_mean) ** 2 for x in xs)
+        # The scale is learned only where the champions spread far beyond the noise; over a
+        # short range, offset alone (scale 1) predicts as well and cannot run wild.
+        if sxx > 16 * len(xs) * sigma(reference) ** 2 and len(xs) >= MIN_SHARED:
+            scale = sum((x - x_mean) * (y - y_mean) for x, y in zip(xs, ys)) / sxx
+            dof = len(xs) - 2
+        else:
+            scale, dof = 1.0, len(xs) - 1
+            sxx = 0.0
+        if scale <= 0:
+            return None
+        offset = y_mean - scale * x_mean
+        residuals = [y - (offset + scale * x) for x, y in zip(xs, ys)]
+        rss = sum(r * r for r in residuals)
+        floor2 = sigma(hardware_class) ** 2 + scale ** 2 * sigma(reference) ** 2
+        residual = math.sqrt(max(rss / dof if dof > 0 else 0.0, floor2))
+        if any(abs(r) > AGREE_SIGMAS * residual for r in residuals) or \
+                (dof > 0 and rss / dof > AGREE_SIGMAS ** 2 * floor2):
+            return None
+        return Relation(offset, scale, residual, len(xs), x_mean, sxx)
+
+    def member(self, hardware_class: str, sigma: Sigma) -> bool:
+        """Whether the reference's baselines stand for this class's (the reference is not a member)."""
+        return self.relation(hardware_class, sigma) is not None
+
+    def _predict_from(self, hardware_class: str, reference: str, version: str,
+                      sigma: Sigma) -> tuple[float, float] | None:
+        x = self._points[reference].means.get(version)
+        relation = self.relation(hardware_class, sigma)
+        if x is None or relation is None:
+            return None
+        return relation.predict(x)
+
+    def predict(self, version: str, hardware_class: str, sigma: Sigma) -> Prediction | None:
+        """The class's baseline of `version` predicted from the reference's, if it is a member."""
+        reference = self.reference()
+        if reference is None:
+            return None
+        predicted = self._predict_from(hardware_class, reference, version, sigma)
+        return None if predicted is None else Prediction(predicted[0], predicted[1], reference)
+
+    def wants_direct(self, hardware_class: str, champion_seq: int, sigma: Sigma) -> bool:
+        """Whether this class should measure the champion itself (else the tier stands for it).
+
+        The reference, and every class outside the tier, measure each champion; a member
+        measures one in `CHECK_EVERY`, at a phase of its own so spot checks spread out.
+        """
+        if not self.member(hardware_class, sigma):
+            return True
+        phase = zlib.crc32(hardware_class.encode()) % CHECK_EVERY
+        return champion_seq % CHECK_EVERY == phase
+
+    def left(self, hardware_class: str) -> int:
+        """How many times a class has left its tier on disagreement."""
+        return self._left.get(hardware_class, 0)

@@ -1,0 +1,104 @@
+"""The pooled noise model: a new class is usable at once, a thin class sets a wide bar."""
+
+from __future__ import annotations
+
+import random
+
+from autoswarm.coordinator.noise import MIN_DIFFERENCES, NoiseModel
+
+
+def _measure(model: NoiseModel, cls: str, sigma: float, pairs: int, rng: random.Random, version: str = "v") -> None:
+    for i in range(pairs):
+        model.add(f"{version}{i}", cls, "w1", rng.gauss(0.0, sigma))
+        model.add(f"{version}{i}", cls, "w2", rng.gauss(0.0, sigma))
+
+
+def test_nothing_measured_means_nothing_is_judged():
+    model = NoiseModel()
+    assert not model.noise("cpu:a").usable
+    assert model.wants_repeats("cpu:a")
+
+
+def test_runs_of_a_version_give_its_baseline_and_who_measured_it():
+    model = NoiseModel()
+    model.add("v", "cpu:a", "w1", 1.0)
+    model.add("v", "cpu:a", "w2", 3.0)
+    runs = model.baseline("v", "cpu:a")
+    assert runs is not None and runs.n == 2 and runs.mean == 2.0
+    assert model.measured_by("v", "cpu:a") == {"w1", "w2"}
+    assert model.baseline("v", "cpu:b") is None and model.differences("cpu:a") == 1
+
+
+def test_a_new_class_is_usable_at_once_from_the_other_classes():
+    rng = random.Random(1)
+    model = NoiseModel()
+    for c in range(6):
+        _measure(model, f"cpu:{c}", 0.02, 20, rng)
+    assert not model.wants_repeats("cpu:new")
+    new = model.noise("cpu:new")
+    assert new.usable and new.own == 0 and new.pooled == 120
+    assert 0.015 < new.estimate < 0.027
+    # Its bar is wider than a well-measured class's: it has shown nothing of its own yet.
+    assert new.sigma > model.noise("cpu:0").sigma
+
+
+def test_a_thin_class_never_sets_a_bar_tighter_than_its_evidence_allows():
+    """Over many draws, a class resting on 2 differences rarely gets a bar σ below its true σ."""
+    rng = random.Random(2)
+    below = 0
+    trials = 400
+    for _ in range(trials):
+        model = NoiseModel()
+        for c in range(4):
+            _measure(model, f"cpu:{c}", 0.02, 15, rng)
+        _measure(model, "cpu:thin", 0.02, 2, rng)
+        below += model.noise("cpu:thin").sigma < 0.02
+    assert below / trials < 0.1
+    # Alone (no other class to learn from), thin evidence widens the bar a lot.
+    model = NoiseModel()
+    _measure(model, "cpu:alone", 0.02, 2, rng)
+    alone = model.noise("cpu:alone")
+    assert alone.inflation > 2.0
+
+
+def test_evidence_narrows_the_bar_and_a_noisier_class_is_seen_as_noisier():
+    rng = random.Random(3)
+    model = NoiseModel()
+    for c in range(5):
+        _measure(model, f"cpu:{c}", 0.02, 20, rng)
+    inflations = []
+    for _ in range(4):
+        _measure(model, "gpu:slow", 0.06, 10, rng, version=f"s{len(inflations)}")
+        inflations.append(model.noise("gpu:slow").inflation)
+    assert inflations[-1] < inflations[0] - 0.2, inflations
+    slow = model.noise("gpu:slow")
+    # The pool of quieter classes pulls the estimate, but never the bar below the class's own σ.
+    assert slow.sigma > 0.05, slow
+    assert slow.estimate > 1.5 * model.noise("cpu:0").estimate
+
+
+def test_one_wild_run_moves_the_estimate_little():
+    rng = random.Random(4)
+    model = NoiseModel()
+    _measure(model, "cpu:a", 0.02, 30, rng)
+    before = model.noise("cpu:a").estimate
+    model.add("x", "cpu:a", "liar", 0.0)
+    model.add("x", "cpu:a", "liar", 50.0)
+    assert abs(model.noise("cpu:a").estimate - before) < 0.1 * before
+
+
+def test_a_deterministic_metric_has_no_noise():
+    model = NoiseModel()
+    for i in range(3):
+        model.add("v", "cpu:a", f"w{i}", 0.5)
+    noise = model.noise("cpu:a")
+    assert noise.usable and noise.sigma == 0.0
+    assert model.noise("cpu:other").sigma == 0.0
+
+
+def test_the_first_classes_calibrate_until_the_study_has_enough_differences():
+    model = NoiseModel()
+    for i in range(MIN_DIFFERENCES):
+        assert model.wants_repeats("cpu:a")
+        model.add_difference("cpu:a", 0.01 * (i + 1))
+    assert not model.wants_repeats("cpu:a") and not model.wants_repeats("cpu:b")

@@ -1,0 +1,96 @@
+"""Comparability tiers: a class joins the reference's tier on evidence and leaves on disagreement."""
+
+from __future__ import annotations
+
+import random
+
+from autoswarm.coordinator.tiers import CHECK_EVERY, MIN_SHARED, Tiers
+
+SIGMA = 0.02
+
+
+def sigma(_cls: str) -> float:
+    return SIGMA
+
+
+def _champions(tiers: Tiers, classes: dict[str, tuple[float, float]], scores: list[float],
+               rng: random.Random, start: int = 0) -> None:
+    """Each champion measured directly on every class: y = offset + scale * score + noise."""
+    for i, score in enumerate(scores, start):
+        for cls, (offset, scale) in classes.items():
+            tiers.observe(f"v{i}", cls, offset + scale * score + rng.gauss(0, SIGMA), sigma)
+
+
+def test_a_class_related_by_offset_and_scale_joins_and_is_predicted():
+    rng = random.Random(1)
+    tiers = Tiers()
+    classes = {"ref": (0.0, 1.0), "fast": (0.7, 1.3)}
+    tiers.observe("v0", "ref", -10.0, sigma)   # the reference measured one more champion
+    _champions(tiers, classes, [-8.0, -6.0], rng, start=1)
+    assert tiers.reference() == "ref"
+    assert not tiers.member("fast", sigma), "two shared champions are not evidence enough"
+    assert tiers.wants_direct("fast", 3, sigma)
+    _champions(tiers, classes, [-4.0, -3.0], rng, start=3)
+    assert tiers.member("fast", sigma)
+    tiers.observe("v9", "ref", -2.0, sigma)
+    prediction = tiers.predict("v9", "fast", sigma)
+    assert prediction is not None and prediction.reference == "ref"
+    assert abs(prediction.mean - (0.7 + 1.3 * -2.0)) < 0.1
+    assert prediction.variance > 0
+    assert tiers.predict("v9", "ref", sigma) is None, "the reference measures for itself"
+    assert tiers.predict("v-unmeasured", "fast", sigma) is None, "nothing to predict from"
+
+
+def test_members_spot_check_one_champion_in_check_every_and_the_reference_measures_all():
+    rng = random.Random(2)
+    tiers = Tiers()
+    tiers.observe("v-first", "ref", -12.0, sigma)
+    _champions(tiers, {"ref": (0.0, 1.0), "b": (0.3, 1.0)}, [-10.0, -8.0, -6.0, -5.0], rng)
+    assert tiers.member("b", sigma)
+    direct = [seq for seq in range(4 * CHECK_EVERY) if tiers.wants_direct("b", seq, sigma)]
+    assert len(direct) == 4
+    assert all(tiers.wants_direct("ref", seq, sigma) for seq in range(CHECK_EVERY))
+
+
+def test_a_member_whose_direct_baseline_disagrees_leaves_and_must_earn_its_way_back():
+    rng = random.Random(3)
+    tiers = Tiers()
+    tiers.observe("v-first", "ref", -12.0, sigma)
+    _champions(tiers, {"ref": (0.0, 1.0), "b": (0.5, 1.0)}, [-10.0, -8.0, -6.0, -5.0], rng)
+    assert tiers.member("b", sigma)
+    tiers.observe("v10", "ref", -4.0, sigma)
+    assert not tiers.observe("v10", "b", 0.5 - 4.0 + 1.0, sigma), "1.0 off the line: 50 σ"
+    assert not tiers.member("b", sigma) and tiers.left("b") == 1
+    assert tiers.wants_direct("b", 1, sigma)
+    # It rejoins only on new evidence, from its new relation.
+    _champions(tiers, {"ref": (0.0, 1.0), "b": (1.5, 1.0)}, [-3.5, -3.0, -2.5], rng, start=11)
+    assert tiers.member("b", sigma)
+    tiers.observe("v20", "ref", -2.0, sigma)
+    prediction = tiers.predict("v20", "b", sigma)
+    assert prediction is not None and abs(prediction.mean - (1.5 - 2.0)) < 0.1
+
+
+def test_classes_that_do_not_measure_alike_never_join():
+    rng = random.Random(4)
+    tiers = Tiers()
+    tiers.observe("v-first", "ref", -12.0, sigma)
+    # Scores unrelated to the reference's: edits that help one class hurt the other.
+    for i, (x, y) in enumerate([(-10.0, -3.0), (-8.0, -6.0), (-6.0, -2.0), (-5.0, -7.0), (-4.0, -1.0)]):
+        tiers.observe(f"v{i}", "ref", x, sigma)
+        tiers.observe(f"v{i}", "odd", y, sigma)
+    assert not tiers.member("odd", sigma)
+    # Better on the reference is worse here: a negative scale is no tier.
+    for i, x in enumerate([-10.0, -8.0, -6.0, -4.0]):
+        tiers.observe(f"v{i}", "flip", -x, sigma)
+    assert not tiers.member("flip", sigma)
+    assert tiers.wants_direct("odd", 0, sigma) and tiers.wants_direct("flip", 0, sigma)
+
+
+def test_min_shared_agreeing_champions_are_enough_over_a_short_range():
+    """Champions close together: the offset is learned, the scale is not guessed."""
+    rng = random.Random(5)
+    tiers = Tiers()
+    tiers.observe("v-first", "ref", -1.0, sigma)
+    _champions(tiers, {"ref": (0.0, 1.0), "b": (0.2, 1.2)}, [-1.0 + 0.01 * i for i in range(MIN_SHARED)], rng)
+    relation = tiers.relation("b", sigma)
+    assert relation is not None and relation.scale == 1.0
