@@ -1,0 +1,113 @@
+"""`autoswarm status`: a coordinator's studies, workers and mutators as terminal tables.
+
+Two layouts: at 120 columns or more, every column; narrower (80 columns), the columns that
+matter at a glance with values never cut, and the rest as one line per study below the table.
+Every string is shown literally (names with brackets stay whole).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from rich import box
+from rich.console import RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from autoswarm.report import format_metric
+from autoswarm.screen import add_plain_row
+from autoswarm.v1 import control_pb2
+
+WIDE_COLUMNS = 120
+
+
+def _metric(has: bool, value: float) -> str:
+    return format_metric(value) if has else "—"
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(seconds, 0.0)
+    if seconds < 120:
+        return f"{seconds:.0f}s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m ago"
+    return f"{seconds / 3600:.0f}h ago"
+
+
+def study_state(s: control_pb2.StudyStatus) -> str:
+    """One word for where a study stands: stopped, paused, done or running."""
+    if s.error:
+        return "stopped"
+    if s.paused:
+        return "paused"
+    if s.done:
+        return "done"
+    return "running"
+
+
+def _table(title: str, columns: Sequence[str], numeric: Sequence[str] = ()) -> Table:
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in columns:
+        # Values are never cut: a value that does not fit wraps instead of ending in "…".
+        table.add_column(column, justify="right" if column in numeric else "left", overflow="fold")
+    return table
+
+
+def studies_view(response: control_pb2.StatusResponse, wide: bool) -> list[RenderableType]:
+    """The studies table, and in the narrow layout one line of details per study."""
+    columns = ["study", "metric", "best", "start", "evals", "kept"]
+    columns += ["claims", "in flight", "priority", "acceptance", "state", "champion"] if wide else ["state"]
+    table = _table("studies", columns, ("best", "start", "evals", "kept", "claims", "in flight", "priority"))
+    notes: list[RenderableType] = []
+    for s in response.studies:
+        budget = f"/{s.max_evaluations}" if s.max_evaluations else ""
+        arrow = "↓" if s.direction == "minimize" else "↑"
+        cells = [s.name, f"{s.metric} {arrow}", _metric(s.has_champion_metric, s.champion_metric),
+                 _metric(s.has_initial_metric, s.initial_metric), f"{s.evaluations}{budget}", str(s.improvements)]
+        acceptance = f"{s.compare}, quorum {s.quorum}"
+        if wide:
+            cells += [str(s.pending_claims), str(s.in_flight), str(s.priority or 1), acceptance, study_state(s),
+                      s.champion_hash[:12]]
+        else:
+            cells += [study_state(s)]
+            notes.append(Text(f"  {s.name}: champion {s.champion_hash[:12]}, {s.pending_claims} claims pending, "
+                              f"{s.in_flight} in flight, {acceptance}, priority {s.priority or 1}"))
+        add_plain_row(table, *cells)
+        if s.error:
+            notes.append(Text(f"  {s.name} stopped: {s.error}", style="red"))
+    return [table, *notes]
+
+
+def workers_view(response: control_pb2.StatusResponse, wide: bool, now: float) -> Table:
+    """One row per worker; the narrow layout leaves out the worker id and the claim counts."""
+    columns = ["worker", "name", "owner", "state", "hardware class", "running", "results", "claims ok/refuted",
+               "last seen"] if wide else ["name", "owner", "state", "hardware class", "running", "seen"]
+    table = _table("workers", columns, ("running", "results"))
+    for w in response.workers:
+        cells = [w.name, w.owner or "-", w.state, w.hardware_class, f"{w.running}/{w.slots}"]
+        if wide:
+            cells = [w.worker_id, *cells, str(w.results), f"{w.claims_confirmed}/{w.claims_refuted}"]
+        add_plain_row(table, *cells, _ago(now - w.last_seen_unix))
+    return table
+
+
+def mutator_counts(response: control_pb2.StatusResponse) -> dict[str, int]:
+    """How many connected workers can run each mutator kind."""
+    counts: dict[str, int] = {}
+    for w in response.workers:
+        if w.state not in ("offline", "stopped"):
+            for kind in w.mutators:
+                counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
+def status_tables(response: control_pb2.StatusResponse, width: int = WIDE_COLUMNS,
+                  now: float | None = None) -> list[RenderableType]:
+    """Studies, workers, and which mutators the connected workers can run, laid out for `width`."""
+    wide = width >= WIDE_COLUMNS
+    now = time.time() if now is None else now
+    kinds = _table("mutators (connected workers)", ["mutator", "workers"], ("workers",))
+    for kind, n in sorted(mutator_counts(response).items()):
+        add_plain_row(kinds, kind, str(n))
+    return [*studies_view(response, wide), workers_view(response, wide, now), kinds]
