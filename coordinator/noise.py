@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 # The variance of log(σ̂) for a median-based σ̂ from n differences is about LOG_VAR_ONE / n
@@ -63,7 +64,7 @@ class RunStats:
 
 
 @dataclass(frozen=True)
-class _ClassFit:
+class ClassFit:
     log_sigma: float       # log of the class's own robust σ (floored for exact repeats)
     n: int
     zero: bool             # every repeat was identical (a deterministic metric)
@@ -79,7 +80,7 @@ class NoiseModel:
     def __init__(self) -> None:
         self._runs: dict[tuple[str, str], RunStats] = {}
         self._diffs: dict[str, list[float]] = {}
-        self._fits: dict[str, _ClassFit] | None = None
+        self._fits: dict[str, ClassFit] | None = None
 
     # -- evidence -------------------------------------------------------------------------
 
@@ -122,48 +123,53 @@ class NoiseModel:
 
     # -- estimate -------------------------------------------------------------------------
 
-    def _class_fits(self) -> dict[str, _ClassFit]:
-        if self._fits is None:
-            raw = {cls: statistics.median(d) / HALF_NORMAL_MEDIAN for cls, d in self._diffs.items() if d}
-            positive = [s for s in raw.values() if s > 0]
-            # Exact repeats (σ̂ = 0) are floored far below the others so logs stay finite.
-            floor = min(positive) * 1e-3 if positive else 1.0
-            self._fits = {cls: _ClassFit(math.log(max(s, floor)), len(self._diffs[cls]), s == 0)
-                          for cls, s in raw.items()}
-        return self._fits
-
     def noise(self, hardware_class: str) -> Noise:
         """The class's σ for bars, from its own differences and the other classes'."""
-        fits = self._class_fits()
-        others = {cls: f for cls, f in fits.items() if cls != hardware_class}
-        own = fits.get(hardware_class)
-        pooled = sum(f.n for f in others.values())
-        if fits and all(f.zero for f in fits.values()):
-            return Noise(0.0, 0.0, own.n if own else 0, pooled, True)   # a deterministic metric
-        precision, weighted = 0.0, 0.0
-        if others:
-            weights = {cls: min(f.n, MAX_WEIGHT) for cls, f in others.items()}
-            total = sum(weights.values())
-            centre = sum(weights[c] * f.log_sigma for c, f in others.items()) / total
-            # Prior for this class: the other classes' centre, as spread as they are among
-            # themselves (less what their own sampling noise explains), plus the centre's error.
-            spread2 = DEFAULT_SPREAD ** 2
-            if len(others) >= 3:
-                between = sum(weights[c] * (f.log_sigma - centre) ** 2 for c, f in others.items()) / total
-                sampling = statistics.fmean(LOG_VAR_ONE / f.n for f in others.values())
-                spread2 = max(MIN_SPREAD ** 2, between - sampling)
-            prior_var = spread2 + LOG_VAR_ONE / total
-            precision += 1.0 / prior_var
-            weighted += centre / prior_var
-        if own is not None:
-            precision += own.n / LOG_VAR_ONE
-            weighted += own.log_sigma * own.n / LOG_VAR_ONE
-        if precision == 0.0:
-            return Noise(0.0, 0.0, 0, 0, False)
-        mean = weighted / precision
-        bar = math.exp(mean + Z_EVIDENCE / math.sqrt(precision))
-        if own is not None and not own.zero:
-            # The pool may widen a class's bar, never narrow it below what the class itself
-            # showed: a class noisier than the rest must not borrow their tight bars.
-            bar = max(bar, math.exp(own.log_sigma))
-        return Noise(bar, math.exp(mean), own.n if own else 0, pooled, True)
+        if self._fits is None:
+            self._fits = class_fits(self._diffs)
+        return pooled_noise(self._fits, hardware_class)
+
+
+def class_fits(differences: Mapping[str, Sequence[float]]) -> dict[str, ClassFit]:
+    """Each class's own robust σ from its absolute run-to-run differences (classes with none left out)."""
+    raw = {cls: statistics.median(d) / HALF_NORMAL_MEDIAN for cls, d in differences.items() if d}
+    positive = [s for s in raw.values() if s > 0]
+    # Exact repeats (σ̂ = 0) are floored far below the others so logs stay finite.
+    floor = min(positive) * 1e-3 if positive else 1.0
+    return {cls: ClassFit(math.log(max(s, floor)), len(differences[cls]), s == 0) for cls, s in raw.items()}
+
+
+def pooled_noise(fits: Mapping[str, ClassFit], hardware_class: str) -> Noise:
+    """One class's noise for bars given every class's fit (see the module's docstring)."""
+    others = {cls: f for cls, f in fits.items() if cls != hardware_class}
+    own = fits.get(hardware_class)
+    pooled = sum(f.n for f in others.values())
+    if fits and all(f.zero for f in fits.values()):
+        return Noise(0.0, 0.0, own.n if own else 0, pooled, True)   # a deterministic metric
+    precision, weighted = 0.0, 0.0
+    if others:
+        weights = {cls: min(f.n, MAX_WEIGHT) for cls, f in others.items()}
+        total = sum(weights.values())
+        centre = sum(weights[c] * f.log_sigma for c, f in others.items()) / total
+        # Prior for this class: the other classes' centre, as spread as they are among
+        # themselves (less what their own sampling noise explains), plus the centre's error.
+        spread2 = DEFAULT_SPREAD ** 2
+        if len(others) >= 3:
+            between = sum(weights[c] * (f.log_sigma - centre) ** 2 for c, f in others.items()) / total
+            sampling = statistics.fmean(LOG_VAR_ONE / f.n for f in others.values())
+            spread2 = max(MIN_SPREAD ** 2, between - sampling)
+        prior_var = spread2 + LOG_VAR_ONE / total
+        precision += 1.0 / prior_var
+        weighted += centre / prior_var
+    if own is not None:
+        precision += own.n / LOG_VAR_ONE
+        weighted += own.log_sigma * own.n / LOG_VAR_ONE
+    if precision == 0.0:
+        return Noise(0.0, 0.0, 0, 0, False)
+    mean = weighted / precision
+    bar = math.exp(mean + Z_EVIDENCE / math.sqrt(precision))
+    if own is not None and not own.zero:
+        # The pool may widen a class's bar, never narrow it below what the class itself
+        # showed: a class noisier than the rest must not borrow their tight bars.
+        bar = max(bar, math.exp(own.log_sigma))
+    return Noise(bar, math.exp(mean), own.n if own else 0, pooled, True)
