@@ -3,34 +3,104 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
+from typer.core import TyperGroup
 
 from autoswarm.bundle import BundleError
 from autoswarm.control import ControlClient, ControlError
-from autoswarm.report import SHORT_HASH, lineage_tsv, results_tsv
+from autoswarm.report import (FORMATS, SHORT_HASH, format_metric, history_record, lineage_record, lineage_tsv,
+                              render_rows, result_text, results_tsv)
+from autoswarm.screen import add_plain_row, labelled
+from autoswarm.status_view import mutator_counts, status_tables, study_state  # noqa: F401 (mutator_counts: API)
 from autoswarm.study import StudyError
 from autoswarm.v1 import control_pb2
+from autoswarm.words import count
 from autoswarm.worker.mutators import config as mutator_flags
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
+# Options of the top-level callback that may also be written after the subcommand
+# (`autoswarm status --token T`), unless that subcommand has an option of the same name.
+GLOBAL_OPTIONS = ("--token", "--ca", "--coordinator")
+
+
+def hoist_global_options(group: TyperGroup, args: list[str]) -> list[str]:
+    """`args` with the global options found after the subcommand moved in front of it.
+
+    Pure: walks the subcommand path, then moves each global option (and its value) that the
+    leaf command does not define itself; everything after `--` is left alone.
+    """
+    command: Any = group  # typer's own (vendored) click: commands are told apart by duck typing
+    i = 0
+    while hasattr(command, "commands") and i < len(args):
+        token = args[i]
+        if token == "--":
+            return args
+        if token.startswith("-"):
+            i += 1 if "=" in token or token not in GLOBAL_OPTIONS else 2
+            continue
+        sub = command.commands.get(token)
+        if sub is None:
+            return args
+        command, i = sub, i + 1
+    own = {opt for p in command.params for opt in (*p.opts, *p.secondary_opts)}
+    front, rest, j = [], list(args[:i]), i
+    while j < len(args):
+        token = args[j]
+        if token == "--":
+            rest.extend(args[j:])
+            break
+        name = token.split("=", 1)[0]
+        if name in GLOBAL_OPTIONS and name not in own:
+            width = 1 if "=" in token else 2
+            front.extend(args[j:j + width])
+            j += width
+            continue
+        rest.append(token)
+        j += 1
+    return front + rest
+
+
+def _hide_flag_metavars(command: Any, ctx: Any) -> None:
+    """On/off flags (--help too) take no value: their help shows no `<bool>`."""
+    for param in [*command.params, command.get_help_option(ctx)]:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _hide_flag_metavars(sub, ctx)
+
+
+class _Root(TyperGroup):
+    """The top-level command: global options anywhere, flags without `<bool>`."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        _hide_flag_metavars(self, ctx)
+        return super().parse_args(ctx, hoist_global_options(self, args))
+
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, cls=_Root,
                   help="autoresearch on a swarm: a coordinator, volunteer workers, global acceptance.")
 study_app = typer.Typer(no_args_is_help=True, help="Manage the studies a coordinator runs.")
 app.add_typer(study_app, name="study")
-console = Console()
-err = Console(stderr=True)
+# No markup anywhere: every string printed (table cells too) is shown as it is, so names and
+# hints with brackets (`lab[gpu] box`, `autoswarm[plot]`) survive; styles come from Text.
+# soft_wrap: messages are not broken at the terminal's width (paths stay copyable).
+console = Console(markup=False, soft_wrap=True)
+err = Console(stderr=True, markup=False, soft_wrap=True)
 
-CoordinatorOpt = Annotated[str, typer.Option("--coordinator", "-c", help="HOST:PORT of the coordinator.")]
+CoordinatorOpt = Annotated[str, typer.Option("--coordinator", "-c", envvar="AUTOSWARM_COORDINATOR",
+                                             help="HOST:PORT of the coordinator.")]
 
 
 @app.callback()
@@ -39,12 +109,18 @@ def _global_options(
                                                  help="Admin token for control commands.")] = None,
     ca: Annotated[Optional[Path], typer.Option(envvar="AUTOSWARM_CA", show_envvar=True,
                                                help="CA certificate of a coordinator that serves TLS.")] = None,
+    coordinator: Annotated[Optional[str], typer.Option(
+        "--coordinator", "-c", envvar="AUTOSWARM_COORDINATOR", show_envvar=True,
+        help="HOST:PORT of the coordinator, for every command that talks to one.")] = None,
 ) -> None:
-    # The control client reads these two from the environment; a flag wins over an inherited value.
+    """Global options; each may also come after the subcommand (`autoswarm status --token T`)."""
+    # The commands read these from the environment; a flag wins over an inherited value.
     if token:
         os.environ["AUTOSWARM_TOKEN"] = token
     if ca:
         os.environ["AUTOSWARM_CA"] = str(ca)
+    if coordinator:
+        os.environ["AUTOSWARM_COORDINATOR"] = coordinator
 
 
 def _control(address: str) -> ControlClient:
@@ -53,7 +129,8 @@ def _control(address: str) -> ControlClient:
 
 
 def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    # Literal text: hints such as `pip install 'autoswarm[plot]'` keep their brackets.
+    err.print(labelled("error:", "bold red", message), highlight=False)
     raise typer.Exit(2)
 
 
@@ -63,7 +140,7 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _metric(has: bool, value: float) -> str:
-    return f"{value:.6f}" if has else "—"
+    return format_metric(value) if has else "—"
 
 
 # -- run ----------------------------------------------------------------------------------
@@ -77,26 +154,33 @@ def run(
     out: Annotated[Optional[Path], typer.Option(help="Output directory (default: ./runs/<study>-<time>).")] = None,
     ray: Annotated[bool, typer.Option(
         "--ray", help="Run the workers as actors on a local Ray instance (needs the ray extra).")] = False,
+    stop_grace: Annotated[float, typer.Option(min=0.0, help=(
+        "On Ctrl-C, SIGTERM or the end of the budget: seconds workers get to finish the edit and "
+        "evaluation they are running (a second signal stops at once)."))] = 60.0,
 ) -> None:
-    """Search a study with a local coordinator and local workers; write results.tsv and the best target."""
+    """Search a study with a local coordinator and local workers; write results.tsv and the best target.
+
+    Run it again with the same --out to resume: the champion, history and budget carry on.
+    """
     from autoswarm.local_run import RunOptions, run_study
 
     table_state: dict[str, object] = {"last": -1}
 
     def render(status: control_pb2.StudyStatus, response: control_pb2.StatusResponse, elapsed: float) -> Table:
-        table = Table(title=f"autoswarm · {status.name}", show_header=False, box=None)
-        table.add_row("evaluations", f"{status.evaluations}/{status.max_evaluations}  ({elapsed:.0f}s of {duration:.0f}s)")
-        table.add_row(f"best {status.metric}", f"{_metric(status.has_champion_metric, status.champion_metric)} "
+        table = Table(title=Text(f"autoswarm · {status.name}"), show_header=False, box=None)
+        add_plain_row(table, "evaluations",
+                      f"{status.evaluations}/{status.max_evaluations}  ({elapsed:.0f}s of {duration:.0f}s)")
+        add_plain_row(table, f"best {status.metric}", f"{_metric(status.has_champion_metric, status.champion_metric)} "
                       f"(start {_metric(status.has_initial_metric, status.initial_metric)}, {status.direction})")
-        table.add_row("improvements", str(status.improvements))
+        add_plain_row(table, "improvements", str(status.improvements))
         states = [w.state for w in response.workers]
-        table.add_row("workers", ", ".join(f"{states.count(s)} {s}" for s in sorted(set(states))) or "starting")
+        add_plain_row(table, "workers", ", ".join(f"{states.count(s)} {s}" for s in sorted(set(states))) or "starting")
         return table
 
     try:
         if console.is_terminal:
             with Live(console=console, refresh_per_second=4) as live:
-                summary = run_study(RunOptions(study_dir, workers, max_evals, duration, out, ray=ray),
+                summary = run_study(RunOptions(study_dir, workers, max_evals, duration, out, ray=ray, stop_grace=stop_grace),
                                     lambda s, r, e: live.update(render(s, r, e)))
         else:
             def progress(status: control_pb2.StudyStatus, response: control_pb2.StatusResponse, elapsed: float) -> None:
@@ -104,21 +188,25 @@ def run(
                     table_state["last"] = status.evaluations
                     console.print(f"[{elapsed:5.0f}s] evaluations {status.evaluations}/{status.max_evaluations}  "
                                   f"best {status.metric} {_metric(status.has_champion_metric, status.champion_metric)}  "
-                                  f"improvements {status.improvements}", highlight=False)
-            summary = run_study(RunOptions(study_dir, workers, max_evals, duration, out, ray=ray), progress)
+                                  f"improvements {status.improvements}", markup=False, highlight=False)
+            summary = run_study(RunOptions(study_dir, workers, max_evals, duration, out, ray=ray, stop_grace=stop_grace), progress)
     except (StudyError, BundleError) as exc:
         _fail(str(exc))
     except RuntimeError as exc:
         _fail(str(exc))
     console.print()
     if summary.error:
-        err.print(f"[bold red]study stopped:[/] {summary.error}")
-    start = f"{summary.initial_metric:.6f}" if summary.initial_metric is not None else "—"
-    best = f"{summary.best_metric:.6f}" if summary.best_metric is not None else "—"
-    console.print(f"[bold]{summary.study.name}[/]: {summary.evaluations} evaluations, "
-                  f"{summary.improvements} improvements, {summary.study.metric} {start} → {best}", highlight=False)
+        err.print(labelled("study stopped:", "bold red", summary.error))
+    if summary.interrupted:
+        err.print(f"stopped early; resume with: autoswarm run {study_dir} --out {summary.out}",
+                  markup=False, highlight=False)
+    start = _metric(summary.initial_metric is not None, summary.initial_metric or 0.0)
+    best = _metric(summary.best_metric is not None, summary.best_metric or 0.0)
+    console.print(Text.assemble((summary.study.name, "bold"), f": {count(summary.evaluations, 'evaluation')}, "
+                                f"{count(summary.improvements, 'improvement')}, {summary.study.metric} {start} → {best}"),
+                  highlight=False)
     console.print(f"results: {summary.results_path}\nbest {summary.study.target}: {summary.best_path}\n"
-                  f"database: {summary.out / 'swarm.db'}", highlight=False)
+                  f"database: {summary.out / 'swarm.db'}", markup=False, highlight=False)
     if summary.error:
         raise typer.Exit(1)
 
@@ -175,21 +263,173 @@ def coordinator(
 
 # -- study add ----------------------------------------------------------------------------
 
+DEFAULT_STUDY_BUDGET = 100  # evaluations: `study add` never starts an unbounded search by accident
+
+
+def _budget(max_evaluations: int) -> str:
+    return count(max_evaluations, "evaluation") if max_evaluations else "unbounded"
+
+
 @study_app.command("add")
 def study_add(
     study_dir: Annotated[Path, typer.Argument(help="Study directory (holds study.toml).")],
     coordinator: CoordinatorOpt = "127.0.0.1:50051",
-    max_evals: Annotated[int, typer.Option("--max-evals", min=0, help="Evaluation budget (0: unbounded).")] = 0,
+    max_evals: Annotated[int, typer.Option("--max-evals", min=0, help=(
+        "Evaluation budget (0: unbounded)."))] = DEFAULT_STUDY_BUDGET,
+    priority: Annotated[int, typer.Option(min=1, max=1000, help=(
+        "Share of the swarm against other studies: 2 gets twice the workers of 1."))] = 1,
 ) -> None:
     """Upload a study to a coordinator; its workers start on it at once."""
     try:
         with _control(coordinator) as control:
-            response = control.add_study(study_dir, max_evals)
+            response = control.add_study(study_dir, max_evals, priority)
     except (StudyError, BundleError, ControlError) as exc:
         _fail(str(exc))
     verb = "already present" if response.already_present else "added"
-    console.print(f"study [bold]{response.study}[/] {verb}: bundle {response.bundle_hash[:SHORT_HASH]}, "
-                  f"champion {response.champion_hash[:SHORT_HASH]}", highlight=False)
+    console.print(f"study {response.study} {verb}: budget {_budget(response.max_evaluations)} "
+                  f"(--max-evals to change, 0: unbounded), priority {response.priority or 1}, "
+                  f"bundle {response.bundle_hash[:SHORT_HASH]}, champion {response.champion_hash[:SHORT_HASH]}",
+                  highlight=False)
+
+
+@study_app.command("update")
+def study_update(
+    study_dir: Annotated[Path, typer.Argument(help="The study's directory, with a new program, data or [mutator].")],
+    coordinator: CoordinatorOpt = "127.0.0.1:50051",
+) -> None:
+    """Replace a study's files when only program.md, the evaluation's data or mutator settings changed.
+
+    Champion, history and budget stay; the update is recorded in the lineage. A changed
+    target, metric, evaluate command, time budget or acceptance policy is a new study.
+    """
+    try:
+        with _control(coordinator) as control:
+            response = control.update_study(study_dir)
+    except (StudyError, BundleError, ControlError) as exc:
+        _fail(str(exc))
+    if response.already_present:
+        console.print(f"study {response.study}: nothing changed", highlight=False)
+        return
+    console.print(f"study {response.study} updated ({', '.join(response.changed)}): bundle "
+                  f"{response.bundle_hash[:SHORT_HASH]}, champion {response.champion_hash[:SHORT_HASH]} kept",
+                  highlight=False)
+
+
+def _change(study: str | None, coordinator: str, action: str = "", priority: int = 0,
+            max_evaluations: int | None = None) -> control_pb2.ChangeStudyResponse:
+    try:
+        with _control(coordinator) as control:
+            name = study or _only_study(control.status())
+            return control.change_study(name, action, priority, max_evaluations)
+    except ControlError as exc:
+        _fail(str(exc))
+        raise  # unreachable: _fail exits
+
+
+StudyArg = Annotated[Optional[str], typer.Argument(help="Study name (optional when the coordinator runs one).")]
+
+
+@study_app.command("pause")
+def study_pause(study: StudyArg = None, coordinator: CoordinatorOpt = "127.0.0.1:50051") -> None:
+    """Stop leasing a study's tasks; its running tasks are handed back (resume picks up from the champion)."""
+    response = _change(study, coordinator, "pause")
+    console.print(f"study {response.study.name} paused: {count(response.leases_released, 'running task')} handed back",
+                  highlight=False)
+
+
+@study_app.command("resume")
+def study_resume(study: StudyArg = None, coordinator: CoordinatorOpt = "127.0.0.1:50051") -> None:
+    """Lease a paused study's tasks again."""
+    response = _change(study, coordinator, "resume")
+    console.print(f"study {response.study.name} resumed", highlight=False)
+
+
+@study_app.command("remove")
+def study_remove(study: Annotated[str, typer.Argument(help="Study name.")],
+                 coordinator: CoordinatorOpt = "127.0.0.1:50051") -> None:
+    """Archive a study: no more tasks, gone from status; its champion and results stay in the database."""
+    response = _change(study, coordinator, "remove")
+    console.print(f"study {response.study.name} removed ({count(response.leases_released, 'running task')} handed "
+                  "back); its results stay readable with --db", highlight=False)
+
+
+@study_app.command("set")
+def study_set(
+    study: StudyArg = None,
+    coordinator: CoordinatorOpt = "127.0.0.1:50051",
+    priority: Annotated[Optional[int], typer.Option(min=1, max=1000, help="Share of the swarm.")] = None,
+    max_evals: Annotated[Optional[int], typer.Option("--max-evals", min=0, help="Budget (0: unbounded).")] = None,
+) -> None:
+    """Change a running study's priority or evaluation budget."""
+    if priority is None and max_evals is None:
+        _fail("nothing to change: pass --priority N and/or --max-evals N")
+    response = _change(study, coordinator, "", priority or 0, max_evals)
+    console.print(f"study {response.study.name}: priority {response.study.priority}, "
+                  f"budget {_budget(response.study.max_evaluations)}", highlight=False)
+
+
+@study_app.command("list")
+def study_list(coordinator: CoordinatorOpt = "127.0.0.1:50051") -> None:
+    """The studies a coordinator runs, with their state, budget and priority."""
+    try:
+        with _control(coordinator) as control:
+            response = control.status()
+    except ControlError as exc:
+        _fail(str(exc))
+    table = Table(title="studies", title_justify="left")
+    for col in ("study", "state", "evaluations", "kept", "priority", "metric", "best"):
+        table.add_column(col)
+    for s in response.studies:
+        add_plain_row(table, s.name, study_state(s), f"{s.evaluations}/{s.max_evaluations or '∞'}",
+                      str(s.improvements), str(s.priority or 1), f"{s.metric} ({s.direction})",
+                      _metric(s.has_champion_metric, s.champion_metric))
+    console.print(table if response.studies else "no studies: autoswarm study add DIR")
+
+
+@study_app.command("show")
+def study_show(study: StudyArg = None, coordinator: CoordinatorOpt = "127.0.0.1:50051") -> None:
+    """One study: its settings as the coordinator validated them, state, budget, champion."""
+    try:
+        with _control(coordinator) as control:
+            response = control.status()
+    except ControlError as exc:
+        _fail(str(exc))
+    name = study or _only_study(response)
+    found = [s for s in response.studies if s.name == name]
+    if not found:
+        _fail(f"no study named {name!r} (the coordinator has: {', '.join(s.name for s in response.studies) or 'none'})")
+    s = found[0]
+    spec = json.loads(s.spec_json or "{}")
+    table = Table(show_header=False, box=None, title=Text(f"study {s.name}"), title_justify="left")
+    mutator = spec.get("mutator", {})
+    for key, value in [
+        ("state", study_state(s) + (f": {s.error}" if s.error else "")),
+        ("target", spec.get("target", "")), ("program", spec.get("program", "")),
+        ("evaluate", spec.get("evaluate", "")), ("metric", f"{s.metric} ({s.direction})"),
+        ("time budget", f"{spec['time_budget']}s" if spec.get("time_budget") is not None else "none"),
+        ("timeout", f"{spec.get('timeout', '')}s"), ("acceptance", f"{s.compare}, quorum {s.quorum}"),
+        ("mutator", ", ".join(f"{k}={v}" for k, v in mutator.items())),
+        ("budget", f"{s.evaluations} of {_budget(s.max_evaluations)}"), ("priority", str(s.priority or 1)),
+        ("best", f"{_metric(s.has_champion_metric, s.champion_metric)} "
+                 f"(start {_metric(s.has_initial_metric, s.initial_metric)}), {count(s.improvements, 'improvement')}"),
+        ("champion", s.champion_hash), ("bundle", s.bundle_hash),
+    ]:
+        add_plain_row(table, key, str(value))
+    console.print(table)
+
+
+def _only_study(response: control_pb2.StatusResponse) -> str:
+    """The name of the coordinator's one study; a clear error when it has none or several."""
+    return _one_of([s.name for s in response.studies], "the coordinator")
+
+
+def _one_of(names: list[str], where: str) -> str:
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        _fail(f"{where} has no study yet")
+    _fail(f"{where} has {len(names)} studies: pass one with --study ({', '.join(names)})")
+    raise AssertionError("unreachable")
 
 
 # -- worker -------------------------------------------------------------------------------
@@ -369,45 +609,6 @@ def cluster(
 
 # -- status, history, best ----------------------------------------------------------------
 
-def status_tables(response: control_pb2.StatusResponse) -> list[Table]:
-    """Studies, workers, and which mutators the connected workers can run, as rich tables."""
-    studies = Table(title="studies")
-    for col in ("study", "metric", "best", "start", "evaluations", "improvements", "claims", "in flight",
-                "acceptance", "champion"):
-        studies.add_column(col)
-    for s in response.studies:
-        budget = f"/{s.max_evaluations}" if s.max_evaluations else ""
-        studies.add_row(s.name, f"{s.metric} ({s.direction[:3]})", _metric(s.has_champion_metric, s.champion_metric),
-                        _metric(s.has_initial_metric, s.initial_metric), f"{s.evaluations}{budget}",
-                        str(s.improvements), str(s.pending_claims), str(s.in_flight), f"{s.compare}, quorum {s.quorum}",
-                        s.champion_hash[:SHORT_HASH] + (f"  [red]{s.error}[/]" if s.error else ""))
-    workers = Table(title="workers")
-    for col in ("worker", "name", "owner", "state", "hardware class", "running", "results", "claims ok/refuted",
-                "last seen"):
-        workers.add_column(col)
-    now = time.time()
-    for w in response.workers:
-        workers.add_row(w.worker_id, w.name, w.owner or "-", w.state, w.hardware_class, f"{w.running}/{w.slots}",
-                        str(w.results), f"{w.claims_confirmed}/{w.claims_refuted}",
-                        f"{now - w.last_seen_unix:.0f}s ago")
-    kinds = Table(title="mutators (workers not offline)")
-    kinds.add_column("mutator")
-    kinds.add_column("workers")
-    for kind, count in sorted(mutator_counts(response).items()):
-        kinds.add_row(kind, str(count))
-    return [studies, workers, kinds]
-
-
-def mutator_counts(response: control_pb2.StatusResponse) -> dict[str, int]:
-    """How many connected workers can run each mutator kind."""
-    counts: dict[str, int] = {}
-    for w in response.workers:
-        if w.state != "offline":
-            for kind in w.mutators:
-                counts[kind] = counts.get(kind, 0) + 1
-    return counts
-
-
 @app.command()
 def status(
     coordinator: CoordinatorOpt = "127.0.0.1:50051",
@@ -425,117 +626,178 @@ def status(
             response = control.status()
     except ControlError as exc:
         _fail(str(exc))
-    for table in status_tables(response):
-        console.print(table)
+    for part in status_tables(response, console.width):
+        console.print(part, soft_wrap=False)  # laid out for the terminal's width
 
 
-def _offline_history(db: Path, study: str) -> control_pb2.HistoryResponse:
-    from autoswarm.coordinator.service import history_row
+def _open_db(db: Path):  # -> Store
     from autoswarm.coordinator.store import Store
 
-    store = Store(db, readonly=True)
     try:
-        record = store.study(study)
-        if record is None:
-            _fail(f"{db} has no study named {study!r} (it has: {', '.join(s.name for s in store.studies()) or 'none'})")
-        response = control_pb2.HistoryResponse(study=study, metric=record.spec["metric"],
+        return Store(db, readonly=True)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+        raise  # unreachable: _fail exits
+
+
+def _db_study(store, db: Path, study: str | None):  # -> StudyRecord
+    """The study named (or the database's only one), or a clear error listing what there is."""
+    names = [s.name for s in store.studies() if not s.archived]
+    name = study or _one_of(names, str(db))
+    record = store.study(name)
+    if record is None:
+        _fail(f"{db} has no study named {name!r} (it has: {', '.join(names) or 'none'})")
+    return record
+
+
+def _offline_history(db: Path, study: str | None) -> control_pb2.HistoryResponse:
+    from autoswarm.coordinator.service import history_row
+
+    store = _open_db(db)
+    try:
+        record = _db_study(store, db, study)
+        response = control_pb2.HistoryResponse(study=record.name, metric=record.spec["metric"],
                                                direction=record.spec["direction"])
-        response.rows.extend(history_row(r) for r in store.results(study))
+        response.rows.extend(history_row(r) for r in store.results(record.name))
         return response
     finally:
         store.close()
 
 
+StudyOpt = Annotated[Optional[str], typer.Option("--study", "-s", help=(
+    "Study name (optional when the coordinator or database holds one)."))]
+DbOpt = Annotated[Optional[Path], typer.Option(help="Read a coordinator's database file instead.")]
+
+
 @app.command()
 def history(
-    study: Annotated[str, typer.Option("--study", "-s", help="Study name.")],
+    study: StudyOpt = None,
     coordinator: CoordinatorOpt = "127.0.0.1:50051",
-    db: Annotated[Optional[Path], typer.Option(help="Read a coordinator's database file instead.")] = None,
+    db: DbOpt = None,
     lineage: Annotated[bool, typer.Option("--lineage", help="The champion chain: who claimed and verified each.")] = False,
+    output_format: Annotated[str, typer.Option("--format", help="tsv (results.tsv), csv or json.")] = "tsv",
 ) -> None:
     """Every evaluated result as results.tsv (tab-separated, with a header), or the champion chain."""
+    if output_format not in FORMATS:
+        _fail(f"--format must be one of {', '.join(FORMATS)}, not {output_format!r}")
     if lineage:
         chain = _lineage(study, coordinator, db)
-        sys.stdout.write(lineage_tsv(chain.metric, chain.rows))
+        sys.stdout.write(lineage_tsv(chain.metric, chain.rows, chain.events) if output_format == "tsv"
+                         else render_rows(chain.metric, [lineage_record(r) for r in chain.rows], output_format))
         return
     response = _history(study, coordinator, db)
-    sys.stdout.write(results_tsv(response.metric, response.rows))
+    sys.stdout.write(results_tsv(response.metric, response.rows) if output_format == "tsv"
+                     else render_rows(response.metric, [history_record(r) for r in response.rows], output_format))
 
 
-def _lineage(study: str, coordinator: str, db: Path | None) -> control_pb2.LineageResponse:
+def _lineage(study: str | None, coordinator: str, db: Path | None) -> control_pb2.LineageResponse:
     try:
         if db is None:
             with _control(coordinator) as control:
-                return control.lineage(study)
+                return control.lineage(study or _only_study(control.status()))
         from autoswarm.coordinator.lineage import lineage
-        from autoswarm.coordinator.service import lineage_row
-        from autoswarm.coordinator.store import Store
+        from autoswarm.coordinator.service import lineage_row, study_event_row
 
-        store = Store(db, readonly=True)
+        store = _open_db(db)
         try:
-            record = store.study(study)
-            if record is None:
-                _fail(f"{db} has no study named {study!r}")
-            response = control_pb2.LineageResponse(study=study, metric=record.spec["metric"],
+            record = _db_study(store, db, study)
+            response = control_pb2.LineageResponse(study=record.name, metric=record.spec["metric"],
                                                    direction=record.spec["direction"])
-            response.rows.extend(lineage_row(e) for e in lineage(store, study))
+            response.rows.extend(lineage_row(e) for e in lineage(store, record.name))
+            response.events.extend(study_event_row(e) for e in store.study_events(record.name))
             return response
         finally:
             store.close()
-    except (ControlError, FileNotFoundError) as exc:
+    except ControlError as exc:
         _fail(str(exc))
         raise  # unreachable: _fail exits
 
 
-def _history(study: str, coordinator: str, db: Path | None) -> control_pb2.HistoryResponse:
+def _history(study: str | None, coordinator: str, db: Path | None) -> control_pb2.HistoryResponse:
     """A study's results from a database file when given, else from the coordinator."""
     try:
         if db is not None:
             return _offline_history(db, study)
         with _control(coordinator) as control:
-            return control.history(study)
-    except (ControlError, FileNotFoundError) as exc:
+            return control.history(study or _only_study(control.status()))
+    except ControlError as exc:
         _fail(str(exc))
         raise  # unreachable: _fail exits
 
 
 @app.command()
-def best(
-    study: Annotated[str, typer.Option("--study", "-s", help="Study name.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the champion target file.")],
+def show(
+    result_id: Annotated[str, typer.Argument(help="A result id, as `history --format json` lists them.")],
     coordinator: CoordinatorOpt = "127.0.0.1:50051",
-    db: Annotated[Optional[Path], typer.Option(help="Read a coordinator's database file instead.")] = None,
+    db: DbOpt = None,
+    lines: Annotated[int, typer.Option(min=0, help="Lines of the log tail to print (0: all kept).")] = 40,
 ) -> None:
-    """Write the current champion of a study to a file."""
+    """One result: what was tried, what happened and why, with the tail of its log."""
     try:
         if db is not None:
-            from autoswarm.coordinator.store import Store
+            from autoswarm.coordinator.service import result_detail
 
-            store = Store(db, readonly=True)
-            champion = store.champion(study)
-            version = store.version(study, champion.version) if champion else None
-            store.close()
+            store = _open_db(db)
+            try:
+                found = store.result(result_id)
+                if found is None:
+                    _fail(f"{db} has no result {result_id!r}; `autoswarm history --format json` lists result ids")
+                record = store.study(found.study)
+                detail = result_detail(found, record.spec["metric"] if record else "")
+            finally:
+                store.close()
+        else:
+            with _control(coordinator) as control:
+                detail = control.result(result_id)
+    except ControlError as exc:
+        _fail(str(exc))
+    console.print(result_text(detail, lines), highlight=False)
+
+
+@app.command()
+def best(
+    study: StudyOpt = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help=(
+        "Where to write the champion target file (default: standard output)."))] = None,
+    coordinator: CoordinatorOpt = "127.0.0.1:50051",
+    db: DbOpt = None,
+) -> None:
+    """Write the current champion of a study to a file, or to standard output."""
+    try:
+        if db is not None:
+            store = _open_db(db)
+            try:
+                record = _db_study(store, db, study)
+                champion = store.champion(record.name)
+                version = store.version(record.name, champion.version) if champion else None
+            finally:
+                store.close()
             if version is None or champion is None:
-                _fail(f"{db} has no study named {study!r}")
+                _fail(f"{db}: study {record.name!r} has no champion")
             content, metric, vhash = version.content, champion.metric, version.hash
         else:
             with _control(coordinator) as control:
-                message = control.version(study)
+                message = control.version(study or _only_study(control.status()))
             content, metric, vhash = message.content, (message.metric if message.has_metric else None), message.hash
-    except (ControlError, FileNotFoundError) as exc:
+    except ControlError as exc:
         _fail(str(exc))
+    score = format_metric(metric) if metric is not None else "not yet measured"
+    if output is None:
+        sys.stdout.buffer.write(content)
+        sys.stdout.flush()
+        err.print(f"champion {vhash[:SHORT_HASH]} ({score})", highlight=False)
+        return
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_bytes(content)
-    score = f"{metric:.6f}" if metric is not None else "not yet measured"
     err.print(f"champion {vhash[:SHORT_HASH]} ({score}) written to {output}", highlight=False)
 
 
 @app.command()
 def plot(
-    study: Annotated[str, typer.Option("--study", "-s", help="Study name.")],
+    study: StudyOpt = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")] = Path("progress.png"),
     coordinator: CoordinatorOpt = "127.0.0.1:50051",
-    db: Annotated[Optional[Path], typer.Option(help="Read a coordinator's database file instead.")] = None,
+    db: DbOpt = None,
     width: Annotated[int, typer.Option(min=200, max=10000, help="Width in pixels.")] = 1200,
     height: Annotated[int, typer.Option(min=150, max=10000, help="Height in pixels.")] = 600,
 ) -> None:
@@ -547,7 +809,37 @@ def plot(
         drawn = plot_progress(response, output, width_px=width, height_px=height)
     except PlotError as exc:
         _fail(str(exc))
-    err.print(f"{drawn.total} results, {len(drawn.kept)} kept: {output}", highlight=False)
+    err.print(f"{count(drawn.total, 'result')}, {len(drawn.kept)} kept: {output}", highlight=False)
+
+
+@app.command()
+def backup(
+    out: Annotated[Path, typer.Argument(help="The backup file to write (must not exist).")],
+    db: Annotated[Path, typer.Option(help="The coordinator's database file.")] = Path("swarm.db"),
+) -> None:
+    """Copy a coordinator's database safely, even while it runs (SQLite's online backup).
+
+    To restore: stop the coordinator, put the backup in place of its --db file (remove the
+    old file's -wal and -shm beside it), start the coordinator again.
+    """
+    from autoswarm.coordinator.store import Store
+
+    if out.exists():
+        _fail(f"{out} exists already; choose a new file name (a backup never overwrites)")
+    store = _open_db(db)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        store.backup(out)
+    finally:
+        store.close()
+    copy = Store(out, readonly=True)
+    try:
+        studies = copy.studies()
+        results = sum(len(copy.results(s.name)) for s in studies)
+    finally:
+        copy.close()
+    err.print(f"backed up {db} to {out}: {count(len(studies), 'study', 'studies')}, {count(results, 'result')}",
+              highlight=False)
 
 
 token_app = typer.Typer(no_args_is_help=True, help="Join tokens: how volunteers' workers register.")

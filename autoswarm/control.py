@@ -14,6 +14,12 @@ from autoswarm.v1 import common_pb2, control_pb2, control_pb2_grpc
 MAX_MESSAGE_BYTES = 80 << 20
 
 
+def _bundle(study_dir: Path) -> bytes:
+    """The study validated here (clear errors before any upload), packed."""
+    study = load_study(study_dir)
+    return pack_directory(study_dir, study.exclude).data
+
+
 class ControlError(RuntimeError):
     """The coordinator refused or could not be reached; the message says which and why."""
 
@@ -68,12 +74,24 @@ class ControlClient:
                                    "or AUTOSWARM_TOKEN") from None
             raise ControlError(f"{exc.code().name}: {exc.details()}") from None
 
-    def add_study(self, study_dir: Path, max_evaluations: int = 0) -> control_pb2.AddStudyResponse:
+    def add_study(self, study_dir: Path, max_evaluations: int = 0, priority: int = 0) -> control_pb2.AddStudyResponse:
         """Validates the study locally (clear errors before any upload), packs and adds it."""
-        study = load_study(study_dir)
-        bundle = pack_directory(study_dir, study.exclude)
         return self._call(self.stub.AddStudy, control_pb2.AddStudyRequest(
-            bundle=bundle.data, max_evaluations=max_evaluations))
+            bundle=_bundle(study_dir), max_evaluations=max_evaluations, priority=priority))
+
+    def update_study(self, study_dir: Path) -> control_pb2.AddStudyResponse:
+        """Replaces a study's bundle (program, data, mutator settings), keeping champion and history."""
+        return self._call(self.stub.UpdateStudy, control_pb2.AddStudyRequest(bundle=_bundle(study_dir)))
+
+    def change_study(self, study: str, action: str = "", priority: int = 0,
+                     max_evaluations: int | None = None) -> control_pb2.ChangeStudyResponse:
+        """Pause, resume or remove a study, or set its priority or budget."""
+        return self._call(self.stub.ChangeStudy, control_pb2.ChangeStudyRequest(
+            study=study, action=action, priority=priority, set_max_evaluations=max_evaluations is not None,
+            max_evaluations=max_evaluations or 0))
+
+    def result(self, result_id: str) -> control_pb2.ResultDetail:
+        return self._call(self.stub.GetResult, control_pb2.GetResultRequest(result_id=result_id))
 
     def status(self) -> control_pb2.StatusResponse:
         return self._call(self.stub.Status, control_pb2.StatusRequest())

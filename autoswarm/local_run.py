@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ class RunOptions:
     slots_per_worker: int = 1
     lease_grace: float = 30.0
     ray: bool = False  # workers as actors on a local Ray instance instead of subprocesses
+    stop_grace: float = 60.0  # seconds workers get to finish the edit and evaluation they are running
 
 
 @dataclass(frozen=True)
@@ -45,18 +47,61 @@ class RunSummary:
     best_path: Path
     results_path: Path
     error: str
+    interrupted: bool = False  # stopped early by Ctrl-C or SIGTERM
 
 
 def default_out_dir(study: Study) -> Path:
     return Path("runs") / f"{study.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def child_command(args: list[str]) -> list[str]:
+    """The command line of a child process running `autoswarm ARGS` with this interpreter.
+
+    `-P`: `python -m` would otherwise put the current folder first on the import path, and a
+    folder named `autoswarm` there (the parent of a clone) would shadow the installed package.
+    """
+    return [sys.executable, "-P", "-m", "autoswarm", *args]
+
+
 def _spawn(args: list[str], log_path: Path) -> subprocess.Popen:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         # Own session: Ctrl-C in the terminal reaches us only, and we stop children in order.
-        return subprocess.Popen([sys.executable, "-m", "autoswarm", *args], stdout=log, stderr=subprocess.STDOUT,
+        return subprocess.Popen(child_command(args), stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+class StopRequest:
+    """SIGTERM (and SIGINT) handled like Ctrl-C: the first stops the run, a second hurries the stop.
+
+    The first signal raises KeyboardInterrupt in the main thread, which ends the progress
+    loop; later ones only set `hurry`, so that they cannot break off the orderly stop of the
+    children (which would orphan them).
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.hurry = False
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.requested:
+            self.hurry = True
+            return
+        self.requested = True
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
 
 
 def _tail(path: Path, lines: int = 20) -> str:
@@ -77,14 +122,19 @@ def _wait_ready(proc: subprocess.Popen, ready: Path, log_path: Path, timeout: fl
     raise RuntimeError(f"the coordinator did not start within {timeout:.0f}s:\n{_tail(log_path)}")
 
 
-def _stop(procs: list[subprocess.Popen], grace: float) -> None:
-    """SIGTERM (finish then stop), a second SIGTERM (stop now), then SIGKILL."""
+def _stop(procs: list[subprocess.Popen], grace: float, stop: StopRequest | None = None) -> None:
+    """SIGTERM (finish then stop), a second SIGTERM (stop now), then SIGKILL.
+
+    `grace` is how long the first may take; a second signal to us (`stop.hurry`) cuts it short.
+    """
     for attempt, wait in ((1, grace), (2, 5.0)):
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline and any(p.poll() is None for p in procs):
+            if attempt == 1 and stop is not None and stop.hurry:
+                break
             time.sleep(0.05)
     for p in procs:
         if p.poll() is None:
@@ -92,9 +142,21 @@ def _stop(procs: list[subprocess.Popen], grace: float) -> None:
             p.wait()
 
 
-def run_study(options: RunOptions, on_progress: Callable[[control_pb2.StudyStatus, control_pb2.StatusResponse, float], None]
-              = lambda s, st, e: None) -> RunSummary:
-    """Runs the study to its budget and writes results.tsv, best/<target> and the db under `out`."""
+ProgressFn = Callable[[control_pb2.StudyStatus, control_pb2.StatusResponse, float], None]
+
+
+def run_study(options: RunOptions, on_progress: ProgressFn = lambda s, st, e: None) -> RunSummary:
+    """Runs the study to its budget and writes results.tsv, best/<target> and the db under `out`.
+
+    Ctrl-C or SIGTERM (also under nohup) ends the search early: the workers get
+    `options.stop_grace` seconds to finish what they run, the outputs are still written, and
+    no child process is left behind. Running again with the same `out` resumes the study.
+    """
+    with StopRequest() as stop:
+        return _run_study(options, on_progress, stop)
+
+
+def _run_study(options: RunOptions, on_progress: ProgressFn, stop: StopRequest) -> RunSummary:
     study = load_study(options.study_dir)
     out = (options.out or default_out_dir(study)).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -142,9 +204,9 @@ def run_study(options: RunOptions, on_progress: Callable[[control_pb2.StudyStatu
                     time.sleep(0.5)
             except KeyboardInterrupt:
                 pass  # stop early, still write what was found
-            _stop(workers, grace=3.0)
+            _stop(workers, options.stop_grace, stop)
             if ray_workers:
-                ray_workers.stop(grace=3.0)
+                ray_workers.stop(grace=options.stop_grace)
             response = control.status()
             status = _study_status(response, study.name)
             on_progress(status, response, time.monotonic() - started)
@@ -159,15 +221,15 @@ def run_study(options: RunOptions, on_progress: Callable[[control_pb2.StudyStatu
             study=study, out=out, evaluations=status.evaluations, improvements=status.improvements,
             initial_metric=status.initial_metric if status.has_initial_metric else None,
             best_metric=status.champion_metric if status.has_champion_metric else None,
-            best_path=best_path, results_path=results_path, error=status.error,
+            best_path=best_path, results_path=results_path, error=status.error, interrupted=stop.requested,
         )
     except ControlError as exc:
         raise RuntimeError(f"{exc}\ncoordinator log:\n{_tail(logs / 'coordinator.log')}") from None
     finally:
-        _stop(workers, grace=3.0)
+        _stop(workers, options.stop_grace, stop)
         if ray_workers:
-            ray_workers.stop(grace=3.0)
-        _stop([coordinator], grace=5.0)
+            ray_workers.stop(grace=options.stop_grace)
+        _stop([coordinator], 5.0, stop)
 
 
 def _study_status(response: control_pb2.StatusResponse, name: str) -> control_pb2.StudyStatus:

@@ -19,7 +19,8 @@ from rich.table import Table
 from rich.text import Text
 
 from autoswarm.control import ControlClient, ControlError
-from autoswarm.report import SHORT_HASH
+from autoswarm.report import SHORT_HASH, format_metric
+from autoswarm.screen import add_plain_row
 from autoswarm.v1 import control_pb2
 
 RATE_WINDOW_SECONDS = 60.0
@@ -70,12 +71,14 @@ class WatchState:
 
 
 def _metric(has: bool, value: float) -> str:
-    return f"{value:.6g}" if has else "—"
+    return format_metric(value) if has else "—"
 
 
 def _study_state(s: control_pb2.StudyStatus) -> Text:
     if s.error:
         return Text(f"stopped: {s.error}", style="red")
+    if getattr(s, "paused", False):
+        return Text("paused", style="yellow")
     if s.done:
         return Text("done", style="green")
     return Text("running", style="cyan")
@@ -84,7 +87,7 @@ def _study_state(s: control_pb2.StudyStatus) -> Text:
 def render(state: WatchState, now: float | None = None) -> RenderableType:
     """The whole view as one rich renderable."""
     now = time.time() if now is None else now
-    header = Text.assemble(("autoswarm", "bold"), f" · {state.address}")
+    header = Text.assemble(("autoswarm", "bold"), f" · {state.address}")  # Text: never markup
     if state.updated:
         header.append(f" · updated {time.strftime('%H:%M:%S', time.localtime(state.updated))}")
     parts: list[RenderableType] = [header]
@@ -102,8 +105,8 @@ def render(state: WatchState, now: float | None = None) -> RenderableType:
     for s in response.studies:
         rate = state.rates.get(s.name, RateWindow()).per_minute()
         budget = f"/{s.max_evaluations}" if s.max_evaluations else ""
-        studies.add_row(
-            s.name, f"{s.metric} ({'↓' if s.direction == 'minimize' else '↑'})",
+        add_plain_row(
+            studies, s.name, f"{s.metric} ({'↓' if s.direction == 'minimize' else '↑'})",
             Text(_metric(s.has_champion_metric, s.champion_metric), style="bold green"),
             _metric(s.has_initial_metric, s.initial_metric), str(s.improvements), f"{s.evaluations}{budget}",
             "…" if rate is None else f"{rate:.1f}", str(s.in_flight), s.champion_hash[:SHORT_HASH], _study_state(s),
@@ -123,7 +126,7 @@ def render(state: WatchState, now: float | None = None) -> RenderableType:
     for hw, members in sorted(classes.items()):
         states = Counter(w.state for w in members)
         live = [w for w in members if w.state != "offline"]
-        workers.add_row(hw, str(len(members)), ", ".join(f"{n} {s}" for s, n in sorted(states.items())),
+        add_plain_row(workers, hw, str(len(members)), ", ".join(f"{n} {s}" for s, n in sorted(states.items())),
                         f"{sum(w.running for w in live)} / {sum(w.slots for w in live)}")
     parts.append(workers)
     return Group(*parts)

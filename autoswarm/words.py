@@ -42,6 +42,8 @@ CONFIRM = "confirm"                # a verification that reproduced the claimed 
 REFUTE = "refute"                  # a verification that did not
 VERIFY_LATE = "verify-late"        # a verification of a claim already decided
 IGNORED = "ignored"                # a claim from a quarantined worker
+OUTVOTED = "outvoted"              # a measurement the agreeing majority of its replicas (or class) disagreed with
+CLAIM_LIMIT = "claim-limit"        # beat the champion while this worker's earlier claim is still being checked
 STALE_MERGED = "stale-merged"      # beat its old parent; replayed onto the champion as a new claim
 STALE_CONFLICT = "stale-conflict"  # beat its old parent, but its edit conflicts with the champion
 STALE_INCLUDED = "stale-included"  # beat its old parent; the champion already holds the same edit
@@ -49,3 +51,8 @@ UNJUDGED = "unjudged"              # no reference score on this hardware class t
 
 # The swarm memory's heading over ideas in flight; the params mutator reads the lines below it.
 MEMORY_IN_FLIGHT = "Being evaluated right now on other workers (do not repeat these):"
+
+
+def count(n: int, word: str, plural: str | None = None) -> str:
+    """`1 improvement`, `2 improvements`: a number with its noun in the right number."""
+    return f"{n} {word if n == 1 else (plural or word + 's')}"

@@ -20,6 +20,7 @@ from autoswarm.hardware_class import hardware_class
 from autoswarm.study import STUDY_FILE, Study, StudyError, parse_study, parse_study_text
 from autoswarm.coordinator import acceptance, scheduler
 from autoswarm.coordinator.events import EngineEvents, NoEvents
+from autoswarm.coordinator.lifecycle import UpdatePlan, UpdateRefused, check_action, plan_update
 from autoswarm.coordinator.lineage import LineageEntry, lineage
 from autoswarm.coordinator.merge import merge3, merge_base
 from autoswarm.coordinator.study_state import PendingClaim, StudyState
@@ -29,6 +30,7 @@ from autoswarm.coordinator.store import (
     LeaseRecord,
     ResultRecord,
     Store,
+    StudyEvent,
     StudyRecord,
     VersionRecord,
     WorkerRecord,
@@ -234,7 +236,8 @@ class Engine:
         # Time the coordinator was down must not count against leases that were running.
         store.push_active_deadlines(now + self.config.lease_grace)
         for record in store.studies():
-            self._load_study(record)
+            if not record.archived:  # a removed study keeps its rows but takes no part
+                self._load_study(record)
 
     # -- studies --------------------------------------------------------------------------
 
@@ -291,11 +294,39 @@ class Engine:
 
     def add_study(self, bundle: bytes, max_evaluations: int = 0) -> tuple[str, str, str, bool]:
         """Adds a study from its bundle; returns (name, bundle hash, champion hash, already present)."""
+        if max_evaluations < 0:
+            raise InvalidRequest("max_evaluations must be >= 0 (0 means unbounded)")
+        spec, files, target = self._unpack_study(bundle)
+        bundle_hash = sha256_hex(bundle)
+        existing = self._studies.get(spec.name)
+        archived = self.store.study(spec.name) if existing is None else None
+        if archived is not None and archived.archived:
+            raise AlreadyExists(f"study {spec.name!r} was removed (its results are kept); "
+                                "give the new one another name")
+        if existing is not None:
+            if existing.record.bundle_hash != bundle_hash:
+                raise AlreadyExists(
+                    f"study {spec.name!r} already exists with different files; `autoswarm study update` replaces "
+                    "its program, data or mutator settings, another name starts a new study"
+                )
+            if max_evaluations and max_evaluations != existing.record.max_evaluations:
+                self.store.set_study_limit(spec.name, max_evaluations)
+                existing.record = replace(existing.record, max_evaluations=max_evaluations)
+                self._on_change()
+            return spec.name, bundle_hash, existing.champion.version, True
+        initial = VersionRecord(spec.name, sha256_hex(target), "", target, "initial version", "study", self._clock())
+        self.store.add_study(spec.name, study_spec_dict(spec), bundle_hash, bundle, max_evaluations, initial)
+        record = self.store.study(spec.name)
+        assert record is not None
+        self._load_study(record)
+        self._on_change()
+        return spec.name, bundle_hash, initial.hash, False
+
+    def _unpack_study(self, bundle: bytes) -> tuple[Study, dict[str, bytes], bytes]:
+        """(study, files, target content) of a bundle an operator sent, checked against the limits."""
         limits = self.config.limits
         if len(bundle) > limits.max_bundle_bytes:
             raise InvalidRequest(f"bundle is {len(bundle)} bytes, over the {limits.max_bundle_bytes}-byte cap")
-        if max_evaluations < 0:
-            raise InvalidRequest("max_evaluations must be >= 0 (0 means unbounded)")
         try:
             files = unpack_bundle(bundle, limits.max_bundle_bytes)
         except BundleError as exc:
@@ -311,25 +342,92 @@ class Engine:
         target = files[spec.target]
         if len(target) > limits.max_target_bytes:
             raise InvalidRequest(f"target {spec.target} is {len(target)} bytes, over the {limits.max_target_bytes}-byte cap")
-        bundle_hash = sha256_hex(bundle)
-        existing = self._studies.get(spec.name)
-        if existing is not None:
-            if existing.record.bundle_hash != bundle_hash:
-                raise AlreadyExists(
-                    f"study {spec.name!r} already exists with different files; give the new one another name"
-                )
-            if max_evaluations and max_evaluations != existing.record.max_evaluations:
-                self.store.set_study_limit(spec.name, max_evaluations)
-                existing.record = replace(existing.record, max_evaluations=max_evaluations)
-                self._on_change()
-            return spec.name, bundle_hash, existing.champion.version, True
-        initial = VersionRecord(spec.name, sha256_hex(target), "", target, "initial version", "study", self._clock())
-        self.store.add_study(spec.name, study_spec_dict(spec), bundle_hash, bundle, max_evaluations, initial)
-        record = self.store.study(spec.name)
-        assert record is not None
-        self._load_study(record)
+        return spec, files, target
+
+    # -- study lifecycle (operator) -------------------------------------------------------
+
+    def study_record(self, name: str) -> StudyRecord:
+        """The stored record of a live study (paused, priority, budget, bundle)."""
+        state = self._studies.get(name)
+        if state is None:
+            raise NotFound(f"no study named {name!r}; `autoswarm study list` lists the studies")
+        return state.record
+
+    def change_study(self, name: str, action: str = "", priority: int = 0,
+                     max_evaluations: int | None = None) -> tuple[StudyRecord, int]:
+        """Pause, resume or remove a study, or set its priority or budget; returns (record, leases released).
+
+        Pausing and removing hand the study's running leases back at once: their workers hear
+        it on their next heartbeat and drop the task, and no new task of it is leased.
+        """
+        state = self._studies.get(name)
+        if state is None:
+            raise NotFound(f"no study named {name!r}; `autoswarm study list` lists the studies")
+        try:
+            check_action(action)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from exc
+        if priority < 0 or priority > 1000:
+            raise InvalidRequest("priority must be between 1 and 1000 (0 leaves it unchanged)")
+        if max_evaluations is not None and max_evaluations < 0:
+            raise InvalidRequest("max_evaluations must be >= 0 (0 means unbounded)")
+        record = state.record
+        changes = {"paused": {"pause": True, "resume": False}.get(action), "archived": True if action == "remove" else None,
+                   "priority": priority or None, "max_evaluations": max_evaluations}
+        details = [action] if action else []
+        details += [f"priority {priority}"] if priority else []
+        details += [f"budget {max_evaluations or 'unbounded'}"] if max_evaluations is not None else []
+        leases = [lease for lease in state.active.values()] if action in ("pause", "remove") else []
+        now = self._clock()
+        released = self.store.change_study(name, StudyEvent(name, now, action or "settings", ", ".join(details)),
+                                           release_leases=[lease.id for lease in leases], **changes)
+        for lease in leases:
+            self._forget_lease(lease)
+            self.events.leases_closed(lease.study, lease.kind, "released")
+        state.record = replace(record, **{key: value for key, value in changes.items() if value is not None})
+        if action == "remove":
+            del self._studies[name]
         self._on_change()
-        return spec.name, bundle_hash, initial.hash, False
+        return state.record, released
+
+    def update_study(self, bundle: bytes) -> tuple[str, str, str, UpdatePlan]:
+        """A new bundle of an existing study; returns (name, bundle hash, champion hash, what changed).
+
+        Allowed when only the program, the evaluation's data or the mutator settings change
+        (see `lifecycle.plan_update`); champion and history stay, and the change is recorded
+        as an event in the study's lineage. New tasks use the new bundle.
+        """
+        spec, files, _ = self._unpack_study(bundle)
+        state = self._studies.get(spec.name)
+        if state is None:
+            raise NotFound(f"no study named {spec.name!r} to update; `autoswarm study add` adds it")
+        bundle_hash = sha256_hex(bundle)
+        if bundle_hash == state.record.bundle_hash:
+            return spec.name, bundle_hash, state.champion.version, UpdatePlan(())
+        old_files = unpack_bundle(self.store.bundle(state.record.bundle_hash) or b"", self.config.limits.max_bundle_bytes)
+        try:
+            plan = plan_update(state.spec, spec, old_files, files)
+        except UpdateRefused as exc:
+            raise WrongState(str(exc)) from exc
+        self.store.update_study_bundle(spec.name, study_spec_dict(spec), bundle_hash, bundle,
+                                       StudyEvent(spec.name, self._clock(), "update", plan.detail))
+        state.record = replace(state.record, bundle_hash=bundle_hash, spec=study_spec_dict(spec))
+        state.spec = spec
+        state.bundle_size = len(bundle)
+        self._on_change()
+        return spec.name, bundle_hash, state.champion.version, plan
+
+    def study_events(self, name: str) -> list[StudyEvent]:
+        """What operators did to a study (updates, pauses...), oldest first."""
+        self.study(name)
+        return self.store.study_events(name)
+
+    def result(self, result_id: str) -> ResultRecord:
+        """One stored result, whatever its study."""
+        found = self.store.result(result_id)
+        if found is None:
+            raise NotFound(f"no result {result_id!r}; `autoswarm history` lists result ids")
+        return found
 
     def bundle(self, bundle_hash: str) -> bytes:
         data = self.store.bundle(bundle_hash)
@@ -456,8 +554,8 @@ class Engine:
         skip = {study for (wid, study), when in self._setup_failed.items() if wid == worker_id
                 and now - when < SETUP_RETRY_SECONDS}
         choice = scheduler.choose_task(
-            [s.view(worker_id, cls, members, live, live_classes) for s in self._studies.values()
-             if s.spec.name not in skip],
+            [replace(s.view(worker_id, cls, members, live, live_classes), priority=s.record.priority)
+             for s in self._studies.values() if s.spec.name not in skip and not s.record.paused],
             scheduler.WorkerView(worker_id, frozenset(worker.mutators), len(running), worker.slots,
                                  worker.owner, trust.quarantined, trust.may_verify, cls),
         )
@@ -999,7 +1097,9 @@ class Engine:
             last_seen = presence.last_seen if presence else worker.last_seen
             state = presence.state if presence else worker.state
             trust = self.trust(worker.id)
-            if now - last_seen > offline_after:
+            if state == "stopped":
+                pass  # it said goodbye: stopped, not offline
+            elif now - last_seen > offline_after:
                 state = "offline"
             elif trust.quarantined:
                 state = "quarantined"

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from autoswarm import words
+from autoswarm.coordinator.reasons import shorten
 
 DEFAULT_MEMORY_CHARS = 6000
 _TAIL_CHARS = 160
@@ -35,7 +36,8 @@ def _informativeness(t: Tried) -> int:
 
 def _line(t: Tried) -> str:
     delta = f" ({t.improvement:+.4g})" if t.improvement is not None else ""
-    tail = f" — {t.error_tail[-_TAIL_CHARS:]}" if t.error_tail else ""
+    # Cut at the end: the front of an error line names the exception (`ValueError: ...`).
+    tail = f" — {shorten(t.error_tail, _TAIL_CHARS)}" if t.error_tail else ""
     return f"- [{t.decision}]{delta} {t.description or '(no description)'}{tail}"
 
 

@@ -3,7 +3,7 @@
 Priority (DESIGN.md §4): verify before baseline before explore. A worker whose hardware
 class has no complete baseline of the champion measures it first, because nothing it
 reports can be judged without one. Across studies, fair share: the study with the least
-work in flight goes first.
+work in flight for its priority goes first (priority 2 gets twice the share of priority 1).
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ class StudyView:
     class_baseline: ClassBaseline = field(default_factory=lambda: ClassBaseline(0, 0, 0))
     verify: tuple[VerifyNeed, ...] = ()
     blocked: bool = False                     # the study has an error and takes no work
+    priority: int = 1                         # its share of the swarm against other studies
 
 
 @dataclass(frozen=True)
@@ -121,10 +122,11 @@ def choose_task(studies: Sequence[StudyView], worker: WorkerView) -> Assignment 
     """The next task for this worker, or None when there is nothing it may take now."""
     if worker.running >= worker.slots:
         return None
-    best: tuple[int, int, int, str, str, str] | None = None
+    best: tuple[int, float, float, str, str, str] | None = None
     for s in studies:
         for tier, kind, claim in _options(s, worker):
-            key = (tier, s.in_flight, s.evaluations, s.name, kind, claim)
+            share = max(s.priority, 1)
+            key = (tier, s.in_flight / share, s.evaluations / share, s.name, kind, claim)
             if best is None or key < best:
                 best = key
     if best is None:

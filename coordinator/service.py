@@ -6,6 +6,7 @@ Thin on purpose: all decisions live in `engine`, `scheduler` and `acceptance`.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
@@ -18,7 +19,8 @@ from autoswarm.coordinator.engine import CoordinatorError, Engine, ResultIn, Tas
 from autoswarm.coordinator.group_commit import GroupCommit
 from autoswarm.coordinator.ratelimit import RateLimiter
 from autoswarm.coordinator.lineage import LineageEntry
-from autoswarm.coordinator.store import ResultRecord, VersionRecord
+from autoswarm.coordinator.reasons import failure_reason
+from autoswarm.coordinator.store import ResultRecord, StudyEvent, StudyRecord, VersionRecord
 
 BUNDLE_CHUNK_BYTES = 1 << 20
 MAX_LEASE_WAIT_SECONDS = 60.0
@@ -72,7 +74,28 @@ def history_row(r: ResultRecord) -> control_pb2.HistoryRow:
         worker=r.worker_name, hardware_class=r.hardware_class, created_unix=r.created,
         evaluate_seconds=r.timings.get("evaluate_seconds", 0.0), verifies_of=r.claim,
         has_improvement=r.improvement is not None, improvement=r.improvement or 0.0, threshold=r.threshold or 0.0,
+        reason=failure_reason(r.status, r.log_tail), mutate_seconds=r.timings.get("mutate_seconds", 0.0),
     )
+
+
+def study_lifecycle_fields(record: StudyRecord, into: control_pb2.StudyStatus) -> control_pb2.StudyStatus:
+    """Fills what an operator set on a study (paused, priority, its bundle and spec) into `into`."""
+    into.paused = record.paused
+    into.priority = record.priority
+    into.bundle_hash = record.bundle_hash
+    into.spec_json = json.dumps(record.spec, sort_keys=True)
+    return into
+
+
+def result_detail(r: ResultRecord, metric: str) -> control_pb2.ResultDetail:
+    """One result with everything stored about it, for `autoswarm show RESULT_ID`."""
+    return control_pb2.ResultDetail(study=r.study, metric=metric, row=history_row(r), log_tail=r.log_tail,
+                                    worker_status=r.status, extra_metrics=dict(r.extra), timings=dict(r.timings))
+
+
+def study_event_row(e: StudyEvent) -> control_pb2.StudyEventRow:
+    """An operator's change to a study, as the lineage lists it."""
+    return control_pb2.StudyEventRow(created_unix=e.created, kind=e.kind, detail=e.detail)
 
 
 def lineage_row(e: LineageEntry) -> control_pb2.LineageRow:
@@ -279,9 +302,13 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):
     async def AddStudy(self, request, context):
         name, bundle_hash, champion, present = await _guard(
             context, lambda: self.engine.add_study(bytes(request.bundle), request.max_evaluations))
+        if request.priority:
+            await _guard(context, lambda: self.engine.change_study(name, priority=request.priority))
         await self.durable()
+        record = self.engine.study_record(name)
         return control_pb2.AddStudyResponse(study=name, bundle_hash=bundle_hash, champion_hash=champion,
-                                            already_present=present)
+                                            already_present=present, max_evaluations=record.max_evaluations,
+                                            priority=record.priority)
 
     async def Status(self, request, context):
         response = control_pb2.StatusResponse()
@@ -295,6 +322,7 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):
                 error=s.error, pending_claims=s.pending_claims,
                 compare=self.engine.study(s.name).acceptance.compare, quorum=self.engine.study(s.name).acceptance.quorum,
             ))
+            study_lifecycle_fields(self.engine.study_record(s.name), response.studies[-1])
         for w in self.engine.worker_summaries():
             response.workers.append(control_pb2.WorkerStatus(
                 worker_id=w.record.id, name=w.record.name, state=w.state,
@@ -316,9 +344,32 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):
         spec = self.engine.study(request.study)
         response = control_pb2.LineageResponse(study=spec.name, metric=spec.metric, direction=spec.direction)
         response.rows.extend(lineage_row(e) for e in entries)
+        response.events.extend(study_event_row(e) for e in self.engine.study_events(request.study))
         return response
 
     async def GetVersion(self, request, context):
         version, metric = await _guard(context, lambda: self.engine.version(request.study, request.hash))
         return version_message(version, metric)
+
+    async def ChangeStudy(self, request, context):
+        record, released = await _guard(context, lambda: self.engine.change_study(
+            request.study, request.action, request.priority,
+            request.max_evaluations if request.set_max_evaluations else None))
+        await self.durable()
+        return control_pb2.ChangeStudyResponse(
+            study=study_lifecycle_fields(record, control_pb2.StudyStatus(
+                name=record.name, max_evaluations=record.max_evaluations)), leases_released=released)
+
+    async def UpdateStudy(self, request, context):
+        name, bundle_hash, champion, plan = await _guard(context, lambda: self.engine.update_study(bytes(request.bundle)))
+        await self.durable()
+        record = self.engine.study_record(name)
+        return control_pb2.AddStudyResponse(study=name, bundle_hash=bundle_hash, champion_hash=champion,
+                                            already_present=not plan.changed, max_evaluations=record.max_evaluations,
+                                            priority=record.priority, changed=list(plan.changed))
+
+    async def GetResult(self, request, context):
+        result = await _guard(context, lambda: self.engine.result(request.result_id))
+        record = self.engine.store.study(result.study)
+        return result_detail(result, record.spec["metric"] if record else "")
 

@@ -80,6 +80,9 @@ CREATE TABLE IF NOT EXISTS claims (
     state TEXT NOT NULL CHECK (state IN ('pending', 'accepted', 'rejected', 'unconfirmed', 'superseded')),
     reason TEXT NOT NULL, created REAL NOT NULL, decided REAL);
 CREATE INDEX IF NOT EXISTS claims_study ON claims (study, state);
+-- What an operator did to a study (updated its bundle, paused it...), for its lineage.
+CREATE TABLE IF NOT EXISTS study_events (
+    study TEXT NOT NULL, created REAL NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tokens (
     hash TEXT PRIMARY KEY,            -- sha256 of the token; the token itself is never stored
     kind TEXT NOT NULL CHECK (kind IN ('admin', 'join', 'worker', 'reader')),
@@ -101,6 +104,17 @@ class StudyRecord:
     max_evaluations: int
     error: str
     created: float
+    paused: bool = False
+    priority: int = 1                 # share of the swarm against other studies
+    archived: bool = False            # removed by its operator: no work, not listed; rows kept
+
+
+@dataclass(frozen=True)
+class StudyEvent:
+    study: str
+    created: float
+    kind: str                         # "update", "pause", "resume", "remove", "priority", "budget"
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -313,6 +327,7 @@ class Store:
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.execute(f"PRAGMA wal_autocheckpoint={int(autocheckpoint_pages)}")
         self._db.executescript(_SCHEMA)
+        self._migrate_studies()
         self._migrate_tokens()
         row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is None:
@@ -403,6 +418,58 @@ class Store:
     def set_study_error(self, name: str, error: str) -> None:
         self._write("UPDATE studies SET error=? WHERE name=?", (error, name))
 
+    def _migrate_studies(self) -> None:
+        """Adds the lifecycle columns to a studies table made before them (in place, once)."""
+        columns = {r["name"] for r in self._db.execute("PRAGMA table_info(studies)")}
+        for column, ddl in (("paused", "INTEGER NOT NULL DEFAULT 0"), ("priority", "INTEGER NOT NULL DEFAULT 1"),
+                            ("archived", "INTEGER NOT NULL DEFAULT 0")):
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE studies ADD COLUMN {column} {ddl}")
+
+    def change_study(self, name: str, event: StudyEvent, *, paused: bool | None = None, priority: int | None = None,
+                     archived: bool | None = None, max_evaluations: int | None = None,
+                     release_leases: Sequence[str] = ()) -> int:
+        """Applies an operator's change to a study with its event, atomically; returns leases released."""
+        sets = [(col, value) for col, value in (("paused", paused), ("priority", priority), ("archived", archived),
+                                                ("max_evaluations", max_evaluations)) if value is not None]
+        with self.transaction() as db:
+            if sets:
+                db.execute(f"UPDATE studies SET {', '.join(f'{col}=?' for col, _ in sets)} WHERE name=?",
+                           [int(value) for _, value in sets] + [name])
+            db.execute("INSERT INTO study_events VALUES (?, ?, ?, ?)", (name, event.created, event.kind, event.detail))
+            cur = db.executemany("UPDATE leases SET state='released', closed=? WHERE id=? AND state='active'",
+                                 [(event.created, lid) for lid in release_leases])
+            return cur.rowcount if release_leases else 0
+
+    def update_study_bundle(self, name: str, spec: dict[str, Any], bundle_hash: str, bundle: bytes,
+                            event: StudyEvent) -> None:
+        """A new bundle of the same study: champion, versions and results stay; the event is recorded."""
+        with self.transaction() as db:
+            db.execute("INSERT OR IGNORE INTO bundles VALUES (?, ?, ?)", (bundle_hash, bundle, event.created))
+            db.execute("UPDATE studies SET spec=?, bundle_hash=? WHERE name=?",
+                       (json.dumps(spec, sort_keys=True), bundle_hash, name))
+            db.execute("INSERT INTO study_events VALUES (?, ?, ?, ?)", (name, event.created, event.kind, event.detail))
+
+    def study_events(self, name: str) -> list[StudyEvent]:
+        """A study's operator events, oldest first (none in a database made before them)."""
+        try:
+            rows = self._db.execute("SELECT * FROM study_events WHERE study=? ORDER BY created", (name,)).fetchall()
+        except sqlite3.OperationalError:  # a read-only look at an older database
+            return []
+        return [StudyEvent(r["study"], r["created"], r["kind"], r["detail"]) for r in rows]
+
+    def backup(self, target: Path | str, pages_per_step: int = 256) -> None:
+        """A consistent copy of the database at `target`, made with SQLite's online backup API.
+
+        Safe while the coordinator runs: the copy holds every committed transaction up to some
+        moment, and writers wait only for the short steps of `pages_per_step` pages.
+        """
+        copy = sqlite3.connect(str(target))
+        try:
+            self._db.backup(copy, pages=pages_per_step)
+        finally:
+            copy.close()
+
     def studies(self) -> list[StudyRecord]:
         rows = self._db.execute("SELECT * FROM studies ORDER BY name").fetchall()
         return [self._study(r) for r in rows]
@@ -413,8 +480,12 @@ class Store:
 
     @staticmethod
     def _study(row: sqlite3.Row) -> StudyRecord:
+        keys = row.keys()  # a read-only look at an older database may lack the lifecycle columns
         return StudyRecord(row["name"], json.loads(row["spec"]), row["bundle_hash"],
-                           row["max_evaluations"], row["error"], row["created"])
+                           row["max_evaluations"], row["error"], row["created"],
+                           bool(row["paused"]) if "paused" in keys else False,
+                           int(row["priority"]) if "priority" in keys else 1,
+                           bool(row["archived"]) if "archived" in keys else False)
 
     def bundle(self, bundle_hash: str) -> bytes | None:
         row = self._db.execute("SELECT data FROM bundles WHERE hash=?", (bundle_hash,)).fetchone()

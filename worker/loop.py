@@ -278,6 +278,17 @@ class Worker:
             self._finish.set()
         self._update_state()
 
+    def _say_stopped(self) -> None:
+        """A last heartbeat with the state `stopped`: status shows a clean stop, not `offline`."""
+        if not self.worker_id:
+            return
+        self._state = "stopped"
+        try:
+            self.connection.stub.Heartbeat(worker_pb2.HeartbeatRequest(
+                worker_id=self.worker_id, lease_ids=[], state="stopped"), timeout=5)
+        except grpc.RpcError as exc:  # the coordinator will see it offline instead
+            log.debug("could not report the stop: %s", exc.code().name)
+
     def _release(self, lease_ids: list[str]) -> None:
         if not lease_ids or not self.worker_id:
             return
@@ -315,6 +326,7 @@ class Worker:
                 t.join(0.5)
         self._halt.set()
         self._flush_outbox(final=True)
+        self._say_stopped()
         self.connection.close()
         log.info("worker stopped after %d task(s); %d result(s) wait in the outbox", self.completed, len(self.outbox))
         return self.completed
