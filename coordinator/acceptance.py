@@ -10,12 +10,17 @@ the way BOINC keeps its validator apart from its transport. The rules (DESIGN.md
   An improvement counts only above `max(min_delta, noise_sigmas · σ_diff)`, where σ_diff is
   the noise of "one run minus the baseline mean": σ·sqrt(1 + 1/n_baseline).
 - *Verification.* A claim becomes champion after `quorum` confirmations by distinct workers
-  (distinct owners where known); the first refutation rejects it.
-- *Trust.* Slow to earn, quick to lose: refuted claims quarantine a worker.
+  (distinct owners where known).
+- *Agreement of replicas.* Those measurements must agree with each other within noise, BOINC
+  style: one that disagrees, worse or better, asks for an arbiter instead of deciding, and
+  the recorded score is the median of the agreeing majority (`settle`).
+- *Trust.* Slow to earn, quick to lose: whoever the agreeing majority outvoted loses trust;
+  two strikes quarantine a worker.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Mapping, Sequence
@@ -24,7 +29,6 @@ from dataclasses import dataclass
 from autoswarm.study import AcceptancePolicy
 
 MAX_VERIFY_FAILURES = 3      # a candidate that crashes this often elsewhere is not reproducible
-DISCREPANCY_BARS = 3.0       # a refuted claim costs trust when it overshot others by this many bars
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,13 @@ def judge(policy: AcceptancePolicy, direction: str, reference: float, value: flo
 
 @dataclass(frozen=True)
 class Measurement:
-    """One worker's evaluation of a claimed candidate, judged against its own class."""
+    """One worker's evaluation of a claimed candidate, judged against its own class.
+
+    `noise` is the σ of `improvement` (one run minus its class's baseline mean), what the
+    class has shown; 0 where the study has no noise estimate (`compare = "absolute"`).
+    `result_id` names the result row the measurement came from, so a verdict on it can be
+    written back.
+    """
 
     worker_id: str
     owner: str
@@ -100,32 +110,28 @@ class Measurement:
     improvement: float
     threshold: float
     confirms: bool
+    noise: float = 0.0
+    result_id: str = ""
 
 
 def independent(measurements: Sequence[Measurement]) -> int:
     """How many measurements come from distinct workers and distinct (known) owners."""
+    return len(_independent(measurements))
+
+
+def _independent(measurements: Sequence[Measurement]) -> list[Measurement]:
+    """The first measurement of each distinct worker and (known) owner, in order."""
     workers: set[str] = set()
     owners: set[str] = set()
-    count = 0
+    kept: list[Measurement] = []
     for m in measurements:
         if m.worker_id in workers or (m.owner and m.owner in owners):
             continue
         workers.add(m.worker_id)
         if m.owner:
             owners.add(m.owner)
-        count += 1
-    return count
-
-
-def claim_outcome(policy: AcceptancePolicy, measurements: Sequence[Measurement], failures: int) -> str:
-    """"accepted", "rejected" or "pending" for a claim with these measurements so far."""
-    if any(not m.confirms for m in measurements):
-        return "rejected"
-    if failures >= MAX_VERIFY_FAILURES:
-        return "rejected"
-    if independent([m for m in measurements if m.confirms]) >= policy.quorum:
-        return "accepted"
-    return "pending"
+        kept.append(m)
+    return kept
 
 
 def may_measure(measurements: Sequence[Measurement], claimant: str, claimant_owner: str,
@@ -136,52 +142,182 @@ def may_measure(measurements: Sequence[Measurement], claimant: str, claimant_own
     return all(m.worker_id != worker_id and not (owner and m.owner == owner) for m in measurements)
 
 
-def discrepant(measurements: Sequence[Measurement], claimant: str) -> bool:
-    """Whether a refuted claim was exaggerated beyond what noise explains.
+# -- replica agreement (BOINC's validator: replicas must agree before one is believed) -------
 
-    An honest claim on a noisy metric is sometimes refuted: it cleared the bar by luck. A
-    lie shows as a gap between the claimed improvement and what others measured that is
-    several times the bar. Only that costs trust, so honest volunteers are not quarantined
-    for bad luck.
+AGREE_SIGMAS = 4.0        # replicas agree when their gains differ by less than this many σ of the difference
+HARDWARE_SLACK = 0.5      # gains measured on different hardware (or with no noise estimate) may differ by this share
+MAX_ARBITERS = 2          # extra measurements a claim may take beyond its quorum to find an agreeing majority
+MAX_GROUP_SEARCH = 12     # measurements searched for the agreeing majority (a claim has quorum + arbiters)
+
+
+def tolerance(policy: AcceptancePolicy, a: Measurement, b: Measurement) -> float:
+    """How far apart two measurements' improvements may be and still agree.
+
+    Within one hardware class with a known noise, `AGREE_SIGMAS` σ of their difference (a
+    lie of a few σ goes unnoticed, but then it moves the recorded score by no more than
+    noise does). A fixed time budget lets faster hardware gain more from the same edit, so
+    across classes — and wherever no noise is known — the larger gain may also exceed the
+    smaller by `HARDWARE_SLACK` of itself. Never tighter than `min_delta`.
     """
-    claimed = next((m for m in measurements if m.worker_id == claimant), None)
-    refuting = [m for m in measurements if not m.confirms]
-    if claimed is None or not refuting:
-        return False
-    bar = max([claimed.threshold, *(m.threshold for m in refuting)])
-    gap = claimed.improvement - max(m.improvement for m in refuting)
-    return gap > DISCREPANCY_BARS * bar if bar > 0 else gap > 0
+    bound = AGREE_SIGMAS * math.hypot(a.noise, b.noise)
+    if a.hardware_class != b.hardware_class or not (a.noise and b.noise):
+        bound += HARDWARE_SLACK * max(abs(a.improvement), abs(b.improvement))
+    return max(policy.min_delta, bound)
+
+
+def agree(policy: AcceptancePolicy, a: Measurement, b: Measurement) -> bool:
+    """Whether two measurements of the same candidate tell the same story, worse or better."""
+    return abs(a.improvement - b.improvement) <= tolerance(policy, a, b)
+
+
+def agreeing_groups(policy: AcceptancePolicy, measurements: Sequence[Measurement]) -> list[tuple[Measurement, ...]]:
+    """The largest sets of measurements that all agree with each other (there may be ties)."""
+    ms = list(measurements[:MAX_GROUP_SEARCH])
+    ok = {(i, j): agree(policy, ms[i], ms[j]) for i in range(len(ms)) for j in range(i + 1, len(ms))}
+    for size in range(len(ms), 0, -1):
+        found = [tuple(ms[i] for i in combo) for combo in itertools.combinations(range(len(ms)), size)
+                 if all(ok[pair] for pair in itertools.combinations(combo, 2))]
+        if found:
+            return found
+    return []
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """Where a claim stands after its measurements so far.
+
+    `outcome`: "pending" (wants `needed` more independent measurements), "accepted",
+    "rejected" (the claimant's own number was outvoted: it loses trust) or "unconfirmed"
+    (the replicas agree that it is not above the bar, or no majority agreed: nobody's fault).
+    `outvoted`: the measurements that disagreed with the agreeing majority; their workers
+    lose trust, claimant or verifier alike. `score`: the robust centre of the agreeing
+    measurements' values, what a new champion records.
+    """
+
+    outcome: str
+    agreeing: tuple[Measurement, ...] = ()
+    outvoted: tuple[Measurement, ...] = ()
+    needed: int = 0
+    score: float | None = None
+
+
+def settle(policy: AcceptancePolicy, measurements: Sequence[Measurement], failures: int = 0,
+           claimant: str = "") -> Settlement:
+    """The acceptance rule for one claim.
+
+    A claim is decided by an agreeing majority: at least `quorum` independent measurements
+    that agree with each other within noise and outnumber all the others. If all of them
+    beat the bar the claim is accepted, and the champion's score is their median (no single
+    number sets it: one more lie than truth is needed). Until then a measurement that
+    disagrees (worse *or* better) does not count, and asks for an arbiter: one more
+    measurement by another owner. `MAX_ARBITERS` bounds how many.
+    """
+    if failures >= MAX_VERIFY_FAILURES:
+        return Settlement("unconfirmed")
+    ms = _independent(measurements)
+    groups = agreeing_groups(policy, ms)
+    best = len(groups[0]) if groups else 0
+    group = groups[0] if len(groups) == 1 else ()
+    if group and len(group) >= policy.quorum and 2 * len(group) > len(ms):
+        outvoted = tuple(m for m in ms if m not in group)
+        score = statistics.median(m.value for m in group)
+        if all(m.confirms for m in group):
+            return Settlement("accepted", group, outvoted, 0, score)
+        lied = any(m.worker_id == claimant for m in outvoted)
+        return Settlement("rejected" if lied else "unconfirmed", group, outvoted, 0, score)
+    room = policy.quorum + MAX_ARBITERS - len(ms)
+    if room <= 0:
+        return Settlement("unconfirmed")
+    # Enough agreeing measurements for the quorum, and for a strict majority over the rest.
+    needed = max(policy.quorum - best, len(ms) - 2 * best + 1, 1)
+    return Settlement("pending", needed=min(needed, room))
+
+
+def claim_outcome(policy: AcceptancePolicy, measurements: Sequence[Measurement], failures: int) -> str:
+    """"accepted", "rejected" or "pending" for a claim with these measurements so far."""
+    outcome = settle(policy, measurements, failures).outcome
+    return "rejected" if outcome == "unconfirmed" else outcome
+
+
+def champion_score(policy: AcceptancePolicy, measurements: Sequence[Measurement]) -> float:
+    """The score recorded for a new champion: the median value of its agreeing majority.
+
+    The claimant's number counts like any other: what decides is agreement, not who
+    measured. A measurement outvoted by the others never enters it.
+    """
+    groups = agreeing_groups(policy, _independent(measurements))
+    group = groups[0] if groups else tuple(measurements)
+    return statistics.median(m.value for m in group)
+
+
+def initial_baselines(policy: AcceptancePolicy) -> int:
+    """Baselines whose median is the first champion's score: one with quorum 1, else a
+    majority over `quorum - 1` possible liars (2·quorum − 1), so no single number sets it."""
+    return 1 if policy.quorum <= 1 else 2 * policy.quorum - 1
+
+
+def class_outliers(policy: AcceptancePolicy, runs: Mapping[str, Sequence[float]], sigma: float) -> frozenset[str]:
+    """Workers whose runs of one version disagree with the agreeing majority of their class.
+
+    `runs` maps each worker to its runs of the same version in one hardware class; `sigma`
+    is the σ of one run there. A worker is an outlier when its mean lies beyond
+    `AGREE_SIGMAS` σ of the difference from every member of a strict majority of at least
+    two other workers. A class of two that disagree has no majority: nobody is moved.
+    """
+    means = {w: (statistics.fmean(v), len(v)) for w, v in runs.items() if v}
+    names = sorted(means)
+    if len(names) < 3:
+        return frozenset()
+
+    def close(a: str, b: str) -> bool:
+        (ma, ka), (mb, kb) = means[a], means[b]
+        return abs(ma - mb) <= max(policy.min_delta, AGREE_SIGMAS * sigma * math.sqrt(1 / ka + 1 / kb))
+
+    for size in range(len(names), 1, -1):
+        groups = [combo for combo in itertools.combinations(names[:MAX_GROUP_SEARCH], size)
+                  if all(close(a, b) for a, b in itertools.combinations(combo, 2))]
+        if groups:
+            if len(groups) > 1 or 2 * size <= len(names):
+                return frozenset()
+            return frozenset(names) - set(groups[0])
+    return frozenset()
+
+
+# -- trust ----------------------------------------------------------------------------------
+
+TRUSTED_AFTER = 4         # confirmed claims before a worker may hold more than one open claim
+MAX_OPEN_CLAIMS = 8       # open claims a trusted worker may hold at once
 
 
 @dataclass(frozen=True)
 class Trust:
-    """A worker's record of claims: confirmed, and refuted as exaggerated (see `discrepant`)."""
+    """A worker's record: claims confirmed, and strikes — times an agreeing majority outvoted
+    its number (as claimant, verifier or baseline measurer of its class)."""
 
     confirmed: int = 0
     refuted: int = 0
 
     @property
     def quarantined(self) -> bool:
-        """Slow to earn, quick to lose: one refutation is forgiven as noise, a second is not
-        unless many confirmed claims stand behind it (at least four per refutation)."""
+        """Slow to earn, quick to lose: one strike is forgiven as noise, a second is not
+        unless many confirmed claims stand behind it (at least four per strike)."""
         return self.refuted >= 2 and self.confirmed < 4 * self.refuted
 
     @property
     def may_verify(self) -> bool:
-        """A worker caught exaggerating even once does not judge others' claims until it has
-        earned back four confirmed claims per exaggeration."""
+        """A worker outvoted even once does not judge others' claims until it has earned
+        back four confirmed claims per strike."""
         return self.refuted == 0 or self.confirmed >= 4 * self.refuted
 
+    @property
+    def open_claims_allowed(self) -> int:
+        """How many of its claims may wait for verification at once.
 
-def champion_score(policy: AcceptancePolicy, measurements: Sequence[Measurement]) -> float:
-    """The score shown for a new champion: the mean of its confirming measurements.
-
-    With a quorum above one the claimant's own number is left out, so a worker that
-    exaggerated a real improvement does not set the bar for everyone after it.
-    """
-    confirming = [m for m in measurements if m.confirms]
-    trusted = confirming[1:] if policy.quorum > 1 and len(confirming) > 1 else confirming
-    return statistics.fmean(m.value for m in trusted)
+        One, until it has `TRUSTED_AFTER` confirmed claims and no strike: a liar's claims
+        are then checked one after the other, so its second strike (quarantine) comes at its
+        second fake claim at the latest, however many slots it has.
+        """
+        return MAX_OPEN_CLAIMS if self.refuted == 0 and self.confirmed >= TRUSTED_AFTER else 1
 
 
 def class_deltas(measurements: Sequence[Measurement]) -> Mapping[str, float]:

@@ -16,14 +16,14 @@ from typing import Any
 
 from autoswarm import words
 from autoswarm.bundle import BundleError, sha256_hex, unpack_bundle
-from autoswarm.hardware_class import hardware_class
+from autoswarm.hardware_class import HardwareError, checked_hardware, hardware_class, is_moved, moved_class, origin_class
 from autoswarm.study import STUDY_FILE, Study, StudyError, parse_study, parse_study_text
 from autoswarm.coordinator import acceptance, scheduler
 from autoswarm.coordinator.events import EngineEvents, NoEvents
 from autoswarm.coordinator.lifecycle import UpdatePlan, UpdateRefused, check_action, plan_update
 from autoswarm.coordinator.lineage import LineageEntry, lineage
 from autoswarm.coordinator.merge import merge3, merge_base
-from autoswarm.coordinator.study_state import PendingClaim, StudyState
+from autoswarm.coordinator.study_state import Outlier, PendingClaim, StudyState
 from autoswarm.coordinator.store import (
     ChampionRecord,
     ClaimRecord,
@@ -150,6 +150,10 @@ class _Judgement:
     resolved: list[tuple[PendingClaim, str]] = field(default_factory=list)  # (claim, "accepted"/"rejected"/...)
     opened: list[PendingClaim] = field(default_factory=list)
     funnel: list[str] = field(default_factory=list)
+    settled: acceptance.Settlement | None = None          # the accepted claim's settlement
+    strikes: list[str] = field(default_factory=list)      # workers an agreeing majority outvoted
+    credits: list[str] = field(default_factory=list)      # claimants whose claim was confirmed
+    outliers: list[Outlier] = field(default_factory=list)  # workers measuring unlike their class
 
 
 @dataclass
@@ -213,6 +217,20 @@ def study_spec_dict(study: Study) -> dict[str, Any]:
     return data
 
 
+def _settled_reason(settled: acceptance.Settlement, pending: PendingClaim) -> str:
+    """Why a claim was decided as it was, with the numbers, for `history` and the web page."""
+    def listed(ms: Sequence[acceptance.Measurement]) -> str:
+        return ", ".join(f"{m.hardware_class}: {m.value:.6g} ({'+' if m.improvement >= 0 else ''}{m.improvement:.3g}, "
+                         f"needed > {m.threshold:.3g})" for m in ms)
+    if not settled.agreeing:
+        if pending.failures >= acceptance.MAX_VERIFY_FAILURES:
+            return f"unconfirmed: failed to evaluate {pending.failures} times on other workers"
+        return f"unconfirmed: no agreeing majority among {listed(pending.measurements)}"
+    words_for = {"accepted": "confirmed by", "rejected": "refuted by", "unconfirmed": "not above the bar for"}
+    reason = f"{words_for[settled.outcome]} {len(settled.agreeing)} agreeing measurement(s): {listed(settled.agreeing)}"
+    return reason + (f"; outvoted: {listed(settled.outvoted)}" if settled.outvoted else "")
+
+
 class Engine:
     """State transitions of the swarm. Every public method is one request."""
 
@@ -260,34 +278,71 @@ class Engine:
         for claim in claims:
             if claim.state == "pending":
                 state.claims[claim.id] = PendingClaim(claim)
-            elif claim.origin == "explore":
-                self._trust_add(claim.claimant_worker, claim.state)
+        outvoted: set[str] = set()
         for result in self.store.results(record.name):
             if result.kind == "explore":
                 state.remember(result)
+            if result.decision == words.OUTVOTED:
+                outvoted.add(result.id)
+                self._trust_change(result.worker_id, strikes=1)
+                if result.kind == "baseline":
+                    state.struck.add((result.worker_id, result.version))
             if result.status == "ok" and result.kind == "baseline" and result.metric is not None \
-                    and not self.trust(result.worker_id).quarantined:
-                state.samples.add(result.version, result.hardware_class, result.worker_id, result.metric)
+                    and not self.trust(result.worker_id).quarantined and result.decision != words.OUTVOTED \
+                    and not self._moved_out(result.worker_id, result.hardware_class):
+                state.samples.add(result.version, result.hardware_class, result.worker_id, result.metric, result.id)
             pending = state.claims.get(result.claim)
             if pending is not None and result.improvement is not None and result.metric is not None:
                 pending.measurements.append(acceptance.Measurement(
                     result.worker_id, owner_of.get(result.worker_id, ""), result.hardware_class, result.metric,
-                    result.improvement, result.threshold or 0.0, result.decision in ("claim", "confirm", "keep")))
+                    result.improvement, result.threshold or 0.0, result.decision in ("claim", "confirm", "keep"),
+                    result_id=result.id))
             elif pending is not None and result.kind == "verify" and result.status != "ok":
                 pending.failures += 1
+        for claim in claims:
+            if claim.state == "accepted" and claim.origin == "explore" and claim.claimant_result not in outvoted:
+                self._trust_change(claim.claimant_worker, confirmed=1)
+        for pending in state.claims.values():
+            # The noise each measurement was judged with, as the class shows it now.
+            pending.measurements = [replace(m, noise=state.noise_of(pending.record.parent, m.hardware_class))
+                                    for m in pending.measurements]
         for lease in state.active.values():
             if lease.claim in state.claims:
                 state.claims[lease.claim].in_flight.add(lease.id)
         self._studies[record.name] = state
         return state
 
-    def _trust_add(self, worker_id: str, outcome: str) -> None:
-        trust = self._trust.get(worker_id, acceptance.Trust())
-        if outcome == "accepted":
-            trust = replace(trust, confirmed=trust.confirmed + 1)
-        elif outcome == "rejected":
-            trust = replace(trust, refuted=trust.refuted + 1)
-        self._trust[worker_id] = trust
+    def _trust_change(self, worker_id: str, confirmed: int = 0, strikes: int = 0) -> None:
+        if worker_id:
+            trust = self._trust.get(worker_id, acceptance.Trust())
+            self._trust[worker_id] = replace(trust, confirmed=trust.confirmed + confirmed,
+                                             refuted=trust.refuted + strikes)
+
+    def _moved_out(self, worker_id: str, hardware_class_key: str) -> bool:
+        """Whether this worker has been moved out of the class a result of it was measured in."""
+        worker = self._workers.get(worker_id)
+        return worker is not None and is_moved(worker.hardware_class) and worker.hardware_class != hardware_class_key
+
+    def _open_claims(self, worker_id: str) -> int:
+        """Claims of this worker's own edits that wait for verification, in every study."""
+        return sum(1 for s in self._studies.values() for p in s.claims.values()
+                   if p.record.claimant_worker == worker_id and p.record.origin == "explore")
+
+    def _move_out_of_class(self, worker_id: str) -> None:
+        """Moves a worker that measures unlike its reported class to a class of its own.
+
+        Its runs leave the class's baselines and noise in every study; it keeps the new class
+        when it registers again (see `register`), and `status` shows it.
+        """
+        worker = self._workers.get(worker_id)
+        if worker is None or is_moved(worker.hardware_class):
+            return
+        moved = replace(worker, hardware_class=moved_class(worker.hardware_class, worker.id))
+        self.store.upsert_worker(moved)
+        self._workers[worker_id] = moved
+        self._class_cache.clear()
+        for state in self._studies.values():
+            state.samples.remove_worker(worker.hardware_class, worker_id)
 
     def trust(self, worker_id: str) -> acceptance.Trust:
         return self._trust.get(worker_id, acceptance.Trust())
@@ -440,8 +495,12 @@ class Engine:
     def register(self, worker_id: str, name: str, hardware: dict[str, Any], slots: int,
                  mutators: Sequence[str], owner: str = "") -> tuple[str, str]:
         """Registers a worker (or refreshes a known one); returns (worker id, hardware class)."""
-        if not name or len(name) > 128:
-            raise InvalidRequest("worker name must be 1-128 characters")
+        if not name or len(name) > 128 or not name.isprintable():
+            raise InvalidRequest("worker name must be 1-128 printable characters (no control characters)")
+        try:
+            hardware = checked_hardware(hardware)
+        except HardwareError as exc:
+            raise InvalidRequest(str(exc)) from exc
         if not 1 <= slots <= self.config.limits.max_slots:
             raise InvalidRequest(f"slots must be between 1 and {self.config.limits.max_slots}, got {slots}")
         if len(mutators) > 16 or any(not m or len(m) > 32 for m in mutators):
@@ -452,6 +511,8 @@ class Engine:
             [(g.get("name", "?"), int(g.get("memory_bytes", 0))) for g in hardware.get("gpus", [])],
         )
         known = self._workers.get(worker_id) if worker_id else None
+        if known is not None and is_moved(known.hardware_class) and origin_class(known.hardware_class) == hw_class:
+            hw_class = known.hardware_class  # moved out of its class for measuring unlike it: it stays out
         record = WorkerRecord(
             id=known.id if known else "w-" + secrets.token_hex(8),
             name=name, hardware=hardware, hardware_class=hw_class, slots=slots,
@@ -746,7 +807,15 @@ class Engine:
         for result_id, decision in judgement.decisions:
             state.redecide(result_id, decision)
         if judgement.sample is not None:
-            state.samples.add(judgement.sample[0], judgement.sample[1], record.worker_id, judgement.sample[2])
+            state.samples.add(judgement.sample[0], judgement.sample[1], record.worker_id, judgement.sample[2], record.id)
+        for outlier in judgement.outliers:
+            state.struck.add((outlier.worker_id, record.version))
+            if outlier.move:
+                self._move_out_of_class(outlier.worker_id)
+        for worker_id in judgement.strikes:
+            self._trust_change(worker_id, strikes=1)
+        for worker_id in judgement.credits:
+            self._trust_change(worker_id, confirmed=1)
         if judgement.champion_metric is not None and state.champion.seq == judgement.champion_metric[1]:
             metric = judgement.champion_metric[2]
             state.champion = replace(state.champion, metric=metric, result_id=record.id)
@@ -756,10 +825,8 @@ class Engine:
         for pending in judgement.opened:
             state.claims[pending.record.id] = pending
             state.claimed_versions.add(pending.record.version)
-        for pending, outcome in judgement.resolved:
+        for pending, _ in judgement.resolved:
             state.claims.pop(pending.record.id, None)
-            if pending.record.origin == "explore":
-                self._trust_add(pending.record.claimant_worker, outcome)
         if judgement.new_champion is not None:
             state.champion = judgement.new_champion
             state.improvements += 1
@@ -797,14 +864,31 @@ class Engine:
         judgement = _Judgement(self._base_record(lease, worker, result, now, lease.candidate, decision))
         if result.status != "ok" or result.metric is None:
             return judgement
-        if not self.trust(worker.id).quarantined:
-            judgement.sample = (lease.candidate, worker.hardware_class, result.metric)
-        if state.champion.version == lease.candidate and lease.candidate not in state.scores:
-            judgement.champion_metric = (state.spec.name, state.champion.seq, result.metric)
+        if self.trust(worker.id).quarantined:
+            return judgement
+        judgement.sample = (lease.candidate, worker.hardware_class, result.metric)
+        if state.paired:
+            judgement.outliers = state.class_outliers(lease.candidate, worker.hardware_class, worker.id, result.metric)
+            for outlier in judgement.outliers:
+                judgement.strikes.append(outlier.worker_id)
+                self._mark(judgement, outlier.result_id or judgement.record.id, words.OUTVOTED)
+        if state.champion.version == lease.candidate and lease.candidate not in state.scores \
+                and worker.id not in {o.worker_id for o in judgement.outliers}:
+            score = state.initial_score(lease.candidate, result.metric)
+            if score is not None:
+                judgement.champion_metric = (state.spec.name, state.champion.seq, score)
         return judgement
 
-    def _measure(self, state: StudyState, parent: str, worker: WorkerRecord,
-                 value: float) -> tuple[acceptance.Verdict, acceptance.Measurement] | None:
+    @staticmethod
+    def _mark(judgement: _Judgement, result_id: str, decision: str) -> None:
+        """Sets the decision of a result row: this report's, or one stored before."""
+        if result_id == judgement.record.id:
+            judgement.record = replace(judgement.record, decision=decision)
+        elif result_id:
+            judgement.decisions.append((result_id, decision))
+
+    def _measure(self, state: StudyState, parent: str, worker: WorkerRecord, value: float,
+                 result_id: str = "") -> tuple[acceptance.Verdict, acceptance.Measurement] | None:
         """Judges one run of a candidate against its parent's score on this worker's class."""
         reference = state.reference(parent, worker.hardware_class)
         if reference is None:
@@ -812,7 +896,8 @@ class Engine:
         score, sigma, runs = reference
         verdict = acceptance.judge(state.spec.acceptance, state.spec.direction, score, value, sigma, runs)
         return verdict, acceptance.Measurement(worker.id, worker.owner, worker.hardware_class, value,
-                                               verdict.improvement, verdict.threshold, verdict.accept)
+                                               verdict.improvement, verdict.threshold, verdict.accept,
+                                               state.noise_of(parent, worker.hardware_class), result_id)
 
     def _judge_explore(self, state: StudyState, lease: LeaseRecord, worker: WorkerRecord,
                        result: ResultIn, now: float) -> _Judgement:
@@ -833,7 +918,7 @@ class Engine:
         if version == lease.parent:
             return done(words.NO_CHANGE)
         assert result.metric is not None
-        measured = self._measure(state, lease.parent, worker, result.metric)
+        measured = self._measure(state, lease.parent, worker, result.metric, lease.id)
         if measured is None:
             return done(words.UNJUDGED)
         verdict, measurement = measured
@@ -851,7 +936,7 @@ class Engine:
             # claim against the champion (whose own edits are merged onto it once accepted):
             # progress does not wait for a merge to be evaluated. Otherwise its edit is
             # replayed onto the champion.
-            overtaking = self._measure(state, state.champion.version, worker, result.metric)
+            overtaking = self._measure(state, state.champion.version, worker, result.metric, lease.id)
             if overtaking is None or not overtaking[0].accept:
                 judgement = done(words.STALE_MERGED, **judged)
                 judgement.record = replace(judgement.record, decision=self._merge_onto_champion(
@@ -860,6 +945,9 @@ class Engine:
             verdict, measurement = overtaking
             judged = {"improvement": verdict.improvement, "threshold": verdict.threshold}
             against = state.champion.version
+        if self._open_claims(worker.id) >= self.trust(worker.id).open_claims_allowed:
+            # Its earlier claim is still being checked: a liar's claims are checked one at a time.
+            return done(words.CLAIM_LIMIT, **judged)
         claim = ClaimRecord(f"c-{lease.id[2:]}", state.spec.name, version, against, "explore", worker.id,
                             lease.id, "pending", "", now)
         judgement = done(words.CLAIM, claim=claim.id, **judged)
@@ -890,7 +978,7 @@ class Engine:
             pending.failures += 1
             self._settle(state, pending, judgement, now)
             return judgement
-        measured = self._measure(state, pending.record.parent, worker, result.metric)
+        measured = self._measure(state, pending.record.parent, worker, result.metric, lease.id)
         if measured is None:
             judgement.record = replace(judgement.record, decision=words.UNJUDGED)
             return judgement
@@ -911,7 +999,7 @@ class Engine:
                 or lease.candidate == state.champion.version \
                 or any(p.record.version == lease.candidate for p in state.claims.values()):
             return
-        measured = self._measure(state, state.champion.version, worker, result.metric)
+        measured = self._measure(state, state.champion.version, worker, result.metric, lease.id)
         if measured is None or not measured[0].accept:
             return
         verdict, measurement = measured
@@ -923,44 +1011,45 @@ class Engine:
 
     def _settle(self, state: StudyState, pending: PendingClaim, judgement: _Judgement, now: float) -> None:
         """Applies the acceptance rule to a claim after a new measurement or failure."""
-        outcome = acceptance.claim_outcome(state.spec.acceptance, pending.measurements, pending.failures)
-        if outcome == "pending":
+        settled = pending.settlement(state.spec.acceptance)
+        if settled.outcome == "pending":
             return
-        if outcome == "accepted":
-            judgement.accepted = pending
+        claimant = pending.record.claimant_worker
+        outvoted = {m.worker_id for m in settled.outvoted}
+        for m in settled.outvoted:
+            # Outvoted by the agreeing majority: a strike, claimant or verifier alike.
+            judgement.strikes.append(m.worker_id)
+            self._mark(judgement, m.result_id, words.OUTVOTED)
+        if settled.outcome == "accepted":
+            judgement.accepted, judgement.settled = pending, settled
+            if pending.record.origin == "explore" and claimant not in outvoted:
+                judgement.credits.append(claimant)
             return
-        reason = "; ".join(
-            f"{m.hardware_class}: {m.value:.6g} ({'+' if m.improvement >= 0 else ''}{m.improvement:.3g}, "
-            f"needed > {m.threshold:.3g})" for m in pending.measurements if not m.confirms
-        ) or f"failed to evaluate {pending.failures} times on other workers"
-        # Only an exaggerated claim costs its claimant trust; noise-level misses are "unconfirmed".
-        lied = acceptance.discrepant(pending.measurements, pending.record.claimant_worker)
-        verdict = "rejected" if lied else "unconfirmed"
-        claim = replace(pending.record, state=verdict, reason=f"refuted: {reason}", decided=now)
+        claim = replace(pending.record, state=settled.outcome, reason=_settled_reason(settled, pending), decided=now)
         pending.record = claim
         judgement.claims.append(claim)
-        judgement.resolved.append((pending, verdict))
-        if claim.claimant_result:
+        judgement.resolved.append((pending, settled.outcome))
+        if claim.claimant_result and claimant not in outvoted:
             judgement.decisions.append((claim.claimant_result, words.REJECTED))
 
     def _accept(self, state: StudyState, judgement: _Judgement, now: float) -> None:
         """Makes an accepted claim the champion; open claims on the old champion are replayed onto it."""
-        pending = judgement.accepted
-        assert pending is not None
-        claim = replace(pending.record, state="accepted", decided=now,
-                        reason=f"confirmed by {acceptance.independent(pending.measurements)} independent measurement(s)")
+        pending, settled = judgement.accepted, judgement.settled
+        assert pending is not None and settled is not None and settled.score is not None
+        claim = replace(pending.record, state="accepted", decided=now, reason=_settled_reason(settled, pending))
+        outvoted = {m.result_id for m in settled.outvoted}
         pending.record = claim
         judgement.claims.append(claim)
         judgement.resolved.append((pending, "accepted"))
         judgement.funnel.append("accepted")
-        if claim.claimant_result in (judgement.record.id, ""):
+        if claim.claimant_result in (judgement.record.id, "") and judgement.record.id not in outvoted:
             # The row that made the champion reads "keep" (a merge has no claimant row: its last check does).
             judgement.record = replace(judgement.record, decision=words.KEEP)
-        elif claim.claimant_result:
+        elif claim.claimant_result and claim.claimant_result not in outvoted:
             judgement.decisions.append((claim.claimant_result, words.KEEP))
+        # The score is the agreeing majority's median: no single number, the claimant's included, sets it.
         judgement.new_champion = ChampionRecord(
-            state.spec.name, state.champion.seq + 1, claim.version,
-            acceptance.champion_score(state.spec.acceptance, pending.measurements), judgement.record.id, now)
+            state.spec.name, state.champion.seq + 1, claim.version, settled.score, judgement.record.id, now)
         # The new champion may be this very report's candidate, not committed yet.
         champion = self._version(state, judgement, claim.version)
         previous = self._version(state, judgement, state.champion.version)

@@ -6,9 +6,12 @@ it only after the store has committed, so memory never runs ahead of disk.
 
 from __future__ import annotations
 
+import math
+import statistics
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 
+from autoswarm.hardware_class import origin_class
 from autoswarm.study import Study
 from autoswarm.coordinator import acceptance, scheduler
 from autoswarm.coordinator.acceptance import Baseline, Measurement
@@ -18,6 +21,9 @@ from autoswarm.coordinator.store import ChampionRecord, ClaimRecord, LeaseRecord
 # While a hardware class has fewer degrees of freedom than this for its noise estimate, it
 # measures extra baselines: a σ from two runs can be near zero by chance and let noise through.
 MIN_NOISE_DOF = 8
+# A class's baselines are checked for workers that measure unlike the rest once its noise
+# rests on this many differences.
+MIN_CHECK_DOF = 4
 MEMORY_ENTRIES = 300          # explore outcomes kept for the swarm memory
 MAX_IDEAS_SHOWN = 50          # ideas in flight listed in a task's memory
 # Statuses of results whose evaluation really ran (a duplicate or a failed edit did not).
@@ -26,12 +32,26 @@ EVALUATED_STATUSES = frozenset({"ok", "crash", "timeout", "no-metric", "invalid-
 
 @dataclass
 class _Runs:
-    """Repeated runs of one version on one hardware class."""
+    """Repeated runs of one version on one hardware class, and who measured each."""
 
     n: int = 0
     mean: float = 0.0
-    last: float = 0.0
-    workers: set[str] = field(default_factory=set)
+    last: tuple[str, float] | None = None                           # (worker, value) of the latest run
+    by_worker: dict[str, list[tuple[float, str]]] = field(default_factory=dict)  # worker -> [(value, result id)]
+
+    def recompute(self) -> None:
+        values = [value for runs in self.by_worker.values() for value, _ in runs]
+        self.n = len(values)
+        self.mean = sum(values) / self.n if values else 0.0
+
+
+@dataclass(frozen=True)
+class _Diff:
+    """|a − b| between two successive runs of the same version on one class."""
+
+    value: float
+    first: str        # worker of the earlier run
+    second: str       # worker of the later run
 
 
 class Samples:
@@ -39,23 +59,24 @@ class Samples:
 
     Noise is estimated robustly: the median absolute difference between successive runs of
     the same version on the same class, scaled to σ. One worker that lies about a few runs
-    shifts a median little, where it would blow up a pooled variance.
+    shifts a median little, where it would blow up a pooled variance. Every run keeps its
+    worker, so a worker found to measure unlike its class can be taken out again.
     """
 
     def __init__(self) -> None:
         self._runs: dict[tuple[str, str], _Runs] = {}
-        self._diffs: dict[str, list[float]] = {}
+        self._diffs: dict[str, list[_Diff]] = {}
         self._sigma: dict[str, float] = {}
 
-    def add(self, version: str, hardware_class: str, worker_id: str, value: float) -> None:
+    def add(self, version: str, hardware_class: str, worker_id: str, value: float, result_id: str = "") -> None:
         runs = self._runs.setdefault((version, hardware_class), _Runs())
-        if runs.n:
-            self._diffs.setdefault(hardware_class, []).append(abs(value - runs.last))
+        if runs.last is not None:
+            self._diffs.setdefault(hardware_class, []).append(_Diff(abs(value - runs.last[1]), runs.last[0], worker_id))
             self._sigma.pop(hardware_class, None)
         runs.n += 1
         runs.mean += (value - runs.mean) / runs.n
-        runs.last = value
-        runs.workers.add(worker_id)
+        runs.last = (worker_id, value)
+        runs.by_worker.setdefault(worker_id, []).append((value, result_id))
 
     def baseline(self, version: str, hardware_class: str) -> Baseline | None:
         runs = self._runs.get((version, hardware_class))
@@ -63,14 +84,53 @@ class Samples:
 
     def measured_by(self, version: str, hardware_class: str) -> frozenset[str]:
         runs = self._runs.get((version, hardware_class))
-        return frozenset(runs.workers) if runs else frozenset()
+        return frozenset(runs.by_worker) if runs else frozenset()
+
+    def runs_by_worker(self, version: str, hardware_class: str) -> dict[str, list[tuple[float, str]]]:
+        """Each worker's runs of `version` on the class: [(value, result id)]."""
+        runs = self._runs.get((version, hardware_class))
+        return {w: list(v) for w, v in runs.by_worker.items()} if runs else {}
 
     def sigma(self, hardware_class: str) -> tuple[float, int]:
         """(σ of one run, number of run-to-run differences it rests on) for a class."""
         diffs = self._diffs.get(hardware_class, [])
         if hardware_class not in self._sigma:
-            self._sigma[hardware_class] = acceptance.robust_sigma(diffs)
+            self._sigma[hardware_class] = acceptance.robust_sigma([d.value for d in diffs])
         return self._sigma[hardware_class], len(diffs)
+
+    def own_sigma(self, hardware_class: str) -> tuple[float, int]:
+        """σ from differences between two runs of the *same* worker only: each machine's own
+        noise, which no other worker's numbers can inflate (a liar's can only lower it)."""
+        own = [abs(b[0] - a[0]) for (_, cls), runs in self._runs.items() if cls == hardware_class
+               for series in runs.by_worker.values() for a, b in zip(series, series[1:])]
+        return acceptance.robust_sigma(own), len(own)
+
+    def runs_in(self, version: str, origin: str) -> dict[str, tuple[str, list[tuple[float, str]]]]:
+        """Runs of `version` by every worker of a reported class, including those moved out of
+        it: worker -> (its class now, [(value, result id)])."""
+        found: dict[str, tuple[str, list[tuple[float, str]]]] = {}
+        for (v, cls), runs in self._runs.items():
+            if v == version and origin_class(cls) == origin:
+                for worker, series in runs.by_worker.items():
+                    found[worker] = (cls, list(series))
+        return found
+
+    def values_of(self, version: str) -> list[float]:
+        """Every run of `version` on every class."""
+        return [value for (v, _), runs in self._runs.items() if v == version
+                for series in runs.by_worker.values() for value, _ in series]
+
+    def remove_worker(self, hardware_class: str, worker_id: str) -> None:
+        """Takes a worker's runs out of a class: its baselines and its share of the noise."""
+        for (_, cls), runs in self._runs.items():
+            if cls == hardware_class and runs.by_worker.pop(worker_id, None) is not None:
+                runs.recompute()
+                if runs.last is not None and runs.last[0] == worker_id:
+                    runs.last = None
+        diffs = self._diffs.get(hardware_class)
+        if diffs:
+            self._diffs[hardware_class] = [d for d in diffs if worker_id not in (d.first, d.second)]
+            self._sigma.pop(hardware_class, None)
 
 
 class ActiveLeases(dict[str, LeaseRecord]):
@@ -150,6 +210,19 @@ class PendingClaim:
     failures: int = 0
     in_flight: set[str] = field(default_factory=set)   # verify lease ids
 
+    def settlement(self, policy: acceptance.AcceptancePolicy) -> acceptance.Settlement:
+        """Where the claim stands (see `acceptance.settle`)."""
+        return acceptance.settle(policy, self.measurements, self.failures, self.record.claimant_worker)
+
+
+@dataclass(frozen=True)
+class Outlier:
+    """A worker whose baseline runs disagree with the agreeing majority of its reported class."""
+
+    worker_id: str
+    result_id: str        # its latest run of the version, the row that records the strike ("": the one reported now)
+    move: bool            # still in the class it reported: move it to one of its own
+
 
 @dataclass
 class StudyState:
@@ -172,6 +245,7 @@ class StudyState:
     tried_parents: dict[str, str] = field(default_factory=dict)     # result id -> the parent it was tried on
     evaluated: set[tuple[str, str]] = field(default_factory=set)   # (parent, candidate) pairs evaluated
     ideas: dict[str, str] = field(default_factory=dict)            # lease id -> idea being evaluated
+    struck: set[tuple[str, str]] = field(default_factory=set)      # (worker, version): outvoted by its class once
     _memory_cache: tuple[str, int, float, str] | None = None      # (champion, generation, built at, text)
     _memory_generation: int = 0
     candidates: dict[str, tuple[str, str]] = field(default_factory=dict)  # lease id -> (parent, candidate)
@@ -235,6 +309,44 @@ class StudyState:
             return max(runs, (done.runs if done else 0) + (MIN_NOISE_DOF - dof))
         return runs
 
+    def class_outliers(self, version: str, worker_class: str, worker_id: str, value: float) -> list[Outlier]:
+        """Who, with this new baseline run counted, measures `version` unlike its reported class.
+
+        Judged on the noise each machine shows on its own (which no other worker can inflate)
+        once there is enough of it; workers moved out of the class are still compared with it,
+        so one that keeps measuring unlike it keeps losing trust.
+        """
+        origin = origin_class(worker_class)
+        runs = self.samples.runs_in(version, origin)
+        cls, series = runs.get(worker_id, (worker_class, []))
+        runs[worker_id] = (cls, [*series, (value, "")])
+        sigma, dof = self.samples.own_sigma(origin)
+        if dof < MIN_CHECK_DOF:
+            sigma, dof = self.samples.sigma(origin)
+            if dof < MIN_CHECK_DOF:
+                return []
+        outliers = acceptance.class_outliers(self.spec.acceptance,
+                                             {w: [v for v, _ in r] for w, (_, r) in runs.items()}, sigma)
+        return [Outlier(w, runs[w][1][-1][1], runs[w][0] == origin) for w in sorted(outliers)
+                if (w, version) not in self.struck]
+
+    def initial_score(self, version: str, value: float) -> float | None:
+        """The first champion's score once enough baselines measured it: their median (one
+        baseline with quorum 1, 2·quorum − 1 otherwise, so that no single number sets it)."""
+        values = [*self.samples.values_of(version), value]
+        if len(values) < acceptance.initial_baselines(self.spec.acceptance):
+            return None
+        return statistics.median(values)
+
+    def noise_of(self, version: str, hardware_class: str) -> float:
+        """σ of one run's improvement over `version`'s baseline on this class: σ·√(1 + 1/n).
+        0 where no noise is known (`compare = "absolute"`)."""
+        reference = self.reference(version, hardware_class)
+        if reference is None or not reference[2]:
+            return 0.0
+        _, sigma, runs = reference
+        return sigma * math.sqrt(1.0 + 1.0 / runs)
+
     def reference(self, version: str, hardware_class: str) -> tuple[float, float, int] | None:
         """(score to beat, noise σ, baseline runs) for a candidate whose parent is `version`."""
         if not self.paired:
@@ -257,7 +369,8 @@ class StudyState:
         verify = tuple(
             scheduler.VerifyNeed(
                 claim_id=c.record.id,
-                needed=self.spec.acceptance.quorum - acceptance.independent(c.measurements) - len(c.in_flight),
+                # The quorum, or an arbiter where the measurements so far disagree.
+                needed=c.settlement(self.spec.acceptance).needed - len(c.in_flight),
                 excluded_workers=frozenset({c.record.claimant_worker, *(m.worker_id for m in c.measurements),
                                             *(self.active[lid].worker_id for lid in c.in_flight if lid in self.active)}),
                 excluded_owners=frozenset(m.owner for m in c.measurements if m.owner),
@@ -279,6 +392,17 @@ class StudyState:
                 target=self.baseline_target(hardware_class), measured_by=frozenset(measured_by),
                 others_available=bool(live_peers - measured_by - {worker_id}),
             )
+        reported_in_flight = len(baselines_in_flight)
+        if unmeasured and not self.paired:
+            # The first score is the median of several baselines (`initial_score`), from distinct
+            # workers while others of the class are connected: the scheduler hands out a baseline
+            # while none is in flight, so one is reported in flight when this worker measured it
+            # already, or when enough are.
+            wanted = acceptance.initial_baselines(self.spec.acceptance) - len(self.samples.values_of(champion))
+            measured = self.samples.measured_by(champion, hardware_class) | {l.worker_id for l in baselines_in_flight}
+            busy = len(baselines_in_flight) >= wanted or \
+                (worker_id in measured and bool(live_peers - measured - {worker_id}))
+            reported_in_flight = max(reported_in_flight, 1) if busy else 0
         explore_open = self.record.max_evaluations <= 0 or \
             self.evaluations + len(self.active) < self.record.max_evaluations
         needs_verify = any(v.needed > 0 for v in verify)
@@ -287,7 +411,7 @@ class StudyState:
             mutator_kind=self.spec.mutator.kind,
             paired=self.paired,
             champion_measured=not unmeasured,
-            baseline_in_flight=len(baselines_in_flight),
+            baseline_in_flight=reported_in_flight,
             in_flight=len(self.active),
             evaluations=self.evaluations,
             max_evaluations=self.record.max_evaluations,

@@ -69,9 +69,10 @@ def test_a_liar_never_makes_a_champion_at_quorum_2_and_ends_quarantined(tmp_path
 
     claimants = _rows(coordinator.db, "SELECT claimant_worker FROM claims WHERE state='accepted'")
     assert claimants and liar.worker_id not in {c for (c,) in claimants}, "no champion came from the liar"
-    refuted = _rows(coordinator.db, "SELECT COUNT(*) FROM claims WHERE claimant_worker=? AND state='rejected'",
-                    liar.worker_id)[0][0]
-    assert refuted >= 2
+    # Its lies were outvoted by agreeing honest measurements, as claimant or as verifier.
+    outvoted = _rows(coordinator.db, "SELECT COUNT(*) FROM results WHERE worker_id=? AND decision='outvoted'",
+                     liar.worker_id)[0][0]
+    assert outvoted >= 2
     contents = _champion_contents(coordinator, "slots")
     assert score(contents[-1]) >= 0.3, "honest workers kept improving the champion"
     states = {w.name: w.state for w in coordinator.status().workers}

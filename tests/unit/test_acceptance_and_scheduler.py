@@ -55,8 +55,9 @@ def test_noise_floor_is_k_sigma_of_one_run_against_a_baseline_mean():
     assert not judge(PAIRED, "maximize", 10.0, 10.2, sigma=0.1, baseline_runs=2).accept  # 0.2 < 0.245
 
 
-def _m(worker, confirms=True, owner="", cls="cpu:a", value=1.0):
-    return Measurement(worker, owner, cls, value, 0.5 if confirms else -0.1, 0.2, confirms)
+def _m(worker, confirms=True, owner="", cls="cpu:a", value=1.0, gain=None, noise=0.1):
+    return Measurement(worker, owner, cls, value, (0.5 if confirms else 0.1) if gain is None else gain, 0.2,
+                       confirms, noise)
 
 
 def test_quorum_counts_distinct_workers_and_owners_and_a_refutation_rejects():
@@ -64,7 +65,10 @@ def test_quorum_counts_distinct_workers_and_owners_and_a_refutation_rejects():
     assert claim_outcome(PAIRED, [_m("a"), _m("a")], 0) == "pending", "the same worker twice is one"
     assert claim_outcome(PAIRED, [_m("a", owner="x"), _m("b", owner="x")], 0) == "pending", "same owner"
     assert claim_outcome(PAIRED, [_m("a", owner="x"), _m("b", owner="y")], 0) == "accepted"
+    # Within noise of each other, but one is not above the bar: not confirmed.
     assert claim_outcome(PAIRED, [_m("a"), _m("b", confirms=False)], 0) == "rejected"
+    # Far apart: neither decides; an arbiter is asked for.
+    assert claim_outcome(PAIRED, [_m("a", gain=5.0), _m("b", confirms=False, gain=0.0)], 0) == "pending"
     assert claim_outcome(PAIRED, [_m("a")], 3) == "rejected", "not reproducible elsewhere"
     assert independent([_m("a"), _m("b"), _m("a")]) == 2
     assert not may_measure([_m("b")], "a", "", "a", "")
@@ -73,9 +77,11 @@ def test_quorum_counts_distinct_workers_and_owners_and_a_refutation_rejects():
     assert may_measure([_m("b")], "a", "x", "c", "y")
 
 
-def test_champion_score_leaves_out_the_claimant_when_others_confirmed():
-    measurements = [_m("liar", value=100.0), _m("b", value=2.0), _m("c", value=4.0)]
-    assert champion_score(PAIRED, measurements) == 3.0
+def test_champion_score_is_the_median_of_the_agreeing_majority_claimant_included():
+    measurements = [_m("liar", value=100.0, gain=99.0), _m("b", value=2.0), _m("c", value=4.0)]
+    assert champion_score(PAIRED, measurements) == 3.0, "the outvoted number never enters it"
+    honest = [_m("claimant", value=3.9), _m("b", value=4.0), _m("c", value=4.1)]
+    assert champion_score(PAIRED, honest) == 4.0, "the claimant's number counts like any other"
     assert champion_score(ABSOLUTE, [_m("a", value=7.0)]) == 7.0
 
 
