@@ -28,6 +28,7 @@ from autoswarm.status_view import mutator_counts, status_tables, study_state  # 
 from autoswarm.study import StudyError
 from autoswarm.v1 import control_pb2
 from autoswarm.words import count
+from autoswarm.worker import agent_box
 from autoswarm.worker.mutators import config as mutator_flags
 
 # Options of the top-level callback that may also be written after the subcommand
@@ -459,6 +460,10 @@ def worker(
     llm_retries: mutator_flags.LlmRetriesOpt = None,
     agent_command: mutator_flags.AgentCommandOpt = None,
     agent_timeout: mutator_flags.AgentTimeoutOpt = None,
+    agent_home: agent_box.AgentHomeOpt = None,
+    agent_login: agent_box.AgentLoginOpt = None,
+    agent_env: agent_box.AgentEnvOpt = None,
+    unsafe_agent_no_sandbox: agent_box.UnsafeAgentOpt = False,
     gpus: Annotated[str, typer.Option(
         rich_help_panel=_DONATION, help="GPUs to donate, as nvidia-smi numbers them: 0,2 or all or none.")] = "all",
     max_cpus: Annotated[Optional[int], typer.Option(
@@ -510,6 +515,8 @@ def worker(
             "memory_limit": parse_size(memory_limit) if memory_limit else None,
             "max_processes": max_processes, "max_file_size": parse_size(max_file_size, "--max-file-size"),
             "sandbox": sandbox, "sandbox_read_only": tuple(sandbox_ro or ()), "check_interval": check_interval,
+            "agent": agent_box.agent_settings(agent_home, tuple(agent_login or ()), tuple(agent_env or ()),
+                                              unsafe_agent_no_sandbox),
             "donation": DonationPolicy(hours=parse_hours(hours) if hours else None, idle_only=idle_only,
                                        busy_cpu_fraction=busy_threshold),
         }
@@ -518,12 +525,15 @@ def worker(
                                 token=token, ca=coordinator_ca,
                                 **donation, **({"name": name} if name else {}))
         swarm_worker = Worker(options, load=FileLoad(load_file) if load_file else None)
-    except (DonationError, SandboxError) as exc:
+    except (DonationError, SandboxError, agent_box.AgentBoxError) as exc:
         _fail(str(exc))
     logging.getLogger("autoswarm.worker").info("machine: %s", describe_machine(swarm_worker.hardware))
     for line in swarm_worker.describe_donation():
         logging.getLogger("autoswarm.worker").info("%s", line)
     logging.getLogger("autoswarm.worker").info("mutators: %s", mutators.describe())
+    if "command" in mutators.kinds:  # what confines agent CLIs, as the lines above say for evaluations
+        logging.getLogger("autoswarm.worker").info("%s", options.agent.box(swarm_worker.sandbox,
+                                                                           options.state_dir).describe())
     signals = {"count": 0}
 
     def on_signal(signum: int, frame: object) -> None:

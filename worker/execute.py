@@ -15,7 +15,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from autoswarm import words
@@ -24,7 +24,8 @@ from autoswarm.study import STUDY_FILE, Study, StudyError, decode_study_text, pa
 from autoswarm.v1 import common_pb2, worker_pb2
 from autoswarm.worker.bundles import BundleCache, CachedBundle, Fetch
 from autoswarm.worker.metric import MAX_RESULT_FILE_BYTES, parse_metric
-from autoswarm.worker.mutators import create_mutator
+from autoswarm.worker.agent_box import AgentBox
+from autoswarm.worker.mutators import CommandMutator, create_mutator
 from autoswarm.worker.mutators.base import MutationRequest, MutatorError
 from autoswarm.worker.runner import CommandOutcome, resolve_command, run_command
 from autoswarm.worker.safe_files import NotRegularFile, kind_of, read_regular, sha256_regular, tree_entries, write_regular
@@ -49,6 +50,8 @@ class ExecutionContext:
     # Tells the coordinator which idea this explore lease is about to evaluate (lease id,
     # description, candidate sha256); returns True when that candidate was evaluated already.
     announce: Callable[[str, str, str], bool] | None = None
+    # How agent CLIs (the command mutator) are boxed; None: the slot's sandbox, a fresh home per edit.
+    agent_box: AgentBox | None = None
 
     def home_dir(self, study: str) -> Path:
         """$HOME of a study's sandboxed commands: persistent per study, never the volunteer's."""
@@ -196,6 +199,22 @@ def _result_file_copy(scratch: Path, private: Path) -> Path:
     return copy
 
 
+def _result_file_copy(scratch: Path, private: Path) -> Path:
+    """$AUTOSWARM_RESULT copied, without following links, to where only the worker writes.
+
+    The evaluation wrote it, so it may be a link to a volunteer's file or a FIFO: such a file
+    is not read, and the copy then says why (parse_metric reports it as an unusable file).
+    """
+    copy = private / RESULT_FILE
+    copy.unlink(missing_ok=True)
+    try:
+        copy.write_bytes(read_regular(scratch, RESULT_FILE, max_bytes=MAX_RESULT_FILE_BYTES))
+    except NotRegularFile as exc:
+        if exc.kind != "missing":
+            copy.write_text(f"not read: the evaluation left {exc}")
+    return copy
+
+
 @dataclass
 class PreparedTask:
     """A task whose edit is made (or whose version is written), ready to be evaluated.
@@ -305,6 +324,8 @@ def _mutate(context: ExecutionContext, study: Study, task: worker_pb2.Task, scra
     started = time.monotonic()
     try:
         mutator = create_mutator(kind, options)
+        if isinstance(mutator, CommandMutator):  # the box is the volunteer's choice, never the study's
+            mutator = replace(mutator, box=context.agent_box or AgentBox(sandbox=context.sandbox))
         outcome = mutator.mutate(MutationRequest(
             workdir=scratch, target=study.target, program=program, memory=task.memory,
             seed=task.seed, timeout_seconds=study.timeout, cancel=cancel,

@@ -22,6 +22,7 @@ import grpc
 from autoswarm import __version__
 from autoswarm.bundle import BundleError
 from autoswarm.v1 import common_pb2, worker_pb2
+from autoswarm.worker.agent_box import AgentSettings
 from autoswarm.worker.bundles import BundleCache, BundleDownload
 from autoswarm.worker.connection import TRANSIENT, Connection, Stopped
 from autoswarm.worker.execute import ExecutionContext, execute_task
@@ -75,6 +76,7 @@ class WorkerOptions:
     sandbox_read_only: tuple[Path, ...] = ()
     donation: DonationPolicy = field(default_factory=DonationPolicy)
     check_interval: float = 5.0           # seconds between looks at the clock and the machine's load
+    agent: AgentSettings = field(default_factory=AgentSettings)  # how agent CLIs are boxed (worker/agent_box.py)
 
 
 def hardware_message(hw: HardwareInfo) -> common_pb2.Hardware:
@@ -336,6 +338,7 @@ class Worker:
             cache=self.cache, scratch_root=self._scratch / f"slot-{index}", data_root=self._data,
             slot_env=env, keep_scratch=self.options.keep_scratch, mutator_options=self.options.mutator_options,
             sandbox=self._slot_sandboxes[index], announce=self._announce,
+            agent_box=self.options.agent.box(self._slot_sandboxes[index], self.options.state_dir),
         )
         context.scratch_root.mkdir(parents=True, exist_ok=True)
         while not self._finish.is_set():

@@ -86,6 +86,9 @@ class Access:
     home: Path | None = None                  # $HOME inside, writable; None: an empty private one
     network: bool = False
     gpus: bool = False                        # bind /dev/nvidia* (GPU slots)
+    # (host path, path inside) bound read-only after everything else, e.g. a volunteer's agent
+    # login into the agent's own home. The path inside must lie in a bound, writable directory.
+    mapped_read_only: tuple[tuple[Path, Path], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -275,6 +278,8 @@ def bwrap_arguments(access: Access, read_only: Iterable[Path], *, tmp_bytes: int
     args += ["--perms", "0755", "--dir", str(Path(_TRAMPOLINE_INSIDE).parent)]
     for path in sorted(binds, key=lambda p: len(p.parts)):  # a parent before what is mounted inside it
         args += [binds[path], str(path), str(path)]
+    for source, inside in access.mapped_read_only:
+        args += ["--ro-bind", str(source), str(inside)]
     args += ["--chdir", str(access.workdir)]
     return args
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 import textwrap
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from autoswarm import words
 from autoswarm.bundle import pack_directory
 from autoswarm.v1 import common_pb2, worker_pb2
 from swarm import write_study
+from autoswarm.worker.agent_box import AgentBox
 from autoswarm.worker.bundles import BundleCache
 from autoswarm.worker.execute import ExecutionContext, execute_task
 from autoswarm.worker.mutators import create_mutator
@@ -223,14 +226,20 @@ def test_bad_options_are_config_errors_naming_the_key(options, message):
         create_mutator("command", options)
 
 
-def test_the_agent_runs_with_the_workers_environment(tmp_path, monkeypatch):
-    """Agent CLIs need their own credentials and HOME: the worker's environment is passed on."""
-    monkeypatch.setenv("AUTOSWARM_TEST_AGENT_TOKEN", "agent-credential")
+def test_the_agent_gets_only_the_variables_the_volunteer_names_unless_unsafe(tmp_path, monkeypatch):
+    """Agent CLIs need their own API key: the volunteer passes it by name; nothing else leaks."""
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "agent-credential")
+    monkeypatch.setenv("AUTOSWARM_JOIN_TOKEN", "asj_secret")
     command = _agent(tmp_path, """
         import os
-        open("target.py", "a").write("# " + os.environ["AUTOSWARM_TEST_AGENT_TOKEN"] + "\\n")
+        seen = [os.environ.get(n, "-") for n in ("ANTHROPIC_API_KEY", "AUTOSWARM_JOIN_TOKEN")]
+        open("target.py", "a").write("# " + " ".join(seen) + " " + os.environ["HOME"] + "\\n")
         print("DESCRIPTION: ok")
     """)
-    work = _workdir(tmp_path)
-    create_mutator("command", {"command": command}).mutate(_request(work))
-    assert (work / "target.py").read_text().endswith("# agent-credential\n")
+    for box, expected in ((AgentBox(), "- -"), (AgentBox(env_names=("ANTHROPIC_API_KEY",)), "agent-credential -"),
+                          (AgentBox(unsafe=True), "agent-credential asj_secret")):
+        work = _workdir(tmp_path / expected.replace(" ", "_"))
+        replace(create_mutator("command", {"command": command}), box=box).mutate(_request(work))
+        line = (work / "target.py").read_text().splitlines()[-1]
+        assert line.startswith(f"# {expected} "), line
+        assert (line.endswith(os.environ["HOME"])) == box.unsafe, "only the unsafe box sees the real $HOME"

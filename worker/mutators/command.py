@@ -2,7 +2,10 @@
 
 The agent runs in the scratch copy (its working directory), without a shell, in its own
 process group under its own time limit: at the limit, or when the lease is cancelled, the whole
-group is killed exactly as for evaluations (worker/runner.py). The prompt (prompt.py) reaches
+group is killed exactly as for evaluations (worker/runner.py). It runs in the agent box
+(worker/agent_box.py): with bubblewrap, the worker's sandbox plus the network and a home of its
+own; of the worker's environment only the allow-list and what `--agent-env` names reach it.
+The prompt (prompt.py) reaches
 it in one of three ways, chosen by placeholders in the command:
 
 - `{prompt_file}`: replaced by the path of a file holding the prompt;
@@ -31,10 +34,11 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from autoswarm.worker.agent_box import AgentBox
 from autoswarm.worker.mutators.base import (
     MutationOutcome,
     MutationRequest,
@@ -45,6 +49,7 @@ from autoswarm.worker.mutators.base import (
 from autoswarm.worker.mutators.edits import describe_change, last_description
 from autoswarm.worker.mutators.prompt import DESCRIPTION_PLACEHOLDER, PromptInputs, agent_prompt
 from autoswarm.worker.runner import EXIT_NOT_FOUND, run_command
+from autoswarm.worker.safe_files import read_regular
 
 PROMPT_FILE = "{prompt_file}"
 PROMPT_TEXT = "{prompt}"
@@ -72,6 +77,9 @@ class CommandMutator:
 
     command: tuple[str, ...]
     timeout: float = DEFAULT_TIMEOUT_SECONDS
+    # Set by the worker (worker/agent_box.py), never by a study: the default boxes nothing but
+    # still gives the agent a home of its own and the allow-list environment.
+    box: AgentBox = field(default_factory=AgentBox)
 
     def __post_init__(self) -> None:
         if not self.command or not all(isinstance(a, str) for a in self.command) or not self.command[0].strip():
@@ -101,9 +109,8 @@ class CommandMutator:
         """Run the agent in `request.workdir`; the target as it leaves it is the edit."""
         if request.cancel is not None and request.cancel.is_set():
             raise MutatorError("cancelled before the edit")
-        target = request.workdir / request.target
         try:
-            before = target.read_bytes().decode("utf-8", errors="replace")
+            before = read_regular(request.workdir, request.target).decode("utf-8", errors="replace")
         except OSError as exc:
             raise MutatorError(f"cannot read target {request.target}: {exc}") from None
         prompt = agent_prompt(PromptInputs(request.program, request.target, None, request.memory))
@@ -112,11 +119,12 @@ class CommandMutator:
             prompt_path = private / "prompt.md"
             prompt_path.write_text(prompt, encoding="utf-8")
             argv = self._argv_for(prompt, prompt_path, request)
-            env = {**os.environ, "TMPDIR": str(private), "AUTOSWARM_PROMPT_FILE": str(prompt_path),
-                   "AUTOSWARM_TARGET": request.target}
+            prepared = self.box.prepare(argv, request.workdir, private, {
+                "AUTOSWARM_PROMPT_FILE": str(prompt_path), "AUTOSWARM_TARGET": request.target}, float(self.timeout))
             on_stdin = not any(PROMPT_FILE in a or PROMPT_TEXT in a for a in self.command)
-            outcome = run_command(argv, cwd=request.workdir, env=env, timeout_seconds=float(self.timeout),
-                                  log_path=private / "agent.log", tail_chars=_TAIL_CHARS, cancel=request.cancel,
+            outcome = run_command(list(prepared.argv), cwd=request.workdir, env=prepared.env,
+                                  timeout_seconds=float(self.timeout), log_path=private / "agent.log",
+                                  tail_chars=_TAIL_CHARS, cancel=request.cancel,
                                   stdin_path=prompt_path if on_stdin else None)
             with open(outcome.log_path, "rb") as log:
                 # The description is at the end; a chatty agent's whole log need not be in memory.
@@ -131,15 +139,19 @@ class CommandMutator:
             raise MutatorError(f"the agent {name} did not finish within its {self.timeout:g}s timeout; "
                                f"its process group was killed\n{outcome.output_tail}")
         if outcome.returncode != 0:
-            hint = " (is it installed and on the worker's PATH?)" if outcome.returncode == EXIT_NOT_FOUND else ""
+            hint = "" if outcome.returncode != EXIT_NOT_FOUND else (
+                " (is it installed and on the worker's PATH? In the agent box only the system, the worker's Python "
+                "and --sandbox-ro paths are visible)" if self.box.isolated else
+                " (is it installed and on the worker's PATH?)")
             raise MutatorError(f"the agent {name} exited with status {outcome.returncode}{hint}\n"
                                f"{outcome.output_tail}")
         description = last_description(output, ignore=DESCRIPTION_PLACEHOLDER)
         if not description:
             try:
-                after = target.read_bytes().decode("utf-8", errors="replace")
+                # Never through a link: the agent may have replaced the target with one.
+                after = read_regular(request.workdir, request.target).decode("utf-8", errors="replace")
             except OSError:
-                after = before  # the tamper check reports the deleted target
+                after = before  # the tamper check reports the deleted or replaced target
             description = describe_change(before, after)
         return MutationOutcome(description=description)
 
