@@ -199,22 +199,6 @@ def _result_file_copy(scratch: Path, private: Path) -> Path:
     return copy
 
 
-def _result_file_copy(scratch: Path, private: Path) -> Path:
-    """$AUTOSWARM_RESULT copied, without following links, to where only the worker writes.
-
-    The evaluation wrote it, so it may be a link to a volunteer's file or a FIFO: such a file
-    is not read, and the copy then says why (parse_metric reports it as an unusable file).
-    """
-    copy = private / RESULT_FILE
-    copy.unlink(missing_ok=True)
-    try:
-        copy.write_bytes(read_regular(scratch, RESULT_FILE, max_bytes=MAX_RESULT_FILE_BYTES))
-    except NotRegularFile as exc:
-        if exc.kind != "missing":
-            copy.write_text(f"not read: the evaluation left {exc}")
-    return copy
-
-
 @dataclass
 class PreparedTask:
     """A task whose edit is made (or whose version is written), ready to be evaluated.
