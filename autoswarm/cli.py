@@ -220,7 +220,11 @@ def coordinator(
     listen: Annotated[str, typer.Option(help="Address to serve gRPC on, e.g. 0.0.0.0:50051.")] = "127.0.0.1:50051",
     lease_factor: Annotated[float, typer.Option(min=1.0, help="Lease lifetime = study timeout × this + grace.")] = 2.0,
     lease_grace: Annotated[float, typer.Option(min=0.0, help="Seconds added to every lease lifetime.")] = 30.0,
-    heartbeat_interval: Annotated[float, typer.Option(min=0.2, help="Seconds between worker heartbeats.")] = 5.0,
+    heartbeat_interval: Annotated[float, typer.Option(min=0.2, help=(
+        "Shortest interval between a worker's heartbeats; longer leases and bigger swarms get longer ones."))] = 5.0,
+    heartbeat_budget: Annotated[float, typer.Option(min=0.01, help=(
+        "Heartbeats per second the whole swarm may send: a bigger swarm is told to heartbeat less often "
+        "(never so rarely that a lease could lapse)."))] = 500.0,
     fsync: Annotated[bool, typer.Option(help="fsync every commit (survive power loss, not only crashes).")] = False,
     ready_file: Annotated[Optional[Path], typer.Option(help="Write {\"port\": N} here once serving.")] = None,
     max_message_bytes: Annotated[int, typer.Option(min=1024, help="Largest gRPC message accepted.")] = 80 << 20,
@@ -242,6 +246,7 @@ def coordinator(
 ) -> None:
     """Run a coordinator: holds the champions, leases tasks, decides acceptance."""
     from autoswarm.coordinator.engine import EngineConfig, Limits
+    from autoswarm.coordinator.liveness import LivenessPolicy
     from autoswarm.coordinator.server import ServerConfig, serve
 
     _setup_logging(verbose)
@@ -254,6 +259,7 @@ def coordinator(
                           worker_rate=worker_rate, worker_burst=max(3 * worker_rate, 1.0),
                           engine=EngineConfig(lease_factor=lease_factor, lease_grace=lease_grace,
                                               heartbeat_interval=heartbeat_interval,
+                                              liveness=LivenessPolicy(heartbeat_budget=heartbeat_budget),
                                               limits=Limits(max_target_bytes=max_target_bytes, max_slots=max_slots,
                                                             max_log_tail_chars=max_log_tail)))
     try:

@@ -22,6 +22,7 @@ from autoswarm.coordinator import acceptance, scheduler
 from autoswarm.coordinator.events import EngineEvents, NoEvents
 from autoswarm.coordinator.lifecycle import UpdatePlan, UpdateRefused, check_action, plan_update
 from autoswarm.coordinator.lineage import LineageEntry, lineage
+from autoswarm.coordinator.liveness import LivenessPolicy
 from autoswarm.coordinator.merge import merge3, merge_base
 from autoswarm.coordinator.study_state import Outlier, PendingClaim, StudyState
 from autoswarm.coordinator.store import (
@@ -83,8 +84,9 @@ class Limits:
 class EngineConfig:
     lease_factor: float = 2.0         # a lease lives timeout × factor + grace past each heartbeat
     lease_grace: float = 30.0
-    heartbeat_interval: float = 5.0
+    heartbeat_interval: float = 5.0   # the shortest interval workers are told (liveness.min_interval)
     limits: Limits = field(default_factory=Limits)
+    liveness: LivenessPolicy = field(default_factory=LivenessPolicy)
 
     def lease_ttl(self, study: Study) -> float:
         return study.timeout * self.lease_factor + self.lease_grace
@@ -111,6 +113,7 @@ class TaskSpec:
 class HeartbeatOutcome:
     cancelled: list[str]      # leases this worker no longer holds: stop them
     duplicates: list[str]     # explore leases whose candidate was evaluated already: do not evaluate
+    interval: float = 0.0     # seconds until this worker's next heartbeat
 
 
 @dataclass(frozen=True)
@@ -161,6 +164,7 @@ class _Presence:
     state: str
     last_seen: float
     dirty: bool = True
+    silence: float = 20.0     # seconds it may stay silent and still count as connected
 
 
 @dataclass(frozen=True)
@@ -250,9 +254,14 @@ class Engine:
         self._class_cache: dict[str, tuple[float, frozenset[str], frozenset[str], frozenset[str]]] = {}
         self._results_by_worker: dict[str, int] = store.count_results_by_worker()
         self._setup_failed: dict[tuple[str, str], float] = {}
+        self.liveness = replace(self.config.liveness, min_interval=self.config.heartbeat_interval)
+        self._connected = (-math.inf, 0)   # (valid until, workers connected): counted once a second
         now = clock()
-        # Time the coordinator was down must not count against leases that were running.
-        store.push_active_deadlines(now + self.config.lease_grace)
+        # Time the coordinator was down must not count against leases that were running, and
+        # their workers may have been told to heartbeat up to half a lease's lifetime later.
+        rooms = [self.liveness.restart_room(self.config.lease_ttl(_study_from_record(r)), self.config.lease_grace)
+                 for r in store.studies()]
+        store.push_active_deadlines(now + max(rooms, default=self.config.lease_grace))
         for record in store.studies():
             if not record.archived:  # a removed study keeps its rows but takes no part
                 self._load_study(record)
@@ -522,7 +531,8 @@ class Engine:
         self.store.upsert_worker(record)
         self._workers[record.id] = record
         self._class_cache.clear()  # a new member or a changed class
-        self._presence[record.id] = _Presence("idle", now, dirty=False)
+        self._presence[record.id] = _Presence("idle", now, dirty=False,
+                                              silence=self.liveness.allowed_silence(self.liveness.min_interval))
         return record.id, hw_class
 
     def owner_of(self, worker_id: str) -> str | None:
@@ -540,7 +550,8 @@ class Engine:
         presence = self._presence.get(worker_id)
         now = self._clock()
         if presence is None:
-            self._presence[worker_id] = _Presence(state or "idle", now)
+            self._presence[worker_id] = _Presence(state or "idle", now,
+                                                  silence=self.liveness.allowed_silence(self.liveness.min_interval))
         else:
             presence.last_seen = now
             presence.state = state or presence.state
@@ -600,7 +611,39 @@ class Engine:
 
     def _live(self, worker_id: str, now: float) -> bool:
         presence = self._presence.get(worker_id)
-        return presence is not None and now - presence.last_seen <= 3 * self.config.heartbeat_interval + 5
+        return presence is not None and now - presence.last_seen <= presence.silence
+
+    def connected(self) -> int:
+        """Workers heard from within the silence they were allowed (recounted at most once a second)."""
+        now = self._clock()
+        until, count = self._connected
+        if now >= until:
+            count = sum(1 for p in self._presence.values() if now - p.last_seen <= p.silence)
+            self._connected = (now + 1.0, count)
+        return count
+
+    def next_contact(self, worker_id: str, polling: float = 0.0, state: str = "") -> float:
+        """Seconds until this worker should heartbeat, from its leases' deadlines and the swarm's size.
+
+        `polling` is the length of the idle long-poll it was just told, which is its next
+        contact when it holds no lease. Its presence is trusted for as long as that allows.
+        `state`, when given, is the state the worker sent with the call (an idle long-poll).
+        """
+        now = self._clock()
+        deadlines = [lease.deadline for lease_id in self._running.get(worker_id, ())
+                     if (lease := self._active_lease(lease_id)) is not None]
+        interval = self.liveness.heartbeat_interval(now, deadlines, self.connected())
+        presence = self._presence.get(worker_id)
+        if presence is not None:
+            presence.silence = self.liveness.allowed_silence(interval if deadlines or not polling else polling)
+            if state and state[:32] != presence.state:
+                presence.state = state[:32]
+                presence.dirty = True
+        return interval
+
+    def poll_seconds(self) -> float:
+        """How long an idle worker's next long-poll should last."""
+        return self.liveness.poll_seconds(self.connected())
 
     def lease(self, worker_id: str) -> TaskSpec | None:
         """Leases the next task for this worker, or None when there is none right now."""
@@ -689,7 +732,7 @@ class Engine:
                 lease = self._active_lease(lease_id)
                 if lease is not None:
                     self._studies[lease.study].active[lease_id] = replace(lease, deadline=max(lease.deadline, deadline))
-        return HeartbeatOutcome(cancelled, duplicates)
+        return HeartbeatOutcome(cancelled, duplicates, self.next_contact(worker_id))
 
     def _active_lease(self, lease_id: str) -> LeaseRecord | None:
         for state in self._studies.values():
@@ -1179,7 +1222,7 @@ class Engine:
     def worker_summaries(self) -> list[WorkerSummary]:
         now = self._clock()
         counts = self._results_by_worker
-        offline_after = 3 * self.config.heartbeat_interval + 5
+        offline_after = self.liveness.allowed_silence(self.liveness.min_interval)
         out = []
         for worker in self._workers.values():
             presence = self._presence.get(worker.id)

@@ -23,22 +23,54 @@ from autoswarm.coordinator.reasons import failure_reason
 from autoswarm.coordinator.store import ResultRecord, StudyEvent, StudyRecord, VersionRecord
 
 BUNDLE_CHUNK_BYTES = 1 << 20
-MAX_LEASE_WAIT_SECONDS = 60.0
+MAX_LEASE_WAIT_SECONDS = 300.0   # what a worker may ask; the coordinator suggests less (liveness.poll_seconds)
 T = TypeVar("T")
 
 
 class ChangeSignal:
-    """Wakes long-polling Lease calls when something that may create work has happened."""
+    """Wakes long-polling Lease calls when something that may create work has happened.
 
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
+    Not all of them at once: with thousands of idle volunteers waiting, waking every one on
+    every report would cost thousands of fruitless scheduling passes. While few wait, a
+    change wakes them all; beyond `wake_all_below` it wakes the `fanout` longest waiters, a
+    woken call that finds work passes the wake-up on (there may be more), and one that finds
+    none waits again at the back of the line.
+    """
 
-    def notify(self) -> None:
-        self._event.set()
-        self._event = asyncio.Event()
+    def __init__(self, fanout: int = 2, wake_all_below: int = 32) -> None:
+        self.fanout = fanout
+        self.wake_all_below = wake_all_below
+        self._waiters: dict[asyncio.Future[bool], None] = {}   # insertion order: longest waiting first
 
-    def current(self) -> asyncio.Event:
-        return self._event
+    def __len__(self) -> int:
+        return len(self._waiters)
+
+    def notify(self, count: int | None = None) -> None:
+        """Wakes `count` waiters (default: all while few wait, else `fanout`), longest waiting first."""
+        if count is None:
+            count = len(self._waiters) if len(self._waiters) < self.wake_all_below else self.fanout
+        while count > 0 and self._waiters:
+            waiter = next(iter(self._waiters))
+            del self._waiters[waiter]
+            if not waiter.done():
+                waiter.set_result(True)
+                count -= 1
+
+    async def wait(self, timeout: float) -> bool:
+        """Waits for a wake-up; False when `timeout` passed first.
+
+        Callers look for work before waiting, with no await in between, so no change that
+        happens after their look can be missed.
+        """
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiters[waiter] = None
+        timer = loop.call_later(timeout, lambda: waiter.done() or waiter.set_result(False))
+        try:
+            return await waiter
+        finally:
+            timer.cancel()
+            self._waiters.pop(waiter, None)
 
 
 async def _guard(context: grpc.aio.ServicerContext, call: Callable[[], T]) -> T:
@@ -199,36 +231,43 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
             wanted, request.name, hardware, request.slots, list(request.mutators), owner=caller.owner))
         credential = self.auth.issue_worker_credential(caller, worker_id) if caller.kind == "join" and self.auth else ""
         await self.durable()
+        # An older worker keeps the interval it is told here for good: the shortest one is
+        # safe for every lease. Newer ones hear a fitting interval with each lease and heartbeat.
         return worker_pb2.RegisterResponse(
             worker_id=worker_id, heartbeat_interval_seconds=self.engine.config.heartbeat_interval,
             hardware_class=hw_class, credential=credential, owner=caller.owner,
+            lease_wait_seconds=self.engine.poll_seconds(),
         )
 
     async def Lease(self, request, context):
         await _as_worker(context, self.auth, request.worker_id)
         await self._limit(context, request.worker_id, "Lease")
         wait = min(max(request.wait_seconds, 0.0), MAX_LEASE_WAIT_SECONDS)
-        deadline = asyncio.get_running_loop().time() + wait
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        woken = False
         while True:
-            changed = self.changes.current()  # taken before looking, so no wake-up is missed
             task = await _guard(context, lambda: self.engine.lease(request.worker_id))
             if task is not None:
+                if woken:
+                    self.changes.notify(1)  # there may be more work than this: wake the next in line
                 await self.durable()
                 if context.cancelled():
                     # The worker gave up on this call (stopping, machine busy): nobody will run it.
                     self.engine.release(request.worker_id, [task.lease_id])
                     await self.durable()
                     return worker_pb2.LeaseResponse(has_task=False)
-                response = worker_pb2.LeaseResponse(has_task=True)
+                response = worker_pb2.LeaseResponse(has_task=True, lease_wait_seconds=self.engine.poll_seconds())
                 task_message(task, into=response.task)
+                response.heartbeat_interval_seconds = self.engine.next_contact(request.worker_id)
                 return response
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0 or context.done():
-                return worker_pb2.LeaseResponse(has_task=False)
-            try:
-                await asyncio.wait_for(changed.wait(), remaining)
-            except TimeoutError:
-                return worker_pb2.LeaseResponse(has_task=False)
+            remaining = deadline - loop.time()
+            # While it waits here, this call is the worker's presence: no heartbeat needed.
+            interval = self.engine.next_contact(request.worker_id, polling=max(remaining, 0.0), state=request.state)
+            if remaining <= 0 or context.done() or not await self.changes.wait(remaining):
+                return worker_pb2.LeaseResponse(has_task=False, heartbeat_interval_seconds=interval,
+                                                lease_wait_seconds=self.engine.poll_seconds())
+            woken = True
 
     async def Heartbeat(self, request, context):
         await _as_worker(context, self.auth, request.worker_id)
@@ -237,7 +276,8 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
             dict(request.candidate_hashes)))
         await self.durable()
         return worker_pb2.HeartbeatResponse(cancelled_lease_ids=outcome.cancelled,
-                                            duplicate_lease_ids=outcome.duplicates)
+                                            duplicate_lease_ids=outcome.duplicates,
+                                            heartbeat_interval_seconds=outcome.interval)
 
     async def Report(self, request, context):
         await _as_worker(context, self.auth, request.worker_id)

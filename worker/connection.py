@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +18,7 @@ from autoswarm.control import open_channel
 from autoswarm.v1 import worker_pb2_grpc
 
 T = TypeVar("T")
+log = logging.getLogger("autoswarm.worker")
 
 # Errors that mean "try again later", not "your request is wrong".
 TRANSIENT = frozenset({
@@ -33,6 +37,84 @@ class Backoff:
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         return rng.uniform(0, min(self.maximum, self.initial * self.factor ** attempt))
+
+
+class HeartbeatSchedule:
+    """When the worker heartbeats next: as the coordinator last said, and soon after news.
+
+    The coordinator sends an interval with every lease and heartbeat answer, from the
+    worker's leases and the swarm's size; an older coordinator sends none (0), and the last
+    one stays. A worker with leases running heartbeats at that interval, counted from its last
+    heartbeat, to keep them. One without leases has nothing to keep: while it waits on a
+    long-poll, that call is its presence; otherwise (paused, out of hours) it heartbeats at the
+    interval. News the coordinator should hear at once (a state change) makes it due now.
+    Thread-safe: the heartbeat thread waits on it while slots report what they are doing.
+    """
+
+    def __init__(self, interval: float, lease_wait: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self.lease_wait = lease_wait
+        self._clock = clock
+        self._last = clock()
+        self._polling = 0
+        self._news = False
+        self._changed = threading.Condition()
+
+    def told(self, interval: float = 0.0, lease_wait: float = 0.0) -> None:
+        """Takes the coordinator's answer; 0 keeps the current value."""
+        with self._changed:
+            if interval > 0 and interval != self.interval:
+                if abs(interval - self.interval) > 0.1 * self.interval:
+                    log.info("the coordinator asks for a heartbeat every %.3g s", interval)
+                self.interval = interval
+                self._changed.notify_all()
+            if lease_wait > 0:
+                self.lease_wait = lease_wait
+
+    def polling(self, delta: int) -> None:
+        """A long-poll starts (+1) or ends (-1)."""
+        with self._changed:
+            self._polling += delta
+            self._changed.notify_all()
+
+    def news(self) -> None:
+        """Something the coordinator should hear soon: heartbeat now."""
+        with self._changed:
+            self._news = True
+            self._changed.notify_all()
+
+    def sent(self) -> None:
+        """A heartbeat went out (whether or not it arrived); also a lease granted to a worker
+        that held none: its deadline is as fresh as a heartbeat would make it."""
+        with self._changed:
+            self._last = self._clock()
+            self._news = False
+
+    def due_in(self, running: int) -> float:
+        """Seconds until the next heartbeat; inf while an idle worker's long-poll speaks for it."""
+        with self._changed:
+            return self._due_in(running)
+
+    def _due_in(self, running: int) -> float:
+        if self._news:
+            return 0.0
+        if not running and self._polling > 0:
+            return math.inf
+        return max(0.0, self._last + self.interval - self._clock())
+
+    def wait(self, running: Callable[[], int], stop: threading.Event, tick: float = 1.0) -> bool:
+        """Blocks until a heartbeat is due; False once `stop` is set.
+
+        Woken early by a new interval, a long-poll's end or news; `tick` bounds each nap so
+        that new leases (`running`) and `stop` are noticed without a wake-up of their own.
+        """
+        with self._changed:
+            while not stop.is_set():
+                due = self._due_in(running())
+                if due <= 0:
+                    return True
+                self._changed.wait(min(due, tick))
+        return False
 
 
 class Stopped(Exception):

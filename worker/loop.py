@@ -24,7 +24,7 @@ from autoswarm.bundle import BundleError
 from autoswarm.v1 import common_pb2, worker_pb2
 from autoswarm.worker.agent_box import AgentSettings
 from autoswarm.worker.bundles import BundleCache, BundleDownload
-from autoswarm.worker.connection import TRANSIENT, Connection, Stopped
+from autoswarm.worker.connection import TRANSIENT, Connection, HeartbeatSchedule, Stopped
 from autoswarm.worker.execute import ExecutionContext, execute_task
 from autoswarm.worker.donation import (
     IDLE,
@@ -110,7 +110,7 @@ class Worker:
                                      ca=options.ca)
         self.worker_id = ""
         self.hardware_class = ""
-        self.heartbeat_interval = 5.0
+        self.heartbeats = HeartbeatSchedule(5.0, options.lease_wait_seconds)
         self._finish = threading.Event()      # first stop request: take no new work
         self._halt = threading.Event()        # second: abandon running work now
         self._running: dict[str, threading.Event] = {}
@@ -187,7 +187,7 @@ class Worker:
                                                  self._halt, "register")
             self.worker_id = response.worker_id
             self.hardware_class = response.hardware_class
-            self.heartbeat_interval = response.heartbeat_interval_seconds or 5.0
+            self.heartbeats.told(response.heartbeat_interval_seconds, response.lease_wait_seconds)
             credential = response.credential or (credential if self.connection.token == credential else "")
             self.connection.token = credential or self.options.token
             self._save_identity(credential)
@@ -252,6 +252,8 @@ class Worker:
             if state == previous:
                 return
             self._state = state
+        if not {previous, state} <= {WORKING, IDLE}:
+            self.heartbeats.news()  # paused, out of hours, stopping...: the coordinator hears it now
         detail = {RECONNECTING: f" — coordinator {self.options.coordinator} unreachable, retrying with backoff",
                   gate.state: f" — {gate.reason}; no new tasks until that changes" if gate.reason else ""}
         # working <-> idle flips with every task: news only at DEBUG; every other change at INFO.
@@ -391,17 +393,26 @@ class Worker:
                               f"{exc.code().name} {exc.details()}") from exc
 
     def _lease(self) -> worker_pb2.Task | None:
-        wait = self.options.lease_wait_seconds
+        wait = self.heartbeats.lease_wait  # as long as the coordinator suggests: one call per idle spell
 
         def long_poll() -> worker_pb2.LeaseResponse | None:
             # A future, so that a stop request does not wait out the coordinator's long-poll.
             call = self.connection.stub.Lease.future(
-                worker_pb2.LeaseRequest(worker_id=self.worker_id, wait_seconds=wait), timeout=wait + 15)
-            while not self._finish.is_set() and self._gate.open:
-                try:
-                    return call.result(timeout=0.2)
-                except grpc.FutureTimeoutError:
-                    continue
+                worker_pb2.LeaseRequest(worker_id=self.worker_id, wait_seconds=wait, state=self._state),
+                timeout=wait + 15)
+            self.heartbeats.polling(+1)  # while it waits, this call is the worker's presence
+            try:
+                while not self._finish.is_set() and self._gate.open:
+                    try:
+                        response = call.result(timeout=0.2)
+                        self.heartbeats.told(response.heartbeat_interval_seconds, response.lease_wait_seconds)
+                        if response.has_task and not self._running:
+                            self.heartbeats.sent()
+                        return response
+                    except grpc.FutureTimeoutError:
+                        continue
+            finally:
+                self.heartbeats.polling(-1)
             call.cancel()
             return None
 
@@ -468,9 +479,10 @@ class Worker:
                 self._flush_outbox()
 
     def _heartbeat_loop(self) -> None:
-        while not self._halt.wait(self.heartbeat_interval):
+        while self.heartbeats.wait(lambda: len(self._running), self._halt):
             with self._lock:
                 lease_ids = list(self._running)
+            self.heartbeats.sent()
             try:
                 response = self.connection.stub.Heartbeat(worker_pb2.HeartbeatRequest(
                     worker_id=self.worker_id, lease_ids=lease_ids, state=self._state), timeout=10)
@@ -480,6 +492,7 @@ class Worker:
                 elif exc.code() in TRANSIENT and self._connected:
                     self._connection_state(f"reconnecting (heartbeat: {exc.code().name})")
                 continue
+            self.heartbeats.told(response.heartbeat_interval_seconds)
             if not self._connected:
                 self._connection_state("connected")
             with self._lock:
