@@ -17,7 +17,7 @@ from typing import Any
 from autoswarm import words
 from autoswarm.bundle import BundleError, sha256_hex, unpack_bundle
 from autoswarm.hardware_class import HardwareError, checked_hardware, hardware_class, is_moved, moved_class, origin_class
-from autoswarm.study import STUDY_FILE, Study, StudyError, parse_study, parse_study_text
+from autoswarm.study import STUDY_FILE, Study, StudyError, decode_study_text, parse_study, parse_study_text
 from autoswarm.coordinator import acceptance, scheduler
 from autoswarm.coordinator.events import EngineEvents, NoEvents
 from autoswarm.coordinator.lifecycle import UpdatePlan, UpdateRefused, check_action, plan_update
@@ -398,7 +398,7 @@ class Engine:
         if STUDY_FILE not in files:
             raise InvalidRequest("bundle has no study.toml at its top level")
         try:
-            spec = parse_study_text(files[STUDY_FILE].decode("utf-8", errors="replace"))
+            spec = parse_study_text(decode_study_text(files[STUDY_FILE]))
         except StudyError as exc:
             raise InvalidRequest(f"study.toml: {exc}") from exc
         if spec.target not in files:

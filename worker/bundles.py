@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -100,6 +101,16 @@ def _tree_size(path: Path) -> int:
     return total
 
 
+def _special_files(directory: str, names: list[str]) -> set[str]:
+    """The entries of `directory` that are neither files, folders nor links (for copytree)."""
+    special = set()
+    for name in names:
+        mode = os.lstat(os.path.join(directory, name)).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
+            special.add(name)
+    return special
+
+
 class BundleCache:
     """Fetches bundles by hash through `fetch(hash) -> chunks` and keeps them on disk."""
 
@@ -156,7 +167,9 @@ class BundleCache:
     def copy_to(self, entry: CachedBundle, destination: Path) -> None:
         """Copies a bundle's files to a scratch directory (under the lock, so eviction waits)."""
         with self._lock:
-            shutil.copytree(entry.files, destination, symlinks=True)
+            # Links stay links (a setup's venv has them; inside the sandbox they resolve there);
+            # FIFOs, sockets and devices a setup left are not study files and are not copied.
+            shutil.copytree(entry.files, destination, symlinks=True, ignore=_special_files)
             os.utime(entry.root / "complete")
 
     def setup_once(self, entry: CachedBundle, run_setup: Callable[[Path], tuple[bool | None, str]],

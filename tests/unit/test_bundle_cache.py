@@ -141,6 +141,17 @@ def test_setup_runs_once_and_a_failure_is_remembered_not_retried(tmp_path):
     assert cache.setup_once(broken, succeed, retry_after_seconds=0)[:2] == (True, "prepared")
 
 
+def test_a_fifo_a_setup_left_in_the_bundle_is_not_copied_and_links_stay_links(tmp_path):
+    b = bundle("a")
+    cache = BundleCache(tmp_path)
+    entry = cache.get(b.hash, Server(b).fetch)
+    os.mkfifo(entry.files / "pipe")
+    os.symlink("data.bin", entry.files / "alias.bin")
+    cache.copy_to(entry, tmp_path / "scratch")
+    assert sorted(p.name for p in (tmp_path / "scratch").iterdir()) == ["alias.bin", "data.bin", "study.toml"]
+    assert (tmp_path / "scratch" / "alias.bin").is_symlink()
+
+
 def test_a_cancelled_setup_is_not_remembered(tmp_path):
     b = bundle("a")
     cache = BundleCache(tmp_path)

@@ -11,6 +11,8 @@ import msgpack
 import pytest
 
 from autoswarm.bundle import BUNDLE_FORMAT, BundleError, pack_files, unpack_bundle
+from autoswarm.coordinator.engine import Engine, EngineConfig, InvalidRequest
+from autoswarm.coordinator.store import Store
 from autoswarm.study import StudyError, load_study
 from swarm import write_study
 
@@ -70,3 +72,14 @@ def test_an_archive_naming_a_file_twice_is_refused(entries, message):
     with pytest.raises(BundleError, match=message):
         unpack_bundle(_archive(entries))
     assert unpack_bundle(pack_files({"a.py": b"1", "b/c.py": b"2"}).data) == {"a.py": b"1", "b/c.py": b"2"}
+
+
+def test_a_coordinator_refuses_an_uploaded_study_that_is_not_utf8_or_names_an_unknown_mutator(tmp_path):
+    """What `study add` checks locally, the coordinator checks again for any other client."""
+    engine = Engine(Store(tmp_path / "swarm.db"), EngineConfig())
+    good = {p.name: p.read_bytes() for p in write_study(tmp_path / "s").iterdir()}
+    for toml, message in ((good["study.toml"] + b"# caf\xe9\n", "study.toml is not UTF-8 text: byte 0xe9"),
+                          (good["study.toml"] + b'[mutator]\nkind = "parms"\n', "unknown mutator 'parms'")):
+        with pytest.raises(InvalidRequest, match=message):
+            engine.add_study(pack_files({**good, "study.toml": toml}).data)
+    assert engine.study_summaries() == []
