@@ -15,6 +15,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
@@ -242,6 +243,13 @@ def coordinator(
     worker_rate: Annotated[float, typer.Option(min=0, help="Lease and Report calls per second per worker; 0: no limit.")] = 20.0,
     max_slots: Annotated[int, typer.Option(min=1, help="Most tasks one worker may hold at once.")] = 64,
     max_log_tail: Annotated[int, typer.Option(min=0, help="Characters of a result's log tail kept.")] = 8000,
+    web_port: Annotated[int, typer.Option(min=0, max=65535, help=(
+        "Serve the read-only web page and its JSON API at http://HOST:PORT/, HOST being --listen's host; "
+        "0 turns it off."))] = 0,
+    web_require_token: Annotated[bool, typer.Option(
+        help="The web page needs a reader (or admin) token (`autoswarm token create --reader`).")] = False,
+    web_refresh: Annotated[float, typer.Option(min=0.0, hidden=True, help=(
+        "Seconds the web page's credit snapshot is served before it is rebuilt."))] = 5.0,
     verbose: bool = False,
 ) -> None:
     """Run a coordinator: holds the champions, leases tasks, decides acceptance."""
@@ -257,6 +265,7 @@ def coordinator(
                           auth=auth == "tokens", admin_token_file=admin_token_file,
                           tls_cert=tls_cert, tls_key=tls_key, tls_client_ca=tls_client_ca,
                           worker_rate=worker_rate, worker_burst=max(3 * worker_rate, 1.0),
+                          web_port=web_port, web_require_token=web_require_token, web_refresh=web_refresh,
                           engine=EngineConfig(lease_factor=lease_factor, lease_grace=lease_grace,
                                               heartbeat_interval=heartbeat_interval,
                                               liveness=LivenessPolicy(heartbeat_budget=heartbeat_budget),
@@ -866,11 +875,17 @@ app.add_typer(token_app, name="token")
 def token_create(
     name: Annotated[str, typer.Option("--name", "-n", help="Who the token is for: the workers' owner.")],
     coordinator: CoordinatorOpt = "127.0.0.1:50051",
+    team: Annotated[str, typer.Option(help="The owner's team on the leaderboard.")] = "",
+    display_name: Annotated[str, typer.Option(help="The name public pages show (default: --name).")] = "",
+    anonymous: Annotated[bool, typer.Option(help="Public pages show a pseudonym instead of the owner's name.")] = False,
+    reader: Annotated[bool, typer.Option(help=(
+        "A read-only token instead: the web page, status, history and credit; no worker can join with it."))] = False,
 ) -> None:
     """Create a join token; give it to one person (it is shown once)."""
     try:
         with _control(coordinator) as control:
-            response = control.create_token(name)
+            response = control.create_token(name, team=team, display_name=display_name, anonymous=anonymous,
+                                            reader=reader)
     except ControlError as exc:
         _fail(str(exc))
     err.print(f"join token for {response.name} (shown once): ", end="", highlight=False)
@@ -887,10 +902,10 @@ def token_list(coordinator: CoordinatorOpt = "127.0.0.1:50051") -> None:
     except ControlError as exc:
         _fail(str(exc))
     table = Table(title="join tokens")
-    for col in ("name", "created", "workers", "state"):
+    for col in ("name", "kind", "team", "created", "workers", "state"):
         table.add_column(col)
     for t in response.tokens:
-        table.add_row(t.name, time.strftime("%Y-%m-%d %H:%M", time.localtime(t.created_unix)), str(t.workers),
+        table.add_row(escape(t.name), t.kind or "join", escape(t.team), time.strftime("%Y-%m-%d %H:%M", time.localtime(t.created_unix)), str(t.workers),
                       "revoked" if t.revoked else "active")
     console.print(table)
 
@@ -907,6 +922,26 @@ def token_revoke(
     except ControlError as exc:
         _fail(str(exc))
     console.print(f"revoked {name}: {response.revoked} token(s) and worker credential(s)", highlight=False)
+
+
+@app.command()
+def credit(
+    coordinator: CoordinatorOpt = "127.0.0.1:50051",
+    team: Annotated[bool, typer.Option("--team", help="Teams instead of volunteers.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON, as the web API's /api/v1/leaderboard.")] = False,
+) -> None:
+    """Granted credit, recent average credit, discoveries and badges per volunteer (or team)."""
+    from autoswarm.credit_view import credit_json, credit_table
+
+    try:
+        with _control(coordinator) as control:
+            response = control.credit()
+    except ControlError as exc:
+        _fail(str(exc))
+    if as_json:
+        print(credit_json(response, teams=team))
+    else:
+        console.print(credit_table(response, teams=team))
 
 
 def main() -> None:

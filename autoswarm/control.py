@@ -99,8 +99,13 @@ class ControlClient:
     def history(self, study: str) -> control_pb2.HistoryResponse:
         return self._call(self.stub.History, control_pb2.HistoryRequest(study=study))
 
-    def create_token(self, name: str) -> control_pb2.CreateTokenResponse:
-        return self._call(self.stub.CreateToken, control_pb2.CreateTokenRequest(name=name))
+    def create_token(self, name: str, *, team: str = "", display_name: str = "", anonymous: bool = False,
+                     reader: bool = False) -> control_pb2.CreateTokenResponse:
+        return self._call(self.stub.CreateToken, control_pb2.CreateTokenRequest(
+            name=name, team=team, display_name=display_name, anonymous=anonymous, reader=reader))
+
+    def credit(self) -> control_pb2.CreditResponse:
+        return self._call(self.stub.Credit, control_pb2.CreditRequest())
 
     def list_tokens(self) -> control_pb2.ListTokensResponse:
         return self._call(self.stub.ListTokens, control_pb2.ListTokensRequest())

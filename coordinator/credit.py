@@ -38,6 +38,7 @@ DECIDED_STATES = frozenset({"accepted", "rejected", "unconfirmed", "superseded"}
 NO_CREDIT_DECISIONS = frozenset({"duplicate", "no-change", "ignored"})   # nothing new was learned
 AGREEING = frozenset({"claim", "confirm", "keep"})   # a measurement that reproduced its claim
 FOLDED_REASON = "folded into the merge "             # the engine's reason for a claim folded into a merge
+SUPERSEDED_REASON = "the champion moved to "         # ... for an open claim replayed onto a new champion
 
 
 @dataclass(frozen=True)
@@ -250,7 +251,12 @@ def contributors(claim: Claim, claims: Sequence[Claim], steps: Sequence[Step],
         found.append(claim.claimant_worker)
     folded_reason = FOLDED_REASON + claim.version[:12]
     for other in claims:
-        if other.study == claim.study and other.state == "superseded" and other.reason == folded_reason:
+        if other.study != claim.study or other.state != "superseded" or other.id == claim.id:
+            continue
+        replayed = other.origin == "merge" and other.decided == claim.created and other.reason.startswith(
+            SUPERSEDED_REASON) and other.claimant_worker == claim.claimant_worker
+        # Folded into this merge, or a merge overtaken by a new champion and replayed onto it as this one.
+        if other.reason == folded_reason or replayed:
             found.extend(contributors(other, claims, steps, finders, _depth + 1))
     if not found and claim.version in finders:
         found.append(finders[claim.version])        # a real candidate re-opened as a claim

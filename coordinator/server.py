@@ -23,6 +23,8 @@ from autoswarm.coordinator.group_commit import GroupCommit
 from autoswarm.coordinator.ratelimit import RateLimiter
 from autoswarm.coordinator.metrics import CoordinatorMetrics, MetricsExporter, metrics_host, start_exporter
 from autoswarm.coordinator.service import ChangeSignal, ControlService, WorkerService
+from autoswarm.coordinator.standings import CreditCollector, StandingsBook
+from autoswarm.coordinator.web import WebServer, make_app, start_web
 from autoswarm.coordinator.store import Store, WalCheckpointer
 
 log = logging.getLogger("autoswarm.coordinator")
@@ -50,6 +52,10 @@ class ServerConfig:
     tls_client_ca: Path | None = None    # set: clients must present a certificate signed by it (mTLS)
     worker_rate: float = 20.0            # Lease and Report calls per second per worker (each); 0: unlimited
     worker_burst: float = 60.0
+    web_port: int = 0                    # the read-only web page and JSON API; 0: no web page
+    web_host: str | None = None          # None: the host of `listen`
+    web_require_token: bool = False      # the web page needs a reader (or admin) token
+    web_refresh: float = 5.0             # seconds a credit snapshot is served before it is rebuilt
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
@@ -82,11 +88,13 @@ def _server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
                                        root_certificates=client_ca, require_client_auth=client_ca is not None)
 
 
-def _write_ready_file(path: Path, port: int, metrics_port: int | None = None) -> None:
+def _write_ready_file(path: Path, port: int, metrics_port: int | None = None, web_port: int | None = None) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     ready = {"port": port, "pid": os.getpid()}
     if metrics_port is not None:
         ready["metrics_port"] = metrics_port
+    if web_port is not None:
+        ready["web_port"] = web_port
     tmp.write_text(json.dumps(ready))
     tmp.replace(path)  # atomic: a reader never sees half a file
 
@@ -135,7 +143,12 @@ async def serve(config: ServerConfig) -> None:
     server = grpc.aio.server(options=options, interceptors=interceptors)
     limiter = RateLimiter(config.worker_rate, config.worker_burst, time.monotonic)
     worker_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerService(engine, changes, commits, auth, limiter), server)
-    control_pb2_grpc.add_ControlServiceServicer_to_server(ControlService(engine, commits, auth), server)
+    # Credit standings: read on a thread from their own read-only connection (see standings.py).
+    book = StandingsBook(config.db, lambda: (engine.study_summaries(), engine.worker_summaries(), {
+        name: (spec.acceptance.compare, spec.acceptance.quorum, spec.timeout)
+        for name, spec in ((s.name, engine.study(s.name)) for s in engine.study_summaries())}),
+        refresh=config.web_refresh)
+    control_pb2_grpc.add_ControlServiceServicer_to_server(ControlService(engine, commits, auth, book), server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     credentials = _server_credentials(config)
@@ -149,18 +162,26 @@ async def serve(config: ServerConfig) -> None:
         host = config.metrics_host if config.metrics_host is not None else metrics_host(config.listen)
         exporter = await start_exporter(metrics, host, config.metrics_port)  # before serving: fail early
         log.info("metrics on http://%s:%d/metrics", host, exporter.port)
+        metrics.registry.register(CreditCollector(book))
+    webserver: WebServer | None = None
+    if config.web_port:
+        web_host = config.web_host if config.web_host is not None else metrics_host(config.listen)
+        webserver = await start_web(make_app(book, auth, config.web_require_token), web_host, config.web_port)
+        log.info("web page on http://%s:%d/", web_host, webserver.port)
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("coordinator serving on %s (port %d), db %s", config.listen, port, config.db)
     if config.ready_file is not None:
-        _write_ready_file(config.ready_file, port, exporter.port if exporter else None)
+        _write_ready_file(config.ready_file, port, exporter.port if exporter else None,
+                          webserver.port if webserver else None)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     maintenance = asyncio.create_task(_maintain(engine, commits, config.reap_interval))
+    fresh_credit = asyncio.create_task(book.keep_fresh()) if metrics is not None else None
     checkpointer = WalCheckpointer(config.db).start()
     try:
         await stop.wait()
@@ -169,9 +190,14 @@ async def serve(config: ServerConfig) -> None:
         for name in ("", *SERVICE_NAMES):
             await health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         maintenance.cancel()
+        if fresh_credit is not None:
+            fresh_credit.cancel()
+        if webserver is not None:
+            await webserver.close()
         await server.stop(grace=2.0)
         if exporter is not None:
             await exporter.close()
         engine.flush_presence()
+        book.close()
         checkpointer.stop()  # first: the store's close is then the last connection and empties the WAL
         store.close()

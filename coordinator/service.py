@@ -18,6 +18,7 @@ from autoswarm.coordinator.auth import Authenticator, caller_of
 from autoswarm.coordinator.engine import CoordinatorError, Engine, ResultIn, TaskSpec
 from autoswarm.coordinator.group_commit import GroupCommit
 from autoswarm.coordinator.ratelimit import RateLimiter
+from autoswarm.coordinator.standings import StandingsBook, Volunteer
 from autoswarm.coordinator.lineage import LineageEntry
 from autoswarm.coordinator.reasons import failure_reason
 from autoswarm.coordinator.store import ResultRecord, StudyEvent, StudyRecord, VersionRecord
@@ -304,10 +305,12 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
 
 
 class ControlService(control_pb2_grpc.ControlServiceServicer):
-    def __init__(self, engine: Engine, commits: GroupCommit | None = None, auth: Authenticator | None = None) -> None:
+    def __init__(self, engine: Engine, commits: GroupCommit | None = None, auth: Authenticator | None = None,
+                 standings: StandingsBook | None = None) -> None:
         self.engine = engine
         self.durable = _Durable(commits)
         self.auth = auth
+        self.standings = standings
 
     async def _tokens(self, context) -> Authenticator:
         if self.auth is None or not self.auth.enabled:
@@ -319,7 +322,8 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):
     async def CreateToken(self, request, context):
         auth = await self._tokens(context)
         try:
-            token = auth.create_join_token(request.name)
+            token = auth.create_join_token(request.name, team=request.team, display=request.display_name,
+                                           anonymous=request.anonymous, kind="reader" if request.reader else "join")
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         await self.durable()
@@ -328,8 +332,26 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):
     async def ListTokens(self, request, context):
         auth = await self._tokens(context)
         return control_pb2.ListTokensResponse(tokens=[
-            control_pb2.TokenInfo(name=t.name, created_unix=t.created, revoked=t.revoked, workers=n)
+            control_pb2.TokenInfo(name=t.name, created_unix=t.created, revoked=t.revoked, workers=n, kind=t.kind,
+                                  team=t.team)
             for t, n in auth.join_tokens()])
+
+    async def Credit(self, request, context):
+        if self.standings is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this coordinator keeps no credit standings")
+        assert self.standings is not None
+        snap = await self.standings.snapshot()
+
+        def row(v: Volunteer) -> control_pb2.CreditRow:
+            return control_pb2.CreditRow(name=v.name, team=v.team, credit=v.credit, recent_average=v.recent_average,
+                                         discoveries=v.discoveries, discovery=v.discovery, badge=v.badge,
+                                         members=len(v.machines), granted_results=v.granted)
+        volunteers = sorted(snap.volunteers.values(), key=lambda v: (-v.recent_average, -v.credit, v.name))
+        teams = sorted(snap.teams.values(), key=lambda t: (-t.recent_average, -t.credit, t.name))
+        return control_pb2.CreditResponse(volunteers=[row(v) for v in volunteers], computed_unix=snap.computed, teams=[
+            control_pb2.CreditRow(name=t.name, credit=t.credit, recent_average=t.recent_average,
+                                  discoveries=t.discoveries, discovery=t.discovery, badge=t.badge, members=t.members)
+            for t in teams])
 
     async def RevokeToken(self, request, context):
         auth = await self._tokens(context)

@@ -29,6 +29,7 @@ class ScriptedWorker:
     sigma: float = 0.0
     offset: float = 0.0           # what this hardware class adds to every score
     lie: float = 0.0              # added to explore and verify reports (not baselines)
+    seconds: float = 0.0          # the evaluation time it reports (what credit counts)
     seed: int = 0
     worker_id: str = ""
     rng: random.Random = field(default_factory=random.Random)
@@ -57,11 +58,11 @@ class ScriptedWorker:
             content, description = self.edit(task.parent.content.decode(), self.rng)
             result = worker_pb2.Result(status=common_pb2.RESULT_STATUS_OK, has_metric=True,
                                        metric=self.measure(content, kind), candidate=content.encode(),
-                                       description=description)
+                                       description=description, evaluate_seconds=self.seconds)
         else:
             content, description = task.candidate.content.decode(), ""
             result = worker_pb2.Result(status=common_pb2.RESULT_STATUS_OK, has_metric=True,
-                                       metric=self.measure(content, kind))
+                                       metric=self.measure(content, kind), evaluate_seconds=self.seconds)
         decision = self.stub.Report(worker_pb2.ReportRequest(worker_id=self.worker_id, lease_id=task.lease_id,
                                                              result=result), timeout=10).decision
         self.log.append((kind, decision, description))

@@ -137,6 +137,18 @@ def test_folded_merges_share_and_a_replayed_champion_credits_its_finder():
         "b and c share the folded merge's step; replaying c1 onto c2 credits c1's finder a again"
 
 
+def test_a_merge_overtaken_by_a_new_champion_and_replayed_keeps_all_its_contributors():
+    steps = _chain(0.0, 1.0, 2.0)
+    claims = [claim("ca", "c1", "accepted", claimant="a", decided=10.0),
+              # b's merge had c's edit folded into it, then c1 came first: it was replayed onto c1 as c2
+              claim("cc", "mc", "superseded", origin="merge", claimant="c", reason="folded into the merge mb"),
+              claim("cb", "mb", "superseded", origin="merge", claimant="b", reason="the champion moved to c1 first",
+                    decided=10.0),
+              claim("cm", "c2", "accepted", origin="merge", claimant="b", created=10.0)]
+    found = credit.discoveries("maximize", steps, claims, [])
+    assert sorted((d.worker_id, d.seq) for d in found) == [("a", 1), ("b", 2), ("c", 2)]
+
+
 def test_a_quarantined_contributor_loses_its_discovery_credit():
     steps = _chain(1.0, 2.0)
     claims = [claim("ca", "c1", "accepted", claimant="liar")]

@@ -1,0 +1,306 @@
+"""The swarm's public standings: credit, leaderboards, studies and lineage, as one snapshot.
+
+Read by the web page, its JSON API, `autoswarm credit` and the Prometheus credit gauges.
+The snapshot is rebuilt at most every few seconds, on a thread, from a read-only connection
+of its own (SQLite in WAL mode lets it read while the coordinator writes), so a page view
+never holds up the gRPC event loop for the time a full read of the results takes. What only
+the engine knows (who is quarantined, workers' live states) is read on the loop first: a
+cheap copy.
+
+Public means public: owners appear under their display name or a pseudonym, machines of an
+anonymous owner under numbers, and nothing carries an address, a token or a log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from autoswarm.coordinator import credit
+from autoswarm.coordinator.auth import Profile, profiles
+from autoswarm.coordinator.engine import StudySummary, WorkerSummary
+from autoswarm.coordinator.store import ResultRecord, Store
+
+REFRESH_SECONDS = 5.0
+MAX_SERIES_POINTS = 400        # points of one chart: a long study's history is thinned to this
+MAX_TEAM_LABELS = 20           # Prometheus: the teams with most credit; the rest count as "other"
+RECENT_RESULTS = 50
+
+
+@dataclass(frozen=True)
+class Machine:
+    worker_id: str             # internal only: never rendered (the API and pages use `label`)
+    label: str
+    hardware_class: str
+    state: str
+    credit: float
+    recent_average: float
+    granted: int
+    results: int
+
+
+@dataclass(frozen=True)
+class Volunteer:
+    name: str                  # public name
+    team: str
+    anonymous: bool
+    credit: float
+    recent_average: float
+    discoveries: int
+    discovery: float
+    granted: int
+    results: int
+    badge: str
+    machines: tuple[Machine, ...]
+    credit_series: tuple[tuple[float, float], ...]        # (unix time, cumulative credit)
+
+
+@dataclass(frozen=True)
+class Team:
+    name: str
+    members: int
+    credit: float
+    recent_average: float
+    discoveries: int
+    discovery: float
+    badge: str
+
+
+@dataclass(frozen=True)
+class LineageStep:
+    seq: int
+    version: str
+    description: str
+    metric: float | None
+    created: float
+    improvement: float
+    found_by: tuple[str, ...]          # public owner names of the contributors
+    verified_by: tuple[str, ...]       # machine labels of the verifiers that agreed
+    deltas: dict[str, float]           # improvement over the previous champion, per hardware class
+    cross_class: bool                  # measured on more than one hardware class
+
+
+@dataclass(frozen=True)
+class StudyPage:
+    summary: StudySummary
+    compare: str
+    quorum: int
+    champion_series: tuple[tuple[float, float], ...]     # (unix time, champion metric)
+    lineage: tuple[LineageStep, ...]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    computed: float
+    studies: dict[str, StudyPage]
+    volunteers: dict[str, Volunteer]
+    teams: dict[str, Team]
+    labels: dict[str, str] = field(default_factory=dict)      # worker id -> public machine label
+    owners: dict[str, str] = field(default_factory=dict)      # worker id -> public owner name
+
+
+def _thin(points: Sequence[tuple[float, float]], limit: int = MAX_SERIES_POINTS) -> tuple[tuple[float, float], ...]:
+    """At most `limit` points, evenly picked, always keeping the last."""
+    if len(points) <= limit:
+        return tuple(points)
+    step = len(points) / (limit - 1)
+    return tuple(points[int(i * step)] for i in range(limit - 1)) + (points[-1],)
+
+
+def _cumulative(grants: Sequence[credit.Grant]) -> tuple[tuple[float, float], ...]:
+    total, points = 0.0, []
+    for g in sorted(grants, key=lambda g: g.when):
+        total += g.credit
+        points.append((g.when, total))
+    return _thin(points)
+
+
+def _identities(workers: Sequence[WorkerSummary], people: dict[str, Profile]) -> tuple[
+        dict[str, str], dict[str, str], dict[str, str], dict[str, bool]]:
+    """Worker id -> (public owner, team, machine label), and owner -> anonymous."""
+    owner_of: dict[str, str] = {}
+    team_of: dict[str, str] = {}
+    label_of: dict[str, str] = {}
+    anonymous: dict[str, bool] = {}
+    numbers: dict[str, int] = {}
+    for w in sorted(workers, key=lambda w: w.record.registered):
+        # A worker with no owner (a coordinator without tokens) stands for itself.
+        owner = w.record.owner or w.record.name
+        profile = people.get(owner, Profile(owner, "", False))
+        owner_of[w.record.id] = profile.public
+        team_of[w.record.id] = profile.team
+        anonymous[profile.public] = profile.anonymous
+        numbers[profile.public] = numbers.get(profile.public, 0) + 1
+        label_of[w.record.id] = f"machine {numbers[profile.public]}" if profile.anonymous else w.record.name
+    return owner_of, team_of, label_of, anonymous
+
+
+def build(store: Store, studies: Sequence[StudySummary], workers: Sequence[WorkerSummary],
+          policies: dict[str, tuple[str, int, float]], now: float) -> Snapshot:
+    """The snapshot from the store (read here) and the engine's summaries (read by the caller).
+
+    `policies`: study -> (compare, quorum, timeout).
+    """
+    work, claims, steps = store.credit_inputs()
+    quarantined = frozenset(w.record.id for w in workers if w.trust.quarantined)
+    owner_of, team_of, label_of, anonymous = _identities(workers, profiles(store.tokens()))
+    timeouts = {name: policy[2] for name, policy in policies.items()}
+    granted = credit.grants(work, claims, quarantined, timeouts)
+    direction = {s.name: s.direction for s in studies}
+    found: list[credit.Discovery] = []
+    pages: dict[str, StudyPage] = {}
+    for s in studies:
+        chain = [st for st in steps if st.study == s.name]
+        mine = [c for c in claims if c.study == s.name]
+        study_work = [w for w in work if w.study == s.name]
+        discovered = credit.discoveries(direction[s.name], chain, mine, study_work, quarantined)
+        found.extend(discovered)
+        pages[s.name] = _study_page(store, s, policies.get(s.name, ("", 0, 0.0)), chain, mine, study_work,
+                                    discovered, owner_of, label_of)
+    results: dict[str, int] = {}
+    for w in work:
+        results[w.worker_id] = results.get(w.worker_id, 0) + 1
+    members = [credit.Member(w.record.id, owner_of[w.record.id], team_of[w.record.id]) for w in workers]
+    table = credit.standings(members, granted, found, now, results)
+    grants_by_owner: dict[str, list[credit.Grant]] = {}
+    for g in granted:
+        if g.worker_id in owner_of:
+            grants_by_owner.setdefault(owner_of[g.worker_id], []).append(g)
+    volunteers = {}
+    for name, t in table.owners.items():
+        machines = tuple(
+            Machine(w.record.id, label_of[w.record.id], w.record.hardware_class, w.state,
+                    table.workers[w.record.id].credit, table.workers[w.record.id].recent_average,
+                    table.workers[w.record.id].granted, table.workers[w.record.id].results)
+            for w in workers if owner_of[w.record.id] == name)
+        volunteers[name] = Volunteer(name, t.team, anonymous.get(name, False), t.credit, t.recent_average,
+                                     t.discoveries, t.discovery, t.granted, t.results, t.badge, machines,
+                                     _cumulative(grants_by_owner.get(name, [])))
+    teams = {name: Team(name, len(t.members), t.credit, t.recent_average, t.discoveries, t.discovery, t.badge)
+             for name, t in table.teams.items()}
+    return Snapshot(now, pages, volunteers, teams, label_of, owner_of)
+
+
+def _study_page(store: Store, summary: StudySummary, policy: tuple[str, int, float], chain: list[credit.Step],
+                claims: list[credit.Claim], work: list[credit.Work], discovered: list[credit.Discovery],
+                owner_of: dict[str, str], label_of: dict[str, str]) -> StudyPage:
+    accepted = {c.version: c for c in claims if c.state == "accepted"}
+    descriptions = store.version_descriptions(summary.name, [s.version for s in chain])
+    by_step: dict[int, list[credit.Discovery]] = {}
+    for d in discovered:
+        by_step.setdefault(d.seq, []).append(d)
+    agreeing: dict[str, list[credit.Work]] = {}
+    for w in work:
+        if w.claim and w.decision in credit.AGREEING:
+            agreeing.setdefault(w.claim, []).append(w)
+    lineage = []
+    for step in chain:
+        claim = accepted.get(step.version)
+        measured = agreeing.get(claim.id, []) if claim else []
+        by_class: dict[str, list[float]] = {}
+        for w in measured:
+            if w.improvement is not None:
+                by_class.setdefault(w.hardware_class, []).append(w.improvement)
+        deltas = {cls: sum(v) / len(v) for cls, v in sorted(by_class.items())}
+        found = by_step.get(step.seq, [])
+        lineage.append(LineageStep(
+            step.seq, step.version, descriptions.get(step.version, ""), step.metric, step.created,
+            sum(d.improvement for d in found) if found else 0.0,
+            tuple(dict.fromkeys(owner_of.get(d.worker_id, "?") for d in found)),
+            tuple(label_of.get(w.worker_id, "?") for w in measured if w.kind == "verify"),
+            deltas, len(deltas) > 1))
+    series = _thin([(s.created, s.metric) for s in chain if s.metric is not None])
+    return StudyPage(summary, policy[0], policy[1], series, tuple(lineage))
+
+
+class StandingsBook:
+    """Keeps the latest snapshot; at most one rebuild runs at a time, on a thread."""
+
+    def __init__(self, db: Path | str, read_engine: Callable[[], tuple[list[StudySummary], list[WorkerSummary],
+                                                                        dict[str, tuple[str, int, float]]]],
+                 refresh: float = REFRESH_SECONDS, clock: Callable[[], float] = time.time) -> None:
+        self._db = Path(db)
+        self._read_engine = read_engine
+        self._refresh = refresh
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._store: Store | None = None
+        self.latest: Snapshot | None = None
+
+    def _open(self) -> Store:
+        if self._store is None:
+            self._store = Store(self._db, readonly=True)
+        return self._store
+
+    async def snapshot(self) -> Snapshot:
+        """A snapshot no older than the refresh interval."""
+        async with self._lock:
+            latest = self.latest
+            if latest is not None and self._clock() - latest.computed < self._refresh:
+                return latest
+            studies, workers, policies = self._read_engine()
+            now = self._clock()
+            self.latest = await asyncio.to_thread(lambda: build(self._open(), studies, workers, policies, now))
+            return self.latest
+
+    async def recent_results(self, study: str, limit: int = RECENT_RESULTS) -> list[ResultRecord]:
+        """A study's newest results (read on a thread, like the snapshot)."""
+        async with self._lock:
+            return await asyncio.to_thread(lambda: self._open().recent_results(study, limit))
+
+    async def keep_fresh(self) -> None:
+        """Rebuilds the snapshot every refresh interval, for the Prometheus gauges, forever."""
+        while True:
+            try:
+                await self.snapshot()
+            except Exception:  # noqa: BLE001 - a failed rebuild is retried next round; pages report their own
+                pass
+            await asyncio.sleep(self._refresh)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+class CreditCollector:
+    """Prometheus gauges of the latest snapshot: credit and discoveries per team (bounded labels).
+
+    Gauges, not counters: credit is revoked when a worker is quarantined.
+    """
+
+    def __init__(self, book: StandingsBook) -> None:
+        self.book = book
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self.book.latest
+        if snap is None:
+            return
+        granted = GaugeMetricFamily("autoswarm_credit_granted", "Credit granted, per team ('none': owners in no "
+                                    f"team; past the {MAX_TEAM_LABELS} teams with most credit: 'other').",
+                                    labels=["team"])
+        recent = GaugeMetricFamily("autoswarm_credit_recent_average", "Recent average credit (credit per day, "
+                                   "one-week half-life), per team.", labels=["team"])
+        found = GaugeMetricFamily("autoswarm_discoveries", "Champion steps credited to a team's volunteers "
+                                  "(a step shared by two teams counts for both).", labels=["team"])
+        sums: dict[str, list[float]] = {}
+        top = {t.name for t in sorted(snap.teams.values(), key=lambda t: -t.credit)[:MAX_TEAM_LABELS]}
+        for v in snap.volunteers.values():
+            label = "none" if not v.team else (v.team if v.team in top else "other")
+            row = sums.setdefault(label, [0.0, 0.0, 0.0])
+            row[0] += v.credit
+            row[1] += v.recent_average
+            row[2] += v.discoveries
+        for label in sorted(sums):
+            granted.add_metric([label], sums[label][0])
+            recent.add_metric([label], sums[label][1])
+            found.add_metric([label], sums[label][2])
+        yield from (granted, recent, found)
+
+    def describe(self) -> list[Metric]:
+        return []      # collected lazily: nothing to register up front

@@ -1,0 +1,272 @@
+"""The coordinator's own web page and its JSON API (read-only), served with aiohttp.
+
+It runs on the coordinator's asyncio loop beside grpc.aio; every page reads one
+`standings.Snapshot`, which is rebuilt on a thread at most every few seconds, so a crowd of
+volunteers refreshing their page costs the loop little. Pages are rendered with Jinja2
+(autoescaped: study descriptions and names come from workers) and draw their charts with
+Chart.js, which ships inside the package (`web_static/`): no page loads anything from
+elsewhere, and the Content-Security-Policy says so.
+
+No page or API answer carries an address, a token, a worker id or a log. With
+`require_token`, every page and API call needs a reader (or the admin) token: as
+`Authorization: Bearer TOKEN`, or once as `?token=TOKEN`, which sets a cookie.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import jinja2
+from aiohttp import web
+
+from autoswarm.coordinator.auth import Authenticator
+from autoswarm.coordinator.standings import Snapshot, StandingsBook, StudyPage, Volunteer
+from autoswarm.coordinator.store import ResultRecord
+
+API = "/api/v1"
+COOKIE = "autoswarm_reader"
+MAX_RESULTS_LIMIT = 500
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                               "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+BOOK = web.AppKey("book", StandingsBook)
+TEMPLATES = web.AppKey("templates", jinja2.Environment)
+
+
+def _number(value: float | None) -> float | None:
+    """JSON has no NaN or infinity: they become null."""
+    return value if value is not None and math.isfinite(value) else None
+
+
+# -- JSON shapes (docs/web.md documents them) ---------------------------------------------
+
+def study_json(page: StudyPage, *, lineage: bool = True) -> dict[str, Any]:
+    s = page.summary
+    out: dict[str, Any] = {
+        "name": s.name, "metric": s.metric, "direction": s.direction, "compare": page.compare, "quorum": page.quorum,
+        "champion": {"version": s.champion.version, "metric": _number(s.champion.metric), "since": s.champion.created},
+        "initial_metric": _number(s.initial_metric), "evaluations": s.evaluations, "improvements": s.improvements,
+        "in_flight": s.in_flight, "pending_claims": s.pending_claims, "done": s.done, "error": s.error,
+    }
+    if lineage:
+        out["champion_series"] = [{"time": t, "metric": _number(m)} for t, m in page.champion_series]
+        out["lineage"] = [{
+            "seq": step.seq, "version": step.version, "description": step.description,
+            "metric": _number(step.metric), "time": step.created, "improvement": _number(step.improvement),
+            "found_by": list(step.found_by), "verified_by": list(step.verified_by),
+            "deltas": {k: _number(v) for k, v in step.deltas.items()}, "cross_class": step.cross_class,
+        } for step in page.lineage]
+    return out
+
+
+def volunteer_json(v: Volunteer, *, detail: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "name": v.name, "team": v.team, "credit": v.credit, "recent_average": v.recent_average,
+        "discoveries": v.discoveries, "discovery": v.discovery, "granted_results": v.granted,
+        "results": v.results, "badge": v.badge, "machines": len(v.machines),
+    }
+    if detail:
+        out["machines"] = [{"name": m.label, "hardware_class": m.hardware_class, "state": m.state,
+                            "credit": m.credit, "recent_average": m.recent_average,
+                            "granted_results": m.granted, "results": m.results} for m in v.machines]
+        out["credit_series"] = [{"time": t, "credit": c} for t, c in v.credit_series]
+    return out
+
+
+def leaderboard_json(snap: Snapshot) -> dict[str, Any]:
+    owners = sorted(snap.volunteers.values(), key=lambda v: (-v.recent_average, -v.credit, v.name))
+    teams = sorted(snap.teams.values(), key=lambda t: (-t.recent_average, -t.credit, t.name))
+    return {
+        "computed": snap.computed,
+        "owners": [volunteer_json(v, detail=False) for v in owners],
+        "teams": [{"name": t.name, "members": t.members, "credit": t.credit, "recent_average": t.recent_average,
+                   "discoveries": t.discoveries, "discovery": t.discovery, "badge": t.badge} for t in teams],
+    }
+
+
+def result_json(r: ResultRecord, snap: Snapshot) -> dict[str, Any]:
+    return {
+        "id": r.id, "time": r.created, "kind": r.kind, "status": r.status, "decision": r.decision,
+        "metric": _number(r.metric), "improvement": _number(r.improvement), "threshold": _number(r.threshold),
+        "description": r.description, "hardware_class": r.hardware_class,
+        "machine": snap.labels.get(r.worker_id, "?"), "volunteer": snap.owners.get(r.worker_id, "?"),
+        "evaluate_seconds": _number(r.timings.get("evaluate_seconds")),
+    }
+
+
+# -- handlers -----------------------------------------------------------------------------
+
+def _not_found(request: web.Request, message: str) -> web.Response:
+    if request.path.startswith(API):
+        return web.json_response({"error": message}, status=404)
+    return _page(request, "error.html", status=404, title="Not found", message=message)
+
+
+def _page(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
+    html = request.app[TEMPLATES].get_template(template).render(**context)
+    return web.Response(text=html, content_type="text/html", status=status)
+
+
+def _limit(request: web.Request) -> int:
+    try:
+        return max(1, min(int(request.query.get("limit", "50")), MAX_RESULTS_LIMIT))
+    except ValueError:
+        raise web.HTTPBadRequest(text=f"limit must be a whole number from 1 to {MAX_RESULTS_LIMIT}") from None
+
+
+async def overview(request: web.Request) -> web.Response:
+    snap = await request.app[BOOK].snapshot()
+    board = leaderboard_json(snap)
+    online = sum(1 for v in snap.volunteers.values() for m in v.machines if m.state != "offline")
+    return _page(request, "overview.html", title="Overview", studies=[study_json(p, lineage=False)
+                                                                     for p in snap.studies.values()],
+                 owners=board["owners"][:10], machines_online=online, volunteers=len(snap.volunteers))
+
+
+async def study_page(request: web.Request) -> web.Response:
+    book = request.app[BOOK]
+    snap = await book.snapshot()
+    page = snap.studies.get(request.match_info["name"])
+    if page is None:
+        return _not_found(request, f"no study named {request.match_info['name']!r}")
+    results = [result_json(r, snap) for r in await book.recent_results(page.summary.name)]
+    return _page(request, "study.html", title=page.summary.name, study=study_json(page), results=results)
+
+
+async def leaderboard_page(request: web.Request) -> web.Response:
+    snap = await request.app[BOOK].snapshot()
+    return _page(request, "leaderboard.html", title="Leaderboard", board=leaderboard_json(snap))
+
+
+async def volunteer_page(request: web.Request) -> web.Response:
+    snap = await request.app[BOOK].snapshot()
+    volunteer = snap.volunteers.get(request.match_info["name"])
+    if volunteer is None:
+        return _not_found(request, f"no volunteer named {request.match_info['name']!r}")
+    return _page(request, "volunteer.html", title=volunteer.name, volunteer=volunteer_json(volunteer))
+
+
+async def api_studies(request: web.Request) -> web.Response:
+    snap = await request.app[BOOK].snapshot()
+    return web.json_response({"studies": [study_json(p, lineage=False) for p in snap.studies.values()]})
+
+
+async def api_study(request: web.Request) -> web.Response:
+    snap = await request.app[BOOK].snapshot()
+    page = snap.studies.get(request.match_info["name"])
+    if page is None:
+        return _not_found(request, f"no study named {request.match_info['name']!r}")
+    return web.json_response(study_json(page))
+
+
+async def api_results(request: web.Request) -> web.Response:
+    book = request.app[BOOK]
+    snap = await book.snapshot()
+    name = request.match_info["name"]
+    if name not in snap.studies:
+        return _not_found(request, f"no study named {name!r}")
+    limit = _limit(request)
+    return web.json_response({"study": name, "results": [result_json(r, snap)
+                                                         for r in await book.recent_results(name, limit)]})
+
+
+async def api_leaderboard(request: web.Request) -> web.Response:
+    return web.json_response(leaderboard_json(await request.app[BOOK].snapshot()))
+
+
+async def api_volunteer(request: web.Request) -> web.Response:
+    snap = await request.app[BOOK].snapshot()
+    volunteer = snap.volunteers.get(request.match_info["name"])
+    if volunteer is None:
+        return _not_found(request, f"no volunteer named {request.match_info['name']!r}")
+    return web.json_response(volunteer_json(volunteer))
+
+
+def _token_gate(auth: Authenticator):  # noqa: ANN202 - an aiohttp middleware
+    @web.middleware
+    async def gate(request: web.Request, handler):  # noqa: ANN001, ANN202
+        if request.path.startswith("/static/"):
+            return await handler(request)      # the package's own CSS and JS: nothing to protect
+        header = request.headers.get("Authorization", "")
+        offered = header[7:] if header.lower().startswith("bearer ") else request.cookies.get(COOKIE, "")
+        if "token" in request.query:
+            if not auth.reader(request.query["token"]):
+                raise web.HTTPUnauthorized(text="that token is not a reader or admin token (or was revoked)")
+            # Into a cookie, and out of the address bar (and the browser's history).
+            target = request.rel_url.with_query([(k, v) for k, v in request.query.items() if k != "token"])
+            response = web.HTTPSeeOther(location=str(target))
+            response.set_cookie(COOKIE, request.query["token"], httponly=True, samesite="Strict",
+                                secure=request.secure)
+            raise response
+        if not offered or not auth.reader(offered):
+            raise web.HTTPUnauthorized(text="this coordinator's page needs a reader token: open it once with "
+                                            "?token=TOKEN (`autoswarm token create --reader --name NAME`), or send "
+                                            "Authorization: Bearer TOKEN")
+        return await handler(request)
+    return gate
+
+
+@web.middleware
+async def _headers(request: web.Request, handler):  # noqa: ANN001, ANN202
+    try:
+        response = await handler(request)
+    except web.HTTPNotFound:
+        response = _not_found(request, f"nothing at {request.path}")
+    except web.HTTPException as exc:
+        if request.path.startswith(API) and exc.status >= 400:
+            response = web.json_response({"error": exc.text or exc.reason}, status=exc.status)
+        else:
+            raise
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def make_app(book: StandingsBook, auth: Authenticator | None = None, require_token: bool = False) -> web.Application:
+    """The read-only web application over `book`; with `require_token`, behind reader tokens."""
+    if require_token and (auth is None or not auth.enabled):
+        raise ValueError("--web-require-token needs tokens: it cannot be used with --auth none")
+    middlewares = [_headers] + ([_token_gate(auth)] if require_token and auth is not None else [])
+    app = web.Application(middlewares=middlewares)
+    app[BOOK] = book
+    templates = jinja2.Environment(loader=jinja2.PackageLoader("autoswarm.coordinator", "web_templates"),
+                                   autoescape=True, undefined=jinja2.StrictUndefined)
+    templates.filters["num"] = lambda v, digits=6: "—" if v is None else f"{v:.{digits}g}"
+    templates.filters["when"] = lambda t: time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
+    app[TEMPLATES] = templates
+    app.router.add_get("/", overview)
+    app.router.add_get("/study/{name}", study_page)
+    app.router.add_get("/leaderboard", leaderboard_page)
+    app.router.add_get("/volunteer/{name}", volunteer_page)
+    app.router.add_get(f"{API}/studies", api_studies)
+    app.router.add_get(f"{API}/studies/{{name}}", api_study)
+    app.router.add_get(f"{API}/studies/{{name}}/results", api_results)
+    app.router.add_get(f"{API}/leaderboard", api_leaderboard)
+    app.router.add_get(f"{API}/volunteers/{{name}}", api_volunteer)
+    app.router.add_static("/static/", str(resources.files("autoswarm.coordinator") / "web_static"))
+    return app
+
+
+@dataclass
+class WebServer:
+    runner: web.AppRunner
+    port: int
+
+    async def close(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start_web(app: web.Application, host: str, port: int) -> WebServer:
+    """Serves `app` on host:port (0: a free port) on the running loop."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    sockets = site._server.sockets if site._server is not None else []  # noqa: SLF001 - the bound port
+    return WebServer(runner, sockets[0].getsockname()[1] if sockets else port)
