@@ -71,8 +71,8 @@ def studies_view(response: control_pb2.StatusResponse, wide: bool) -> list[Rende
                       s.champion_hash[:12]]
         else:
             cells += [study_state(s)]
-            notes.append(Text(f"  {s.name}: champion {s.champion_hash[:12]}, {s.pending_claims} claims pending, "
-                              f"{s.in_flight} in flight, {acceptance}, priority {s.priority or 1}"))
+            notes.append(Text(f"  {s.name}: champion {s.champion_hash[:12]} · {s.pending_claims} claims · "
+                              f"{s.in_flight} in flight · {s.compare} q{s.quorum} · priority {s.priority or 1}"))
         add_plain_row(table, *cells)
         if s.error:
             notes.append(Text(f"  {s.name} stopped: {s.error}", style="red"))
@@ -107,7 +107,7 @@ def status_tables(response: control_pb2.StatusResponse, width: int = WIDE_COLUMN
     """Studies, workers, and which mutators the connected workers can run, laid out for `width`."""
     wide = width >= WIDE_COLUMNS
     now = time.time() if now is None else now
-    kinds = _table("mutators (connected workers)", ["mutator", "workers"], ("workers",))
+    kinds = _table("mutators", ["mutator", "connected workers"], ("connected workers",))
     for kind, n in sorted(mutator_counts(response).items()):
         add_plain_row(kinds, kind, str(n))
     return [*studies_view(response, wide), workers_view(response, wide, now), kinds]

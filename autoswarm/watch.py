@@ -77,7 +77,7 @@ def _metric(has: bool, value: float) -> str:
 def _study_state(s: control_pb2.StudyStatus) -> Text:
     if s.error:
         return Text(f"stopped: {s.error}", style="red")
-    if getattr(s, "paused", False):
+    if s.paused:
         return Text("paused", style="yellow")
     if s.done:
         return Text("done", style="green")
