@@ -464,7 +464,7 @@ def worker(
     token: Annotated[str, typer.Option("--token", envvar="AUTOSWARM_JOIN_TOKEN", show_envvar=True,
                                        help="Join token from the coordinator's operator.")] = "",
     coordinator_ca: Annotated[Optional[Path], typer.Option(
-        "--coordinator-ca", envvar="AUTOSWARM_CA", help="CA certificate of a coordinator serving TLS.")] = None,
+        "--ca", "--coordinator-ca", envvar="AUTOSWARM_CA", help="CA certificate of a coordinator serving TLS.")] = None,
     mutator: mutator_flags.MutatorsOpt = None,
     llm_base_url: mutator_flags.LlmBaseUrlOpt = None,
     llm_model: mutator_flags.LlmModelOpt = None,
@@ -565,9 +565,11 @@ def worker(
 @app.command()
 def cluster(
     coordinator: Annotated[str, typer.Option(
-        "--coordinator", "-c", help="HOST:PORT of the coordinator, as the Ray nodes reach it.")],
-    workers: Annotated[int, typer.Option(min=0, help=(
-        "Worker actors the pool should have: missing ones are started, extra ones drained; 0 removes all."))],
+        "--coordinator", "-c", envvar="AUTOSWARM_COORDINATOR",
+        help="HOST:PORT of the coordinator, as the Ray nodes reach it.")] = "127.0.0.1:50051",
+    workers: Annotated[Optional[int], typer.Option(min=0, help=(
+        "Worker actors the pool should have: missing ones are started, extra ones drained; 0 removes all. "
+        "Without it: show the pool as it is."))] = None,
     gpus_per_worker: Annotated[float, typer.Option(min=0.0, help="GPUs per actor (Ray's num_gpus).")] = 0.0,
     cpus_per_worker: Annotated[float, typer.Option(min=0.0, help="CPUs per actor (Ray's num_cpus).")] = 1.0,
     ray_address: Annotated[str, typer.Option(envvar="RAY_ADDRESS", show_envvar=True, help=(
@@ -578,7 +580,7 @@ def cluster(
     token: Annotated[str, typer.Option("--token", envvar="AUTOSWARM_JOIN_TOKEN", show_envvar=True, help=(
         "Join token the actors register with (default: each node's AUTOSWARM_JOIN_TOKEN)."))] = "",
     coordinator_ca: Annotated[Optional[Path], typer.Option(
-        "--coordinator-ca", envvar="AUTOSWARM_CA", help="CA certificate of a coordinator serving TLS.")] = None,
+        "--ca", "--coordinator-ca", envvar="AUTOSWARM_CA", help="CA certificate of a coordinator serving TLS.")] = None,
     slots: Annotated[Optional[int], typer.Option(min=1, help="Tasks at once per actor (default: one per GPU, else 1).")]
     = None,
     mutator: mutator_flags.MutatorsOpt = None,
@@ -605,18 +607,24 @@ def cluster(
         _fail(str(exc))
     try:
         pool = RayPool(spec, name)
-        leaving = [m for m in pool.members() if m.index >= workers or m.digest != spec.digest()]
-        if leaving:
-            err.print(f"draining {len(leaving)} actor(s): running tasks may take up to {drain_timeout:.0f}s",
-                      highlight=False)
-        result = pool.scale(workers, drain_timeout)
+        result = None
+        if workers is not None:
+            leaving = [m for m in pool.members() if m.index >= workers or m.digest != spec.digest()]
+            if leaving:
+                err.print(f"draining {len(leaving)} actor(s): running tasks may take up to {drain_timeout:.0f}s",
+                          highlight=False)
+            result = pool.scale(workers, drain_timeout)
         statuses = pool.statuses(timeout=15)
     except (ValueError, RayUnavailable) as exc:
         _fail(str(exc))
     finally:
         ray.shutdown()
-    console.print(f"pool {name} in namespace {namespace}: {len(result.created)} started, "
-                  f"{len(result.removed)} removed, {len(result.kept)} kept", highlight=False)
+    if result is not None:
+        console.print(f"pool {name} in namespace {namespace}: {len(result.created)} started, "
+                      f"{len(result.removed)} removed, {len(result.kept)} kept", highlight=False)
+    else:
+        console.print(f"pool {name} in namespace {namespace}: {count(len(statuses), 'actor')} "
+                      "(--workers N resizes it)", highlight=False)
     if not statuses:
         return
     table = Table(title="worker actors")
@@ -625,10 +633,10 @@ def cluster(
     for entry in statuses:
         st = entry.status
         if st is None:
-            table.add_row(entry.member.worker_name, "", "", "", entry.problem, "", "")
+            add_plain_row(table, entry.member.worker_name, "", "", "", entry.problem, "", "")
         else:
-            table.add_row(st.name, st.node, str(st.pid), st.worker_id or "registering", st.state, str(st.completed),
-                          ",".join(map(str, st.gpu_ids)) or "-")
+            add_plain_row(table, st.name, st.node, str(st.pid), st.worker_id or "registering", st.state,
+                          str(st.completed), ",".join(map(str, st.gpu_ids)) or "-")
     console.print(table)
 
 
