@@ -239,6 +239,12 @@ class CoordinatorMetrics:
         for s in engine.study_summaries():
             self.study_seen(s.name)
 
+    def watch_credit(self, standings: Any) -> None:
+        """Adds the credit gauges (`standings.CreditCollector` over a `StandingsBook`) to this registry."""
+        from autoswarm.coordinator.standings import CreditCollector  # standings imports the engine, as we do
+
+        self.registry.register(CreditCollector(standings))
+
     def study_seen(self, study: str) -> None:
         """Creates a study's counters at zero, so that queries over them return 0, not nothing.
 

@@ -23,7 +23,7 @@ from autoswarm.coordinator.group_commit import GroupCommit
 from autoswarm.coordinator.ratelimit import RateLimiter
 from autoswarm.coordinator.metrics import CoordinatorMetrics, MetricsExporter, metrics_host, start_exporter
 from autoswarm.coordinator.service import ChangeSignal, ControlService, WorkerService
-from autoswarm.coordinator.standings import CreditCollector, StandingsBook
+from autoswarm.coordinator.standings import StandingsBook
 from autoswarm.coordinator.web import WebServer, make_app, start_web
 from autoswarm.coordinator.store import Store, WalCheckpointer
 
@@ -162,7 +162,7 @@ async def serve(config: ServerConfig) -> None:
         host = config.metrics_host if config.metrics_host is not None else metrics_host(config.listen)
         exporter = await start_exporter(metrics, host, config.metrics_port)  # before serving: fail early
         log.info("metrics on http://%s:%d/metrics", host, exporter.port)
-        metrics.registry.register(CreditCollector(book))
+        metrics.watch_credit(book)
     webserver: WebServer | None = None
     if config.web_port:
         web_host = config.web_host if config.web_host is not None else metrics_host(config.listen)

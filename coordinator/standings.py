@@ -260,7 +260,7 @@ class StandingsBook:
                 await self.snapshot()
             except Exception:  # noqa: BLE001 - a failed rebuild is retried next round; pages report their own
                 pass
-            await asyncio.sleep(self._refresh)
+            await asyncio.sleep(max(self._refresh, 1.0))   # a scrape interval is seconds at least
 
     def close(self) -> None:
         if self._store is not None:

@@ -314,8 +314,8 @@ def test_the_web_page_in_a_real_browser(swarm, tmp_path):
 
 def test_discovery_credit_follows_a_merge_to_both_contributors(tmp_path, start_coordinator):
     """alice's edit becomes champion; bob's, made on the same parent, is merged onto it and checked by carol."""
-    web_port = free_port()
-    coordinator = start_coordinator(*FAST, "--web-port", str(web_port))
+    web_port, metrics_port = free_port(), free_port()
+    coordinator = start_coordinator(*FAST, "--web-port", str(web_port), "--metrics-port", str(metrics_port))
     with coordinator.control() as control:
         control.add_study(write_study(tmp_path / "merge", name="merge", constants="X = 1.0\nY = 3\n"))
     channel, stub = connect(coordinator.address)
@@ -353,3 +353,10 @@ def test_discovery_credit_follows_a_merge_to_both_contributors(tmp_path, start_c
     assert owners["alice"]["discovery"] == pytest.approx(100 * 4.0 / 6.75)
     assert owners["bob"]["discovery"] == pytest.approx(100 * 2.75 / 6.75)
     assert owners["carol"]["discoveries"] == 0 and owners["carol"]["credit"] == pytest.approx(2.0)
+
+    def scraped() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        return text if 'autoswarm_discoveries{team="none"} 2.0' in text else ""
+    text = wait_for(scraped, 15, what="the credit gauges in Prometheus' format")
+    assert 'autoswarm_credit_granted{team="none"} 4.0' in text, "1 s each: a baseline, two edits, a check"

@@ -98,7 +98,8 @@ def test_dashboard_covers_what_operators_asked_for(dashboard):
     exprs = " ".join(t["expr"] for p in all_panels(dashboard["panels"]) for t in p.get("targets", []))
     for needed in ("autoswarm_champion_metric", "autoswarm_results_total", "autoswarm_workers",
                    "autoswarm_claims_total", "autoswarm_evaluation_duration_seconds_bucket",
-                   "autoswarm_rpc_duration_seconds_bucket", "autoswarm_tasks_expired_total"):
+                   "autoswarm_rpc_duration_seconds_bucket", "autoswarm_tasks_expired_total",
+                   "autoswarm_credit_granted", "autoswarm_discoveries"):
         assert needed in exprs, f"no panel shows {needed}"
 
 
@@ -124,7 +125,18 @@ def exposed_metric_names() -> set[str]:
                             {"evaluate_seconds": 1.0, "mutate_seconds": 0.1, "setup_seconds": 2.0}, cache_hit=False)
     metrics.observe_commit(0.001)
     metrics.rpc_seconds.labels("autoswarm.v1.WorkerService", "Lease", "OK").observe(0.01)
+    metrics.watch_credit(_fake_standings())
     return {sample.name for family in metrics.registry.collect() for sample in family.samples}
+
+
+def _fake_standings():
+    """A standings book whose latest snapshot has one volunteer in one team."""
+    from autoswarm.coordinator.standings import Snapshot, Volunteer
+
+    class Book:
+        latest = Snapshot(0.0, {}, {"alice": Volunteer("alice", "red", False, 10.0, 1.0, 1, 50.0, 5, 6, "", (), ())},
+                          {})
+    return Book()
 
 
 def test_every_metric_the_dashboard_queries_is_one_the_coordinator_exposes(dashboard):
