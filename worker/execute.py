@@ -28,7 +28,14 @@ from autoswarm.worker.agent_box import AgentBox
 from autoswarm.worker.mutators import CommandMutator, create_mutator
 from autoswarm.worker.mutators.base import MutationRequest, MutatorError
 from autoswarm.worker.runner import CommandOutcome, resolve_command, run_command
-from autoswarm.worker.safe_files import NotRegularFile, kind_of, read_regular, sha256_regular, tree_entries, write_regular
+from autoswarm.worker.safe_files import (
+    NotRegularFile,
+    kind_of,
+    read_regular,
+    sha256_regular,
+    tree_entries,
+    write_regular,
+)
 from autoswarm.worker.sandbox import Access, Sandbox, limit_hit, sandbox_environment
 
 RESULT_FILE = ".autoswarm-result.json"

@@ -197,10 +197,11 @@ class Sandbox:
             who = f"; commands run as uid {self.run_as[0]}, not root" if self.run_as else ""
             lines.append("isolation: bubblewrap — no network (setup may opt in), no $HOME, system and study data "
                          "read-only, only the scratch copy and the study's own home writable, private /tmp, "
-                         "own PID/IPC namespaces" + who)
+                         "own PID/IPC namespaces, an allow-list environment (no token or key)" + who)
         else:
             lines.append(f"isolation: NONE ({self.reason or '--sandbox none'}) — evaluations can use the network "
-                         "and read and write whatever this user can")
+                         "and read and write whatever this user can; the environment is still an allow-list "
+                         "(no token or key)")
         limits = self.limits
         caps = [f"memory {_size(limits.memory_bytes)} per process" if limits.memory_bytes else "memory: no cap",
                 f"processes {limits.max_processes} ({self.process_cap})" if limits.max_processes

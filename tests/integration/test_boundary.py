@@ -133,7 +133,8 @@ def boundary(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Boundary]:
     tmp_marker = Path("/tmp") / f"autoswarm-agent-escape-{uuid.uuid4().hex}"
     coordinator = CoordinatorProcess(db=root / "swarm.db", log=root / "coordinator.log", args=FAST_COORDINATOR)
     state = root / "worker"
-    worker = WorkerProcess(coordinator.address, state, "boundary", ("--sandbox", "bwrap", "--mutator", "params,command"),
+    worker = WorkerProcess(coordinator.address, state, "boundary",
+                           ("--sandbox", "bwrap", "--mutator", "params,command"),
                            env={**os.environ, **PLANTED, "HOME": str(home)})
     try:
         coordinator.start()

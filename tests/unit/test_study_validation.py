@@ -6,19 +6,25 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 
 import msgpack
 import pytest
 
-from autoswarm.bundle import BUNDLE_FORMAT, BundleError, pack_files, unpack_bundle
+from autoswarm import words
+from autoswarm.bundle import BUNDLE_FORMAT, BundleError, pack_files, sha256_hex, unpack_bundle
 from autoswarm.coordinator.engine import Engine, EngineConfig, InvalidRequest
 from autoswarm.coordinator.store import Store
 from autoswarm.study import StudyError, load_study
+from autoswarm.v1 import common_pb2, worker_pb2
+from autoswarm.worker.bundles import BundleCache
+from autoswarm.worker.execute import ExecutionContext, execute_task
 from swarm import write_study
 
 
 @pytest.mark.parametrize("table, message", [
-    ('kind = "parms"', "mutator.kind: unknown mutator 'parms' (did you mean 'params'?); use one of params, llm, command"),
+    ('kind = "parms"',
+     "mutator.kind: unknown mutator 'parms' (did you mean 'params'?); use one of params, llm, command"),
     ('kind = "params"\nmax_changes = "two"', "mutator.max_changes"),
     ('kind = "params"\nscael = 0.3', "mutator.scael: unknown option for the params mutator"),
     ('kind = "llm"\ntemperature = 9', "mutator.temperature"),
@@ -83,3 +89,24 @@ def test_a_coordinator_refuses_an_uploaded_study_that_is_not_utf8_or_names_an_un
         with pytest.raises(InvalidRequest, match=message):
             engine.add_study(pack_files({**good, "study.toml": toml}).data)
     assert engine.study_summaries() == []
+
+
+def _execute(tmp_path, archive: bytes) -> tuple[str, str]:
+    """(status, log tail) of a baseline task whose bundle is `archive`, run by execute_task."""
+    context = ExecutionContext(cache=BundleCache(tmp_path / "cache"), scratch_root=tmp_path / "work",
+                               data_root=tmp_path / "data")
+    task = worker_pb2.Task(lease_id="l-1", study="tiny", kind=common_pb2.TASK_KIND_BASELINE,
+                           bundle_hash=sha256_hex(archive), bundle_size=len(archive),
+                           parent=common_pb2.Version(hash="p", content=b"X = 1.0\n"))
+    result = execute_task(context, task, lambda _hash, download: download.write(archive), threading.Event())
+    return words.STATUS_WORDS[result.status], result.log_tail
+
+
+def test_a_worker_reports_setup_failed_with_the_reason_for_a_duplicate_entry_or_a_non_utf8_study(tmp_path):
+    good = {p.name: p.read_bytes() for p in write_study(tmp_path / "s").iterdir()}
+    twice = _archive([[name, good[name]] for name in sorted(good)] + [["target.py", b"X = 9\n"]])
+    assert _execute(tmp_path / "a", twice) == ("setup-failed", "could not get the study bundle: bundle has two "
+                                                                "entries for 'target.py'; a study file appears once")
+    latin = pack_files({**good, "study.toml": good["study.toml"] + b"# caf\xe9\n"}).data
+    status, tail = _execute(tmp_path / "b", latin)
+    assert status == "setup-failed" and "study.toml is not UTF-8 text: byte 0xe9" in tail
