@@ -38,14 +38,14 @@ AgentHomeOpt = Annotated[Optional[Path], typer.Option(
     "--agent-home", envvar="AUTOSWARM_AGENT_HOME", rich_help_panel=_PANEL,
     help="The agent CLI's own $HOME, writable (default: <state dir>/agent-home). Never your real home.")]
 AgentLoginOpt = Annotated[Optional[list[Path]], typer.Option(
-    "--agent-login", rich_help_panel=_PANEL,
+    "--agent-login", envvar="AUTOSWARM_AGENT_LOGIN", rich_help_panel=_PANEL,
     help="Bind your real agent login read-only into the agent's home (repeatable), e.g. ~/.claude or ~/.codex.")]
 AgentEnvOpt = Annotated[Optional[list[str]], typer.Option(
-    "--agent-env", rich_help_panel=_PANEL,
+    "--agent-env", envvar="AUTOSWARM_AGENT_ENV", rich_help_panel=_PANEL,
     help="NAME of a variable the agent gets from this worker's environment (repeatable), e.g. ANTHROPIC_API_KEY. "
          "Nothing else of the worker's environment reaches the agent.")]
 UnsafeAgentOpt = Annotated[bool, typer.Option(
-    UNSAFE_FLAG, rich_help_panel=_PANEL,
+    UNSAFE_FLAG, envvar="AUTOSWARM_UNSAFE_AGENT_NO_SANDBOX", rich_help_panel=_PANEL,
     help="UNSAFE: run agent CLIs outside the sandbox, as this user, with this worker's whole environment and "
          "real $HOME (the behaviour before agents were boxed).")]
 
