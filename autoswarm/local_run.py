@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -111,6 +112,13 @@ def _tail(path: Path, lines: int = 20) -> str:
         return ""
 
 
+def _free_port() -> int:
+    """A loopback port that is free right now (for the run's web page)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _wait_ready(proc: subprocess.Popen, ready: Path, log_path: Path, timeout: float = 60.0) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -166,12 +174,15 @@ def _run_study(options: RunOptions, on_progress: ProgressFn, stop: StopRequest) 
     coordinator = _spawn(["coordinator", "--db", str(out / "swarm.db"), "--listen", "127.0.0.1:0",
                           "--ready-file", str(ready), "--lease-grace", str(options.lease_grace),
                           # No fixed metrics port (several runs may share a machine); no tokens: loopback only.
-                          "--metrics-port", "0", "--auth", "none"],
+                          "--metrics-port", "0", "--auth", "none", "--web-port", str(_free_port())],
                          logs / "coordinator.log")
     workers: list[subprocess.Popen] = []
     ray_workers = None
     try:
         port = _wait_ready(coordinator, ready, logs / "coordinator.log")
+        web_port = json.loads(ready.read_text()).get("web_port")
+        if web_port:
+            print(f"web page: http://127.0.0.1:{web_port}/ (while the run lasts)", file=sys.stderr, flush=True)
         address = f"127.0.0.1:{port}"
         with ControlClient(address) as control:
             control.add_study(options.study_dir, options.max_evals)

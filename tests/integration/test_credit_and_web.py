@@ -360,3 +360,21 @@ def test_discovery_credit_follows_a_merge_to_both_contributors(tmp_path, start_c
         return text if 'autoswarm_discoveries{team="none"} 2.0' in text else ""
     text = wait_for(scraped, 15, what="the credit gauges in Prometheus' format")
     assert 'autoswarm_credit_granted{team="none"} 4.0' in text, "1 s each: a baseline, two edits, a check"
+
+
+def test_autoswarm_run_serves_the_web_page_and_prints_its_address(tmp_path):
+    study = write_study(tmp_path / "tiny", sleep=0.5)
+    proc = subprocess.Popen([sys.executable, "-m", "autoswarm", "run", str(study), "--workers", "1", "--max-evals", "4",
+                             "--out", str(tmp_path / "out")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        line = wait_for(lambda: next((l for l in [proc.stderr.readline()] if "web page:" in l or not l), None) or
+                        (proc.poll() is not None and "exited"), 60, interval=0, what="the web page's address")
+        url = re.search(r"http://127\.0\.0\.1:\d+/", line)
+        assert url, f"autoswarm run printed no web address: {line!r}"
+        # The page may be a few seconds behind (a snapshot lives up to 5 s): the study shows up.
+        wait_for(lambda: [s["name"] for s in _get(url.group(0) + "api/v1/studies")[1]["studies"]] == ["tiny"], 30,
+                 interval=0.5, what="the study on the run's web page")
+    finally:
+        proc.terminate()
+        proc.wait(60)
