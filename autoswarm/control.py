@@ -8,10 +8,9 @@ from pathlib import Path
 import grpc
 
 from autoswarm.bundle import pack_directory
+from autoswarm.channel import open_channel
 from autoswarm.study import load_study
 from autoswarm.v1 import common_pb2, control_pb2, control_pb2_grpc
-
-MAX_MESSAGE_BYTES = 80 << 20
 
 
 def _bundle(study_dir: Path) -> bytes:
@@ -22,21 +21,6 @@ def _bundle(study_dir: Path) -> bytes:
 
 class ControlError(RuntimeError):
     """The coordinator refused or could not be reached; the message says which and why."""
-
-
-def open_channel(address: str, ca: Path | None = None, client_cert: Path | None = None,
-                 client_key: Path | None = None, max_message_bytes: int = MAX_MESSAGE_BYTES) -> grpc.Channel:
-    """A channel to the coordinator: TLS when a CA is given (mutual with a client cert and key)."""
-    options = [("grpc.max_receive_message_length", max_message_bytes),
-               ("grpc.max_send_message_length", max_message_bytes),
-               ("grpc.enable_retries", 0)]  # our callers decide about retrying
-    if ca is None:
-        return grpc.insecure_channel(address, options=options)
-    credentials = grpc.ssl_channel_credentials(
-        root_certificates=Path(ca).read_bytes(),
-        private_key=Path(client_key).read_bytes() if client_key else None,
-        certificate_chain=Path(client_cert).read_bytes() if client_cert else None)
-    return grpc.secure_channel(address, credentials, options=options)
 
 
 class ControlClient:

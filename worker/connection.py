@@ -14,7 +14,7 @@ from typing import TypeVar
 
 import grpc
 
-from autoswarm.control import open_channel
+from autoswarm.channel import open_channel
 from autoswarm.v1 import worker_pb2_grpc
 
 T = TypeVar("T")
