@@ -38,7 +38,7 @@ def clean_text(value: object, field: str, max_chars: int = MAX_TEXT_CHARS) -> st
     Control characters (NUL, newline, tab, escape sequences) would make two classes look the
     same in `status` while being different keys, or the same key while looking different.
     """
-    text = str(value).strip()
+    text = str(value).strip(" ")   # spaces only: a trailing newline is a control character too
     if not text.isprintable():
         raise HardwareError(f"{field} contains control characters; report plain text")
     if len(text) > max_chars:

@@ -209,6 +209,7 @@ class PendingClaim:
     measurements: list[Measurement] = field(default_factory=list)
     failures: int = 0
     in_flight: set[str] = field(default_factory=set)   # verify lease ids
+    audit: bool = False      # superseded, still checked for trust only (see Engine._close_audit)
 
     def settlement(self, policy: acceptance.AcceptancePolicy) -> acceptance.Settlement:
         """Where the claim stands (see `acceptance.settle`)."""

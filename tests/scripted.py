@@ -28,7 +28,8 @@ class ScriptedWorker:
     edit: EditFn
     sigma: float = 0.0
     offset: float = 0.0           # what this hardware class adds to every score
-    lie: float = 0.0              # added to explore and verify reports (not baselines)
+    lie: float = 0.0              # added to the reports of the task kinds in `lie_on`
+    lie_on: tuple[str, ...] = ("explore", "verify")
     seconds: float = 0.0          # the evaluation time it reports (what credit counts)
     seed: int = 0
     worker_id: str = ""
@@ -44,7 +45,7 @@ class ScriptedWorker:
 
     def measure(self, content: str, kind: str) -> float:
         value = self.score(content) + self.offset + self.rng.gauss(0.0, self.sigma)
-        return value + (self.lie if kind != "baseline" else 0.0)
+        return value + (self.lie if kind in self.lie_on else 0.0)
 
     def step(self) -> str | None:
         """Leases one task (no waiting), runs it, reports; returns the decision or None."""
