@@ -116,6 +116,15 @@ class Boundary:
     tmp_marker: Path
 
 
+KINDS = ("symbolic link", "FIFO", "directory")
+
+
+def _every_kind_refused(db: Path) -> bool:
+    tails = " ".join(t for (t,) in rows(db, "SELECT log_tail FROM results WHERE study='links' AND kind='explore'"))
+    return len(rows(db, "SELECT 1 FROM results WHERE study='links' AND kind='explore'")) >= 5 \
+        and all(f"left the target as a {kind} target.py" in tails for kind in KINDS)
+
+
 def _command_study(directory: Path, name: str, agent: str) -> Path:
     study = write_study(directory, name=name, extra_toml=(
         '[mutator]\nkind = "command"\ncommand = "python agent.py"\ntimeout = 60\n'))
@@ -151,8 +160,9 @@ def boundary(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Boundary]:
             (env_study / "dump_env.py").write_text(ENV_DUMP)
             control.add_study(env_study, max_evaluations=1)
         worker.start()
-        wait_for(lambda: len(rows(coordinator.db, "SELECT 1 FROM results WHERE study='links' AND kind='explore'")) >= 5
-                 and rows(coordinator.db, "SELECT 1 FROM results WHERE study='escape' AND kind='explore'")
+        wait_for(lambda: _every_kind_refused(coordinator.db)
+                 and rows(coordinator.db, "SELECT 1 FROM results WHERE study='escape' AND kind='explore' "
+                                          "AND status='ok'")
                  and rows(coordinator.db, "SELECT 1 FROM results WHERE study='envdump'"), 180,
                  what="five linking agents, the escaping agent and the environment dump")
         yield Boundary(coordinator, worker, home, tmp_marker)
@@ -169,7 +179,7 @@ def test_targets_replaced_by_links_fifos_or_directories_are_tampered_and_nothing
     assert len(results) >= 5
     assert {status for status, _, _ in results} == {"tampered"}, results
     reasons = " | ".join(tail for _, _, tail in results)
-    for kind in ("symbolic link", "FIFO", "directory"):
+    for kind in KINDS:
         assert f"left the target as a {kind} target.py" in reasons, reasons
     # Only the study's own target was ever stored as a version.
     versions = rows(db, "SELECT content FROM versions WHERE study='links'")
@@ -192,9 +202,8 @@ def test_setup_and_evaluation_see_no_token_key_or_credential(boundary):
 
 
 def test_an_agent_cannot_write_home_or_tmp_nor_read_ssh_or_the_workers_identity(boundary):
-    description, status = rows(boundary.coordinator.db, "SELECT description, status FROM results "
-                                                        "WHERE study='escape' AND kind='explore' ORDER BY created")[0]
-    assert status == "ok"
+    (description,) = rows(boundary.coordinator.db, "SELECT description FROM results WHERE study='escape' "
+                                                   "AND kind='explore' AND status='ok' ORDER BY created")[0]
     assert description == ("home-write=blocked ssh-read=blocked identity-read=blocked secrets=none own-home=True"), \
         description
     assert not (boundary.home / "agent-was-here.txt").exists()
