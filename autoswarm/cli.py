@@ -475,6 +475,9 @@ def worker(
     llm_retries: mutator_flags.LlmRetriesOpt = None,
     agent_command: mutator_flags.AgentCommandOpt = None,
     agent_timeout: mutator_flags.AgentTimeoutOpt = None,
+    pipeline: Annotated[bool, typer.Option(help=(
+        "Each slot's agent prepares the next edit while the slot evaluates; --no-pipeline: lease, edit, "
+        "evaluate in turn."))] = True,
     agent_home: agent_box.AgentHomeOpt = None,
     agent_login: agent_box.AgentLoginOpt = None,
     agent_env: agent_box.AgentEnvOpt = None,
@@ -537,7 +540,7 @@ def worker(
         }
         options = WorkerOptions(coordinator=coordinator, state_dir=state_dir or default_state_dir(), slots=slots,
                                 keep_scratch=keep_scratch, mutators=mutators.kinds, mutator_options=mutators.options,
-                                token=token, ca=coordinator_ca,
+                                token=token, ca=coordinator_ca, pipeline=pipeline,
                                 **donation, **({"name": name} if name else {}))
         swarm_worker = Worker(options, load=FileLoad(load_file) if load_file else None)
     except (DonationError, SandboxError, agent_box.AgentBoxError) as exc:

@@ -16,6 +16,7 @@ from typing import Any
 
 from autoswarm import words
 from autoswarm.bundle import BundleError, sha256_hex, unpack_bundle
+from autoswarm.slot_time import SlotTime
 from autoswarm.hardware_class import HardwareError, checked_hardware, hardware_class, is_moved, moved_class, origin_class
 from autoswarm.study import STUDY_FILE, Study, StudyError, decode_study_text, parse_study, parse_study_text
 from autoswarm.coordinator import acceptance, scheduler
@@ -157,7 +158,6 @@ class _Judgement:
     strikes: list[str] = field(default_factory=list)      # workers an agreeing majority outvoted
     credits: list[str] = field(default_factory=list)      # claimants whose claim was confirmed
     outliers: list[Outlier] = field(default_factory=list)  # workers measuring unlike their class
-    audits: list[PendingClaim] = field(default_factory=list)  # superseded claims still checked, for trust only
 
 
 @dataclass
@@ -165,6 +165,7 @@ class _Presence:
     state: str
     last_seen: float
     dirty: bool = True
+    slot_times: tuple[SlotTime, ...] = ()     # as the worker last reported them (memory only)
     silence: float = 20.0     # seconds it may stay silent and still count as connected
 
 
@@ -198,6 +199,7 @@ class WorkerSummary:
     running: int
     results: int
     trust: acceptance.Trust = acceptance.Trust()
+    slot_times: tuple[SlotTime, ...] = ()
 
 
 def _study_from_record(record: StudyRecord) -> Study:
@@ -600,9 +602,7 @@ class Engine:
             members.setdefault(cls, set()).add(worker.id)
             if self._live(worker.id, now):
                 live.setdefault(cls, set()).add(worker.id)
-                # Classes that could verify: a worker outvoted once (or quarantined) does not, and
-                # preferring its class would leave claims waiting for nobody.
-                if cls not in live_classes and self.trust(worker.id).may_verify:
+                if cls not in live_classes and not self.trust(worker.id).quarantined:
                     live_classes.add(cls)
         frozen_live_classes = frozenset(live_classes)
         self._class_cache.clear()
@@ -648,8 +648,11 @@ class Engine:
         """How long an idle worker's next long-poll should last."""
         return self.liveness.poll_seconds(self.connected())
 
-    def lease(self, worker_id: str) -> TaskSpec | None:
-        """Leases the next task for this worker, or None when there is none right now."""
+    def lease(self, worker_id: str, pipelined: bool = False) -> TaskSpec | None:
+        """Leases the next task for this worker, or None when there is none right now.
+
+        `pipelined`: the worker prepares the next task while it evaluates, so it may hold up to
+        twice its slots."""
         worker = self._known_worker(worker_id)
         self._seen(worker_id)
         now = self._clock()
@@ -664,7 +667,7 @@ class Engine:
             [replace(s.view(worker_id, cls, members, live, live_classes), priority=s.record.priority)
              for s in self._studies.values() if s.spec.name not in skip and not s.record.paused],
             scheduler.WorkerView(worker_id, frozenset(worker.mutators), len(running), worker.slots,
-                                 worker.owner, trust.quarantined, trust.may_verify, cls),
+                                 worker.owner, trust.quarantined, trust.may_verify, cls, pipelined),
         )
         if choice is None:
             return None
@@ -702,7 +705,8 @@ class Engine:
 
     def heartbeat(self, worker_id: str, lease_ids: Sequence[str], state: str,
                   descriptions: Mapping[str, str] | None = None,
-                  candidate_hashes: Mapping[str, str] | None = None) -> HeartbeatOutcome:
+                  candidate_hashes: Mapping[str, str] | None = None,
+                  slot_times: Sequence[SlotTime] = ()) -> HeartbeatOutcome:
         """Extends the worker's running leases and takes note of the ideas it is evaluating.
 
         Returns the leases it no longer holds and the explore leases whose candidate was
@@ -710,6 +714,8 @@ class Engine:
         """
         self._known_worker(worker_id)
         self._seen(worker_id, state[:32] or None)
+        if slot_times:
+            self._presence[worker_id].slot_times = tuple(slot_times[: self.config.limits.max_slots])
         now = self._clock()
         held: dict[str, float] = {}
         cancelled: list[str] = []
@@ -873,8 +879,6 @@ class Engine:
             state.claimed_versions.add(pending.record.version)
         for pending, _ in judgement.resolved:
             state.claims.pop(pending.record.id, None)
-        for pending in judgement.audits:
-            pending.audit = True
         if judgement.new_champion is not None:
             state.champion = judgement.new_champion
             state.improvements += 1
@@ -1029,9 +1033,6 @@ class Engine:
         measured = self._measure(state, pending.record.parent, worker, result.metric, lease.id)
         if measured is None:
             judgement.record = replace(judgement.record, decision=words.UNJUDGED)
-            if pending.audit:  # its old parent has no baseline on this class: one try fewer
-                pending.failures += 1
-                self._settle(state, pending, judgement, now)
             return judgement
         verdict, measurement = measured
         pending.measurements.append(measurement)
@@ -1071,9 +1072,6 @@ class Engine:
             # Outvoted by the agreeing majority: a strike, claimant or verifier alike.
             judgement.strikes.append(m.worker_id)
             self._mark(judgement, m.result_id, words.OUTVOTED)
-        if pending.audit:
-            self._close_audit(state, pending, settled, judgement, now)
-            return
         if settled.outcome == "accepted":
             judgement.accepted, judgement.settled = pending, settled
             if pending.record.origin == "explore" and claimant not in outvoted:
@@ -1085,21 +1083,6 @@ class Engine:
         judgement.resolved.append((pending, settled.outcome))
         if claim.claimant_result and claimant not in outvoted:
             judgement.decisions.append((claim.claimant_result, words.REJECTED))
-
-    def _close_audit(self, state: StudyState, pending: PendingClaim, settled: acceptance.Settlement,
-                     judgement: _Judgement, now: float) -> None:
-        """A superseded claim checked to the end: trust is settled (its strikes are already
-        counted); a confirmed edit is replayed onto the champion, a refuted one is dropped."""
-        claimant = pending.record.claimant_worker
-        confirmed = settled.outcome == "accepted" and claimant not in {m.worker_id for m in settled.outvoted}
-        if confirmed:
-            judgement.credits.append(claimant)
-        pending.record = replace(pending.record, reason=f"{pending.record.reason}; checked: {_settled_reason(settled, pending)}")
-        judgement.claims.append(pending.record)
-        judgement.resolved.append((pending, pending.record.state))
-        edited = self.store.version(state.spec.name, pending.record.version)
-        if confirmed and edited is not None:
-            self._merge_onto_champion(state, judgement, edited, claimant, now)
 
     def _accept(self, state: StudyState, judgement: _Judgement, now: float) -> None:
         """Makes an accepted claim the champion; open claims on the old champion are replayed onto it."""
@@ -1124,7 +1107,7 @@ class Engine:
         previous = self._version(state, judgement, state.champion.version)
         assert champion is not None and previous is not None
         for other in list(state.claims.values()):
-            if other.record.id == claim.id or other.audit:
+            if other.record.id == claim.id:
                 continue
             edited = self.store.version(state.spec.name, other.record.version)
             if edited is not None and not other.measurements \
@@ -1138,13 +1121,6 @@ class Engine:
                                  reason=f"the champion moved to {claim.version[:12]} first")
             other.record = superseded
             judgement.claims.append(superseded)
-            if other.record.origin == "explore" and other.measurements \
-                    and self.trust(other.record.claimant_worker).open_claims_allowed == 1:
-                # An untrusted worker's claim is still checked to the end, for trust only (and its
-                # edit replayed once confirmed): a liar cannot escape its strike by being overtaken,
-                # and while it waits it holds the worker's one open claim.
-                judgement.audits.append(other)
-                continue
             judgement.resolved.append((other, "superseded"))
             if edited is not None:
                 self._merge_onto_champion(state, judgement, edited, other.record.claimant_worker, now,
@@ -1268,8 +1244,10 @@ class Engine:
                 state = "offline"
             elif trust.quarantined:
                 state = "quarantined"
+            presence = self._presence.get(worker.id)
             out.append(WorkerSummary(worker, state, last_seen, len(self._running.get(worker.id, ())),
-                                     counts.get(worker.id, 0), trust))
+                                     counts.get(worker.id, 0), trust,
+                                     presence.slot_times if presence is not None else ()))
         return out
 
     def study(self, name: str) -> Study:

@@ -49,6 +49,7 @@ from prometheus_client.exposition import choose_encoder
 
 from autoswarm import __version__, words
 from autoswarm.coordinator.engine import StudySummary, WorkerSummary
+from autoswarm.slot_time import ACTIVITIES
 
 log = logging.getLogger("autoswarm.coordinator.metrics")
 
@@ -155,6 +156,7 @@ class _EngineCollector:
         slots: dict[str, int] = {}
         running: dict[str, int] = {}
         quarantined: dict[str, int] = {}
+        slot_seconds: dict[tuple[str, str], float] = {}
         for w in engine.worker_summaries():
             hw = self._metrics.hardware_class(w.record.hardware_class)
             state = self._metrics.worker_state(w.state)
@@ -163,6 +165,9 @@ class _EngineCollector:
             if w.state != "offline":
                 slots[hw] = slots.get(hw, 0) + w.record.slots
                 running[hw] = running.get(hw, 0) + w.running
+                for t in w.slot_times:
+                    for activity in ACTIVITIES:
+                        slot_seconds[(hw, activity)] = slot_seconds.get((hw, activity), 0.0) + getattr(t, activity)
         by_state = GaugeMetricFamily(f"{PREFIX}_workers", "Known workers by the state they report and hardware class.",
                                      labels=["state", "hardware_class"])
         for (state, hw), n in sorted(workers.items()):
@@ -179,7 +184,15 @@ class _EngineCollector:
             labels=["hardware_class"])
         for hw in sorted(quarantined):
             quarantine_family.add_metric([hw], quarantined[hw])
-        yield from (by_state, slot_family, running_family, quarantine_family)
+        share_family = GaugeMetricFamily(
+            f"{PREFIX}_slot_time_share", "Share of the slots' time spent evaluating, mutating (the device waits "
+            "for its agent) or waiting for work, over workers that are not offline.",
+            labels=["hardware_class", "activity"])
+        for hw in sorted({hw for hw, _ in slot_seconds}):
+            total = sum(slot_seconds[(hw, activity)] for activity in ACTIVITIES)
+            for activity in ACTIVITIES:
+                share_family.add_metric([hw, activity], slot_seconds[(hw, activity)] / total if total > 0 else 0.0)
+        yield from (by_state, slot_family, running_family, quarantine_family, share_family)
 
 
 class CoordinatorMetrics:

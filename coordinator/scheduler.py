@@ -71,6 +71,7 @@ class WorkerView:
     quarantined: bool = False
     may_verify: bool = True
     hardware_class: str = ""
+    pipelined: bool = False                   # its slots prepare the next task while they evaluate
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,8 @@ def _options(study: StudyView, worker: WorkerView) -> list[tuple[int, str, str]]
 
 def choose_task(studies: Sequence[StudyView], worker: WorkerView) -> Assignment | None:
     """The next task for this worker, or None when there is nothing it may take now."""
-    if worker.running >= worker.slots:
+    # A pipelined worker holds one task per slot being evaluated and one being prepared.
+    if worker.running >= worker.slots * (2 if worker.pipelined else 1):
         return None
     best: tuple[int, float, float, str, str, str] | None = None
     for s in studies:

@@ -6,6 +6,7 @@ Thin on purpose: all decisions live in `engine`, `scheduler` and `acceptance`.
 from __future__ import annotations
 
 import asyncio
+import math
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
@@ -13,6 +14,7 @@ from typing import TypeVar
 import grpc
 
 from autoswarm import words
+from autoswarm.slot_time import SlotTime
 from autoswarm.v1 import common_pb2, control_pb2, control_pb2_grpc, worker_pb2, worker_pb2_grpc
 from autoswarm.coordinator.auth import Authenticator, caller_of
 from autoswarm.coordinator.engine import CoordinatorError, Engine, ResultIn, TaskSpec
@@ -180,6 +182,15 @@ def result_in(message: worker_pb2.Result) -> ResultIn:
     )
 
 
+def slot_times_in(messages) -> list[SlotTime]:
+    """A worker's slot time report; numbers that are not finite and non-negative count as zero."""
+    def seconds(value: float) -> float:
+        return value if math.isfinite(value) and value >= 0 else 0.0
+
+    return [SlotTime(m.slot, seconds(m.evaluating_seconds), seconds(m.mutating_seconds), seconds(m.waiting_seconds))
+            for m in messages]
+
+
 class _Durable:
     """Waits for the group commit when there is one; answers never precede the disk."""
 
@@ -248,7 +259,7 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         deadline = loop.time() + wait
         woken = False
         while True:
-            task = await _guard(context, lambda: self.engine.lease(request.worker_id))
+            task = await _guard(context, lambda: self.engine.lease(request.worker_id, request.pipelined))
             if task is not None:
                 if woken:
                     self.changes.notify(1)  # there may be more work than this: wake the next in line
@@ -274,7 +285,7 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         await _as_worker(context, self.auth, request.worker_id)
         outcome = await _guard(context, lambda: self.engine.heartbeat(
             request.worker_id, list(request.lease_ids), request.state, dict(request.descriptions),
-            dict(request.candidate_hashes)))
+            dict(request.candidate_hashes), slot_times_in(request.slot_times)))
         await self.durable()
         return worker_pb2.HeartbeatResponse(cancelled_lease_ids=outcome.cancelled,
                                             duplicate_lease_ids=outcome.duplicates,
@@ -391,6 +402,9 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):
                 hardware_class=w.record.hardware_class, last_seen_unix=w.last_seen, results=w.results,
                 slots=w.record.slots, running=w.running, mutators=list(w.record.mutators),
                 claims_confirmed=w.trust.confirmed, claims_refuted=w.trust.refuted, owner=w.record.owner,
+                slot_times=[common_pb2.SlotTime(slot=t.slot, evaluating_seconds=t.evaluating,
+                                                mutating_seconds=t.mutating, waiting_seconds=t.waiting)
+                            for t in w.slot_times],
             ))
         return response
 

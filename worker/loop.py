@@ -25,7 +25,7 @@ from autoswarm.v1 import common_pb2, worker_pb2
 from autoswarm.worker.agent_box import AgentSettings
 from autoswarm.worker.bundles import BundleCache, BundleDownload
 from autoswarm.worker.connection import TRANSIENT, Connection, HeartbeatSchedule, Stopped
-from autoswarm.worker.execute import ExecutionContext, execute_task
+from autoswarm.worker.execute import ExecutionContext
 from autoswarm.worker.donation import (
     IDLE,
     RECONNECTING,
@@ -42,6 +42,8 @@ from autoswarm.worker.donation import (
 from autoswarm.worker.hardware import HardwareInfo, detect_hardware, slot_environments
 from autoswarm.worker.outbox import Outbox, OutboxEntry
 from autoswarm.worker.sandbox import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PROCESSES, ResourceLimits, Sandbox, configure
+from autoswarm.worker.slot import PipelinedSlot
+from autoswarm.slot_time import SlotTime
 
 log = logging.getLogger("autoswarm.worker")
 
@@ -77,6 +79,8 @@ class WorkerOptions:
     donation: DonationPolicy = field(default_factory=DonationPolicy)
     check_interval: float = 5.0           # seconds between looks at the clock and the machine's load
     agent: AgentSettings = field(default_factory=AgentSettings)  # how agent CLIs are boxed (worker/agent_box.py)
+    # Each slot's agent prepares the next edit while its evaluation runs (worker/slot.py).
+    pipeline: bool = True
 
 
 def hardware_message(hw: HardwareInfo) -> common_pb2.Hardware:
@@ -113,6 +117,7 @@ class Worker:
         self.heartbeats = HeartbeatSchedule(5.0, options.lease_wait_seconds)
         self._finish = threading.Event()      # first stop request: take no new work
         self._halt = threading.Event()        # second: abandon running work now
+        self._report_now = threading.Event()  # a result waits in the outbox
         self._running: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._register_lock = threading.RLock()
@@ -129,7 +134,8 @@ class Worker:
         ), read_only=options.sandbox_read_only)
         self._slot_gpus = [int(env["CUDA_VISIBLE_DEVICES"]) if env.get("CUDA_VISIBLE_DEVICES") else None
                            for env in envs]
-        self._slot_busy = [False] * len(envs)
+        self._slot_held = [0] * len(envs)     # leases each slot holds (evaluating or being prepared)
+        self._slots: dict[int, PipelinedSlot] = {}
         # GPU runtimes map far more memory than they touch, and a default cap could break them:
         # only a cap the volunteer asked for applies to GPU slots; CPU slots get a share of the RAM.
         self._slot_sandboxes = [
@@ -280,6 +286,10 @@ class Worker:
         else:
             log.info("finishing running work, then stopping (signal again to stop now)")
             self._finish.set()
+            with self._lock:
+                slots = list(self._slots.values())
+            # Tasks leased ahead of the one a slot is evaluating go back at once, for others to take.
+            self._release([lease_id for slot in slots for lease_id in slot.stop_ahead()])
         self._update_state()
 
     def _say_stopped(self) -> None:
@@ -343,39 +353,57 @@ class Worker:
             agent_box=self.options.agent.box(self._slot_sandboxes[index], self.options.state_dir),
         )
         context.scratch_root.mkdir(parents=True, exist_ok=True)
-        while not self._finish.is_set():
-            if not self._gate.open:  # out of hours or the machine is busy: look again shortly
-                self._finish.wait(min(self.options.check_interval, 0.5))
-                continue
-            task = self._lease()
-            if task is None:
-                continue
-            if self._finish.is_set():  # stop was requested while the lease call was waiting
-                self._release([task.lease_id])
-                break
-            if not self._gate.open:  # the machine got busy while we waited for work: hand it back
-                self._release([task.lease_id])
-                continue
-            cancel = threading.Event()
-            with self._lock:
-                self._running[task.lease_id] = cancel
-                self._slot_busy[index] = True
-            self._update_state()
-            try:
-                result = execute_task(context, task, self._fetch_bundle, cancel, self.options.mutators)
-            except Exception as exc:  # a bug in our own code must not kill the slot
-                log.exception("task %s failed inside the worker", task.lease_id)
-                result = worker_pb2.Result(status=common_pb2.RESULT_STATUS_CRASH,
-                                           log_tail=f"worker error: {type(exc).__name__}: {exc}")
-            with self._lock:
-                self._running.pop(task.lease_id, None)
-                self._slot_busy[index] = False
-            self._update_state()
-            if cancel.is_set():
-                log.info("task %s was cancelled; its result is not reported", task.lease_id)
-                continue
-            self.completed += 1
-            self._deliver(task.lease_id, result)
+        slot = PipelinedSlot(index, context, self, self._fetch_bundle, self.options.mutators,
+                             depth=2 if self.options.pipeline else 1)
+        with self._lock:
+            self._slots[index] = slot
+        slot.run()
+        log.info("slot %d: %s", index, slot.clock.read().describe())
+
+    def slot_times(self) -> list[SlotTime]:
+        """Where each slot's time went so far."""
+        with self._lock:
+            slots = sorted(self._slots.items())
+        return [slot.clock.read() for _, slot in slots]
+
+    # -- what a slot asks of its worker (worker/slot.py's SlotHost) -------------------------
+
+    @property
+    def finishing(self) -> threading.Event:
+        return self._finish
+
+    def gate_open(self) -> bool:
+        return self._gate.open
+
+    def wait_for_gate(self) -> None:
+        """Out of hours or the machine is busy: look again shortly."""
+        self._finish.wait(min(self.options.check_interval, 0.5))
+
+    def lease_task(self) -> worker_pb2.Task | None:
+        return self._lease()
+
+    def release(self, lease_ids: list[str]) -> None:
+        self._release(lease_ids)
+
+    def track(self, slot: int, lease_id: str, cancel: threading.Event) -> None:
+        with self._lock:
+            self._running[lease_id] = cancel
+            self._slot_held[slot] += 1
+        self._update_state()
+
+    def untrack(self, slot: int, lease_id: str) -> None:
+        with self._lock:
+            self._running.pop(lease_id, None)
+            self._slot_held[slot] -= 1
+        self._update_state()
+
+    def deliver(self, lease_id: str, result: worker_pb2.Result) -> None:
+        """Keeps the result in the outbox and wakes the outbox thread to send it: the slot goes
+        on to its next evaluation without waiting for the coordinator's answer."""
+        self.completed += 1
+        request = worker_pb2.ReportRequest(worker_id=self.worker_id, lease_id=lease_id, result=result)
+        self.outbox.put(OutboxEntry(lease_id, request.SerializeToString(), time.time()))
+        self._report_now.set()
 
     def _fetch_bundle(self, bundle_hash: str, download: BundleDownload) -> None:
         """Streams a bundle into `download` (on disk, capped). A coordinator outage mid-stream is
@@ -398,7 +426,8 @@ class Worker:
         def long_poll() -> worker_pb2.LeaseResponse | None:
             # A future, so that a stop request does not wait out the coordinator's long-poll.
             call = self.connection.stub.Lease.future(
-                worker_pb2.LeaseRequest(worker_id=self.worker_id, wait_seconds=wait, state=self._state),
+                worker_pb2.LeaseRequest(worker_id=self.worker_id, wait_seconds=wait, pipelined=self.options.pipeline,
+                                        state=self._state),
                 timeout=wait + 15)
             self.heartbeats.polling(+1)  # while it waits, this call is the worker's presence
             try:
@@ -431,12 +460,6 @@ class Worker:
         return response.task if response is not None and response.has_task else None
 
     # -- reporting ------------------------------------------------------------------------
-
-    def _deliver(self, lease_id: str, result: worker_pb2.Result) -> None:
-        """Stores the result in the outbox first, then tries to send it once."""
-        request = worker_pb2.ReportRequest(worker_id=self.worker_id, lease_id=lease_id, result=result)
-        self.outbox.put(OutboxEntry(lease_id, request.SerializeToString(), time.time()))
-        self._send(lease_id, request)
 
     def _send(self, lease_id: str, request: worker_pb2.ReportRequest) -> bool:
         try:
@@ -474,7 +497,9 @@ class Worker:
                 return
 
     def _outbox_loop(self) -> None:
-        while not self._halt.wait(2.0):
+        while not self._halt.is_set():
+            self._report_now.wait(2.0)  # a new result, or a retry of those the coordinator missed
+            self._report_now.clear()
             if len(self.outbox):
                 self._flush_outbox()
 
@@ -485,7 +510,8 @@ class Worker:
             self.heartbeats.sent()
             try:
                 response = self.connection.stub.Heartbeat(worker_pb2.HeartbeatRequest(
-                    worker_id=self.worker_id, lease_ids=lease_ids, state=self._state), timeout=10)
+                    worker_id=self.worker_id, lease_ids=lease_ids, state=self._state,
+                    slot_times=[slot_time_message(t) for t in self.slot_times()]), timeout=10)
             except grpc.RpcError as exc:
                 if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAUTHENTICATED):
                     self._reregister(failed_id=self.worker_id)
@@ -521,7 +547,7 @@ class Worker:
         """Asks whether new tasks may start (the GPUs asked about are those of idle slots only:
         on a GPU we are using, every process may be ours)."""
         with self._lock:
-            idle_gpus = [gpu for gpu, busy in zip(self._slot_gpus, self._slot_busy) if gpu is not None and not busy]
+            idle_gpus = [gpu for gpu, held in zip(self._slot_gpus, self._slot_held) if gpu is not None and not held]
         if prime:  # the CPU share is measured between two looks
             self.availability.gate(idle_gpus)
             self._halt.wait(min(self.options.check_interval, 1.0))
@@ -536,6 +562,11 @@ class Worker:
 
 
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def slot_time_message(t: SlotTime) -> common_pb2.SlotTime:
+    return common_pb2.SlotTime(slot=t.slot, evaluating_seconds=t.evaluating, mutating_seconds=t.mutating,
+                               waiting_seconds=t.waiting)
 
 
 def _usable_cpus() -> list[int]:

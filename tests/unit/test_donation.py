@@ -252,7 +252,7 @@ def test_a_task_that_arrives_after_a_stop_request_is_released_not_run(tmp_path, 
         return _task("l-late")
 
     worker.connection.stub = FakeStub(lease_while_stopping)
-    monkeypatch.setattr("autoswarm.worker.loop.execute_task", lambda *a, **k: pytest.fail("unstarted work must not run"))
+    monkeypatch.setattr("autoswarm.worker.slot.prepare_task", lambda *a, **k: pytest.fail("unstarted work must not run"))
     worker._slot_loop(0, worker.slot_envs()[0])
     assert worker.connection.stub.released == ["l-late"]
     assert worker.state == STOPPING
@@ -271,7 +271,7 @@ def test_a_busy_machine_takes_no_task_and_hands_back_one_that_arrives(tmp_path, 
 
     stub = FakeStub(lease_then_busy)
     worker.connection.stub = stub
-    monkeypatch.setattr("autoswarm.worker.loop.execute_task", lambda *a, **k: pytest.fail("must not run while busy"))
+    monkeypatch.setattr("autoswarm.worker.slot.prepare_task", lambda *a, **k: pytest.fail("must not run while busy"))
     paused = threading.Thread(target=worker._slot_loop, args=(0, worker.slot_envs()[0]))
     paused.start()
     paused.join(0.5)

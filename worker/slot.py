@@ -1,0 +1,178 @@
+"""One slot of a worker: its agent prepares the next task while its evaluation runs.
+
+Two threads per slot. The preparer leases a task and makes its edit (bundle, setup, mutator);
+the evaluator runs prepared tasks one at a time, in lease order, and reports them. With a depth
+of two the preparer leases the next task as soon as the current one reaches the evaluator, so
+the slot's GPU does not sit idle behind a 60 s agent; the next edit is made on the champion of
+that moment (the coordinator's stale-edit rules handle one that moves meanwhile). A depth of one
+is the plain lease, mutate, evaluate loop. Evaluations of one slot never overlap: one thread runs
+them.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from autoswarm.v1 import common_pb2, worker_pb2
+from autoswarm.worker.execute import (
+    ExecutionContext,
+    PreparedTask,
+    discard_prepared,
+    evaluate_prepared,
+    prepare_task,
+)
+from autoswarm.slot_time import SlotClock
+
+log = logging.getLogger("autoswarm.worker")
+
+
+class SlotHost(Protocol):
+    """What a slot needs from its worker (worker/loop.py's Worker)."""
+
+    @property
+    def finishing(self) -> threading.Event: ...      # stop requested: take no new work
+
+    def gate_open(self) -> bool: ...                 # the volunteer's hours / idle rules allow new work
+
+    def wait_for_gate(self) -> None: ...
+
+    def lease_task(self) -> worker_pb2.Task | None: ...
+
+    def release(self, lease_ids: list[str]) -> None: ...
+
+    def track(self, slot: int, lease_id: str, cancel: threading.Event) -> None: ...
+
+    def untrack(self, slot: int, lease_id: str) -> None: ...
+
+    def deliver(self, lease_id: str, result: worker_pb2.Result) -> None: ...
+
+
+@dataclass
+class _Held:
+    task: worker_pb2.Task
+    cancel: threading.Event
+    outcome: worker_pb2.Result | PreparedTask | None = None
+
+
+class PipelinedSlot:
+    """Runs one slot until the worker stops; `depth` is how many tasks it may hold (1 or 2)."""
+
+    def __init__(self, index: int, context: ExecutionContext, host: SlotHost,
+                 fetch: Callable[[str], Iterable[bytes]], mutators: Iterable[str], depth: int = 2) -> None:
+        self.index = index
+        self.context = context
+        self.host = host
+        self.clock = SlotClock(index)
+        self.depth = max(1, depth)
+        self._fetch = fetch
+        self._mutators = tuple(mutators)
+        self._tickets = threading.Semaphore(self.depth)
+        self._ready: queue.Queue[_Held | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._line: dict[str, threading.Event] = {}  # leases held, oldest (the current one) first: cancel
+        self._hand_back: set[str] = set()       # leased ahead, to be released because the worker stops
+
+    def run(self) -> None:
+        """The preparer, in the calling thread; returns when the worker stops and the evaluator is done."""
+        evaluator = threading.Thread(target=self._evaluate_loop, name=f"slot-{self.index}-evaluate", daemon=True)
+        evaluator.start()
+        try:
+            self._prepare_loop()
+        finally:
+            self._ready.put(None)
+            evaluator.join()
+
+    def stop_ahead(self) -> list[str]:
+        """The worker stops: every task leased ahead of the current one is cancelled and will be
+        handed back unfinished (the current one finishes). Returns those lease ids."""
+        with self._lock:
+            ahead = list(self._line)[1:]
+            self._hand_back.update(ahead)
+            for lease_id in ahead:
+                self._line[lease_id].set()  # an agent still editing stops now
+        return ahead
+
+    # -- preparer -------------------------------------------------------------------------
+
+    def _prepare_loop(self) -> None:
+        host = self.host
+        while not host.finishing.is_set():
+            if not host.gate_open():
+                host.wait_for_gate()
+                continue
+            if not self._tickets.acquire(timeout=0.2):  # the slot holds `depth` tasks already
+                continue
+            task = host.lease_task()
+            if task is None:
+                self._tickets.release()
+                continue
+            if host.finishing.is_set() or not host.gate_open():
+                # Stop requested, or the machine got busy, while the lease call waited: hand it back.
+                host.release([task.lease_id])
+                self._tickets.release()
+                continue
+            held = _Held(task, threading.Event())
+            with self._lock:
+                self._line[task.lease_id] = held.cancel
+                if host.finishing.is_set() and len(self._line) > 1:
+                    self._hand_back.add(task.lease_id)
+            host.track(self.index, task.lease_id, held.cancel)
+            self.clock.preparing(True)
+            try:
+                held.outcome = prepare_task(self.context, task, self._fetch, held.cancel, self._mutators)
+            except Exception as exc:  # a bug in our own code must not kill the slot
+                log.exception("task %s failed inside the worker", task.lease_id)
+                held.outcome = _worker_error(exc)
+            finally:
+                self.clock.preparing(False)
+            self._ready.put(held)
+
+    # -- evaluator ------------------------------------------------------------------------
+
+    def _evaluate_loop(self) -> None:
+        while (held := self._ready.get()) is not None:
+            try:
+                self._finish(held)
+            finally:
+                with self._lock:
+                    self._line.pop(held.task.lease_id, None)
+                    self._hand_back.discard(held.task.lease_id)
+                self.host.untrack(self.index, held.task.lease_id)
+                self._tickets.release()
+
+    def _finish(self, held: _Held) -> None:
+        lease_id, outcome = held.task.lease_id, held.outcome
+        with self._lock:
+            hand_back = lease_id in self._hand_back
+        if hand_back:
+            if isinstance(outcome, PreparedTask):
+                discard_prepared(self.context, outcome)
+            log.info("task %s was leased ahead; handing it back unfinished because the worker stops", lease_id)
+            self.host.release([lease_id])
+            return
+        if isinstance(outcome, PreparedTask) and not held.cancel.is_set():
+            self.clock.evaluating(True)
+            try:
+                outcome = evaluate_prepared(self.context, outcome, held.cancel)
+            except Exception as exc:
+                log.exception("task %s failed inside the worker", lease_id)
+                outcome = _worker_error(exc)
+            finally:
+                self.clock.evaluating(False)
+        elif isinstance(outcome, PreparedTask):
+            discard_prepared(self.context, outcome)
+        if held.cancel.is_set():
+            log.info("task %s was cancelled; its result is not reported", lease_id)
+            return
+        assert isinstance(outcome, worker_pb2.Result)
+        self.host.deliver(lease_id, outcome)
+
+
+def _worker_error(exc: Exception) -> worker_pb2.Result:
+    return worker_pb2.Result(status=common_pb2.RESULT_STATUS_CRASH,
+                             log_tail=f"worker error: {type(exc).__name__}: {exc}")
