@@ -21,7 +21,40 @@ _METRIC_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
 
 class StudyError(ValueError):
-    """A study file is invalid. The message says which key, what is wrong, and the fix."""
+    """A study file is invalid. The message says which key, what is wrong, and the fix.
+
+    `problems` lists each mistake on its own: a study file with several is reported whole,
+    so that one run shows everything to fix.
+    """
+
+    def __init__(self, message: str, problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems or (message,)
+
+
+def _summary(problems: list[str]) -> str:
+    if len(problems) == 1:
+        return problems[0]
+    return f"{len(problems)} mistakes:\n" + "\n".join(f"- {p}" for p in problems)
+
+
+class _Problems:
+    """Collects the mistakes of a study file instead of stopping at the first."""
+
+    def __init__(self) -> None:
+        self.found: list[str] = []
+
+    def check(self, check: Any, default: Any = None) -> Any:
+        """`check()`'s value, or `default` after noting the StudyError it raised."""
+        try:
+            return check()
+        except StudyError as exc:
+            self.found.extend(exc.problems)
+            return default
+
+    def raise_any(self) -> None:
+        if self.found:
+            raise StudyError(_summary(self.found), tuple(self.found))
 
 
 @dataclass(frozen=True)
@@ -90,12 +123,10 @@ def _closest(word: str, choices: set[str]) -> str:
 
 
 def _require_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
-    for key in table:
-        if key not in allowed:
-            raise StudyError(
-                f"{where}unknown key {key!r}{_closest(key, allowed)}: "
-                f"remove it; allowed keys are {', '.join(sorted(allowed))}"
-            )
+    unknown = [f"{where}unknown key {key!r}{_closest(key, allowed)}: remove it; allowed keys are "
+               f"{', '.join(sorted(allowed))}" for key in table if key not in allowed]
+    if unknown:
+        raise StudyError(_summary(unknown), tuple(unknown))
 
 
 def _string(data: dict[str, Any], key: str, *, required: bool, default: str = "") -> str:
@@ -212,45 +243,43 @@ def _check_mutator(kind: str, options: dict[str, Any]) -> None:
 
 
 def parse_study(data: dict[str, Any], study_dir: Path | None = None) -> Study:
-    """Validates the parsed TOML of a study. With `study_dir`, also checks that files exist."""
-    _require_keys(data, _TOP_KEYS, "")
-    name = _string(data, "name", required=True)
-    if not _NAME_RE.match(name):
-        raise StudyError(
-            f"name: {name!r} is not a valid study name; use 1-64 letters, digits, '-', '_' or '.', "
-            "starting with a letter or digit"
-        )
-    target = _relative_file(study_dir, "target", _string(data, "target", required=True), must_exist=True)
-    program = _relative_file(study_dir, "program", _string(data, "program", required=False, default="program.md"),
-                             must_exist="program" in data)
-    if target == program:
-        raise StudyError("program: must not be the target file; agents edit the target and read the program")
-    evaluate = _string(data, "evaluate", required=True)
-    if not evaluate:
-        raise StudyError(f"evaluate: is empty; give the command that prints the metric, e.g. `{_EXAMPLE['evaluate']}`")
-    setup = _string(data, "setup", required=False)
+    """Validates the parsed TOML of a study. With `study_dir`, also checks that files exist.
+
+    Every mistake is found before any is reported: the StudyError lists them all.
+    """
+    problems = _Problems()
+    problems.check(lambda: _require_keys(data, _TOP_KEYS, ""))
+    name = problems.check(lambda: _name(data), "")
+    target = problems.check(lambda: _relative_file(study_dir, "target", _string(data, "target", required=True),
+                                                   must_exist=True))
+    program = problems.check(lambda: _relative_file(
+        study_dir, "program", _string(data, "program", required=False, default="program.md"),
+        must_exist="program" in data))
+    if target is not None and target == program:
+        problems.found.append("program: must not be the target file; agents edit the target and read the program")
+    evaluate = problems.check(lambda: _evaluate(data), "")
+    setup = problems.check(lambda: _string(data, "setup", required=False), "")
     setup_network = data.get("setup_network", False)
     if not isinstance(setup_network, bool):
-        raise StudyError(
+        problems.found.append(
             f"setup_network: expected true or false, got {setup_network!r}; "
             "write `setup_network = true` to let setup download data (evaluations never get the network)"
         )
-    metric = _string(data, "metric", required=True)
-    if not _METRIC_RE.match(metric):
-        raise StudyError(f"metric: {metric!r} is not a metric name; use the name the evaluation prints, e.g. `val_loss`")
-    direction = _string(data, "direction", required=True)
-    if direction not in DIRECTIONS:
-        raise StudyError(f'direction: must be "minimize" or "maximize", got {direction!r}')
-    time_budget = _seconds(data, "time_budget") if "time_budget" in data else None
-    timeout = _seconds(data, "timeout")
-    if time_budget is not None and timeout < time_budget:
-        raise StudyError(
+    metric = problems.check(lambda: _metric(data), "")
+    direction = problems.check(lambda: _direction(data), "")
+    time_budget = problems.check(lambda: _seconds(data, "time_budget") if "time_budget" in data else None)
+    timeout = problems.check(lambda: _seconds(data, "timeout"))
+    if time_budget is not None and timeout is not None and timeout < time_budget:
+        problems.found.append(
             f"timeout: {timeout:g}s is shorter than time_budget {time_budget:g}s; "
             "the evaluation would be killed before its budget ends: raise timeout"
         )
     exclude = data.get("exclude", [])
     if not isinstance(exclude, list) or not all(isinstance(p, str) for p in exclude):
-        raise StudyError('exclude: expected a list of glob patterns, e.g. `exclude = ["data/*", "*.ckpt"]`')
+        problems.found.append('exclude: expected a list of glob patterns, e.g. `exclude = ["data/*", "*.ckpt"]`')
+    acceptance = problems.check(lambda: _acceptance(data.get("acceptance"), "time_budget" in data))
+    mutator = problems.check(lambda: _mutator(data.get("mutator")))
+    problems.raise_any()
     return Study(
         name=name,
         target=target,
@@ -263,9 +292,40 @@ def parse_study(data: dict[str, Any], study_dir: Path | None = None) -> Study:
         time_budget=time_budget,
         timeout=timeout,
         exclude=tuple(exclude),
-        acceptance=_acceptance(data.get("acceptance"), time_budget is not None),
-        mutator=_mutator(data.get("mutator")),
+        acceptance=acceptance,
+        mutator=mutator,
     )
+
+
+def _name(data: dict[str, Any]) -> str:
+    name = _string(data, "name", required=True)
+    if not _NAME_RE.match(name):
+        raise StudyError(
+            f"name: {name!r} is not a valid study name; use 1-64 letters, digits, '-', '_' or '.', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def _evaluate(data: dict[str, Any]) -> str:
+    evaluate = _string(data, "evaluate", required=True)
+    if not evaluate:
+        raise StudyError(f"evaluate: is empty; give the command that prints the metric, e.g. `{_EXAMPLE['evaluate']}`")
+    return evaluate
+
+
+def _metric(data: dict[str, Any]) -> str:
+    metric = _string(data, "metric", required=True)
+    if not _METRIC_RE.match(metric):
+        raise StudyError(f"metric: {metric!r} is not a metric name; use the name the evaluation prints, e.g. `val_loss`")
+    return metric
+
+
+def _direction(data: dict[str, Any]) -> str:
+    direction = _string(data, "direction", required=True)
+    if direction not in DIRECTIONS:
+        raise StudyError(f'direction: must be "minimize" or "maximize", got {direction!r}')
+    return direction
 
 
 def decode_study_text(data: bytes) -> str:
@@ -298,4 +358,4 @@ def load_study(study_dir: Path) -> Study:
     try:
         return parse_study_text(decode_study_text(path.read_bytes()), study_dir)
     except StudyError as exc:
-        raise StudyError(f"{path}: {exc}") from None
+        raise StudyError(f"{path}: {exc}", exc.problems) from None

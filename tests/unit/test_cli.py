@@ -169,3 +169,17 @@ def test_an_update_may_change_program_data_and_mutator_but_not_what_is_measured(
         assert "t.py differs from the study's initial version" in str(exc)
     else:
         raise AssertionError("a changed target must be refused")
+
+
+def test_every_study_toml_mistake_is_reported_in_one_run(tmp_path):
+    (tmp_path / "train.py").write_text("X = 1\n")
+    (tmp_path / "study.toml").write_text(
+        'name = "s"\ntarget = "train.py"\nevaluate = "python train.py"\nmetric = "val loss"\n'
+        'direction = "down"\ntimeout = -1\nnmae = 1\n[mutator]\nkind = "params"\nbogus = 1\n')
+    result = CliRunner().invoke(app, ["study", "add", str(tmp_path), "--coordinator", "127.0.0.1:1"])
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    assert "5 mistakes:" in text
+    for key in ("unknown key 'nmae'", "metric: 'val loss'", "direction: must be", "timeout: must be a positive",
+                "mutator.bogus"):
+        assert key in text, key
