@@ -5,6 +5,9 @@ In one run, on loopback:
    of this machine for unary RPCs;
 2. the real coordinator (its own process, SQLite store in WAL mode) under N simulated
    workers doing lease + report cycles with instant evaluations.
+The two alternate for `--rounds` rounds (echo, coordinator, echo, coordinator, ...): each
+round's ratio compares phases seconds apart, which on a shared machine matters more than
+anything else; the median and the spread of the ratios are printed.
 
 The simulated workers run as async clients spread over `--client-processes` processes (2 by
 default: one Python process drives at most one core), the same for every timed phase.
@@ -325,55 +328,65 @@ def main() -> None:
                         help="mean seconds each worker waits between cycles in the latency phase")
     parser.add_argument("--client-processes", type=int, default=2,
                         help="processes the simulated workers are spread over, in every timed phase alike")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="echo and coordinator phases, alternating: one ratio per round")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="autoswarm-bench-"))
+    echo_address = f"127.0.0.1:{free_port()}"
+    address = f"127.0.0.1:{free_port()}"
+    ready = tmp / "ready.json"
+    echo = coordinator = None
+    pairs: list[tuple[Phase, Phase]] = []
     try:
-        echo_address = f"127.0.0.1:{free_port()}"
         echo = start_process(["-c", ECHO_SERVER, echo_address])
-        try:
-            echo_phase_result = run_phase("echo (2 RPCs = 1 cycle)", "echo", echo_address, args.workers,
-                                          args.seconds, echo.pid, args.connections, args.client_processes)
-        finally:
-            stop_process(echo)
-
-        address = f"127.0.0.1:{free_port()}"
-        ready = tmp / "ready.json"
         coordinator = start_process(["-m", "autoswarm", "coordinator", "--db", str(tmp / "bench.db"), "--listen",
                                      address, "--ready-file", str(ready), "--metrics-port", "0", "--auth", "none"],
                                     ready=ready, log=tmp / "coordinator.log")
-        try:
-            with grpc.insecure_channel(address) as channel:
-                control_pb2_grpc.ControlServiceStub(channel).AddStudy(
-                    control_pb2.AddStudyRequest(bundle=study_bundle()), timeout=30)
-            coordinator_result = run_phase("coordinator (lease + report)", "coordinator", address, args.workers,
-                                           args.seconds, coordinator.pid, args.connections, args.client_processes)
-            paced_result = run_phase(f"coordinator, paced {args.pace:g} s", "coordinator", address, args.workers,
-                                     args.seconds, coordinator.pid, args.connections, args.client_processes,
-                                     pace=args.pace)
-            rss_before, rss_after = asyncio.run(memory_phase(address, args.registered, coordinator.pid,
-                                                             args.connections))
-        finally:
-            stop_process(coordinator)
+        with grpc.insecure_channel(address) as channel:
+            control_pb2_grpc.ControlServiceStub(channel).AddStudy(
+                control_pb2.AddStudyRequest(bundle=study_bundle()), timeout=30)
+        # Echo and coordinator phases alternate, so that each ratio compares two phases a few
+        # seconds apart: on a shared machine the load moves more between runs than within one.
+        for _ in range(args.rounds):
+            pairs.append((
+                run_phase("echo (2 RPCs = 1 cycle)", "echo", echo_address, args.workers, args.seconds, echo.pid,
+                          args.connections, args.client_processes),
+                run_phase("coordinator (lease + report)", "coordinator", address, args.workers, args.seconds,
+                          coordinator.pid, args.connections, args.client_processes)))
+        stop_process(echo)
+        paced_result = run_phase(f"coordinator, paced {args.pace:g} s", "coordinator", address, args.workers,
+                                 args.seconds, coordinator.pid, args.connections, args.client_processes,
+                                 pace=args.pace)
+        rss_before, rss_after = asyncio.run(memory_phase(address, args.registered, coordinator.pid,
+                                                         args.connections))
     finally:
+        for proc in (echo, coordinator):
+            if proc is not None:
+                stop_process(proc)
         shutil.rmtree(tmp, ignore_errors=True)
 
-    ceiling = echo_phase_result.rate
-    ratio = coordinator_result.rate / ceiling if ceiling else float("nan")
+    ratios = sorted(c.rate / e.rate for e, c in pairs if e.rate)
+    ratio = statistics.median(ratios) if ratios else float("nan")
+    echo_phase_result, coordinator_result = pairs[len(pairs) // 2]
     print(f"machine: {os.cpu_count()} CPUs, {args.workers} simulated workers over {args.connections} connections "
-          f"in {args.client_processes} client processes, {args.seconds:g} s per phase")
-    print(describe(echo_phase_result))
-    print(describe(coordinator_result))
+          f"in {args.client_processes} client processes, {args.seconds:g} s per phase, load average "
+          f"{os.getloadavg()[0]:.1f}")
+    for echo_phase, coordinator_phase in pairs:
+        print(describe(echo_phase))
+        print(describe(coordinator_phase))
     print(describe(paced_result))
-    print(f"ratio to the echo ceiling (half its RPC rate): {ratio:.0%}   (target >= 50%)")
+    print(f"ratio to the echo ceiling (half its RPC rate), each round: "
+          f"{' '.join(f'{r:.0%}' for r in ratios)}; median {ratio:.0%}   (target >= 50%)")
     print(f"cycles/s: {coordinator_result.rate:.0f} (target >= 1500); lease p99 at {args.workers} workers paced "
           f"{args.pace:g} s: {percentile(paced_result.lease_ms, 0.99):.1f} ms (target < 50 ms)")
     print(f"coordinator memory: {rss_before:.0f} MiB -> {rss_after:.0f} MiB after registering {args.registered} more "
           f"workers ({1024 * (rss_after - rss_before) / max(args.registered, 1):.1f} KiB/worker)")
     if args.json:
         args.json.write_text(json.dumps({
-            "echo_cycles_per_second": ceiling, "cycles_per_second": coordinator_result.rate, "ratio": ratio,
+            "echo_cycles_per_second": echo_phase_result.rate, "cycles_per_second": coordinator_result.rate,
+            "ratio": ratio, "ratios": ratios,
             "lease_p50_ms": percentile(coordinator_result.lease_ms, 0.5),
             "lease_p99_ms": percentile(coordinator_result.lease_ms, 0.99),
             "report_p50_ms": percentile(coordinator_result.report_ms, 0.5),

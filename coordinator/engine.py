@@ -812,13 +812,17 @@ class Engine:
         """Stores a result durably, then decides what it means. Idempotent per lease."""
         worker = self._known_worker(worker_id)
         self._seen(worker_id)
-        stored = self.store.result(lease_id)
-        if stored is not None:
-            if stored.worker_id != worker_id:
-                raise NotYours(f"lease {lease_id} belongs to another worker")
-            champion = self._studies[stored.study].champion
-            return ReportOutcome(stored.id, True, stored.decision, champion.result_id == stored.id)
-        lease = self.store.lease(lease_id)
+        # A lease active in memory has no result yet (a result closes its lease in the same
+        # commit): the common case needs neither of the two reads below.
+        lease = self._active_lease(lease_id)
+        if lease is None:
+            stored = self.store.result(lease_id)
+            if stored is not None:
+                if stored.worker_id != worker_id:
+                    raise NotYours(f"lease {lease_id} belongs to another worker")
+                champion = self._studies[stored.study].champion
+                return ReportOutcome(stored.id, True, stored.decision, champion.result_id == stored.id)
+            lease = self.store.lease(lease_id)
         if lease is None:
             raise NotFound(f"unknown lease {lease_id!r}")
         if lease.worker_id != worker_id:
