@@ -158,6 +158,7 @@ class _Judgement:
     strikes: list[str] = field(default_factory=list)      # workers an agreeing majority outvoted
     credits: list[str] = field(default_factory=list)      # claimants whose claim was confirmed
     outliers: list[Outlier] = field(default_factory=list)  # workers measuring unlike their class
+    audits: list[PendingClaim] = field(default_factory=list)  # superseded claims still checked, for trust only
 
 
 @dataclass
@@ -602,7 +603,9 @@ class Engine:
             members.setdefault(cls, set()).add(worker.id)
             if self._live(worker.id, now):
                 live.setdefault(cls, set()).add(worker.id)
-                if cls not in live_classes and not self.trust(worker.id).quarantined:
+                # Classes that could verify: a worker outvoted once (or quarantined) does not, and
+                # preferring its class would leave claims waiting for nobody.
+                if cls not in live_classes and self.trust(worker.id).may_verify:
                     live_classes.add(cls)
         frozen_live_classes = frozenset(live_classes)
         self._class_cache.clear()
@@ -883,6 +886,8 @@ class Engine:
             state.claimed_versions.add(pending.record.version)
         for pending, _ in judgement.resolved:
             state.claims.pop(pending.record.id, None)
+        for pending in judgement.audits:
+            pending.audit = True
         if judgement.new_champion is not None:
             state.champion = judgement.new_champion
             state.improvements += 1
@@ -1037,6 +1042,9 @@ class Engine:
         measured = self._measure(state, pending.record.parent, worker, result.metric, lease.id)
         if measured is None:
             judgement.record = replace(judgement.record, decision=words.UNJUDGED)
+            if pending.audit:  # its old parent has no baseline on this class: one try fewer
+                pending.failures += 1
+                self._settle(state, pending, judgement, now)
             return judgement
         verdict, measurement = measured
         pending.measurements.append(measurement)
@@ -1076,6 +1084,9 @@ class Engine:
             # Outvoted by the agreeing majority: a strike, claimant or verifier alike.
             judgement.strikes.append(m.worker_id)
             self._mark(judgement, m.result_id, words.OUTVOTED)
+        if pending.audit:
+            self._close_audit(state, pending, settled, judgement, now)
+            return
         if settled.outcome == "accepted":
             judgement.accepted, judgement.settled = pending, settled
             if pending.record.origin == "explore" and claimant not in outvoted:
@@ -1087,6 +1098,21 @@ class Engine:
         judgement.resolved.append((pending, settled.outcome))
         if claim.claimant_result and claimant not in outvoted:
             judgement.decisions.append((claim.claimant_result, words.REJECTED))
+
+    def _close_audit(self, state: StudyState, pending: PendingClaim, settled: acceptance.Settlement,
+                     judgement: _Judgement, now: float) -> None:
+        """A superseded claim checked to the end: trust is settled (its strikes are already
+        counted); a confirmed edit is replayed onto the champion, a refuted one is dropped."""
+        claimant = pending.record.claimant_worker
+        confirmed = settled.outcome == "accepted" and claimant not in {m.worker_id for m in settled.outvoted}
+        if confirmed:
+            judgement.credits.append(claimant)
+        pending.record = replace(pending.record, reason=f"{pending.record.reason}; checked: {_settled_reason(settled, pending)}")
+        judgement.claims.append(pending.record)
+        judgement.resolved.append((pending, pending.record.state))
+        edited = self.store.version(state.spec.name, pending.record.version)
+        if confirmed and edited is not None:
+            self._merge_onto_champion(state, judgement, edited, claimant, now)
 
     def _accept(self, state: StudyState, judgement: _Judgement, now: float) -> None:
         """Makes an accepted claim the champion; open claims on the old champion are replayed onto it."""
@@ -1111,7 +1137,7 @@ class Engine:
         previous = self._version(state, judgement, state.champion.version)
         assert champion is not None and previous is not None
         for other in list(state.claims.values()):
-            if other.record.id == claim.id:
+            if other.record.id == claim.id or other.audit:
                 continue
             edited = self.store.version(state.spec.name, other.record.version)
             if edited is not None and not other.measurements \
@@ -1125,6 +1151,13 @@ class Engine:
                                  reason=f"the champion moved to {claim.version[:12]} first")
             other.record = superseded
             judgement.claims.append(superseded)
+            if other.record.origin == "explore" and other.measurements \
+                    and self.trust(other.record.claimant_worker).open_claims_allowed == 1:
+                # An untrusted worker's claim is still checked to the end, for trust only (and its
+                # edit replayed once confirmed): a liar cannot escape its strike by being overtaken,
+                # and while it waits it holds the worker's one open claim.
+                judgement.audits.append(other)
+                continue
             judgement.resolved.append((other, "superseded"))
             if edited is not None:
                 self._merge_onto_champion(state, judgement, edited, other.record.claimant_worker, now,
