@@ -78,10 +78,9 @@ class BundleDownload:
         self._digest.update(chunk)
         self._file.write(chunk)
 
-    def finish(self) -> tuple[str, bytes]:
-        """(sha256, the bytes received): read back only once the size is known to be within the cap."""
-        self._file.close()
-        return self._digest.hexdigest(), self.path.read_bytes()
+    def digest(self) -> str:
+        """The sha256 of what was received (after the last restart)."""
+        return self._digest.hexdigest()
 
     def close(self) -> None:
         self._file.close()
@@ -148,11 +147,10 @@ class BundleCache:
                     fetch(bundle_hash, download)
                 finally:
                     download.close()
-                digest, data = download.finish()
-                if digest != bundle_hash:
+                if download.digest() != bundle_hash:
                     raise BundleError(f"bundle {bundle_hash[:12]} failed its hash check; it will be fetched again")
-                files = unpack_bundle(data, self.max_bundle_bytes)
-                del data
+                # Read back only now: within the cap, and the bytes the coordinator vouched for.
+                files = unpack_bundle(download.path.read_bytes(), self.max_bundle_bytes)
                 (staging / "bundle.msgpack").unlink()
                 write_files(files, staging / "files")
                 (staging / "complete").write_text(str(time.time()))
