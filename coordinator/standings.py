@@ -112,12 +112,18 @@ def _thin(points: Sequence[tuple[float, float]], limit: int = MAX_SERIES_POINTS)
     return tuple(points[int(i * step)] for i in range(limit - 1)) + (points[-1],)
 
 
-def _cumulative(grants: Sequence[credit.Grant]) -> tuple[tuple[float, float], ...]:
+def _until(points: Sequence[tuple[float, float]], now: float) -> tuple[tuple[float, float], ...]:
+    """The series thinned, with its last value carried to `now` (a step chart then ends today)."""
+    thinned = _thin(points)
+    return thinned + ((now, thinned[-1][1]),) if thinned and thinned[-1][0] < now else thinned
+
+
+def _cumulative(grants: Sequence[credit.Grant], now: float) -> tuple[tuple[float, float], ...]:
     total, points = 0.0, []
     for g in sorted(grants, key=lambda g: g.when):
         total += g.credit
         points.append((g.when, total))
-    return _thin(points)
+    return _until(points, now)
 
 
 def _identities(workers: Sequence[WorkerSummary], people: dict[str, Profile]) -> tuple[
@@ -161,7 +167,7 @@ def build(store: Store, studies: Sequence[StudySummary], workers: Sequence[Worke
         discovered = credit.discoveries(direction[s.name], chain, mine, study_work, quarantined)
         found.extend(discovered)
         pages[s.name] = _study_page(store, s, policies.get(s.name, ("", 0, 0.0)), chain, mine, study_work,
-                                    discovered, owner_of, label_of)
+                                    discovered, owner_of, label_of, now)
     results: dict[str, int] = {}
     for w in work:
         results[w.worker_id] = results.get(w.worker_id, 0) + 1
@@ -180,7 +186,7 @@ def build(store: Store, studies: Sequence[StudySummary], workers: Sequence[Worke
             for w in workers if owner_of[w.record.id] == name)
         volunteers[name] = Volunteer(name, t.team, anonymous.get(name, False), t.credit, t.recent_average,
                                      t.discoveries, t.discovery, t.granted, t.results, t.badge, machines,
-                                     _cumulative(grants_by_owner.get(name, [])))
+                                     _cumulative(grants_by_owner.get(name, []), now))
     teams = {name: Team(name, len(t.members), t.credit, t.recent_average, t.discoveries, t.discovery, t.badge)
              for name, t in table.teams.items()}
     return Snapshot(now, pages, volunteers, teams, label_of, owner_of)
@@ -188,7 +194,7 @@ def build(store: Store, studies: Sequence[StudySummary], workers: Sequence[Worke
 
 def _study_page(store: Store, summary: StudySummary, policy: tuple[str, int, float], chain: list[credit.Step],
                 claims: list[credit.Claim], work: list[credit.Work], discovered: list[credit.Discovery],
-                owner_of: dict[str, str], label_of: dict[str, str]) -> StudyPage:
+                owner_of: dict[str, str], label_of: dict[str, str], now: float) -> StudyPage:
     accepted = {c.version: c for c in claims if c.state == "accepted"}
     descriptions = store.version_descriptions(summary.name, [s.version for s in chain])
     by_step: dict[int, list[credit.Discovery]] = {}
@@ -214,7 +220,7 @@ def _study_page(store: Store, summary: StudySummary, policy: tuple[str, int, flo
             tuple(dict.fromkeys(owner_of.get(d.worker_id, "?") for d in found)),
             tuple(label_of.get(w.worker_id, "?") for w in measured if w.kind == "verify"),
             deltas, len(deltas) > 1))
-    series = _thin([(s.created, s.metric) for s in chain if s.metric is not None])
+    series = _until([(s.created, s.metric) for s in chain if s.metric is not None], now)
     return StudyPage(summary, policy[0], policy[1], series, tuple(lineage))
 
 
