@@ -114,16 +114,23 @@ class AgentBox:
         env = sandbox_environment(environ, home=str(home), tmpdir=str(private))
         env.update(extra_env)
         passed = {name: environ[name] for name in self.env_names if name in environ}
+        mapped = tuple((login, self._inside(login, home, environ)) for login in self.logins)
+        if not self.isolated:
+            # Nothing to bind into: the login is linked where the agent looks for it (not read-only).
+            for source, inside in mapped:
+                if not inside.exists() and not inside.is_symlink():
+                    inside.parent.mkdir(parents=True, exist_ok=True)
+                    inside.symlink_to(source)
         if self.sandbox is None:
             return PreparedCommand(tuple(argv), {**env, **passed})
-        mapped = tuple((login, self._inside(login, home, environ)) for login in self.logins)
-        for source, inside in mapped:  # mount points, made before bubblewrap needs them
+        for source, inside in mapped if self.isolated else ():  # mount points, made before bubblewrap needs them
             inside.parent.mkdir(parents=True, exist_ok=True)
             if source.is_dir():
                 inside.mkdir(exist_ok=True)
             elif not inside.exists():
                 inside.touch()
-        access = Access(workdir=workdir, writable=(private,), home=home, network=True, mapped_read_only=mapped)
+        access = Access(workdir=workdir, writable=(private,), home=home, network=True,
+                        mapped_read_only=mapped if self.isolated else ())
         self.sandbox.make_writable(workdir, private, home)
         prepared = self.sandbox.prepare(argv, access, env, timeout_seconds)
         # After the sandbox's own allow-list: the volunteer named these for the agent.

@@ -86,3 +86,15 @@ def test_the_bubblewrap_banner_names_the_writable_places(tmp_path):
     line = AgentSettings().box(configure("bwrap"), tmp_path).describe()
     assert line.startswith("agents: bubblewrap with the network") and "(no --agent-env)" in line
     assert str((tmp_path / "agent-home").resolve()) in line
+
+
+def test_without_bubblewrap_the_login_is_linked_into_the_agents_home(tmp_path, monkeypatch):
+    real_home = tmp_path / "volunteer"
+    (real_home / ".agent").mkdir(parents=True)
+    (real_home / ".agent" / "credentials.json").write_text("logged-in-as-bob")
+    monkeypatch.setenv("HOME", str(real_home))
+    box = agent_settings(None, [real_home / ".agent"], [], False).box(configure("none"), tmp_path / "state")
+    assert not box.isolated
+    description = _mutate(_agent_study(tmp_path, "one", LOGIN_AGENT), box)
+    assert description.startswith("logged-in-as-bob "), "the CLI finds its login under its own $HOME"
+    assert (box.home / ".agent").is_symlink()
