@@ -233,15 +233,43 @@ def _step_gain(direction: str, previous: Step, step: Step, measured: Sequence[Wo
     return max(gain, 0.0)
 
 
+@dataclass
+class _Sources:
+    """Indexes of one study's claims and champions that say where a merge's edits came from."""
+
+    folded: dict[str, list[Claim]]                    # version[:12] -> claims folded into that merge
+    replayed: dict[tuple[float, str], list[Claim]]    # (decided, claimant) -> overtaken merges replayed then
+    accepted: dict[str, Claim]                        # version -> its accepted claim
+    chain_at: dict[float, int]                        # a champion's creation time -> its index in the chain
+    chain: list[Step]
+
+    @classmethod
+    def of(cls, claims: Sequence[Claim], steps: Sequence[Step]) -> _Sources:
+        folded: dict[str, list[Claim]] = {}
+        replayed: dict[tuple[float, str], list[Claim]] = {}
+        for c in claims:
+            if c.state != "superseded":
+                continue
+            if c.reason.startswith(FOLDED_REASON):
+                folded.setdefault(c.reason[len(FOLDED_REASON):], []).append(c)
+            elif c.origin == "merge" and c.reason.startswith(SUPERSEDED_REASON) and c.decided is not None:
+                replayed.setdefault((c.decided, c.claimant_worker), []).append(c)
+        chain = sorted(steps, key=lambda s: s.seq)
+        return cls(folded, replayed, {c.version: c for c in claims if c.state == "accepted"},
+                   {s.created: i for i, s in enumerate(chain)}, chain)
+
+
 def contributors(claim: Claim, claims: Sequence[Claim], steps: Sequence[Step],
-                 finders: Mapping[str, str], _depth: int = 0) -> list[str]:
+                 finders: Mapping[str, str], _sources: _Sources | None = None, _depth: int = 0) -> list[str]:
     """The workers whose edits a claimed version holds that its parent did not (in order, distinct).
 
-    `finders` maps a version to the worker whose explore result produced it. A merge holds
-    its claimant's edit, the edits of merges folded into it, and — when it replays the old
-    champion onto one that overtook it (no claimant, opened the moment that champion was
-    accepted) — that old champion's contributors.
+    One study's claims and champion steps. `finders` maps a version to the worker whose
+    explore result produced it. A merge holds its claimant's edit, the edits of merges folded
+    into it or overtaken and replayed as it, and — when it replays the old champion onto one
+    that overtook it (no claimant, opened the moment that champion was accepted) — that old
+    champion's contributors.
     """
+    sources = _sources or _Sources.of(claims, steps)
     if _depth > 32:                    # a cycle would be a store inconsistency: stop, credit nobody more
         return []
     if claim.origin != "merge":
@@ -249,26 +277,18 @@ def contributors(claim: Claim, claims: Sequence[Claim], steps: Sequence[Step],
     found: list[str] = []
     if claim.claimant_worker:
         found.append(claim.claimant_worker)
-    folded_reason = FOLDED_REASON + claim.version[:12]
-    for other in claims:
-        if other.study != claim.study or other.state != "superseded" or other.id == claim.id:
-            continue
-        replayed = other.origin == "merge" and other.decided == claim.created and other.reason.startswith(
-            SUPERSEDED_REASON) and other.claimant_worker == claim.claimant_worker
-        # Folded into this merge, or a merge overtaken by a new champion and replayed onto it as this one.
-        if other.reason == folded_reason or replayed:
-            found.extend(contributors(other, claims, steps, finders, _depth + 1))
+    for other in [*sources.folded.get(claim.version[:12], []),
+                  *sources.replayed.get((claim.created, claim.claimant_worker), [])]:
+        if other.id != claim.id:
+            found.extend(contributors(other, claims, steps, finders, sources, _depth + 1))
     if not found and claim.version in finders:
         found.append(finders[claim.version])        # a real candidate re-opened as a claim
     if not found:
-        chain = [s for s in steps if s.study == claim.study]
-        accepted = {c.version: c for c in claims if c.study == claim.study and c.state == "accepted"}
-        for i, step in enumerate(chain):
-            if step.created == claim.created and i >= 2:
-                replayed = accepted.get(chain[i - 1].version)
-                if replayed is not None:
-                    found.extend(contributors(replayed, claims, steps, finders, _depth + 1))
-                break
+        i = sources.chain_at.get(claim.created, -1)
+        if i >= 2:
+            replayed = sources.accepted.get(sources.chain[i - 1].version)
+            if replayed is not None:
+                found.extend(contributors(replayed, claims, steps, finders, sources, _depth + 1))
     return list(dict.fromkeys(found))
 
 
@@ -286,11 +306,12 @@ def discoveries(direction: str, steps: Sequence[Step], claims: Sequence[Claim], 
         if w.claim and w.decision in AGREEING:
             measured.setdefault(w.claim, []).append(w)
     gains: list[tuple[Step, float, list[str]]] = []
+    sources = _Sources.of(claims, chain)
     for previous, step in zip(chain, chain[1:]):
         claim = accepted.get(step.version)
         if claim is None:
             continue
-        who = [w for w in contributors(claim, claims, chain, finders) if w not in quarantined]
+        who = [w for w in contributors(claim, claims, chain, finders, sources) if w not in quarantined]
         gains.append((step, _step_gain(direction, previous, step, measured.get(claim.id, [])), who))
     total = sum(g for _, g, _ in gains)
     out = []
