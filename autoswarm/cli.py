@@ -884,8 +884,10 @@ app.add_typer(token_app, name="token")
 
 @token_app.command("create")
 def token_create(
-    name: Annotated[str, typer.Option("--name", "-n", help="Who the token is for: the workers' owner.")],
+    owner: Annotated[Optional[str], typer.Argument(
+        metavar="NAME", help="Who the token is for: the workers' owner (as `token revoke NAME` names it).")] = None,
     coordinator: CoordinatorOpt = "127.0.0.1:50051",
+    name: Annotated[Optional[str], typer.Option("--name", "-n", hidden=True, help="The same as NAME.")] = None,
     team: Annotated[str, typer.Option(help="The owner's team on the leaderboard.")] = "",
     display_name: Annotated[str, typer.Option(help="The name public pages show (default: --name).")] = "",
     anonymous: Annotated[bool, typer.Option(help="Public pages show a pseudonym instead of the owner's name.")] = False,
@@ -893,6 +895,9 @@ def token_create(
         "A read-only token instead: the web page, status, history and credit; no worker can join with it."))] = False,
 ) -> None:
     """Create a join token; give it to one person (it is shown once)."""
+    name = owner or name
+    if not name:
+        _fail("name the token's owner: autoswarm token create NAME")
     try:
         with _control(coordinator) as control:
             response = control.create_token(name, team=team, display_name=display_name, anonymous=anonymous,

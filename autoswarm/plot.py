@@ -1,6 +1,6 @@
 """`autoswarm plot`: a study's progress as a picture, like autoresearch's progress.png.
 
-Every evaluated result is a dot at its experiment number (grey: not kept, green: kept, blue:
+Every evaluated result is a dot at its evaluation number (grey: not kept, green: kept, blue:
 a baseline measurement of the champion); the running best — the champion's metric — is a
 step line; evaluations that produced no metric (crash, timeout, ...) are red marks along the
 bottom. Uses matplotlib's object API with the Agg canvas: no display, no pyplot global state.
@@ -35,7 +35,7 @@ class PlotError(RuntimeError):
 
 @dataclass(frozen=True)
 class Point:
-    index: int        # experiment number, 1-based, in the order results were recorded
+    index: int        # evaluation number, 1-based, in the order results were recorded
     metric: float
     decision: str     # keep, discard, baseline, ...
     description: str
@@ -49,8 +49,8 @@ class Progress:
     metric: str
     direction: str
     points: list[Point]            # results with a metric
-    failed: list[int]              # experiment numbers of results without one
-    best: list[tuple[int, float]]  # the champion's metric from each experiment number on
+    failed: list[int]              # evaluation numbers of results without one
+    best: list[tuple[int, float]]  # the champion's metric from each evaluation number on
     total: int
 
     @property
@@ -154,12 +154,12 @@ def plot_progress(history: control_pb2.HistoryResponse, output: Path, *, width_p
         ax.set_ylim(*limits)
     ax.set_xlim(0, max(p.total, 1) + 1)
     better = "lower" if p.direction == "minimize" else "higher"
-    ax.set_xlabel("experiment #")
+    ax.set_xlabel("evaluation #")
     ax.set_ylabel(f"{p.metric} ({better} is better)")
     start = p.best[0][1] if p.best else None
     now = p.best[-1][1] if p.best else None
     trend = f", {p.metric} {start:.6g} → {now:.6g}" if start is not None and now is not None else ""
-    ax.set_title(f"{p.study}: {p.total} experiments, {len(p.kept)} kept{trend}")
+    ax.set_title(f"{p.study}: {words.count(p.total, 'evaluation')}, {len(p.kept)} kept{trend}")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()

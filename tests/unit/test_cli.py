@@ -183,3 +183,45 @@ def test_every_study_toml_mistake_is_reported_in_one_run(tmp_path):
     for key in ("unknown key 'nmae'", "metric: 'val loss'", "direction: must be", "timeout: must be a positive",
                 "mutator.bogus"):
         assert key in text, key
+
+
+def test_token_create_names_its_owner_like_token_revoke(monkeypatch):
+    made = []
+
+    class Client:
+        def __init__(self, address: str) -> None:
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+        def create_token(self, name: str, **options):
+            made.append(name)
+            return control_pb2.CreateTokenResponse(name=name, token="asj_x")
+
+    monkeypatch.setattr(cli, "ControlClient", Client)
+    for args in (["token", "create", "ann[lab]"], ["token", "create", "--name", "bob"]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+    assert made == ["ann[lab]", "bob"]
+    assert "join token for ann[lab] (shown once)" in CliRunner().invoke(app, ["token", "create", "ann[lab]"]).output
+    assert CliRunner().invoke(app, ["token", "create"]).exit_code == 2
+
+
+def test_a_higher_priority_study_gets_a_larger_share_of_the_workers():
+    from autoswarm.coordinator import scheduler
+
+    def view(name: str, priority: int, in_flight: int) -> scheduler.StudyView:
+        return scheduler.StudyView(name=name, mutator_kind="params", paired=False, champion_measured=True,
+                                   baseline_in_flight=0, in_flight=in_flight, evaluations=0, max_evaluations=0,
+                                   priority=priority)
+
+    worker = scheduler.WorkerView("w", frozenset({"params"}), running=0, slots=1)
+    in_flight = {"a": 0, "b": 0}
+    for _ in range(9):  # nine workers ask in turn; each keeps its task
+        choice = scheduler.choose_task([view("a", 2, in_flight["a"]), view("b", 1, in_flight["b"])], worker)
+        in_flight[choice.study] += 1
+    assert in_flight == {"a": 6, "b": 3}
