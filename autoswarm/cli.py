@@ -514,6 +514,11 @@ def worker(
     verbose: bool = False,
 ) -> None:
     """Donate this machine: pull tasks from a coordinator, run them, report. Ctrl-C finishes, twice stops."""
+    from autoswarm.worker import platforms
+
+    refusal = platforms.native_refusal(platforms.system_name())  # Windows: WSL2 or Docker instead
+    if refusal:
+        _fail(refusal)
     from autoswarm.worker.donation import DonationError, DonationPolicy, FileLoad, parse_gpus, parse_hours, parse_size
     from autoswarm.worker.loop import Worker, WorkerOptions, default_state_dir, describe_machine
     from autoswarm.worker.sandbox import SandboxError

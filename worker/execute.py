@@ -23,6 +23,7 @@ from autoswarm.bundle import BundleError
 from autoswarm.study import STUDY_FILE, Study, StudyError, decode_study_text, parse_study_text
 from autoswarm.v1 import common_pb2, worker_pb2
 from autoswarm.worker.bundles import BundleCache, CachedBundle, Fetch
+from autoswarm.worker.hardware import slot_gpu
 from autoswarm.worker.metric import MAX_RESULT_FILE_BYTES, parse_metric
 from autoswarm.worker.agent_box import AgentBox
 from autoswarm.worker.mutators import CommandMutator, create_mutator
@@ -66,7 +67,7 @@ class ExecutionContext:
 
     @property
     def gpu_slot(self) -> bool:
-        return bool(self.slot_env.get("CUDA_VISIBLE_DEVICES"))
+        return slot_gpu(self.slot_env) is not None
 
 
 def snapshot(directory: Path) -> dict[str, str]:
@@ -143,7 +144,7 @@ def _run(context: ExecutionContext, command: str, access: Access, env: dict[str,
     sandbox.make_writable(access.workdir, *access.writable, *([access.home] if access.home else []))
     prepared = sandbox.prepare(resolve_command(command), access, env, timeout)
     return run_command(list(prepared.argv), cwd=access.workdir, env=prepared.env, timeout_seconds=timeout,
-                       log_path=log_path, tail_chars=context.log_tail_chars, cancel=cancel)
+                       log_path=log_path, tail_chars=context.log_tail_chars, cancel=cancel, platform=sandbox.platform)
 
 
 def _setup(context: ExecutionContext, study: Study, bundle: CachedBundle, log_dir: Path,

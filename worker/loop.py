@@ -39,8 +39,9 @@ from autoswarm.worker.donation import (
     slot_cpu_sets,
     worker_state,
 )
-from autoswarm.worker.hardware import HardwareInfo, detect_hardware, slot_environments
+from autoswarm.worker.hardware import HardwareInfo, detect_hardware, slot_environments, slot_gpu
 from autoswarm.worker.outbox import Outbox, OutboxEntry
+from autoswarm.worker.platforms import Platform
 from autoswarm.worker.sandbox import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PROCESSES, ResourceLimits, Sandbox, configure
 from autoswarm.worker.slot import PipelinedSlot
 from autoswarm.slot_time import SlotTime
@@ -96,8 +97,12 @@ class Worker:
     """One worker process: N slots sharing a connection, a bundle cache and an outbox."""
 
     def __init__(self, options: WorkerOptions, hardware: HardwareInfo | None = None, *,
-                 load: LoadSource | None = None, sandbox: Sandbox | None = None) -> None:
-        """Raises DonationError for GPUs the machine lacks, SandboxError for a sandbox it cannot run."""
+                 load: LoadSource | None = None, sandbox: Sandbox | None = None,
+                 platform: Platform | None = None) -> None:
+        """Raises DonationError for GPUs the machine lacks, SandboxError for a sandbox it cannot run.
+
+        `platform`: what the system offers the sandbox and the runner (default: this machine's).
+        """
         self.options = options
         self.hardware = donated_hardware(hardware or detect_hardware(), options)
         # Absolute: the sandbox binds these paths into a new mount namespace, where a relative
@@ -131,9 +136,8 @@ class Worker:
         memory = memory_per_slot(self.hardware.memory_bytes, options.memory_limit, len(envs))
         self.sandbox = sandbox or configure(options.sandbox, ResourceLimits(
             memory_bytes=memory, max_processes=options.max_processes, file_size_bytes=options.max_file_size,
-        ), read_only=options.sandbox_read_only)
-        self._slot_gpus = [int(env["CUDA_VISIBLE_DEVICES"]) if env.get("CUDA_VISIBLE_DEVICES") else None
-                           for env in envs]
+        ), read_only=options.sandbox_read_only, platform=platform)
+        self._slot_gpus = [slot_gpu(env) for env in envs]
         self._slot_held = [0] * len(envs)     # leases each slot holds (evaluating or being prepared)
         self._slots: dict[int, PipelinedSlot] = {}
         # GPU runtimes map far more memory than they touch, and a default cap could break them:
@@ -235,7 +239,7 @@ class Worker:
         lines = [f"donating: {len(self._slot_sandboxes)} slot(s), GPUs {gpus}, CPUs {cpus}; "
                  f"{self.availability.describe()}"]
         lines += self.sandbox.describe()
-        if any(env.get("CUDA_VISIBLE_DEVICES") for env in self.slot_envs()) and not self.options.memory_limit:
+        if any(slot_gpu(env) is not None for env in self.slot_envs()) and not self.options.memory_limit:
             lines.append("GPU slots have no memory cap unless --memory-limit is given")
         return lines
 

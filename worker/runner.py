@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from autoswarm.worker.platforms import Platform, current_platform
+
 # Shell conventions, so a user reading a result recognises them.
 EXIT_CANNOT_EXECUTE = 126
 EXIT_NOT_FOUND = 127
@@ -71,6 +73,7 @@ def run_command(
     kill_grace_seconds: float = 2.0,
     preexec: Callable[[], None] | None = None,
     stdin_path: Path | None = None,
+    platform: Platform | None = None,
 ) -> CommandOutcome:
     """Run `command` to completion, timeout or cancellation; never leave a process behind.
 
@@ -82,6 +85,7 @@ def run_command(
     when not executable) with the reason in the log and `output_tail`. `preexec` runs in the
     child before exec (a hook for rlimits); it must be async-signal-safe in spirit: no locks.
     `stdin_path`, when given, is the command's stdin (an agent CLI's prompt); else /dev/null.
+    `platform` says which of the system's ways to watch a child exist (default: this machine's).
     """
     argv = resolve_command(command) if isinstance(command, str) else list(command)
     if not argv:
@@ -117,10 +121,10 @@ def run_command(
             )
 
     timed_out = cancelled = False
-    exit_signal = _ExitSignal(proc.pid)
+    watch = ExitWatch(proc, platform or current_platform())
     try:
         deadline = start + timeout_seconds
-        while not _exited(proc.pid):
+        while not watch.exited():
             if cancel is not None and cancel.is_set():
                 cancelled = True
                 break
@@ -128,16 +132,18 @@ def run_command(
             if remaining <= 0:
                 timed_out = True
                 break
-            exit_signal.wait(min(_POLL_MAX_SECONDS, remaining))
+            watch.wait(min(_POLL_MAX_SECONDS, remaining))
         if timed_out or cancelled:
             _signal_group(proc.pid, signal.SIGTERM)
             grace_end = time.monotonic() + kill_grace_seconds
-            while not _exited(proc.pid) and time.monotonic() < grace_end:
+            while not watch.exited() and time.monotonic() < grace_end:
                 time.sleep(0.02)
     finally:
-        exit_signal.close()
-        # The main process is exited but not yet reaped here (or we are unwinding), so its pid
-        # still names the group: SIGKILL reaches every straggler, and cannot hit a reused pid.
+        watch.close()
+        # With waitid the main process is exited but not yet reaped here (or we are unwinding),
+        # so its pid still names the group: SIGKILL reaches every straggler, and cannot hit a
+        # reused pid. Without waitid (macOS before Python 3.13) it was reaped already; its group
+        # id stays reserved while stragglers are in the group, which is when this matters.
         _signal_group(proc.pid, signal.SIGKILL)
         try:
             proc.wait(timeout=_REAP_TIMEOUT_SECONDS)
@@ -159,29 +165,56 @@ def run_command(
     )
 
 
-class _ExitSignal:
-    """Waits until a child exits or a timeout passes, whichever comes first.
+class ExitWatch:
+    """Notices a child's exit as soon as the platform allows, without reaping it where it can.
 
-    A pidfd becomes readable the moment the child exits (without reaping it), so a short
-    evaluation is noticed at once instead of at the next poll; where pidfds are missing
-    (old kernels, other systems) it sleeps a growing interval instead.
+    Exit notice: a pidfd (Linux) or a kqueue process filter (macOS) wakes `wait` the moment the
+    child exits, so a short evaluation is noticed at once; elsewhere `wait` sleeps a growing
+    interval. Exit check: `waitid(WNOWAIT)` looks without reaping, which keeps the pid (and so
+    the process group id) reserved until the group is killed; without it, `Popen.poll` reaps.
     """
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, proc: subprocess.Popen, platform: Platform) -> None:
+        self._proc = proc
+        self._platform = platform
         self._poller: select.poll | None = None
+        self._kqueue: object | None = None
         self._fd = -1
         self._sleep = 0.005
-        try:
-            self._fd = os.pidfd_open(pid)
-            self._poller = select.poll()
-            self._poller.register(self._fd, select.POLLIN)
-        except (AttributeError, OSError):
-            self._poller = None
+        self._notified = False  # the kqueue reported the exit: the child is a zombie now
+        if platform.pidfd:
+            try:
+                self._fd = os.pidfd_open(proc.pid)
+                self._poller = select.poll()
+                self._poller.register(self._fd, select.POLLIN)
+            except (AttributeError, OSError):
+                self._poller = None
+        elif platform.kqueue:
+            self._kqueue = _process_kqueue(proc.pid)
+
+    @property
+    def mechanism(self) -> str:
+        """How exits are noticed here: "pidfd", "kqueue" or "polling" (for tests and logs)."""
+        return "pidfd" if self._poller is not None else "kqueue" if self._kqueue is not None else "polling"
+
+    def exited(self) -> bool:
+        """Whether the child has exited (reaping it only where waitid is missing)."""
+        if self._platform.waitid:
+            return _exited(self._proc.pid)
+        return self._notified or self._proc.poll() is not None
 
     def wait(self, timeout: float) -> None:
+        """Returns when the child exits or `timeout` seconds pass."""
         if self._poller is not None:
             self._poller.poll(max(0, int(timeout * 1000)))
             return
+        if self._kqueue is not None:
+            try:
+                if self._kqueue.control(None, 1, max(0.0, timeout)):  # type: ignore[attr-defined]
+                    self._notified = True
+                return
+            except OSError:
+                self._close_kqueue()
         time.sleep(min(self._sleep, timeout))
         self._sleep = min(self._sleep * 2, _POLL_MAX_SECONDS)
 
@@ -189,6 +222,29 @@ class _ExitSignal:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        self._close_kqueue()
+
+    def _close_kqueue(self) -> None:
+        if self._kqueue is not None:
+            self._kqueue.close()  # type: ignore[attr-defined]
+            self._kqueue = None
+
+
+def _process_kqueue(pid: int) -> object | None:
+    """A kqueue that becomes readable when `pid` exits (macOS, BSD); None where that fails."""
+    try:
+        queue = select.kqueue()  # type: ignore[attr-defined]
+    except (AttributeError, OSError):
+        return None
+    try:
+        event = select.kevent(pid, filter=select.KQ_FILTER_PROC,  # type: ignore[attr-defined]
+                              flags=select.KQ_EV_ADD | select.KQ_EV_ONESHOT,  # type: ignore[attr-defined]
+                              fflags=select.KQ_NOTE_EXIT)  # type: ignore[attr-defined]
+        queue.control([event], 0, 0)
+    except (AttributeError, OSError):  # ESRCH: it exited before we looked; polling finds that
+        queue.close()
+        return None
+    return queue
 
 
 def _exited(pid: int) -> bool:

@@ -35,6 +35,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from autoswarm.worker.platforms import Platform, current_platform, describe_gaps
+
 SANDBOX_MODES = ("auto", "bwrap", "none")
 UNPRIVILEGED_ID = 65534  # "nobody": what root's commands run as inside bubblewrap
 DEFAULT_MAX_PROCESSES = 1024  # tasks (threads count too); a fork bomb stops here
@@ -46,7 +48,9 @@ _TRAMPOLINE_INSIDE = "/.autoswarm/sandbox_exec.py"
 # are recreated as symlinks).
 _SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt", "/sys")
 _PRIVATE_TMPFS = ("/tmp", "/dev/shm")
-_GPU_DEVICES = ("/dev/nvidia*", "/dev/nvidia-caps", "/dev/dri")
+# NVIDIA's nodes, AMD's compute driver (/dev/kfd), the render nodes AMD and Intel GPUs use, and
+# WSL2's GPU paravirtualisation (/dev/dxg; its user-space libraries are under /usr/lib/wsl).
+_GPU_DEVICES = ("/dev/nvidia*", "/dev/nvidia-caps", "/dev/kfd", "/dev/dri", "/dev/dxg")
 # What of the worker's environment a study command or an agent keeps: an allow-list of what
 # programs need to run (locale, paths, thread counts, GPU selection) and the variables the
 # worker itself sets for the command. Everything else is dropped, whatever its name: a
@@ -55,7 +59,8 @@ _ENV_NAMES = frozenset({"PATH", "LANG", "LANGUAGE", "TZ", "TERM", "LD_LIBRARY_PA
                         "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE", "PYTHONIOENCODING", "USER", "LOGNAME",
                         "AUTOSWARM_TIME_BUDGET", "AUTOSWARM_CACHE_DIR", "AUTOSWARM_RESULT",
                         "AUTOSWARM_PROMPT_FILE", "AUTOSWARM_TARGET"})
-_ENV_PREFIXES = ("LC_", "CUDA_", "NVIDIA_", "OMP_", "MKL_", "OPENBLAS_", "NUMEXPR_", "NCCL_")
+_ENV_PREFIXES = ("LC_", "CUDA_", "NVIDIA_", "OMP_", "MKL_", "OPENBLAS_", "NUMEXPR_", "NCCL_",
+                 "HIP_", "ROCR_", "HSA_", "ZE_", "ONEAPI_", "PYTORCH_")  # AMD, Intel and MPS GPU selection
 # Within the allowed prefixes, a name that looks like a secret still stays out (CUDA_..._TOKEN).
 _SECRET_WORDS = ("TOKEN", "KEY", "SECRET", "PASS", "CREDENTIAL", "AUTH", "COOKIE", "SESSION", "CERT")
 
@@ -113,6 +118,9 @@ class Sandbox:
     bwrap_size_option: bool = False                    # bwrap >= 0.8 can cap a tmpfs
     python: str = sys.executable
     reason: str = ""                                   # why isolation is "none", when it is
+    platform: Platform = field(default_factory=current_platform)  # what the system offers (worker/platforms.py)
+    missing: tuple[str, ...] = ()                      # facilities the trampoline's probe found missing
+    refused: tuple[str, ...] = ()                      # rlimits the system would not set (probe)
 
     def with_limits(self, **changes: object) -> Sandbox:
         return replace(self, limits=replace(self.limits, **changes))
@@ -134,6 +142,8 @@ class Sandbox:
             "cpus": list(limits.cpus),
             "own_userns": limits.max_processes is not None,
         }
+        if self.platform.trampoline_missing():
+            spec["without"] = self.platform.trampoline_missing()
         if self.isolation == "bwrap":
             spec["drop_to"] = list(self.run_as) if self.run_as else None
         else:
@@ -202,18 +212,41 @@ class Sandbox:
             lines.append(f"isolation: NONE ({self.reason or '--sandbox none'}) — evaluations can use the network "
                          "and read and write whatever this user can; the environment is still an allow-list "
                          "(no token or key)")
-        limits = self.limits
-        caps = [f"memory {_size(limits.memory_bytes)} per process" if limits.memory_bytes else "memory: no cap",
+        lines.append("limits per command: " + ", ".join(self._caps()) + "; the whole process tree is killed at the "
+                     "timeout and when the worker dies" + self._kill_caveat())
+        gaps = describe_gaps(self.platform, self.missing)
+        if gaps:
+            lines.append(gaps)
+        return lines
+
+    def _caps(self) -> list[str]:
+        """Each limit as it really is here: its value, or why it is off."""
+        limits, off = self.limits, set(self.refused)
+        if "resource" in self.missing or not self.platform.resource:
+            off |= {"DATA", "NPROC", "FSIZE", "CPU"}
+        unavailable = "no cap (this system cannot set it)"
+        caps = [f"memory: {unavailable}" if "DATA" in off and limits.memory_bytes else
+                f"memory {_size(limits.memory_bytes)} per process"
+                + (" (set, but macOS does not enforce it)" if self.platform.system == "Darwin" else "")
+                if limits.memory_bytes else "memory: no cap",
+                f"processes: {unavailable}" if "NPROC" in off and limits.max_processes else
                 f"processes {limits.max_processes} ({self.process_cap})" if limits.max_processes
                 else "processes: no cap",
+                f"file size: {unavailable}" if "FSIZE" in off and limits.file_size_bytes else
                 f"files up to {_size(limits.file_size_bytes)}" if limits.file_size_bytes else "file size: no cap",
-                "CPU time up to timeout × CPUs"]
+                f"CPU time: {unavailable}" if "CPU" in off else "CPU time up to timeout × CPUs"]
         if limits.cpus:
-            caps.append(f"CPUs {_cpu_list(limits.cpus)}")
-        lines.append("limits per command: " + ", ".join(caps) + "; the whole process tree is killed at the timeout"
-                     + (" and when the worker dies" if self.isolation == "bwrap" else
-                        " and when the worker dies (processes that leave the process group escape this)"))
-        return lines
+            pinned = self.platform.affinity and "affinity" not in self.missing
+            caps.append(f"CPUs {_cpu_list(limits.cpus)}" if pinned else "CPUs: not pinned (no CPU affinity here)")
+        return caps
+
+    def _kill_caveat(self) -> str:
+        if self.isolation == "bwrap":
+            return ""
+        if not self.platform.prctl or "prctl" in self.missing:
+            return (" (noticed by polling; processes that leave the process group and outlive their parent escape "
+                    "this: no child subreaper here)")
+        return " (processes that leave the process group escape this)"
 
 
 def allowed_variable(name: str) -> bool:
@@ -232,8 +265,10 @@ def sandbox_environment(env: Mapping[str, str], home: str, tmpdir: str = "/tmp")
 
 
 def bwrap_arguments(access: Access, read_only: Iterable[Path], *, tmp_bytes: int | None = None,
-                    size_option: bool = False) -> list[str]:
+                    size_option: bool = False, device_root: Path = Path("/")) -> list[str]:
     """bubblewrap's options (without the program) for one command. Pure, so it can be tested.
+
+    A GPU slot gets the GPU device nodes found under `device_root` (NVIDIA, AMD, Intel, WSL2).
 
     Paths keep their host names inside, so the logs, $AUTOSWARM_RESULT and cwd mean the same on
     both sides. Directories that lead to a bind mount but are not mounted themselves are created
@@ -250,9 +285,8 @@ def bwrap_arguments(access: Access, read_only: Iterable[Path], *, tmp_bytes: int
             args += ["--ro-bind", path, path]
     args += ["--proc", "/proc", "--dev", "/dev"]
     if access.gpus:
-        for pattern in _GPU_DEVICES:
-            for device in sorted(glob.glob(pattern)):
-                args += ["--dev-bind", device, device]
+        for source, device in gpu_device_nodes(device_root):
+            args += ["--dev-bind", source, device]
     for tmpfs in _PRIVATE_TMPFS:
         args += ["--perms", "1777"]
         if size_option and tmp_bytes:
@@ -283,6 +317,15 @@ def bwrap_arguments(access: Access, read_only: Iterable[Path], *, tmp_bytes: int
         args += ["--ro-bind", str(source), str(inside)]
     args += ["--chdir", str(access.workdir)]
     return args
+
+
+def gpu_device_nodes(root: Path = Path("/")) -> list[tuple[str, str]]:
+    """(host path, path inside) of every GPU device node under `root` (a seam for tests)."""
+    found = []
+    for pattern in _GPU_DEVICES:
+        for source in sorted(glob.glob(str(root / pattern.lstrip("/")))):
+            found.append((source, "/" + Path(source).relative_to(root).as_posix()))
+    return found
 
 
 def limit_hit(returncode: int | None, timed_out: bool, log_tail: str) -> str | None:
@@ -328,20 +371,29 @@ _LIMIT_MESSAGES = (
 
 
 def configure(mode: str = "auto", limits: ResourceLimits | None = None, *, read_only: Sequence[Path] = (),
-              bwrap: str = "bwrap", tmp_bytes: int | None = DEFAULT_TMP_BYTES) -> Sandbox:
+              bwrap: str = "bwrap", tmp_bytes: int | None = DEFAULT_TMP_BYTES,
+              platform: Platform | None = None) -> Sandbox:
     """The sandbox to use, after checking on this machine that it really works.
 
     `auto` uses bubblewrap when it runs here and falls back to limits only (saying why);
     `bwrap` raises SandboxError when bubblewrap is missing or broken; `none` skips it.
+    `platform` is what the system offers (default: this machine's; tests take facilities away).
     """
+    platform = platform or current_platform()
     if mode not in SANDBOX_MODES:
         raise SandboxError(f"--sandbox: unknown mode {mode!r}; use one of {', '.join(SANDBOX_MODES)}")
     limits = limits or ResourceLimits()
     base = Sandbox(isolation="none", limits=limits, read_only=tuple(read_only), tmp_bytes=tmp_bytes,
-                   reason="--sandbox none")
+                   reason="--sandbox none", platform=platform)
     if mode != "none":
-        found = shutil.which(bwrap)
-        if found is None:
+        found = shutil.which(bwrap) if platform.bwrap else None
+        if found is None and platform.system not in ("Linux", ""):
+            reason = f"bubblewrap exists only on Linux, and this is {platform.system}"
+            if mode == "bwrap":
+                raise SandboxError(f"--sandbox bwrap: {reason}; run with --sandbox auto or none, or run the worker "
+                                   "in a Linux VM or container (docs/platforms.md)")
+            base = replace(base, reason=f"{reason}; docs/platforms.md shows how to get it in a Linux VM")
+        elif found is None:
             reason = "bubblewrap is not installed"
             if mode == "bwrap":
                 raise SandboxError(f"--sandbox bwrap: {reason}; install it (e.g. `apt-get install bubblewrap`) "
@@ -391,7 +443,9 @@ def _probe(sandbox: Sandbox) -> tuple[Sandbox | None, str]:
         found = json.loads(out.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
         return None, f"unexpected probe output {out.stdout[-200:]!r}"
-    return replace(sandbox, process_cap=str(found.get("nproc", "off"))), ""
+    return replace(sandbox, process_cap=str(found.get("nproc", "off")),
+                   missing=tuple(str(m) for m in found.get("missing") or ()),
+                   refused=tuple(str(r) for r in found.get("refused") or ())), ""
 
 
 def _size(n: int | None) -> str:

@@ -212,6 +212,16 @@ def save_model(model, block_size: int) -> Path:
 # ---------------------------------------------------------------------------
 # The evaluation
 # ---------------------------------------------------------------------------
+def device_kind(device) -> str:
+    """"cuda" (NVIDIA), "rocm" (AMD, through a ROCm build of torch), "mps", "xpu" or "cpu"."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda" and getattr(torch.version, "hip", None):
+        return "rocm"
+    return device.type
+
+
 def eval_targets(val_len: int) -> list[int]:
     """Start offsets of the scored chunks: evenly spaced, and each with MAX_CONTEXT bytes of
     validation text before it, so every model gets its full context and all models are scored
@@ -242,6 +252,8 @@ def load_model(path: Path):
         raise EvaluationError(f"the saved model's block_size {block_size} is outside 1..{MAX_CONTEXT}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise EvaluationError("the model was saved on a GPU but this process sees none")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise EvaluationError("the model was saved on Apple's MPS but this process cannot use it")
     pristine = program.module()
 
     def fresh():
@@ -267,7 +279,8 @@ def _log_probs(module, window, device):
         raise EvaluationError(
             f"the model must return logits of shape (1, {window.numel()}, {VOCAB_SIZE}), got {shape}"
         )
-    return torch.log_softmax(logits[0].double(), dim=-1).cpu()
+    # To the CPU first: MPS has no float64.
+    return torch.log_softmax(logits[0].cpu().double(), dim=-1)
 
 
 def check_causality(fresh, block_size: int, device, val) -> float:
@@ -406,6 +419,7 @@ def _score_and_report(model_path: Path, val_bytes: bytes, extra: dict[str, float
         _write_result(None)
         return 2
     values = dict(extra)
+    values[f"device_{device_kind(device)}"] = 1.0  # where it trained: save_model exports on that device
     values.update(
         block_size=float(block_size),
         eval_bytes=float(count),

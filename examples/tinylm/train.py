@@ -5,7 +5,8 @@ the end on validation bytes this file never sees. Run by hand, `python train.py`
 AUTOSWARM_TIME_BUDGET seconds (30 by default) and saves `model.pt2`; then
 `python prepare.py score model.pt2` scores it.
 
-Uses the GPU when there is one, else all CPU cores.
+Uses the GPU when there is one (NVIDIA's CUDA, AMD's ROCm, Apple's MPS, Intel's XPU), else all
+CPU cores; the evaluation reports which one as the extra metric `device_<kind>: 1`.
 """
 
 from __future__ import annotations
@@ -103,12 +104,26 @@ def get_batch(data: torch.Tensor, batch_size: int, block_size: int, generator: t
     return chunk[:, :-1].to(device), chunk[:, 1:].to(device)
 
 
+def choose_device() -> torch.device:
+    """The fastest device torch has here: CUDA (NVIDIA, or AMD through a ROCm build of torch,
+    which answers to torch.cuda too), Apple Silicon's MPS, Intel's XPU, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    xpu = getattr(torch, "xpu", None)
+    if xpu is not None and xpu.is_available():
+        return torch.device("xpu")
+    return torch.device("cpu")
+
+
 def main() -> None:
     budget = prepare.time_budget()
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.type == "cuda":
+    device = choose_device()
+    if device.type == "cuda" and not torch.version.hip:  # TF32 is NVIDIA's
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
@@ -129,7 +144,7 @@ def main() -> None:
         lr=LEARNING_RATE, betas=(0.9, BETA2),
     )
     autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    print(f"device {device}, {n_params / 1e6:.2f}M parameters, {len(data)} training bytes, budget {budget:g}s")
+    print(f"device {prepare.device_kind(device)}, {n_params / 1e6:.2f}M parameters, {len(data)} training bytes, budget {budget:g}s")
 
     step = 0
     loss_value = float("nan")

@@ -239,4 +239,9 @@ def test_default_train_py_learns_in_a_short_run(tmp_path: Path, cache_dir: Path)
     assert math.isfinite(got.value) and 1.0 < got.value < 8.0  # better than a uniform guess
     assert got.extra["eval_bytes"] == 32 * 1024
     assert got.extra["causality_max_change"] <= 1e-4
+    # The device it trained on, as an extra metric (this machine: torch's first accelerator, else the CPU).
+    import torch
+    kind = "rocm" if torch.cuda.is_available() and torch.version.hip else "cuda" if torch.cuda.is_available() \
+        else "mps" if torch.backends.mps.is_available() else "cpu"
+    assert {k: v for k, v in got.extra.items() if k.startswith("device_")} == {f"device_{kind}": 1.0}
     assert proc.stdout.rstrip().splitlines()[-1].startswith("val_bpb:")
