@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import socket
 import threading
 
 import pytest
 
-from autoswarm.worker.execute import changed_paths, snapshot
+from autoswarm import words
+from autoswarm.bundle import pack_directory
+from autoswarm.v1 import common_pb2, worker_pb2
+from autoswarm.worker.bundles import BundleCache
+from autoswarm.worker.execute import ExecutionContext, changed_paths, execute_task, snapshot
 from autoswarm.worker.safe_files import NotRegularFile, entry_kind, read_regular, write_regular
+from swarm import write_study
 
 
 @pytest.fixture
@@ -102,3 +109,19 @@ def test_snapshot_sees_new_links_to_directories_fifos_and_empty_directories(scra
     (root / "empty").mkdir()
     os.symlink("/etc/passwd", root / "sub" / "data2.txt")
     assert changed_paths(before, snapshot(root)) == ["empty", "fifo", "home", "sub/data2.txt"]
+
+
+def test_a_target_a_setup_replaced_by_a_link_is_replaced_again_never_written_through(tmp_path):
+    secret = tmp_path / "id_ed25519"
+    secret.write_text("the volunteer's key\n")
+    relink = f"import os; os.remove('target.py'); os.symlink({str(secret)!r}, 'target.py')"
+    study = write_study(tmp_path / "study", extra_toml=f"setup = {json.dumps('python -c ' + shlex.quote(relink))}")
+    bundle = pack_directory(study)
+    context = ExecutionContext(cache=BundleCache(tmp_path / "cache"), scratch_root=tmp_path / "work",
+                               data_root=tmp_path / "data")
+    task = worker_pb2.Task(lease_id="l-1", study="tiny", kind=common_pb2.TASK_KIND_BASELINE, bundle_hash=bundle.hash,
+                           bundle_size=len(bundle.data),
+                           parent=common_pb2.Version(hash="p", content=b"X = 2.5\nY = 7\nprint('score: 0')\n"))
+    result = execute_task(context, task, lambda _hash, download: download.write(bundle.data), threading.Event())
+    assert (words.STATUS_WORDS[result.status], result.metric) == ("ok", 0.0), result.log_tail
+    assert secret.read_text() == "the volunteer's key\n", "the version was not written through the link"
