@@ -125,3 +125,20 @@ def test_a_target_a_setup_replaced_by_a_link_is_replaced_again_never_written_thr
     result = execute_task(context, task, lambda _hash, download: download.write(bundle.data), threading.Event())
     assert (words.STATUS_WORDS[result.status], result.metric) == ("ok", 0.0), result.log_tail
     assert secret.read_text() == "the volunteer's key\n", "the version was not written through the link"
+
+
+@pytest.mark.parametrize("make", ["link", "fifo"])
+def test_a_result_file_left_as_a_link_or_fifo_is_not_read(tmp_path, make):
+    secret = tmp_path / "wallet.json"
+    secret.write_text('{"score": 99, "pin": 1234}')
+    leave = (f"os.symlink({str(secret)!r}, os.environ['AUTOSWARM_RESULT'])" if make == "link"
+             else "os.mkfifo(os.environ['AUTOSWARM_RESULT'])")
+    study = write_study(tmp_path / "study", body=f"import os\n{leave}\nprint('score: 1')\n")
+    bundle = pack_directory(study)
+    context = ExecutionContext(cache=BundleCache(tmp_path / "cache"), scratch_root=tmp_path / "work",
+                               data_root=tmp_path / "data")
+    task = worker_pb2.Task(lease_id="l-1", study="tiny", kind=common_pb2.TASK_KIND_BASELINE, bundle_hash=bundle.hash,
+                           parent=common_pb2.Version(hash="p", content=(study / "target.py").read_bytes()))
+    result = execute_task(context, task, lambda _hash, download: download.write(bundle.data), threading.Event())
+    assert (words.STATUS_WORDS[result.status], result.metric) == ("ok", 1.0), result.log_tail
+    assert "pin" not in result.extra_metrics
