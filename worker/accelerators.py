@@ -22,6 +22,7 @@ XPU_SMI_QUERY = ("discovery", "--dump", "1,2,8,16")  # device id, name, driver v
 SYSTEM_PROFILER_QUERY = ("-json", "SPHardwareDataType", "SPDisplaysDataType")
 SYSCTL_QUERY = ("hw.memsize", "hw.ncpu", "machdep.cpu.brand_string")
 
+_MAX_JSON_STARTS = 20  # warnings before the JSON have a bracket or two, not more
 _UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
           "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
 
@@ -54,7 +55,8 @@ def parse_amd_smi(text: str) -> tuple[Accelerator, ...]:
     """GPUs from `amd-smi static --asic --vram --driver --json`.
 
     Three layouts are in use: a list of GPUs (ROCm 6.0-6.3), the same list under "gpu_data"
-    (ROCm 6.4 on), and VRAM sizes either as {"value": 196592, "unit": "MB"} or as "196592 MB".
+    (ROCm 6.4 on), and VRAM sizes either as {"value": 196592, "unit": "MB"} or as "196592 MB"
+    (amd-smi's MB are MiB: an MI300X's 192 GiB less what the driver reserves).
     """
     data = _json_in(text)
     if isinstance(data, dict):
@@ -70,8 +72,8 @@ def parse_amd_smi(text: str) -> tuple[Accelerator, ...]:
         device = _integer(entry.get("gpu"))
         if not name or device is None:
             continue
-        found.append(Accelerator("amd", device, name, _size(vram.get("size"), default_unit="mb") or 0,
-                                 _text(driver.get("version")) or "unknown"))
+        found.append(Accelerator("amd", device, name, _size(vram.get("size"), default_unit="mb", binary=True) or 0,
+                                 _text(driver.get("version")) or _text(driver.get("driver_version")) or "unknown"))
     return tuple(sorted(found, key=lambda a: a.device))
 
 
@@ -177,13 +179,16 @@ def parse_mac(profile: str, sysctl: str = "") -> MacHardware | None:
 
 def _json_in(text: str) -> Any:
     """The JSON document in `text`, skipping warnings printed before it; None if there is none."""
-    for opener in ("{", "["):
-        start = text.find(opener)
-        while start >= 0:
+    decoder = json.JSONDecoder()
+    tries = 0
+    for start, char in enumerate(text):
+        if char in "{[":  # the first place a document parses: a list's "[" comes before its objects
             try:
-                return json.JSONDecoder().raw_decode(text[start:])[0]
-            except ValueError:
-                start = text.find(opener, start + 1)
+                return decoder.raw_decode(text, start)[0]
+            except (ValueError, RecursionError):  # RecursionError: brackets nested beyond Python's stack
+                tries += 1
+                if tries >= _MAX_JSON_STARTS:  # garbage full of brackets: give up, do not go quadratic
+                    return None
     return None
 
 
@@ -206,7 +211,7 @@ def _integer(value: object) -> int | None:
 def _size(value: object, default_unit: str = "b", binary: bool = False) -> int | None:
     """Bytes from 196592, "196592 MB", {"value": 196592, "unit": "MB"} or "32 GB".
 
-    `binary`: Apple's "32 GB" means GiB (system_profiler rounds to powers of two).
+    `binary`: "GB" and "MB" mean GiB and MiB (system_profiler's "32 GB", amd-smi's "196592 MB").
     """
     if isinstance(value, dict):
         amount, unit = value.get("value"), _text(value.get("unit")) or default_unit

@@ -22,6 +22,9 @@ from typer.testing import CliRunner
 from swarm import processes_with, wait_for, write_study
 from autoswarm.cli import app
 from autoswarm.worker import platforms
+from autoswarm.worker.accelerators import parse_mac
+from autoswarm.worker.donation import DonationError
+from autoswarm.worker.hardware import GpuInfo, HardwareInfo
 from autoswarm.worker.loop import Worker, WorkerOptions
 from autoswarm.worker.platforms import Platform, current_platform, describe_gaps, native_refusal
 from autoswarm.worker.runner import ExitWatch, run_command
@@ -179,3 +182,33 @@ def test_the_windows_advice_points_at_files_that_exist():
     root = Path(__file__).resolve().parents[2]
     assert (root / "deploy" / "worker" / "Dockerfile").is_file()
     assert (root / "docs" / "platforms.md").is_file()
+
+
+# -- a Mac's Metal GPU is what --gpus donates ----------------------------------------------------
+
+
+def _mac_hardware() -> HardwareInfo:
+    fixtures = Path(__file__).parent / "fixtures" / "macos"
+    mac = parse_mac((fixtures / "m3_max_40core_macbook_pro.profile.json").read_text(),
+                    (fixtures / "m3_max_40core_macbook_pro.sysctl.txt").read_text())
+    gpus = tuple(GpuInfo(index=a.device, name=a.name, memory_bytes=a.memory_bytes, driver=a.driver, vendor=a.vendor,
+                         device=a.device) for a in mac.gpus)
+    return HardwareInfo(cpu_model=mac.chip, cpu_cores=mac.cpu_cores, memory_bytes=mac.memory_bytes, gpus=gpus,
+                        platform="macOS-14.5-arm64-arm-64bit", python_version="3.12.4")
+
+
+@pytest.mark.parametrize("gpus, slots, banner", [
+    (None, [{"AUTOSWARM_GPU": "0"}], "GPUs 0"), ((0,), [{"AUTOSWARM_GPU": "0"}], "GPUs 0"),
+    ((), [{"CUDA_VISIBLE_DEVICES": ""}], "GPUs none"),
+])
+def test_on_a_mac_gpus_means_the_metal_gpu(tmp_path, gpus, slots, banner):
+    options = WorkerOptions(coordinator="127.0.0.1:1", state_dir=tmp_path / "state", gpus=gpus)
+    worker = Worker(options, _mac_hardware(), platform=fake("macos-like"))
+    assert worker.slot_envs() == slots
+    assert banner in "\n".join(worker.describe_donation())
+
+
+def test_on_a_mac_a_gpu_it_does_not_have_is_refused(tmp_path):
+    options = WorkerOptions(coordinator="127.0.0.1:1", state_dir=tmp_path / "state", gpus=(1,))
+    with pytest.raises(DonationError, match="no GPU 1"):
+        Worker(options, _mac_hardware(), platform=fake("macos-like"))

@@ -377,3 +377,44 @@ def test_only_setup_gets_the_network_and_only_when_the_study_asks(tmp_path):
     assert not parse_study_text(text).setup_network
     assert setup.writable == (tmp_path / "data" / "s",) and evaluation.read_only == (tmp_path / "data" / "s",)
     assert setup.home == evaluation.home == tmp_path / "homes" / "s"
+
+
+# -- GPU device nodes of every vendor ----------------------------------------------------------
+
+
+def _fake_devices(root: Path) -> list[str]:
+    """Device nodes as an AMD box (kfd, render nodes), an NVIDIA box and WSL2 have them, as plain files."""
+    names = ["dev/kfd", "dev/dri/card0", "dev/dri/renderD128", "dev/nvidia0", "dev/nvidiactl", "dev/dxg"]
+    for name in names:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(name)
+    return ["/" + name for name in names]
+
+
+def test_gpu_slots_get_every_vendors_device_nodes_and_cpu_slots_none(tmp_path):
+    from autoswarm.worker.sandbox import gpu_device_nodes
+
+    root = tmp_path / "host"
+    _fake_devices(root)
+    found = dict((inside, source) for source, inside in gpu_device_nodes(root))
+    assert set(found) == {"/dev/kfd", "/dev/dri", "/dev/nvidia0", "/dev/nvidiactl", "/dev/dxg"}
+    assert found["/dev/kfd"] == str(root / "dev" / "kfd")
+    gpu = bwrap_arguments(Access(workdir=tmp_path, gpus=True), [], device_root=root)
+    cpu = bwrap_arguments(Access(workdir=tmp_path, gpus=False), [], device_root=root)
+    assert ("--dev-bind", str(root / "dev" / "kfd"), "/dev/kfd") in zip(gpu, gpu[1:], gpu[2:])
+    assert ("--dev-bind", str(root / "dev" / "dri"), "/dev/dri") in zip(gpu, gpu[1:], gpu[2:])
+    assert "--dev-bind" not in cpu
+
+
+@needs_bwrap
+def test_an_evaluation_in_bubblewrap_sees_the_amd_device_nodes_of_its_gpu_slot(tmp_path):
+    root, work = tmp_path / "host", tmp_path / "work"
+    expected = _fake_devices(root)
+    work.mkdir()
+    args = bwrap_arguments(Access(workdir=work, gpus=True), [Path(sys.prefix), Path(sys.base_prefix)],
+                           device_root=root)
+    listing = subprocess.run(["bwrap", *args, "--", "sh", "-c", "cat /dev/kfd; echo; ls /dev/dri"], capture_output=True,
+                             text=True, timeout=60)
+    assert listing.returncode == 0, listing.stderr
+    assert "dev/kfd" in listing.stdout and "renderD128" in listing.stdout and "card0" in listing.stdout
+    assert len(expected) == 6
