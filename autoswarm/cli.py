@@ -483,7 +483,9 @@ def worker(
     agent_env: agent_box.AgentEnvOpt = None,
     unsafe_agent_no_sandbox: agent_box.UnsafeAgentOpt = False,
     gpus: Annotated[str, typer.Option(
-        rich_help_panel=_DONATION, help="GPUs to donate, as nvidia-smi numbers them: 0,2 or all or none.")] = "all",
+        rich_help_panel=_DONATION, help=(
+            "GPUs to donate, as the start-up `machine:` line numbers them (nvidia-smi's, then AMD's and "
+            "Intel's; a Mac's Metal GPU is 0): 0,2 or all or none."))] = "all",
     max_cpus: Annotated[Optional[int], typer.Option(
         min=1, rich_help_panel=_DONATION, help="CPUs evaluations may use (default: all).")] = None,
     memory_limit: Annotated[Optional[str], typer.Option(

@@ -62,8 +62,8 @@ def parse_gpus(text: str) -> tuple[int, ...] | None:
     try:
         indices = tuple(int(part) for part in value.split(","))
     except ValueError:
-        raise DonationError(f"--gpus: cannot read {text!r}; give GPU indices as nvidia-smi numbers them, "
-                            "e.g. --gpus 0,2 (or all, or none)") from None
+        raise DonationError(f"--gpus: cannot read {text!r}; give GPU indices as the start-up `machine:` line "
+                            "lists them, e.g. --gpus 0,2 (or all, or none)") from None
     if any(i < 0 for i in indices) or len(set(indices)) != len(indices):
         raise DonationError(f"--gpus: {text!r} has a negative or repeated index; e.g. --gpus 0,2")
     return indices

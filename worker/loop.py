@@ -591,7 +591,7 @@ def donated_hardware(hw: HardwareInfo, options: WorkerOptions) -> HardwareInfo:
         if missing:
             raise DonationError(f"--gpus: this machine has no GPU {', '.join(map(str, missing))}; "
                                 f"its GPUs are {', '.join(map(str, sorted(present))) or 'none'} "
-                                "(as nvidia-smi numbers them)")
+                                "(as the start-up `machine:` line lists them)")
         hw = replace(hw, gpus=tuple(g for g in hw.gpus if g.index in options.gpus))
     if options.max_cpus:
         hw = replace(hw, cpu_cores=min(hw.cpu_cores, options.max_cpus))
