@@ -1,8 +1,8 @@
 """The swarm's public standings: credit, leaderboards, studies and lineage, as one snapshot.
 
 Read by the web page, its JSON API, `autoswarm credit` and the Prometheus credit gauges.
-The snapshot is rebuilt at most every few seconds, on a thread, from a read-only connection
-of its own (SQLite in WAL mode lets it read while the coordinator writes), so a page view
+The snapshot is rebuilt at most every few seconds, in a process of its own, from a read-only
+connection (SQLite in WAL mode lets it read while the coordinator writes), so a page view
 never holds up the gRPC event loop for the time a full read of the results takes. What only
 the engine knows (who is quarantined, workers' live states) is read on the loop first: a
 cheap copy.
@@ -14,8 +14,11 @@ anonymous owner under numbers, and nothing carries an address, a token or a log.
 from __future__ import annotations
 
 import asyncio
+import logging
+import multiprocessing
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +33,9 @@ REFRESH_SECONDS = 5.0
 MAX_SERIES_POINTS = 400        # points of one chart: a long study's history is thinned to this
 MAX_TEAM_LABELS = 20           # Prometheus: the teams with most credit; the rest count as "other"
 RECENT_RESULTS = 50
+REBUILD_SHARE = 0.2            # rebuilds take at most this share of the time, however big the store
+
+log = logging.getLogger("autoswarm.coordinator.standings")
 
 
 @dataclass(frozen=True)
@@ -224,8 +230,23 @@ def _study_page(store: Store, summary: StudySummary, policy: tuple[str, int, flo
     return StudyPage(summary, policy[0], policy[1], series, tuple(lineage))
 
 
+def build_from(db: str, studies: Sequence[StudySummary], workers: Sequence[WorkerSummary],
+               policies: dict[str, tuple[str, int, float]], now: float) -> Snapshot:
+    """`build` on a read-only connection of its own (what the rebuilding process runs)."""
+    store = Store(db, readonly=True)
+    try:
+        return build(store, studies, workers, policies, now)
+    finally:
+        store.close()
+
+
 class StandingsBook:
-    """Keeps the latest snapshot; at most one rebuild runs at a time, on a thread."""
+    """Keeps the latest snapshot; at most one rebuild runs at a time, in a process of its own.
+
+    A process, not a thread: the rebuild is Python work over every result, and on a thread it
+    would hold the GIL against the gRPC loop for as long as it runs. Rebuilds are also spaced
+    so that they take at most a fifth of the time (`REBUILD_SHARE`), however big the store.
+    """
 
     def __init__(self, db: Path | str, read_engine: Callable[[], tuple[list[StudySummary], list[WorkerSummary],
                                                                         dict[str, tuple[str, int, float]]]],
@@ -235,7 +256,10 @@ class StandingsBook:
         self._refresh = refresh
         self._clock = clock
         self._lock = asyncio.Lock()
+        self._results_lock = asyncio.Lock()
         self._store: Store | None = None
+        self._pool: ProcessPoolExecutor | None = None
+        self._cost = 0.0                       # seconds the last rebuild took
         self.latest: Snapshot | None = None
 
     def _open(self) -> Store:
@@ -243,20 +267,30 @@ class StandingsBook:
             self._store = Store(self._db, readonly=True)
         return self._store
 
+    def _fresh_for(self) -> float:
+        """How long a snapshot is served: the refresh interval, longer while rebuilds are slow."""
+        return max(self._refresh, self._cost / REBUILD_SHARE) if self._refresh > 0 else 0.0
+
     async def snapshot(self) -> Snapshot:
-        """A snapshot no older than the refresh interval."""
+        """A snapshot no older than the refresh interval (longer for a store slow to read)."""
         async with self._lock:
             latest = self.latest
-            if latest is not None and self._clock() - latest.computed < self._refresh:
+            if latest is not None and self._clock() - latest.computed < self._fresh_for():
                 return latest
             studies, workers, policies = self._read_engine()
             now = self._clock()
-            self.latest = await asyncio.to_thread(lambda: build(self._open(), studies, workers, policies, now))
+            if self._pool is None:
+                # spawn: a forked child of a process running gRPC's threads is not safe.
+                self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            started = time.monotonic()
+            self.latest = await asyncio.get_running_loop().run_in_executor(
+                self._pool, build_from, str(self._db), studies, workers, policies, now)
+            self._cost = time.monotonic() - started
             return self.latest
 
     async def recent_results(self, study: str, limit: int = RECENT_RESULTS) -> list[ResultRecord]:
-        """A study's newest results (read on a thread, like the snapshot)."""
-        async with self._lock:
+        """A study's newest results: one indexed query, on a thread."""
+        async with self._results_lock:
             return await asyncio.to_thread(lambda: self._open().recent_results(study, limit))
 
     async def keep_fresh(self) -> None:
@@ -265,10 +299,13 @@ class StandingsBook:
             try:
                 await self.snapshot()
             except Exception:  # noqa: BLE001 - a failed rebuild is retried next round; pages report their own
-                pass
+                log.exception("credit standings: rebuild failed")
             await asyncio.sleep(max(self._refresh, 1.0))   # a scrape interval is seconds at least
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
         if self._store is not None:
             self._store.close()
             self._store = None

@@ -1,8 +1,9 @@
 """The coordinator's own web page and its JSON API (read-only), served with aiohttp.
 
 It runs on the coordinator's asyncio loop beside grpc.aio; every page reads one
-`standings.Snapshot`, which is rebuilt on a thread at most every few seconds, so a crowd of
-volunteers refreshing their page costs the loop little. Pages are rendered with Jinja2
+`standings.Snapshot`, which is rebuilt in a process of its own at most every few seconds,
+and JSON built from a snapshot is kept until the next one, so a crowd of volunteers
+refreshing their page costs the loop little. Pages are rendered with Jinja2
 (autoescaped: study descriptions and names come from workers) and draw their charts with
 Chart.js, which ships inside the package (`web_static/`): no page loads anything from
 elsewhere, and the Content-Security-Policy says so.
@@ -14,6 +15,7 @@ No page or API answer carries an address, a token, a worker id or a log. With
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -37,6 +39,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 BOOK = web.AppKey("book", StandingsBook)
+MEMO = web.AppKey("memo", dict)
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 
 
@@ -103,6 +106,17 @@ def result_json(r: ResultRecord, snap: Snapshot) -> dict[str, Any]:
 
 # -- handlers -----------------------------------------------------------------------------
 
+def _memo(request: web.Request, snap: Snapshot, key: str, make: Any) -> Any:
+    """`make()`, computed once per snapshot and key (pages reload far more often than it changes)."""
+    memo = request.app[MEMO]
+    if memo.get("computed") != snap.computed:
+        memo.clear()
+        memo["computed"] = snap.computed
+    if key not in memo:
+        memo[key] = make()
+    return memo[key]
+
+
 def _not_found(request: web.Request, message: str) -> web.Response:
     if request.path.startswith(API):
         return web.json_response({"error": message}, status=404)
@@ -142,7 +156,8 @@ async def study_page(request: web.Request) -> web.Response:
 
 async def leaderboard_page(request: web.Request) -> web.Response:
     snap = await request.app[BOOK].snapshot()
-    return _page(request, "leaderboard.html", title="Leaderboard", board=leaderboard_json(snap))
+    return _page(request, "leaderboard.html", title="Leaderboard",
+                 board=_memo(request, snap, "board", lambda: leaderboard_json(snap)))
 
 
 async def volunteer_page(request: web.Request) -> web.Response:
@@ -178,7 +193,9 @@ async def api_results(request: web.Request) -> web.Response:
 
 
 async def api_leaderboard(request: web.Request) -> web.Response:
-    return web.json_response(leaderboard_json(await request.app[BOOK].snapshot()))
+    snap = await request.app[BOOK].snapshot()
+    body = _memo(request, snap, "leaderboard", lambda: json.dumps(leaderboard_json(snap)))
+    return web.Response(text=body, content_type="application/json")
 
 
 async def api_volunteer(request: web.Request) -> web.Response:
@@ -235,6 +252,7 @@ def make_app(book: StandingsBook, auth: Authenticator | None = None, require_tok
     middlewares = [_headers] + ([_token_gate(auth)] if require_token and auth is not None else [])
     app = web.Application(middlewares=middlewares)
     app[BOOK] = book
+    app[MEMO] = {}
     templates = jinja2.Environment(loader=jinja2.PackageLoader("autoswarm.coordinator", "web_templates"),
                                    autoescape=True, undefined=jinja2.StrictUndefined)
     templates.filters["num"] = lambda v, digits=6: "—" if v is None else f"{v:.{digits}g}"

@@ -364,7 +364,7 @@ def test_discovery_credit_follows_a_merge_to_both_contributors(tmp_path, start_c
 
 def test_autoswarm_run_serves_the_web_page_and_prints_its_address(tmp_path):
     study = write_study(tmp_path / "tiny", sleep=0.5)
-    proc = subprocess.Popen([sys.executable, "-m", "autoswarm", "run", str(study), "--workers", "1", "--max-evals", "4",
+    proc = subprocess.Popen([sys.executable, "-m", "autoswarm", "run", str(study), "--workers", "1", "--max-evals", "40",
                              "--out", str(tmp_path / "out")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
     try:
