@@ -35,7 +35,8 @@ DAY_SECONDS = 86400.0
 BADGES: tuple[tuple[str, float], ...] = (("top 1%", 0.01), ("top 5%", 0.05), ("top 25%", 0.25))
 MIN_SPEED, MAX_SPEED = 1e-3, 1e3       # a class measured 1000× off the reference is an error, not a GPU
 DECIDED_STATES = frozenset({"accepted", "rejected", "unconfirmed", "superseded"})
-NO_CREDIT_DECISIONS = frozenset({"duplicate", "no-change", "ignored"})   # nothing new was learned
+NO_CREDIT_DECISIONS = frozenset({"duplicate", "no-change", "ignored",   # nothing new was learned
+                                 "outvoted"})   # an agreeing majority of replicas disagreed with it
 AGREEING = frozenset({"claim", "confirm", "keep"})   # a measurement that reproduced its claim
 FOLDED_REASON = "folded into the merge "             # the engine's reason for a claim folded into a merge
 SUPERSEDED_REASON = "the champion moved to "         # ... for an open claim replayed onto a new champion

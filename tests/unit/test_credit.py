@@ -69,6 +69,16 @@ def test_claims_earn_only_once_their_replicas_agreed():
     assert granted["e1"].when == 50.0, "granted when the claim was decided"
 
 
+def test_an_outvoted_measurement_earns_nothing_whatever_the_claim_became():
+    claims = [claim("c1", "v1", "accepted", claimant="x", result="e1"),
+              claim("c2", "v2", "rejected", claimant="x", result="e2")]
+    rows = [work("e1", "x", version="v1", kind="explore", decision="keep", claim="c1"),
+            work("o1", "odd", version="v1", kind="verify", decision="outvoted", claim="c1"),
+            work("o2", "odd", version="v2", kind="verify", decision="outvoted", claim="c2"),
+            work("b", "odd", decision="outvoted")]
+    assert [g.result_id for g in credit.grants(rows, claims, frozenset(), {})] == ["e1"]
+
+
 def test_recent_average_is_credit_per_day_with_a_one_week_half_life():
     steady = [credit.Grant("w", "s", str(i), 10.0, i * DAY) for i in range(400)]
     assert credit.recent_average(steady, 400 * DAY) == pytest.approx(10.0, rel=0.05)
