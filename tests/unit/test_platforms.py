@@ -212,3 +212,70 @@ def test_on_a_mac_a_gpu_it_does_not_have_is_refused(tmp_path):
     options = WorkerOptions(coordinator="127.0.0.1:1", state_dir=tmp_path / "state", gpus=(1,))
     with pytest.raises(DonationError, match="no GPU 1"):
         Worker(options, _mac_hardware(), platform=fake("macos-like"))
+
+
+# -- the trampoline without /proc and without prctl -----------------------------------------------
+
+
+def test_without_proc_the_trampoline_finds_processes_with_ps():
+    from autoswarm.worker import sandbox_exec
+
+    with_proc, without_proc = sandbox_exec.facilities(), sandbox_exec.facilities(["proc"])
+    assert with_proc["proc"] and not without_proc["proc"]
+    family = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
+                               "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+                               "print('up', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert family.stdout.readline().strip() == "up"
+        seen_by_ps = set(sandbox_exec._descendants(os.getpid(), without_proc))
+        seen_in_proc = set(sandbox_exec._descendants(os.getpid(), with_proc))
+        assert family.pid in seen_by_ps and len(seen_by_ps & seen_in_proc) >= 2  # the child and its child
+        assert sandbox_exec._user_tasks(os.getuid(), without_proc) >= 2
+        assert sandbox_exec._user_tasks(4_242_424, without_proc) == 0  # a uid nobody runs as
+    finally:
+        for pid in sandbox_exec._descendants(family.pid, with_proc):
+            os.kill(pid, 9)
+        family.kill()
+        family.wait()
+
+
+def test_without_prctl_a_killed_workers_evaluation_tree_dies_too(tmp_path):
+    """The worker is SIGKILLed mid-evaluation on a system without a parent-death signal: the
+    trampoline notices by polling and takes the command, its child and a daemon that left the
+    process group down with it."""
+    marker = f"autoswarm-orphan-{uuid.uuid4().hex}"
+    command = tmp_path / "command.py"
+    command.write_text(
+        "import os, subprocess, sys, time\n"
+        f"subprocess.Popen([sys.executable, '-c', 'import os, time; os.setsid(); time.sleep(300)  # {marker}'])\n"
+        f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)  # {marker}'])\n"
+        "print('family up', flush=True)\n"
+        f"time.sleep(300)  # {marker}\n")
+    fake_worker = (
+        "import dataclasses, os, sys\n"
+        "from pathlib import Path\n"
+        "from autoswarm.worker.platforms import current_platform\n"
+        "from autoswarm.worker.runner import run_command\n"
+        "from autoswarm.worker.sandbox import Access, configure\n"
+        f"platform = dataclasses.replace(current_platform().without(*{MAC_LIKE!r}), system='Darwin')\n"
+        "sandbox = configure('auto', platform=platform)\n"
+        f"work = Path({str(tmp_path)!r})\n"
+        f"prepared = sandbox.prepare([sys.executable, {str(command)!r}, {marker!r}], Access(workdir=work), os.environ,"
+        " 300)\n"
+        "run_command(list(prepared.argv), cwd=work, env=prepared.env, timeout_seconds=300,\n"
+        f"            log_path=Path({str(tmp_path / 'command.log')!r}), platform=platform)\n")
+    worker = subprocess.Popen([sys.executable, "-c", fake_worker], start_new_session=True)
+    log = tmp_path / "command.log"
+    try:
+        wait_for(lambda: (log.exists() and "family up" in log.read_text()) or worker.poll() is not None, 60,
+                 what="the command's family to start")
+        assert worker.poll() is None, "the fake worker failed"
+        wait_for(lambda: len(processes_with(marker)) >= 3, 15, what="the command, its child and the daemon")
+        worker.kill()  # SIGKILL: no chance to clean up
+        worker.wait()
+        wait_for(lambda: not processes_with(marker), 15, what=f"no process left of {marker}")
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        for pid in processes_with(marker):
+            os.kill(pid, 9)
