@@ -239,43 +239,5 @@ def test_without_proc_the_trampoline_finds_processes_with_ps():
         family.wait()
 
 
-def test_without_prctl_a_killed_workers_evaluation_tree_dies_too(tmp_path):
-    """The worker is SIGKILLed mid-evaluation on a system without a parent-death signal: the
-    trampoline notices by polling and takes the command, its child and a daemon that left the
-    process group down with it."""
-    marker = f"autoswarm-orphan-{uuid.uuid4().hex}"
-    command = tmp_path / "command.py"
-    command.write_text(
-        "import os, subprocess, sys, time\n"
-        f"subprocess.Popen([sys.executable, '-c', 'import os, time; os.setsid(); time.sleep(300)  # {marker}'])\n"
-        f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)  # {marker}'])\n"
-        "print('family up', flush=True)\n"
-        f"time.sleep(300)  # {marker}\n")
-    fake_worker = (
-        "import dataclasses, os, sys\n"
-        "from pathlib import Path\n"
-        "from autoswarm.worker.platforms import current_platform\n"
-        "from autoswarm.worker.runner import run_command\n"
-        "from autoswarm.worker.sandbox import Access, configure\n"
-        f"platform = dataclasses.replace(current_platform().without(*{MAC_LIKE!r}), system='Darwin')\n"
-        "sandbox = configure('auto', platform=platform)\n"
-        f"work = Path({str(tmp_path)!r})\n"
-        f"prepared = sandbox.prepare([sys.executable, {str(command)!r}, {marker!r}], Access(workdir=work), os.environ,"
-        " 300)\n"
-        "run_command(list(prepared.argv), cwd=work, env=prepared.env, timeout_seconds=300,\n"
-        f"            log_path=Path({str(tmp_path / 'command.log')!r}), platform=platform)\n")
-    worker = subprocess.Popen([sys.executable, "-c", fake_worker], start_new_session=True)
-    log = tmp_path / "command.log"
-    try:
-        wait_for(lambda: (log.exists() and "family up" in log.read_text()) or worker.poll() is not None, 60,
-                 what="the command's family to start")
-        assert worker.poll() is None, "the fake worker failed"
-        wait_for(lambda: len(processes_with(marker)) >= 3, 15, what="the command, its child and the daemon")
-        worker.kill()  # SIGKILL: no chance to clean up
-        worker.wait()
-        wait_for(lambda: not processes_with(marker), 15, what=f"no process left of {marker}")
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-        for pid in processes_with(marker):
-            os.kill(pid, 9)
+# A worker killed mid-evaluation without prctl: tests/unit/test_sandbox.py's
+# test_command_tree_dies_with_the_worker[mac-like].

@@ -183,22 +183,30 @@ def test_stopped_command_leaves_no_process_behind(mode, sandboxes, tmp_path):
     wait_for(lambda: not processes_with(marker), 15, what=f"no process left of {marker}")
 
 
-@pytest.mark.parametrize("mode", MODES)
+# "mac-like": no prctl (no parent-death signal, no subreaper), /proc, pidfd, waitid or bubblewrap.
+MAC_LIKE = ("prctl", "proc", "affinity", "user_namespaces", "pidfd", "kqueue", "waitid", "bwrap")
+
+
+@pytest.mark.parametrize("mode", [*MODES, "mac-like"])
 def test_command_tree_dies_with_the_worker(mode, tmp_path):
     marker = f"autoswarm-test-{uuid.uuid4().hex}"
     (tmp_path / "command.py").write_text(textwrap.dedent(family(marker)))
+    platform = (f"dataclasses.replace(current_platform().without(*{MAC_LIKE!r}), system='Darwin')"
+                if mode == "mac-like" else "current_platform()")
     fake_worker = textwrap.dedent(f"""
-        import os, sys
+        import dataclasses, os, sys
         from pathlib import Path
+        from autoswarm.worker.platforms import current_platform
         from autoswarm.worker.runner import run_command
         from autoswarm.worker.sandbox import Access, configure
         work = Path({str(tmp_path / "w")!r}); work.mkdir()
-        sandbox = configure({mode!r})
+        platform = {platform}
+        sandbox = configure({"auto" if mode == "mac-like" else mode!r}, platform=platform)
         sandbox.make_writable(work)
         prepared = sandbox.prepare([sys.executable, {str(tmp_path / "command.py")!r}], Access(workdir=work,
                                    read_only=(Path({str(tmp_path / "command.py")!r}),)), os.environ, 300)
         run_command(list(prepared.argv), cwd=work, env=prepared.env, timeout_seconds=300,
-                    log_path=Path({str(tmp_path / "command.log")!r}))
+                    log_path=Path({str(tmp_path / "command.log")!r}), platform=platform)
         """)
     worker = subprocess.Popen([sys.executable, "-c", fake_worker], start_new_session=True,
                               cwd=Path(__file__).resolve().parents[2])
