@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -25,7 +26,8 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
-from autoswarm.coordinator.auth import Authenticator
+from autoswarm.coordinator.auth import TOKEN_PREFIX, Authenticator
+from autoswarm.coordinator.reasons import failure_reason
 from autoswarm.coordinator.standings import Snapshot, StandingsBook, StudyPage, Volunteer
 from autoswarm.coordinator.store import ResultRecord
 
@@ -38,6 +40,11 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
+# What a log line may carry that a public page must not: addresses and tokens.
+_IPV4 = r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b"
+_IPV6 = r"\[?(?<![\w:])[0-9a-fA-F]{0,4}(?::[0-9a-fA-F]{0,4}){2,7}(?![\w:])\]?(?::\d+)?"
+_TOKEN = "(?:" + "|".join(re.escape(p) for p in TOKEN_PREFIX.values()) + r")[\w-]+"
+_PRIVATE = re.compile("|".join((_IPV4, _IPV6, _TOKEN)))
 BOOK = web.AppKey("book", StandingsBook)
 MEMO = web.AppKey("memo", dict)
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
@@ -94,9 +101,22 @@ def leaderboard_json(snap: Snapshot) -> dict[str, Any]:
     }
 
 
+def public_text(text: str) -> str:
+    """`text` with anything that looks like an address or a token blotted out."""
+    def hide(match: re.Match[str]) -> str:
+        found = match.group(0)
+        # A time of day (12:30:45) has colons too: an IPv6 address has "::" or more groups.
+        if ":" in found and "." not in found and not found.startswith(tuple(TOKEN_PREFIX.values())) \
+                and "::" not in found and found.count(":") < 4:
+            return found
+        return "[hidden]"
+    return _PRIVATE.sub(hide, text)
+
+
 def result_json(r: ResultRecord, snap: Snapshot) -> dict[str, Any]:
     return {
         "id": r.id, "time": r.created, "kind": r.kind, "status": r.status, "decision": r.decision,
+        "reason": public_text(failure_reason(r.status, r.log_tail)),
         "metric": _number(r.metric), "improvement": _number(r.improvement), "threshold": _number(r.threshold),
         "description": r.description, "hardware_class": r.hardware_class,
         "machine": snap.labels.get(r.worker_id, "?"), "volunteer": snap.owners.get(r.worker_id, "?"),

@@ -206,7 +206,7 @@ SCHEMAS = {
     "/studies/slots/results?limit=20": {
         "type": "object", "required": ["study", "results"],
         "properties": {"results": {"type": "array", "maxItems": 20, "minItems": 20, "items": {
-            "type": "object", "required": ["id", "time", "kind", "status", "decision", "metric", "improvement",
+            "type": "object", "required": ["id", "time", "kind", "status", "decision", "reason", "metric", "improvement",
                                            "threshold", "description", "hardware_class", "machine", "volunteer",
                                            "evaluate_seconds"]}}}},
     "/leaderboard": {"type": "object", "required": ["computed", "owners", "teams"],

@@ -91,6 +91,13 @@ def test_a_required_token_is_a_reader_or_admin_token_and_lands_in_a_cookie(tmp_p
     _serve(web.make_app(FakeBook(), auth, require_token=True), check)
 
 
+def test_a_reason_from_a_log_hides_addresses_and_tokens():
+    line = "ConnectionError: 10.1.2.3:8080 [fe80::1]:443 2001:db8::7 refused asw_abc-DEF_12 and asj_x"
+    shown = web.public_text(line)
+    assert shown == "ConnectionError: [hidden] [hidden] [hidden] refused [hidden] and [hidden]"
+    assert web.public_text("loss 0.25 at 12:30:45, step 3") == "loss 0.25 at 12:30:45, step 3"
+
+
 def test_requiring_a_token_without_tokens_is_refused():
     with pytest.raises(ValueError, match="--auth none"):
         web.make_app(FakeBook(), None, require_token=True)
