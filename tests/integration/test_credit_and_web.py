@@ -1,8 +1,9 @@
 """Credit, the leaderboard and the coordinator's web page, against a real coordinator on loopback.
 
 Scripted workers (real gRPC clients whose scores and evaluation times the test sets) join
-with real join tokens: alice and carol on a fast class (2 s an evaluation), bob on a class
-three times slower (6 s), and mallory, who lies. The web page is opened in Debian's headless
+with real join tokens: alice and carol (shown as "Carol C.") on a fast class (2 s an
+evaluation), bob on a class three times slower (6 s), and mallory, who lies (and chose to be
+anonymous). The web page is opened in Debian's headless
 Chromium and its JSON API is checked against a schema per endpoint.
 """
 
@@ -23,6 +24,7 @@ import jsonschema
 import pytest
 
 from autoswarm.control import ControlClient
+from autoswarm.coordinator.auth import pseudonym
 from autoswarm.v1 import common_pb2, worker_pb2
 from scripted import ScriptedWorker, connect, run_round_robin, slots_score, slots_target, switch_a_slot, touch_the_note
 from swarm import CoordinatorProcess, free_port, needs, wait_for, write_study
@@ -30,6 +32,7 @@ from swarm import CoordinatorProcess, free_port, needs, wait_for, write_study
 pytestmark = pytest.mark.integration
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+MALLORY = pseudonym("mallory")
 FAST = ("--lease-factor", "1", "--lease-grace", "1", "--heartbeat-interval", "0.5", "--worker-rate", "0",
         "--web-refresh", "0")
 
@@ -105,8 +108,9 @@ def swarm(tmp_path_factory):
         "--web-require-token")).start()
     admin = _admin(coordinator)
     tokens = {}
-    for name, team in (("alice", "Red Team"), ("bob", "Red Team"), ("carol", "Blue"), ("mallory", "")):
-        out = _cli(coordinator, admin, "token", "create", "--name", name, *(("--team", team) if team else ()))
+    for name, *options in (("alice", "--team", "Red Team"), ("bob", "--team", "Red Team"),
+                           ("carol", "--team", "Blue", "--display-name", "Carol C."), ("mallory", "--anonymous")):
+        out = _cli(coordinator, admin, "token", "create", "--name", name, *options)
         tokens[name] = out.strip().splitlines()[-1]
     reader = _cli(coordinator, admin, "token", "create", "--reader", "--name", "stats").strip().splitlines()[-1]
     _cli(coordinator, admin, "study", "add", str(_slots_study(tmp / "study")), "--max-evals", "0")
@@ -142,15 +146,15 @@ def swarm(tmp_path_factory):
 
 
 def test_honest_workers_earn_in_proportion_to_normalised_work_and_the_liar_loses_everything(swarm):
-    assert swarm["before"]["mallory"]["credit"] > 0, "before it was caught, the liar's baselines earned credit"
+    assert swarm["before"][MALLORY]["credit"] > 0, "before it was caught, the liar's baselines earned credit"
     states = _states(swarm["coordinator"], swarm["reader"])
     assert states["mallory-1"] == "quarantined"
     status, board = _get(f"{swarm['api']}/leaderboard", swarm["reader"])
     assert status == 200
     owners = {o["name"]: o for o in board["owners"]}
-    assert owners["mallory"]["credit"] == 0 and owners["mallory"]["recent_average"] == 0, \
+    assert owners[MALLORY]["credit"] == 0 and owners[MALLORY]["recent_average"] == 0, \
         "caught lying: all its credit is revoked, also what it earned before"
-    for name in ("alice", "bob", "carol"):
+    for name in ("alice", "bob", "Carol C."):
         o = owners[name]
         assert o["granted_results"] >= 0.5 * o["results"] > 0, f"{name}: most honest work is granted"
         # 2 s on the fast class and 6 s on one three times slower earn alike: 2 per evaluation.
@@ -160,7 +164,13 @@ def test_honest_workers_earn_in_proportion_to_normalised_work_and_the_liar_loses
     assert teams["Red Team"]["credit"] == pytest.approx(owners["alice"]["credit"] + owners["bob"]["credit"])
     assert teams["Red Team"]["members"] == 2
     assert sum(o["discoveries"] for o in board["owners"]) >= 2
-    assert owners["mallory"]["discoveries"] == 0
+    assert owners[MALLORY]["discoveries"] == 0
+    # A reader token reads status and history, and changes nothing.
+    assert "slots" in _cli(swarm["coordinator"], swarm["reader"], "status")
+    refused = subprocess.run([sys.executable, "-m", "autoswarm", "token", "create", "--name", "eve", "--coordinator",
+                              swarm["coordinator"].address], env={"AUTOSWARM_TOKEN": swarm["reader"], "PATH": "/usr/bin"},
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0 and "needs the admin token" in refused.stderr
     # The CLI shows the same standings.
     cli = json.loads(_cli(swarm["coordinator"], swarm["reader"], "credit", "--json"))
     assert {o["name"]: round(o["credit"], 6) for o in cli["owners"]} == \
@@ -229,7 +239,7 @@ def test_the_json_api_keeps_its_schema_and_says_what_is_missing(swarm):
         jsonschema.validate(body, schema)
     lineage = _get(f"{api}/studies/slots", reader)[1]["lineage"]
     assert lineage[0]["found_by"] == [] and lineage[-1]["found_by"], "each improvement names who found it"
-    assert all(set(step["found_by"]) <= {"alice", "bob", "carol"} for step in lineage)
+    assert all(set(step["found_by"]) <= {"alice", "bob", "Carol C."} for step in lineage)
     assert any(step["cross_class"] for step in lineage[1:]), "some champion was checked on both classes"
     for path, what in (("/studies/nope", "no study named 'nope'"), ("/volunteers/nobody", "no volunteer named"),
                        ("/studies/nope/results", "no study named 'nope'")):
@@ -241,6 +251,8 @@ def test_the_json_api_keeps_its_schema_and_says_what_is_missing(swarm):
         "a worker's credential is not a reader token"
     raw = json.dumps([_get(api + path, reader)[1] for path in SCHEMAS])
     assert not re.search(r"127\.0\.0\.1|asw_|asj_|asr_|\bw-[0-9a-f]{16}\b", raw), "no address, token or worker id"
+    assert "mallory" not in raw and MALLORY in raw, "an anonymous volunteer shows under a pseudonym only"
+    assert _get(f"{api}/volunteers/{MALLORY}", reader)[1]["machines"][0]["name"] == "machine 1"
 
 
 def _png_has_ink(driver, canvas_id: str) -> int:
@@ -295,8 +307,9 @@ def test_the_web_page_in_a_real_browser(swarm, tmp_path):
             errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
             assert not errors, f"{path}: console errors {errors}"
         assert f"{champion:.6g}" in seen["overview"] and f"{champion:.6g}" in seen["study"]
-        for owner in ("alice", "bob", "carol", "mallory", "Red Team", "Blue"):
+        for owner in ("alice", "bob", "Carol C.", MALLORY, "Red Team", "Blue"):
             assert owner in seen["leaderboard"], owner
+        assert "mallory" not in " ".join(seen.values())
         assert "alice-desktop" in seen["volunteer"] and "cpu:Alpha x2" in seen["volunteer"]
         assert "keep" in seen["study"] and "baseline" in seen["study"], "recent results with their decisions"
         driver.get(web + "/study/nope")
