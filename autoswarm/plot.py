@@ -63,7 +63,9 @@ def progress(history: control_pb2.HistoryResponse) -> Progress:
     points: list[Point] = []
     failed: list[int] = []
     best: list[tuple[int, float]] = []
-    for index, row in enumerate(history.rows, start=1):
+    # A duplicate that was never evaluated costs nothing and is not plotted.
+    rows = [row for row in history.rows if not (row.status in words.FREE_STATUSES and not row.has_metric)]
+    for index, row in enumerate(rows, start=1):
         if not row.has_metric:
             failed.append(index)
             continue
@@ -73,7 +75,7 @@ def progress(history: control_pb2.HistoryResponse) -> Progress:
         # hardware and do not change it.)
         if (row.status == words.BASELINE and not best) or row.status == words.KEEP:
             best.append((index, row.metric))
-    return Progress(history.study, history.metric, history.direction, points, failed, best, len(history.rows))
+    return Progress(history.study, history.metric, history.direction, points, failed, best, len(rows))
 
 
 def _quantile(sorted_values: Sequence[float], q: float) -> float:

@@ -49,6 +49,10 @@ STALE_CONFLICT = "stale-conflict"  # beat its old parent, but its edit conflicts
 STALE_INCLUDED = "stale-included"  # beat its old parent; the champion already holds the same edit
 UNJUDGED = "unjudged"              # no reference score on this hardware class to judge against
 
+# Results that cost no evaluation (the candidate was evaluated before): they never count as
+# evaluations, toward a study's budget, in progress lines or in plots.
+FREE_STATUSES = frozenset({"duplicate"})
+
 # The swarm memory's heading over ideas in flight; the params mutator reads the lines below it.
 MEMORY_IN_FLIGHT = "Being evaluated right now on other workers (do not repeat these):"
 

@@ -17,6 +17,7 @@ from typing import Any
 from autoswarm import words
 from autoswarm.bundle import BundleError, sha256_hex, unpack_bundle
 from autoswarm.slot_time import SlotTime
+from autoswarm.slot_time import SlotTime
 from autoswarm.hardware_class import HardwareError, checked_hardware, hardware_class, is_moved, moved_class, origin_class
 from autoswarm.study import STUDY_FILE, Study, StudyError, decode_study_text, parse_study, parse_study_text
 from autoswarm.coordinator import acceptance, scheduler
@@ -167,6 +168,7 @@ class _Presence:
     last_seen: float
     dirty: bool = True
     slot_times: tuple[SlotTime, ...] = ()     # as the worker last reported them (memory only)
+    slot_times: tuple[SlotTime, ...] = ()     # as the worker last reported them (memory only)
     silence: float = 20.0     # seconds it may stay silent and still count as connected
 
 
@@ -200,6 +202,7 @@ class WorkerSummary:
     running: int
     results: int
     trust: acceptance.Trust = acceptance.Trust()
+    slot_times: tuple[SlotTime, ...] = ()
     slot_times: tuple[SlotTime, ...] = ()
 
 
@@ -734,7 +737,7 @@ class Engine:
                 study.ideas[lease_id] = " ".join(descriptions[lease_id].split())[: self.config.limits.max_description_chars]
             candidate = (candidate_hashes or {}).get(lease_id, "")
             if candidate and lease.kind == scheduler.EXPLORE:
-                if study.seen_candidate(lease.parent, candidate, lease_id):
+                if study.known_candidate(lease.parent, candidate, lease_id):
                     duplicates.append(lease_id)
                 else:
                     study.candidates[lease_id] = (lease.parent, candidate)
@@ -857,7 +860,8 @@ class Engine:
         """Brings memory in line with what the store has just committed."""
         record = judgement.record
         self._forget_lease(lease)
-        state.evaluations += 1
+        if record.status not in words.FREE_STATUSES:
+            state.evaluations += 1
         self._results_by_worker[record.worker_id] = self._results_by_worker.get(record.worker_id, 0) + 1
         if record.status == "setup-failed":
             self._setup_failed[(record.worker_id, record.study)] = record.created

@@ -21,6 +21,7 @@ from typing import Any
 
 import msgpack
 
+from autoswarm import words
 from autoswarm.coordinator.credit import Claim, Step, Work
 
 SCHEMA_VERSION = 1
@@ -721,7 +722,10 @@ class Store:
         return {r[0]: r[1] for r in self._db.execute("SELECT worker_id, COUNT(*) FROM results GROUP BY worker_id")}
 
     def study_counts(self, study: str) -> StudyCounts:
-        evaluations = self._db.execute("SELECT COUNT(*) FROM results WHERE study=?", (study,)).fetchone()[0]
+        free = sorted(words.FREE_STATUSES)  # a duplicate costs no evaluation
+        evaluations = self._db.execute(
+            f"SELECT COUNT(*) FROM results WHERE study=? AND status NOT IN ({', '.join('?' * len(free))})",
+            (study, *free)).fetchone()[0]
         champions = self._db.execute("SELECT COUNT(*) FROM champions WHERE study=?", (study,)).fetchone()[0]
         in_flight = self._db.execute(
             "SELECT COUNT(*) FROM leases WHERE study=? AND state='active'", (study,)).fetchone()[0]

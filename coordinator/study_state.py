@@ -255,8 +255,10 @@ class StudyState:
         """Adds an explore outcome to the swarm memory (bounded: the oldest are forgotten)."""
         if result.version and result.status in EVALUATED_STATUSES:
             self.evaluated.add((result.parent, result.version))
-        if result.decision in ("duplicate", "no-change"):
+        if result.decision == "no-change":
             return
+        if result.decision == "duplicate" and any(t.description == result.description for t in self.tried.values()):
+            return  # listed once, so agents see what was tried without the list filling up with it
         failed = result.status not in ("ok",)
         tail = result.log_tail.strip().splitlines()[-1] if failed and result.log_tail.strip() else ""
         self.tried[result.id] = Tried(result.description, result.decision, result.improvement, False, tail)
@@ -278,6 +280,14 @@ class StudyState:
         if (parent, candidate) in self.evaluated:
             return True
         return any(other != lease_id and pc == (parent, candidate) for other, pc in self.candidates.items())
+
+    def known_candidate(self, parent: str, candidate: str, lease_id: str) -> bool:
+        """Whether an edit about to be evaluated would teach nothing: evaluated for this parent,
+        claimed before (an old champion drawn again), or being evaluated elsewhere from any
+        parent (its score will be known soon). The worker then reports a free duplicate."""
+        if (parent, candidate) in self.evaluated or candidate in self.claimed_versions:
+            return True
+        return any(other != lease_id and pc[1] == candidate for other, pc in self.candidates.items())
 
     def memory(self, lease_id: str, now: float) -> str:
         """The swarm memory for a new explore task.

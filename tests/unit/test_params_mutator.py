@@ -399,3 +399,19 @@ def test_bad_options_name_the_option(options: dict[str, object], key: str) -> No
 def test_options_are_used() -> None:
     mutator = create_mutator("params", {"kind": "params", "max_changes": 3, "scale": 0.1, "include": ["LR"]})
     assert mutator == ParamsMutator(max_changes=3, scale=0.1, include=("LR",))
+
+
+def test_when_every_nearby_edit_is_known_the_mutator_takes_larger_steps(tmp_path: Path) -> None:
+    # One int constant at 1: a small step can only reach 2, which the swarm tried already.
+    (tmp_path / "t.py").write_text("X = 1\n")
+    outcome = ParamsMutator().mutate(_request(tmp_path, target="t.py", memory="- [discard] X 1 -> 2\n"))
+    assert outcome.description != "X 1 -> 2"
+    assert (tmp_path / "t.py").read_text() != "X 1\n"
+
+
+def test_when_every_edit_drawn_is_known_the_mutator_says_so_instead_of_repeating_one(tmp_path: Path) -> None:
+    (tmp_path / "t.py").write_text("X = 1\n")
+    memory = "".join(f"- [discard] X 1 -> {k}\n" for k in range(2, 20_000))
+    with pytest.raises(MutatorError, match="already in the swarm memory"):
+        ParamsMutator().mutate(_request(tmp_path, target="t.py", memory=memory))
+    assert (tmp_path / "t.py").read_text() == "X = 1\n", "the target is left as it was"

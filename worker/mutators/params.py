@@ -34,8 +34,10 @@ _BOM = "\ufeff"
 _MAX_INT = 2**53
 _FLOAT_RANGE = (1e-300, 1e300)
 _MAX_DRAWS = 32
-# Re-draws when the drawn edit is already in the swarm memory (someone tried it).
+# Re-draws when the drawn edit is already in the swarm memory (someone tried it), at each of
+# these multiples of the step size in turn.
 _MEMORY_ATTEMPTS = 8
+_WIDER_STEPS = (1.0, 2.0, 4.0, 8.0)
 
 
 @dataclass(frozen=True)
@@ -193,20 +195,31 @@ class ParamsMutator:
         return MutationOutcome(description=description)
 
     def _draw(self, source: str, request: MutationRequest, exclude: Sequence[str]) -> tuple[str, str]:
-        """An edit of `source`, re-drawn while the swarm memory says it was tried already."""
-        new_source, description = "", ""
-        for attempt in range(_MEMORY_ATTEMPTS):
-            new_source, description = perturb_constants(
-                source,
-                seed=request.seed + attempt * 1_000_003,
-                max_changes=self.max_changes,
-                scale=self.scale,
-                include=self.include,
-                exclude=exclude,
-            )
-            if description not in request.memory:
-                break
-        return new_source, description
+        """An edit of `source` that the swarm memory does not list as tried.
+
+        Re-draws (other constants, other values) while the drawn edit is known; when every draw
+        near the current values is known — a small space, mostly explored — it takes larger
+        steps. Raises MutatorError when even those are all known: a duplicate would cost the
+        swarm a task and teach nothing.
+        """
+        attempt = 0
+        for widen in _WIDER_STEPS:
+            for _ in range(_MEMORY_ATTEMPTS):
+                new_source, description = perturb_constants(
+                    source,
+                    seed=request.seed + attempt * 1_000_003,
+                    max_changes=self.max_changes,
+                    scale=self.scale * widen,
+                    include=self.include,
+                    exclude=exclude,
+                )
+                attempt += 1
+                if description not in request.memory:
+                    return new_source, description
+        raise MutatorError(
+            f"every one of {attempt} edits drawn (steps up to {_WIDER_STEPS[-1]:g}x mutator.scale) is already in "
+            "the swarm memory; the nearby space looks explored — raise mutator.scale or let it edit more constants"
+        )
 
 
 _EDITED_NAME = re.compile(r"(?:^|, )(_*[A-Z][A-Z0-9_]*) \S.*? -> ")
