@@ -41,7 +41,7 @@ from autoswarm.worker.donation import (
 )
 from autoswarm.worker.hardware import HardwareInfo, detect_hardware, slot_environments, slot_gpu
 from autoswarm.worker.outbox import Outbox, OutboxEntry
-from autoswarm.worker.platforms import Platform
+from autoswarm.worker.platforms import Platform, describe_idle_gaps
 from autoswarm.worker.sandbox import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PROCESSES, ResourceLimits, Sandbox, configure
 from autoswarm.worker.slot import PipelinedSlot
 from autoswarm.slot_time import SlotTime
@@ -241,6 +241,8 @@ class Worker:
         lines += self.sandbox.describe()
         if any(slot_gpu(env) is not None for env in self.slot_envs()) and not self.options.memory_limit:
             lines.append("GPU slots have no memory cap unless --memory-limit is given")
+        lines += describe_idle_gaps(self.options.donation.idle_only, self.sandbox.platform,
+                                    [g.vendor for g in self.hardware.gpus])
         return lines
 
     def _connection_state(self, state: str) -> None:

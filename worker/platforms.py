@@ -132,3 +132,19 @@ def describe_gaps(platform: Platform, also_missing: tuple[str, ...] | list[str] 
         missing.discard("proc")  # not a protection: only how processes are found
     gaps = [_GAPS[name] for name in _GAPS if name in missing]
     return f"not available on this system ({platform.system}): " + "; ".join(gaps) if gaps else None
+
+
+def describe_idle_gaps(idle_only: bool, platform: Platform, gpu_vendors: tuple[str, ...] | list[str]) -> list[str]:
+    """Banner lines for what --idle-only cannot watch here: other programs' CPU use without /proc,
+    other programs on GPUs that nvidia-smi does not report on."""
+    if not idle_only:
+        return []
+    lines = []
+    if not platform.proc:
+        lines.append("--idle-only: other programs' CPU use cannot be measured on this system (no /proc): "
+                     "only --hours and the donated NVIDIA GPUs' use pause work")
+    others = sorted({vendor for vendor in gpu_vendors if vendor != "nvidia"})
+    if others:
+        names = "/".join("Apple" if v == "apple" else v.upper() if v == "amd" else v.capitalize() for v in others)
+        lines.append(f"--idle-only: other programs' use of {names} GPUs is not watched (only NVIDIA GPUs' is)")
+    return lines

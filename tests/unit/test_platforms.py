@@ -241,3 +241,15 @@ def test_without_proc_the_trampoline_finds_processes_with_ps():
 
 # A worker killed mid-evaluation without prctl: tests/unit/test_sandbox.py's
 # test_command_tree_dies_with_the_worker[mac-like].
+
+
+def test_idle_only_says_what_it_cannot_watch_on_a_mac(tmp_path):
+    from autoswarm.worker.donation import DonationPolicy
+
+    options = WorkerOptions(coordinator="127.0.0.1:1", state_dir=tmp_path / "state",
+                            donation=DonationPolicy(idle_only=True))
+    banner = "\n".join(Worker(options, _mac_hardware(), platform=fake("macos-like")).describe_donation())
+    assert "other programs' CPU use cannot be measured on this system (no /proc)" in banner
+    assert "other programs' use of Apple GPUs is not watched" in banner
+    plain = WorkerOptions(coordinator="127.0.0.1:1", state_dir=tmp_path / "state2")
+    assert "--idle-only" not in "\n".join(Worker(plain, _mac_hardware(), platform=fake("macos-like")).describe_donation())
