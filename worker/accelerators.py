@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from autoswarm.hardware_class import MAX_TEXT_CHARS
+
 # How each tool is asked; fixtures under tests/unit/fixtures/ record these very commands.
 AMD_SMI_QUERY = ("static", "--asic", "--vram", "--driver", "--json")
 ROCM_SMI_QUERY = ("--showproductname", "--showmeminfo", "vram", "--showdriverversion", "--json")
@@ -163,7 +165,7 @@ def parse_mac(profile: str, sysctl: str = "") -> MacHardware | None:
         name = f"{_text(built_in.get('sppci_model')) if built_in else chip}"
         name += f" {gpu_cores}-core GPU" if gpu_cores else " GPU"
         metal = _metal(built_in.get("spdisplays_mtlgpufamilysupport")) if built_in else ""
-        gpus.append(Accelerator("apple", 0, name, memory, metal or "Metal"))
+        gpus.append(Accelerator("apple", 0, name[:MAX_TEXT_CHARS], memory, metal or "Metal"))
     else:
         for display in displays:
             vram = _size(display.get("spdisplays_vram"), binary=True)
@@ -193,9 +195,10 @@ def _json_in(text: str) -> Any:
 
 
 def _text(value: object) -> str:
+    """A tool's string as the coordinator accepts it: printable, at most MAX_TEXT_CHARS; "" for N/A."""
     if not isinstance(value, (str, int, float)) or isinstance(value, bool):
         return ""
-    text = str(value).strip()
+    text = "".join(char for char in str(value) if char.isprintable())[:MAX_TEXT_CHARS].strip()
     return "" if text.upper() in ("N/A", "NA", "UNKNOWN", "") else text
 
 

@@ -332,3 +332,12 @@ def test_a_mac_whose_tools_fail_falls_back_to_what_python_sees(tmp_path: Path):
 
 def test_a_huge_bracket_storm_is_given_up_on_quickly():
     assert parse_rocm_smi("{[" * 500_000) == () and parse_amd_smi("[" * 1_000_000) == ()
+
+
+def test_names_are_made_fit_for_the_coordinator():
+    from autoswarm.hardware_class import MAX_TEXT_CHARS, clean_text
+
+    text = '[{"gpu": 0, "asic": {"market_name": "AMD\\u001b[31m Instinct\\n' + "X" * 300 + '"}}]'
+    (gpu,) = parse_amd_smi(text)
+    assert gpu.name.startswith("AMD[31m Instinct") and len(gpu.name) == MAX_TEXT_CHARS
+    assert clean_text(gpu.name, "gpu name") == gpu.name  # what the coordinator would accept
