@@ -201,16 +201,37 @@ class Settlement:
     score: float | None = None
 
 
+def recorded_score(group: Sequence[Measurement], direction: str = "maximize", parent_score: float | None = None) -> float:
+    """The robust centre of an agreeing group, as the score a champion records.
+
+    Scores under a fixed time budget are in one hardware class's units, so the median is
+    taken over the class with most of the group's measurements (a single measurement only
+    when it is all there is: quorum 1). When two classes tie, each measurement's gain is
+    carried onto the parent's recorded score and the median of those is taken instead.
+    """
+    by_class: dict[str, list[Measurement]] = {}
+    for m in group:
+        by_class.setdefault(m.hardware_class, []).append(m)
+    largest = max(len(ms) for ms in by_class.values())
+    top = [ms for ms in by_class.values() if len(ms) == largest]
+    if len(top) == 1 and (largest >= 2 or len(group) == 1):
+        return statistics.median(m.value for m in top[0])
+    if parent_score is not None:
+        sign = -1.0 if direction == "minimize" else 1.0
+        return parent_score + sign * statistics.median(m.improvement for m in group)
+    return statistics.median(m.value for m in group)
+
+
 def settle(policy: AcceptancePolicy, measurements: Sequence[Measurement], failures: int = 0,
-           claimant: str = "") -> Settlement:
+           claimant: str = "", direction: str = "maximize", parent_score: float | None = None) -> Settlement:
     """The acceptance rule for one claim.
 
     A claim is decided by an agreeing majority: at least `quorum` independent measurements
     that agree with each other within noise and outnumber all the others. If all of them
-    beat the bar the claim is accepted, and the champion's score is their median (no single
-    number sets it: one more lie than truth is needed). Until then a measurement that
-    disagrees (worse *or* better) does not count, and asks for an arbiter: one more
-    measurement by another owner. `MAX_ARBITERS` bounds how many.
+    beat the bar the claim is accepted, and the champion's score is their median
+    (`recorded_score`: no single number sets it, one more lie than truth is needed). Until
+    then a measurement that disagrees (worse *or* better) does not count, and asks for an
+    arbiter: one more measurement by another owner. `MAX_ARBITERS` bounds how many.
     """
     if failures >= MAX_VERIFY_FAILURES:
         return Settlement("unconfirmed")
@@ -220,7 +241,7 @@ def settle(policy: AcceptancePolicy, measurements: Sequence[Measurement], failur
     group = groups[0] if len(groups) == 1 else ()
     if group and len(group) >= policy.quorum and 2 * len(group) > len(ms):
         outvoted = tuple(m for m in ms if m not in group)
-        score = statistics.median(m.value for m in group)
+        score = recorded_score(group, direction, parent_score)
         if all(m.confirms for m in group):
             return Settlement("accepted", group, outvoted, 0, score)
         lied = any(m.worker_id == claimant for m in outvoted)
@@ -239,15 +260,15 @@ def claim_outcome(policy: AcceptancePolicy, measurements: Sequence[Measurement],
     return "rejected" if outcome == "unconfirmed" else outcome
 
 
-def champion_score(policy: AcceptancePolicy, measurements: Sequence[Measurement]) -> float:
-    """The score recorded for a new champion: the median value of its agreeing majority.
+def champion_score(policy: AcceptancePolicy, measurements: Sequence[Measurement], direction: str = "maximize",
+                   parent_score: float | None = None) -> float:
+    """The score recorded for a new champion: the median of its agreeing majority.
 
     The claimant's number counts like any other: what decides is agreement, not who
     measured. A measurement outvoted by the others never enters it.
     """
     groups = agreeing_groups(policy, _independent(measurements))
-    group = groups[0] if groups else tuple(measurements)
-    return statistics.median(m.value for m in group)
+    return recorded_score(groups[0] if groups else tuple(measurements), direction, parent_score)
 
 
 def initial_baselines(policy: AcceptancePolicy) -> int:
@@ -291,17 +312,21 @@ MAX_OPEN_CLAIMS = 8       # open claims a trusted worker may hold at once
 
 @dataclass(frozen=True)
 class Trust:
-    """A worker's record: claims confirmed, and strikes — times an agreeing majority outvoted
-    its number (as claimant, verifier or baseline measurer of its class)."""
+    """A worker's record: claims confirmed, strikes — times an agreeing majority of replicas
+    outvoted its number (as claimant or verifier) — and whether it was moved out of its
+    reported hardware class for measuring unlike it."""
 
     confirmed: int = 0
     refuted: int = 0
+    moved: bool = False
 
     @property
     def quarantined(self) -> bool:
         """Slow to earn, quick to lose: one strike is forgiven as noise, a second is not
-        unless many confirmed claims stand behind it (at least four per strike)."""
-        return self.refuted >= 2 and self.confirmed < 4 * self.refuted
+        unless many confirmed claims stand behind it (at least four per strike). A worker
+        moved out of its class is under suspicion already: its first strike counts as two."""
+        strikes = self.refuted + (1 if self.moved and self.refuted else 0)
+        return strikes >= 2 and self.confirmed < 4 * strikes
 
     @property
     def may_verify(self) -> bool:
@@ -317,7 +342,7 @@ class Trust:
         are then checked one after the other, so its second strike (quarantine) comes at its
         second fake claim at the latest, however many slots it has.
         """
-        return MAX_OPEN_CLAIMS if self.refuted == 0 and self.confirmed >= TRUSTED_AFTER else 1
+        return MAX_OPEN_CLAIMS if self.refuted == 0 and not self.moved and self.confirmed >= TRUSTED_AFTER else 1
 
 
 def class_deltas(measurements: Sequence[Measurement]) -> Mapping[str, float]:

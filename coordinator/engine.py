@@ -295,18 +295,20 @@ class Engine:
             if claim.state == "pending":
                 state.claims[claim.id] = PendingClaim(claim)
         outvoted: set[str] = set()
+        champion_claim = next((c.id for c in claims if c.state == "accepted" and c.version == chain[-1].version), None)
         for result in self.store.results(record.name):
             if result.kind == "explore":
                 state.remember(result)
             if result.decision == words.OUTVOTED:
                 outvoted.add(result.id)
                 self._trust_change(result.worker_id, strikes=1)
-                if result.kind == "baseline":
-                    state.struck.add((result.worker_id, result.version))
             if result.status == "ok" and result.kind == "baseline" and result.metric is not None \
                     and not self.trust(result.worker_id).quarantined and result.decision != words.OUTVOTED \
                     and not self._moved_out(result.worker_id, result.hardware_class):
                 state.samples.add(result.version, result.hardware_class, result.worker_id, result.metric, result.id)
+            if result.claim == champion_claim and result.improvement is not None and result.metric is not None \
+                    and result.decision != words.OUTVOTED:
+                state.evidence.append((result.hardware_class, result.worker_id, result.metric))
             pending = state.claims.get(result.claim)
             if pending is not None and result.improvement is not None and result.metric is not None:
                 pending.measurements.append(acceptance.Measurement(
@@ -333,6 +335,8 @@ class Engine:
             trust = self._trust.get(worker_id, acceptance.Trust())
             self._trust[worker_id] = replace(trust, confirmed=trust.confirmed + confirmed,
                                              refuted=trust.refuted + strikes)
+            if strikes:
+                self._class_cache.clear()  # whether its class can verify may have changed
 
     def _moved_out(self, worker_id: str, hardware_class_key: str) -> bool:
         """Whether this worker has been moved out of the class a result of it was measured in."""
@@ -361,7 +365,9 @@ class Engine:
             state.samples.remove_worker(worker.hardware_class, worker_id)
 
     def trust(self, worker_id: str) -> acceptance.Trust:
-        return self._trust.get(worker_id, acceptance.Trust())
+        trust = self._trust.get(worker_id, acceptance.Trust())
+        worker = self._workers.get(worker_id)
+        return replace(trust, moved=True) if worker is not None and is_moved(worker.hardware_class) else trust
 
     def add_study(self, bundle: bytes, max_evaluations: int = 0) -> tuple[str, str, str, bool]:
         """Adds a study from its bundle; returns (name, bundle hash, champion hash, already present)."""
@@ -872,9 +878,7 @@ class Engine:
         if judgement.sample is not None:
             state.samples.add(judgement.sample[0], judgement.sample[1], record.worker_id, judgement.sample[2], record.id)
         for outlier in judgement.outliers:
-            state.struck.add((outlier.worker_id, record.version))
-            if outlier.move:
-                self._move_out_of_class(outlier.worker_id)
+            self._move_out_of_class(outlier.worker_id)
         for worker_id in judgement.strikes:
             self._trust_change(worker_id, strikes=1)
         for worker_id in judgement.credits:
@@ -895,6 +899,8 @@ class Engine:
         if judgement.new_champion is not None:
             state.champion = judgement.new_champion
             state.improvements += 1
+            state.evidence = [(m.hardware_class, m.worker_id, m.value) for m in judgement.settled.agreeing] \
+                if judgement.settled is not None else []
             if judgement.new_champion.metric is not None:
                 state.scores[judgement.new_champion.version] = judgement.new_champion.metric
         if lease.kind == scheduler.BASELINE and record.status != "ok":
@@ -933,10 +939,9 @@ class Engine:
             return judgement
         judgement.sample = (lease.candidate, worker.hardware_class, result.metric)
         if state.paired:
+            # Moved out, not struck: an honest machine may just differ from what its name says. Being
+            # moved makes its next strike quarantine it (`Trust.moved`).
             judgement.outliers = state.class_outliers(lease.candidate, worker.hardware_class, worker.id, result.metric)
-            for outlier in judgement.outliers:
-                judgement.strikes.append(outlier.worker_id)
-                self._mark(judgement, outlier.result_id or judgement.record.id, words.OUTVOTED)
         if state.champion.version == lease.candidate and lease.candidate not in state.scores \
                 and worker.id not in {o.worker_id for o in judgement.outliers}:
             score = state.initial_score(lease.candidate, result.metric)
@@ -1079,7 +1084,7 @@ class Engine:
 
     def _settle(self, state: StudyState, pending: PendingClaim, judgement: _Judgement, now: float) -> None:
         """Applies the acceptance rule to a claim after a new measurement or failure."""
-        settled = pending.settlement(state.spec.acceptance)
+        settled = pending.settlement(state.spec.acceptance, state.spec.direction, state.scores.get(pending.record.parent))
         if settled.outcome == "pending":
             return
         claimant = pending.record.claimant_worker

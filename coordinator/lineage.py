@@ -31,7 +31,9 @@ def lineage(store: Store, study: str) -> list[LineageEntry]:
         version = store.version(study, champion.version)
         assert version is not None, f"champion {champion.version} of {study} has no stored version"
         claim = accepted.get(champion.version)
-        measured = [r for r in results if claim is not None and r.claim == claim.id and r.improvement is not None]
+        # An outvoted measurement (a lie the agreeing majority disagreed with) is not the step's delta.
+        measured = [r for r in results if claim is not None and r.claim == claim.id and r.improvement is not None
+                    and r.decision != words.OUTVOTED]
         deltas = acceptance.class_deltas([
             acceptance.Measurement(r.worker_id, "", r.hardware_class, r.metric or 0.0, r.improvement or 0.0,
                                    r.threshold or 0.0, True) for r in measured])

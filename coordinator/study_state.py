@@ -211,9 +211,11 @@ class PendingClaim:
     in_flight: set[str] = field(default_factory=set)   # verify lease ids
     audit: bool = False      # superseded, still checked for trust only (see Engine._close_audit)
 
-    def settlement(self, policy: acceptance.AcceptancePolicy) -> acceptance.Settlement:
+    def settlement(self, policy: acceptance.AcceptancePolicy, direction: str = "maximize",
+                   parent_score: float | None = None) -> acceptance.Settlement:
         """Where the claim stands (see `acceptance.settle`)."""
-        return acceptance.settle(policy, self.measurements, self.failures, self.record.claimant_worker)
+        return acceptance.settle(policy, self.measurements, self.failures, self.record.claimant_worker,
+                                 direction, parent_score)
 
 
 @dataclass(frozen=True)
@@ -221,8 +223,7 @@ class Outlier:
     """A worker whose baseline runs disagree with the agreeing majority of its reported class."""
 
     worker_id: str
-    result_id: str        # its latest run of the version, the row that records the strike ("": the one reported now)
-    move: bool            # still in the class it reported: move it to one of its own
+    result_id: str        # its latest run of the version ("": the one reported now)
 
 
 @dataclass
@@ -246,10 +247,12 @@ class StudyState:
     tried_parents: dict[str, str] = field(default_factory=dict)     # result id -> the parent it was tried on
     evaluated: set[tuple[str, str]] = field(default_factory=set)   # (parent, candidate) pairs evaluated
     ideas: dict[str, str] = field(default_factory=dict)            # lease id -> idea being evaluated
-    struck: set[tuple[str, str]] = field(default_factory=set)      # (worker, version): outvoted by its class once
     _memory_cache: tuple[str, int, float, str] | None = None      # (champion, generation, built at, text)
     _memory_generation: int = 0
     candidates: dict[str, tuple[str, str]] = field(default_factory=dict)  # lease id -> (parent, candidate)
+    # The champion's accepted claim's agreeing runs: (class, worker, value). Not baselines (a
+    # claim is accepted because its runs were high), but evidence of what the class measures.
+    evidence: list[tuple[str, str, float]] = field(default_factory=list)
 
     def remember(self, result: ResultRecord) -> None:
         """Adds an explore outcome to the swarm memory (bounded: the oldest are forgotten)."""
@@ -324,11 +327,17 @@ class StudyState:
         """Who, with this new baseline run counted, measures `version` unlike its reported class.
 
         Judged on the noise each machine shows on its own (which no other worker can inflate)
-        once there is enough of it; workers moved out of the class are still compared with it,
-        so one that keeps measuring unlike it keeps losing trust.
+        once there is enough of it. Workers moved out of the class still count towards its
+        majority, but only those still in it are returned (to be moved).
         """
         origin = origin_class(worker_class)
         runs = self.samples.runs_in(version, origin)
+        if version == self.champion.version:
+            # With two baselines per champion a liar is one of two: the claim's runs break the tie.
+            for cls, worker, run in self.evidence:
+                if origin_class(cls) == origin:
+                    held_in, series = runs.get(worker, (cls, []))
+                    runs[worker] = (held_in, [*series, (run, "")])
         cls, series = runs.get(worker_id, (worker_class, []))
         runs[worker_id] = (cls, [*series, (value, "")])
         sigma, dof = self.samples.own_sigma(origin)
@@ -338,8 +347,7 @@ class StudyState:
                 return []
         outliers = acceptance.class_outliers(self.spec.acceptance,
                                              {w: [v for v, _ in r] for w, (_, r) in runs.items()}, sigma)
-        return [Outlier(w, runs[w][1][-1][1], runs[w][0] == origin) for w in sorted(outliers)
-                if (w, version) not in self.struck]
+        return [Outlier(w, runs[w][1][-1][1]) for w in sorted(outliers) if runs[w][0] == origin]
 
     def initial_score(self, version: str, value: float) -> float | None:
         """The first champion's score once enough baselines measured it: their median (one

@@ -138,8 +138,9 @@ def test_a_liar_with_many_slots_still_has_one_claim_checked_at_a_time(tmp_path, 
         content = task.parent.content if task.kind == common_pb2.TASK_KIND_EXPLORE else task.candidate.content
         fake, _ = touch_the_note(content.decode(), random.Random(len(decisions)))
         candidate = fake.encode() if task.kind == common_pb2.TASK_KIND_EXPLORE else b""
+        lie = 0.0 if task.kind == common_pb2.TASK_KIND_BASELINE else 5.0
         decisions.append(stub.Report(worker_pb2.ReportRequest(worker_id=liar, lease_id=task.lease_id, result=worker_pb2.Result(
-            status=common_pb2.RESULT_STATUS_OK, has_metric=True, metric=score(content.decode()) + 5.0,
+            status=common_pb2.RESULT_STATUS_OK, has_metric=True, metric=score(content.decode()) + lie,
             candidate=candidate)), timeout=10).decision)
     explore_decisions = [d for t, d in zip(tasks, decisions) if t.kind == common_pb2.TASK_KIND_EXPLORE]
     assert explore_decisions.count("claim") == 1, explore_decisions

@@ -308,3 +308,108 @@ def test_a_late_check_that_does_not_beat_the_new_champion_stays_late(three_slots
     engine.report(worker, c.lease_id, _ok(5.0, b"X = 2\nY = 3\nZ = 6\n"))
     assert engine.report(checker, checking.lease_id, _ok(6.0)).decision == "verify-late"
     assert _champion(engine) == b"X = 2\nY = 3\nZ = 6\n"
+
+
+# -- trust under attack: replica agreement, outvoted workers, classes checked (issue 14) ---------
+
+TEST_CPU = {"cpu_model": "Test", "cpu_cores": 2, "gpus": []}
+
+
+def _engine(tmp_path, acceptance: str, workers: int, clock: Clock | None = None) -> tuple[Engine, list[str]]:
+    engine = Engine(Store(tmp_path / "swarm.db"), EngineConfig(), clock=clock or Clock())
+    study = write_study(tmp_path / "study", direction="minimize", acceptance=acceptance)
+    engine.add_study(pack_directory(study).data, max_evaluations=0)
+    return engine, [engine.register("", f"w{i}", TEST_CPU, 1, ["params"])[0] for i in range(workers)]
+
+
+def test_the_first_score_is_the_median_of_baselines_from_distinct_workers_so_no_single_one_sets_it(tmp_path):
+    engine, (liar, a, b) = _engine(tmp_path, 'compare = "absolute"\nquorum = 2', 3)
+    first = engine.lease(liar)
+    assert first.kind == "baseline"
+    engine.report(liar, first.lease_id, _ok(0.001))      # far too good: a study frozen on it would keep nothing
+    assert engine.study_summaries()[0].champion.metric is None
+    assert engine.lease(liar) is None, "another worker measures it next"
+    for worker, value in ((a, 10.0), (b, 10.2)):
+        task = engine.lease(worker)
+        assert task.kind == "baseline"
+        engine.report(worker, task.lease_id, _ok(value))
+    assert engine.study_summaries()[0].champion.metric == 10.0
+    explore = engine.lease(a)
+    assert explore.kind == "explore"
+    assert engine.report(a, explore.lease_id, _ok(8.0, b"X = 2\n")).decision == "claim", "progress is not frozen"
+
+
+def test_a_lying_verifier_is_outvoted_by_an_arbiter_and_never_sets_the_champions_score(tmp_path):
+    engine, (claimant, liar, arbiter) = _engine(tmp_path, 'compare = "absolute"\nquorum = 2', 3)
+    for worker, value in ((claimant, 10.0), (liar, 10.0), (arbiter, 10.0)):
+        engine.report(worker, engine.lease(worker).lease_id, _ok(value))
+    explore = engine.lease(claimant)
+    assert engine.report(claimant, explore.lease_id, _ok(8.0, b"X = 2\n")).decision == "claim"
+    check = engine.lease(liar)
+    assert check.kind == "verify"
+    assert engine.report(liar, check.lease_id, _ok(0.001)).decision == "confirm", "it beat the bar..."
+    assert engine.study_summaries()[0].champion.metric == 10.0, "...but a disagreeing number decides nothing"
+    arbitration = engine.lease(arbiter)
+    assert arbitration.kind == "verify" and arbitration.claim == check.claim
+    assert engine.report(arbiter, arbitration.lease_id, _ok(8.2)).new_champion
+    assert engine.store.result(explore.lease_id).decision == "keep"
+    assert engine.study_summaries()[0].champion.metric == pytest.approx(8.1), "median of the agreeing two"
+    assert engine.store.result(check.lease_id).decision == "outvoted"
+    assert engine.trust(liar).refuted == 1 and not engine.trust(liar).may_verify
+    assert engine.trust(claimant).confirmed == 1
+
+
+def test_a_liar_holds_one_open_claim_at_a_time(tmp_path):
+    engine, (liar, honest) = _engine(tmp_path, 'compare = "absolute"\nquorum = 2', 2)
+    engine.store.close()
+    engine = Engine(Store(tmp_path / "swarm.db"), EngineConfig(), clock=Clock())
+    liar = engine.register(liar, "w0", TEST_CPU, 4, ["params"])[0]
+    engine.report(liar, engine.lease(liar).lease_id, _ok(10.0))
+    engine.report(honest, engine.lease(honest).lease_id, _ok(10.0))
+    engine.report(liar, engine.lease(liar).lease_id, _ok(10.0))
+    leases = [engine.lease(liar) for _ in range(3)]
+    decisions = [engine.report(liar, t.lease_id, _ok(1.0, f"X = {i + 7}\n".encode())).decision
+                 for i, t in enumerate(leases)]
+    assert decisions == ["claim", "claim-limit", "claim-limit"]
+
+
+def test_a_worker_measuring_unlike_its_class_is_moved_out_for_good_and_its_runs_leave_the_baseline(tmp_path):
+    clock = Clock()
+    engine, workers = _engine(tmp_path, 'compare = "paired"\nquorum = 2', 4, clock)
+    spoofer = workers[3]
+    values = {w: 10.0 + 0.01 * i for i, w in enumerate(workers[:3])} | {spoofer: 50.0}
+
+    def moved() -> bool:
+        return engine.register(spoofer, "w3", TEST_CPU, 1, ["params"])[1] != "cpu:Test x2"
+
+    for round_ in range(10):
+        for worker, value in values.items():
+            task = None if moved() else engine.lease(worker)
+            if task is not None:
+                assert task.kind == "baseline", "nothing is judged before the class's baseline"
+                engine.report(worker, task.lease_id, _ok(value + 0.001 * (round_ % 3)))
+    assert moved()
+    summary = next(s for s in engine.worker_summaries() if s.record.id == spoofer)
+    assert summary.record.hardware_class == f"cpu:Test x2 [unlike its class: {spoofer}]"
+    assert summary.trust.moved and summary.trust.refuted == 0, "moved, not struck: its next strike quarantines it"
+    state = engine._studies["tiny"]
+    baseline = state.samples.baseline(state.champion.version, "cpu:Test x2")
+    assert baseline is not None and baseline.mean < 10.1, "its runs are out of the class's baseline"
+    engine.store.close()
+    reborn = Engine(Store(tmp_path / "swarm.db"), EngineConfig(), clock=clock)
+    assert reborn.trust(spoofer).moved, "the move is kept in the store"
+    state = reborn._studies["tiny"]
+    assert state.samples.baseline(state.champion.version, "cpu:Test x2").mean < 10.1
+    _, cls = reborn.register(spoofer, "w3", TEST_CPU, 1, ["params"])
+    assert cls == f"cpu:Test x2 [unlike its class: {spoofer}]", "registering again does not bring it back"
+
+
+@pytest.mark.parametrize("name, hardware", [
+    ("ok", {"cpu_model": "Test\x00", "cpu_cores": 2, "gpus": []}),
+    ("ok", {"cpu_model": "Test", "cpu_cores": 2, "gpus": [{"name": "8x H100\n", "memory_bytes": 1}]}),
+    ("bad\tname", TEST_CPU),
+])
+def test_register_refuses_control_characters(setup, name, hardware):
+    engine, _, _, _ = setup
+    with pytest.raises(InvalidRequest, match="control characters"):
+        engine.register("", name, hardware, 1, ["params"])
