@@ -19,6 +19,7 @@ import json
 import math
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -28,7 +29,7 @@ from aiohttp import web
 
 from autoswarm.coordinator.auth import TOKEN_PREFIX, Authenticator
 from autoswarm.coordinator.reasons import failure_reason
-from autoswarm.coordinator.standings import Snapshot, StandingsBook, StudyPage, Volunteer
+from autoswarm.coordinator.standings import Snapshot, StandingsBook, StudyPage, Team, Volunteer
 from autoswarm.coordinator.store import ResultRecord
 
 API = "/api/v1"
@@ -90,14 +91,21 @@ def volunteer_json(v: Volunteer, *, detail: bool = True) -> dict[str, Any]:
     return out
 
 
+def team_json(t: Team) -> dict[str, Any]:
+    return {"name": t.name, "members": t.members, "credit": t.credit, "recent_average": t.recent_average,
+            "discoveries": t.discoveries, "discovery": t.discovery, "badge": t.badge}
+
+
+def _ranked(volunteers: Iterable[Volunteer]) -> list[Volunteer]:
+    return sorted(volunteers, key=lambda v: (-v.recent_average, -v.credit, v.name))
+
+
 def leaderboard_json(snap: Snapshot) -> dict[str, Any]:
-    owners = sorted(snap.volunteers.values(), key=lambda v: (-v.recent_average, -v.credit, v.name))
     teams = sorted(snap.teams.values(), key=lambda t: (-t.recent_average, -t.credit, t.name))
     return {
         "computed": snap.computed,
-        "owners": [volunteer_json(v, detail=False) for v in owners],
-        "teams": [{"name": t.name, "members": t.members, "credit": t.credit, "recent_average": t.recent_average,
-                   "discoveries": t.discoveries, "discovery": t.discovery, "badge": t.badge} for t in teams],
+        "owners": [volunteer_json(v, detail=False) for v in _ranked(snap.volunteers.values())],
+        "teams": [team_json(t) for t in teams],
     }
 
 
@@ -218,6 +226,15 @@ async def api_leaderboard(request: web.Request) -> web.Response:
     return web.Response(text=body, content_type="application/json")
 
 
+async def api_team(request: web.Request) -> web.Response:
+    snap = await request.app[BOOK].snapshot()
+    team = snap.teams.get(request.match_info["name"])
+    if team is None:
+        return _not_found(request, f"no team named {request.match_info['name']!r}")
+    members = _ranked(v for v in snap.volunteers.values() if v.team == team.name)
+    return web.json_response({**team_json(team), "volunteers": [volunteer_json(v, detail=False) for v in members]})
+
+
 async def api_volunteer(request: web.Request) -> web.Response:
     snap = await request.app[BOOK].snapshot()
     volunteer = snap.volunteers.get(request.match_info["name"])
@@ -287,6 +304,8 @@ def make_app(book: StandingsBook, auth: Authenticator | None = None, require_tok
     app.router.add_get(f"{API}/studies/{{name}}/results", api_results)
     app.router.add_get(f"{API}/leaderboard", api_leaderboard)
     app.router.add_get(f"{API}/volunteers/{{name}}", api_volunteer)
+    app.router.add_get(f"{API}/owners/{{name}}", api_volunteer)       # the same: an owner is a volunteer
+    app.router.add_get(f"{API}/teams/{{name}}", api_team)
     app.router.add_static("/static/", str(resources.files("autoswarm.coordinator") / "web_static"))
     return app
 

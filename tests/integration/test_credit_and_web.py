@@ -224,6 +224,10 @@ SCHEMAS = {
                                     "teams": {"type": "array", "items": {
                                         "type": "object", "required": ["name", "members", "credit",
                                                                        "recent_average", "discoveries", "badge"]}}}},
+    "/teams/Red%20Team": {"allOf": [{"type": "object", "required": ["name", "members", "credit", "recent_average",
+                                                                     "discoveries", "discovery", "badge", "volunteers"],
+                                      "properties": {"volunteers": {"type": "array", "minItems": 2, "maxItems": 2,
+                                                                    "items": _OWNER}}}]},
     "/volunteers/alice": {"allOf": [_OWNER, {"type": "object", "required": ["credit_series"], "properties": {
         "machines": {"type": "array", "minItems": 1, "items": {
             "type": "object", "required": ["name", "hardware_class", "state", "credit", "recent_average"]}},
@@ -241,7 +245,11 @@ def test_the_json_api_keeps_its_schema_and_says_what_is_missing(swarm):
     assert lineage[0]["found_by"] == [] and lineage[-1]["found_by"], "each improvement names who found it"
     assert all(set(step["found_by"]) <= {"alice", "bob", "Carol C."} for step in lineage)
     assert any(step["cross_class"] for step in lineage[1:]), "some champion was checked on both classes"
+    same = ("name", "team", "credit", "granted_results")     # (the recent average moves with the clock)
+    assert [_get(f"{api}/{kind}/alice", reader)[1][k] for kind in ("owners", "volunteers") for k in same] == \
+        2 * [_get(f"{api}/volunteers/alice", reader)[1][k] for k in same]
     for path, what in (("/studies/nope", "no study named 'nope'"), ("/volunteers/nobody", "no volunteer named"),
+                       ("/owners/nobody", "no volunteer named 'nobody'"), ("/teams/nope", "no team named 'nope'"),
                        ("/studies/nope/results", "no study named 'nope'")):
         status, body = _get(api + path, reader)
         assert status == 404 and what in body["error"], path

@@ -57,10 +57,14 @@ def fake(mode: str) -> Platform:
 
 
 @pytest.mark.parametrize("mode", sorted(MODES))
-def test_the_worker_loop_completes_tasks_and_says_what_is_missing(mode, tmp_path, start_coordinator):
+def test_the_worker_loop_completes_tasks_and_says_what_is_missing(mode, tmp_path, start_coordinator, monkeypatch):
     marker = f"autoswarm-platform-{uuid.uuid4().hex}"
+    # Secrets in the worker's environment never reach an evaluation, whatever the platform offers.
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret")
+    monkeypatch.setenv("AUTOSWARM_JOIN_TOKEN", "join-secret")
     # Each evaluation leaves a child behind in its process group: the tree kill must get it in every mode.
-    body = ("import subprocess, sys\n"
+    body = ("import os, subprocess, sys\n"
+            "assert 'secret' not in repr(dict(os.environ)), 'a secret reached the evaluation'\n"
             f"subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)  # {marker}'])\n"
             "print(f\"score: {-(X - 2.5) ** 2 - (Y - 7) ** 2}\")\n")
     study = write_study(tmp_path / "study", body=body)
