@@ -59,6 +59,7 @@ def _number(value: float | None) -> float | None:
 # -- JSON shapes (docs/web.md documents them) ---------------------------------------------
 
 def study_json(page: StudyPage, *, lineage: bool = True) -> dict[str, Any]:
+    """A study as the API shows it; with `lineage`, its champion series and lineage too."""
     s = page.summary
     out: dict[str, Any] = {
         "name": s.name, "metric": s.metric, "direction": s.direction, "compare": page.compare, "quorum": page.quorum,
@@ -78,6 +79,7 @@ def study_json(page: StudyPage, *, lineage: bool = True) -> dict[str, Any]:
 
 
 def volunteer_json(v: Volunteer, *, detail: bool = True) -> dict[str, Any]:
+    """A volunteer as the API shows it; with `detail`, its machines and credit series."""
     out: dict[str, Any] = {
         "name": v.name, "team": v.team, "credit": v.credit, "recent_average": v.recent_average,
         "discoveries": v.discoveries, "discovery": v.discovery, "granted_results": v.granted,
@@ -92,6 +94,7 @@ def volunteer_json(v: Volunteer, *, detail: bool = True) -> dict[str, Any]:
 
 
 def team_json(t: Team) -> dict[str, Any]:
+    """A team as the API shows it."""
     return {"name": t.name, "members": t.members, "credit": t.credit, "recent_average": t.recent_average,
             "discoveries": t.discoveries, "discovery": t.discovery, "badge": t.badge}
 
@@ -101,6 +104,7 @@ def _ranked(volunteers: Iterable[Volunteer]) -> list[Volunteer]:
 
 
 def leaderboard_json(snap: Snapshot) -> dict[str, Any]:
+    """Volunteers and teams by recent average credit."""
     teams = sorted(snap.teams.values(), key=lambda t: (-t.recent_average, -t.credit, t.name))
     return {
         "computed": snap.computed,
@@ -122,6 +126,7 @@ def public_text(text: str) -> str:
 
 
 def result_json(r: ResultRecord, snap: Snapshot) -> dict[str, Any]:
+    """One result as the API shows it: public names, no worker id, a redacted reason."""
     return {
         "id": r.id, "time": r.created, "kind": r.kind, "status": r.status, "decision": r.decision,
         "reason": public_text(failure_reason(r.status, r.log_tail)),
@@ -164,6 +169,7 @@ def _limit(request: web.Request) -> int:
 
 
 async def overview(request: web.Request) -> web.Response:
+    """`/`: the studies and the top volunteers."""
     snap = await request.app[BOOK].snapshot()
     board = leaderboard_json(snap)
     online = sum(1 for v in snap.volunteers.values() for m in v.machines if m.state != "offline")
@@ -173,6 +179,7 @@ async def overview(request: web.Request) -> web.Response:
 
 
 async def study_page(request: web.Request) -> web.Response:
+    """`/study/NAME`: the champion chart, the lineage and the recent results."""
     book = request.app[BOOK]
     snap = await book.snapshot()
     page = snap.studies.get(request.match_info["name"])
@@ -183,12 +190,14 @@ async def study_page(request: web.Request) -> web.Response:
 
 
 async def leaderboard_page(request: web.Request) -> web.Response:
+    """`/leaderboard`: volunteers and teams."""
     snap = await request.app[BOOK].snapshot()
     return _page(request, "leaderboard.html", title="Leaderboard",
                  board=_memo(request, snap, "board", lambda: leaderboard_json(snap)))
 
 
 async def volunteer_page(request: web.Request) -> web.Response:
+    """`/volunteer/NAME`: one volunteer's machines and credit over time."""
     snap = await request.app[BOOK].snapshot()
     volunteer = snap.volunteers.get(request.match_info["name"])
     if volunteer is None:
@@ -197,11 +206,13 @@ async def volunteer_page(request: web.Request) -> web.Response:
 
 
 async def api_studies(request: web.Request) -> web.Response:
+    """`/api/v1/studies`."""
     snap = await request.app[BOOK].snapshot()
     return web.json_response({"studies": [study_json(p, lineage=False) for p in snap.studies.values()]})
 
 
 async def api_study(request: web.Request) -> web.Response:
+    """`/api/v1/studies/NAME`."""
     snap = await request.app[BOOK].snapshot()
     page = snap.studies.get(request.match_info["name"])
     if page is None:
@@ -210,6 +221,7 @@ async def api_study(request: web.Request) -> web.Response:
 
 
 async def api_results(request: web.Request) -> web.Response:
+    """`/api/v1/studies/NAME/results?limit=N`."""
     book = request.app[BOOK]
     snap = await book.snapshot()
     name = request.match_info["name"]
@@ -221,12 +233,14 @@ async def api_results(request: web.Request) -> web.Response:
 
 
 async def api_leaderboard(request: web.Request) -> web.Response:
+    """`/api/v1/leaderboard` (its JSON is kept per snapshot)."""
     snap = await request.app[BOOK].snapshot()
     body = _memo(request, snap, "leaderboard", lambda: json.dumps(leaderboard_json(snap)))
     return web.Response(text=body, content_type="application/json")
 
 
 async def api_team(request: web.Request) -> web.Response:
+    """`/api/v1/teams/NAME`."""
     snap = await request.app[BOOK].snapshot()
     team = snap.teams.get(request.match_info["name"])
     if team is None:
@@ -236,6 +250,7 @@ async def api_team(request: web.Request) -> web.Response:
 
 
 async def api_volunteer(request: web.Request) -> web.Response:
+    """`/api/v1/volunteers/NAME` and `/api/v1/owners/NAME`."""
     snap = await request.app[BOOK].snapshot()
     volunteer = snap.volunteers.get(request.match_info["name"])
     if volunteer is None:
