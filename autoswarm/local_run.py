@@ -185,7 +185,7 @@ def _run_study(options: RunOptions, on_progress: ProgressFn, stop: StopRequest) 
             print(f"web page: http://127.0.0.1:{web_port}/ (while the run lasts)", file=sys.stderr, flush=True)
         address = f"127.0.0.1:{port}"
         with ControlClient(address) as control:
-            control.add_study(options.study_dir, options.max_evals)
+            _add_or_update(control, options)
             if options.ray:
                 from autoswarm.worker.ray_pool import ActorSpec, LocalRayWorkers
 
@@ -241,6 +241,20 @@ def _run_study(options: RunOptions, on_progress: ProgressFn, stop: StopRequest) 
         if ray_workers:
             ray_workers.stop(grace=options.stop_grace)
         _stop([coordinator], 5.0, stop)
+
+
+def _add_or_update(control: ControlClient, options: RunOptions) -> None:
+    """Adds the study; resuming one whose program, data or mutator settings were edited, updates it.
+
+    A change to what is measured (target, metric, evaluate...) is still refused, with the reason.
+    """
+    try:
+        control.add_study(options.study_dir, options.max_evals)
+    except ControlError as exc:
+        if not str(exc).startswith("ALREADY_EXISTS") or "was removed" in str(exc):
+            raise
+        updated = control.update_study(options.study_dir)
+        control.change_study(updated.study, max_evaluations=options.max_evals)
 
 
 def _study_status(response: control_pb2.StatusResponse, name: str) -> control_pb2.StudyStatus:

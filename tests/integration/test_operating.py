@@ -206,3 +206,17 @@ def test_run_stopped_by_sigterm_from_a_folder_that_shadows_the_package_leaves_no
     lines = (out / "results.tsv").read_text().splitlines()
     assert len(lines) >= 4 and "ImportError" not in (out / "logs" / "worker-1.log").read_text()
     assert (out / "best" / "target.py").exists()
+
+    # Resume in the same --out after editing program.md: the same study goes on, updated.
+    (study / "program.md").write_text("Maximize score; X matters most.\n")
+    budget = len(lines) - 1 + 2
+    resumed = subprocess.run([str(script), "run", str(study), "--out", str(out), "--workers", "1",
+                              "--max-evals", str(budget), "--duration", "120"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=180)
+    assert resumed.returncode == 0, resumed.stderr
+    rows = (out / "results.tsv").read_text().splitlines()[1:]
+    assert len(rows) >= budget and [r.split("\t")[-1] for r in rows[:len(lines) - 1]] == \
+        [r.split("\t")[-1] for r in lines[1:]], "the history carried on"
+    lineage = cli("history", "--lineage", "--db", str(out / "swarm.db")).stdout
+    assert "study update: changed: program.md" in lineage
+    assert processes_with(str(out)) == []
