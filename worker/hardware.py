@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import platform
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -142,12 +142,15 @@ def detect_mac(tools: GpuTools) -> accelerators.MacHardware | None:
     return accelerators.parse_mac(profile or "", sysctl or "")
 
 
-def _ask(tool: str, query: Sequence[str], parse, timeout_seconds: float) -> tuple[accelerators.Accelerator, ...]:
+def _ask(tool: str, query: Sequence[str], parse: Callable[[str], tuple[accelerators.Accelerator, ...]],
+         timeout_seconds: float) -> tuple[accelerators.Accelerator, ...]:
+    """What `parse` reads in `tool`'s answer to `query`; () when the tool is missing or fails."""
     output = run_tool(tool, query, timeout_seconds)
     return parse(output) if output is not None else ()
 
 
 def _numbered(nvidia: Sequence[GpuInfo], others: Sequence[accelerators.Accelerator]) -> tuple[GpuInfo, ...]:
+    """NVIDIA's GPUs keep nvidia-smi's numbers (what `--gpus` always meant); the others follow."""
     start = max((g.index for g in nvidia), default=-1) + 1
     return (*nvidia, *(GpuInfo(index=start + i, name=a.name, memory_bytes=a.memory_bytes, driver=a.driver,
                                vendor=a.vendor, device=a.device) for i, a in enumerate(others)))
