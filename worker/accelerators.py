@@ -84,7 +84,9 @@ def parse_rocm_smi(text: str) -> tuple[Accelerator, ...]:
 
     Keys are "card0", "card1"...; their spelling changed between versions ("Card series" and
     "Card Series"), so they are matched without case. The driver version sits under "system"
-    or in each card. rocm-smi may print warnings before the JSON.
+    or in each card. rocm-smi may print warnings before the JSON. A card number can be a DRM
+    number (card1 when card0 is another vendor's display), so the ROCm runtime's index is the
+    card's position among the AMD cards.
     """
     data = _json_in(text)
     if not isinstance(data, dict):
@@ -102,7 +104,8 @@ def parse_rocm_smi(text: str) -> tuple[Accelerator, ...]:
         memory = _integer(fields.get("vram total memory (b)")) or 0
         driver = _text(fields.get("driver version")) or _text(system.get("driver version")) or "unknown"
         found.append(Accelerator("amd", int(match.group(1)), name, max(memory, 0), driver))
-    return tuple(sorted(found, key=lambda a: a.device))
+    ordered = sorted(found, key=lambda a: a.device)
+    return tuple(Accelerator(a.vendor, position, a.name, a.memory_bytes, a.driver) for position, a in enumerate(ordered))
 
 
 # -- Intel --------------------------------------------------------------------------------------

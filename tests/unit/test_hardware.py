@@ -341,3 +341,10 @@ def test_names_are_made_fit_for_the_coordinator():
     (gpu,) = parse_amd_smi(text)
     assert gpu.name.startswith("AMD[31m Instinct") and len(gpu.name) == MAX_TEXT_CHARS
     assert clean_text(gpu.name, "gpu name") == gpu.name  # what the coordinator would accept
+
+
+def test_rocm_smi_card_numbers_become_runtime_indices():
+    # card0 is another vendor's display (or simpledrm): the only AMD GPU is ROCm's device 0.
+    text = ('{"card1": {"Card Series": "AMD Radeon RX 7600", "VRAM Total Memory (B)": "8573157376"}, '
+            '"card3": {"Card Series": "AMD Radeon RX 7600", "VRAM Total Memory (B)": "8573157376"}}')
+    assert [a.device for a in parse_rocm_smi(text)] == [0, 1]
