@@ -4,6 +4,7 @@ installed into a clean virtual environment where it brings no top-level `coordin
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -17,8 +18,12 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# The clean environment's processes must not see this checkout through PYTHONPATH.
+CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+
+
 def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    done = subprocess.run(list(args), capture_output=True, text=True, cwd=cwd, timeout=300)
+    done = subprocess.run(list(args), capture_output=True, text=True, cwd=cwd, timeout=300, env=CLEAN_ENV)
     assert done.returncode == 0, f"{args}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done
 
