@@ -227,7 +227,7 @@ class Sandbox:
         unavailable = "no cap (this system cannot set it)"
         caps = [f"memory: {unavailable}" if "DATA" in off and limits.memory_bytes else
                 f"memory {_size(limits.memory_bytes)} per process"
-                + (" (set, but macOS does not enforce it)" if self.platform.system == "Darwin" else "")
+                + (" (set, but macOS does not reliably enforce it)" if self.platform.system == "Darwin" else "")
                 if limits.memory_bytes else "memory: no cap",
                 f"processes: {unavailable}" if "NPROC" in off and limits.max_processes else
                 f"processes {limits.max_processes} ({self.process_cap})" if limits.max_processes
