@@ -17,7 +17,6 @@ from typing import Any
 from autoswarm import words
 from autoswarm.bundle import BundleError, sha256_hex, unpack_bundle
 from autoswarm.slot_time import SlotTime
-from autoswarm.slot_time import SlotTime
 from autoswarm.hardware_class import HardwareError, checked_hardware, hardware_class, is_moved, moved_class, origin_class
 from autoswarm.study import STUDY_FILE, Study, StudyError, decode_study_text, parse_study, parse_study_text
 from autoswarm.coordinator import acceptance, scheduler
@@ -168,7 +167,6 @@ class _Presence:
     last_seen: float
     dirty: bool = True
     slot_times: tuple[SlotTime, ...] = ()     # as the worker last reported them (memory only)
-    slot_times: tuple[SlotTime, ...] = ()     # as the worker last reported them (memory only)
     silence: float = 20.0     # seconds it may stay silent and still count as connected
 
 
@@ -202,7 +200,6 @@ class WorkerSummary:
     running: int
     results: int
     trust: acceptance.Trust = acceptance.Trust()
-    slot_times: tuple[SlotTime, ...] = ()
     slot_times: tuple[SlotTime, ...] = ()
 
 
