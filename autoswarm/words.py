@@ -48,6 +48,7 @@ STALE_MERGED = "stale-merged"      # beat its old parent; replayed onto the cham
 STALE_CONFLICT = "stale-conflict"  # beat its old parent, but its edit conflicts with the champion
 STALE_INCLUDED = "stale-included"  # beat its old parent; the champion already holds the same edit
 UNJUDGED = "unjudged"              # no reference score on this hardware class to judge against
+WAITING = "waiting"                # stored unjudged until its class has a baseline of its parent
 
 # Results that cost no evaluation (the candidate was evaluated before): they never count as
 # evaluations, toward a study's budget, in progress lines or in plots.

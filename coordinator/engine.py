@@ -259,7 +259,8 @@ class Engine:
         self._results_by_worker: dict[str, int] = store.count_results_by_worker()
         self._setup_failed: dict[tuple[str, str], float] = {}
         self.liveness = replace(self.config.liveness, min_interval=self.config.heartbeat_interval)
-        self._connected = (-math.inf, 0)   # (valid until, workers connected): counted once a second
+        self._connected = (-math.inf, 0)   # (valid until, workers connected): recounted periodically
+        self._dirty: set[str] = set()      # workers whose presence the store has not seen yet
         now = clock()
         # Time the coordinator was down must not count against leases that were running, and
         # their workers may have been told to heartbeat up to half a lease's lifetime later.
@@ -574,12 +575,21 @@ class Engine:
         last call are written over several calls instead of stalling every request at once.
         Returns how many workers are still waiting to be written.
         """
-        dirty = [(wid, p.state, p.last_seen) for wid, p in self._presence.items() if p.dirty]
-        now, later = (dirty, []) if max_rows is None else (dirty[:max_rows], dirty[max_rows:])
-        self.store.touch_workers(now)
-        for wid, _, _ in now:
+        # A set of the workers seen since, not a scan of every presence: with 100,000 workers
+        # connected, a scan per tick would cost more than the rows written.
+        batch = list(self._dirty) if max_rows is None else list(itertools.islice(self._dirty, max_rows))
+        rows = [(wid, p.state, p.last_seen) for wid in batch if (p := self._presence.get(wid)) is not None]
+        self.store.touch_workers(rows)
+        self._dirty.difference_update(batch)
+        for wid, _, _ in rows:
             self._presence[wid].dirty = False
-        return len(later)
+        return len(self._dirty)
+
+    def _scan_period(self) -> float:
+        """How long a pass over every worker stays valid: a second, longer for a big swarm,
+        so that such passes take a bounded share of the loop (liveness changes on the scale
+        of heartbeat intervals, which grow with the swarm too)."""
+        return max(1.0, len(self._presence) / SCANS_PER_SECOND)
 
     # -- leases ---------------------------------------------------------------------------
 
@@ -1003,11 +1013,13 @@ class Engine:
             # claim against the champion (whose own edits are merged onto it once accepted):
             # progress does not wait for a merge to be evaluated. Otherwise its edit is
             # replayed onto the champion.
-            overtaking = self._measure(state, state.champion.version, worker, result.metric, lease.id)
+            overtaking = self._measure(state, state.champion.version, worker, metric, lease.id)
             if overtaking is None or not overtaking[0].accept:
                 judgement = done(words.STALE_MERGED, **judged)
+                edited = self._version(state, judgement, version)
+                assert edited is not None
                 judgement.record = replace(judgement.record, decision=self._merge_onto_champion(
-                    state, judgement, versions[0], worker.id, now))
+                    state, judgement, edited, worker.id, now))
                 return judgement
             verdict, measurement = overtaking
             judged = {"improvement": verdict.improvement, "threshold": verdict.threshold}
@@ -1053,6 +1065,8 @@ class Engine:
                 self._settle(state, pending, judgement, now)
             return judgement
         verdict, measurement = measured
+        if not self.trust(worker.id).quarantined:
+            judgement.noise_run = (lease.candidate, worker.hardware_class, result.metric)
         pending.measurements.append(measurement)
         judgement.record = replace(judgement.record, decision=words.CONFIRM if verdict.accept else words.REFUTE,
                                    improvement=verdict.improvement, threshold=verdict.threshold)
@@ -1081,7 +1095,7 @@ class Engine:
 
     def _settle(self, state: StudyState, pending: PendingClaim, judgement: _Judgement, now: float) -> None:
         """Applies the acceptance rule to a claim after a new measurement or failure."""
-        settled = pending.settlement(state.spec.acceptance, state.spec.direction, state.scores.get(pending.record.parent))
+        settled = pending.settlement(state.spec.acceptance, state.spec.direction)
         if settled.outcome == "pending":
             return
         claimant = pending.record.claimant_worker

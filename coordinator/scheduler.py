@@ -1,9 +1,10 @@
 """Which task a worker gets next. Pure policy over a snapshot of the studies.
 
-Priority (DESIGN.md §4): verify before baseline before explore. A worker whose hardware
-class has no complete baseline of the champion measures it first, because nothing it
-reports can be judged without one. Across studies, fair share: the study with the least
-work in flight for its priority goes first (priority 2 gets twice the share of priority 1).
+Priority (DESIGN.md §4): verify before baseline before explore. In a paired study a new
+champion's baseline goes to the first free workers of each class that needs one; the rest
+of the class explores at once and its results wait for that baseline (no barrier). Across
+studies, fair share: the study with the least work in flight for its priority goes first
+(priority 2 gets twice the share of priority 1).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class ClassBaseline:
     target: int                               # runs wanted (more while the class's noise is unknown)
     measured_by: frozenset[str] = frozenset()  # workers that measured it or are measuring it
     others_available: bool = False            # live workers of this class that have not measured it yet
+    judgeable: bool | None = None             # a direct or tier-predicted baseline exists (None: done > 0)
 
 
 @dataclass(frozen=True)
@@ -87,28 +89,37 @@ def budget_left(study: StudyView) -> bool:
 
 
 def _baseline_wanted(study: StudyView, worker: WorkerView) -> tuple[bool, bool]:
-    """(this worker should measure a baseline now, the class baseline is complete)."""
+    """(this worker should measure a baseline now, it may take other work too).
+
+    Paired studies have no barrier: a class's baseline of a new champion goes to its first
+    free workers, up to the runs wanted counting those in flight, and the others explore at
+    once (their results wait, stored, until the baseline is there). Absolute studies need the
+    champion's score before anything can be judged.
+    """
     if not study.paired:
         return (not study.champion_measured and study.baseline_in_flight == 0), study.champion_measured
     cb = study.class_baseline
-    complete = cb.done >= cb.target
     if cb.done + cb.in_flight >= cb.target:
-        return False, complete
+        return False, True
     # Distinct workers when the class has several; a lone worker repeats its own baseline.
     repeat_ok = not cb.others_available
-    return (worker.worker_id not in cb.measured_by or repeat_ok), complete
+    return (worker.worker_id not in cb.measured_by or repeat_ok), True
 
 
 def _options(study: StudyView, worker: WorkerView) -> list[tuple[int, str, str]]:
-    if study.blocked:
+    # A quarantined worker's results would be thrown away: it gets no task at all.
+    if study.blocked or worker.quarantined:
         return []
     take_baseline, ready = _baseline_wanted(study, worker)
     options: list[tuple[int, str, str]] = []
     if take_baseline:
         options.append((_TIER[BASELINE], BASELINE, ""))
-    if not ready or worker.quarantined:
+    if not ready:
         return options
-    for need in study.verify if worker.may_verify else ():
+    # A verification is judged at once, so it goes only to a class that can judge it now.
+    cb = study.class_baseline
+    judgeable = not study.paired or (cb.judgeable if cb.judgeable is not None else cb.done > 0)
+    for need in study.verify if worker.may_verify and judgeable else ():
         if need.needed > 0 and worker.worker_id not in need.excluded_workers \
                 and not (worker.owner and worker.owner in need.excluded_owners) \
                 and not (worker.hardware_class in need.measured_classes and need.other_classes_live):

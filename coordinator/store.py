@@ -664,8 +664,11 @@ class Store:
     def record_result(self, result: ResultRecord, *, versions: Sequence[VersionRecord] = (),
                       claims: Sequence[ClaimRecord] = (), decisions: Sequence[tuple[str, str]] = (),
                       new_champion: ChampionRecord | None = None,
-                      champion_metric: tuple[str, int, float] | None = None) -> None:
+                      champion_metric: tuple[str, int, float] | None = None, rewrite: bool = False) -> None:
         """Stores a result, closes its lease, and applies its consequences, atomically.
+
+        `rewrite`: the result is stored already (it waited for its class's baseline) and is
+        judged now: its decision, improvement, threshold and claim are rewritten instead.
 
         `versions` are new target versions (the candidate, merges); `claims` are inserted or
         replaced; `decisions` rewrite earlier results' decisions (a claim's verdict);
@@ -675,14 +678,19 @@ class Store:
         with self.transaction() as db:
             for version in versions:
                 self._insert_version(db, version)
-            db.execute(
-                "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (result.id, result.study, result.kind, result.worker_id, result.worker_name,
-                 result.hardware_class, result.version, result.parent, result.status, result.metric,
-                 msgpack.packb(result.extra), result.description, result.log_tail, result.decision,
-                 msgpack.packb(result.timings), result.created, result.claim, result.improvement, result.threshold),
-            )
-            db.execute("UPDATE leases SET state='reported', closed=? WHERE id=?", (result.created, result.id))
+            if rewrite:
+                db.execute("UPDATE results SET decision=?, improvement=?, threshold=?, claim=? WHERE id=?",
+                           (result.decision, result.improvement, result.threshold, result.claim, result.id))
+            else:
+                db.execute(
+                    "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (result.id, result.study, result.kind, result.worker_id, result.worker_name,
+                     result.hardware_class, result.version, result.parent, result.status, result.metric,
+                     msgpack.packb(result.extra), result.description, result.log_tail, result.decision,
+                     msgpack.packb(result.timings), result.created, result.claim, result.improvement,
+                     result.threshold),
+                )
+                db.execute("UPDATE leases SET state='reported', closed=? WHERE id=?", (result.created, result.id))
             for claim in claims:
                 db.execute(
                     "INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

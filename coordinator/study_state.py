@@ -13,14 +13,18 @@ from dataclasses import dataclass, field, replace
 
 from autoswarm.hardware_class import origin_class
 from autoswarm.study import Study
-from autoswarm.coordinator import acceptance, scheduler
+from autoswarm.coordinator import acceptance, baselines, scheduler
 from autoswarm.coordinator.acceptance import Baseline, Measurement
 from autoswarm.coordinator.memory import DEFAULT_MEMORY_CHARS, Tried, build_memory, render, tried_sections
+from autoswarm.coordinator.noise import MIN_DIFFERENCES, ClassFit, Noise, class_fits, pooled_noise
+from autoswarm.coordinator.tiers import Tiers
 from autoswarm.coordinator.store import ChampionRecord, ClaimRecord, LeaseRecord, ResultRecord, StudyRecord, VersionRecord
 
-# While a hardware class has fewer degrees of freedom than this for its noise estimate, it
-# measures extra baselines: a σ from two runs can be near zero by chance and let noise through.
-MIN_NOISE_DOF = 8
+CLASS_CHECK_WORKERS = 4       # workers of a class that measure the first champion three times each
+REPEAT_INFLATION = 1.15       # a class repeats baselines while its bar is this much wider than its noise
+MAX_REPEATS = 16              # ... until its own noise rests on this many differences
+MIN_TIER_CLASSES = 4          # tiers stand in for direct baselines only among this many classes
+MAX_VERIFYING = 8             # claims on one champion verified at once (the others wait their turn)
 # A class's baselines are checked for workers that measure unlike the rest once its noise
 # rests on this many differences.
 MIN_CHECK_DOF = 4
@@ -67,12 +71,32 @@ class Samples:
         self._runs: dict[tuple[str, str], _Runs] = {}
         self._diffs: dict[str, list[_Diff]] = {}
         self._sigma: dict[str, float] = {}
+        self._fits: dict[str, ClassFit] | None = None
+        # The latest run per (version, class, "baseline" or "verify"), for noise differences.
+        self._latest: dict[tuple[str, str, str], tuple[str, float]] = {}
+
+    def _difference(self, version: str, hardware_class: str, kind: str, worker_id: str, value: float) -> None:
+        latest = self._latest.get((version, hardware_class, kind))
+        if latest is not None:
+            self._diffs.setdefault(hardware_class, []).append(_Diff(abs(value - latest[1]), latest[0], worker_id))
+            self._sigma.pop(hardware_class, None)
+            self._fits = None
+        self._latest[(version, hardware_class, kind)] = (worker_id, value)
+
+    def note_run(self, version: str, hardware_class: str, worker_id: str, value: float) -> None:
+        """A verification's run of a candidate: evidence of noise, no baseline.
+
+        Only differences between two verifications of the same candidate count. A run picked
+        for what it showed (a confirmation that got a claim accepted) is biased; a later
+        baseline of that version is not, so their difference would overstate the noise. The
+        difference of two runs does not depend on their mean, so two verifications give an
+        honest one whatever was decided on them.
+        """
+        self._difference(version, hardware_class, "verify", worker_id, value)
 
     def add(self, version: str, hardware_class: str, worker_id: str, value: float, result_id: str = "") -> None:
         runs = self._runs.setdefault((version, hardware_class), _Runs())
-        if runs.last is not None:
-            self._diffs.setdefault(hardware_class, []).append(_Diff(abs(value - runs.last[1]), runs.last[0], worker_id))
-            self._sigma.pop(hardware_class, None)
+        self._difference(version, hardware_class, "baseline", worker_id, value)
         runs.n += 1
         runs.mean += (value - runs.mean) / runs.n
         runs.last = (worker_id, value)
@@ -97,6 +121,18 @@ class Samples:
         if hardware_class not in self._sigma:
             self._sigma[hardware_class] = acceptance.robust_sigma([d.value for d in diffs])
         return self._sigma[hardware_class], len(diffs)
+
+    def noise(self, hardware_class: str) -> Noise:
+        """The class's noise for bars, learned with every other class's (`noise.pooled_noise`)."""
+        if self._fits is None:
+            self._fits = class_fits({cls: [d.value for d in diffs] for cls, diffs in self._diffs.items()})
+        return pooled_noise(self._fits, hardware_class)
+
+    def differences(self, hardware_class: str | None = None) -> int:
+        """Run-to-run differences on one class, or on all classes together."""
+        if hardware_class is not None:
+            return len(self._diffs.get(hardware_class, ()))
+        return sum(len(d) for d in self._diffs.values())
 
     def own_sigma(self, hardware_class: str) -> tuple[float, int]:
         """σ from differences between two runs of the *same* worker only: each machine's own
@@ -131,6 +167,10 @@ class Samples:
         if diffs:
             self._diffs[hardware_class] = [d for d in diffs if worker_id not in (d.first, d.second)]
             self._sigma.pop(hardware_class, None)
+            self._fits = None
+        for key, (worker, _) in list(self._latest.items()):
+            if key[1] == hardware_class and worker == worker_id:
+                del self._latest[key]
 
 
 class ActiveLeases(dict[str, LeaseRecord]):
@@ -253,6 +293,8 @@ class StudyState:
     # The champion's accepted claim's agreeing runs: (class, worker, value). Not baselines (a
     # claim is accepted because its runs were high), but evidence of what the class measures.
     evidence: list[tuple[str, str, float]] = field(default_factory=list)
+    waiting: baselines.Waiting = field(default_factory=baselines.Waiting)  # results waiting for a class baseline
+    tiers: Tiers = field(default_factory=Tiers)                    # which classes' baselines stand for others'
 
     def remember(self, result: ResultRecord) -> None:
         """Adds an explore outcome to the swarm memory (bounded: the oldest are forgotten)."""
@@ -314,13 +356,55 @@ class StudyState:
     def paired(self) -> bool:
         return self.spec.acceptance.compare == "paired"
 
-    def baseline_target(self, hardware_class: str) -> int:
+    @property
+    def tiered(self) -> bool:
+        """Whether tiers stand in for direct baselines: only among `MIN_TIER_CLASSES` classes or more.
+
+        A predicted baseline carries the reference's error into every class of its tier, so
+        a claim and its verification from two classes of one tier are not independent. With
+        few classes a direct baseline each costs little; with many it is what paired
+        acceptance would otherwise pay per class and champion.
+        """
+        return self.tiers.classes() >= MIN_TIER_CLASSES
+
+    def sigma_of(self, hardware_class: str) -> float:
+        """σ of one run on a class, as bars use it (pooled across classes)."""
+        return self.samples.noise(hardware_class).sigma
+
+    def add_baseline(self, version: str, hardware_class: str, worker_id: str, value: float,
+                     result_id: str = "") -> None:
+        """A direct baseline run: the class's runs, the noise model, and its tier's evidence."""
+        self.samples.add(version, hardware_class, worker_id, value, result_id)
+        runs = self.samples.baseline(version, hardware_class)
+        if runs is not None:
+            self.tiers.observe(version, hardware_class, runs.mean, self.sigma_of)
+
+    def baseline_target(self, hardware_class: str, members: int = 0) -> int:
+        """Direct baseline runs of the champion wanted on this class (of `members` workers).
+
+        The study's first classes measure extra repeats until the shared noise model has
+        `MIN_DIFFERENCES`, and a class whose bar is still `REPEAT_INFLATION` times wider than
+        its noise for want of evidence measures one more (up to `MAX_REPEATS` differences: with
+        many classes the pool makes that rare); after that a class in the reference's tier
+        measures none (a spot check now and then, `tiers.wants_direct`), any other
+        `baseline_runs`. The first
+        champion is measured three times by each of up to `CLASS_CHECK_WORKERS` workers of a class
+        that has three or more, so that a worker measuring unlike its class is found
+        (`class_outliers`) before its numbers judge anything.
+        """
         runs = self.spec.acceptance.baseline_runs
-        _, dof = self.samples.sigma(hardware_class)
-        if dof < MIN_NOISE_DOF:
-            done = self.samples.baseline(self.champion.version, hardware_class)
-            # Enough extra runs of this champion to reach the noise estimate's minimum.
-            return max(runs, (done.runs if done else 0) + (MIN_NOISE_DOF - dof))
+        if self.champion.seq == 0 and members >= 3:
+            runs = max(runs, 3 * min(members, CLASS_CHECK_WORKERS))
+        done = self.samples.baseline(self.champion.version, hardware_class)
+        missing = MIN_DIFFERENCES - self.samples.differences()
+        if missing > 0:
+            return max(runs, (done.runs if done else 0) + missing)
+        if self.samples.noise(hardware_class).inflation > REPEAT_INFLATION and \
+                self.samples.differences(hardware_class) < MAX_REPEATS:
+            # Its bar is still much wider than its noise for want of evidence: one more repeat.
+            return max(runs, (done.runs if done else 0) + 1)
+        if self.tiered and not self.tiers.wants_direct(hardware_class, self.champion.seq, self.sigma_of):
+            return 0
         return runs
 
     def class_outliers(self, version: str, worker_class: str, worker_id: str, value: float) -> list[Outlier]:
@@ -366,16 +450,43 @@ class StudyState:
         _, sigma, runs = reference
         return sigma * math.sqrt(1.0 + 1.0 / runs)
 
-    def reference(self, version: str, hardware_class: str) -> tuple[float, float, int] | None:
-        """(score to beat, noise σ, baseline runs) for a candidate whose parent is `version`."""
+    def reference(self, version: str, hardware_class: str) -> tuple[float, float, float] | None:
+        """(score to beat, noise σ, baseline runs) for a candidate whose parent is `version`.
+
+        Paired: the class's own baseline, else its tier's prediction (whose error counts as
+        fewer runs), with the pooled noise; None while neither exists (the result waits).
+        """
         if not self.paired:
             score = self.scores.get(version)
             return None if score is None else (score, 0.0, 0)
         baseline = self.samples.baseline(version, hardware_class)
-        if baseline is None:
-            return None
-        sigma, _ = self.samples.sigma(hardware_class)
-        return baseline.mean, sigma, baseline.runs
+        if baseline is not None and baseline.runs < self.spec.acceptance.baseline_runs:
+            baseline = None   # its next run is on the way: a bar on one run would be √2 wider than on two
+        prediction = None if baseline or not self.tiered else self.tiers.predict(version, hardware_class,
+                                                                                  self.sigma_of)
+        found = baselines.reference(baseline.mean if baseline else None, baseline.runs if baseline else 0,
+                                    self.samples.noise(hardware_class), prediction)
+        return None if found is None else (found.score, found.sigma, found.runs)
+
+    def claims_to_verify(self) -> list[PendingClaim]:
+        """Open claims in the order they should be verified, at most `MAX_VERIFYING` per parent.
+
+        Claims on the same champion compete: once one is accepted the others are superseded
+        and checks of them in flight are mostly wasted. So the strongest go first (merges,
+        which carry edits that were checked already, then the largest claimed gain over its
+        bar) and the rest wait their turn; if one wins they are merged onto it instead.
+        """
+        def strength(c: PendingClaim) -> float:
+            gains = [m.improvement / m.threshold for m in c.measurements if m.threshold > 0]
+            return max(gains) if gains else math.inf
+
+        taken: dict[str, int] = {}
+        chosen = []
+        for c in sorted(self.claims.values(), key=lambda c: (not c.in_flight, -strength(c))):
+            if taken.get(c.record.parent, 0) < MAX_VERIFYING:
+                taken[c.record.parent] = taken.get(c.record.parent, 0) + 1
+                chosen.append(c)
+        return chosen
 
     def view(self, worker_id: str, hardware_class: str, class_members: frozenset[str],
              live_peers: frozenset[str], live_classes: frozenset[str] = frozenset()) -> scheduler.StudyView:
@@ -396,7 +507,7 @@ class StudyState:
                 measured_classes=frozenset(m.hardware_class for m in c.measurements),
                 other_classes_live=bool(live_classes - {m.hardware_class for m in c.measurements}),
             )
-            for c in self.claims.values()
+            for c in self.claims_to_verify()
         )
         unmeasured = champion not in self.scores
         # Only a paired study, or one whose champion has no score yet, cares about baselines in flight.
@@ -408,8 +519,9 @@ class StudyState:
             measured_by = self.samples.measured_by(champion, hardware_class) | {lease.worker_id for lease in in_class}
             class_baseline = scheduler.ClassBaseline(
                 done=measured.runs if measured else 0, in_flight=len(in_class),
-                target=self.baseline_target(hardware_class), measured_by=frozenset(measured_by),
+                target=self.baseline_target(hardware_class, len(class_members)), measured_by=frozenset(measured_by),
                 others_available=bool(live_peers - measured_by - {worker_id}),
+                judgeable=self.reference(champion, hardware_class) is not None,
             )
         reported_in_flight = len(baselines_in_flight)
         if unmeasured and not self.paired:

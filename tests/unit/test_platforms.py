@@ -43,7 +43,7 @@ MODES = {
                                             "no rlimits (no `resource` module)",
                                             "file size: no cap (this system cannot set it)"]),
     "macos-like": (MAC_LIKE, ["bubblewrap exists only on Linux, and this is Darwin", "no CPU affinity",
-                              "no child subreaper", "(set, but macOS does not enforce it)"]),
+                              "no child subreaper", "(set, but macOS does not reliably enforce it)"]),
 }
 
 
