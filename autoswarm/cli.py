@@ -10,7 +10,8 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from collections.abc import Callable
+from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 from rich.console import Console
@@ -123,6 +124,9 @@ def _global_options(
         os.environ["AUTOSWARM_CA"] = str(ca)
     if coordinator:
         os.environ["AUTOSWARM_COORDINATOR"] = coordinator
+
+
+T = TypeVar("T")
 
 
 def _control(address: str) -> ControlClient:
@@ -331,15 +335,20 @@ def study_update(
                   highlight=False)
 
 
-def _change(study: str | None, coordinator: str, action: str = "", priority: int = 0,
-            max_evaluations: int | None = None) -> control_pb2.ChangeStudyResponse:
+def _ask(coordinator: str, call: Callable[[ControlClient], T]) -> T:
+    """`call(control)` on a control client of `coordinator`; its ControlError becomes the error shown."""
     try:
         with _control(coordinator) as control:
-            name = study or _only_study(control.status())
-            return control.change_study(name, action, priority, max_evaluations)
+            return call(control)
     except ControlError as exc:
         _fail(str(exc))
         raise  # unreachable: _fail exits
+
+
+def _change(study: str | None, coordinator: str, action: str = "", priority: int = 0,
+            max_evaluations: int | None = None) -> control_pb2.ChangeStudyResponse:
+    return _ask(coordinator, lambda control: control.change_study(
+        study or _only_study(control.status()), action, priority, max_evaluations))
 
 
 StudyArg = Annotated[Optional[str], typer.Argument(help="Study name (optional when the coordinator runs one).")]
@@ -387,11 +396,7 @@ def study_set(
 @study_app.command("list")
 def study_list(coordinator: CoordinatorOpt = "127.0.0.1:50051") -> None:
     """The studies a coordinator runs, with their state, budget and priority."""
-    try:
-        with _control(coordinator) as control:
-            response = control.status()
-    except ControlError as exc:
-        _fail(str(exc))
+    response = _ask(coordinator, lambda control: control.status())
     table = Table(title="studies", title_justify="left")
     for col in ("study", "state", "evaluations", "kept", "priority", "metric", "best"):
         table.add_column(col)
@@ -405,11 +410,7 @@ def study_list(coordinator: CoordinatorOpt = "127.0.0.1:50051") -> None:
 @study_app.command("show")
 def study_show(study: StudyArg = None, coordinator: CoordinatorOpt = "127.0.0.1:50051") -> None:
     """One study: its settings as the coordinator validated them, state, budget, champion."""
-    try:
-        with _control(coordinator) as control:
-            response = control.status()
-    except ControlError as exc:
-        _fail(str(exc))
+    response = _ask(coordinator, lambda control: control.status())
     name = study or _only_study(response)
     found = [s for s in response.studies if s.name == name]
     if not found:
