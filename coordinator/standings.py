@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -230,6 +232,18 @@ def _study_page(store: Store, summary: StudySummary, policy: tuple[str, int, flo
     return StudyPage(summary, policy[0], policy[1], series, tuple(lineage))
 
 
+def _exit_with(parent: int) -> None:
+    """In the rebuilding process: exit as soon as the coordinator is gone, even after a kill -9.
+
+    Polling the parent id works wherever Python does (Linux's PR_SET_PDEATHSIG would not on a Mac).
+    """
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+    threading.Thread(target=watch, name="exit-with-coordinator", daemon=True).start()
+
+
 def build_from(db: str, studies: Sequence[StudySummary], workers: Sequence[WorkerSummary],
                policies: dict[str, tuple[str, int, float]], now: float) -> Snapshot:
     """`build` on a read-only connection of its own (what the rebuilding process runs)."""
@@ -281,7 +295,8 @@ class StandingsBook:
             now = self._clock()
             if self._pool is None:
                 # spawn: a forked child of a process running gRPC's threads is not safe.
-                self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+                self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=_exit_with, initargs=(os.getpid(),))
             started = time.monotonic()
             self.latest = await asyncio.get_running_loop().run_in_executor(
                 self._pool, build_from, str(self._db), studies, workers, policies, now)

@@ -27,7 +27,7 @@ from autoswarm.control import ControlClient
 from autoswarm.coordinator.auth import pseudonym
 from autoswarm.v1 import common_pb2, worker_pb2
 from scripted import ScriptedWorker, connect, run_round_robin, slots_score, slots_target, switch_a_slot, touch_the_note
-from swarm import CoordinatorProcess, free_port, needs, wait_for, write_study
+from swarm import CoordinatorProcess, _descendants, free_port, needs, wait_for, write_study
 
 pytestmark = pytest.mark.integration
 
@@ -399,3 +399,18 @@ def test_autoswarm_run_serves_the_web_page_and_prints_its_address(tmp_path):
     finally:
         proc.terminate()
         proc.wait(60)
+
+
+def test_the_process_that_rebuilds_the_standings_dies_with_the_coordinator(tmp_path, start_coordinator):
+    web_port = free_port()
+    coordinator = start_coordinator(*FAST, "--web-port", str(web_port))
+    assert _get(f"http://127.0.0.1:{web_port}/api/v1/leaderboard")[0] == 200      # starts the rebuilding process
+    children = wait_for(lambda: _descendants(coordinator.proc.pid), 20, what="the rebuilding process")
+    coordinator.proc.kill()          # the coordinator alone, by kill -9: no chance to clean up
+    coordinator.proc.wait()
+    def alive(pid: int) -> bool:
+        try:
+            return "spawn" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+        except OSError:
+            return False
+    wait_for(lambda: not any(alive(pid) for pid in children), 15, what="the rebuilding process to exit")
