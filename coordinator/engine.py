@@ -159,6 +159,8 @@ class _Judgement:
     credits: list[str] = field(default_factory=list)      # claimants whose claim was confirmed
     outliers: list[Outlier] = field(default_factory=list)  # workers measuring unlike their class
     audits: list[PendingClaim] = field(default_factory=list)  # superseded claims still checked, for trust only
+    waits: bool = False                                   # stored unjudged until its class has a baseline
+    noise_run: tuple[str, str, float] | None = None       # (version, class, value): evidence of noise only
 
 
 @dataclass
@@ -303,7 +305,9 @@ class Engine:
             if result.status == "ok" and result.kind == "baseline" and result.metric is not None \
                     and not self.trust(result.worker_id).quarantined and result.decision != words.OUTVOTED \
                     and not self._moved_out(result.worker_id, result.hardware_class):
-                state.samples.add(result.version, result.hardware_class, result.worker_id, result.metric, result.id)
+                state.add_baseline(result.version, result.hardware_class, result.worker_id, result.metric, result.id)
+            if result.decision == words.WAITING:
+                state.waiting.add(result.hardware_class, result.id)
             if result.claim == champion_claim and result.improvement is not None and result.metric is not None \
                     and result.decision != words.OUTVOTED:
                 state.evidence.append((result.hardware_class, result.worker_id, result.metric))
@@ -880,10 +884,76 @@ class Engine:
             self._setup_failed[(record.worker_id, record.study)] = record.created
         if lease.kind == scheduler.EXPLORE:
             state.remember(record)
+        if judgement.waits:
+            state.waiting.add(record.hardware_class, record.id)
+        self._apply_consequences(state, judgement)
+        if lease.kind == scheduler.BASELINE and record.status != "ok":
+            state.failed_baselines += 1
+            if state.failed_baselines >= MAX_FAILED_BASELINES and state.champion.version not in state.scores:
+                error = (f"the champion failed to evaluate {state.failed_baselines} times "
+                         f"(last: {record.status}); fix the study and add it under a new name")
+                self.store.set_study_error(state.spec.name, error)
+                state.record = replace(state.record, error=error)
+        self.events.result_recorded(state.spec.name, lease.kind, record.status, record.decision,
+                                    record.hardware_class, record.timings, result.cache_hit)
+        self._announce(state, judgement)
+        if judgement.sample is not None and judgement.sample[0] == state.champion.version:
+            # A baseline of the champion: that class's waiting results can be judged, and every
+            # class's when it came from the tier's reference (their predictions now exist).
+            cls = judgement.sample[1]
+            for waiting in sorted(state.waiting.classes()) if state.tiers.reference() == cls else [cls]:
+                self._judge_waiting(state, waiting, record.created)
+        self._on_change()
+
+    def _announce(self, state: StudyState, judgement: _Judgement) -> None:
+        for outcome in judgement.funnel:
+            self.events.claim(state.spec.name, outcome)
+        if judgement.champion_metric is not None:
+            self.events.champion_changed(state.spec.name, judgement.champion_metric[2], improvement=False)
+        if judgement.new_champion is not None and judgement.new_champion.metric is not None:
+            self.events.champion_changed(state.spec.name, judgement.new_champion.metric, improvement=True)
+
+    def _judge_waiting(self, state: StudyState, hardware_class: str, now: float) -> None:
+        """A class's baseline arrived: its waiting results are judged now, oldest first.
+
+        Each is decided as it would have been had the baseline been there when it arrived, and
+        committed as a rewrite of its own row, with the claim, merge or champion it causes.
+        """
+        for result_id in state.waiting.take(hardware_class):
+            stored = self.store.result(result_id)
+            worker = self._workers.get(stored.worker_id) if stored is not None else None
+            if stored is None or worker is None or stored.decision != words.WAITING or stored.metric is None:
+                continue
+            lease = LeaseRecord(id=stored.id, study=stored.study, worker_id=stored.worker_id, kind=stored.kind,
+                                parent=stored.parent, candidate="", seed=0, issued=stored.created,
+                                deadline=stored.created, state="reported", closed=stored.created, claim=stored.claim)
+
+            def done(decision: str, _stored: ResultRecord = stored, **judged: Any) -> _Judgement:
+                return _Judgement(replace(_stored, decision=decision, **judged))
+
+            judgement = self._explore_verdict(state, lease, worker, stored.metric, stored.version, done, now)
+            if judgement.waits:
+                state.waiting.add(hardware_class, result_id)
+                continue
+            if judgement.accepted is not None:
+                self._accept(state, judgement, now)
+            self.store.record_result(judgement.record, versions=judgement.versions, claims=judgement.claims,
+                                     decisions=judgement.decisions, new_champion=judgement.new_champion,
+                                     champion_metric=judgement.champion_metric, rewrite=True)
+            state.redecide(result_id, judgement.record.decision)
+            self._apply_consequences(state, judgement)
+            self._announce(state, judgement)
+
+    def _apply_consequences(self, state: StudyState, judgement: _Judgement) -> None:
+        """Samples, trust, claims and champion after a judgement was committed."""
+        record = judgement.record
         for result_id, decision in judgement.decisions:
             state.redecide(result_id, decision)
         if judgement.sample is not None:
-            state.samples.add(judgement.sample[0], judgement.sample[1], record.worker_id, judgement.sample[2], record.id)
+            state.add_baseline(judgement.sample[0], judgement.sample[1], record.worker_id, judgement.sample[2], record.id)
+        if judgement.noise_run is not None:
+            state.samples.note_run(judgement.noise_run[0], judgement.noise_run[1], record.worker_id,
+                                   judgement.noise_run[2])
         for outlier in judgement.outliers:
             self._move_out_of_class(outlier.worker_id)
         for worker_id in judgement.strikes:
@@ -910,22 +980,6 @@ class Engine:
                 if judgement.settled is not None else []
             if judgement.new_champion.metric is not None:
                 state.scores[judgement.new_champion.version] = judgement.new_champion.metric
-        if lease.kind == scheduler.BASELINE and record.status != "ok":
-            state.failed_baselines += 1
-            if state.failed_baselines >= MAX_FAILED_BASELINES and state.champion.version not in state.scores:
-                error = (f"the champion failed to evaluate {state.failed_baselines} times "
-                         f"(last: {record.status}); fix the study and add it under a new name")
-                self.store.set_study_error(state.spec.name, error)
-                state.record = replace(state.record, error=error)
-        self.events.result_recorded(state.spec.name, lease.kind, record.status, record.decision,
-                                    record.hardware_class, record.timings, result.cache_hit)
-        for outcome in judgement.funnel:
-            self.events.claim(state.spec.name, outcome)
-        if judgement.champion_metric is not None:
-            self.events.champion_changed(state.spec.name, judgement.champion_metric[2], improvement=False)
-        if judgement.new_champion is not None and judgement.new_champion.metric is not None:
-            self.events.champion_changed(state.spec.name, judgement.new_champion.metric, improvement=True)
-        self._on_change()
 
     def _base_record(self, lease: LeaseRecord, worker: WorkerRecord, result: ResultIn, now: float,
                      version: str, decision: str, **judged: Any) -> ResultRecord:
@@ -995,9 +1049,21 @@ class Engine:
         if version == lease.parent:
             return done(words.NO_CHANGE)
         assert result.metric is not None
-        measured = self._measure(state, lease.parent, worker, result.metric, lease.id)
+        return self._explore_verdict(state, lease, worker, result.metric, version, done, now)
+
+    def _explore_verdict(self, state: StudyState, lease: LeaseRecord, worker: WorkerRecord, metric: float,
+                         version: str, done: Callable[..., _Judgement], now: float) -> _Judgement:
+        """The decision on an evaluated edit: discard, claim, merge onto the champion, or wait."""
+        measured = self._measure(state, lease.parent, worker, metric, lease.id)
+        if measured is None and state.paired and lease.parent != state.champion.version:
+            # Its parent's baseline on this class never came: it can still beat the champion.
+            measured = self._measure(state, state.champion.version, worker, metric, lease.id)
+            if measured is not None and not measured[0].accept:
+                return done(words.UNJUDGED)
         if measured is None:
-            return done(words.UNJUDGED)
+            judgement = done(words.WAITING if state.paired else words.UNJUDGED)
+            judgement.waits = state.paired
+            return judgement
         verdict, measurement = measured
         judged = {"improvement": verdict.improvement, "threshold": verdict.threshold}
         if not verdict.accept:
