@@ -13,6 +13,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
@@ -84,8 +85,14 @@ def _study_state(s: control_pb2.StudyStatus) -> Text:
     return Text("running", style="cyan")
 
 
-def render(state: WatchState, now: float | None = None) -> RenderableType:
-    """The whole view as one rich renderable."""
+WIDE_COLUMNS = 120
+# The columns kept below WIDE_COLUMNS (an 80-column terminal), with shorter headings: values whole.
+_NARROW = {"study": "study", "metric": "metric", "champion": "best", "kept": "kept", "evaluations": "evals",
+           "evals/min": "/min", "state": "state"}
+
+
+def render(state: WatchState, now: float | None = None, width: int = WIDE_COLUMNS) -> RenderableType:
+    """The whole view as one rich renderable, laid out for a terminal `width` columns wide."""
     now = time.time() if now is None else now
     header = Text.assemble(("autoswarm", "bold"), f" · {state.address}")  # Text: never markup
     if state.updated:
@@ -97,29 +104,36 @@ def render(state: WatchState, now: float | None = None) -> RenderableType:
     if response is None:
         return Group(*parts)
 
-    studies = Table(title="studies", title_justify="left", expand=False)
-    for column in ("study", "metric", "champion", "start", "improvements", "evaluations", "evals/min",
-                   "in flight", "champion version", "state"):
-        studies.add_column(column, justify="right" if column in ("improvements", "evaluations", "evals/min",
-                                                                 "in flight") else "left")
+    columns = ("study", "metric", "champion", "start", "kept", "evaluations", "evals/min", "in flight",
+               "champion version", "state")
+    narrow = width < WIDE_COLUMNS
+    if narrow:
+        columns = tuple(_NARROW)
+    studies = Table(title="studies", title_justify="left", expand=False,
+                    box=box.SIMPLE_HEAD if narrow else box.HEAVY_HEAD, pad_edge=not narrow)
+    for column in columns:
+        studies.add_column(_NARROW[column] if narrow else column, overflow="fold",
+                           justify="right" if column in ("kept", "evaluations", "evals/min", "in flight") else "left")
     for s in response.studies:
         rate = state.rates.get(s.name, RateWindow()).per_minute()
         budget = f"/{s.max_evaluations}" if s.max_evaluations else ""
-        add_plain_row(
-            studies, s.name, f"{s.metric} ({'↓' if s.direction == 'minimize' else '↑'})",
-            Text(_metric(s.has_champion_metric, s.champion_metric), style="bold green"),
-            _metric(s.has_initial_metric, s.initial_metric), str(s.improvements), f"{s.evaluations}{budget}",
-            "…" if rate is None else f"{rate:.1f}", str(s.in_flight), s.champion_hash[:SHORT_HASH], _study_state(s),
-        )
+        cells: dict[str, RenderableType] = {
+            "study": s.name, "metric": f"{s.metric} ({'↓' if s.direction == 'minimize' else '↑'})",
+            "champion": Text(_metric(s.has_champion_metric, s.champion_metric), style="bold green"),
+            "start": _metric(s.has_initial_metric, s.initial_metric), "kept": str(s.improvements),
+            "evaluations": f"{s.evaluations}{budget}", "evals/min": "-" if rate is None else f"{rate:.1f}",
+            "in flight": str(s.in_flight), "champion version": s.champion_hash[:SHORT_HASH], "state": _study_state(s),
+        }
+        add_plain_row(studies, *(cells[c] for c in columns))
     if not response.studies:
-        studies.add_row("no studies yet: autoswarm study add DIR", *[""] * 9)
+        add_plain_row(studies, "no studies yet: autoswarm study add DIR", *[""] * (len(columns) - 1))
     parts.append(studies)
 
     by_state = Counter(w.state for w in response.workers)
     summary = " · ".join(f"{n} {state_name}" for state_name, n in sorted(by_state.items(), key=lambda kv: -kv[1]))
-    workers = Table(title=f"workers: {summary or 'none yet'}", title_justify="left")
+    workers = Table(title=Text(f"workers: {summary or 'none yet'}"), title_justify="left")
     for column in ("hardware class", "workers", "by state", "running / slots"):
-        workers.add_column(column)
+        workers.add_column(column, overflow="fold")
     classes: dict[str, list[control_pb2.WorkerStatus]] = {}
     for w in response.workers:
         classes.setdefault(w.hardware_class, []).append(w)
@@ -153,20 +167,21 @@ def watch_status(address: str, interval: float = 2.0, console: Console | None = 
         done = 1
         try:
             if console.is_terminal:
-                with Live(render(state), console=console, refresh_per_second=4, transient=False) as live:
+                with Live(render(state, width=console.width), console=console, refresh_per_second=4,
+                          transient=False) as live:
                     while polls is None or done < polls:
                         sleep(interval)
                         poll()
                         done += 1
-                        live.update(render(state))
+                        live.update(render(state, width=console.width))
             else:
                 # Not a terminal (a pipe, a log file): print one view per poll instead of redrawing.
-                console.print(render(state))
+                console.print(render(state, width=console.width))
                 while polls is None or done < polls:
                     sleep(interval)
                     poll()
                     done += 1
-                    console.print(render(state))
+                    console.print(render(state, width=console.width))
         except KeyboardInterrupt:
             pass
     return state

@@ -225,3 +225,19 @@ def test_a_higher_priority_study_gets_a_larger_share_of_the_workers():
         choice = scheduler.choose_task([view("a", 2, in_flight["a"]), view("b", 1, in_flight["b"])], worker)
         in_flight[choice.study] += 1
     assert in_flight == {"a": 6, "b": 3}
+
+
+def test_the_live_view_fits_80_columns_without_cutting_values():
+    from autoswarm.watch import WatchState, render
+
+    state = WatchState("127.0.0.1:50051")
+    response = _status()
+    response.workers[0].state = "[gate] closed"  # a state word comes from the worker: shown literally
+    state.update(response, 1000.0)
+    state.update(response, 1030.0)
+    narrow = Console(width=80, record=True)  # markup on, as in a default console
+    narrow.print(render(state, now=1031.0, width=80))
+    text = narrow.export_text()
+    assert "trading-sharpe" in text and "1098220" in text and "gpu:NVIDIA" in text
+    assert "1 [gate] closed" in text
+    assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text
