@@ -474,6 +474,9 @@ def worker(
     llm_max_tokens: mutator_flags.LlmMaxTokensOpt = None,
     llm_timeout: mutator_flags.LlmTimeoutOpt = None,
     llm_retries: mutator_flags.LlmRetriesOpt = None,
+    llm_output: mutator_flags.LlmOutputOpt = None,
+    llm_structured: mutator_flags.LlmStructuredOpt = None,
+    llm_stop: mutator_flags.LlmStopOpt = None,
     agent_command: mutator_flags.AgentCommandOpt = None,
     agent_timeout: mutator_flags.AgentTimeoutOpt = None,
     pipeline: Annotated[bool, typer.Option(help=(
@@ -531,7 +534,8 @@ def worker(
         mutators = mutator_flags.worker_mutators(mutator_flags.WorkerMutatorFlags(
             mutators=tuple(mutator or ()), llm_base_url=llm_base_url, llm_model=llm_model,
             llm_api_key_env=llm_api_key_env, llm_temperature=llm_temperature, llm_max_tokens=llm_max_tokens,
-            llm_timeout=llm_timeout, llm_retries=llm_retries, agent_command=agent_command,
+            llm_timeout=llm_timeout, llm_retries=llm_retries, llm_output=llm_output, llm_structured=llm_structured,
+            llm_stop=tuple(llm_stop or ()), agent_command=agent_command,
             agent_timeout=agent_timeout))
     except ValueError as exc:
         _fail(str(exc))

@@ -2,7 +2,10 @@
 
 It implements POST /v1/chat/completions well enough for the `openai` client: each request is
 recorded (JSON body and headers) and answered by the next step of a script, or by a function
-of the request once the script is used up.
+of the request once the script is used up. Streamed requests (`"stream": true`) get server-sent
+events, with a final usage chunk when `stream_options.include_usage` asks for it, as OpenAI,
+vLLM and llama.cpp send them. `response_format` (a JSON schema) is recorded; a server made with
+`rejects_response_format=True` answers HTTP 400 to it, like servers without structured output.
 """
 
 from __future__ import annotations
@@ -32,10 +35,12 @@ class Hang:
 
 @dataclass(frozen=True)
 class Answer:
-    """A normal completion with `content`; `finish_reason` "length" means cut off."""
+    """A normal completion with `content`; `finish_reason` "length" means cut off; `usage` the
+    (prompt, completion) tokens reported."""
 
     content: str | None
     finish_reason: str = "stop"
+    usage: tuple[int, int] = (1, 1)
 
 
 Step = Union[str, Status, Hang, Answer, Callable[[dict[str, Any], dict[str, str]], Any]]
@@ -47,6 +52,11 @@ class Recorded:
     headers: dict[str, str]
 
     @property
+    def response_format(self) -> Any:
+        """The JSON schema request the client sent (None without one)."""
+        return self.body.get("response_format")
+
+    @property
     def text(self) -> str:
         """All message contents, joined: what the model was shown."""
         return "\n".join(str(m.get("content", "")) for m in self.body.get("messages", []))
@@ -55,8 +65,11 @@ class Recorded:
 class FakeChatServer:
     """`with FakeChatServer(script, fallback) as server: ... server.base_url ... server.requests`."""
 
-    def __init__(self, script: Sequence[Step] = (), fallback: Step | None = None) -> None:
+    def __init__(self, script: Sequence[Step] = (), fallback: Step | None = None, *,
+                 rejects_response_format: bool = False) -> None:
         self._script = list(script)
+        self.rejects_response_format = rejects_response_format
+        self.closed_early = 0           # streams whose client hung up before the end
         self._fallback = fallback
         self._lock = threading.Lock()
         self._closing = threading.Event()
@@ -77,6 +90,10 @@ class FakeChatServer:
                     return
                 body = json.loads(raw or b"{}")
                 headers = {k.lower(): v for k, v in self.headers.items()}
+                if server.rejects_response_format and "response_format" in body:
+                    server.requests.append(Recorded(body, headers))
+                    self._send(400, {"error": {"message": "response_format is not supported"}})
+                    return
                 step = server._next(Recorded(body, headers))
                 if callable(step):
                     step = step(body, headers)
@@ -88,13 +105,41 @@ class FakeChatServer:
                     self._send(step.code, step.body if step.body is not None else {"error": {"message": "scripted"}})
                     return
                 answer = step if isinstance(step, Answer) else Answer(str(step))
+                if body.get("stream"):
+                    self._stream(answer, body)
+                    return
                 self._send(200, {
                     "id": f"chatcmpl-{len(server.requests)}", "object": "chat.completion", "created": 0,
                     "model": body.get("model", ""),
                     "choices": [{"index": 0, "finish_reason": answer.finish_reason,
                                  "message": {"role": "assistant", "content": answer.content}}],
-                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                    "usage": _usage(answer),
                 })
+
+            def _stream(self, answer: Answer, body: dict[str, Any]) -> None:
+                """Server-sent events, a few characters per chunk; ends the connection after."""
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.close_connection = True
+                base = {"id": f"chatcmpl-{len(server.requests)}", "object": "chat.completion.chunk", "created": 0,
+                        "model": body.get("model", "")}
+                content = answer.content or ""
+                pieces = [content[i:i + 16] for i in range(0, len(content), 16)]
+                chunks = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": piece},
+                                                "finish_reason": None}]} for piece in pieces]
+                chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": answer.finish_reason}]})
+                if (body.get("stream_options") or {}).get("include_usage"):
+                    chunks.append({**base, "choices": [], "usage": _usage(answer)})
+                try:
+                    for chunk in chunks:
+                        self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                        self.wfile.flush()
+                    self.wfile.write(b"data: [DONE]\n\n")
+                    self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    server.closed_early += 1
 
             def _send(self, code: int, payload: Any) -> None:
                 data = json.dumps(payload).encode()
@@ -109,6 +154,7 @@ class FakeChatServer:
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-llm", daemon=True)
 
     def _next(self, recorded: Recorded) -> Step:
+        """The script's next step (or the fallback), recording the request."""
         with self._lock:
             self.requests.append(recorded)
             if self._script:
@@ -130,3 +176,8 @@ class FakeChatServer:
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(5)
+
+
+def _usage(answer: Answer) -> dict[str, int]:
+    prompt, completion = answer.usage
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}

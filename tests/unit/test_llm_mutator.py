@@ -68,16 +68,18 @@ def test_empty_memory_is_said_so_rather_than_left_blank(tmp_path):
     assert "Nothing recorded yet" in server.requests[0].text
 
 
-def test_a_malformed_answer_is_retried_with_the_problem_explained_then_the_valid_one_applies(tmp_path):
+def test_a_malformed_answer_is_retried_in_a_fresh_conversation_that_states_the_problem(tmp_path):
     work = _workdir(tmp_path)
     with FakeChatServer(["I think X should be larger.", GOOD]) as server:
         outcome = _mutator(server).mutate(_request(work))
     assert outcome.description == "move X toward 2.5"
     assert "X = 2.0" in (work / "target.py").read_text()
     assert len(server.requests) == 2
-    retry = server.requests[1].body["messages"]
-    assert retry[-2] == {"role": "assistant", "content": "I think X should be larger."}
-    assert retry[-1]["role"] == "user" and "no SEARCH/REPLACE block" in retry[-1]["content"]
+    first, retry = (r.body["messages"] for r in server.requests)
+    assert [m["role"] for m in retry] == ["system", "user"], "the bad answer is not replayed"
+    assert "I think X should be larger." not in server.requests[1].text
+    assert "no SEARCH/REPLACE block" in retry[-1]["content"]
+    assert retry[-1]["content"].startswith(first[-1]["content"]), "the same prompt, the problem stated at its end"
 
 
 def test_an_edit_that_does_not_apply_is_retried_then_reported_with_the_reason(tmp_path):
@@ -264,3 +266,116 @@ def test_worker_key_and_server_travel_together():
 def test_bad_worker_flags_name_the_flag(flags, message):
     with pytest.raises(MutatorConfigError, match=message):
         worker_mutators(flags)
+
+
+# -- structured answers, prompt order, streaming and usage ----------------------------------------
+
+JSON_GOOD = '{"description": "move X toward 2.5", "edits": [{"search": "X = 1.0", "replace": "X = 2.0"}]}'
+
+
+def test_the_prompt_puts_what_stays_the_same_first_and_the_memory_and_format_last(tmp_path):
+    work = _workdir(tmp_path)
+    with FakeChatServer([GOOD]) as server:
+        _mutator(server).mutate(_request(work))
+    user = server.requests[0].body["messages"][-1]["content"]
+    assert user.index(PROGRAM.strip()) < user.index(TARGET) < user.index(MEMORY.splitlines()[0]) \
+        < user.index("<<<<<<< SEARCH")
+
+
+def test_requests_are_streamed_with_a_cpu_friendly_token_limit_and_stop_sequences(tmp_path):
+    work = _workdir(tmp_path)
+    with FakeChatServer([Answer(GOOD, usage=(120, 30))]) as server:
+        outcome = _mutator(server, stop=["<|im_end|>"]).mutate(_request(work))
+    body = server.requests[0].body
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    assert body["max_tokens"] == 1024 and body["stop"] == ["<|im_end|>"]
+    assert "response_format" not in body, "SEARCH/REPLACE blocks need no schema"
+    assert (outcome.usage.prompt_tokens, outcome.usage.completion_tokens) == (120, 30)
+
+
+def test_json_output_sends_the_schema_and_applies_the_edits(tmp_path, caplog):
+    work = _workdir(tmp_path)
+    caplog.set_level(logging.DEBUG, logger="autoswarm.worker.llm")
+    with FakeChatServer([JSON_GOOD]) as server:
+        outcome = _mutator(server, output="json").mutate(_request(work))
+    assert outcome.description == "move X toward 2.5"
+    assert (work / "target.py").read_text() == TARGET.replace("X = 1.0", "X = 2.0")
+    schema = server.requests[0].response_format
+    assert schema["type"] == "json_schema"
+    assert set(schema["json_schema"]["schema"]["required"]) == {"description", "edits"}
+    assert '"search": "X = 1.0"' in caplog.text, "the raw answer is in the worker log at debug level"
+
+
+def test_json_that_does_not_apply_is_retried_with_the_reason(tmp_path):
+    work = _workdir(tmp_path)
+    wrong = '{"description": "x", "edits": [{"search": "X = 7.5", "replace": "X = 2.0"}]}'
+    with FakeChatServer([wrong, "not json at all", JSON_GOOD]) as server:
+        _mutator(server, output="json").mutate(_request(work))
+    assert "not in the target" in server.requests[1].text
+    assert "no JSON object" in server.requests[2].text
+    assert "X = 2.0" in (work / "target.py").read_text()
+
+
+def test_a_server_that_refuses_response_format_is_asked_again_without_it(tmp_path):
+    work = _workdir(tmp_path)
+    with FakeChatServer([JSON_GOOD], rejects_response_format=True) as server:
+        outcome = _mutator(server, output="json", retries=0).mutate(_request(work))
+    assert outcome.description == "move X toward 2.5"
+    first, second = server.requests
+    assert first.response_format is not None and second.response_format is None
+    assert '"edits"' in second.text, "the prompt still asks for the JSON shape"
+
+
+def test_ollama_gets_the_schema_as_format(tmp_path):
+    work = _workdir(tmp_path)
+    with FakeChatServer([JSON_GOOD]) as server:
+        _mutator(server, output="json", structured="format").mutate(_request(work))
+    body = server.requests[0].body
+    assert "response_format" not in body and body["format"]["required"] == ["description", "edits"]
+
+
+def test_constants_output_lists_the_constants_without_the_code_and_applies_new_values(tmp_path):
+    work = _workdir(tmp_path)
+    answer = '{"description": "move both toward their optimum", "values": {"X": 2.5, "Y": 6.6}}'
+    with FakeChatServer([answer]) as server:
+        outcome = _mutator(server, output="constants").mutate(_request(work))
+    shown = server.requests[0].text
+    assert "X = 1.0\nY = 3" in shown and "print(" not in shown, "a compact prompt: constants, not code"
+    assert server.requests[0].response_format["json_schema"]["schema"]["required"] == ["description", "values"]
+    assert (work / "target.py").read_text() == TARGET.replace("X = 1.0", "X = 2.5").replace("Y = 3", "Y = 7")
+    assert outcome.description == "X 1.0 -> 2.5, Y 3 -> 7 — move both toward their optimum"
+
+
+def test_constants_that_do_not_exist_are_retried_with_the_names_that_do(tmp_path):
+    work = _workdir(tmp_path)
+    good = '{"description": "raise X", "values": {"X": 2.0}}'
+    with FakeChatServer(['{"description": "d", "values": {"LR": 0.1}}', good]) as server:
+        _mutator(server, output="constants").mutate(_request(work))
+    assert "'LR' is not one of the target's constants (X, Y)" in server.requests[1].text
+    assert "X = 2.0" in (work / "target.py").read_text()
+
+
+def test_tokens_of_unusable_answers_count_too(tmp_path):
+    work = _workdir(tmp_path)
+    with FakeChatServer(fallback=Answer("no edit here", usage=(100, 10))) as server:
+        with pytest.raises(MutatorError) as failed:
+            _mutator(server, retries=1).mutate(_request(work))
+    assert failed.value.usage.tokens == 220
+
+
+def test_a_timed_out_stream_is_closed_so_the_server_stops_generating(tmp_path):
+    work = _workdir(tmp_path)
+    with FakeChatServer(fallback=Hang(5)) as server:
+        with pytest.raises(MutatorError, match="request_timeout=0.5s"):
+            _mutator(server, retries=0, request_timeout=0.5).mutate(_request(work))
+
+
+def test_worker_flags_set_the_answer_format_schema_and_stop_sequences():
+    chosen = worker_mutators(WorkerMutatorFlags(llm_model="m", llm_output="constants", llm_structured="format",
+                                                llm_stop=("<|im_end|>",)))
+    assert chosen.options["llm"] == {"model": "m", "output": "constants", "structured": "format",
+                                     "stop": ["<|im_end|>"]}
+    mutator = create_mutator("llm", chosen.options["llm"])
+    assert mutator.stop == ("<|im_end|>",) and mutator.output == "constants"
+    with pytest.raises(MutatorConfigError, match="--llm-structured: expected one of"):
+        worker_mutators(WorkerMutatorFlags(llm_model="m", llm_structured="grammar"))

@@ -9,8 +9,40 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 
+@dataclass(frozen=True)
+class Usage:
+    """What an edit cost: LLM tokens (from the servers' `usage`) and US dollars where known."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens,
+                     self.cost_usd + other.cost_usd)
+
+    @classmethod
+    def of(cls, usage: object) -> Usage:
+        """From an OpenAI-style usage object or dict (missing or odd fields count as 0)."""
+        def number(name: str) -> int:
+            value = usage.get(name) if isinstance(usage, dict) else getattr(usage, name, 0)
+            return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else 0
+        return cls(number("prompt_tokens"), number("completion_tokens"))
+
+
 class MutatorError(Exception):
-    """The mutator could not produce an edit; str() is the reason reported to the coordinator."""
+    """The mutator could not produce an edit; str() is the reason reported to the coordinator.
+
+    `usage`: what the failed attempts cost (tokens are spent on unusable answers too).
+    """
+
+    def __init__(self, message: str = "", usage: Usage | None = None) -> None:
+        super().__init__(message)
+        self.usage = usage or Usage()
 
 
 class MutatorConfigError(MutatorError, ValueError):
@@ -50,6 +82,7 @@ class MutationOutcome:
     """What the mutator did, as one line, e.g. "LR 0.01 -> 0.013, BATCH_SIZE 32 -> 48"."""
 
     description: str
+    usage: Usage = Usage()
 
 
 @runtime_checkable

@@ -53,6 +53,17 @@ LlmTimeoutOpt = Annotated[Optional[float], typer.Option(
 LlmRetriesOpt = Annotated[Optional[int], typer.Option(
     min=0, envvar="AUTOSWARM_LLM_RETRIES", rich_help_panel=_LLM_PANEL,
     help="Extra attempts after an HTTP error, a timeout or an unusable answer.")]
+LlmOutputOpt = Annotated[Optional[str], typer.Option(
+    envvar="AUTOSWARM_LLM_OUTPUT", rich_help_panel=_LLM_PANEL,
+    help="Answer format: edits (SEARCH/REPLACE blocks), whole-file, json (edits as JSON against a schema) or "
+         "constants (new values of the target's UPPER_CASE constants: for small models).")]
+LlmStructuredOpt = Annotated[Optional[str], typer.Option(
+    envvar="AUTOSWARM_LLM_STRUCTURED", rich_help_panel=_LLM_PANEL,
+    help="How json/constants answers are held to their schema: response_format (OpenAI, vLLM, llama.cpp), "
+         "format (Ollama) or none (asked for in the prompt only).")]
+LlmStopOpt = Annotated[Optional[list[str]], typer.Option(
+    "--llm-stop", envvar="AUTOSWARM_LLM_STOP", rich_help_panel=_LLM_PANEL,
+    help="A string that ends the answer (repeatable, up to 4), e.g. the model's end-of-turn token.")]
 AgentCommandOpt = Annotated[Optional[str], typer.Option(
     envvar="AUTOSWARM_AGENT_COMMAND", rich_help_panel=_AGENT_PANEL,
     help="Agent CLI run in the scratch copy, e.g. 'claude -p --permission-mode acceptEdits'. "
@@ -74,6 +85,9 @@ class WorkerMutatorFlags:
     llm_max_tokens: int | None = None
     llm_timeout: float | None = None
     llm_retries: int | None = None
+    llm_output: str | None = None
+    llm_structured: str | None = None
+    llm_stop: Sequence[str] | None = None
     agent_command: str | None = None
     agent_timeout: float | None = None
 
@@ -109,7 +123,9 @@ def worker_mutators(flags: WorkerMutatorFlags) -> WorkerMutators:
     llm: dict[str, object] = {}
     for key, value in (("model", flags.llm_model), ("temperature", flags.llm_temperature),
                        ("max_tokens", flags.llm_max_tokens), ("request_timeout", flags.llm_timeout),
-                       ("retries", flags.llm_retries)):
+                       ("retries", flags.llm_retries), ("output", flags.llm_output),
+                       ("structured", flags.llm_structured),
+                       ("stop", list(flags.llm_stop) if flags.llm_stop else None)):
         if value is not None:
             llm[key] = value
     if flags.llm_base_url is not None or flags.llm_api_key_env is not None:
@@ -158,6 +174,7 @@ _FLAG_OF = {
     "mutator.model": "--llm-model", "mutator.base_url": "--llm-base-url", "mutator.api_key_env": "--llm-api-key-env",
     "mutator.temperature": "--llm-temperature", "mutator.max_tokens": "--llm-max-tokens",
     "mutator.request_timeout": "--llm-timeout", "mutator.retries": "--llm-retries",
+    "mutator.output": "--llm-output", "mutator.structured": "--llm-structured", "mutator.stop": "--llm-stop",
     "mutator.command": "--agent-command", "mutator.timeout": "--agent-timeout",
 }
 

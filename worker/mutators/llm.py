@@ -5,8 +5,15 @@ server, Ollama): all speak POST {base_url}/chat/completions. The model sees prog
 current target, the swarm memory and the output contract (prompt.py); its answer is parsed and
 applied by edits.py. Anything unusable — an HTTP error, a timeout, an answer in the wrong
 format, edits that do not apply, a Python target that no longer compiles — is retried up to
-`retries` times (the model is told what was wrong), then reported as a MutatorError with the
-last reason: the worker records a `mutator-error` result and goes on.
+`retries` times, then reported as a MutatorError with the last reason: the worker records a
+`mutator-error` result and goes on. A retry is a fresh conversation that states the problem;
+the bad answer is not replayed (small models copy it).
+
+Requests are streamed: when the time is up or the lease is cancelled the connection is closed,
+which stops a local server generating for nobody. `output = "json"` and `"constants"` ask the
+server to hold its answer to a JSON schema (`response_format`, or Ollama's `format`); a server
+that refuses the schema is asked again without it. Tokens are counted from each response's
+`usage` and reported with the edit.
 
 The API key is read from the environment variable *named* by `api_key_env`, at the moment of
 the request, and is scrubbed from every message this module produces: it never reaches a log,
@@ -20,6 +27,7 @@ import math
 import os
 import re
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +35,7 @@ from typing import Any, ClassVar
 
 from autoswarm.worker.mutators.base import (
     MutationOutcome,
+    Usage,
     MutationRequest,
     MutatorConfigError,
     MutatorError,
@@ -43,14 +52,19 @@ from autoswarm.worker.mutators.edits import (
     parse_edit_blocks,
     parse_whole_file,
 )
+from autoswarm.worker.mutators.params import constant_values, set_constants
 from autoswarm.worker.mutators.prompt import (
+    CONSTANTS_SCHEMA,
+    EDIT_SCHEMA,
+    OUTPUT_CONSTANTS,
     OUTPUT_EDITS,
     OUTPUT_FORMATS,
+    OUTPUT_JSON,
     OUTPUT_WHOLE_FILE,
     PromptInputs,
     chat_messages,
-    retry_message,
 )
+from autoswarm.worker.mutators.structured import json_edits, json_values
 
 log = logging.getLogger("autoswarm.worker.llm")
 
@@ -63,6 +77,14 @@ _BODY_CHARS = 300          # of an error response, in a reason
 _CANCEL_POLL_SECONDS = 0.2
 _MIN_SCRUB_CHARS = 6       # shorter "keys" are placeholders; scrubbing them would mangle text
 _NO_KEY = "no-key"         # local servers ignore the key, but the client must send something
+_LOGGED_ANSWER_CHARS = 2000
+# How a schema reaches the server: OpenAI, vLLM and llama.cpp read `response_format`; Ollama
+# reads `format`; "none" asks for JSON in the prompt only.
+STRUCTURED = ("response_format", "format", "none")
+
+
+class _SchemaRefused(Exception):
+    """The server does not take the JSON schema (an HTTP 400/422 to a structured request)."""
 
 
 class _Transient(Exception):
@@ -76,29 +98,34 @@ class LlmMutator:
     Options: `model` (required), `base_url` (default: the openai package's, i.e. OpenAI's API
     or $OPENAI_BASE_URL), `api_key_env` (the NAME of the environment variable holding the key;
     empty: send no key, as local servers need none), `temperature` (0-2, default 0.7),
-    `max_tokens` (default 4096), `request_timeout` (seconds per request, default 300),
-    `retries` (extra attempts after a failure, default 3), `retry_delay` (seconds before the
-    first retry of a failed request, doubling, default 2), `output` ("edits" for SEARCH/REPLACE
-    blocks, or "whole-file"), `check_syntax` (compile a .py target before accepting the edit,
-    default true).
+    `max_tokens` (default 1024: enough for an edit, and a CPU server's single slot is not held
+    for minutes), `request_timeout` (seconds per request, default 300), `retries` (extra
+    attempts after a failure, default 3), `retry_delay` (seconds before the first retry of a
+    failed request, doubling, default 2), `output` ("edits" for SEARCH/REPLACE blocks,
+    "whole-file", "json" for edits as JSON, "constants" for new values of the target's
+    UPPER_CASE constants — for models too small to edit code), `structured` (how the JSON
+    schema is sent: "response_format", Ollama's "format", or "none"), `stop` (strings that end
+    the answer), `check_syntax` (compile a .py target before accepting the edit, default true).
     """
 
     kind: ClassVar[str] = "llm"
     OPTIONS: ClassVar[tuple[str, ...]] = (
         "model", "base_url", "api_key_env", "temperature", "max_tokens", "request_timeout", "retries",
-        "retry_delay", "output", "check_syntax",
+        "retry_delay", "output", "check_syntax", "structured", "stop",
     )
 
     model: str
     base_url: str = ""
     api_key_env: str = ""
     temperature: float = 0.7
-    max_tokens: int = 4096
+    max_tokens: int = 1024
     request_timeout: float = 300.0
     retries: int = 3
     retry_delay: float = 2.0
     output: str = OUTPUT_EDITS
     check_syntax: bool = True
+    structured: str = "response_format"
+    stop: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():
@@ -128,12 +155,22 @@ class LlmMutator:
             )
         if not isinstance(self.check_syntax, bool):
             raise MutatorConfigError(f"mutator.check_syntax: expected true or false, got {self.check_syntax!r}")
+        if self.structured not in STRUCTURED:
+            raise MutatorConfigError(
+                f"mutator.structured: expected one of {', '.join(repr(f) for f in STRUCTURED)}, got {self.structured!r}"
+            )
+        if not isinstance(self.stop, tuple) or len(self.stop) > 4 or \
+                not all(isinstance(item, str) and item for item in self.stop):
+            raise MutatorConfigError(f'mutator.stop: expected up to 4 non-empty strings, e.g. ["<|im_end|>"], '
+                                     f"got {self.stop!r}")
 
     @classmethod
     def from_options(cls, options: Mapping[str, object]) -> LlmMutator:
         """Build from a `[mutator]` table merged with worker overrides (`kind` is ignored)."""
         reject_unknown_options(cls.kind, options, cls.OPTIONS)
         known = {"model": "", **{key: options[key] for key in cls.OPTIONS if key in options}}
+        if isinstance(known.get("stop"), (list, str)):
+            known["stop"] = tuple(known["stop"]) if isinstance(known["stop"], list) else (known["stop"],)
         return cls(**known)  # type: ignore[arg-type]  # __post_init__ checks every value
 
     # -- mutate ---------------------------------------------------------------------------
@@ -144,10 +181,10 @@ class LlmMutator:
         try:
             return self._mutate(request, key)
         except MutatorError as exc:
-            reason = scrub(str(exc), key)
+            reason, usage = scrub(str(exc), key), exc.usage
         # Raised outside the handler, so that no chained exception (__context__) carries the
         # unscrubbed text into a traceback.
-        raise MutatorError(reason)
+        raise MutatorError(reason, usage=usage)
 
     def _api_key(self) -> str:
         if not self.api_key_env:
@@ -165,18 +202,29 @@ class LlmMutator:
             raise MutatorError("cancelled before the edit")
         path = request.workdir / request.target
         source = _read_target(path, request.target)
-        base = chat_messages(PromptInputs(request.program, request.target, source, request.memory), self.output)
-        messages = base
+        constants = constant_values(source) if self.output == OUTPUT_CONSTANTS else []
+        inputs = PromptInputs(request.program, request.target, source, request.memory)
+        structured = self.structured if self.output in (OUTPUT_JSON, OUTPUT_CONSTANTS) else "none"
         client = self._client(key)
+        usage = Usage()
         last_problem = ""
         attempts = self.retries + 1
         delay = self.retry_delay
+        attempt = 0
         try:
-            for attempt in range(1, attempts + 1):
+            while attempt < attempts:
+                attempt += 1
                 if request.cancel is not None and request.cancel.is_set():
                     raise MutatorError("cancelled between attempts")
+                # A fresh conversation every time: the problem is stated, the bad answer is not replayed.
+                messages = chat_messages(inputs, self.output, constants, last_problem)
                 try:
-                    answer, truncated = self._complete(client, messages, request.cancel)
+                    answer, truncated, used = self._complete(client, messages, request.cancel, structured)
+                except _SchemaRefused as exc:
+                    log.info("%s refuses the JSON schema (%s); asking for JSON in the prompt only",
+                             self._where(), scrub(str(exc), key))
+                    structured, attempt = "none", attempt - 1  # not the model's fault: no attempt lost
+                    continue
                 except _Transient as exc:
                     last_problem = str(exc)
                     log.warning("llm request %d/%d failed: %s", attempt, attempts, scrub(last_problem, key))
@@ -184,23 +232,23 @@ class LlmMutator:
                         _pause(delay, request.cancel)
                         delay = min(delay * 2, _MAX_RETRY_DELAY)
                     continue
+                usage = usage + used
+                log.debug("llm answer %d/%d (%d chars): %s", attempt, attempts, len(answer),
+                          scrub(one_line(answer, _LOGGED_ANSWER_CHARS), key))
                 try:
                     new_source, description = self._apply(answer, source, request.target)
-                except EditError as exc:
+                except (EditError, MutatorError) as exc:
                     last_problem = str(exc)
                     if truncated:
                         last_problem += f" (the answer was cut off at max_tokens={self.max_tokens})"
                     log.warning("llm answer %d/%d unusable: %s", attempt, attempts, scrub(last_problem, key))
-                    # Tell the model what was wrong; only the latest exchange, so the prompt stays bounded.
-                    messages = [*base, {"role": "assistant", "content": answer},
-                                {"role": "user", "content": retry_message(last_problem, self.output)}]
                     continue
                 _write_target(path, request.target, new_source)
-                return MutationOutcome(description=scrub(description, key))
+                return MutationOutcome(description=scrub(description, key), usage=usage)
         finally:
             client.close()
         raise MutatorError(f"no usable edit from model {self.model} after {attempts} attempt(s); "
-                           f"last problem: {last_problem}")
+                           f"last problem: {last_problem}", usage=usage)
 
     def _client(self, key: str) -> Any:
         try:
@@ -213,29 +261,64 @@ class LlmMutator:
         return openai.OpenAI(base_url=self.base_url or None, api_key=key or _NO_KEY,
                              timeout=self.request_timeout, max_retries=0)
 
-    def _complete(self, client: Any, messages: list[dict[str, str]],
-                  cancel: threading.Event | None) -> tuple[str, bool]:
-        """One request: (the answer's text, whether it was cut off). Raises _Transient or MutatorError."""
+    def _request(self, messages: list[dict[str, str]], structured: str) -> dict[str, Any]:
+        """The keyword arguments of one streamed chat-completions request."""
+        request: dict[str, Any] = {
+            "model": self.model, "messages": messages, "temperature": self.temperature,
+            "max_tokens": self.max_tokens, "stream": True, "stream_options": {"include_usage": True},
+        }
+        if self.stop:
+            request["stop"] = list(self.stop)
+        schema = CONSTANTS_SCHEMA if self.output == OUTPUT_CONSTANTS else EDIT_SCHEMA
+        if structured == "response_format":
+            request["response_format"] = {"type": "json_schema",
+                                          "json_schema": {"name": "answer", "schema": schema}}
+        elif structured == "format":
+            request["extra_body"] = {"format": schema}
+        return request
+
+    def _complete(self, client: Any, messages: list[dict[str, str]], cancel: threading.Event | None,
+                  structured: str = "none") -> tuple[str, bool, Usage]:
+        """One streamed request: (the answer's text, whether it was cut off, its usage).
+
+        Raises _Transient, _SchemaRefused or MutatorError.
+        """
         import openai
 
-        box: dict[str, Any] = {}
+        box: dict[str, Any] = {"parts": [], "finish": None, "usage": Usage()}
         done = threading.Event()
 
         def call() -> None:
             try:
-                box["response"] = client.chat.completions.create(
-                    model=self.model, messages=messages, temperature=self.temperature, max_tokens=self.max_tokens)
+                stream = client.chat.completions.create(**self._request(messages, structured))
+                box["stream"] = stream
+                for chunk in stream:
+                    if getattr(chunk, "usage", None) is not None:
+                        box["usage"] = Usage.of(chunk.usage)
+                    for choice in getattr(chunk, "choices", None) or []:
+                        delta = getattr(choice, "delta", None)
+                        if delta is not None and getattr(delta, "content", None):
+                            box["parts"].append(delta.content)
+                        if delta is not None and getattr(delta, "refusal", None):
+                            box["refusal"] = delta.refusal
+                        if getattr(choice, "finish_reason", None):
+                            box["finish"] = choice.finish_reason
             except BaseException as exc:  # handed to the waiting thread, which classifies it
                 box["error"] = exc
             finally:
                 done.set()
 
-        # In a thread so that a cancelled lease does not wait out a long request; the abandoned
-        # request ends at its timeout (the client is closed, which also cuts it short).
+        # In a thread so that a cancelled lease or the deadline does not wait for the server;
+        # closing the stream closes the connection, and the server stops generating.
+        deadline = time.monotonic() + self.request_timeout
         threading.Thread(target=call, name="llm-request", daemon=True).start()
         while not done.wait(_CANCEL_POLL_SECONDS):
             if cancel is not None and cancel.is_set():
+                _close(box)
                 raise MutatorError("cancelled while waiting for the model")
+            if time.monotonic() > deadline:
+                _close(box)
+                raise _Transient(f"no complete answer within request_timeout={self.request_timeout:g}s")
         error = box.get("error")
         if isinstance(error, openai.APITimeoutError):
             raise _Transient(f"no answer within request_timeout={self.request_timeout:g}s")
@@ -245,6 +328,8 @@ class LlmMutator:
             body = one_line(_body_text(error), _BODY_CHARS)
             status = error.status_code
             reason = f"HTTP {status} from {self._where()}: {body}"
+            if structured != "none" and status in (400, 422):
+                raise _SchemaRefused(reason)
             if status in _RETRYABLE_STATUS or status >= 500:
                 raise _Transient(reason)
             raise MutatorError(reason + _status_hint(status, self.api_key_env))
@@ -252,21 +337,24 @@ class LlmMutator:
             raise _Transient(f"unusable response from {self._where()}: {error}")
         if error is not None:
             raise MutatorError(f"request to {self._where()} failed: {type(error).__name__}: {error}")
-        response = box["response"]
-        choices = getattr(response, "choices", None) or []
-        if not choices:
-            raise _Transient(f"{self._where()} answered without any choice")
-        message = choices[0].message
-        content = getattr(message, "content", None)
+        content = "".join(box["parts"])
         if not content:
-            refusal = getattr(message, "refusal", None)
+            refusal = box.get("refusal")
             raise _Transient("the model refused: " + one_line(refusal) if refusal else "the model's answer was empty")
-        return content, choices[0].finish_reason == "length"
+        return content, box["finish"] == "length", box["usage"]
 
     def _apply(self, answer: str, source: str, target: str) -> tuple[str, str]:
         """(new target text, description) from an answer; raises EditError when unusable."""
+        description = ""
         if self.output == OUTPUT_WHOLE_FILE:
             new_source = match_line_endings(parse_whole_file(answer), source)
+        elif self.output == OUTPUT_JSON:
+            blocks, description = json_edits(answer)
+            new_source = apply_edit_blocks(source, blocks)
+        elif self.output == OUTPUT_CONSTANTS:
+            values, said = json_values(answer)
+            new_source, description = set_constants(source, values)  # MutatorError names the problem
+            description = f"{description} — {said}" if said else description
         else:
             new_source = apply_edit_blocks(source, parse_edit_blocks(answer))
         if new_source == source:
@@ -278,10 +366,20 @@ class LlmMutator:
                 where = f"line {exc.lineno}: " if getattr(exc, "lineno", None) else ""
                 raise EditApplyError(f"the edited {target} is not valid Python ({where}{getattr(exc, 'msg', exc)})") \
                     from None
-        return new_source, parse_description(answer) or describe_change(source, new_source)
+        return new_source, description or parse_description(answer) or describe_change(source, new_source)
 
     def _where(self) -> str:
         return self.base_url or "the OpenAI API"
+
+
+def _close(box: dict[str, Any]) -> None:
+    """Closes a request's stream (and so its connection) from the waiting thread."""
+    stream = box.get("stream")
+    if stream is not None:
+        try:
+            stream.close()
+        except Exception as exc:  # already closed, or closing raced the reader: nothing to free
+            log.debug("closing the llm stream: %s", exc)
 
 
 def _pause(seconds: float, cancel: threading.Event | None) -> None:

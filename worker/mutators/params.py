@@ -81,17 +81,7 @@ def perturb_constants(
         raise ValueError(f"scale must be a non-negative number, got {scale}")
     bom = _BOM if source.startswith(_BOM) else ""
     body = source[len(bom):]
-    try:
-        tree = ast.parse(body)
-    except SyntaxError as exc:
-        where = f"line {exc.lineno}: " if exc.lineno else ""
-        raise MutatorError(
-            f"target is not valid Python ({where}{exc.msg}); "
-            "the params mutator edits Python constants only"
-        ) from exc
-    except (ValueError, RecursionError) as exc:  # null bytes; absurd nesting
-        raise MutatorError(f"target is not valid Python ({exc})") from exc
-    data = body.encode("utf-8")
+    tree, data = _parse(body)
     constants = _find_constants(tree, data)
     found = [c.name for c in constants]
     wanted, unwanted = set(include), set(exclude)
@@ -120,6 +110,73 @@ def perturb_constants(
 
     description = ", ".join(_describe(constant, new_text, data) for constant, new_text in edits)
     return bom + new_body, description
+
+
+def constant_values(source: str) -> list[tuple[str, str]]:
+    """The target's perturbable constants and their current values as written, in source order.
+
+    Raises MutatorError when `source` is not valid Python or has none.
+    """
+    tree, data = _parse(source.removeprefix(_BOM))
+    constants = _find_constants(tree, data)
+    if not constants:
+        raise MutatorError(_nothing_to_perturb([], (), ()))
+    return [(c.name, " ".join(data[c.value_start:c.value_end].decode("utf-8").split())) for c in constants]
+
+
+def set_constants(source: str, values: Mapping[str, object]) -> tuple[str, str]:
+    """`source` with the named constants set to new values, written the way `perturb_constants`
+    writes its own: ints stay ints, a constant keeps its sign, only the literal's characters
+    change. Returns (new_source, description), e.g. ("...", "LR 0.01 -> 0.02").
+
+    Raises MutatorError naming the problem for an unknown name, a value that is not a number,
+    has the wrong sign, or leaves every constant as it was.
+    """
+    bom = _BOM if source.startswith(_BOM) else ""
+    body = source[len(bom):]
+    tree, data = _parse(body)
+    by_name = {c.name: c for c in _find_constants(tree, data)}
+    edits: list[tuple[_Constant, str]] = []
+    for name, value in values.items():
+        constant = by_name.get(name)
+        if constant is None:
+            raise MutatorError(f"{name!r} is not one of the target's constants ({', '.join(by_name) or 'none'})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise MutatorError(f"the value for {name} must be a number, got {value!r}")
+        negative = data[constant.value_start:constant.literal_start].strip().startswith(b"-")
+        magnitude = -value if negative else value
+        if magnitude <= 0:
+            sign = "negative" if negative else "positive"
+            raise MutatorError(f"{name} must stay {sign} (it is {' '.join(data[constant.value_start:constant.value_end].decode().split())}), "
+                               f"got {value!r}")
+        old_text = data[constant.literal_start:constant.literal_end].decode("utf-8")
+        if isinstance(constant.magnitude, int):
+            new_text = _format_int(max(1, round(magnitude)), old_text)
+        else:
+            new_text = _format_float(float(magnitude), 6, scientific="e" in old_text.lower())
+        if ast.literal_eval(new_text) != constant.magnitude:
+            edits.append((constant, new_text))
+    if not edits:
+        raise MutatorError("the new values leave every constant as it was; change at least one")
+    edits.sort(key=lambda e: e[0].literal_start)
+    new_data = data
+    for constant, new_text in sorted(edits, key=lambda e: -e[0].literal_start):
+        new_data = new_data[:constant.literal_start] + new_text.encode() + new_data[constant.literal_end:]
+    new_body = new_data.decode("utf-8")
+    _check_only_literals_changed(tree, new_body, edits)
+    return bom + new_body, ", ".join(_describe(constant, new_text, data) for constant, new_text in edits)
+
+
+def _parse(body: str) -> tuple[ast.Module, bytes]:
+    try:
+        return ast.parse(body), body.encode("utf-8")
+    except SyntaxError as exc:
+        where = f"line {exc.lineno}: " if exc.lineno else ""
+        raise MutatorError(
+            f"target is not valid Python ({where}{exc.msg}); the params mutator edits Python constants only"
+        ) from exc
+    except (ValueError, RecursionError) as exc:  # null bytes; absurd nesting
+        raise MutatorError(f"target is not valid Python ({exc})") from exc
 
 
 @dataclass(frozen=True)

@@ -2,19 +2,51 @@
 
 One place decides what an agent sees: program.md (the person's goals and rules), the current
 target, the swarm memory (what other workers already tried), and the output contract (edit
-blocks, a whole file, or "edit the file in place"), always with a one-line description.
-Pure functions of their inputs, so the same task gives the same prompt on every worker.
+blocks, a whole file, JSON edits, new values of constants, or "edit the file in place"),
+always with a one-line description. Pure functions of their inputs, so the same task gives the
+same prompt on every worker.
+
+Order matters to a local server's prompt cache: what stays the same from task to task comes
+first (system, program.md, the target — which changes only with the champion), the swarm
+memory (new with every task) and the answer format last. A server then re-reads only the tail.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 OUTPUT_EDITS = "edits"
 OUTPUT_WHOLE_FILE = "whole-file"
-OUTPUT_FORMATS = (OUTPUT_EDITS, OUTPUT_WHOLE_FILE)
+OUTPUT_JSON = "json"              # SEARCH/REPLACE pairs as JSON against EDIT_SCHEMA
+OUTPUT_CONSTANTS = "constants"    # new values for the target's UPPER_CASE constants, as JSON
+OUTPUT_FORMATS = (OUTPUT_EDITS, OUTPUT_WHOLE_FILE, OUTPUT_JSON, OUTPUT_CONSTANTS)
+
+# JSON schemas for servers that constrain their output (response_format, Ollama's format):
+# a small model then cannot wander off the format, and its answer ends where the JSON does.
+EDIT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "description": {"type": "string"},
+        "edits": {"type": "array", "minItems": 1, "items": {
+            "type": "object",
+            "properties": {"search": {"type": "string"}, "replace": {"type": "string"}},
+            "required": ["search", "replace"],
+        }},
+    },
+    "required": ["description", "edits"],
+}
+CONSTANTS_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "description": {"type": "string"},
+        "values": {"type": "object", "additionalProperties": {"type": "number"}},
+    },
+    "required": ["description", "values"],
+}
 
 _LANGUAGES = {
     ".py": "python", ".js": "javascript", ".ts": "typescript", ".rs": "rust", ".go": "go", ".c": "c",
@@ -58,21 +90,21 @@ def language_of(target: str) -> str:
     return _LANGUAGES.get(PurePosixPath(target).suffix.lower(), "")
 
 
-def _context(inputs: PromptInputs) -> list[str]:
-    program = inputs.program.strip() or "(no program.md: improve the metric as you see fit)"
+def _memory(inputs: PromptInputs) -> list[str]:
     memory = inputs.memory.strip() or "Nothing recorded yet: yours is among the first ideas."
-    parts = [
-        "## program.md (the goals and rules of this study)",
-        program,
-        "## Swarm memory (what other agents already tried; do not repeat it)",
-        memory,
-    ]
+    return ["## Swarm memory (what other agents already tried; do not repeat it)", memory]
+
+
+def _context(inputs: PromptInputs) -> list[str]:
+    """program.md, the target (when given), then the swarm memory: the stable part first."""
+    program = inputs.program.strip() or "(no program.md: improve the metric as you see fit)"
+    parts = ["## program.md (the goals and rules of this study)", program]
     if inputs.target_text is not None:
         fence = fence_for(inputs.target_text)
         text = inputs.target_text if inputs.target_text.endswith("\n") or not inputs.target_text \
             else inputs.target_text + "\n"
         parts += [f"## The current `{inputs.target}`", f"{fence}{language_of(inputs.target)}\n{text}{fence}"]
-    return parts
+    return parts + _memory(inputs)
 
 
 def edits_contract(target: str) -> str:
@@ -118,26 +150,86 @@ Rules:
 - Open and close the block with {fence} exactly as shown."""
 
 
-def chat_messages(inputs: PromptInputs, output: str) -> list[dict[str, str]]:
-    """System and user messages for a chat-completions request (`target_text` must be given)."""
+def json_contract(target: str) -> str:
+    """The answer format for edits as JSON (EDIT_SCHEMA)."""
+    example = {"description": "raise the learning rate to 0.02", "edits": [
+        {"search": "LEARNING_RATE = 0.01", "replace": "LEARNING_RATE = 0.02"}]}
+    return f"""## Your answer
+
+Propose ONE idea likely to improve the metric and implement it as edits to `{target}`.
+Answer with one JSON object and nothing else, like this:
+
+{json.dumps(example)}
+
+Rules:
+- "description": one line saying what you changed and why.
+- "edits": each "search" is text copied exactly from the current `{target}` (matching exactly
+  one place), each "replace" the text that replaces it. They are applied in order."""
+
+
+def constants_contract(target: str, constants: Sequence[tuple[str, str]]) -> str:
+    """The answer format for new values of the target's constants (CONSTANTS_SCHEMA)."""
+    listed = "\n".join(f"{name} = {value}" for name, value in constants)
+    name = constants[0][0] if constants else "LEARNING_RATE"
+    example = {"description": f"change {name} to explore a new setting", "values": {name: 0.02}}
+    return f"""## Your answer
+
+These are the tunable constants of `{target}` and their current values:
+
+{listed}
+
+Propose ONE idea likely to improve the metric: new values for one or a few of these constants.
+Answer with one JSON object and nothing else, like this:
+
+{json.dumps(example)}
+
+Rules:
+- "values": only names from the list above, each with a number different from its current value.
+- "description": one line saying what you changed and why."""
+
+
+def chat_messages(inputs: PromptInputs, output: str, constants: Sequence[tuple[str, str]] = (),
+                  problem: str = "") -> list[dict[str, str]]:
+    """System and user messages for a chat-completions request (`target_text` must be given).
+
+    `constants` (name, current value) are listed for the constants format, which shows no
+    code: small models do better with less to read. `problem`, for a retry, says what was
+    wrong with an earlier answer — stated at the end of a fresh conversation rather than
+    replaying the bad answer, which small models would copy.
+    """
     if inputs.target_text is None:
         raise ValueError("chat prompts include the target; pass target_text")
-    if output == OUTPUT_EDITS:
-        contract = edits_contract(inputs.target)
-    elif output == OUTPUT_WHOLE_FILE:
-        contract = whole_file_contract(inputs.target, fence_for(inputs.target_text))
+    if output == OUTPUT_CONSTANTS:
+        program = inputs.program.strip() or "(no program.md: improve the metric as you see fit)"
+        parts = ["## program.md (the goals and rules of this study)", program, *_memory(inputs),
+                 constants_contract(inputs.target, constants)]
     else:
-        raise ValueError(f"unknown output format {output!r}; use one of {', '.join(OUTPUT_FORMATS)}")
-    user = "\n\n".join([*_context(inputs), contract])
-    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+        if output == OUTPUT_EDITS:
+            contract = edits_contract(inputs.target)
+        elif output == OUTPUT_WHOLE_FILE:
+            contract = whole_file_contract(inputs.target, fence_for(inputs.target_text))
+        elif output == OUTPUT_JSON:
+            contract = json_contract(inputs.target)
+        else:
+            raise ValueError(f"unknown output format {output!r}; use one of {', '.join(OUTPUT_FORMATS)}")
+        parts = [*_context(inputs), contract]
+    if problem:
+        parts.append(retry_message(problem, output))
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n\n".join(parts)}]
 
 
 def retry_message(problem: str, output: str) -> str:
     """What the model is told after an unusable answer, so that the next one can be used."""
-    shape = ("SEARCH/REPLACE blocks whose SEARCH lines are copied exactly from the current file"
-             if output == OUTPUT_EDITS else "exactly one code block holding the complete file")
-    return (f"Your answer could not be applied: {problem}\n\n"
-            f"Answer again in the required format: a DESCRIPTION line, then {shape}.")
+    shape = {
+        OUTPUT_EDITS: "a DESCRIPTION line, then SEARCH/REPLACE blocks whose SEARCH lines are copied exactly "
+                      "from the current file",
+        OUTPUT_WHOLE_FILE: "a DESCRIPTION line, then exactly one code block holding the complete file",
+        OUTPUT_JSON: 'one JSON object with "description" and "edits" whose "search" texts are copied exactly '
+                     "from the current file",
+        OUTPUT_CONSTANTS: 'one JSON object with "description" and "values" for constants from the list',
+    }[output]
+    return (f"## Note\n\nAn earlier answer to this request could not be applied: {problem}\n"
+            f"Answer in the required format: {shape}.")
 
 
 def agent_prompt(inputs: PromptInputs) -> str:
