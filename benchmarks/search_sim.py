@@ -102,8 +102,9 @@ def main() -> None:
     landscape = Landscape(args.constants, args.off)
     swarm = replace(NOISELESS, **{f.name: getattr(args, f.name) for f in fields(Swarm)
                                   if f.name not in ("workers", "eval_seconds")})
-    # The one-worker reference is a single worker of class 0, whatever the swarm's classes.
-    single_swarm = replace(swarm, classes=1, liars=0.0)
+    # The one-worker reference is the single-machine loop: one honest worker of class 0 that
+    # keeps what it measures (quorum 1: nobody else could verify), whatever the swarm's classes.
+    single_swarm = replace(swarm, classes=1, liars=0.0, quorum=1)
 
     singles: dict[int, float] = {}   # one-worker runs by seed, shared by the independent-loop races
 
