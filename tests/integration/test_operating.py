@@ -12,10 +12,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from autoswarm.cli import app
 from autoswarm.v1 import common_pb2, worker_pb2
 from scripted import ScriptedWorker, connect
 from swarm import processes_with, ready_port, wait_for, write_study
@@ -23,13 +26,25 @@ from swarm import processes_with, ready_port, wait_for, write_study
 pytestmark = pytest.mark.integration
 
 
-def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, code: int = 0,
-        timeout: float = 60) -> subprocess.CompletedProcess:
-    """Runs `autoswarm ARGS` as a user would; asserts the exit status."""
-    done = subprocess.run([sys.executable, "-m", "autoswarm", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd, env={**os.environ, "COLUMNS": "80", **(env or {})})
-    assert done.returncode == code, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
-    return done
+@dataclass(frozen=True)
+class Said:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def cli(*args: str, code: int = 0, process: bool = False) -> Said:
+    """Runs `autoswarm ARGS` and asserts its exit status: in a process of its own at 80 columns with
+    `process`, else in this one (the same command code, without the start-up time)."""
+    if process:
+        done = subprocess.run([sys.executable, "-m", "autoswarm", *args], capture_output=True, text=True,
+                              timeout=60, env={**os.environ, "COLUMNS": "80"})
+        said = Said(done.returncode, done.stdout, done.stderr)
+    else:
+        result = CliRunner().invoke(app, list(args))
+        said = Said(result.exit_code, result.stdout, result.stderr)
+    assert said.returncode == code, f"exit {said.returncode}\nstdout:\n{said.stdout}\nstderr:\n{said.stderr}"
+    return said
 
 
 def _x_plus(delta: float):
@@ -51,7 +66,7 @@ def test_a_study_is_added_paused_resumed_updated_and_removed_keeping_its_champio
     coordinator = start_coordinator()
     address = coordinator.address
 
-    added = cli("study", "add", str(study), "--coordinator", address).stdout
+    added = cli("study", "add", str(study), "--coordinator", address, process=True).stdout
     assert "study tiny added: budget 100 evaluations" in added, "a default budget, and it is said"
 
     channel, stub = connect(address)
@@ -107,7 +122,7 @@ def test_a_study_is_added_paused_resumed_updated_and_removed_keeping_its_champio
     assert 'File "target.py", line 3' in shown and "lab[gpu] box" in shown
 
     # status at 80 columns: the bracketed worker name whole, the metrics whole.
-    screen = cli("status", "--coordinator", address).stdout
+    screen = cli("status", "--coordinator", address, process=True).stdout
     assert "lab[gpu] box" in screen
     assert "-0.250000" in screen and "-2.250000" in screen, screen
     assert "…" not in screen
@@ -121,24 +136,12 @@ def test_a_study_is_added_paused_resumed_updated_and_removed_keeping_its_champio
     channel.close()
 
 
-def test_a_worker_stopped_cleanly_shows_stopped(tmp_path, start_coordinator, start_worker):
-    study = write_study(tmp_path / "study", sleep=0.2)
-    coordinator = start_coordinator()
-    cli("study", "add", str(study), "--coordinator", coordinator.address, "--max-evals", "1000")
-    worker = start_worker(coordinator.address, "w1")
-    wait_for(lambda: coordinator.study("tiny").evaluations >= 2, 60, what="the worker to evaluate")
-    worker.stop(timeout=30)
-    assert worker.proc.returncode == 0
-    states = {w.name: w.state for w in coordinator.status().workers}
-    assert states == {"w1": "stopped"}
-
-
-def test_a_backup_taken_while_a_study_runs_restores_to_the_same_champion_and_history(
+def test_a_backup_taken_while_a_study_runs_restores_to_the_same_champion_and_history_and_a_stopped_worker_says_so(
         tmp_path, start_coordinator, start_worker):
     study = write_study(tmp_path / "study", sleep=0.05)
     coordinator = start_coordinator()
     cli("study", "add", str(study), "--coordinator", coordinator.address, "--max-evals", "400")
-    start_worker(coordinator.address, "w1")
+    worker = start_worker(coordinator.address, "w1")
     wait_for(lambda: coordinator.study("tiny").evaluations >= 5, 60, what="a few evaluations")
     backup = tmp_path / "backups" / "swarm-backup.db"
     said = cli("backup", str(backup), "--db", str(coordinator.db)).stderr
@@ -154,6 +157,10 @@ def test_a_backup_taken_while_a_study_runs_restores_to_the_same_champion_and_his
     chain_sql = "SELECT seq, version, metric FROM champions ORDER BY seq"
     saved_results, saved_chain = rows(backup, history_sql), rows(backup, chain_sql)
     assert saved_results and rows(backup, "PRAGMA integrity_check") == [("ok",)]
+    # A worker stopped cleanly says so: `stopped`, not `working` and then `offline`.
+    worker.stop(timeout=30)
+    assert worker.proc.returncode == 0
+    assert {w.name: w.state for w in coordinator.status().workers} == {"w1": "stopped"}
     coordinator.kill()
     # The backup is a moment of the live database: everything in it is in the live one too.
     live_ids = {r[0] for r in rows(coordinator.db, history_sql)}
