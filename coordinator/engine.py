@@ -7,6 +7,7 @@ Scheduling and acceptance are delegated to their pure modules; gRPC lives in `se
 
 from __future__ import annotations
 
+import itertools
 import math
 import secrets
 import time
@@ -24,11 +25,11 @@ from autoswarm.coordinator.events import EngineEvents, NoEvents
 from autoswarm.coordinator.lifecycle import UpdatePlan, UpdateRefused, check_action, plan_update
 from autoswarm.coordinator.lineage import LineageEntry, lineage
 from autoswarm.coordinator.liveness import LivenessPolicy
-from autoswarm.coordinator.merge import merge3, merge_base
-from autoswarm.coordinator.study_state import Outlier, PendingClaim, StudyState
+from autoswarm.coordinator.judging import Judgement as _Judgement
+from autoswarm.coordinator.judging import Judging
+from autoswarm.coordinator.study_state import PendingClaim, StudyState
 from autoswarm.coordinator.store import (
     ChampionRecord,
-    ClaimRecord,
     LeaseRecord,
     ResultRecord,
     Store,
@@ -39,7 +40,6 @@ from autoswarm.coordinator.store import (
 )
 
 MAX_FAILED_BASELINES = 3
-MERGE_PREFIX = "merge: "      # how a merged version's description starts
 SETUP_RETRY_SECONDS = 3600.0   # a worker whose setup failed gets that study again after this
 
 
@@ -140,30 +140,6 @@ class ReportOutcome:
 
 
 @dataclass
-class _Judgement:
-    """What one report changes, gathered before the single commit that applies it."""
-
-    record: ResultRecord
-    versions: list[VersionRecord] = field(default_factory=list)
-    claims: list[ClaimRecord] = field(default_factory=list)
-    decisions: list[tuple[str, str]] = field(default_factory=list)
-    new_champion: ChampionRecord | None = None
-    champion_metric: tuple[str, int, float] | None = None
-    sample: tuple[str, str, float] | None = None          # (version, class, value) for the noise model
-    accepted: PendingClaim | None = None
-    resolved: list[tuple[PendingClaim, str]] = field(default_factory=list)  # (claim, "accepted"/"rejected"/...)
-    opened: list[PendingClaim] = field(default_factory=list)
-    funnel: list[str] = field(default_factory=list)
-    settled: acceptance.Settlement | None = None          # the accepted claim's settlement
-    strikes: list[str] = field(default_factory=list)      # workers an agreeing majority outvoted
-    credits: list[str] = field(default_factory=list)      # claimants whose claim was confirmed
-    outliers: list[Outlier] = field(default_factory=list)  # workers measuring unlike their class
-    audits: list[PendingClaim] = field(default_factory=list)  # superseded claims still checked, for trust only
-    waits: bool = False                                   # stored unjudged until its class has a baseline
-    noise_run: tuple[str, str, float] | None = None       # (version, class, value): evidence of noise only
-
-
-@dataclass
 class _Presence:
     state: str
     last_seen: float
@@ -227,22 +203,11 @@ def study_spec_dict(study: Study) -> dict[str, Any]:
     return data
 
 
-def _settled_reason(settled: acceptance.Settlement, pending: PendingClaim) -> str:
-    """Why a claim was decided as it was, with the numbers, for `history` and the web page."""
-    def listed(ms: Sequence[acceptance.Measurement]) -> str:
-        return ", ".join(f"{m.hardware_class}: {m.value:.6g} ({'+' if m.improvement >= 0 else ''}{m.improvement:.3g}, "
-                         f"needed > {m.threshold:.3g})" for m in ms)
-    if not settled.agreeing:
-        if pending.failures >= acceptance.MAX_VERIFY_FAILURES:
-            return f"unconfirmed: failed to evaluate {pending.failures} times on other workers"
-        return f"unconfirmed: no agreeing majority among {listed(pending.measurements)}"
-    words_for = {"accepted": "confirmed by", "rejected": "refuted by", "unconfirmed": "not above the bar for"}
-    reason = f"{words_for[settled.outcome]} {len(settled.agreeing)} agreeing measurement(s): {listed(settled.agreeing)}"
-    return reason + (f"; outvoted: {listed(settled.outvoted)}" if settled.outvoted else "")
+class Engine(Judging):
+    """State transitions of the swarm. Every public method is one request.
 
-
-class Engine:
-    """State transitions of the swarm. Every public method is one request."""
+    Judging a report (`judging.Judging`) and replaying edits onto the champion
+    (`merging.Merging`) live in their own modules; this class leases, records and applies."""
 
     def __init__(self, store: Store, config: EngineConfig | None = None,
                  clock: Callable[[], float] = time.time, on_change: Callable[[], None] = lambda: None,
@@ -980,366 +945,6 @@ class Engine:
                 if judgement.settled is not None else []
             if judgement.new_champion.metric is not None:
                 state.scores[judgement.new_champion.version] = judgement.new_champion.metric
-
-    def _base_record(self, lease: LeaseRecord, worker: WorkerRecord, result: ResultIn, now: float,
-                     version: str, decision: str, **judged: Any) -> ResultRecord:
-        return ResultRecord(
-            id=lease.id, study=lease.study, kind=lease.kind, worker_id=worker.id, worker_name=worker.name,
-            hardware_class=worker.hardware_class, version=version, parent=lease.parent, status=result.status,
-            metric=result.metric, extra=dict(result.extra), description=result.description,
-            log_tail=result.log_tail, decision=decision, timings=dict(result.timings), created=now, **judged,
-        )
-
-    def _judge_baseline(self, state: StudyState, lease: LeaseRecord, worker: WorkerRecord,
-                        result: ResultIn, now: float) -> _Judgement:
-        decision = words.BASELINE if result.status == "ok" else result.status
-        judgement = _Judgement(self._base_record(lease, worker, result, now, lease.candidate, decision))
-        if result.status != "ok" or result.metric is None:
-            return judgement
-        if self.trust(worker.id).quarantined:
-            return judgement
-        judgement.sample = (lease.candidate, worker.hardware_class, result.metric)
-        if state.paired:
-            # Moved out, not struck: an honest machine may just differ from what its name says. Being
-            # moved makes its next strike quarantine it (`Trust.moved`).
-            judgement.outliers = state.class_outliers(lease.candidate, worker.hardware_class, worker.id, result.metric)
-        if state.champion.version == lease.candidate and lease.candidate not in state.scores \
-                and worker.id not in {o.worker_id for o in judgement.outliers}:
-            score = state.initial_score(lease.candidate, result.metric)
-            if score is not None:
-                judgement.champion_metric = (state.spec.name, state.champion.seq, score)
-        return judgement
-
-    @staticmethod
-    def _mark(judgement: _Judgement, result_id: str, decision: str) -> None:
-        """Sets the decision of a result row: this report's, or one stored before."""
-        if result_id == judgement.record.id:
-            judgement.record = replace(judgement.record, decision=decision)
-        elif result_id:
-            judgement.decisions.append((result_id, decision))
-
-    def _measure(self, state: StudyState, parent: str, worker: WorkerRecord, value: float,
-                 result_id: str = "") -> tuple[acceptance.Verdict, acceptance.Measurement] | None:
-        """Judges one run of a candidate against its parent's score on this worker's class."""
-        reference = state.reference(parent, worker.hardware_class)
-        if reference is None:
-            return None
-        score, sigma, runs = reference
-        verdict = acceptance.judge(state.spec.acceptance, state.spec.direction, score, value, sigma, runs)
-        return verdict, acceptance.Measurement(worker.id, worker.owner, worker.hardware_class, value,
-                                               verdict.improvement, verdict.threshold, verdict.accept,
-                                               state.noise_of(parent, worker.hardware_class), result_id)
-
-    def _judge_explore(self, state: StudyState, lease: LeaseRecord, worker: WorkerRecord,
-                       result: ResultIn, now: float) -> _Judgement:
-        version = sha256_hex(result.candidate) if result.candidate else ""
-        versions = [VersionRecord(state.spec.name, version, lease.parent, result.candidate, result.description,
-                                  f"{worker.name}/{state.spec.mutator.kind}", now)] if version else []
-
-        def done(decision: str, **judged: Any) -> _Judgement:
-            return _Judgement(self._base_record(lease, worker, result, now, version, decision, **judged),
-                              versions=versions)
-
-        if result.status != "ok":
-            return done(result.status)
-        if not result.candidate:
-            raise InvalidRequest("an ok explore result must carry the candidate it evaluated")
-        if state.seen_candidate(lease.parent, version, lease.id):
-            return done(words.DUPLICATE)
-        if version == lease.parent:
-            return done(words.NO_CHANGE)
-        assert result.metric is not None
-        return self._explore_verdict(state, lease, worker, result.metric, version, done, now)
-
-    def _explore_verdict(self, state: StudyState, lease: LeaseRecord, worker: WorkerRecord, metric: float,
-                         version: str, done: Callable[..., _Judgement], now: float) -> _Judgement:
-        """The decision on an evaluated edit: discard, claim, merge onto the champion, or wait."""
-        measured = self._measure(state, lease.parent, worker, metric, lease.id)
-        if measured is None and state.paired and lease.parent != state.champion.version:
-            # Its parent's baseline on this class never came: it can still beat the champion.
-            measured = self._measure(state, state.champion.version, worker, metric, lease.id)
-            if measured is not None and not measured[0].accept:
-                return done(words.UNJUDGED)
-        if measured is None:
-            judgement = done(words.WAITING if state.paired else words.UNJUDGED)
-            judgement.waits = state.paired
-            return judgement
-        verdict, measurement = measured
-        judged = {"improvement": verdict.improvement, "threshold": verdict.threshold}
-        if not verdict.accept:
-            return done(words.DISCARD, **judged)
-        if version in state.claimed_versions:
-            # Claimed before (found twice, or an old champion drawn again): never a second claim.
-            return done(words.DUPLICATE, **judged)
-        if self.trust(worker.id).quarantined:
-            return done(words.IGNORED, **judged)
-        against = lease.parent
-        if lease.parent != state.champion.version:
-            # Beat its parent, but the champion moved on. If it beats the champion too, it is a
-            # claim against the champion (whose own edits are merged onto it once accepted):
-            # progress does not wait for a merge to be evaluated. Otherwise its edit is
-            # replayed onto the champion.
-            overtaking = self._measure(state, state.champion.version, worker, metric, lease.id)
-            if overtaking is None or not overtaking[0].accept:
-                judgement = done(words.STALE_MERGED, **judged)
-                edited = self._version(state, judgement, version)
-                assert edited is not None
-                judgement.record = replace(judgement.record, decision=self._merge_onto_champion(
-                    state, judgement, edited, worker.id, now))
-                return judgement
-            verdict, measurement = overtaking
-            judged = {"improvement": verdict.improvement, "threshold": verdict.threshold}
-            against = state.champion.version
-        if self._open_claims(worker.id) >= self.trust(worker.id).open_claims_allowed:
-            # Its earlier claim is still being checked: a liar's claims are checked one at a time.
-            return done(words.CLAIM_LIMIT, **judged)
-        claim = ClaimRecord(f"c-{lease.id[2:]}", state.spec.name, version, against, "explore", worker.id,
-                            lease.id, "pending", "", now)
-        judgement = done(words.CLAIM, claim=claim.id, **judged)
-        self._open_claim(state, judgement, PendingClaim(claim, [measurement]), now)
-        return judgement
-
-    def _open_claim(self, state: StudyState, judgement: _Judgement, pending: PendingClaim, now: float) -> None:
-        """Records a new claim with its first measurement and settles it (quorum 1 accepts it now)."""
-        judgement.claims.append(pending.record)
-        judgement.funnel.append("claimed")
-        self._settle(state, pending, judgement, now)
-        if pending.record.state == "pending":
-            judgement.opened.append(pending)
-
-    def _judge_verify(self, state: StudyState, lease: LeaseRecord, worker: WorkerRecord,
-                      result: ResultIn, now: float) -> _Judgement:
-        pending = state.claims.get(lease.claim)
-        judgement = _Judgement(self._base_record(lease, worker, result, now, lease.candidate, result.status,
-                                                 claim=lease.claim))
-        if not judgement.record.description and (candidate := self.store.version(state.spec.name, lease.candidate)):
-            # A verifier runs someone else's edit: its row says what that edit was.
-            judgement.record = replace(judgement.record, description=candidate.description)
-        if pending is None:
-            judgement.record = replace(judgement.record, decision=words.VERIFY_LATE)
-            self._overtake_late(state, lease, worker, result, judgement, now)
-            return judgement
-        if result.status != "ok" or result.metric is None:
-            pending.failures += 1
-            self._settle(state, pending, judgement, now)
-            return judgement
-        measured = self._measure(state, pending.record.parent, worker, result.metric, lease.id)
-        if measured is None:
-            judgement.record = replace(judgement.record, decision=words.UNJUDGED)
-            if pending.audit:  # its old parent has no baseline on this class: one try fewer
-                pending.failures += 1
-                self._settle(state, pending, judgement, now)
-            return judgement
-        verdict, measurement = measured
-        if not self.trust(worker.id).quarantined:
-            judgement.noise_run = (lease.candidate, worker.hardware_class, result.metric)
-        pending.measurements.append(measurement)
-        judgement.record = replace(judgement.record, decision=words.CONFIRM if verdict.accept else words.REFUTE,
-                                   improvement=verdict.improvement, threshold=verdict.threshold)
-        judgement.funnel.append("verified" if verdict.accept else "refuted")
-        self._settle(state, pending, judgement, now)
-        return judgement
-
-    def _overtake_late(self, state: StudyState, lease: LeaseRecord, worker: WorkerRecord, result: ResultIn,
-                       judgement: _Judgement, now: float) -> None:
-        """A verification that came back after its claim was superseded still measured a real
-        version: if that version beats the current champion, it becomes a claim against the
-        champion instead of a wasted evaluation."""
-        if result.status != "ok" or result.metric is None or self.trust(worker.id).quarantined \
-                or lease.candidate == state.champion.version \
-                or any(p.record.version == lease.candidate for p in state.claims.values()):
-            return
-        measured = self._measure(state, state.champion.version, worker, result.metric, lease.id)
-        if measured is None or not measured[0].accept:
-            return
-        verdict, measurement = measured
-        claim = ClaimRecord(f"c-{lease.id[2:]}", state.spec.name, lease.candidate, state.champion.version, "merge",
-                            "", "", "pending", "", now)
-        judgement.record = replace(judgement.record, decision=words.CONFIRM, claim=claim.id,
-                                   improvement=verdict.improvement, threshold=verdict.threshold)
-        self._open_claim(state, judgement, PendingClaim(claim, [measurement]), now)
-
-    def _settle(self, state: StudyState, pending: PendingClaim, judgement: _Judgement, now: float) -> None:
-        """Applies the acceptance rule to a claim after a new measurement or failure."""
-        settled = pending.settlement(state.spec.acceptance, state.spec.direction)
-        if settled.outcome == "pending":
-            return
-        claimant = pending.record.claimant_worker
-        outvoted = {m.worker_id for m in settled.outvoted}
-        for m in settled.outvoted:
-            # Outvoted by the agreeing majority: a strike, claimant or verifier alike.
-            judgement.strikes.append(m.worker_id)
-            self._mark(judgement, m.result_id, words.OUTVOTED)
-        if pending.audit:
-            self._close_audit(state, pending, settled, judgement, now)
-            return
-        if settled.outcome == "accepted":
-            judgement.accepted, judgement.settled = pending, settled
-            if pending.record.origin == "explore" and claimant not in outvoted:
-                judgement.credits.append(claimant)
-            return
-        claim = replace(pending.record, state=settled.outcome, reason=_settled_reason(settled, pending), decided=now)
-        pending.record = claim
-        judgement.claims.append(claim)
-        judgement.resolved.append((pending, settled.outcome))
-        if claim.claimant_result and claimant not in outvoted:
-            judgement.decisions.append((claim.claimant_result, words.REJECTED))
-
-    def _close_audit(self, state: StudyState, pending: PendingClaim, settled: acceptance.Settlement,
-                     judgement: _Judgement, now: float) -> None:
-        """A superseded claim checked to the end: trust is settled (its strikes are already
-        counted); a confirmed edit is replayed onto the champion, a refuted one is dropped."""
-        claimant = pending.record.claimant_worker
-        confirmed = settled.outcome == "accepted" and claimant not in {m.worker_id for m in settled.outvoted}
-        if confirmed:
-            judgement.credits.append(claimant)
-        pending.record = replace(pending.record, reason=f"{pending.record.reason}; checked: {_settled_reason(settled, pending)}")
-        judgement.claims.append(pending.record)
-        judgement.resolved.append((pending, pending.record.state))
-        edited = self.store.version(state.spec.name, pending.record.version)
-        if confirmed and edited is not None:
-            self._merge_onto_champion(state, judgement, edited, claimant, now)
-
-    def _accept(self, state: StudyState, judgement: _Judgement, now: float) -> None:
-        """Makes an accepted claim the champion; open claims on the old champion are replayed onto it."""
-        pending, settled = judgement.accepted, judgement.settled
-        assert pending is not None and settled is not None and settled.score is not None
-        claim = replace(pending.record, state="accepted", decided=now, reason=_settled_reason(settled, pending))
-        outvoted = {m.result_id for m in settled.outvoted}
-        pending.record = claim
-        judgement.claims.append(claim)
-        judgement.resolved.append((pending, "accepted"))
-        judgement.funnel.append("accepted")
-        if claim.claimant_result in (judgement.record.id, "") and judgement.record.id not in outvoted:
-            # The row that made the champion reads "keep" (a merge has no claimant row: its last check does).
-            judgement.record = replace(judgement.record, decision=words.KEEP)
-        elif claim.claimant_result and claim.claimant_result not in outvoted:
-            judgement.decisions.append((claim.claimant_result, words.KEEP))
-        # The score is the agreeing majority's median: no single number, the claimant's included, sets it.
-        judgement.new_champion = ChampionRecord(
-            state.spec.name, state.champion.seq + 1, claim.version, settled.score, judgement.record.id, now)
-        # The new champion may be this very report's candidate, not committed yet.
-        champion = self._version(state, judgement, claim.version)
-        previous = self._version(state, judgement, state.champion.version)
-        assert champion is not None and previous is not None
-        for other in list(state.claims.values()):
-            if other.record.id == claim.id or other.audit:
-                continue
-            edited = self.store.version(state.spec.name, other.record.version)
-            if edited is not None and not other.measurements \
-                    and self._merged_content(state, judgement, champion, edited) == edited.content:
-                # It holds the new champion's edits already (a merge made for it, or folded into
-                # it): it stays open, now judged against the new champion; checks in flight count.
-                other.record = replace(other.record, parent=champion.hash)
-                judgement.claims.append(other.record)
-                continue
-            superseded = replace(other.record, state="superseded", decided=now,
-                                 reason=f"the champion moved to {claim.version[:12]} first")
-            other.record = superseded
-            judgement.claims.append(superseded)
-            if other.record.origin == "explore" and other.measurements \
-                    and self.trust(other.record.claimant_worker).open_claims_allowed == 1:
-                # An untrusted worker's claim is still checked to the end, for trust only (and its
-                # edit replayed once confirmed): a liar cannot escape its strike by being overtaken,
-                # and while it waits it holds the worker's one open claim.
-                judgement.audits.append(other)
-                continue
-            judgement.resolved.append((other, "superseded"))
-            if edited is not None:
-                self._merge_onto_champion(state, judgement, edited, other.record.claimant_worker, now,
-                                          champion=champion)
-        if self._merge_base(state, judgement, champion, previous) != previous.hash:
-            # The new champion overtook the old one from an earlier version: keep the old one's edits too.
-            self._merge_onto_champion(state, judgement, previous, "", now, champion=champion)
-
-    def _version(self, state: StudyState, judgement: _Judgement, version_hash: str) -> VersionRecord | None:
-        """A stored version, or one this judgement is about to store."""
-        return next((v for v in judgement.versions if v.hash == version_hash), None) \
-            or self.store.version(state.spec.name, version_hash)
-
-    def _merge_base(self, state: StudyState, judgement: _Judgement, a: VersionRecord, b: VersionRecord) -> str:
-        """The nearest common ancestor of two versions of a study (all descend from its first)."""
-        def parent_of(version_hash: str) -> str:
-            # Parent links only, cached: a long study's chain is walked without reading contents.
-            if version_hash not in state.parents:
-                fresh = next((v for v in judgement.versions if v.hash == version_hash), None)
-                parent = fresh.parent if fresh is not None else self.store.version_parent(state.spec.name, version_hash)
-                if parent is None:
-                    return ""
-                if fresh is not None:
-                    return parent  # not committed yet: the judgement may still drop it
-                state.parents[version_hash] = parent
-            return state.parents[version_hash]
-        base = merge_base(a.hash, b.hash, parent_of)
-        assert base is not None, f"versions {a.hash[:12]} and {b.hash[:12]} share no ancestor"
-        return base
-
-    def _merged_content(self, state: StudyState, judgement: _Judgement, onto: VersionRecord,
-                        edited: VersionRecord) -> bytes | None:
-        """`edited`'s changes replayed onto `onto` from their common ancestor; None on a conflict."""
-        base = self._version(state, judgement, self._merge_base(state, judgement, onto, edited))
-        assert base is not None
-        return merge3(base.content, onto.content, edited.content).content
-
-    def _merge_onto_champion(self, state: StudyState, judgement: _Judgement, edited: VersionRecord,
-                             claimant: str, now: float, champion: VersionRecord | None = None) -> str:
-        """Replays an edit onto the champion; a clean merge becomes a claim to verify.
-
-        While a merge onto this champion waits for its first check, a new edit is folded into
-        it instead of opening another: one evaluation then checks both, and a burst of
-        parallel improvements lands as one step. Returns the decision word for the result
-        that triggered it.
-        """
-        champion = champion or self._version(state, judgement, state.champion.version)
-        assert champion is not None
-        merged = self._merged_content(state, judgement, champion, edited)
-        if merged is None:
-            return words.STALE_CONFLICT
-        version = sha256_hex(merged)
-        if version == champion.hash or version in state.claimed_versions \
-                or any(c.version == version for c in judgement.claims):
-            return words.STALE_INCLUDED
-        parent, description = champion.hash, edited.description.removeprefix(MERGE_PREFIX)
-        waiting = self._merge_waiting(state, judgement, champion.hash)
-        if waiting is not None:
-            into = self._version(state, judgement, waiting.record.version)
-            assert into is not None
-            folded = self._merged_content(state, judgement, into, edited)
-            folded_version = sha256_hex(folded) if folded is not None else ""
-            if folded is not None and folded_version != into.hash and folded_version not in state.claimed_versions:
-                merged, version = folded, folded_version
-                description = f"{into.description.removeprefix(MERGE_PREFIX)}; {description}"
-                self._close_unchecked(judgement, waiting, f"folded into the merge {version[:12]}", now)
-        description = (MERGE_PREFIX + description)[: self.config.limits.max_description_chars]
-        judgement.versions.append(VersionRecord(state.spec.name, version, parent, merged, description,
-                                                "coordinator/merge", now))
-        claim = ClaimRecord(f"c-m{secrets.token_hex(9)}", state.spec.name, version, parent, "merge",
-                            claimant, "", "pending", "", now)
-        judgement.claims.append(claim)
-        judgement.opened.append(PendingClaim(claim))
-        return words.STALE_MERGED
-
-    @staticmethod
-    def _merge_waiting(state: StudyState, judgement: _Judgement, champion: str) -> PendingClaim | None:
-        """An open merge onto `champion` that no worker is checking yet, if there is one."""
-        closed = {c.id for c in judgement.claims if c.state != "pending"}
-        for pending in [*judgement.opened, *state.claims.values()]:
-            record = pending.record
-            if record.origin == "merge" and record.parent == champion and record.state == "pending" \
-                    and record.id not in closed and not pending.in_flight and not pending.measurements:
-                return pending
-        return None
-
-    @staticmethod
-    def _close_unchecked(judgement: _Judgement, pending: PendingClaim, reason: str, now: float) -> None:
-        """Retires a claim nobody has checked yet (one opened by this very judgement vanishes)."""
-        if pending in judgement.opened:
-            judgement.opened.remove(pending)
-            judgement.claims = [c for c in judgement.claims if c.id != pending.record.id]
-            return
-        pending.record = replace(pending.record, state="superseded", decided=now, reason=reason)
-        judgement.claims.append(pending.record)
-        judgement.resolved.append((pending, "superseded"))
 
     # -- reading --------------------------------------------------------------------------
 

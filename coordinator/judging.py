@@ -1,0 +1,343 @@
+"""Judging one report: what a baseline, an edit or a verification means, gathered as a `Judgement`.
+
+The decisions themselves are pure and live elsewhere: `acceptance` (does a run beat its
+reference, does a claim's set of measurements settle it), `baselines`/`noise`/`tiers` (what a
+run is judged against), `transitions` (the lease, result and claim lifecycles). This mixin of
+`Engine` turns one report into a `Judgement` — the result row, versions, claims, decisions,
+strikes and champion it implies — without writing anything: the engine commits a judgement
+in one transaction and only then applies it to memory (`Engine._apply`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from autoswarm import words
+from autoswarm.bundle import sha256_hex
+from autoswarm.coordinator import acceptance
+from autoswarm.coordinator.merging import Merging
+from autoswarm.coordinator.store import ChampionRecord, ClaimRecord, LeaseRecord, ResultRecord, VersionRecord, WorkerRecord
+from autoswarm.coordinator.study_state import Outlier, PendingClaim, StudyState
+
+if TYPE_CHECKING:
+    from autoswarm.coordinator.engine import ResultIn
+
+
+@dataclass
+class Judgement:
+    """What one report changes, gathered before the single commit that applies it."""
+
+    record: ResultRecord
+    versions: list[VersionRecord] = field(default_factory=list)
+    claims: list[ClaimRecord] = field(default_factory=list)
+    decisions: list[tuple[str, str]] = field(default_factory=list)
+    new_champion: ChampionRecord | None = None
+    champion_metric: tuple[str, int, float] | None = None
+    sample: tuple[str, str, float] | None = None          # (version, class, value) for the noise model
+    accepted: PendingClaim | None = None
+    resolved: list[tuple[PendingClaim, str]] = field(default_factory=list)  # (claim, "accepted"/"rejected"/...)
+    opened: list[PendingClaim] = field(default_factory=list)
+    funnel: list[str] = field(default_factory=list)
+    settled: acceptance.Settlement | None = None          # the accepted claim's settlement
+    strikes: list[str] = field(default_factory=list)      # workers an agreeing majority outvoted
+    credits: list[str] = field(default_factory=list)      # claimants whose claim was confirmed
+    outliers: list[Outlier] = field(default_factory=list)  # workers measuring unlike their class
+    audits: list[PendingClaim] = field(default_factory=list)  # superseded claims still checked, for trust only
+    waits: bool = False                                   # stored unjudged until its class has a baseline
+    noise_run: tuple[str, str, float] | None = None       # (version, class, value): evidence of noise only
+
+
+def _settled_reason(settled: acceptance.Settlement, pending: PendingClaim) -> str:
+    """Why a claim was decided as it was, with the numbers, for `history` and the web page."""
+    def listed(ms: Sequence[acceptance.Measurement]) -> str:
+        return ", ".join(f"{m.hardware_class}: {m.value:.6g} ({'+' if m.improvement >= 0 else ''}{m.improvement:.3g}, "
+                         f"needed > {m.threshold:.3g})" for m in ms)
+    if not settled.agreeing:
+        if pending.failures >= acceptance.MAX_VERIFY_FAILURES:
+            return f"unconfirmed: failed to evaluate {pending.failures} times on other workers"
+        return f"unconfirmed: no agreeing majority among {listed(pending.measurements)}"
+    words_for = {"accepted": "confirmed by", "rejected": "refuted by", "unconfirmed": "not above the bar for"}
+    reason = f"{words_for[settled.outcome]} {len(settled.agreeing)} agreeing measurement(s): {listed(settled.agreeing)}"
+    return reason + (f"; outvoted: {listed(settled.outvoted)}" if settled.outvoted else "")
+
+
+class Judging(Merging):
+    """How `Engine` judges reports (see the module's docstring)."""
+
+    if TYPE_CHECKING:  # provided by Engine
+        def trust(self, worker_id: str) -> acceptance.Trust: ...
+        def _open_claims(self, worker_id: str) -> int: ...
+
+    def _base_record(self, lease: LeaseRecord, worker: WorkerRecord, result: ResultIn, now: float,
+                     version: str, decision: str, **judged: Any) -> ResultRecord:
+        return ResultRecord(
+            id=lease.id, study=lease.study, kind=lease.kind, worker_id=worker.id, worker_name=worker.name,
+            hardware_class=worker.hardware_class, version=version, parent=lease.parent, status=result.status,
+            metric=result.metric, extra=dict(result.extra), description=result.description,
+            log_tail=result.log_tail, decision=decision, timings=dict(result.timings), created=now, **judged,
+        )
+
+    def _judge_baseline(self, state: StudyState, lease: LeaseRecord, worker: WorkerRecord,
+                        result: ResultIn, now: float) -> Judgement:
+        decision = words.BASELINE if result.status == "ok" else result.status
+        judgement = Judgement(self._base_record(lease, worker, result, now, lease.candidate, decision))
+        if result.status != "ok" or result.metric is None:
+            return judgement
+        if self.trust(worker.id).quarantined:
+            return judgement
+        judgement.sample = (lease.candidate, worker.hardware_class, result.metric)
+        if state.paired:
+            # Moved out, not struck: an honest machine may just differ from what its name says. Being
+            # moved makes its next strike quarantine it (`Trust.moved`).
+            judgement.outliers = state.class_outliers(lease.candidate, worker.hardware_class, worker.id, result.metric)
+        if state.champion.version == lease.candidate and lease.candidate not in state.scores \
+                and worker.id not in {o.worker_id for o in judgement.outliers}:
+            score = state.initial_score(lease.candidate, result.metric)
+            if score is not None:
+                judgement.champion_metric = (state.spec.name, state.champion.seq, score)
+        return judgement
+
+    @staticmethod
+    def _mark(judgement: Judgement, result_id: str, decision: str) -> None:
+        """Sets the decision of a result row: this report's, or one stored before."""
+        if result_id == judgement.record.id:
+            judgement.record = replace(judgement.record, decision=decision)
+        elif result_id:
+            judgement.decisions.append((result_id, decision))
+
+    def _measure(self, state: StudyState, parent: str, worker: WorkerRecord, value: float,
+                 result_id: str = "") -> tuple[acceptance.Verdict, acceptance.Measurement] | None:
+        """Judges one run of a candidate against its parent's score on this worker's class."""
+        reference = state.reference(parent, worker.hardware_class)
+        if reference is None:
+            return None
+        score, sigma, runs = reference
+        verdict = acceptance.judge(state.spec.acceptance, state.spec.direction, score, value, sigma, runs)
+        return verdict, acceptance.Measurement(worker.id, worker.owner, worker.hardware_class, value,
+                                               verdict.improvement, verdict.threshold, verdict.accept,
+                                               state.noise_of(parent, worker.hardware_class), result_id)
+
+    def _judge_explore(self, state: StudyState, lease: LeaseRecord, worker: WorkerRecord,
+                       result: ResultIn, now: float) -> Judgement:
+        version = sha256_hex(result.candidate) if result.candidate else ""
+        versions = [VersionRecord(state.spec.name, version, lease.parent, result.candidate, result.description,
+                                  f"{worker.name}/{state.spec.mutator.kind}", now)] if version else []
+
+        def done(decision: str, **judged: Any) -> Judgement:
+            return Judgement(self._base_record(lease, worker, result, now, version, decision, **judged),
+                              versions=versions)
+
+        if result.status != "ok":
+            return done(result.status)
+        if not result.candidate:
+            from autoswarm.coordinator.engine import InvalidRequest  # the engine's error, defined there
+            raise InvalidRequest("an ok explore result must carry the candidate it evaluated")
+        if state.seen_candidate(lease.parent, version, lease.id):
+            return done(words.DUPLICATE)
+        if version == lease.parent:
+            return done(words.NO_CHANGE)
+        assert result.metric is not None
+        return self._explore_verdict(state, lease, worker, result.metric, version, done, now)
+
+    def _explore_verdict(self, state: StudyState, lease: LeaseRecord, worker: WorkerRecord, metric: float,
+                         version: str, done: Callable[..., Judgement], now: float) -> Judgement:
+        """The decision on an evaluated edit: discard, claim, merge onto the champion, or wait."""
+        measured = self._measure(state, lease.parent, worker, metric, lease.id)
+        if measured is None and state.paired and lease.parent != state.champion.version:
+            # Its parent's baseline on this class never came: it can still beat the champion.
+            measured = self._measure(state, state.champion.version, worker, metric, lease.id)
+            if measured is not None and not measured[0].accept:
+                return done(words.UNJUDGED)
+        if measured is None:
+            judgement = done(words.WAITING if state.paired else words.UNJUDGED)
+            judgement.waits = state.paired
+            return judgement
+        verdict, measurement = measured
+        judged = {"improvement": verdict.improvement, "threshold": verdict.threshold}
+        if not verdict.accept:
+            return done(words.DISCARD, **judged)
+        if version in state.claimed_versions:
+            # Claimed before (found twice, or an old champion drawn again): never a second claim.
+            return done(words.DUPLICATE, **judged)
+        if self.trust(worker.id).quarantined:
+            return done(words.IGNORED, **judged)
+        against = lease.parent
+        if lease.parent != state.champion.version:
+            # Beat its parent, but the champion moved on. If it beats the champion too, it is a
+            # claim against the champion (whose own edits are merged onto it once accepted):
+            # progress does not wait for a merge to be evaluated. Otherwise its edit is
+            # replayed onto the champion.
+            overtaking = self._measure(state, state.champion.version, worker, metric, lease.id)
+            if overtaking is None or not overtaking[0].accept:
+                judgement = done(words.STALE_MERGED, **judged)
+                edited = self._version(state, judgement, version)
+                assert edited is not None
+                judgement.record = replace(judgement.record, decision=self._merge_onto_champion(
+                    state, judgement, edited, worker.id, now))
+                return judgement
+            verdict, measurement = overtaking
+            judged = {"improvement": verdict.improvement, "threshold": verdict.threshold}
+            against = state.champion.version
+        if self._open_claims(worker.id) >= self.trust(worker.id).open_claims_allowed:
+            # Its earlier claim is still being checked: a liar's claims are checked one at a time.
+            return done(words.CLAIM_LIMIT, **judged)
+        claim = ClaimRecord(f"c-{lease.id[2:]}", state.spec.name, version, against, "explore", worker.id,
+                            lease.id, "pending", "", now)
+        judgement = done(words.CLAIM, claim=claim.id, **judged)
+        self._open_claim(state, judgement, PendingClaim(claim, [measurement]), now)
+        return judgement
+
+    def _open_claim(self, state: StudyState, judgement: Judgement, pending: PendingClaim, now: float) -> None:
+        """Records a new claim with its first measurement and settles it (quorum 1 accepts it now)."""
+        judgement.claims.append(pending.record)
+        judgement.funnel.append("claimed")
+        self._settle(state, pending, judgement, now)
+        if pending.record.state == "pending":
+            judgement.opened.append(pending)
+
+    def _judge_verify(self, state: StudyState, lease: LeaseRecord, worker: WorkerRecord,
+                      result: ResultIn, now: float) -> Judgement:
+        pending = state.claims.get(lease.claim)
+        judgement = Judgement(self._base_record(lease, worker, result, now, lease.candidate, result.status,
+                                                 claim=lease.claim))
+        if not judgement.record.description and (candidate := self.store.version(state.spec.name, lease.candidate)):
+            # A verifier runs someone else's edit: its row says what that edit was.
+            judgement.record = replace(judgement.record, description=candidate.description)
+        if pending is None:
+            judgement.record = replace(judgement.record, decision=words.VERIFY_LATE)
+            self._overtake_late(state, lease, worker, result, judgement, now)
+            return judgement
+        if result.status != "ok" or result.metric is None:
+            pending.failures += 1
+            self._settle(state, pending, judgement, now)
+            return judgement
+        measured = self._measure(state, pending.record.parent, worker, result.metric, lease.id)
+        if measured is None:
+            judgement.record = replace(judgement.record, decision=words.UNJUDGED)
+            if pending.audit:  # its old parent has no baseline on this class: one try fewer
+                pending.failures += 1
+                self._settle(state, pending, judgement, now)
+            return judgement
+        verdict, measurement = measured
+        if not self.trust(worker.id).quarantined:
+            judgement.noise_run = (lease.candidate, worker.hardware_class, result.metric)
+        pending.measurements.append(measurement)
+        judgement.record = replace(judgement.record, decision=words.CONFIRM if verdict.accept else words.REFUTE,
+                                   improvement=verdict.improvement, threshold=verdict.threshold)
+        judgement.funnel.append("verified" if verdict.accept else "refuted")
+        self._settle(state, pending, judgement, now)
+        return judgement
+
+    def _overtake_late(self, state: StudyState, lease: LeaseRecord, worker: WorkerRecord, result: ResultIn,
+                       judgement: Judgement, now: float) -> None:
+        """A verification that came back after its claim was superseded still measured a real
+        version: if that version beats the current champion, it becomes a claim against the
+        champion instead of a wasted evaluation."""
+        if result.status != "ok" or result.metric is None or self.trust(worker.id).quarantined \
+                or lease.candidate == state.champion.version \
+                or any(p.record.version == lease.candidate for p in state.claims.values()):
+            return
+        measured = self._measure(state, state.champion.version, worker, result.metric, lease.id)
+        if measured is None or not measured[0].accept:
+            return
+        verdict, measurement = measured
+        claim = ClaimRecord(f"c-{lease.id[2:]}", state.spec.name, lease.candidate, state.champion.version, "merge",
+                            "", "", "pending", "", now)
+        judgement.record = replace(judgement.record, decision=words.CONFIRM, claim=claim.id,
+                                   improvement=verdict.improvement, threshold=verdict.threshold)
+        self._open_claim(state, judgement, PendingClaim(claim, [measurement]), now)
+
+    def _settle(self, state: StudyState, pending: PendingClaim, judgement: Judgement, now: float) -> None:
+        """Applies the acceptance rule to a claim after a new measurement or failure."""
+        settled = pending.settlement(state.spec.acceptance, state.spec.direction)
+        if settled.outcome == "pending":
+            return
+        claimant = pending.record.claimant_worker
+        outvoted = {m.worker_id for m in settled.outvoted}
+        for m in settled.outvoted:
+            # Outvoted by the agreeing majority: a strike, claimant or verifier alike.
+            judgement.strikes.append(m.worker_id)
+            self._mark(judgement, m.result_id, words.OUTVOTED)
+        if pending.audit:
+            self._close_audit(state, pending, settled, judgement, now)
+            return
+        if settled.outcome == "accepted":
+            judgement.accepted, judgement.settled = pending, settled
+            if pending.record.origin == "explore" and claimant not in outvoted:
+                judgement.credits.append(claimant)
+            return
+        claim = replace(pending.record, state=settled.outcome, reason=_settled_reason(settled, pending), decided=now)
+        pending.record = claim
+        judgement.claims.append(claim)
+        judgement.resolved.append((pending, settled.outcome))
+        if claim.claimant_result and claimant not in outvoted:
+            judgement.decisions.append((claim.claimant_result, words.REJECTED))
+
+    def _close_audit(self, state: StudyState, pending: PendingClaim, settled: acceptance.Settlement,
+                     judgement: Judgement, now: float) -> None:
+        """A superseded claim checked to the end: trust is settled (its strikes are already
+        counted); a confirmed edit is replayed onto the champion, a refuted one is dropped."""
+        claimant = pending.record.claimant_worker
+        confirmed = settled.outcome == "accepted" and claimant not in {m.worker_id for m in settled.outvoted}
+        if confirmed:
+            judgement.credits.append(claimant)
+        pending.record = replace(pending.record, reason=f"{pending.record.reason}; checked: {_settled_reason(settled, pending)}")
+        judgement.claims.append(pending.record)
+        judgement.resolved.append((pending, pending.record.state))
+        edited = self.store.version(state.spec.name, pending.record.version)
+        if confirmed and edited is not None:
+            self._merge_onto_champion(state, judgement, edited, claimant, now)
+
+    def _accept(self, state: StudyState, judgement: Judgement, now: float) -> None:
+        """Makes an accepted claim the champion; open claims on the old champion are replayed onto it."""
+        pending, settled = judgement.accepted, judgement.settled
+        assert pending is not None and settled is not None and settled.score is not None
+        claim = replace(pending.record, state="accepted", decided=now, reason=_settled_reason(settled, pending))
+        outvoted = {m.result_id for m in settled.outvoted}
+        pending.record = claim
+        judgement.claims.append(claim)
+        judgement.resolved.append((pending, "accepted"))
+        judgement.funnel.append("accepted")
+        if claim.claimant_result in (judgement.record.id, "") and judgement.record.id not in outvoted:
+            # The row that made the champion reads "keep" (a merge has no claimant row: its last check does).
+            judgement.record = replace(judgement.record, decision=words.KEEP)
+        elif claim.claimant_result and claim.claimant_result not in outvoted:
+            judgement.decisions.append((claim.claimant_result, words.KEEP))
+        # The score is the agreeing majority's median: no single number, the claimant's included, sets it.
+        judgement.new_champion = ChampionRecord(
+            state.spec.name, state.champion.seq + 1, claim.version, settled.score, judgement.record.id, now)
+        # The new champion may be this very report's candidate, not committed yet.
+        champion = self._version(state, judgement, claim.version)
+        previous = self._version(state, judgement, state.champion.version)
+        assert champion is not None and previous is not None
+        for other in list(state.claims.values()):
+            if other.record.id == claim.id or other.audit:
+                continue
+            edited = self.store.version(state.spec.name, other.record.version)
+            if edited is not None and not other.measurements \
+                    and self._merged_content(state, judgement, champion, edited) == edited.content:
+                # It holds the new champion's edits already (a merge made for it, or folded into
+                # it): it stays open, now judged against the new champion; checks in flight count.
+                other.record = replace(other.record, parent=champion.hash)
+                judgement.claims.append(other.record)
+                continue
+            superseded = replace(other.record, state="superseded", decided=now,
+                                 reason=f"the champion moved to {claim.version[:12]} first")
+            other.record = superseded
+            judgement.claims.append(superseded)
+            if other.record.origin == "explore" and other.measurements \
+                    and self.trust(other.record.claimant_worker).open_claims_allowed == 1:
+                # An untrusted worker's claim is still checked to the end, for trust only (and its
+                # edit replayed once confirmed): a liar cannot escape its strike by being overtaken,
+                # and while it waits it holds the worker's one open claim.
+                judgement.audits.append(other)
+                continue
+            judgement.resolved.append((other, "superseded"))
+            if edited is not None:
+                self._merge_onto_champion(state, judgement, edited, other.record.claimant_worker, now,
+                                          champion=champion)
+        if self._merge_base(state, judgement, champion, previous) != previous.hash:
+            # The new champion overtook the old one from an earlier version: keep the old one's edits too.
+            self._merge_onto_champion(state, judgement, previous, "", now, champion=champion)
