@@ -51,11 +51,17 @@ def test_a_token_after_the_subcommand_is_accepted_and_used(monkeypatch):
             return control_pb2.StatusResponse()
 
     monkeypatch.setattr(cli, "ControlClient", Client)
-    monkeypatch.delenv("AUTOSWARM_TOKEN", raising=False)
+    for name in ("AUTOSWARM_TOKEN", "AUTOSWARM_COORDINATOR"):  # set, then cleared: undone after the test
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     result = CliRunner().invoke(app, ["status", "--token", "asa_secret", "--coordinator", "10.0.0.1:1"])
     assert result.exit_code == 0, result.output
     assert seen == {"token": "asa_secret", "address": "10.0.0.1:1"}
     assert "No such option" not in result.output
+    # ... and a global option before the subcommand reaches it too.
+    result = CliRunner().invoke(app, ["--coordinator", "10.0.0.2:2", "--token", "asa_other", "status"])
+    assert result.exit_code == 0, result.output
+    assert seen == {"token": "asa_other", "address": "10.0.0.2:2"}
 
 
 def test_help_shows_no_bool_placeholder_for_flags():
