@@ -180,7 +180,8 @@ def test_a_backup_taken_while_a_study_runs_restores_to_the_same_champion_and_his
     assert best.encode() == bytes(content), "best without -o prints the champion"
 
 
-def test_run_stopped_by_sigterm_from_a_folder_that_shadows_the_package_leaves_no_process(tmp_path):
+def test_run_under_nohup_stopped_by_sigterm_from_a_folder_that_shadows_the_package_leaves_no_process(
+        tmp_path):
     # The parent of a clone holds a folder named autoswarm: children must still import the real package.
     shadow = tmp_path / "autoswarm"
     shadow.mkdir()
@@ -188,7 +189,8 @@ def test_run_stopped_by_sigterm_from_a_folder_that_shadows_the_package_leaves_no
     study = write_study(tmp_path / "study", sleep=0.1)
     out = tmp_path / "out"
     script = Path(sys.executable).with_name("autoswarm")
-    run = subprocess.Popen([str(script), "run", str(study), "--out", str(out), "--workers", "2",
+    # Under nohup, as an operator leaves a long run: SIGTERM is then the only way to stop it.
+    run = subprocess.Popen(["nohup", str(script), "run", str(study), "--out", str(out), "--workers", "2",
                             "--max-evals", "100000", "--duration", "300", "--stop-grace", "20"],
                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            start_new_session=True)
