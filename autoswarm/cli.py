@@ -857,7 +857,7 @@ def plot(
         drawn = plot_progress(response, output, width_px=width, height_px=height)
     except PlotError as exc:
         _fail(str(exc))
-    err.print(f"{count(drawn.total, 'result')}, {len(drawn.kept)} kept: {output}", highlight=False)
+    err.print(f"{count(drawn.total, 'evaluation')}, {len(drawn.kept)} kept: {output}", highlight=False)
 
 
 @app.command()
@@ -886,7 +886,7 @@ def backup(
         results = sum(len(copy.results(s.name)) for s in studies)
     finally:
         copy.close()
-    err.print(f"backed up {db} to {out}: {count(len(studies), 'study', 'studies')}, {count(results, 'result')}",
+    err.print(f"backed up {db} to {out}: {count(len(studies), 'study', 'studies')}, {count(results, 'evaluation')}",
               highlight=False)
 
 
