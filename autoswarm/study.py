@@ -93,6 +93,9 @@ class Study:
     exclude: tuple[str, ...] = ()
     acceptance: AcceptancePolicy = field(default_factory=AcceptancePolicy)
     mutator: MutatorConfig = field(default_factory=MutatorConfig)
+    # What the study's agents may spend in all (0: no cap); past it no new explore is leased.
+    max_cost_usd: float = 0.0
+    max_tokens: int = 0
 
     @property
     def maximize(self) -> bool:
@@ -101,7 +104,7 @@ class Study:
 
 _TOP_KEYS = {
     "name", "target", "program", "evaluate", "setup", "setup_network", "metric", "direction",
-    "time_budget", "timeout", "exclude", "acceptance", "mutator",
+    "time_budget", "timeout", "exclude", "acceptance", "mutator", "max_cost_usd", "max_tokens",
 }
 _ACCEPTANCE_KEYS = {"quorum", "min_delta", "compare", "noise_sigmas", "baseline_runs"}
 _EXAMPLE = {
@@ -279,6 +282,8 @@ def parse_study(data: dict[str, Any], study_dir: Path | None = None) -> Study:
         problems.found.append('exclude: expected a list of glob patterns, e.g. `exclude = ["data/*", "*.ckpt"]`')
     acceptance = problems.check(lambda: _acceptance(data.get("acceptance"), "time_budget" in data))
     mutator = problems.check(lambda: _mutator(data.get("mutator")))
+    max_cost_usd = problems.check(lambda: _cap(data, "max_cost_usd", "max_cost_usd = 5.0"), 0.0)
+    max_tokens = problems.check(lambda: int(_cap(data, "max_tokens", "max_tokens = 2000000", whole=True)), 0)
     problems.raise_any()
     return Study(
         name=name,
@@ -294,7 +299,19 @@ def parse_study(data: dict[str, Any], study_dir: Path | None = None) -> Study:
         exclude=tuple(exclude),
         acceptance=acceptance,
         mutator=mutator,
+        max_cost_usd=max_cost_usd,
+        max_tokens=max_tokens,
     )
+
+
+def _cap(data: dict[str, Any], key: str, example: str, whole: bool = False) -> float:
+    """A spending cap: a positive number (a whole one for tokens); absent: 0, no cap."""
+    value = data.get(key, 0)
+    ok = not isinstance(value, bool) and (isinstance(value, int) if whole else isinstance(value, (int, float)))
+    if not ok or not math.isfinite(value) or value < 0:
+        kind = "a whole number of tokens" if whole else "a number of US dollars"
+        raise StudyError(f"{key}: expected {kind} (0: no cap), got {value!r}; write e.g. `{example}`")
+    return float(value)
 
 
 def _name(data: dict[str, Any]) -> str:

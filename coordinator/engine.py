@@ -161,12 +161,22 @@ class StudySummary:
     max_evaluations: int
     error: str
     pending_claims: int = 0
+    llm_tokens: int = 0                       # what its agents spent, and its caps (0: none)
+    cost_usd: float = 0.0
+    max_tokens: int = 0
+    max_cost_usd: float = 0.0
+
+    @property
+    def spent(self) -> bool:
+        """The study's agents spent what it allows: no new explore."""
+        return (self.max_cost_usd > 0 and self.cost_usd >= self.max_cost_usd) or \
+            (self.max_tokens > 0 and self.llm_tokens >= self.max_tokens)
 
     @property
     def done(self) -> bool:
         return bool(self.error) or (
-            self.max_evaluations > 0 and self.evaluations >= self.max_evaluations and self.in_flight == 0
-            and self.pending_claims == 0
+            (self.max_evaluations > 0 and self.evaluations >= self.max_evaluations or self.spent)
+            and self.in_flight == 0 and self.pending_claims == 0
         )
 
 
@@ -200,6 +210,10 @@ def study_spec_dict(study: Study) -> dict[str, Any]:
         data["setup"] = study.setup
     if study.time_budget is not None:
         data["time_budget"] = study.time_budget
+    if study.max_cost_usd:
+        data["max_cost_usd"] = study.max_cost_usd
+    if study.max_tokens:
+        data["max_tokens"] = study.max_tokens
     return data
 
 
@@ -250,6 +264,7 @@ class Engine(Judging):
         state = StudyState(record, spec, len(bundle), chain[-1], counts.evaluations, counts.improvements,
                            counts.failed_baselines, chain[0].metric)
         state.scores = {c.version: c.metric for c in chain if c.metric is not None}
+        state.llm_tokens, state.cost_usd = self.store.study_spend(record.name)
         for lease in self.store.active_leases(record.name):
             state.active[lease.id] = lease
             self._running.setdefault(lease.worker_id, set()).add(lease.id)
@@ -844,6 +859,8 @@ class Engine(Judging):
         self._forget_lease(lease)
         if record.status not in words.FREE_STATUSES:
             state.evaluations += 1
+        state.llm_tokens += int(result.timings.get("llm_tokens", 0))
+        state.cost_usd += float(result.timings.get("cost_usd", 0.0))
         self._results_by_worker[record.worker_id] = self._results_by_worker.get(record.worker_id, 0) + 1
         if record.status == "setup-failed":
             self._setup_failed[(record.worker_id, record.study)] = record.created
@@ -952,7 +969,7 @@ class Engine(Judging):
         return [
             StudySummary(s.spec.name, s.spec.metric, s.spec.direction, s.champion, s.initial_metric,
                          s.evaluations, s.improvements, len(s.active), s.record.max_evaluations, s.record.error,
-                         len(s.claims))
+                         len(s.claims), s.llm_tokens, s.cost_usd, s.spec.max_tokens, s.spec.max_cost_usd)
             for s in sorted(self._studies.values(), key=lambda s: s.spec.name)
         ]
 

@@ -59,6 +59,7 @@ class StudyView:
     verify: tuple[VerifyNeed, ...] = ()
     blocked: bool = False                     # the study has an error and takes no work
     priority: int = 1                         # its share of the swarm against other studies
+    spent: bool = False                       # its agents spent its max_cost_usd / max_tokens: no explore
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,8 @@ class Assignment:
 
 def budget_left(study: StudyView) -> bool:
     """Whether a new explore task would stay within the study's evaluation budget."""
+    if study.spent:
+        return False
     return study.max_evaluations <= 0 or study.evaluations + study.in_flight < study.max_evaluations
 
 

@@ -177,6 +177,9 @@ def result_in(message: worker_pb2.Result) -> ResultIn:
             "mutate_seconds": message.mutate_seconds,
             "evaluate_seconds": message.evaluate_seconds,
             "setup_seconds": message.setup_seconds,
+            # What the edit cost; kept with the timings (bounded: a liar's numbers only spend its study's budget).
+            "llm_tokens": min(max(message.llm_tokens, 0), 10**9),
+            "cost_usd": min(max(message.cost_usd, 0.0), 1e6) if math.isfinite(message.cost_usd) else 0.0,
         },
         cache_hit=message.bundle_cache_hit,
     )
@@ -394,6 +397,7 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):
                 has_initial_metric=s.initial_metric is not None, initial_metric=s.initial_metric or 0.0,
                 error=s.error, pending_claims=s.pending_claims,
                 compare=self.engine.study(s.name).acceptance.compare, quorum=self.engine.study(s.name).acceptance.quorum,
+                llm_tokens=s.llm_tokens, cost_usd=s.cost_usd, max_tokens=s.max_tokens, max_cost_usd=s.max_cost_usd,
             ))
             study_lifecycle_fields(self.engine.study_record(s.name), response.studies[-1])
         for w in self.engine.worker_summaries():

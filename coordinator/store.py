@@ -741,6 +741,15 @@ class Store:
             "SELECT COUNT(*) FROM results WHERE study=? AND kind='baseline' AND status!='ok'", (study,)).fetchone()[0]
         return StudyCounts(evaluations, max(champions - 1, 0), in_flight, failed)
 
+    def study_spend(self, study: str) -> tuple[int, float]:
+        """(tokens, US dollars) the study's agents spent, from its results' timings."""
+        tokens, usd = 0, 0.0
+        for (blob,) in self._db.execute("SELECT timings FROM results WHERE study=? AND kind='explore'", (study,)):
+            timings = msgpack.unpackb(blob)
+            tokens += int(timings.get("llm_tokens", 0))
+            usd += float(timings.get("cost_usd", 0.0))
+        return tokens, usd
+
     @staticmethod
     def _result(row: sqlite3.Row) -> ResultRecord:
         return ResultRecord(

@@ -290,6 +290,8 @@ class StudyState:
     _memory_cache: tuple[str, int, float, str] | None = None      # (champion, generation, built at, text)
     _memory_generation: int = 0
     candidates: dict[str, tuple[str, str]] = field(default_factory=dict)  # lease id -> (parent, candidate)
+    llm_tokens: int = 0                        # what the study's agents spent (results' usage)
+    cost_usd: float = 0.0
     # The champion's accepted claim's agreeing runs: (class, worker, value). Not baselines (a
     # claim is accepted because its runs were high), but evidence of what the class measures.
     evidence: list[tuple[str, str, float]] = field(default_factory=list)
@@ -534,8 +536,10 @@ class StudyState:
             busy = len(baselines_in_flight) >= wanted or \
                 (worker_id in measured and bool(live_peers - measured - {worker_id}))
             reported_in_flight = max(reported_in_flight, 1) if busy else 0
-        explore_open = self.record.max_evaluations <= 0 or \
-            self.evaluations + len(self.active) < self.record.max_evaluations
+        spent = (self.spec.max_cost_usd > 0 and self.cost_usd >= self.spec.max_cost_usd) or \
+            (self.spec.max_tokens > 0 and self.llm_tokens >= self.spec.max_tokens)
+        explore_open = not spent and (self.record.max_evaluations <= 0 or
+                                      self.evaluations + len(self.active) < self.record.max_evaluations)
         needs_verify = any(v.needed > 0 for v in verify)
         return scheduler.StudyView(
             name=self.spec.name,
@@ -546,6 +550,7 @@ class StudyState:
             in_flight=len(self.active),
             evaluations=self.evaluations,
             max_evaluations=self.record.max_evaluations,
+            spent=spent,
             class_baseline=class_baseline,
             verify=verify,
             # Past its budget a study still finishes what it started: open claims and their baselines.

@@ -27,7 +27,7 @@ from autoswarm.worker.hardware import slot_gpu
 from autoswarm.worker.metric import MAX_RESULT_FILE_BYTES, parse_metric
 from autoswarm.worker.agent_box import AgentBox
 from autoswarm.worker.mutators import CommandMutator, create_mutator
-from autoswarm.worker.mutators.base import MutationRequest, MutatorError
+from autoswarm.worker.mutators.base import MutationRequest, MutatorError, Usage
 from autoswarm.worker.runner import CommandOutcome, resolve_command, run_command
 from autoswarm.worker.safe_files import (
     NotRegularFile,
@@ -262,8 +262,9 @@ def prepare_task(context: ExecutionContext, task: worker_pb2.Task, fetch: Fetch,
             if isinstance(edited, worker_pb2.Result):
                 edited.MergeFrom(worker_pb2.Result(**common))
                 return edited
-            candidate, description, mutate_seconds = edited
-            common.update(candidate=candidate, description=description, mutate_seconds=mutate_seconds)
+            candidate, description, mutate_seconds, usage = edited
+            common.update(candidate=candidate, description=description, mutate_seconds=mutate_seconds,
+                          **_cost(usage))
             if context.announce is not None and context.announce(task.lease_id, description,
                                                                   hashlib.sha256(candidate).hexdigest()):
                 return _result("duplicate", "this candidate was already evaluated for the same parent", **common)
@@ -302,8 +303,10 @@ def execute_task(context: ExecutionContext, task: worker_pb2.Task, fetch: Fetch,
 
 
 def _mutate(context: ExecutionContext, study: Study, task: worker_pb2.Task, scratch: Path,
-            cancel: threading.Event, mutators: Iterable[str]) -> worker_pb2.Result | tuple[bytes, str, float]:
-    """Lets the study's mutator edit the scratch copy; only the target may change."""
+            cancel: threading.Event, mutators: Iterable[str]) -> worker_pb2.Result | tuple[bytes, str, float, Usage]:
+    """Lets the study's mutator edit the scratch copy; only the target may change.
+
+    Every outcome carries what the edit cost (LLM tokens, dollars), a failed one too."""
     kind = study.mutator.kind
     if kind not in set(mutators):
         return _result("mutator-error", f"this worker cannot run the {kind!r} mutator")
@@ -322,21 +325,29 @@ def _mutate(context: ExecutionContext, study: Study, task: worker_pb2.Task, scra
             workdir=scratch, target=study.target, program=program, memory=task.memory,
             seed=task.seed, timeout_seconds=study.timeout, cancel=cancel,
         ))
-    except (MutatorError, ValueError) as exc:
+    except MutatorError as exc:
+        return _result("mutator-error", str(exc), mutate_seconds=time.monotonic() - started, **_cost(exc.usage))
+    except ValueError as exc:
         return _result("mutator-error", str(exc), mutate_seconds=time.monotonic() - started)
     mutate_seconds = time.monotonic() - started
+    spent = _cost(outcome.usage)
     others = [p for p in changed_paths(before, snapshot(scratch)) if p != study.target]
     if others:
         return _result("tampered", "the mutator changed files other than the target: " + ", ".join(others[:20]),
-                       description=outcome.description, mutate_seconds=mutate_seconds)
+                       description=outcome.description, mutate_seconds=mutate_seconds, **spent)
     try:
         # The target must still be a regular file: a link would upload whatever it points to.
         candidate = read_regular(scratch, study.target)
     except NotRegularFile as exc:
         what = "deleted the target" if exc.kind == "missing" else f"left the target as a {exc.kind}"
         return _result("tampered", f"the mutator {what} {study.target}: only a regular file counts",
-                       description=outcome.description, mutate_seconds=mutate_seconds)
+                       description=outcome.description, mutate_seconds=mutate_seconds, **spent)
     if candidate == task.parent.content:
         return _result("no-change", "the mutator left the target unchanged",
-                       description=outcome.description, mutate_seconds=mutate_seconds)
-    return candidate, outcome.description, mutate_seconds
+                       description=outcome.description, mutate_seconds=mutate_seconds, **spent)
+    return candidate, outcome.description, mutate_seconds, outcome.usage
+
+
+def _cost(usage: Usage) -> dict[str, object]:
+    """Result fields for what an edit cost."""
+    return {"llm_tokens": usage.tokens, "cost_usd": usage.cost_usd}

@@ -43,6 +43,7 @@ from autoswarm.worker.hardware import HardwareInfo, detect_hardware, slot_enviro
 from autoswarm.worker.outbox import Outbox, OutboxEntry
 from autoswarm.worker.platforms import Platform, describe_idle_gaps
 from autoswarm.worker.sandbox import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PROCESSES, ResourceLimits, Sandbox, configure
+from autoswarm.worker.mutators.config import Budget
 from autoswarm.worker.slot import PipelinedSlot
 from autoswarm.slot_time import SlotTime
 
@@ -82,6 +83,8 @@ class WorkerOptions:
     agent: AgentSettings = field(default_factory=AgentSettings)  # how agent CLIs are boxed (worker/agent_box.py)
     # Each slot's agent prepares the next edit while its evaluation runs (worker/slot.py).
     pipeline: bool = True
+    # The volunteer's cap on what its agents (llm, command) spend; None: no cap.
+    agent_budget: Budget | None = None
 
 
 def hardware_message(hw: HardwareInfo) -> common_pb2.Hardware:
@@ -140,6 +143,9 @@ class Worker:
         self._slot_gpus = [slot_gpu(env) for env in envs]
         self._slot_held = [0] * len(envs)     # leases each slot holds (evaluating or being prepared)
         self._slots: dict[int, PipelinedSlot] = {}
+        self.spent_usd = 0.0                  # what this worker's agents cost since it started
+        self.spent_tokens = 0
+        self._agents_capped = False
         # GPU runtimes map far more memory than they touch, and a default cap could break them:
         # only a cap the volunteer asked for applies to GPU slots; CPU slots get a share of the RAM.
         self._slot_sandboxes = [
@@ -180,7 +186,7 @@ class Worker:
             saved_id, credential = ("", "") if forget_id else self._saved_identity()
             request = worker_pb2.RegisterRequest(
                 worker_id=saved_id, name=self.options.name,
-                hardware=hardware_message(self.hardware), slots=slots, mutators=list(self.options.mutators),
+                hardware=hardware_message(self.hardware), slots=slots, mutators=list(self.mutators()),
                 client_version=__version__,
             )
             self.connection.token = credential or self.options.token
@@ -359,7 +365,7 @@ class Worker:
             agent_box=self.options.agent.box(self._slot_sandboxes[index], self.options.state_dir),
         )
         context.scratch_root.mkdir(parents=True, exist_ok=True)
-        slot = PipelinedSlot(index, context, self, self._fetch_bundle, self.options.mutators,
+        slot = PipelinedSlot(index, context, self, self._fetch_bundle, self.mutators,
                              depth=2 if self.options.pipeline else 1)
         with self._lock:
             self._slots[index] = slot
@@ -403,10 +409,39 @@ class Worker:
             self._slot_held[slot] -= 1
         self._update_state()
 
+    def mutators(self) -> tuple[str, ...]:
+        """The mutator kinds this worker runs now: without agents once its own budget is spent."""
+        if self._agents_capped:
+            return tuple(kind for kind in self.options.mutators if kind not in AGENT_KINDS)
+        return self.options.mutators
+
+    def _count_cost(self, result: worker_pb2.Result) -> None:
+        """Adds an edit's cost; at the volunteer's cap, agents stop and the coordinator is told."""
+        budget = self.options.agent_budget
+        with self._lock:
+            self.spent_usd += result.cost_usd
+            self.spent_tokens += result.llm_tokens
+            newly = budget is not None and not self._agents_capped and budget.spent(self.spent_usd, self.spent_tokens)
+            if newly:
+                self._agents_capped = True
+        if newly:
+            log.warning("--llm-budget reached (%.4f USD, %d tokens spent): no more llm or command tasks on this "
+                        "worker; it goes on with %s", self.spent_usd, self.spent_tokens,
+                        ", ".join(self.mutators()) or "nothing")
+            if not self.mutators():
+                self.request_stop()
+            else:
+                try:
+                    self.register()  # the coordinator hears the kinds left
+                except (Stopped, grpc.RpcError) as exc:
+                    log.warning("could not tell the coordinator about the budget: %s", exc)
+
     def deliver(self, lease_id: str, result: worker_pb2.Result) -> None:
         """Keeps the result in the outbox and wakes the outbox thread to send it: the slot goes
         on to its next evaluation without waiting for the coordinator's answer."""
         self.completed += 1
+        if result.llm_tokens or result.cost_usd:
+            self._count_cost(result)
         request = worker_pb2.ReportRequest(worker_id=self.worker_id, lease_id=lease_id, result=result)
         self.outbox.put(OutboxEntry(lease_id, request.SerializeToString(), time.time()))
         self._report_now.set()
@@ -567,6 +602,7 @@ class Worker:
             self._check_availability()
 
 
+AGENT_KINDS = frozenset({"llm", "command"})  # mutators that spend money or tokens: the budget caps them
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 

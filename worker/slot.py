@@ -63,14 +63,16 @@ class PipelinedSlot:
     """Runs one slot until the worker stops; `depth` is how many tasks it may hold (1 or 2)."""
 
     def __init__(self, index: int, context: ExecutionContext, host: SlotHost,
-                 fetch: Callable[[str], Iterable[bytes]], mutators: Iterable[str], depth: int = 2) -> None:
+                 fetch: Callable[[str], Iterable[bytes]], mutators: Callable[[], Iterable[str]],
+                 depth: int = 2) -> None:
+        """`mutators` says which kinds the worker runs at the moment of each edit."""
         self.index = index
         self.context = context
         self.host = host
         self.clock = SlotClock(index)
         self.depth = max(1, depth)
         self._fetch = fetch
-        self._mutators = tuple(mutators)
+        self._mutators = mutators
         self._tickets = threading.Semaphore(self.depth)
         self._ready: queue.Queue[_Held | None] = queue.Queue()
         self._lock = threading.Lock()
@@ -124,7 +126,7 @@ class PipelinedSlot:
             host.track(self.index, task.lease_id, held.cancel)
             self.clock.preparing(True)
             try:
-                held.outcome = prepare_task(self.context, task, self._fetch, held.cancel, self._mutators)
+                held.outcome = prepare_task(self.context, task, self._fetch, held.cancel, tuple(self._mutators()))
             except Exception as exc:  # a bug in our own code must not kill the slot
                 log.exception("task %s failed inside the worker", task.lease_id)
                 held.outcome = _worker_error(exc)

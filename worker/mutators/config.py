@@ -64,6 +64,14 @@ LlmStructuredOpt = Annotated[Optional[str], typer.Option(
 LlmStopOpt = Annotated[Optional[list[str]], typer.Option(
     "--llm-stop", envvar="AUTOSWARM_LLM_STOP", rich_help_panel=_LLM_PANEL,
     help="A string that ends the answer (repeatable, up to 4), e.g. the model's end-of-turn token.")]
+LlmPriceOpt = Annotated[Optional[str], typer.Option(
+    envvar="AUTOSWARM_LLM_PRICE", rich_help_panel=_LLM_PANEL,
+    help="The model's price as IN,OUT US dollars per million prompt and completion tokens, e.g. 0.15,0.6: "
+         "each edit's cost is then counted.")]
+LlmBudgetOpt = Annotated[Optional[str], typer.Option(
+    envvar="AUTOSWARM_LLM_BUDGET", rich_help_panel=_LLM_PANEL,
+    help="Your own cap on what this worker's agents may spend, e.g. 5usd or 2000000tokens; once spent, "
+         "the worker takes no more llm or command tasks (params tasks go on).")]
 AgentCommandOpt = Annotated[Optional[str], typer.Option(
     envvar="AUTOSWARM_AGENT_COMMAND", rich_help_panel=_AGENT_PANEL,
     help="Agent CLI run in the scratch copy, e.g. 'claude -p --permission-mode acceptEdits'. "
@@ -88,6 +96,7 @@ class WorkerMutatorFlags:
     llm_output: str | None = None
     llm_structured: str | None = None
     llm_stop: Sequence[str] | None = None
+    llm_price: str | None = None
     agent_command: str | None = None
     agent_timeout: float | None = None
 
@@ -125,7 +134,8 @@ def worker_mutators(flags: WorkerMutatorFlags) -> WorkerMutators:
                        ("max_tokens", flags.llm_max_tokens), ("request_timeout", flags.llm_timeout),
                        ("retries", flags.llm_retries), ("output", flags.llm_output),
                        ("structured", flags.llm_structured),
-                       ("stop", list(flags.llm_stop) if flags.llm_stop else None)):
+                       ("stop", list(flags.llm_stop) if flags.llm_stop else None),
+                       ("price", _price(flags.llm_price) if flags.llm_price is not None else None)):
         if value is not None:
             llm[key] = value
     if flags.llm_base_url is not None or flags.llm_api_key_env is not None:
@@ -157,6 +167,47 @@ def worker_mutators(flags: WorkerMutatorFlags) -> WorkerMutators:
     return WorkerMutators(kinds=kinds, options=options)
 
 
+def _price(text: str) -> list[float]:
+    try:
+        prompt, completion = (float(part) for part in text.split(","))
+    except ValueError:
+        raise MutatorConfigError(f"--llm-price: expected IN,OUT dollars per million tokens such as 0.15,0.6, "
+                                 f"got {text!r}") from None
+    return [prompt, completion]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A volunteer's cap on what its agents spend: dollars, tokens, or both (0: no cap)."""
+
+    usd: float = 0.0
+    tokens: int = 0
+
+    def spent(self, usd: float, tokens: int) -> bool:
+        """Whether `usd` dollars and `tokens` tokens reach the cap."""
+        return (self.usd > 0 and usd >= self.usd) or (self.tokens > 0 and tokens >= self.tokens)
+
+
+def parse_budget(text: str) -> Budget:
+    """`5usd`, `$5`, `2.5` (dollars) or `2000000tokens`, `2M tokens`; raises MutatorConfigError."""
+    raw = text.strip().lower().replace(" ", "").replace("_", "")
+    scale = {"k": 1e3, "m": 1e6, "g": 1e9}
+    try:
+        if raw.endswith(("tokens", "token", "tok")):
+            number = raw.removesuffix("tokens").removesuffix("token").removesuffix("tok")
+            factor = scale.get(number[-1:], 1.0)
+            tokens = int(float(number[:-1] if number[-1:] in scale else number) * factor)
+            if tokens > 0:
+                return Budget(tokens=tokens)
+        else:
+            usd = float(raw.removeprefix("$").removesuffix("usd").removesuffix("$"))
+            if usd > 0:
+                return Budget(usd=usd)
+    except (ValueError, IndexError):
+        pass
+    raise MutatorConfigError(f"--llm-budget: expected dollars such as 5usd or tokens such as 2000000tokens, got {text!r}")
+
+
 def _kinds(given: Sequence[str]) -> tuple[str, ...]:
     kinds: list[str] = []
     for value in given:
@@ -174,7 +225,7 @@ _FLAG_OF = {
     "mutator.model": "--llm-model", "mutator.base_url": "--llm-base-url", "mutator.api_key_env": "--llm-api-key-env",
     "mutator.temperature": "--llm-temperature", "mutator.max_tokens": "--llm-max-tokens",
     "mutator.request_timeout": "--llm-timeout", "mutator.retries": "--llm-retries",
-    "mutator.output": "--llm-output", "mutator.structured": "--llm-structured", "mutator.stop": "--llm-stop",
+    "mutator.price": "--llm-price", "mutator.output": "--llm-output", "mutator.structured": "--llm-structured", "mutator.stop": "--llm-stop",
     "mutator.command": "--agent-command", "mutator.timeout": "--agent-timeout",
 }
 

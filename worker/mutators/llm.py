@@ -105,13 +105,15 @@ class LlmMutator:
     "whole-file", "json" for edits as JSON, "constants" for new values of the target's
     UPPER_CASE constants — for models too small to edit code), `structured` (how the JSON
     schema is sent: "response_format", Ollama's "format", or "none"), `stop` (strings that end
-    the answer), `check_syntax` (compile a .py target before accepting the edit, default true).
+    the answer), `check_syntax` (compile a .py target before accepting the edit, default true),
+    `price` ([USD per million prompt tokens, USD per million completion tokens] of this model,
+    for the cost of each edit; default unknown, counted as 0).
     """
 
     kind: ClassVar[str] = "llm"
     OPTIONS: ClassVar[tuple[str, ...]] = (
         "model", "base_url", "api_key_env", "temperature", "max_tokens", "request_timeout", "retries",
-        "retry_delay", "output", "check_syntax", "structured", "stop",
+        "retry_delay", "output", "check_syntax", "structured", "stop", "price",
     )
 
     model: str
@@ -126,6 +128,7 @@ class LlmMutator:
     check_syntax: bool = True
     structured: str = "response_format"
     stop: tuple[str, ...] = ()
+    price: tuple[float, float] = (0.0, 0.0)
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():
@@ -159,6 +162,11 @@ class LlmMutator:
             raise MutatorConfigError(
                 f"mutator.structured: expected one of {', '.join(repr(f) for f in STRUCTURED)}, got {self.structured!r}"
             )
+        if not isinstance(self.price, tuple) or len(self.price) != 2 or not all(
+                isinstance(p, (int, float)) and not isinstance(p, bool) and math.isfinite(p) and p >= 0
+                for p in self.price):
+            raise MutatorConfigError("mutator.price: expected [USD per million prompt tokens, USD per million "
+                                     f"completion tokens], e.g. [0.15, 0.6], got {self.price!r}")
         if not isinstance(self.stop, tuple) or len(self.stop) > 4 or \
                 not all(isinstance(item, str) and item for item in self.stop):
             raise MutatorConfigError(f'mutator.stop: expected up to 4 non-empty strings, e.g. ["<|im_end|>"], '
@@ -169,6 +177,8 @@ class LlmMutator:
         """Build from a `[mutator]` table merged with worker overrides (`kind` is ignored)."""
         reject_unknown_options(cls.kind, options, cls.OPTIONS)
         known = {"model": "", **{key: options[key] for key in cls.OPTIONS if key in options}}
+        if isinstance(known.get("price"), list):
+            known["price"] = tuple(known["price"])
         if isinstance(known.get("stop"), (list, str)):
             known["stop"] = tuple(known["stop"]) if isinstance(known["stop"], list) else (known["stop"],)
         return cls(**known)  # type: ignore[arg-type]  # __post_init__ checks every value
@@ -232,7 +242,7 @@ class LlmMutator:
                         _pause(delay, request.cancel)
                         delay = min(delay * 2, _MAX_RETRY_DELAY)
                     continue
-                usage = usage + used
+                usage = usage + self._priced(used)
                 log.debug("llm answer %d/%d (%d chars): %s", attempt, attempts, len(answer),
                           scrub(one_line(answer, _LOGGED_ANSWER_CHARS), key))
                 try:
@@ -367,6 +377,11 @@ class LlmMutator:
                 raise EditApplyError(f"the edited {target} is not valid Python ({where}{getattr(exc, 'msg', exc)})") \
                     from None
         return new_source, description or parse_description(answer) or describe_change(source, new_source)
+
+    def _priced(self, usage: Usage) -> Usage:
+        """`usage` with its cost at this model's price."""
+        cost = (usage.prompt_tokens * self.price[0] + usage.completion_tokens * self.price[1]) / 1e6
+        return Usage(usage.prompt_tokens, usage.completion_tokens, usage.cost_usd + cost)
 
     def _where(self) -> str:
         return self.base_url or "the OpenAI API"
