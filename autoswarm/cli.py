@@ -477,6 +477,8 @@ def worker(
     llm_output: mutator_flags.LlmOutputOpt = None,
     llm_structured: mutator_flags.LlmStructuredOpt = None,
     llm_stop: mutator_flags.LlmStopOpt = None,
+    llm_price: mutator_flags.LlmPriceOpt = None,
+    llm_budget: mutator_flags.LlmBudgetOpt = None,
     agent_command: mutator_flags.AgentCommandOpt = None,
     agent_timeout: mutator_flags.AgentTimeoutOpt = None,
     pipeline: Annotated[bool, typer.Option(help=(
@@ -535,8 +537,9 @@ def worker(
             mutators=tuple(mutator or ()), llm_base_url=llm_base_url, llm_model=llm_model,
             llm_api_key_env=llm_api_key_env, llm_temperature=llm_temperature, llm_max_tokens=llm_max_tokens,
             llm_timeout=llm_timeout, llm_retries=llm_retries, llm_output=llm_output, llm_structured=llm_structured,
-            llm_stop=tuple(llm_stop or ()), agent_command=agent_command,
+            llm_stop=tuple(llm_stop or ()), llm_price=llm_price, agent_command=agent_command,
             agent_timeout=agent_timeout))
+        budget = mutator_flags.parse_budget(llm_budget) if llm_budget else None
     except ValueError as exc:
         _fail(str(exc))
     try:
@@ -553,6 +556,7 @@ def worker(
         options = WorkerOptions(coordinator=coordinator, state_dir=state_dir or default_state_dir(), slots=slots,
                                 keep_scratch=keep_scratch, mutators=mutators.kinds, mutator_options=mutators.options,
                                 token=token, ca=coordinator_ca, pipeline=pipeline,
+                                agent_budget=budget,
                                 **donation, **({"name": name} if name else {}))
         swarm_worker = Worker(options, load=FileLoad(load_file) if load_file else None)
     except (DonationError, SandboxError, agent_box.AgentBoxError) as exc:

@@ -42,7 +42,7 @@ def results_tsv(metric: str, rows: Iterable[control_pb2.HistoryRow]) -> str:
     """
     header = ["version", metric, "status", "description", "kind", "parent", "worker", "hardware_class",
               "verifies_of", "improvement", "threshold", "evaluate_seconds", "mutate_seconds", "time", "reason",
-              "result_id"]
+              "result_id", "llm_tokens", "cost_usd"]
     lines = ["\t".join(header)]
     for r in rows:
         lines.append("\t".join(tsv_cell(c) for c in [
@@ -62,6 +62,8 @@ def results_tsv(metric: str, rows: Iterable[control_pb2.HistoryRow]) -> str:
             _when(r.created_unix),
             r.reason,
             r.result_id,
+            str(r.llm_tokens) if r.llm_tokens else "",
+            f"{r.cost_usd:.6f}" if r.cost_usd else "",
         ]))
     return "\n".join(lines) + "\n"
 

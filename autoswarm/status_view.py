@@ -74,9 +74,33 @@ def studies_view(response: control_pb2.StatusResponse, wide: bool) -> list[Rende
             notes.append(Text(f"  {s.name}: champion {s.champion_hash[:12]} · {s.pending_claims} claims · "
                               f"{s.in_flight} in flight · {s.compare} q{s.quorum} · priority {s.priority or 1}"))
         add_plain_row(table, *cells)
+        if s.llm_tokens or s.cost_usd or s.max_cost_usd or s.max_tokens:
+            notes.append(Text(f"  {s.name}: {spend_line(s)}"))
         if s.error:
             notes.append(Text(f"  {s.name} stopped: {s.error}", style="red"))
     return [table, *notes]
+
+
+def spend_line(s: control_pb2.StudyStatus) -> str:
+    """What a study's agents cost: in all, per evaluation, per kept improvement, against its caps."""
+    parts = [f"agents spent ${s.cost_usd:.4f} ({s.llm_tokens:,} tokens)"]
+    if s.evaluations:
+        parts.append(f"${s.cost_usd / s.evaluations:.4f} per evaluation")
+    parts.append(f"${s.cost_usd / s.improvements:.4f} per kept improvement" if s.improvements
+                 else "no kept improvement yet")
+    caps = ([f"${s.max_cost_usd:g}"] if s.max_cost_usd else []) + ([f"{s.max_tokens:,} tokens"] if s.max_tokens else [])
+    if caps:
+        parts.append("cap " + " / ".join(caps))
+    return " · ".join(parts)
+
+
+def slot_shares(w: control_pb2.WorkerStatus) -> str:
+    """Where a worker's slots spent their time, e.g. "eval 97% mut 2% wait 1%" ("" before a report)."""
+    seconds = [sum(getattr(t, f"{a}_seconds") for t in w.slot_times) for a in ("evaluating", "mutating", "waiting")]
+    total = sum(seconds)
+    if total <= 0:
+        return ""
+    return " ".join(f"{label} {value / total:.0%}" for label, value in zip(("eval", "mut", "wait"), seconds))
 
 
 def workers_view(response: control_pb2.StatusResponse, wide: bool, now: float) -> Table:
@@ -85,7 +109,9 @@ def workers_view(response: control_pb2.StatusResponse, wide: bool, now: float) -
                "last seen"] if wide else ["name", "owner", "state", "hardware class", "running", "seen"]
     table = _table("workers", columns, ("running", "results"))
     for w in response.workers:
-        cells = [w.name, w.owner or "-", w.state, w.hardware_class, f"{w.running}/{w.slots}"]
+        shares = slot_shares(w) if wide else ""
+        cells = [w.name, w.owner or "-", w.state, w.hardware_class,
+                 f"{w.running}/{w.slots}" + (f" ({shares})" if shares else "")]
         if wide:
             cells = [w.worker_id, *cells, str(w.results), f"{w.claims_confirmed}/{w.claims_refuted}"]
         add_plain_row(table, *cells, _ago(now - w.last_seen_unix))

@@ -110,6 +110,7 @@ def history_row(r: ResultRecord) -> control_pb2.HistoryRow:
         evaluate_seconds=r.timings.get("evaluate_seconds", 0.0), verifies_of=r.claim,
         has_improvement=r.improvement is not None, improvement=r.improvement or 0.0, threshold=r.threshold or 0.0,
         reason=failure_reason(r.status, r.log_tail), mutate_seconds=r.timings.get("mutate_seconds", 0.0),
+        llm_tokens=int(r.timings.get("llm_tokens", 0)), cost_usd=float(r.timings.get("cost_usd", 0.0)),
     )
 
 

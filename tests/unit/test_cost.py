@@ -92,3 +92,25 @@ def test_a_workers_own_cap_stops_its_llm_tasks_only(tmp_path, monkeypatch):
     assert told == [("params",)], "and tells the coordinator, which then leases it params tasks only"
     worker.deliver("l-3", worker_pb2.Result(status=common_pb2.RESULT_STATUS_OK, llm_tokens=3))
     assert len(told) == 1
+
+
+def test_cost_is_shown_per_evaluation_and_per_kept_improvement_in_status_and_results(tmp_path):
+    from autoswarm.coordinator.service import history_row
+    from autoswarm.report import results_tsv
+    from autoswarm.status_view import spend_line
+    from autoswarm.v1 import control_pb2
+
+    engine, worker = _engine(tmp_path, "max_cost_usd = 1.0")
+    engine.report(worker, engine.lease(worker).lease_id, _spent(5.0, b"X = 2\n", 1000, 0.25))   # kept
+    engine.report(worker, engine.lease(worker).lease_id, _spent(9.0, b"X = 3\n", 1000, 0.25))   # discarded
+    summary, = engine.study_summaries()
+    status = control_pb2.StudyStatus(name="tiny", evaluations=summary.evaluations, improvements=summary.improvements,
+                                     llm_tokens=summary.llm_tokens, cost_usd=summary.cost_usd,
+                                     max_cost_usd=summary.max_cost_usd)
+    line = spend_line(status)
+    assert "agents spent $0.5000 (2,000 tokens)" in line
+    assert "$0.1667 per evaluation" in line and "$0.5000 per kept improvement" in line and "cap $1" in line
+    rows = [history_row(r) for r in engine.history("tiny")]
+    header, *lines = results_tsv("score", rows).splitlines()
+    assert header.split("\t")[-2:] == ["llm_tokens", "cost_usd"]
+    assert lines[-1].split("\t")[-2:] == ["1000", "0.250000"]
