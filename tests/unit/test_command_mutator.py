@@ -243,3 +243,18 @@ def test_the_agent_gets_only_the_variables_the_volunteer_names_unless_unsafe(tmp
         line = (work / "target.py").read_text().splitlines()[-1]
         assert line.startswith(f"# {expected} "), line
         assert (line.endswith(os.environ["HOME"])) == box.unsafe, "only the unsafe box sees the real $HOME"
+
+
+def test_an_agent_that_reports_its_cost_as_json_has_it_counted(tmp_path):
+    """Claude Code with --output-format json ends with a result object holding its cost."""
+    command = _agent(tmp_path, """
+        import json, os
+        target = os.environ["AUTOSWARM_TARGET"]
+        open(target, "w").write(open(target).read().replace("X = 1.0", "X = 2.0"))
+        print(json.dumps({"type": "result", "result": "Done.\\nDESCRIPTION: X to 2.0", "total_cost_usd": 0.0421,
+                          "usage": {"input_tokens": 1200, "cache_read_input_tokens": 300, "output_tokens": 250}}))
+    """)
+    outcome = CommandMutator.from_options({"command": command}).mutate(_request(_workdir(tmp_path)))
+    assert outcome.description == "X to 2.0"
+    assert (outcome.usage.prompt_tokens, outcome.usage.completion_tokens) == (1500, 250)
+    assert outcome.usage.cost_usd == pytest.approx(0.0421)

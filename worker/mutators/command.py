@@ -47,6 +47,7 @@ from autoswarm.worker.mutators.base import (
     reject_unknown_options,
 )
 from autoswarm.worker.mutators.edits import describe_change, last_description
+from autoswarm.worker.mutators.structured import agent_report
 from autoswarm.worker.mutators.prompt import DESCRIPTION_PLACEHOLDER, PromptInputs, agent_prompt
 from autoswarm.worker.runner import EXIT_NOT_FOUND, run_command
 from autoswarm.worker.safe_files import read_regular
@@ -145,7 +146,8 @@ class CommandMutator:
                 " (is it installed and on the worker's PATH?)")
             raise MutatorError(f"the agent {name} exited with status {outcome.returncode}{hint}\n"
                                f"{outcome.output_tail}")
-        description = last_description(output, ignore=DESCRIPTION_PLACEHOLDER)
+        usage, answer = agent_report(output)  # Claude Code's --output-format json says what it cost
+        description = last_description(answer or output, ignore=DESCRIPTION_PLACEHOLDER)
         if not description:
             try:
                 # Never through a link: the agent may have replaced the target with one.
@@ -153,7 +155,7 @@ class CommandMutator:
             except OSError:
                 after = before  # the tamper check reports the deleted or replaced target
             description = describe_change(before, after)
-        return MutationOutcome(description=description)
+        return MutationOutcome(description=description, usage=usage)
 
     def _argv_for(self, prompt: str, prompt_path: Path, request: MutationRequest) -> list[str]:
         if any(PROMPT_TEXT in a for a in self.command) and len(prompt.encode()) > _MAX_PROMPT_ARG_BYTES:
