@@ -21,7 +21,7 @@ from autoswarm.coordinator.tiers import Tiers
 from autoswarm.coordinator.store import ChampionRecord, ClaimRecord, LeaseRecord, ResultRecord, StudyRecord, VersionRecord
 
 CLASS_CHECK_WORKERS = 4       # workers of a class that measure the first champion three times each
-REPEAT_INFLATION = 1.15       # a class repeats baselines while its bar is this much wider than its noise
+REPEAT_INFLATION = 1.2        # a class repeats baselines while its bar is this much wider than its noise
 MAX_REPEATS = 16              # ... until its own noise rests on this many differences
 MIN_TIER_CLASSES = 4          # tiers stand in for direct baselines only among this many classes
 MAX_VERIFYING = 8             # claims on one champion verified at once (the others wait their turn)
@@ -386,8 +386,8 @@ class StudyState:
 
         The study's first classes measure extra repeats until the shared noise model has
         `MIN_DIFFERENCES`, and a class whose bar is still `REPEAT_INFLATION` times wider than
-        its noise for want of evidence measures one more (up to `MAX_REPEATS` differences: with
-        many classes the pool makes that rare); after that a class in the reference's tier
+        its noise for want of evidence measures each champion once more (up to `MAX_REPEATS`
+        differences: with many classes the pool makes that rare); after that a class in the reference's tier
         measures none (a spot check now and then, `tiers.wants_direct`), any other
         `baseline_runs`. The first
         champion is measured three times by each of up to `CLASS_CHECK_WORKERS` workers of a class
@@ -403,8 +403,9 @@ class StudyState:
             return max(runs, (done.runs if done else 0) + missing)
         if self.samples.noise(hardware_class).inflation > REPEAT_INFLATION and \
                 self.samples.differences(hardware_class) < MAX_REPEATS:
-            # Its bar is still much wider than its noise for want of evidence: one more repeat.
-            return max(runs, (done.runs if done else 0) + 1)
+            # Its bar is still much wider than its noise for want of evidence: one run more of
+            # each champion (evidence accumulates over champions; no run of repeats up front).
+            return runs + 1
         if self.tiered and not self.tiers.wants_direct(hardware_class, self.champion.seq, self.sigma_of):
             return 0
         return runs

@@ -72,7 +72,7 @@ def test_a_liar_never_makes_a_champion_at_quorum_2_and_ends_quarantined(tmp_path
     # Its lies were outvoted by agreeing honest measurements, as claimant or as verifier.
     outvoted = _rows(coordinator.db, "SELECT COUNT(*) FROM results WHERE worker_id=? AND decision='outvoted'",
                      liar.worker_id)[0][0]
-    assert outvoted >= 2
+    assert outvoted >= 1, "and once quarantined it gets no task, so it is outvoted no more"
     contents = _champion_contents(coordinator, "slots")
     assert score(contents[-1]) >= 0.3, "honest workers kept improving the champion"
     states = {w.name: w.state for w in coordinator.status().workers}

@@ -1,0 +1,89 @@
+"""Paired acceptance in the engine: no barrier after a champion, results that wait for their
+class's baseline, a new class judging after at most three evaluations, quarantine without work."""
+
+from __future__ import annotations
+
+from autoswarm.bundle import pack_directory
+from autoswarm.coordinator.engine import Engine, EngineConfig, ResultIn
+from autoswarm.coordinator.store import Store
+from swarm import write_study
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _ok(metric: float, candidate: bytes = b"") -> ResultIn:
+    return ResultIn("ok", metric, {}, candidate, "", "", {})
+
+
+def _engine(tmp_path, quorum: int = 1, baseline_runs: int = 2) -> Engine:
+    engine = Engine(Store(tmp_path / "swarm.db"), EngineConfig(), clock=Clock())
+    study = write_study(tmp_path / "study", acceptance=f'compare = "paired"\nquorum = {quorum}\n'
+                                                      f'baseline_runs = {baseline_runs}')
+    engine.add_study(pack_directory(study).data, max_evaluations=0)
+    return engine
+
+
+def _worker(engine: Engine, name: str, cpu: str) -> str:
+    return engine.register("", name, {"cpu_model": cpu, "cpu_cores": 2, "gpus": []}, 1, ["params"])[0]
+
+
+def _calibrate(engine: Engine, worker: str, value: float = 10.0) -> None:
+    """The study's first class measures baselines until it explores (the noise model's start)."""
+    for i in range(40):
+        task = engine.lease(worker)
+        assert task is not None
+        if task.kind == "explore":
+            engine.release(worker, [task.lease_id])
+            return
+        engine.report(worker, task.lease_id, _ok(value + 0.01 * (i % 3)))
+    raise AssertionError("the first class never started exploring")
+
+
+def test_a_new_class_judges_its_first_candidate_after_at_most_three_evaluations(tmp_path):
+    engine = _engine(tmp_path)
+    for name in ("Alpha", "Beta", "Gamma", "Delta", "Epsilon"):   # a swarm whose noise is known
+        _calibrate(engine, _worker(engine, name, name))
+    newcomer = _worker(engine, "b", "Zeta")
+    kinds, decision = [], ""
+    while decision in ("", "baseline"):
+        task = engine.lease(newcomer)
+        assert task is not None
+        kinds.append(task.kind)
+        candidate = b"X = 1.5\nY = 3\n" if task.kind == "explore" else b""
+        decision = engine.report(newcomer, task.lease_id, _ok(20.0, candidate)).decision
+    assert len(kinds) <= 3, kinds
+    assert decision not in ("waiting", "unjudged"), "judged against its own class's baseline"
+
+
+def test_no_barrier_a_result_waits_for_its_class_baseline_and_is_then_judged(tmp_path):
+    engine = _engine(tmp_path, baseline_runs=1)
+    for name in ("Alpha", "Beta", "Gamma", "Delta", "Epsilon"):
+        _calibrate(engine, _worker(engine, name, name))
+    b1, b2 = (_worker(engine, f"z{i}", "Zeta") for i in range(2))
+    run = engine.lease(b1)
+    assert run.kind == "baseline", "the first free worker of the class measures it"
+    explore = engine.lease(b2)
+    assert explore.kind == "explore", "the class's other worker explores at once: no barrier"
+    waiting = engine.report(b2, explore.lease_id, _ok(25.0, b"X = 2\nY = 3\n"))
+    assert waiting.decision == "waiting", "stored, not judged: its class has no baseline yet"
+    engine.report(b1, run.lease_id, _ok(20.0))
+    judged = engine.store.result(waiting.result_id)
+    assert judged.decision == "keep", "judged once its class's baseline was in: 25 beats 20"
+    assert judged.improvement == 5.0
+    engine.store.close()
+    reborn = Engine(Store(tmp_path / "swarm.db"), EngineConfig(), clock=Clock())
+    assert reborn.store.result(waiting.result_id).decision == "keep", "the rewrite was committed"
+
+
+def test_a_quarantined_worker_gets_no_task(tmp_path):
+    engine = _engine(tmp_path)
+    worker = _worker(engine, "a", "Alpha")
+    engine._trust_change(worker, strikes=2)
+    assert engine.trust(worker).quarantined
+    assert engine.lease(worker) is None, "its results would be thrown away"
