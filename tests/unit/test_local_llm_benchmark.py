@@ -73,6 +73,18 @@ def test_server_listens_on_loopback_only() -> None:
     assert run[run.index("--workers") + 1] == "1" and run[run.index("--max-evals") + 1] == "7"
 
 
+@pytest.mark.parametrize("url", ["http://127.0.0.1:11434/v1/", "http://[::1]:8000/v1", "http://localhost:8080/v1"])
+def test_a_running_server_on_this_machine_is_accepted(url: str) -> None:
+    assert local_llm.loopback_url(url) == url.rstrip("/")
+
+
+@pytest.mark.parametrize("url", ["http://10.0.0.5:8000/v1", "https://api.openai.com/v1", "ftp://127.0.0.1/v1",
+                                 "http://127.0.0.1.example.com/v1"])
+def test_a_server_elsewhere_is_refused(url: str) -> None:
+    with pytest.raises(ValueError, match="on this machine"):
+        local_llm.loopback_url(url)
+
+
 def _row(kind: str, status: str, metric: float | None, mutate: float, reason: str = "") -> control_pb2.HistoryRow:
     return control_pb2.HistoryRow(result_id=f"r{id(reason)}", version="v", parent="p", kind=kind, status=status,
                                   has_metric=metric is not None, metric=metric or 0.0, mutate_seconds=mutate,
