@@ -27,6 +27,7 @@ from autoswarm.report import (FORMATS, SHORT_HASH, format_metric, history_record
                               render_rows, result_text, results_tsv)
 from autoswarm.screen import add_plain_row, labelled
 from autoswarm.status_view import mutator_counts, status_tables, study_state  # noqa: F401 (mutator_counts: API)
+from autoswarm.status_view import evaluations_done
 from autoswarm.study import StudyError
 from autoswarm.v1 import control_pb2
 from autoswarm.words import count
@@ -174,8 +175,7 @@ def run(
 
     def render(status: control_pb2.StudyStatus, response: control_pb2.StatusResponse, elapsed: float) -> Table:
         table = Table(title=Text(f"autoswarm · {status.name}"), show_header=False, box=None)
-        add_plain_row(table, "evaluations",
-                      f"{status.evaluations}/{status.max_evaluations}  ({elapsed:.0f}s of {duration:.0f}s)")
+        add_plain_row(table, "evaluations", f"{evaluations_done(status)}  ({elapsed:.0f}s of {duration:.0f}s)")
         add_plain_row(table, f"best {status.metric}", f"{_metric(status.has_champion_metric, status.champion_metric)} "
                       f"(start {_metric(status.has_initial_metric, status.initial_metric)}, {status.direction})")
         add_plain_row(table, "improvements", str(status.improvements))
@@ -192,7 +192,7 @@ def run(
             def progress(status: control_pb2.StudyStatus, response: control_pb2.StatusResponse, elapsed: float) -> None:
                 if status.evaluations != table_state["last"]:
                     table_state["last"] = status.evaluations
-                    console.print(f"[{elapsed:5.0f}s] evaluations {status.evaluations}/{status.max_evaluations}  "
+                    console.print(f"[{elapsed:5.0f}s] evaluations {evaluations_done(status)}  "
                                   f"best {status.metric} {_metric(status.has_champion_metric, status.champion_metric)}  "
                                   f"improvements {status.improvements}", markup=False, highlight=False)
             summary = run_study(RunOptions(study_dir, workers, max_evals, duration, out, ray=ray, stop_grace=stop_grace), progress)

@@ -81,6 +81,14 @@ def studies_view(response: control_pb2.StatusResponse, wide: bool) -> list[Rende
     return [table, *notes]
 
 
+def evaluations_done(s: control_pb2.StudyStatus) -> str:
+    """Progress as evaluations that ran, e.g. "12/30 (+3 failed edits)": an edit the agent could
+    not make is no evaluation, though it uses the budget (else a broken agent would never stop)."""
+    ran = s.evaluations - s.failed_edits
+    failed = f" (+{s.failed_edits} failed {'edit' if s.failed_edits == 1 else 'edits'})" if s.failed_edits else ""
+    return f"{ran}/{s.max_evaluations}{failed}" if s.max_evaluations else f"{ran}{failed}"
+
+
 def spend_line(s: control_pb2.StudyStatus) -> str:
     """What a study's agents cost: in all, per evaluation, per kept improvement, against its caps."""
     parts = [f"agents spent ${s.cost_usd:.4f} ({s.llm_tokens:,} tokens)"]

@@ -165,6 +165,7 @@ class StudySummary:
     cost_usd: float = 0.0
     max_tokens: int = 0
     max_cost_usd: float = 0.0
+    failed_edits: int = 0                     # explore tasks whose agent made no edit: in the budget, not evaluated
 
     @property
     def spent(self) -> bool:
@@ -265,6 +266,7 @@ class Engine(Judging):
                            counts.failed_baselines, chain[0].metric)
         state.scores = {c.version: c.metric for c in chain if c.metric is not None}
         state.llm_tokens, state.cost_usd = self.store.study_spend(record.name)
+        state.failed_edits = counts.failed_edits
         for lease in self.store.active_leases(record.name):
             state.active[lease.id] = lease
             self._running.setdefault(lease.worker_id, set()).add(lease.id)
@@ -860,6 +862,8 @@ class Engine(Judging):
         if record.status not in words.FREE_STATUSES:
             state.evaluations += 1
         state.llm_tokens += int(result.timings.get("llm_tokens", 0))
+        if record.status == "mutator-error" and lease.kind == scheduler.EXPLORE:
+            state.failed_edits += 1
         state.cost_usd += float(result.timings.get("cost_usd", 0.0))
         self._results_by_worker[record.worker_id] = self._results_by_worker.get(record.worker_id, 0) + 1
         if record.status == "setup-failed":
@@ -969,7 +973,8 @@ class Engine(Judging):
         return [
             StudySummary(s.spec.name, s.spec.metric, s.spec.direction, s.champion, s.initial_metric,
                          s.evaluations, s.improvements, len(s.active), s.record.max_evaluations, s.record.error,
-                         len(s.claims), s.llm_tokens, s.cost_usd, s.spec.max_tokens, s.spec.max_cost_usd)
+                         len(s.claims), s.llm_tokens, s.cost_usd, s.spec.max_tokens, s.spec.max_cost_usd,
+                         s.failed_edits)
             for s in sorted(self._studies.values(), key=lambda s: s.spec.name)
         ]
 

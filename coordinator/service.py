@@ -399,6 +399,7 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):
                 error=s.error, pending_claims=s.pending_claims,
                 compare=self.engine.study(s.name).acceptance.compare, quorum=self.engine.study(s.name).acceptance.quorum,
                 llm_tokens=s.llm_tokens, cost_usd=s.cost_usd, max_tokens=s.max_tokens, max_cost_usd=s.max_cost_usd,
+                failed_edits=s.failed_edits,
             ))
             study_lifecycle_fields(self.engine.study_record(s.name), response.studies[-1])
         for w in self.engine.worker_summaries():

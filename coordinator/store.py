@@ -229,6 +229,7 @@ class StudyCounts:
     improvements: int
     in_flight: int
     failed_baselines: int
+    failed_edits: int = 0                     # explore tasks whose agent made no edit
 
 
 class WalCheckpointer:
@@ -739,7 +740,10 @@ class Store:
             "SELECT COUNT(*) FROM leases WHERE study=? AND state='active'", (study,)).fetchone()[0]
         failed = self._db.execute(
             "SELECT COUNT(*) FROM results WHERE study=? AND kind='baseline' AND status!='ok'", (study,)).fetchone()[0]
-        return StudyCounts(evaluations, max(champions - 1, 0), in_flight, failed)
+        failed_edits = self._db.execute(
+            "SELECT COUNT(*) FROM results WHERE study=? AND kind='explore' AND status='mutator-error'",
+            (study,)).fetchone()[0]
+        return StudyCounts(evaluations, max(champions - 1, 0), in_flight, failed, failed_edits)
 
     def study_spend(self, study: str) -> tuple[int, float]:
         """(tokens, US dollars) the study's agents spent, from its results' timings."""

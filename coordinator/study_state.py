@@ -291,6 +291,7 @@ class StudyState:
     _memory_generation: int = 0
     candidates: dict[str, tuple[str, str]] = field(default_factory=dict)  # lease id -> (parent, candidate)
     llm_tokens: int = 0                        # what the study's agents spent (results' usage)
+    failed_edits: int = 0                      # explore tasks whose agent made no edit (in the budget)
     cost_usd: float = 0.0
     # The champion's accepted claim's agreeing runs: (class, worker, value). Not baselines (a
     # claim is accepted because its runs were high), but evidence of what the class measures.

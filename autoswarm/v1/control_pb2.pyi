@@ -40,7 +40,7 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StudyStatus(_message.Message):
-    __slots__ = ("name", "metric", "direction", "champion_hash", "has_champion_metric", "champion_metric", "evaluations", "improvements", "in_flight", "max_evaluations", "done", "initial_metric", "has_initial_metric", "error", "pending_claims", "compare", "quorum", "llm_tokens", "cost_usd", "max_tokens", "max_cost_usd", "paused", "priority", "spec_json", "bundle_hash")
+    __slots__ = ("name", "metric", "direction", "champion_hash", "has_champion_metric", "champion_metric", "evaluations", "improvements", "in_flight", "max_evaluations", "done", "initial_metric", "has_initial_metric", "error", "pending_claims", "compare", "quorum", "llm_tokens", "cost_usd", "max_tokens", "max_cost_usd", "failed_edits", "paused", "priority", "spec_json", "bundle_hash")
     NAME_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
     DIRECTION_FIELD_NUMBER: _ClassVar[int]
@@ -62,6 +62,7 @@ class StudyStatus(_message.Message):
     COST_USD_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
     MAX_COST_USD_FIELD_NUMBER: _ClassVar[int]
+    FAILED_EDITS_FIELD_NUMBER: _ClassVar[int]
     PAUSED_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     SPEC_JSON_FIELD_NUMBER: _ClassVar[int]
@@ -87,11 +88,12 @@ class StudyStatus(_message.Message):
     cost_usd: float
     max_tokens: int
     max_cost_usd: float
+    failed_edits: int
     paused: bool
     priority: int
     spec_json: str
     bundle_hash: str
-    def __init__(self, name: _Optional[str] = ..., metric: _Optional[str] = ..., direction: _Optional[str] = ..., champion_hash: _Optional[str] = ..., has_champion_metric: _Optional[bool] = ..., champion_metric: _Optional[float] = ..., evaluations: _Optional[int] = ..., improvements: _Optional[int] = ..., in_flight: _Optional[int] = ..., max_evaluations: _Optional[int] = ..., done: _Optional[bool] = ..., initial_metric: _Optional[float] = ..., has_initial_metric: _Optional[bool] = ..., error: _Optional[str] = ..., pending_claims: _Optional[int] = ..., compare: _Optional[str] = ..., quorum: _Optional[int] = ..., llm_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., max_tokens: _Optional[int] = ..., max_cost_usd: _Optional[float] = ..., paused: _Optional[bool] = ..., priority: _Optional[int] = ..., spec_json: _Optional[str] = ..., bundle_hash: _Optional[str] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., metric: _Optional[str] = ..., direction: _Optional[str] = ..., champion_hash: _Optional[str] = ..., has_champion_metric: _Optional[bool] = ..., champion_metric: _Optional[float] = ..., evaluations: _Optional[int] = ..., improvements: _Optional[int] = ..., in_flight: _Optional[int] = ..., max_evaluations: _Optional[int] = ..., done: _Optional[bool] = ..., initial_metric: _Optional[float] = ..., has_initial_metric: _Optional[bool] = ..., error: _Optional[str] = ..., pending_claims: _Optional[int] = ..., compare: _Optional[str] = ..., quorum: _Optional[int] = ..., llm_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., max_tokens: _Optional[int] = ..., max_cost_usd: _Optional[float] = ..., failed_edits: _Optional[int] = ..., paused: _Optional[bool] = ..., priority: _Optional[int] = ..., spec_json: _Optional[str] = ..., bundle_hash: _Optional[str] = ...) -> None: ...
 
 class WorkerStatus(_message.Message):
     __slots__ = ("worker_id", "name", "state", "hardware_class", "last_seen_unix", "results", "slots", "running", "mutators", "claims_confirmed", "claims_refuted", "owner", "slot_times")

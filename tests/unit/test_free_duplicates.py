@@ -73,3 +73,18 @@ def test_an_old_champion_or_an_edit_in_flight_from_another_parent_is_caught_befo
         == []
     assert engine.heartbeat(worker, [second.lease_id], "working", {},
                             {second.lease_id: _digest(b"X = 7\n")}).duplicates == [second.lease_id]
+
+
+@pytest.mark.parametrize("setup", [0], indirect=True)
+def test_a_failed_edit_is_no_evaluation_in_progress_lines_though_it_uses_the_budget(setup):
+    from autoswarm.status_view import evaluations_done
+    from autoswarm.v1 import control_pb2
+
+    engine, worker, _, _ = setup
+    engine.report(worker, engine.lease(worker).lease_id, ResultIn("mutator-error", None, {}, b"", "", "no edit", {}))
+    engine.report(worker, engine.lease(worker).lease_id, _ok(8.0, b"X = 2\n", "X 1.0 -> 2"))
+    summary, = engine.study_summaries()
+    assert (summary.evaluations, summary.failed_edits) == (3, 1)
+    status = control_pb2.StudyStatus(evaluations=summary.evaluations, failed_edits=summary.failed_edits,
+                                     max_evaluations=30)
+    assert evaluations_done(status) == "2/30 (+1 failed edit)"
