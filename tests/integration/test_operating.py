@@ -101,6 +101,10 @@ def test_a_study_is_added_paused_resumed_updated_and_removed_keeping_its_champio
     assert status.champion_hash == champion and status.improvements == 2
     lineage = cli("history", "--lineage", "--coordinator", address).stdout
     assert "study update: changed: data.txt, program.md" in lineage
+    shown = " ".join(cli("study", "show", "--coordinator", address).stdout.split())
+    for line in ("state running", "target target.py", "evaluate python target.py", "metric score (maximize)",
+                 "of 100 evaluations", "priority 1", f"champion {champion}"):
+        assert line in shown, (line, shown)
     (study / "target.py").write_text("X = 9.0\n" + (study / "target.py").read_text().split("\n", 1)[1])
     refused = cli("study", "update", str(study), "--coordinator", address, code=2).stderr
     assert "target target.py differs from the study's initial version" in " ".join(refused.split())
