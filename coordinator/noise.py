@@ -35,7 +35,7 @@ WILD = 5.0                  # a difference this many times the median is a wild 
 Z_EVIDENCE = 0.5            # a bar's σ sits this many standard errors above the estimate
 DEFAULT_SPREAD = 0.4        # spread (sd of log factor) between classes before data shows it
 MIN_SPREAD = 0.2            # classes are never assumed more alike than this
-MIN_DIFFERENCES = 4         # a study's first classes measure repeats until the study has these
+MIN_DIFFERENCES = 2         # nothing is judged (results wait) until the study has this many
 MAX_WEIGHT = 64             # one class's say in the pool is capped: a huge class is not the swarm
 HALF_NORMAL_MEAN = 2.0 / math.sqrt(math.pi)   # E|a − b| / σ for two runs with noise σ
 
@@ -174,8 +174,8 @@ def pooled_noise(fits: Mapping[str, ClassFit], hardware_class: str) -> Noise:
     if own is not None:
         precision += own.n / LOG_VAR_ONE
         weighted += own.log_sigma * own.n / LOG_VAR_ONE
-    if precision == 0.0:
-        return Noise(0.0, 0.0, 0, 0, False)
+    if precision == 0.0 or pooled + (own.n if own else 0) < MIN_DIFFERENCES:
+        return Noise(0.0, 0.0, own.n if own else 0, pooled, False)
     mean = weighted / precision
     bar = math.exp(mean + Z_EVIDENCE / math.sqrt(precision))
     if own is not None and not own.zero:
