@@ -26,6 +26,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from autoswarm.hardware_class import is_moved
 from autoswarm.study import AcceptancePolicy
 
 MAX_VERIFY_FAILURES = 3      # a candidate that crashes this often elsewhere is not reproducible
@@ -201,29 +202,30 @@ class Settlement:
     score: float | None = None
 
 
-def recorded_score(group: Sequence[Measurement], direction: str = "maximize", parent_score: float | None = None) -> float:
+def recorded_score(group: Sequence[Measurement], direction: str = "maximize") -> float:
     """The robust centre of an agreeing group, as the score a champion records.
 
-    Scores under a fixed time budget are in one hardware class's units, so the median is
-    taken over the class with most of the group's measurements (a single measurement only
-    when it is all there is: quorum 1). When two classes tie, each measurement's gain is
-    carried onto the parent's recorded score and the median of those is taken instead.
+    Scores under a fixed time budget are in one hardware class's units: the class with most
+    of the group's measurements (on a tie, not a moved worker's own, then the first's: the
+    claimant's). Each measurement of
+    another class is carried into those units by its gain over the parent's baseline there,
+    and the median of all is taken, so no single number sets it (in one class: the median of
+    the values themselves).
     """
-    by_class: dict[str, list[Measurement]] = {}
+    sign = -1.0 if direction == "minimize" else 1.0
+    counts: dict[str, int] = {}
     for m in group:
-        by_class.setdefault(m.hardware_class, []).append(m)
-    largest = max(len(ms) for ms in by_class.values())
-    top = [ms for ms in by_class.values() if len(ms) == largest]
-    if len(top) == 1 and (largest >= 2 or len(group) == 1):
-        return statistics.median(m.value for m in top[0])
-    if parent_score is not None:
-        sign = -1.0 if direction == "minimize" else 1.0
-        return parent_score + sign * statistics.median(m.improvement for m in group)
-    return statistics.median(m.value for m in group)
+        counts[m.hardware_class] = counts.get(m.hardware_class, 0) + 1
+    # Ties: a class of several workers before one a single worker was moved to, then the first.
+    scale = max(counts, key=lambda cls: (counts[cls], not is_moved(cls),
+                                         -next(i for i, m in enumerate(group) if m.hardware_class == cls)))
+    # The parent's baseline in that class, as its own measurements were judged against it.
+    parent = statistics.fmean(m.value - sign * m.improvement for m in group if m.hardware_class == scale)
+    return statistics.median(m.value if m.hardware_class == scale else parent + sign * m.improvement for m in group)
 
 
 def settle(policy: AcceptancePolicy, measurements: Sequence[Measurement], failures: int = 0,
-           claimant: str = "", direction: str = "maximize", parent_score: float | None = None) -> Settlement:
+           claimant: str = "", direction: str = "maximize") -> Settlement:
     """The acceptance rule for one claim.
 
     A claim is decided by an agreeing majority: at least `quorum` independent measurements
@@ -241,7 +243,7 @@ def settle(policy: AcceptancePolicy, measurements: Sequence[Measurement], failur
     group = groups[0] if len(groups) == 1 else ()
     if group and len(group) >= policy.quorum and 2 * len(group) > len(ms):
         outvoted = tuple(m for m in ms if m not in group)
-        score = recorded_score(group, direction, parent_score)
+        score = recorded_score(group, direction)
         if all(m.confirms for m in group):
             return Settlement("accepted", group, outvoted, 0, score)
         lied = any(m.worker_id == claimant for m in outvoted)
@@ -260,21 +262,29 @@ def claim_outcome(policy: AcceptancePolicy, measurements: Sequence[Measurement],
     return "rejected" if outcome == "unconfirmed" else outcome
 
 
-def champion_score(policy: AcceptancePolicy, measurements: Sequence[Measurement], direction: str = "maximize",
-                   parent_score: float | None = None) -> float:
+def champion_score(policy: AcceptancePolicy, measurements: Sequence[Measurement], direction: str = "maximize") -> float:
     """The score recorded for a new champion: the median of its agreeing majority.
 
     The claimant's number counts like any other: what decides is agreement, not who
     measured. A measurement outvoted by the others never enters it.
     """
     groups = agreeing_groups(policy, _independent(measurements))
-    return recorded_score(groups[0] if groups else tuple(measurements), direction, parent_score)
+    return recorded_score(groups[0] if groups else tuple(measurements), direction)
 
 
 def initial_baselines(policy: AcceptancePolicy) -> int:
     """Baselines whose median is the first champion's score: one with quorum 1, else a
     majority over `quorum - 1` possible liars (2·quorum − 1), so no single number sets it."""
     return 1 if policy.quorum <= 1 else 2 * policy.quorum - 1
+
+
+def _close(policy: AcceptancePolicy, sigma: float, a: tuple[float, int], b: tuple[float, int]) -> bool:
+    """Whether two workers' mean runs (mean, count) of one version agree within noise."""
+    return abs(a[0] - b[0]) <= max(policy.min_delta, AGREE_SIGMAS * sigma * math.sqrt(1 / a[1] + 1 / b[1]))
+
+
+def _worker_means(runs: Mapping[str, Sequence[float]]) -> dict[str, tuple[float, int]]:
+    return {w: (statistics.fmean(v), len(v)) for w, v in runs.items() if v}
 
 
 def class_outliers(policy: AcceptancePolicy, runs: Mapping[str, Sequence[float]], sigma: float) -> frozenset[str]:
@@ -285,23 +295,26 @@ def class_outliers(policy: AcceptancePolicy, runs: Mapping[str, Sequence[float]]
     `AGREE_SIGMAS` σ of the difference from every member of a strict majority of at least
     two other workers. A class of two that disagree has no majority: nobody is moved.
     """
-    means = {w: (statistics.fmean(v), len(v)) for w, v in runs.items() if v}
+    means = _worker_means(runs)
     names = sorted(means)
     if len(names) < 3:
         return frozenset()
-
-    def close(a: str, b: str) -> bool:
-        (ma, ka), (mb, kb) = means[a], means[b]
-        return abs(ma - mb) <= max(policy.min_delta, AGREE_SIGMAS * sigma * math.sqrt(1 / ka + 1 / kb))
-
     for size in range(len(names), 1, -1):
         groups = [combo for combo in itertools.combinations(names[:MAX_GROUP_SEARCH], size)
-                  if all(close(a, b) for a, b in itertools.combinations(combo, 2))]
+                  if all(_close(policy, sigma, means[a], means[b]) for a, b in itertools.combinations(combo, 2))]
         if groups:
             if len(groups) > 1 or 2 * size <= len(names):
                 return frozenset()
             return frozenset(names) - set(groups[0])
     return frozenset()
+
+
+def class_disputed(policy: AcceptancePolicy, runs: Mapping[str, Sequence[float]], sigma: float) -> bool:
+    """Whether some workers' runs of one version on one class disagree beyond noise: until
+    the outlier is moved out (`class_outliers`), or more runs show who is right, the class's
+    baseline of it judges nothing."""
+    means = _worker_means(runs)
+    return not all(_close(policy, sigma, means[a], means[b]) for a, b in itertools.combinations(sorted(means), 2))
 
 
 # -- trust ----------------------------------------------------------------------------------

@@ -251,11 +251,9 @@ class PendingClaim:
     in_flight: set[str] = field(default_factory=set)   # verify lease ids
     audit: bool = False      # superseded, still checked for trust only (see Engine._close_audit)
 
-    def settlement(self, policy: acceptance.AcceptancePolicy, direction: str = "maximize",
-                   parent_score: float | None = None) -> acceptance.Settlement:
+    def settlement(self, policy: acceptance.AcceptancePolicy, direction: str = "maximize") -> acceptance.Settlement:
         """Where the claim stands (see `acceptance.settle`)."""
-        return acceptance.settle(policy, self.measurements, self.failures, self.record.claimant_worker,
-                                 direction, parent_score)
+        return acceptance.settle(policy, self.measurements, self.failures, self.record.claimant_worker, direction)
 
 
 @dataclass(frozen=True)
@@ -428,14 +426,37 @@ class StudyState:
                     runs[worker] = (held_in, [*series, (run, "")])
         cls, series = runs.get(worker_id, (worker_class, []))
         runs[worker_id] = (cls, [*series, (value, "")])
-        sigma, dof = self.samples.own_sigma(origin)
-        if dof < MIN_CHECK_DOF:
+        sigma = self._check_sigma(origin)
+        if sigma is None:
             sigma, dof = self.samples.sigma(origin)
             if dof < MIN_CHECK_DOF:
                 return []
         outliers = acceptance.class_outliers(self.spec.acceptance,
                                              {w: [v for v, _ in r] for w, (_, r) in runs.items()}, sigma)
         return [Outlier(w, runs[w][1][-1][1]) for w in sorted(outliers) if runs[w][0] == origin]
+
+    def disputed(self, version: str, hardware_class: str) -> bool:
+        """Whether the workers whose runs make a class's baseline of `version` disagree beyond
+        noise (`acceptance.class_disputed`): one of two may be a spoofer."""
+        runs = self.samples.runs_by_worker(version, hardware_class)
+        if len(runs) < 2:
+            return False
+        # Only each machine's own repeats say what noise is here: a difference between two
+        # workers is what is in question, and a spoofer's would inflate any other estimate.
+        sigma = self._check_sigma(origin_class(hardware_class))
+        if sigma is None:
+            values = [v for series in runs.values() for v, _ in series]
+            return max(values) > min(values)   # nothing tells noise from a spoofer yet: more repeats first
+        return acceptance.class_disputed(self.spec.acceptance, {w: [v for v, _ in r] for w, r in runs.items()}, sigma)
+
+    def _check_sigma(self, origin: str) -> float | None:
+        """The σ a class check uses: the class's own-repeat noise, raised to an upper bound
+        for thin evidence (a median σ from n differences is off by ≈1.17/√n), so that an honest
+        machine is not moved out by an unlucky estimate. None until there are enough repeats."""
+        sigma, dof = self.samples.own_sigma(origin)
+        if dof < MIN_CHECK_DOF:
+            return None
+        return sigma * (1.0 + 2.0 * 1.17 / math.sqrt(dof))
 
     def initial_score(self, version: str, value: float) -> float | None:
         """The first champion's score once enough baselines measured it: their median (one
@@ -466,6 +487,8 @@ class StudyState:
         baseline = self.samples.baseline(version, hardware_class)
         if baseline is not None and baseline.runs < self.spec.acceptance.baseline_runs:
             baseline = None   # its next run is on the way: a bar on one run would be √2 wider than on two
+        if baseline is not None and self.disputed(version, hardware_class):
+            baseline = None   # its workers disagree: the outlier is moved out, or more runs show who is right
         prediction = None if baseline or not self.tiered else self.tiers.predict(version, hardware_class,
                                                                                   self.sigma_of)
         found = baselines.reference(baseline.mean if baseline else None, baseline.runs if baseline else 0,
@@ -521,8 +544,11 @@ class StudyState:
             measured = self.samples.baseline(champion, hardware_class)
             in_class = [lease for lease in baselines_in_flight if lease.worker_id in class_members]
             measured_by = self.samples.measured_by(champion, hardware_class) | {lease.worker_id for lease in in_class}
+            done = measured.runs if measured else 0
+            if done and done < 4 * self.spec.acceptance.baseline_runs and self.disputed(champion, hardware_class):
+                done = 0   # another worker of the class settles the dispute (or, alone, they repeat)
             class_baseline = scheduler.ClassBaseline(
-                done=measured.runs if measured else 0, in_flight=len(in_class),
+                done=done, in_flight=len(in_class),
                 target=self.baseline_target(hardware_class, len(class_members)), measured_by=frozenset(measured_by),
                 others_available=bool(live_peers - measured_by - {worker_id}),
                 judgeable=self.reference(champion, hardware_class) is not None,

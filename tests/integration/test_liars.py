@@ -84,6 +84,8 @@ def test_a_liar_neither_sets_a_champion_score_nor_freezes_the_study(tmp_path, st
     assert all(_state(coordinator, w.name) != "quarantined" for w in honest)
     champions = _champions(coordinator)
     for seq, recorded, content, _ in champions:
+        if recorded is None:
+            continue   # a first champion left before enough baselines agreed on its score: none recorded
         # A re-evaluation by an honest worker of this class measures the true score ± σ.
         assert abs(recorded - score(content)) <= NOISE, f"{kind}: champion {seq} records {recorded}, " \
             f"its version scores {score(content)}"
@@ -122,29 +124,35 @@ def _register(stub, name: str, cpu_model: str, slots: int = 1) -> str:
 
 def test_a_liar_with_many_slots_still_has_one_claim_checked_at_a_time(tmp_path, start_coordinator):
     coordinator, channel, score, honest, _ = _swarm(tmp_path, start_coordinator)
-    run_round_robin(honest, steps=40, rng=random.Random(3))   # the class's baselines are measured
+    rng = random.Random(3)
+    while len(_champions(coordinator)) < 2:   # the class's baselines are measured and claims are checked
+        assert run_round_robin(honest, steps=20, rng=rng)
     stub = honest[0].stub
     liar = _register(stub, "many-slots", "Alpha CPU", slots=8)
-    decisions = []
-    tasks = []
-    while len(tasks) < 8:
+
+    def report(task, lie: float, candidate: bytes = b"") -> str:
+        content = task.parent.content if task.kind == common_pb2.TASK_KIND_EXPLORE else task.candidate.content
+        return stub.Report(worker_pb2.ReportRequest(worker_id=liar, lease_id=task.lease_id, result=worker_pb2.Result(
+            status=common_pb2.RESULT_STATUS_OK, has_metric=True, metric=score(content.decode()) + lie,
+            candidate=candidate)), timeout=10).decision
+
+    # It takes every task it can and holds its explores until it has several at once; it does
+    # its baselines honestly (so that it stays in the class) and lies when it verifies.
+    explores = []
+    for _ in range(30):
         response = stub.Lease(worker_pb2.LeaseRequest(worker_id=liar, wait_seconds=0), timeout=10)
         if not response.has_task:
-            break
-        tasks.append(response.task)
-    explores = [t for t in tasks if t.kind == common_pb2.TASK_KIND_EXPLORE]
-    assert len(explores) >= 4
-    for task in tasks:
-        content = task.parent.content if task.kind == common_pb2.TASK_KIND_EXPLORE else task.candidate.content
-        fake, _ = touch_the_note(content.decode(), random.Random(len(decisions)))
-        candidate = fake.encode() if task.kind == common_pb2.TASK_KIND_EXPLORE else b""
-        lie = 0.0 if task.kind == common_pb2.TASK_KIND_BASELINE else 5.0
-        decisions.append(stub.Report(worker_pb2.ReportRequest(worker_id=liar, lease_id=task.lease_id, result=worker_pb2.Result(
-            status=common_pb2.RESULT_STATUS_OK, has_metric=True, metric=score(content.decode()) + lie,
-            candidate=candidate)), timeout=10).decision)
-    explore_decisions = [d for t, d in zip(tasks, decisions) if t.kind == common_pb2.TASK_KIND_EXPLORE]
-    assert explore_decisions.count("claim") == 1, explore_decisions
-    assert explore_decisions.count("claim-limit") == len(explore_decisions) - 1
+            run_round_robin(honest, steps=3, rng=rng)
+        elif response.task.kind == common_pb2.TASK_KIND_EXPLORE:
+            explores.append(response.task)
+            if len(explores) == 6:
+                break
+        else:
+            report(response.task, 0.0 if response.task.kind == common_pb2.TASK_KIND_BASELINE else 5.0)
+    assert len(explores) == 6
+    decisions = [report(task, 5.0, touch_the_note(task.parent.content.decode(), random.Random(i))[0].encode())
+                 for i, task in enumerate(explores)]
+    assert decisions == ["claim"] + ["claim-limit"] * 5, "one fake claim at a time, whatever its slots"
     channel.close()
 
 
@@ -190,5 +198,5 @@ def test_a_worker_that_measures_unlike_its_class_is_moved_out_and_never_poisons_
         assert abs(gain - true_gain) <= NOISE, "an honest improvement was judged against a poisoned baseline"
     champions = _champions(coordinator)
     assert len(champions) >= 10, "the class kept improving"
-    assert all(abs(recorded - score(content)) <= NOISE for _, recorded, content, _ in champions)
+    assert all(abs(recorded - score(content)) <= NOISE for _, recorded, content, _ in champions if recorded is not None)
     channel.close()

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from autoswarm.hardware_class import HardwareError, checked_hardware, hardware_class, is_moved, moved_class, origin_class
 from autoswarm.study import AcceptancePolicy
 from autoswarm.coordinator.acceptance import (
-    AGREE_SIGMAS, MAX_ARBITERS, Measurement, Trust, agree, champion_score, class_outliers, initial_baselines,
+    AGREE_SIGMAS, MAX_ARBITERS, Measurement, Trust, agree, champion_score, class_disputed, class_outliers,
+    initial_baselines,
     recorded_score, settle,
 )
 
@@ -130,11 +131,13 @@ def test_champion_score_ignores_an_outvoted_number():
 
 def test_the_recorded_score_stays_in_one_hardware_classes_units():
     mostly_fast = [m("a", 0.1, value=5.1), m("b", 0.12, value=5.12), m("c", 0.1, value=2.1, cls="cpu:slow")]
-    assert recorded_score(mostly_fast) == pytest.approx(5.11)
-    # One each: the gains are carried onto the parent's score; no single number sets it.
+    assert recorded_score(mostly_fast) == pytest.approx(5.1), "the slow run carried into the fast units: 5.0 + 0.1"
+    # One each: the other class's gain is carried into the first's units; no single number sets it.
     split = [m("a", 0.1, value=5.1), m("c", 0.14, value=2.14, cls="cpu:slow")]
-    assert recorded_score(split, "maximize", parent_score=5.0) == pytest.approx(5.12)
-    assert recorded_score(split, "minimize", parent_score=5.0) == pytest.approx(4.88)
+    assert recorded_score(split, "maximize") == pytest.approx(5.12)
+    minimizing = [Measurement("a", "", "cpu:a", 4.9, 0.1, BAR, True, NOISE),
+                  Measurement("c", "", "cpu:slow", 1.86, 0.14, BAR, True, NOISE)]
+    assert recorded_score(minimizing, "minimize") == pytest.approx(4.88)
     assert recorded_score([m("a", 0.1, value=5.1)]) == 5.1, "quorum 1: the one report"
 
 
@@ -149,6 +152,13 @@ def test_a_worker_measuring_unlike_its_class_is_an_outlier_only_against_a_majori
     assert class_outliers(Q2, {"a": [1.0], "liar": [5.0]}, 0.01) == set(), "two that disagree: no majority"
     assert class_outliers(Q2, {"a": [1.0], "b": [1.0], "c": [5.0], "d": [5.0]}, 0.01) == set(), "a tie"
     assert class_outliers(AcceptancePolicy(quorum=2, min_delta=10), {**honest, "liar": [5.0]}, 0.01) == set()
+
+
+def test_a_class_whose_workers_disagree_is_disputed_until_settled():
+    assert class_disputed(Q2, {"a": [1.0], "liar": [5.0]}, 0.01), "one of two: nothing says who"
+    assert not class_disputed(Q2, {"a": [1.0], "b": [1.01]}, 0.01)
+    assert not class_disputed(Q2, {"a": [1.0]}, 0.01)
+    assert class_disputed(Q2, {"a": [1.0], "b": [1.0], "liar": [5.0]}, 0.01), "until the outlier is moved out"
 
 
 def test_trust_one_open_claim_until_trusted_and_two_strikes_quarantine():
