@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import math
 import random
 import statistics
 import sys
@@ -93,6 +94,7 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=-0.5)
     parser.add_argument("--limit", type=float, default=3600.0, help="simulated seconds before giving up")
     parser.add_argument("--decisions", action="store_true", help="also print what the evaluations were used for")
+    parser.add_argument("--no-independent", action="store_true", help="skip the N independent loops (N x seeds runs)")
     for f in fields(Swarm):
         if f.name not in ("workers", "eval_seconds", "liar_kind"):
             value = getattr(NOISELESS, f.name)
@@ -120,7 +122,8 @@ def main() -> None:
                          swarm if n > 1 else single_swarm) for seed in range(args.seeds)]
         median = statistics.median(r.seconds for r in runs)
         # N independent single-worker loops, the first to arrive counts: autoresearch run N times.
-        independent = statistics.median(min(single(1000 + seed * n + i) for i in range(n)) for seed in range(args.seeds))
+        independent = math.nan if args.no_independent else statistics.median(
+            min(single(1000 + seed * n + i) for i in range(n)) for seed in range(args.seeds))
         print(f"N={n}: {median:6.1f} s simulated (median of {args.seeds}), speedup {base / median:.2f} "
               f"({base / median / n:.0%} of N), {statistics.median(r.evaluations for r in runs):.0f} evaluations, "
               f"baselines {statistics.fmean(r.baseline_share for r in runs):.1%}, "
