@@ -40,6 +40,8 @@ from autoswarm.coordinator.store import (
 )
 
 MAX_FAILED_BASELINES = 3
+CLASS_CACHE_EXACT_BELOW = 64   # classes smaller than this see a newcomer at once
+SCANS_PER_SECOND = 25_000      # workers a periodic pass over the swarm may visit per second of the loop
 SETUP_RETRY_SECONDS = 3600.0   # a worker whose setup failed gets that study again after this
 
 
@@ -527,7 +529,11 @@ class Engine(Judging):
         )
         self.store.upsert_worker(record)
         self._workers[record.id] = record
-        self._class_cache.clear()  # a new member or a changed class
+        cached = self._class_cache.get(hw_class)
+        if cached is None or len(cached[1]) < CLASS_CACHE_EXACT_BELOW or (known and known.hardware_class != hw_class):
+            self._class_cache.clear()  # a new member or a changed class
+        # else: a newcomer to a big class joins its cached sets at the next refresh (within a
+        # second); clearing them for each of thousands of newcomers would rescan the swarm each time.
         self._presence[record.id] = _Presence("idle", now, dirty=False,
                                               silence=self.liveness.allowed_silence(self.liveness.min_interval))
         return record.id, hw_class
@@ -553,6 +559,7 @@ class Engine(Judging):
             presence.last_seen = now
             presence.state = state or presence.state
             presence.dirty = True
+        self._dirty.add(worker_id)
 
     def flush_presence(self, max_rows: int | None = None) -> int:
         """Writes worker liveness to the store in one commit (called periodically).
@@ -589,8 +596,8 @@ class Engine(Judging):
     def _classes(self, hardware_class: str, now: float) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
         """(workers of the class, those connected, classes with a connected trusted worker).
 
-        Recomputed at most once a second: a scan of every worker on every lease would make
-        leasing O(workers), and liveness only changes on the scale of heartbeats.
+        Recomputed at most once a second (`_scan_period`): a scan of every worker on every
+        lease would make leasing O(workers), and liveness only changes on the scale of heartbeats.
         """
         cached = self._class_cache.get(hardware_class)
         if cached is not None and cached[0] > now:
@@ -600,10 +607,12 @@ class Engine(Judging):
         members: dict[str, set[str]] = {}
         live: dict[str, set[str]] = {}
         live_classes: set[str] = set()
+        presences = self._presence
         for worker in self._workers.values():
             cls = worker.hardware_class
             members.setdefault(cls, set()).add(worker.id)
-            if self._live(worker.id, now):
+            presence = presences.get(worker.id)   # _live, inlined: this loop visits every worker
+            if presence is not None and now - presence.last_seen <= presence.silence:
                 live.setdefault(cls, set()).add(worker.id)
                 # Classes that could verify: a worker outvoted once (or quarantined) does not, and
                 # preferring its class would leave claims waiting for nobody.
@@ -611,8 +620,9 @@ class Engine(Judging):
                     live_classes.add(cls)
         frozen_live_classes = frozenset(live_classes)
         self._class_cache.clear()
+        until = now + self._scan_period()
         for cls in members.keys() | {hardware_class}:
-            self._class_cache[cls] = (now + 1.0, frozenset(members.get(cls, ())), frozenset(live.get(cls, ())),
+            self._class_cache[cls] = (until, frozenset(members.get(cls, ())), frozenset(live.get(cls, ())),
                                       frozen_live_classes)
         entry = self._class_cache[hardware_class]
         return entry[1], entry[2], entry[3]
@@ -622,12 +632,12 @@ class Engine(Judging):
         return presence is not None and now - presence.last_seen <= presence.silence
 
     def connected(self) -> int:
-        """Workers heard from within the silence they were allowed (recounted at most once a second)."""
+        """Workers heard from within the silence they were allowed (recounted every `_scan_period`)."""
         now = self._clock()
         until, count = self._connected
         if now >= until:
             count = sum(1 for p in self._presence.values() if now - p.last_seen <= p.silence)
-            self._connected = (now + 1.0, count)
+            self._connected = (now + self._scan_period(), count)
         return count
 
     def next_contact(self, worker_id: str, polling: float = 0.0, state: str = "") -> float:
@@ -647,6 +657,7 @@ class Engine(Judging):
             if state and state[:32] != presence.state:
                 presence.state = state[:32]
                 presence.dirty = True
+                self._dirty.add(worker_id)
         return interval
 
     def poll_seconds(self) -> float:

@@ -290,7 +290,8 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         outcome = await _guard(context, lambda: self.engine.heartbeat(
             request.worker_id, list(request.lease_ids), request.state, dict(request.descriptions),
             dict(request.candidate_hashes), slot_times_in(request.slot_times)))
-        await self.durable()
+        # No wait for the commit: a heartbeat acknowledges no result, and the lease extensions
+        # it wrote go out with the next commit (a restart gives running leases room anyway).
         return worker_pb2.HeartbeatResponse(cancelled_lease_ids=outcome.cancelled,
                                             duplicate_lease_ids=outcome.duplicates,
                                             heartbeat_interval_seconds=outcome.interval)

@@ -42,7 +42,7 @@ def test_a_worker_whose_lease_nears_its_deadline_heartbeats_in_time():
 
 def test_idle_workers_poll_longer_as_the_swarm_grows_within_bounds():
     assert POLICY.poll_seconds(100) == POLICY.min_poll
-    assert POLICY.poll_seconds(30_000) == 60.0
+    assert POLICY.poll_seconds(12_000) == 60.0
     assert POLICY.poll_seconds(10_000_000) == POLICY.max_poll
     assert POLICY.heartbeat_interval(0.0, [], connected=100) == POLICY.min_poll   # paused: presence only
     assert POLICY.heartbeat_interval(0.0, [], connected=10_000_000) == POLICY.max_interval

@@ -1,0 +1,405 @@
+"""Swarm size: what every connected worker costs one coordinator, from 1,000 to 100,000.
+
+A SETI@home-style swarm is mostly waiting: tasks take minutes, and what limits the
+coordinator is the steady trickle of every connected machine, not lease + report cycles.
+Simulated workers behave like a real swarm's: each is a distinct registered worker with its
+own leases; a share of them is idle (no study matches what they can run), and those wait on
+the long-poll `Lease` as the coordinator tells them to; the others lease a task, "evaluate"
+it for minutes, heartbeat when the coordinator says so, report, and lease again.
+
+The clock is compressed by a factor C per step: every duration of the swarm (tasks, the
+study's timeout, the lease grace, every interval and long-poll length the coordinator uses)
+is divided by C, and every rate it budgets for is multiplied by C. So C=4 runs four real
+minutes in one, at four times the RPC rate, and the coordinator's CPU per *real* connected
+worker-hour is its CPU / (workers × wall hours × C).
+
+The workers are asyncio tasks multiplexed over a few gRPC channels in a few client
+processes (not one OS connection each), all on loopback. Steps grow the same coordinator:
+1,000, then 10,000, then 100,000 connected workers. Each step registers the new workers,
+starts them at `--join-rate` (each working one as if mid-task, so the window sees a steady
+state), then measures for `--seconds`: coordinator CPU per connected worker-hour, RPCs per
+second by method, p99 Lease (those that got a task) and Report latency, coordinator memory.
+
+    python benchmarks/swarm_size.py                                  # 1k, 10k, 100k
+    python benchmarks/swarm_size.py --steps 1000 --compression 10 --seconds 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import multiprocessing
+import os
+import random
+import shutil
+import sys
+import tempfile
+import textwrap
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from autoswarm.bundle import pack_files  # noqa: E402
+from autoswarm.v1 import common_pb2, control_pb2, control_pb2_grpc, worker_pb2, worker_pb2_grpc  # noqa: E402
+from coordinator_throughput import cpu_seconds, free_port, percentile, rss_mib, start_process, stop_process  # noqa: E402
+
+# Real-time shape of the swarm (divided by the compression C in each step).
+TASK_MEAN = 300.0        # seconds: a five-minute evaluation on average
+TASK_TIMEOUT = 900.0     # the study's timeout
+LEASE_GRACE = 30.0
+
+# The coordinator, started with every duration divided by C and every budget multiplied by C.
+COORDINATOR = textwrap.dedent("""
+    import asyncio, sys
+    from pathlib import Path
+    from autoswarm.coordinator.engine import EngineConfig
+    from autoswarm.coordinator.liveness import LivenessPolicy
+    from autoswarm.coordinator.server import ServerConfig, serve
+    db, listen, ready, c = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+    base = LivenessPolicy()
+    liveness = LivenessPolicy(
+        max_interval=base.max_interval / c, heartbeat_budget=base.heartbeat_budget * c,
+        min_poll=base.min_poll / c, max_poll=base.max_poll / c, poll_budget=base.poll_budget * c,
+        offline_slack=base.offline_slack / c)
+    engine = EngineConfig(lease_grace=float(sys.argv[5]) / c, heartbeat_interval=base.min_interval / c,
+                          liveness=liveness)
+    asyncio.run(serve(ServerConfig(db=Path(db), listen=listen, ready_file=Path(ready), auth=False,
+                                   worker_rate=0.0, reap_interval=max(0.05, 0.5 / c), engine=engine)))
+""")
+
+METHODS = ("Register", "Lease", "Heartbeat", "Report")
+
+
+@dataclass(frozen=True)
+class Share:
+    """One client process's simulated workers in one step."""
+
+    address: str
+    first: int              # global index of its first worker
+    first_here: int         # how many workers this client process runs already
+    workers: int
+    idle_share: float
+    per_channel: int        # simulated workers per gRPC channel
+    compression: float
+    ramp: float             # wall seconds over which the new workers start
+    seed: int
+
+
+def study_bundle(timeout: float) -> bytes:
+    toml = textwrap.dedent(f"""\
+        name = "swarm"
+        target = "target.py"
+        evaluate = "python target.py"
+        metric = "score"
+        direction = "maximize"
+        timeout = {timeout:g}
+        [acceptance]
+        compare = "absolute"
+        quorum = 1
+        """)
+    return pack_files({"study.toml": toml.encode(), "target.py": b"X = 1\n"}).data
+
+
+class Tally:
+    """What one client process saw: calls by method in the window, latencies."""
+
+    def __init__(self) -> None:
+        self.calls: collections.Counter[str] = collections.Counter()
+        self.lease_ms: list[float] = []
+        self.report_ms: list[float] = []
+        self.errors: collections.Counter[str] = collections.Counter()
+        self.window: tuple[float, float] = (float("inf"), float("inf"))
+
+    def counting(self) -> bool:
+        return self.window[0] <= time.monotonic() < self.window[1]
+
+    def count(self, method: str) -> None:
+        if self.counting():
+            self.calls[method] += 1
+
+
+class SimulatedWorker:
+    """One registered worker that behaves as the coordinator tells it to."""
+
+    def __init__(self, stub: worker_pb2_grpc.WorkerServiceStub, worker_id: str, rng: random.Random,
+                 tally: Tally, compression: float) -> None:
+        self.stub, self.id, self.rng, self.tally, self.c = stub, worker_id, rng, tally, compression
+        self.interval = 5.0 / compression
+        self.wait = 20.0 / compression
+
+    def task_seconds(self, first: bool) -> float:
+        seconds = min(self.rng.expovariate(1.0 / TASK_MEAN), TASK_TIMEOUT * 0.8) / self.c
+        # The first task is one already under way when the window opens: what is left of it.
+        return seconds * self.rng.random() if first else seconds
+
+    async def call(self, method: str, request):
+        self.tally.count(method)
+        try:
+            return await getattr(self.stub, method)(request, timeout=self.wait + 30)
+        except grpc.aio.AioRpcError as exc:
+            if self.tally.counting():
+                self.tally.errors[f"{method} {exc.code().name}"] += 1
+            await asyncio.sleep(self.rng.uniform(0.5, 2.0))
+            return None
+
+    async def run(self, start_after: float) -> None:
+        await asyncio.sleep(start_after)
+        first = True
+        while True:
+            t0 = time.perf_counter()
+            response = await self.call("Lease", worker_pb2.LeaseRequest(
+                worker_id=self.id, wait_seconds=self.wait, state="idle"))
+            if response is None:
+                continue
+            self.interval = response.heartbeat_interval_seconds or self.interval
+            self.wait = response.lease_wait_seconds or self.wait
+            if not response.has_task:
+                continue
+            if self.tally.counting():
+                self.tally.lease_ms.append((time.perf_counter() - t0) * 1000)
+            await self.evaluate(response.task.lease_id, self.task_seconds(first), first)
+            first = False
+
+    async def evaluate(self, lease_id: str, seconds: float, first: bool) -> None:
+        end = time.monotonic() + seconds
+        # A task already under way when the window opens is anywhere between two heartbeats.
+        nap = self.rng.uniform(0, self.interval) if first else self.interval
+        while (left := end - time.monotonic()) > 0:
+            if left <= nap:
+                await asyncio.sleep(left)
+                break
+            await asyncio.sleep(nap)
+            nap = self.interval
+            response = await self.call("Heartbeat", worker_pb2.HeartbeatRequest(
+                worker_id=self.id, lease_ids=[lease_id], state="working"))
+            if response is not None:
+                self.interval = response.heartbeat_interval_seconds or self.interval
+                if lease_id in response.cancelled_lease_ids:
+                    return
+        # Below the first version's 1.0: no edit improves, as most do not in a real study (what
+        # acceptance costs is coordinator_throughput's and acceptance_sim's business).
+        result = worker_pb2.Result(status=common_pb2.RESULT_STATUS_OK, has_metric=True, metric=self.rng.random(),
+                                   candidate=f"X = {self.rng.random()}\n".encode(), description="sim")
+        t0 = time.perf_counter()
+        response = await self.call("Report", worker_pb2.ReportRequest(worker_id=self.id, lease_id=lease_id,
+                                                                      result=result))
+        if response is not None and self.tally.counting():
+            self.tally.report_ms.append((time.perf_counter() - t0) * 1000)
+
+
+def measure_initial_version(stub: worker_pb2_grpc.WorkerServiceStub) -> None:
+    """Evaluates the study's first version at once: a swarm in its steady state has long
+    measured it, and the simulated workers should not all wait minutes for the first one."""
+    worker_id = stub.Register(worker_pb2.RegisterRequest(
+        name="seed", slots=1, mutators=["params"], hardware=common_pb2.Hardware(cpu_model="Seed", cpu_cores=1)),
+        timeout=30).worker_id
+    task = stub.Lease(worker_pb2.LeaseRequest(worker_id=worker_id, wait_seconds=5), timeout=30).task
+    stub.Report(worker_pb2.ReportRequest(worker_id=worker_id, lease_id=task.lease_id, result=worker_pb2.Result(
+        status=common_pb2.RESULT_STATUS_OK, has_metric=True, metric=1.0)), timeout=30)
+
+
+async def register_all(stubs: list, share: Share, tally: Tally) -> list[str]:
+    """Registers this share's workers, a few hundred at a time."""
+    ids: list[str] = []
+
+    async def one(i: int) -> str:
+        idle = i < share.first + int(share.workers * share.idle_share)
+        for attempt in range(20):
+            try:
+                response = await stubs[i % len(stubs)].Register(worker_pb2.RegisterRequest(
+                    name=f"sim-{i}", slots=1, mutators=["none"] if idle else ["params"],
+                    hardware=common_pb2.Hardware(cpu_model=f"Sim CPU {i % 7}", cpu_cores=4)), timeout=120)
+                return response.worker_id
+            except grpc.aio.AioRpcError:
+                await asyncio.sleep(1 + attempt)
+        raise RuntimeError("registration keeps failing")
+
+    for start in range(share.first, share.first + share.workers, 250):
+        ids.extend(await asyncio.gather(*(one(i) for i in range(start, min(share.first + share.workers, start + 250)))))
+    return ids
+
+
+async def client(pipe: Connection) -> None:
+    """One client process: for each step, registers its new workers, starts them, reports its tally."""
+    tally = Tally()
+    tasks: list[asyncio.Task] = []
+    chans: dict[str, list[grpc.aio.Channel]] = {}
+    loop = asyncio.get_running_loop()
+    while True:
+        share = await loop.run_in_executor(None, pipe.recv)
+        if share is None:
+            break
+        # Enough connections that none carries more than `per_channel` workers' calls: a
+        # connection with a few thousand calls in flight (idle long-polls) stalls them all,
+        # where each real volunteer would have a connection of its own.
+        mine = chans.setdefault(share.address, [])
+        while len(mine) * share.per_channel < share.first_here + share.workers:
+            mine.append(grpc.aio.insecure_channel(share.address, options=[("grpc.use_local_subchannel_pool", 1)]))
+        stubs = [worker_pb2_grpc.WorkerServiceStub(c) for c in mine]
+        ids = await register_all(stubs, share, tally)
+        rng = random.Random(share.seed)
+        for j, worker_id in enumerate(ids):
+            worker = SimulatedWorker(stubs[(share.first + j) % len(stubs)], worker_id, random.Random(rng.random()),
+                                     tally, share.compression)
+            tasks.append(asyncio.create_task(worker.run(rng.uniform(0, share.ramp))))
+        pipe.send("started")
+        window = await loop.run_in_executor(None, pipe.recv)
+        tally.calls.clear(), tally.errors.clear(), tally.lease_ms.clear(), tally.report_ms.clear()
+        tally.window = window
+        await asyncio.sleep(max(0.0, window[1] - time.monotonic()))
+        pipe.send((dict(tally.calls), dict(tally.errors), tally.lease_ms, tally.report_ms))
+    for task in tasks:
+        task.cancel()
+
+
+def client_main(pipe: Connection) -> None:
+    asyncio.run(client(pipe))
+
+
+@dataclass(frozen=True)
+class StepResult:
+    workers: int
+    compression: float
+    seconds: float
+    cpu_seconds: float
+    rpcs: dict[str, float]
+    errors: dict[str, int]
+    lease_p50_ms: float
+    lease_p99_ms: float
+    report_p50_ms: float
+    report_p99_ms: float
+    rss_mib: float
+    load_average: float
+
+    @property
+    def cpu_ms_per_worker_hour(self) -> float:
+        """Coordinator CPU per real connected worker-hour (the compression undone)."""
+        return 1000 * self.cpu_seconds / (self.workers * self.seconds * self.compression / 3600)
+
+    def describe(self) -> str:
+        rpcs = "  ".join(f"{m} {self.rpcs.get(m, 0):.0f}/s" for m in METHODS if m != "Register")
+        errors = f"  errors: {self.errors}" if self.errors else ""
+        return (f"{self.workers:>7} workers (C={self.compression:g}, {self.seconds:.0f} s): "
+                f"coordinator CPU {self.cpu_ms_per_worker_hour:.1f} ms per connected worker-hour "
+                f"({100 * self.cpu_seconds / self.seconds:.0f}% of a core)\n"
+                f"          RPCs: {rpcs}  (at C={self.compression:g}; real time: ÷{self.compression:g})\n"
+                f"          Lease p50 {self.lease_p50_ms:.1f} ms p99 {self.lease_p99_ms:.1f} ms   "
+                f"Report p50 {self.report_p50_ms:.1f} ms p99 {self.report_p99_ms:.1f} ms   "
+                f"memory {self.rss_mib:.0f} MiB   load average {self.load_average:.1f}{errors}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", default="1000,10000,100000", help="connected workers at each step")
+    parser.add_argument("--compression", default="1",
+                        help="clock compression per step (one value, or one per step)")
+    parser.add_argument("--seconds", type=float, default=60.0, help="measured wall seconds per step")
+    parser.add_argument("--join-rate", type=float, default=300.0,
+                        help="new workers that start per (compressed) second: volunteers join over time, "
+                             "and a swarm that all leased in the same second would not be in its steady state")
+    parser.add_argument("--idle-share", type=float, default=0.2, help="share of workers with nothing to run")
+    parser.add_argument("--client-processes", type=int, default=2)
+    parser.add_argument("--workers-per-channel", type=int, default=200,
+                        help="simulated workers sharing one gRPC connection")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    args = parser.parse_args()
+    steps = [int(s) for s in args.steps.split(",")]
+    compressions = [float(c) for c in args.compression.split(",")]
+    compressions = compressions * len(steps) if len(compressions) == 1 else compressions
+    if len(compressions) != len(steps):
+        parser.error("--compression: one value, or one per step")
+
+    tmp = Path(tempfile.mkdtemp(prefix="autoswarm-swarm-size-"))
+    context = multiprocessing.get_context("spawn")
+    pipes: list[Connection] = []
+    procs = []
+    results: list[StepResult] = []
+    coordinator = None
+    try:
+        for _ in range(args.client_processes):
+            here, there = context.Pipe()
+            proc = context.Process(target=client_main, args=(there,), daemon=True)
+            proc.start()
+            pipes.append(here)
+            procs.append(proc)
+        connected = 0
+        for step, (target, c) in enumerate(zip(steps, compressions)):
+            # A new coordinator for each compression; the same one while it stays.
+            if coordinator is None or c != results[-1].compression:
+                if coordinator is not None:
+                    stop_process(coordinator)
+                connected = 0
+                address = f"127.0.0.1:{free_port()}"
+                ready = tmp / f"ready-{step}.json"
+                coordinator = start_process(["-c", COORDINATOR, str(tmp / f"swarm-{step}.db"), address, str(ready),
+                                             str(c), str(LEASE_GRACE)], ready=ready, log=tmp / "coordinator.log")
+                with grpc.insecure_channel(address) as channel:
+                    control_pb2_grpc.ControlServiceStub(channel).AddStudy(
+                        control_pb2.AddStudyRequest(bundle=study_bundle(TASK_TIMEOUT / c)), timeout=60)
+                    measure_initial_version(worker_pb2_grpc.WorkerServiceStub(channel))
+            new = target - connected
+            ramp = max(10.0 / c, (target - connected) / (args.join_rate * c))
+            first = connected
+            for k, pipe in enumerate(pipes):
+                count = new // len(pipes) + (1 if k < new % len(pipes) else 0)
+                here = connected // len(pipes) + (1 if k < connected % len(pipes) else 0)
+                pipe.send(Share(address, first, here, count, args.idle_share, args.workers_per_channel, c, ramp,
+                                1000 * step + k))
+                first += count
+            t_register = time.monotonic()
+            for pipe in pipes:
+                pipe.recv()
+            print(f"step {target}: registered {new} workers in {time.monotonic() - t_register:.0f} s; "
+                  f"ramping for {ramp:.0f} s", flush=True)
+            time.sleep(ramp)
+            cpu0, t0 = cpu_seconds(coordinator.pid), time.monotonic()
+            for pipe in pipes:
+                pipe.send((t0, t0 + args.seconds))
+            tallies = [pipe.recv() for pipe in pipes]
+            seconds, cpu = time.monotonic() - t0, cpu_seconds(coordinator.pid) - cpu0
+            calls: collections.Counter[str] = collections.Counter()
+            errors: collections.Counter[str] = collections.Counter()
+            for t in tallies:
+                calls.update(t[0])
+                errors.update(t[1])
+            lease_ms = [x for t in tallies for x in t[2]]
+            report_ms = [x for t in tallies for x in t[3]]
+            result = StepResult(target, c, seconds, cpu, {m: n / seconds for m, n in calls.items()}, dict(errors),
+                                percentile(lease_ms, 0.5), percentile(lease_ms, 0.99),
+                                percentile(report_ms, 0.5), percentile(report_ms, 0.99),
+                                rss_mib(coordinator.pid), os.getloadavg()[0])
+            results.append(result)
+            connected = target
+            print(result.describe(), flush=True)
+    finally:
+        for pipe in pipes:
+            try:
+                pipe.send(None)
+            except OSError:
+                pass
+        for proc in procs:
+            proc.join(10)
+            if proc.is_alive():
+                proc.kill()
+        if coordinator is not None:
+            stop_process(coordinator)
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"machine: {os.cpu_count()} CPUs; {args.client_processes} client processes, "
+          f"{args.workers_per_channel} workers per connection; "
+          f"idle share {args.idle_share:.0%}; tasks of {TASK_MEAN / 60:g} min on average (real time)")
+    if args.json:
+        args.json.write_text(json.dumps([{**r.__dict__, "cpu_ms_per_worker_hour": r.cpu_ms_per_worker_hour}
+                                         for r in results], indent=2))
+
+
+if __name__ == "__main__":
+    main()
