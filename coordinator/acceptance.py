@@ -343,9 +343,9 @@ class Trust:
 
     @property
     def may_verify(self) -> bool:
-        """A worker outvoted even once does not judge others' claims until it has earned
-        back four confirmed claims per strike."""
-        return self.refuted == 0 or self.confirmed >= 4 * self.refuted
+        """Whether it judges others' claims: until quarantined. A lie it tells as a verifier
+        costs one arbiter and a strike, so a lying verifier is found out, not merely benched."""
+        return not self.quarantined
 
     @property
     def open_claims_allowed(self) -> int:

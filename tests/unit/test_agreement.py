@@ -165,7 +165,8 @@ def test_trust_one_open_claim_until_trusted_and_two_strikes_quarantine():
     assert Trust().open_claims_allowed == 1
     assert Trust(confirmed=4).open_claims_allowed > 1
     assert Trust(confirmed=40, refuted=1).open_claims_allowed == 1
-    assert Trust(refuted=1).may_verify is False and not Trust(refuted=1).quarantined
+    assert Trust(refuted=1).may_verify and not Trust(refuted=1).quarantined, "a second lie finds it out"
+    assert not Trust(refuted=2).may_verify
     assert Trust(refuted=2).quarantined
     assert not Trust(moved=True).quarantined and Trust(moved=True).may_verify, "moved is not struck"
     assert Trust(moved=True, refuted=1).quarantined, "a moved worker's first strike quarantines it"

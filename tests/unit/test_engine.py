@@ -355,7 +355,7 @@ def test_a_lying_verifier_is_outvoted_by_an_arbiter_and_never_sets_the_champions
     assert engine.store.result(explore.lease_id).decision == "keep"
     assert engine.study_summaries()[0].champion.metric == pytest.approx(8.1), "median of the agreeing two"
     assert engine.store.result(check.lease_id).decision == "outvoted"
-    assert engine.trust(liar).refuted == 1 and not engine.trust(liar).may_verify
+    assert engine.trust(liar).refuted == 1 and not engine.trust(liar).quarantined, "one strike: noise, perhaps"
     assert engine.trust(claimant).confirmed == 1
 
 
