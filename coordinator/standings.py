@@ -185,13 +185,15 @@ def build(store: Store, studies: Sequence[StudySummary], workers: Sequence[Worke
     for g in granted:
         if g.worker_id in owner_of:
             grants_by_owner.setdefault(owner_of[g.worker_id], []).append(g)
+    machines_of: dict[str, list[Machine]] = {}
+    for w in workers:
+        mine = table.workers[w.record.id]
+        machines_of.setdefault(owner_of[w.record.id], []).append(Machine(
+            w.record.id, label_of[w.record.id], w.record.hardware_class, w.state, mine.credit, mine.recent_average,
+            mine.granted, mine.results))
     volunteers = {}
     for name, t in table.owners.items():
-        machines = tuple(
-            Machine(w.record.id, label_of[w.record.id], w.record.hardware_class, w.state,
-                    table.workers[w.record.id].credit, table.workers[w.record.id].recent_average,
-                    table.workers[w.record.id].granted, table.workers[w.record.id].results)
-            for w in workers if owner_of[w.record.id] == name)
+        machines = tuple(machines_of.get(name, ()))
         volunteers[name] = Volunteer(name, t.team, anonymous.get(name, False), t.credit, t.recent_average,
                                      t.discoveries, t.discovery, t.granted, t.results, t.badge, machines,
                                      _cumulative(grants_by_owner.get(name, []), now))
