@@ -17,6 +17,7 @@ time. That build is why this is a benchmark and not a test.
     python benchmarks/local_llm.py                          # params, json, constants; 10 evaluations each
     python benchmarks/local_llm.py --arms params constants --max-evals 5 --duration 300
     python benchmarks/local_llm.py --model /path/to/other.gguf --arms json edits
+    python benchmarks/local_llm.py --base-url http://127.0.0.1:11434/v1 --llm-model gemma3:270m  # a running server
 
 The server answers one request at a time with `--threads` CPU threads; the worker has one slot.
 """
@@ -41,6 +42,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -80,13 +82,22 @@ def with_mutator(study_toml: str, kind: str, options: Mapping[str, object]) -> s
     return "\n".join(lines) + "\n"
 
 
-def arm_mutator(arm: str, base_url: str, llm_options: Mapping[str, object]) -> tuple[str, dict[str, object]]:
+def arm_mutator(arm: str, base_url: str, llm_options: Mapping[str, object],
+                model: str = MODEL_ALIAS) -> tuple[str, dict[str, object]]:
     """(kind, options) of an arm's `[mutator]` table."""
     if arm == "params":
         return "params", {}
     if arm not in LLM_OUTPUTS:
         raise ValueError(f"unknown arm {arm!r}; arms: {', '.join(ARMS)}")
-    return "llm", {"model": MODEL_ALIAS, "base_url": base_url, "output": LLM_OUTPUTS[arm], **llm_options}
+    return "llm", {"model": model, "base_url": base_url, "output": LLM_OUTPUTS[arm], **llm_options}
+
+
+def loopback_url(url: str) -> str:
+    """`url` without a trailing slash; ValueError unless it is http(s) on 127.0.0.1, ::1 or localhost."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or parts.hostname not in ("127.0.0.1", "::1", "localhost"):
+        raise ValueError(f"--base-url must be an http URL on this machine (127.0.0.1, ::1), got {url!r}")
+    return url.rstrip("/")
 
 
 def server_command(python: str, model: Path, port: int, threads: int, n_ctx: int) -> list[str]:
@@ -241,7 +252,7 @@ def run_arm(arm: str, work: Path, base_url: str, args: argparse.Namespace) -> Ar
     llm_options: dict[str, object] = {"request_timeout": args.request_timeout, "max_tokens": args.max_tokens}
     if args.stop:
         llm_options["stop"] = args.stop
-    kind, options = arm_mutator(arm, base_url, llm_options)
+    kind, options = arm_mutator(arm, base_url, llm_options, args.llm_model)
     toml = study / "study.toml"
     toml.write_text(with_mutator(toml.read_text(), kind, options))
     spec = load_study(study)  # refuses options the mutator would refuse, before anything starts
@@ -271,6 +282,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arms", nargs="+", choices=ARMS, default=["params", "json", "constants"])
     parser.add_argument("--model", type=Path, help="a GGUF file (default: Gemma 3 270M from its PyPI package)")
+    parser.add_argument("--base-url", help="use this running OpenAI-compatible server on 127.0.0.1 "
+                                           "instead of starting llama.cpp's")
+    parser.add_argument("--llm-model", default=MODEL_ALIAS, help="the model name the server knows")
     parser.add_argument("--max-evals", type=int, default=10, help="evaluations per arm (default 10)")
     parser.add_argument("--duration", type=float, default=900.0, help="seconds per arm at most (default 900)")
     parser.add_argument("--threads", type=int, default=2, help="the server's CPU threads (default 2)")
@@ -283,14 +297,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here as JSON")
     args = parser.parse_args(argv)
 
-    model = args.model or default_model()
+    try:
+        base_url = loopback_url(args.base_url) if args.base_url else ""
+    except ValueError as exc:
+        parser.error(str(exc))
     work = args.work or Path(tempfile.mkdtemp(prefix="autoswarm-local-llm-"))
     work.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}/v1"
     server_log = work / "server.log"
     server = None
-    if any(arm != "params" for arm in args.arms):
+    model = Path("(not used)")
+    port = 0
+    if not base_url and any(arm != "params" for arm in args.arms):
+        model = args.model or default_model()
+        port = free_port()
+        base_url = f"http://127.0.0.1:{port}/v1"
         with open(server_log, "wb") as log:
             server = subprocess.Popen(server_command(sys.executable, model, port, args.threads, args.n_ctx),
                                       stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -301,6 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             models = wait_for_server(server, base_url, server_log, timeout=300.0)
             print(f"llama.cpp server on {base_url}: {[m.get('id') for m in models.get('data', [])]} ({model.name})",
                   flush=True)
+        elif base_url:
+            print(f"using the server at {base_url}, model {args.llm_model}", flush=True)
         for arm in args.arms:
             print(f"{arm}: running (up to {args.max_evals} evaluations, {args.duration:.0f} s) in {work / arm}",
                   flush=True)
