@@ -20,6 +20,11 @@ time. That build is why this is a benchmark and not a test.
     python benchmarks/local_llm.py --base-url http://127.0.0.1:11434/v1 --llm-model gemma3:270m  # a running server
 
 The server answers one request at a time with `--threads` CPU threads; the worker has one slot.
+
+llama-cpp-python's server (0.3.x) takes a schema only as `{"type": "json_object", "schema": ...}`
+and answers OpenAI's `{"type": "json_schema", ...}` with HTTP 500. Unless `--no-shim`, the llm
+arms reach it through `SchemaShim`, a loopback proxy that rewrites the one into the other and
+streams the answers back unchanged, so that the mutator's structured requests are measured.
 """
 
 from __future__ import annotations
@@ -35,12 +40,15 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import http.client
 import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -98,6 +106,16 @@ def loopback_url(url: str) -> str:
     if parts.scheme not in ("http", "https") or parts.hostname not in ("127.0.0.1", "::1", "localhost"):
         raise ValueError(f"--base-url must be an http URL on this machine (127.0.0.1, ::1), got {url!r}")
     return url.rstrip("/")
+
+
+def llama_cpp_python_body(body: dict) -> dict:
+    """A chat request as llama-cpp-python's server takes it: an OpenAI `json_schema` response
+    format becomes its `json_object` with `schema`; anything else is returned as it is."""
+    fmt = body.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema" and isinstance(fmt.get("json_schema"), dict):
+        schema = fmt["json_schema"].get("schema")
+        return {**body, "response_format": {"type": "json_object", **({"schema": schema} if schema else {})}}
+    return body
 
 
 def server_command(python: str, model: Path, port: int, threads: int, n_ctx: int) -> list[str]:
@@ -238,6 +256,71 @@ def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
         proc.wait()
 
 
+class SchemaShim:
+    """A loopback proxy in front of llama-cpp-python's server that rewrites response formats
+    (`llama_cpp_python_body`) and streams every answer back as it comes. A client that hangs up
+    closes the upstream connection too, which stops the server generating."""
+
+    def __init__(self, upstream_port: int) -> None:
+        shim = self
+        self.rewritten = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's name
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                self._forward(None)
+
+            def do_POST(self) -> None:  # noqa: N802
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                try:
+                    body = json.loads(raw)
+                    changed = llama_cpp_python_body(body) if isinstance(body, dict) else body
+                    if changed is not body:
+                        shim.rewritten += 1
+                        raw = json.dumps(changed).encode()
+                except ValueError:
+                    pass  # not JSON: the server says what is wrong with it
+                self._forward(raw)
+
+            def _forward(self, raw: bytes | None) -> None:
+                upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=3600)
+                try:
+                    headers = {"Content-Type": self.headers.get("Content-Type", "application/json")}
+                    upstream.request(self.command, self.path, body=raw, headers=headers)
+                    answer = upstream.getresponse()
+                    self.send_response(answer.status)
+                    for name, value in answer.getheaders():
+                        if name.lower() not in ("content-length", "transfer-encoding", "connection"):
+                            self.send_header(name, value)
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    while chunk := answer.read1(65536):
+                        self.wfile.write(chunk)
+                        self.wfile.flush()
+                except (OSError, http.client.HTTPException):
+                    pass  # the client hung up (or the server did): closing upstream below ends the request
+                finally:
+                    upstream.close()
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="schema-shim", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self._httpd.server_address[1]
+
+    def __enter__(self) -> SchemaShim:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
 def _tail(path: Path, lines: int = 20) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -252,6 +335,8 @@ def run_arm(arm: str, work: Path, base_url: str, args: argparse.Namespace) -> Ar
     llm_options: dict[str, object] = {"request_timeout": args.request_timeout, "max_tokens": args.max_tokens}
     if args.stop:
         llm_options["stop"] = args.stop
+    if args.structured:
+        llm_options["structured"] = args.structured
     kind, options = arm_mutator(arm, base_url, llm_options, args.llm_model)
     toml = study / "study.toml"
     toml.write_text(with_mutator(toml.read_text(), kind, options))
@@ -285,6 +370,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--base-url", help="use this running OpenAI-compatible server on 127.0.0.1 "
                                            "instead of starting llama.cpp's")
     parser.add_argument("--llm-model", default=MODEL_ALIAS, help="the model name the server knows")
+    parser.add_argument("--no-shim", action="store_true",
+                        help="send the mutator's requests to llama.cpp's server as they are (no SchemaShim)")
+    parser.add_argument("--structured", choices=("response_format", "format", "none"),
+                        help="llm mutator: how the JSON schema is sent (default: the mutator's)")
     parser.add_argument("--max-evals", type=int, default=10, help="evaluations per arm (default 10)")
     parser.add_argument("--duration", type=float, default=900.0, help="seconds per arm at most (default 900)")
     parser.add_argument("--threads", type=int, default=2, help="the server's CPU threads (default 2)")
@@ -316,11 +405,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                                       stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                       start_new_session=True)
     results: list[ArmResult] = []
+    shim: SchemaShim | None = None
     try:
         if server is not None:
             models = wait_for_server(server, base_url, server_log, timeout=300.0)
             print(f"llama.cpp server on {base_url}: {[m.get('id') for m in models.get('data', [])]} ({model.name})",
                   flush=True)
+            if not args.no_shim:
+                shim = SchemaShim(port).__enter__()
+                base_url = f"http://127.0.0.1:{shim.port}/v1"
+                print(f"requests reach it through the schema shim on {base_url}", flush=True)
         elif base_url:
             print(f"using the server at {base_url}, model {args.llm_model}", flush=True)
         for arm in args.arms:
@@ -330,6 +424,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             results.append(result)
             print(f"{arm}: {json.dumps(asdict(result))}", flush=True)
     finally:
+        if shim is not None:
+            print(f"schema shim: {shim.rewritten} request(s) rewritten to json_object", flush=True)
+            shim.__exit__()
         if server is not None:
             stop(server)
     metric = load_study(QUICKSTART).metric

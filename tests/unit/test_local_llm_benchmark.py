@@ -119,3 +119,37 @@ def test_an_arm_without_a_usable_edit_has_no_seconds_per_edit() -> None:
     result = local_llm.summarize("constants", local_llm.read_results(tsv), "score", 50.0, maximize=True)
     assert (result.tasks, result.evaluated, result.seconds_per_edit, result.best) == (1, 0, None, None)
     assert "| constants | 1 | 0 (0%) | 0 | 40.0 | – | – → – | 50 |" in local_llm.markdown_table([result], "score")
+
+
+SCHEMA = {"type": "object", "properties": {"values": {"type": "object"}}, "required": ["values"]}
+
+
+def test_an_openai_schema_request_becomes_llama_cpp_pythons() -> None:
+    body = {"model": "m", "response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": SCHEMA}}}
+    assert local_llm.llama_cpp_python_body(body) == {"model": "m",
+                                                     "response_format": {"type": "json_object", "schema": SCHEMA}}
+    plain = {"model": "m", "messages": []}
+    assert local_llm.llama_cpp_python_body(plain) is plain
+    already = {"response_format": {"type": "json_object", "schema": SCHEMA}}
+    assert local_llm.llama_cpp_python_body(already) is already
+
+
+def test_the_shim_streams_answers_through_and_rewrites_the_schema() -> None:
+    """The openai client, as the llm mutator uses it, through the shim to a loopback server."""
+    import openai
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from fake_llm import Answer, FakeChatServer
+
+    with FakeChatServer([Answer('{"description": "d", "values": {"X": 2}}')]) as server:
+        port = int(server.base_url.rsplit(":", 1)[1].split("/")[0])
+        with local_llm.SchemaShim(port) as shim:
+            client = openai.OpenAI(base_url=f"http://127.0.0.1:{shim.port}/v1", api_key="no-key", max_retries=0,
+                                   timeout=30)
+            stream = client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "hi"}], stream=True,
+                response_format={"type": "json_schema", "json_schema": {"name": "answer", "schema": SCHEMA}})
+            text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+        assert text == '{"description": "d", "values": {"X": 2}}'
+        assert server.requests[0].response_format == {"type": "json_object", "schema": SCHEMA}
+        assert shim.rewritten == 1
