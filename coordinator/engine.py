@@ -1001,7 +1001,7 @@ class Engine(Judging):
             trust = self.trust(worker.id)
             if state == "stopped":
                 pass  # it said goodbye: stopped, not offline
-            elif now - last_seen > offline_after:
+            elif now - last_seen > (presence.silence if presence else offline_after):  # as long as it was told
                 state = "offline"
             elif trust.quarantined:
                 state = "quarantined"
