@@ -72,6 +72,7 @@ class Samples:
         self._diffs: dict[str, list[_Diff]] = {}
         self._sigma: dict[str, float] = {}
         self._fits: dict[str, ClassFit] | None = None
+        self._noise: dict[str, Noise] = {}
         # The latest run per (version, class, "baseline" or "verify"), for noise differences.
         self._latest: dict[tuple[str, str, str], tuple[str, float]] = {}
 
@@ -123,10 +124,16 @@ class Samples:
         return self._sigma[hardware_class], len(diffs)
 
     def noise(self, hardware_class: str) -> Noise:
-        """The class's noise for bars, learned with every other class's (`noise.pooled_noise`)."""
+        """The class's noise for bars, learned with every other class's (`noise.pooled_noise`).
+
+        Cached until the next difference: leasing asks for it on every call."""
         if self._fits is None:
             self._fits = class_fits({cls: [d.value for d in diffs] for cls, diffs in self._diffs.items()})
-        return pooled_noise(self._fits, hardware_class)
+            self._noise = {}
+        found = self._noise.get(hardware_class)
+        if found is None:
+            found = self._noise[hardware_class] = pooled_noise(self._fits, hardware_class)
+        return found
 
     def differences(self, hardware_class: str | None = None) -> int:
         """Run-to-run differences on one class, or on all classes together."""

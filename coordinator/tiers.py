@@ -72,11 +72,15 @@ class Tiers:
     def __init__(self) -> None:
         self._points: dict[str, _Points] = {}
         self._left: dict[str, int] = {}       # class -> how many times it left its tier
+        # Fits until the next baseline: leasing asks on every call. (The noise they use moves
+        # with verifications too, a little; the next baseline refits.)
+        self._relations: dict[str, Relation | None] = {}
 
     def observe(self, version: str, hardware_class: str, mean: float, sigma: Sigma) -> bool:
         """A class's direct baseline of a version (its latest mean). Returns False when this
         point made the class leave its tier (it disagreed with the prediction)."""
         points = self._points.setdefault(hardware_class, _Points())
+        self._relations.clear()
         reference = self.reference()
         stays = True
         if reference is not None and reference != hardware_class and version not in points.means \
@@ -89,6 +93,7 @@ class Tiers:
                     self._left[hardware_class] = self._left.get(hardware_class, 0) + 1
                     stays = False
         points.means[version] = mean
+        self._relations.clear()
         return stays
 
     def reference(self) -> str | None:
@@ -99,6 +104,11 @@ class Tiers:
 
     def relation(self, hardware_class: str, sigma: Sigma) -> Relation | None:
         """The fitted relation of a class to the reference, or None when it is not established."""
+        if hardware_class not in self._relations:
+            self._relations[hardware_class] = self._fit(hardware_class, sigma)
+        return self._relations[hardware_class]
+
+    def _fit(self, hardware_class: str, sigma: Sigma) -> Relation | None:
         reference = self.reference()
         if reference is None or reference == hardware_class:
             return None
