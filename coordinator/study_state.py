@@ -71,6 +71,7 @@ class Samples:
         self._runs: dict[tuple[str, str], _Runs] = {}
         self._diffs: dict[str, list[_Diff]] = {}
         self._sigma: dict[str, float] = {}
+        self._own: dict[str, tuple[float, int]] = {}   # own_sigma per class, until its runs change
         self._fits: dict[str, ClassFit] | None = None
         self._noise: dict[str, Noise] = {}
         # The latest run per (version, class, "baseline" or "verify"), for noise differences.
@@ -102,6 +103,7 @@ class Samples:
         runs.mean += (value - runs.mean) / runs.n
         runs.last = (worker_id, value)
         runs.by_worker.setdefault(worker_id, []).append((value, result_id))
+        self._own.pop(hardware_class, None)
 
     def baseline(self, version: str, hardware_class: str) -> Baseline | None:
         runs = self._runs.get((version, hardware_class))
@@ -144,9 +146,12 @@ class Samples:
     def own_sigma(self, hardware_class: str) -> tuple[float, int]:
         """σ from differences between two runs of the *same* worker only: each machine's own
         noise, which no other worker's numbers can inflate (a liar's can only lower it)."""
-        own = [abs(b[0] - a[0]) for (_, cls), runs in self._runs.items() if cls == hardware_class
-               for series in runs.by_worker.values() for a, b in zip(series, series[1:])]
-        return acceptance.robust_sigma(own), len(own)
+        if hardware_class not in self._own:
+            # Read on every lease and judgement of a paired study: worked out once per new run.
+            own = [abs(b[0] - a[0]) for (_, cls), runs in self._runs.items() if cls == hardware_class
+                   for series in runs.by_worker.values() for a, b in zip(series, series[1:])]
+            self._own[hardware_class] = (acceptance.robust_sigma(own), len(own))
+        return self._own[hardware_class]
 
     def runs_in(self, version: str, origin: str) -> dict[str, tuple[str, list[tuple[float, str]]]]:
         """Runs of `version` by every worker of a reported class, including those moved out of
@@ -165,6 +170,7 @@ class Samples:
 
     def remove_worker(self, hardware_class: str, worker_id: str) -> None:
         """Takes a worker's runs out of a class: its baselines and its share of the noise."""
+        self._own.pop(hardware_class, None)
         for (_, cls), runs in self._runs.items():
             if cls == hardware_class and runs.by_worker.pop(worker_id, None) is not None:
                 runs.recompute()
