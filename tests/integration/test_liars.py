@@ -101,9 +101,10 @@ def test_a_liar_neither_sets_a_champion_score_nor_freezes_the_study(tmp_path, st
     channel.close()
 
 
-def test_a_liar_on_every_task_is_quarantined_within_the_stated_bound(tmp_path, start_coordinator):
+@pytest.mark.parametrize("compare", ["paired", "absolute"])
+def test_a_liar_on_every_task_is_quarantined_within_the_stated_bound(tmp_path, start_coordinator, compare):
     coordinator, channel, score, honest, liar = _swarm(
-        tmp_path, start_coordinator, {"edit": touch_the_note, "lie": 5.0, "lie_on": ("explore", "verify")})
+        tmp_path, start_coordinator, {"edit": touch_the_note, "lie": 5.0, "lie_on": ("explore", "verify")}, compare)
     rng = random.Random(7)
     for _ in range(12):
         run_round_robin(honest + [liar], steps=40, rng=rng)

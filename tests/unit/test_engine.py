@@ -357,6 +357,10 @@ def test_a_lying_verifier_is_outvoted_by_an_arbiter_and_never_sets_the_champions
     assert engine.store.result(check.lease_id).decision == "outvoted"
     assert engine.trust(liar).refuted == 1 and not engine.trust(liar).quarantined, "one strike: noise, perhaps"
     assert engine.trust(claimant).confirmed == 1
+    engine.store.close()
+    reborn = Engine(Store(tmp_path / "swarm.db"), EngineConfig(), clock=Clock())
+    assert (reborn.trust(liar).refuted, reborn.trust(claimant).confirmed) == (1, 1), "trust is rebuilt from the store"
+    assert reborn.study_summaries()[0].champion.metric == pytest.approx(8.1)
 
 
 def test_a_liar_holds_one_open_claim_at_a_time(tmp_path):
