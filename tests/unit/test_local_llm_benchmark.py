@@ -69,6 +69,8 @@ def test_server_listens_on_loopback_only() -> None:
     assert command[command.index("--host") + 1] == "127.0.0.1"
     assert command[command.index("--port") + 1] == "8123"
     assert command[command.index("--model_alias") + 1] == local_llm.MODEL_ALIAS
+    assert "--chat_format" not in command
+    assert local_llm.server_command("/py", Path("/m.gguf"), 1, 1, 1, "gemma")[-2:] == ["--chat_format", "gemma"]
     run = local_llm.run_command("/py", Path("/s"), Path("/o"), 7, 300.0)
     assert run[run.index("--workers") + 1] == "1" and run[run.index("--max-evals") + 1] == "7"
 
