@@ -762,6 +762,7 @@ class Store:
             row["description"], row["log_tail"], row["decision"], msgpack.unpackb(row["timings"]), row["created"],
             row["claim"], row["improvement"], row["threshold"],
         )
+
     # -- credit and the web page (issue 16): lean reads, no contents or logs ----------------
 
     def credit_inputs(self) -> tuple[list[Work], list[Claim], list[Step]]:
