@@ -136,10 +136,10 @@ class SimulatedWorker:
         self.interval = 5.0 / compression
         self.wait = 20.0 / compression
 
-    def task_seconds(self, first: bool) -> float:
-        seconds = min(self.rng.expovariate(1.0 / TASK_MEAN), TASK_TIMEOUT * 0.8) / self.c
-        # The first task is one already under way when the window opens: what is left of it.
-        return seconds * self.rng.random() if first else seconds
+    def task_seconds(self) -> float:
+        # Exponential: what is left of a task under way is distributed like a whole one, so a
+        # worker that joins "mid-task" simply draws a task, and the swarm starts in its steady state.
+        return min(self.rng.expovariate(1.0 / TASK_MEAN), TASK_TIMEOUT * 0.8) / self.c
 
     async def call(self, method: str, request):
         self.tally.count(method)
@@ -166,7 +166,7 @@ class SimulatedWorker:
                 continue
             if self.tally.counting():
                 self.tally.lease_ms.append((time.perf_counter() - t0) * 1000)
-            await self.evaluate(response.task.lease_id, self.task_seconds(first), first)
+            await self.evaluate(response.task.lease_id, self.task_seconds(), first)
             first = False
 
     async def evaluate(self, lease_id: str, seconds: float, first: bool) -> None:
