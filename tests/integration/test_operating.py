@@ -176,8 +176,9 @@ def test_a_backup_taken_while_a_study_runs_restores_to_the_same_champion_and_his
     restored.write_bytes(backup.read_bytes())
     again = start_coordinator(db=restored)
     assert again.study("tiny").champion_hash == saved_chain[-1][1]
-    tsv = cli("history", "--coordinator", again.address).stdout.splitlines()[1:]
-    assert [line.split("\t")[-1] for line in tsv] == [r[0] for r in saved_results]
+    header, *tsv = cli("history", "--coordinator", again.address).stdout.splitlines()
+    column = header.split("\t").index("result_id")
+    assert [line.split("\t")[column] for line in tsv] == [r[0] for r in saved_results]
     best = cli("best", "--coordinator", again.address).stdout
     with sqlite3.connect(f"file:{backup}?mode=ro", uri=True) as conn:
         content = conn.execute("SELECT content FROM versions WHERE hash=?", (saved_chain[-1][1],)).fetchone()[0]
