@@ -5,7 +5,10 @@ recorded (JSON body and headers) and answered by the next step of a script, or b
 of the request once the script is used up. Streamed requests (`"stream": true`) get server-sent
 events, with a final usage chunk when `stream_options.include_usage` asks for it, as OpenAI,
 vLLM and llama.cpp send them. `response_format` (a JSON schema) is recorded; a server made with
-`rejects_response_format=True` answers HTTP 400 to it, like servers without structured output.
+`rejects_response_format=True` answers HTTP 400 to it, like servers without structured output;
+one made with `rejects_json_schema=True` answers `{"type": "json_schema"}` with HTTP 500 and
+llama-cpp-python's validation message (0.3.x takes only `{"type": "json_object", "schema": ...}`).
+`copy_example` answers like a small model that copies the prompt's sample answer.
 """
 
 from __future__ import annotations
@@ -66,9 +69,10 @@ class FakeChatServer:
     """`with FakeChatServer(script, fallback) as server: ... server.base_url ... server.requests`."""
 
     def __init__(self, script: Sequence[Step] = (), fallback: Step | None = None, *,
-                 rejects_response_format: bool = False) -> None:
+                 rejects_response_format: bool = False, rejects_json_schema: bool = False) -> None:
         self._script = list(script)
         self.rejects_response_format = rejects_response_format
+        self.rejects_json_schema = rejects_json_schema
         self.closed_early = 0           # streams whose client hung up before the end
         self._fallback = fallback
         self._lock = threading.Lock()
@@ -93,6 +97,10 @@ class FakeChatServer:
                 if server.rejects_response_format and "response_format" in body:
                     server.requests.append(Recorded(body, headers))
                     self._send(400, {"error": {"message": "response_format is not supported"}})
+                    return
+                if server.rejects_json_schema and (body.get("response_format") or {}).get("type") == "json_schema":
+                    server.requests.append(Recorded(body, headers))
+                    self._send(500, {"error": {"message": _LLAMA_CPP_PYTHON_500, "type": "internal_server_error"}})
                     return
                 step = server._next(Recorded(body, headers))
                 if callable(step):
@@ -176,6 +184,18 @@ class FakeChatServer:
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(5)
+
+
+# What llama-cpp-python 0.3.36's server answers (HTTP 500) to OpenAI's json_schema response_format.
+_LLAMA_CPP_PYTHON_500 = ("1 validation error: {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+                         "'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema'}")
+
+
+def copy_example(body: dict[str, Any], headers: dict[str, str]) -> str:
+    """The sample answer of the prompt (the JSON line after "like this:"), as a small model copies it."""
+    text = str(body["messages"][-1]["content"])
+    after = text.split("like this:", 1)[1].strip()
+    return after.splitlines()[0]
 
 
 def _usage(answer: Answer) -> dict[str, int]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fake_llm import Answer, FakeChatServer, Hang, Status
+from fake_llm import Answer, FakeChatServer, Hang, Status, copy_example
 from autoswarm.worker.mutators import create_mutator
 from autoswarm.worker.mutators.base import MutationRequest, MutatorConfigError, MutatorError
 from autoswarm.worker.mutators.config import WorkerMutatorFlags, worker_mutators
@@ -379,3 +379,102 @@ def test_worker_flags_set_the_answer_format_schema_and_stop_sequences():
     assert mutator.stop == ("<|im_end|>",) and mutator.output == "constants"
     with pytest.raises(MutatorConfigError, match="--llm-structured: expected one of"):
         worker_mutators(WorkerMutatorFlags(llm_model="m", llm_structured="grammar"))
+
+
+# -- a small model's habits (seen with Gemma 3 270M on llama-cpp-python's server) --------------
+
+TRAIN = ("import math\n\nNUM_FEATURES = 128       # width\nFEATURE_SCALE = 1.5\nLEARNING_RATE = 0.05     # step\n"
+         "MOMENTUM = 0.5\nBATCH_SIZE = 32\nEPOCHS = 40\nLR_DECAY = 0.3\nINIT_SCALE = 0.1\n\n"
+         "print('score:', -abs(LEARNING_RATE - 0.1) - abs(EPOCHS - 80) / 100)\n")
+
+
+def _train_request(tmp_path: Path, seed: int, memory: str = "") -> MutationRequest:
+    work = tmp_path / f"train-{seed}"
+    work.mkdir(exist_ok=True)
+    (work / "train.py").write_text(TRAIN)
+    return MutationRequest(workdir=work, target="train.py", program=PROGRAM, memory=memory, seed=seed,
+                           timeout_seconds=10)
+
+
+def test_a_model_that_copies_the_json_sample_still_makes_an_edit_that_applies(tmp_path):
+    # The sample used to be `LEARNING_RATE = 0.01`, a line of no target: every copy failed.
+    work = _workdir(tmp_path)
+    with FakeChatServer(fallback=copy_example) as server:
+        outcome = _mutator(server, output="json", retries=0).mutate(_request(work))
+    sample = copy_example(server.requests[0].body, {})
+    assert '"search": "X = 1.0"' in sample or '"search": "Y = 3"' in sample, "the sample is a real line"
+    assert (work / "target.py").read_text() != TARGET and outcome.description
+
+
+def test_json_samples_differ_from_task_to_task(tmp_path):
+    searches = set()
+    with FakeChatServer(fallback=copy_example) as server:
+        for seed in range(8):
+            _mutator(server, output="json", retries=0).mutate(_train_request(tmp_path, seed))
+    for recorded in server.requests:
+        searches.add(copy_example(recorded.body, {}).split('"search": ')[1].split(" ")[0])
+    assert len(searches) >= 3, f"the sample's constant is drawn per task, got {searches}"
+
+
+def test_a_search_text_not_in_the_target_is_named_in_the_retry_with_real_lines(tmp_path):
+    work = _workdir(tmp_path)
+    invented = '{"description": "d", "edits": [{"search": "LEARNING_RATE = 0.01", "replace": "LEARNING_RATE = 0.02"}]}'
+    with FakeChatServer([invented, JSON_GOOD]) as server:
+        _mutator(server, output="json").mutate(_request(work))
+    note = server.requests[1].text.split("## Note", 1)[1]
+    assert "This text is not in target.py: 'LEARNING_RATE = 0.01'" in note
+    assert "copy one exactly:" in note and "X = 1.0" in note, "real lines of the target are offered"
+    assert "X = 2.0" in (work / "target.py").read_text()
+
+
+def test_constants_a_known_edit_is_refused_locally_and_asked_again_saying_so(tmp_path):
+    work = _workdir(tmp_path)
+    memory = "Tried on the current best version (newest first):\n- [discard] (-4) Y 3 -> 1 — lower Y\n"
+    repeat = '{"description": "lower Y", "values": {"Y": 1}}'
+    good = '{"description": "raise X", "values": {"X": 2.0}}'
+    with FakeChatServer([repeat, good]) as server:
+        outcome = _mutator(server, output="constants").mutate(_request(work, memory=memory))
+    first, retry = (r.text for r in server.requests)
+    assert "Already tried by the swarm (do not propose these again):\nY = 1" in first
+    assert "Y 3 -> 1 was already tried by the swarm; choose another constant" in retry
+    assert outcome.description == "X 1.0 -> 2.0 — raise X"
+    assert (work / "target.py").read_text() == TARGET.replace("X = 1.0", "X = 2.0")
+
+
+def test_constants_a_model_copying_its_sample_explores_without_repeating_itself(tmp_path):
+    # Gemma 3 270M answered {"NUM_FEATURES": 1} in 26 of 26 tasks: the sample named the first
+    # constant with a value of 0.02 (an int rounds that to 1), and it never changed.
+    memory_lines: list[str] = []
+    offered: list[set[str]] = []
+    with FakeChatServer(fallback=copy_example) as server:
+        for seed in range(8):
+            memory = "Tried on the current best version (newest first):\n" + "\n".join(memory_lines)
+            before = len(server.requests)
+            outcome = _mutator(server, output="constants").mutate(_train_request(tmp_path, seed, memory))
+            memory_lines.append(f"- [discard] (-0.01) {outcome.description}")
+            listing = server.requests[before].text.split("current values:\n\n", 1)[1].split("\n\n", 1)[0]
+            offered.append({line.split(" = ")[0] for line in listing.splitlines()})
+    edits = [line.split(") ", 1)[1].split(" — ")[0] for line in memory_lines]
+    assert len(set(edits)) == len(edits), f"no edit twice: {edits}"
+    assert "NUM_FEATURES 128 -> 1" not in edits
+    assert all(len(names) <= 4 for names in offered) and len({frozenset(n) for n in offered}) > 1, \
+        "a few constants per task, drawn per task"
+    changed = {e.split(" ")[0] for e in edits}
+    assert len(changed) >= 3, f"the swarm's edits spread over the constants: {edits}"
+
+
+def test_a_500_naming_response_format_falls_back_to_json_object_with_the_schema_then_the_prompt(tmp_path):
+    # llama-cpp-python 0.3.x answers OpenAI's json_schema form with HTTP 500: not a passing failure.
+    work = _workdir(tmp_path)
+    with FakeChatServer([JSON_GOOD], rejects_json_schema=True) as server:
+        outcome = _mutator(server, output="json", retries=0).mutate(_request(work))
+    assert outcome.description == "move X toward 2.5"
+    assert [r.response_format["type"] for r in server.requests] == ["json_schema", "json_object"]
+    assert server.requests[1].response_format["schema"]["required"] == ["description", "edits"]
+    # A server that refuses json_object too is asked with the prompt only.
+    refusal = Status(500, {"error": {"message": "unsupported response_format: json_object"}})
+    values = '{"description": "X to its optimum", "values": {"X": 2.5}}'
+    with FakeChatServer([refusal, values], rejects_json_schema=True) as server:
+        _mutator(server, output="constants", retries=0).mutate(_request(work))
+    assert [(r.response_format or {}).get("type") for r in server.requests] == ["json_schema", "json_object", None]
+    assert "X = 2.5" in (work / "target.py").read_text()

@@ -60,7 +60,8 @@ LlmOutputOpt = Annotated[Optional[str], typer.Option(
 LlmStructuredOpt = Annotated[Optional[str], typer.Option(
     envvar="AUTOSWARM_LLM_STRUCTURED", rich_help_panel=_LLM_PANEL,
     help="How json/constants answers are held to their schema: response_format (OpenAI, vLLM, llama.cpp), "
-         "format (Ollama) or none (asked for in the prompt only).")]
+         "json_object (llama-cpp-python's server), format (Ollama) or none (asked for in the prompt only); "
+         "a server that refuses one is asked the next way.")]
 LlmStopOpt = Annotated[Optional[list[str]], typer.Option(
     "--llm-stop", envvar="AUTOSWARM_LLM_STOP", rich_help_panel=_LLM_PANEL,
     help="A string that ends the answer (repeatable, up to 4), e.g. the model's end-of-turn token.")]

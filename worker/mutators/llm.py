@@ -12,7 +12,10 @@ the bad answer is not replayed (small models copy it).
 Requests are streamed: when the time is up or the lease is cancelled the connection is closed,
 which stops a local server generating for nobody. `output = "json"` and `"constants"` ask the
 server to hold its answer to a JSON schema (`response_format`, or Ollama's `format`); a server
-that refuses the schema is asked again without it. Tokens are counted from each response's
+that refuses the schema (a 400/422, or any error naming response_format) is asked with
+`{"type": "json_object", "schema": ...}` (llama-cpp-python's form), then without a schema. The
+sample answer in those prompts is built from a real line of the target, and the constants
+format offers a few constants drawn per task and lists what the swarm already tried. Tokens are counted from each response's
 `usage` and reported with the edit.
 
 The API key is read from the environment variable *named* by `api_key_env`, at the moment of
@@ -43,6 +46,7 @@ from autoswarm.worker.mutators.base import (
 )
 from autoswarm.worker.mutators.edits import (
     EditApplyError,
+    EditBlock,
     EditError,
     apply_edit_blocks,
     describe_change,
@@ -62,7 +66,14 @@ from autoswarm.worker.mutators.prompt import (
     OUTPUT_JSON,
     OUTPUT_WHOLE_FILE,
     PromptInputs,
+    candidate_lines,
     chat_messages,
+    example_edit,
+    example_setting,
+    offered_constants,
+    edit_settings,
+    tried_edits,
+    tried_settings,
 )
 from autoswarm.worker.mutators.structured import json_edits, json_values
 
@@ -78,13 +89,35 @@ _CANCEL_POLL_SECONDS = 0.2
 _MIN_SCRUB_CHARS = 6       # shorter "keys" are placeholders; scrubbing them would mangle text
 _NO_KEY = "no-key"         # local servers ignore the key, but the client must send something
 _LOGGED_ANSWER_CHARS = 2000
-# How a schema reaches the server: OpenAI, vLLM and llama.cpp read `response_format`; Ollama
-# reads `format`; "none" asks for JSON in the prompt only.
-STRUCTURED = ("response_format", "format", "none")
+# How a schema reaches the server: OpenAI, vLLM and llama.cpp's llama-server read
+# `response_format` {"type": "json_schema"}; llama-cpp-python's server only {"type":
+# "json_object", "schema": ...}; Ollama reads `format`; "none" asks for JSON in the prompt only.
+STRUCTURED = ("response_format", "json_object", "format", "none")
+# What to try when a server refuses a way of sending the schema: json_object only when the
+# refusal names it (llama-cpp-python: "Input should be 'text' or 'json_object'"); a server
+# that refuses response_format as such is asked with the prompt only.
+_SCHEMA_FALLBACK = {"response_format": "json_object", "json_object": "none", "format": "none"}
+# An error body that names the schema request: a refusal of it, whatever the status (a 500
+# from llama-cpp-python's request validation), not a passing failure.
+_SCHEMA_WORDS = re.compile(r"response_format|json_schema|json_object", re.IGNORECASE)
 
 
 class _SchemaRefused(Exception):
-    """The server does not take the JSON schema (an HTTP 400/422 to a structured request)."""
+    """The server does not take the JSON schema this way (an HTTP 400/422 to a structured
+    request, or any error status whose body names response_format or json_schema).
+    `names_json_object`: the refusal names json_object (as a form the server takes)."""
+
+    def __init__(self, reason: str, names_json_object: bool = False) -> None:
+        super().__init__(reason)
+        self.names_json_object = names_json_object
+
+
+class _KnownEdit(EditApplyError):
+    """The answer is an edit the swarm already tried or is trying (constants format)."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__(f"{description} was already tried by the swarm; choose another constant or a different value")
+        self.settings = edit_settings(description)
 
 
 class _Transient(Exception):
@@ -104,7 +137,8 @@ class LlmMutator:
     failed request, doubling, default 2), `output` ("edits" for SEARCH/REPLACE blocks,
     "whole-file", "json" for edits as JSON, "constants" for new values of the target's
     UPPER_CASE constants — for models too small to edit code), `structured` (how the JSON
-    schema is sent: "response_format", Ollama's "format", or "none"), `stop` (strings that end
+    schema is sent: "response_format", "json_object" (llama-cpp-python's server), Ollama's
+    "format", or "none"; a server that refuses one is asked the next way), `stop` (strings that end
     the answer), `check_syntax` (compile a .py target before accepting the edit, default true),
     `price` ([USD per million prompt tokens, USD per million completion tokens] of this model,
     for the cost of each edit; default unknown, counted as 0).
@@ -212,7 +246,14 @@ class LlmMutator:
             raise MutatorError("cancelled before the edit")
         path = request.workdir / request.target
         source = _read_target(path, request.target)
-        constants = constant_values(source) if self.output == OUTPUT_CONSTANTS else []
+        constants = offered_constants(constant_values(source), request.seed, request.memory) \
+            if self.output == OUTPUT_CONSTANTS else []
+        # What steers a small model: a sample answer drawn from the target itself, and (constants)
+        # the settings the swarm already tried; an answer that repeats a known edit is refused here.
+        tried = tried_settings(request.memory, constants)
+        known = tried_edits(request.memory) if self.output == OUTPUT_CONSTANTS else set()
+        example_line = example_edit(source, request.seed) if self.output == OUTPUT_JSON else None
+        example_value = example_setting(constants, request.seed, tried) if constants else None
         inputs = PromptInputs(request.program, request.target, source, request.memory)
         structured = self.structured if self.output in (OUTPUT_JSON, OUTPUT_CONSTANTS) else "none"
         client = self._client(key)
@@ -227,13 +268,17 @@ class LlmMutator:
                 if request.cancel is not None and request.cancel.is_set():
                     raise MutatorError("cancelled between attempts")
                 # A fresh conversation every time: the problem is stated, the bad answer is not replayed.
-                messages = chat_messages(inputs, self.output, constants, last_problem)
+                messages = chat_messages(inputs, self.output, constants, last_problem, example_line=example_line,
+                                         example_value=example_value, tried=tried)
                 try:
                     answer, truncated, used = self._complete(client, messages, request.cancel, structured)
                 except _SchemaRefused as exc:
-                    log.info("%s refuses the JSON schema (%s); asking for JSON in the prompt only",
-                             self._where(), scrub(str(exc), key))
-                    structured, attempt = "none", attempt - 1  # not the model's fault: no attempt lost
+                    fallback = _SCHEMA_FALLBACK[structured]
+                    if fallback == "json_object" and not exc.names_json_object:
+                        fallback = "none"
+                    log.info("%s refuses the JSON schema as %s (%s); asking with %s", self._where(), structured,
+                             scrub(str(exc), key), fallback if fallback != "none" else "the prompt only")
+                    structured, attempt = fallback, attempt - 1  # not the model's fault: no attempt lost
                     continue
                 except _Transient as exc:
                     last_problem = str(exc)
@@ -246,9 +291,13 @@ class LlmMutator:
                 log.debug("llm answer %d/%d (%d chars): %s", attempt, attempts, len(answer),
                           scrub(one_line(answer, _LOGGED_ANSWER_CHARS), key))
                 try:
-                    new_source, description = self._apply(answer, source, request.target)
+                    new_source, description = self._apply(answer, source, request.target, known)
                 except (EditError, MutatorError) as exc:
                     last_problem = str(exc)
+                    if isinstance(exc, _KnownEdit):
+                        # Listed as tried from now on, and a sample answer that is not.
+                        tried = tried + [t for t in exc.settings if t not in tried]
+                        example_value = example_setting(constants, request.seed, tried)
                     if truncated:
                         last_problem += f" (the answer was cut off at max_tokens={self.max_tokens})"
                     log.warning("llm answer %d/%d unusable: %s", attempt, attempts, scrub(last_problem, key))
@@ -283,6 +332,8 @@ class LlmMutator:
         if structured == "response_format":
             request["response_format"] = {"type": "json_schema",
                                           "json_schema": {"name": "answer", "schema": schema}}
+        elif structured == "json_object":
+            request["response_format"] = {"type": "json_object", "schema": schema}
         elif structured == "format":
             request["extra_body"] = {"format": schema}
         return request
@@ -335,11 +386,12 @@ class LlmMutator:
         if isinstance(error, openai.APIConnectionError):
             raise _Transient(f"cannot reach {self._where()}: {error}")
         if isinstance(error, openai.APIStatusError):
-            body = one_line(_body_text(error), _BODY_CHARS)
+            full_body = _body_text(error)
+            body = one_line(full_body, _BODY_CHARS)
             status = error.status_code
             reason = f"HTTP {status} from {self._where()}: {body}"
-            if structured != "none" and status in (400, 422):
-                raise _SchemaRefused(reason)
+            if structured != "none" and (status in (400, 422) or _SCHEMA_WORDS.search(full_body)):
+                raise _SchemaRefused(reason, names_json_object="json_object" in full_body)
             if status in _RETRYABLE_STATUS or status >= 500:
                 raise _Transient(reason)
             raise MutatorError(reason + _status_hint(status, self.api_key_env))
@@ -353,20 +405,27 @@ class LlmMutator:
             raise _Transient("the model refused: " + one_line(refusal) if refusal else "the model's answer was empty")
         return content, box["finish"] == "length", box["usage"]
 
-    def _apply(self, answer: str, source: str, target: str) -> tuple[str, str]:
-        """(new target text, description) from an answer; raises EditError when unusable."""
+    def _apply(self, answer: str, source: str, target: str, known: set[str] | frozenset[str] = frozenset()) \
+            -> tuple[str, str]:
+        """(new target text, description) from an answer; raises EditError when unusable.
+
+        `known`: edits the swarm already tried or is trying (constants format), refused here
+        with the reason so that the retry asks for something else.
+        """
         description = ""
         if self.output == OUTPUT_WHOLE_FILE:
             new_source = match_line_endings(parse_whole_file(answer), source)
         elif self.output == OUTPUT_JSON:
             blocks, description = json_edits(answer)
-            new_source = apply_edit_blocks(source, blocks)
+            new_source = _apply_blocks(source, blocks, target)
         elif self.output == OUTPUT_CONSTANTS:
             values, said = json_values(answer)
             new_source, description = set_constants(source, values)  # MutatorError names the problem
+            if description in known:
+                raise _KnownEdit(description)
             description = f"{description} — {said}" if said else description
         else:
-            new_source = apply_edit_blocks(source, parse_edit_blocks(answer))
+            new_source = _apply_blocks(source, parse_edit_blocks(answer), target)
         if new_source == source:
             raise EditApplyError("the edit leaves the target unchanged; change something")
         if self.check_syntax and target.endswith(".py"):
@@ -385,6 +444,19 @@ class LlmMutator:
 
     def _where(self) -> str:
         return self.base_url or "the OpenAI API"
+
+
+def _apply_blocks(source: str, blocks: list[EditBlock], target: str) -> str:
+    """`apply_edit_blocks`, with the target's closest real lines added to a not-found error."""
+    try:
+        return apply_edit_blocks(source, blocks)
+    except EditApplyError as exc:
+        missing = next((b.search for b in blocks if b.search.strip() and b.search.strip() not in source), "")
+        if not missing:
+            raise
+        lines = "\n".join(candidate_lines(source, missing))
+        raise EditApplyError(f"{exc}. This text is not in {target}: {one_line(missing, 200)!r}. "
+                             f"Lines of {target} that are there, copy one exactly:\n{lines}") from None
 
 
 def _close(box: dict[str, Any]) -> None:
