@@ -15,8 +15,8 @@ server to hold its answer to a JSON schema (`response_format`, or Ollama's `form
 that refuses the schema (a 400/422, or any error naming response_format) is asked with
 `{"type": "json_object", "schema": ...}` (llama-cpp-python's form), then without a schema. The
 sample answer in those prompts is built from a real line of the target, and the constants
-format offers a few constants drawn per task and lists what the swarm already tried. Tokens are counted from each response's
-`usage` and reported with the edit.
+format offers a few constants drawn per task and lists what the swarm already tried. Tokens
+are counted from each response's `usage` and reported with the edit.
 
 The API key is read from the environment variable *named* by `api_key_env`, at the moment of
 the request, and is scrubbed from every message this module produces: it never reaches a log,
@@ -68,10 +68,10 @@ from autoswarm.worker.mutators.prompt import (
     PromptInputs,
     candidate_lines,
     chat_messages,
+    edit_settings,
     example_edit,
     example_setting,
     offered_constants,
-    edit_settings,
     tried_edits,
     tried_settings,
 )
@@ -138,8 +138,8 @@ class LlmMutator:
     "whole-file", "json" for edits as JSON, "constants" for new values of the target's
     UPPER_CASE constants — for models too small to edit code), `structured` (how the JSON
     schema is sent: "response_format", "json_object" (llama-cpp-python's server), Ollama's
-    "format", or "none"; a server that refuses one is asked the next way), `stop` (strings that end
-    the answer), `check_syntax` (compile a .py target before accepting the edit, default true),
+    "format", or "none"; a server that refuses one is asked the next way), `stop` (strings
+    that end the answer), `check_syntax` (compile a .py target before accepting the edit, default true),
     `price` ([USD per million prompt tokens, USD per million completion tokens] of this model,
     for the cost of each edit; default unknown, counted as 0).
     """
