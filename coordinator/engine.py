@@ -170,6 +170,16 @@ class StudySummary:
     failed_edits: int = 0                     # explore tasks whose agent made no edit: in the budget, not evaluated
 
     @property
+    def cost_per_evaluation(self) -> float | None:
+        """What its agents cost per evaluation, in US dollars; None before the first."""
+        return self.cost_usd / self.evaluations if self.evaluations else None
+
+    @property
+    def cost_per_improvement(self) -> float | None:
+        """What its agents cost per accepted improvement, in US dollars; None before the first."""
+        return self.cost_usd / self.improvements if self.improvements else None
+
+    @property
     def spent(self) -> bool:
         """The study's agents spent what it allows: no new explore."""
         return (self.max_cost_usd > 0 and self.cost_usd >= self.max_cost_usd) or \

@@ -66,6 +66,9 @@ def study_json(page: StudyPage, *, lineage: bool = True) -> dict[str, Any]:
         "champion": {"version": s.champion.version, "metric": _number(s.champion.metric), "since": s.champion.created},
         "initial_metric": _number(s.initial_metric), "evaluations": s.evaluations, "improvements": s.improvements,
         "in_flight": s.in_flight, "pending_claims": s.pending_claims, "done": s.done, "error": s.error,
+        "cost": {"usd": s.cost_usd, "llm_tokens": s.llm_tokens, "per_evaluation_usd": s.cost_per_evaluation,
+                 "per_improvement_usd": s.cost_per_improvement, "max_usd": s.max_cost_usd or None,
+                 "max_tokens": s.max_tokens or None},
     }
     if lineage:
         out["champion_series"] = [{"time": t, "metric": _number(m)} for t, m in page.champion_series]

@@ -186,11 +186,16 @@ _NULLABLE = {"type": ["number", "null"]}
 _STUDY = {
     "type": "object",
     "required": ["name", "metric", "direction", "compare", "quorum", "champion", "initial_metric", "evaluations",
-                 "improvements", "in_flight", "pending_claims", "done", "error"],
+                 "improvements", "in_flight", "pending_claims", "done", "error", "cost"],
     "properties": {"name": {"type": "string"}, "direction": {"enum": ["minimize", "maximize"]},
                    "champion": {"type": "object", "required": ["version", "metric", "since"],
                                 "properties": {"version": {"type": "string"}, "metric": _NULLABLE, "since": _NUMBER}},
-                   "evaluations": {"type": "integer"}, "done": {"type": "boolean"}},
+                   "evaluations": {"type": "integer"}, "done": {"type": "boolean"},
+                   "cost": {"type": "object",
+                            "required": ["usd", "llm_tokens", "per_evaluation_usd", "per_improvement_usd",
+                                         "max_usd", "max_tokens"],
+                            "properties": {"usd": _NUMBER, "llm_tokens": {"type": "integer"},
+                                           "per_evaluation_usd": _NULLABLE, "per_improvement_usd": _NULLABLE}}},
 }
 _STUDY_DETAIL = {"allOf": [_STUDY, {
     "type": "object", "required": ["champion_series", "lineage"],

@@ -115,3 +115,20 @@ def test_the_snapshot_shows_owners_by_their_public_names(tmp_path):
     (name, volunteer), = snap.volunteers.items()
     assert name.startswith("anonymous-") and "carol" not in name and volunteer.team == "Blue"
     assert [m.label for m in volunteer.machines] == ["machine 1"]
+
+
+def test_a_study_page_shows_what_its_agents_cost_per_evaluation_and_per_kept_improvement():
+    book = FakeBook()
+    page = book.snap.studies["s"]
+    spent = StudySummary("s", "loss", "minimize", page.summary.champion, 0.5, 12, 3, 0, 0, "",
+                         llm_tokens=48_000, cost_usd=0.6, max_cost_usd=5.0)
+    book.snap.studies["s"] = StudyPage(spent, page.compare, page.quorum, page.champion_series, page.lineage)
+
+    async def check(client):
+        html = await (await client.get("/study/s")).text()
+        assert "$0.6000 (48,000 tokens)" in html
+        assert "$0.0500 per evaluation" in html and "$0.2000 per kept improvement" in html and "cap $5" in html
+        cost = (await (await client.get("/api/v1/studies/s")).json())["cost"]
+        assert cost["per_evaluation_usd"] == pytest.approx(0.05) and cost["per_improvement_usd"] == pytest.approx(0.2)
+        assert cost["max_usd"] == 5.0 and cost["max_tokens"] is None
+    _serve(web.make_app(book), check)
