@@ -208,7 +208,8 @@ def run(
                   markup=False, highlight=False)
     start = _metric(summary.initial_metric is not None, summary.initial_metric or 0.0)
     best = _metric(summary.best_metric is not None, summary.best_metric or 0.0)
-    console.print(Text.assemble((summary.study.name, "bold"), f": {count(summary.evaluations, 'evaluation')}, "
+    failed = f" (+{count(summary.failed_edits, 'failed edit')})" if summary.failed_edits else ""
+    console.print(Text.assemble((summary.study.name, "bold"), f": {count(summary.evaluations, 'evaluation')}{failed}, "
                                 f"{count(summary.improvements, 'improvement')}, {summary.study.metric} {start} → {best}"),
                   highlight=False)
     console.print(f"results: {summary.results_path}\nbest {summary.study.target}: {summary.best_path}\n"

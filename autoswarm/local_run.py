@@ -41,7 +41,7 @@ class RunOptions:
 class RunSummary:
     study: Study
     out: Path
-    evaluations: int
+    evaluations: int        # evaluations that ran
     improvements: int
     initial_metric: float | None
     best_metric: float | None
@@ -49,6 +49,7 @@ class RunSummary:
     results_path: Path
     error: str
     interrupted: bool = False  # stopped early by Ctrl-C or SIGTERM
+    failed_edits: int = 0      # explore tasks whose agent made no edit: in the budget, not evaluations
 
 
 def default_out_dir(study: Study) -> Path:
@@ -229,7 +230,8 @@ def _run_study(options: RunOptions, on_progress: ProgressFn, stop: StopRequest) 
             best_path.parent.mkdir(parents=True, exist_ok=True)
             best_path.write_bytes(best.content)
         return RunSummary(
-            study=study, out=out, evaluations=status.evaluations, improvements=status.improvements,
+            study=study, out=out, evaluations=status.evaluations - status.failed_edits,
+            failed_edits=status.failed_edits, improvements=status.improvements,
             initial_metric=status.initial_metric if status.has_initial_metric else None,
             best_metric=status.champion_metric if status.has_champion_metric else None,
             best_path=best_path, results_path=results_path, error=status.error, interrupted=stop.requested,
