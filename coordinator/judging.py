@@ -2,10 +2,10 @@
 
 The decisions themselves are pure and live elsewhere: `acceptance` (does a run beat its
 reference, does a claim's set of measurements settle it), `baselines`/`noise`/`tiers` (what a
-run is judged against), `transitions` (the lease, result and claim lifecycles). This mixin of
-`Engine` turns one report into a `Judgement` — the result row, versions, claims, decisions,
-strikes and champion it implies — without writing anything: the engine commits a judgement
-in one transaction and only then applies it to memory (`Engine._apply`).
+run is judged against), `transitions` (the lease, result and claim lifecycles). This part
+of the engine turns one report into a `Judgement` — the result row, versions, claims,
+decisions, strikes and champion it implies — without writing anything: `reporting.Reporting`
+commits a judgement in one transaction and only then applies it to memory.
 """
 
 from __future__ import annotations
@@ -17,12 +17,15 @@ from typing import TYPE_CHECKING, Any
 from autoswarm import words
 from autoswarm.bundle import sha256_hex
 from autoswarm.coordinator import acceptance
+from autoswarm.coordinator.config import EngineConfig
+from autoswarm.coordinator.errors import InvalidRequest
 from autoswarm.coordinator.merging import Merging
-from autoswarm.coordinator.store import ChampionRecord, ClaimRecord, LeaseRecord, ResultRecord, VersionRecord, WorkerRecord
+from autoswarm.coordinator.store import ChampionRecord, ClaimRecord, LeaseRecord, ResultRecord, Store, VersionRecord, \
+    WorkerRecord
 from autoswarm.coordinator.study_state import Outlier, PendingClaim, StudyState
 
 if TYPE_CHECKING:
-    from autoswarm.coordinator.engine import ResultIn
+    from autoswarm.coordinator.reporting import ResultIn
 
 
 @dataclass
@@ -64,11 +67,17 @@ def _settled_reason(settled: acceptance.Settlement, pending: PendingClaim) -> st
 
 
 class Judging(Merging):
-    """How `Engine` judges reports (see the module's docstring)."""
+    """How reports are judged (see the module's docstring).
 
-    if TYPE_CHECKING:  # provided by Engine
-        def trust(self, worker_id: str) -> acceptance.Trust: ...
-        def _open_claims(self, worker_id: str) -> int: ...
+    `trust` says how far a worker is trusted; `open_claims` how many claims of its own
+    edits wait for verification, in every study. Only reads: versions from the store."""
+
+    def __init__(self, store: Store, config: EngineConfig, trust: Callable[[str], acceptance.Trust],
+                 open_claims: Callable[[str], int]) -> None:
+        self.store = store
+        self.config = config
+        self.trust = trust
+        self._open_claims = open_claims
 
     def _base_record(self, lease: LeaseRecord, worker: WorkerRecord, result: ResultIn, now: float,
                      version: str, decision: str, **judged: Any) -> ResultRecord:
@@ -79,7 +88,7 @@ class Judging(Merging):
             log_tail=result.log_tail, decision=decision, timings=dict(result.timings), created=now, **judged,
         )
 
-    def _judge_baseline(self, state: StudyState, lease: LeaseRecord, worker: WorkerRecord,
+    def judge_baseline(self, state: StudyState, lease: LeaseRecord, worker: WorkerRecord,
                         result: ResultIn, now: float) -> Judgement:
         decision = words.BASELINE if result.status == "ok" else result.status
         judgement = Judgement(self._base_record(lease, worker, result, now, lease.candidate, decision))
@@ -119,7 +128,7 @@ class Judging(Merging):
                                                verdict.improvement, verdict.threshold, verdict.accept,
                                                state.noise_of(parent, worker.hardware_class), result_id)
 
-    def _judge_explore(self, state: StudyState, lease: LeaseRecord, worker: WorkerRecord,
+    def judge_explore(self, state: StudyState, lease: LeaseRecord, worker: WorkerRecord,
                        result: ResultIn, now: float) -> Judgement:
         version = sha256_hex(result.candidate) if result.candidate else ""
         versions = [VersionRecord(state.spec.name, version, lease.parent, result.candidate, result.description,
@@ -132,16 +141,15 @@ class Judging(Merging):
         if result.status != "ok":
             return done(result.status)
         if not result.candidate:
-            from autoswarm.coordinator.engine import InvalidRequest  # the engine's error, defined there
             raise InvalidRequest("an ok explore result must carry the candidate it evaluated")
         if state.seen_candidate(lease.parent, version, lease.id):
             return done(words.DUPLICATE)
         if version == lease.parent:
             return done(words.NO_CHANGE)
         assert result.metric is not None
-        return self._explore_verdict(state, lease, worker, result.metric, version, done, now)
+        return self.explore_verdict(state, lease, worker, result.metric, version, done, now)
 
-    def _explore_verdict(self, state: StudyState, lease: LeaseRecord, worker: WorkerRecord, metric: float,
+    def explore_verdict(self, state: StudyState, lease: LeaseRecord, worker: WorkerRecord, metric: float,
                          version: str, done: Callable[..., Judgement], now: float) -> Judgement:
         """The decision on an evaluated edit: discard, claim, merge onto the champion, or wait."""
         measured = self._measure(state, lease.parent, worker, metric, lease.id)
@@ -197,7 +205,7 @@ class Judging(Merging):
         if pending.record.state == "pending":
             judgement.opened.append(pending)
 
-    def _judge_verify(self, state: StudyState, lease: LeaseRecord, worker: WorkerRecord,
+    def judge_verify(self, state: StudyState, lease: LeaseRecord, worker: WorkerRecord,
                       result: ResultIn, now: float) -> Judgement:
         pending = state.claims.get(lease.claim)
         judgement = Judgement(self._base_record(lease, worker, result, now, lease.candidate, result.status,
@@ -290,7 +298,7 @@ class Judging(Merging):
         if confirmed and edited is not None:
             self._merge_onto_champion(state, judgement, edited, claimant, now)
 
-    def _accept(self, state: StudyState, judgement: Judgement, now: float) -> None:
+    def accept(self, state: StudyState, judgement: Judgement, now: float) -> None:
         """Makes an accepted claim the champion; open claims on the old champion are replayed onto it."""
         pending, settled = judgement.accepted, judgement.settled
         assert pending is not None and settled is not None and settled.score is not None

@@ -1,6 +1,6 @@
 """Replaying edits onto the champion: 3-way merges of stale edits, folded while unchecked.
 
-A mixin of `Engine`: when a result's parent is no longer the champion but it improved on its
+A mixin of `judging.Judging`: when a result's parent is no longer the champion but it improved on its
 parent, its diff is merged onto the champion from their nearest common ancestor and the merge
 becomes a claim to verify; further stale edits fold into a merge nobody checks yet. Nothing is
 written here: versions and claims go into the `Judgement` the engine commits.
@@ -19,14 +19,14 @@ from autoswarm.coordinator.store import ClaimRecord, Store, VersionRecord
 from autoswarm.coordinator.study_state import PendingClaim, StudyState
 
 if TYPE_CHECKING:
-    from autoswarm.coordinator.engine import EngineConfig
+    from autoswarm.coordinator.config import EngineConfig
     from autoswarm.coordinator.judging import Judgement
 
 MERGE_PREFIX = "merge: "      # how a merged version's description starts
 
 
 class Merging:
-    """How `Engine` merges stale edits onto the champion (see the module's docstring)."""
+    """How `Judging` merges stale edits onto the champion (see the module's docstring)."""
 
     store: Store
     config: EngineConfig

@@ -1,6 +1,6 @@
 """The in-memory picture of one study that the engine keeps beside the store.
 
-Everything here can be rebuilt from the store (see `Engine._load_study`); the engine changes
+Everything here can be rebuilt from the store (see `StudyRegistry.load_study`); the engine changes
 it only after the store has committed, so memory never runs ahead of disk.
 """
 
@@ -262,7 +262,7 @@ class PendingClaim:
     measurements: list[Measurement] = field(default_factory=list)
     failures: int = 0
     in_flight: set[str] = field(default_factory=set)   # verify lease ids
-    audit: bool = False      # superseded, still checked for trust only (see Engine._close_audit)
+    audit: bool = False      # superseded, still checked for trust only (see Judging._close_audit)
 
     def settlement(self, policy: acceptance.AcceptancePolicy, direction: str = "maximize") -> acceptance.Settlement:
         """Where the claim stands (see `acceptance.settle`)."""

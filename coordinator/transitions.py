@@ -57,8 +57,10 @@ class Action(enum.Enum):
 # -- leases ---------------------------------------------------------------------------------
 
 class LeaseState(enum.Enum):
+    """A lease's state; the values are the store's (`leases.state`)."""
+
     ACTIVE = "active"
-    DONE = "done"
+    DONE = "reported"            # its result was recorded
     EXPIRED = "expired"
     RELEASED = "released"
 

@@ -1,0 +1,234 @@
+"""Leases: handing tasks out, keeping them alive on heartbeats, and taking them back.
+
+Part of the engine (see `engine.Engine`, which composes it). What to lease is the pure
+`scheduler`'s choice; how a lease may change is `transitions.LEASE_TABLE`, which every
+closing path here goes through. A lease is written to the store before memory learns of it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from autoswarm.slot_time import SlotTime
+from autoswarm.coordinator import scheduler
+from autoswarm.coordinator.context import EngineContext
+from autoswarm.coordinator.roster import Roster
+from autoswarm.coordinator.study_state import StudyState
+from autoswarm.coordinator.store import LeaseRecord, VersionRecord
+from autoswarm.coordinator.transitions import Action, LeaseEvent, LeaseState, lease_step
+
+SETUP_RETRY_SECONDS = 3600.0   # a worker whose setup failed gets that study again after this
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A leased task as the servicer sends it."""
+
+    lease_id: str
+    study: str
+    kind: str
+    bundle_hash: str
+    bundle_size: int
+    parent: VersionRecord | None
+    candidate: VersionRecord | None
+    seed: int
+    deadline: float
+    claim: str = ""
+    memory: str = ""
+
+
+@dataclass(frozen=True)
+class HeartbeatOutcome:
+    cancelled: list[str]      # leases this worker no longer holds: stop them
+    duplicates: list[str]     # explore leases whose candidate was evaluated already: do not evaluate
+    interval: float = 0.0     # seconds until this worker's next heartbeat
+
+
+class Leasing:
+    """The leases of every live study, and which worker runs which (see the module's docstring)."""
+
+    def __init__(self, ctx: EngineContext, roster: Roster) -> None:
+        self.ctx = ctx
+        self._roster = roster
+        self.running: dict[str, set[str]] = {}
+        self._setup_failed: dict[tuple[str, str], float] = {}
+
+    def track(self, state: StudyState, lease: LeaseRecord) -> None:
+        """Takes note of an active lease read back from the store."""
+        state.active[lease.id] = lease
+        self.running.setdefault(lease.worker_id, set()).add(lease.id)
+
+    def setup_failed(self, worker_id: str, study: str, when: float) -> None:
+        """This worker's setup of the study failed: it is not offered the study for a while."""
+        self._setup_failed[(worker_id, study)] = when
+
+    def champion_version(self, state: StudyState) -> VersionRecord:
+        """The champion's version record, read from the store once per champion."""
+        if state.champion_version is None or state.champion_version.hash != state.champion.version:
+            state.champion_version = self.ctx.store.version(state.spec.name, state.champion.version)
+        assert state.champion_version is not None
+        return state.champion_version
+
+    def next_contact(self, worker_id: str, polling: float = 0.0, state: str = "") -> float:
+        """Seconds until this worker should heartbeat, from its leases' deadlines and the swarm's size.
+
+        `polling` is the length of the idle long-poll it was just told, which is its next
+        contact when it holds no lease. Its presence is trusted for as long as that allows.
+        `state`, when given, is the state the worker sent with the call (an idle long-poll).
+        """
+        now = self.ctx.clock()
+        deadlines = [lease.deadline for lease_id in self.running.get(worker_id, ())
+                     if (lease := self.active_lease(lease_id)) is not None]
+        liveness = self._roster.liveness
+        interval = liveness.heartbeat_interval(now, deadlines, self._roster.connected())
+        self._roster.told(worker_id, interval if deadlines or not polling else polling, state)
+        return interval
+
+    def lease(self, worker_id: str, pipelined: bool = False) -> TaskSpec | None:
+        """Leases the next task for this worker, or None when there is none right now.
+
+        `pipelined`: the worker prepares the next task while it evaluates, so it may hold up to
+        twice its slots."""
+        roster = self._roster
+        worker = roster.known_worker(worker_id)
+        roster.seen(worker_id)
+        now = self.ctx.clock()
+        running = self.running.setdefault(worker_id, set())
+        cls = worker.hardware_class
+        members, live, live_classes = roster.classes(cls, now)
+        trust = roster.trust(worker_id)
+        # A study whose setup failed on this worker is not offered to it again for a while.
+        skip = {study for (wid, study), when in self._setup_failed.items() if wid == worker_id
+                and now - when < SETUP_RETRY_SECONDS}
+        choice = scheduler.choose_task(
+            [replace(s.view(worker_id, cls, members, live, live_classes), priority=s.record.priority)
+             for s in self.ctx.studies.values() if s.spec.name not in skip and not s.record.paused],
+            scheduler.WorkerView(worker_id, frozenset(worker.mutators), len(running), worker.slots,
+                                 worker.owner, trust.quarantined, trust.may_verify, cls, pipelined),
+        )
+        if choice is None:
+            return None
+        state = self.ctx.studies[choice.study]
+        champion = self.champion_version(state)
+        parent, candidate, claim_id = champion, champion, ""
+        if choice.kind == scheduler.VERIFY:
+            pending = state.claims[choice.claim_id]
+            candidate = self.ctx.store.version(choice.study, pending.record.version)
+            parent = self.ctx.store.version(choice.study, pending.record.parent) or champion
+            assert candidate is not None
+            claim_id = pending.record.id
+        lease = LeaseRecord(
+            id=self.ctx.store.new_lease_id(now), study=choice.study, worker_id=worker_id, kind=choice.kind,
+            parent=parent.hash if choice.kind != scheduler.BASELINE else champion.parent,
+            candidate="" if choice.kind == scheduler.EXPLORE else candidate.hash,
+            seed=secrets.randbits(62), issued=now, deadline=now + self.ctx.config.lease_ttl(state.spec),
+            state=LeaseState.ACTIVE.value, closed=None, claim=claim_id,
+        )
+        self.ctx.store.insert_lease(lease)
+        state.active[lease.id] = lease
+        if claim_id:
+            state.claims[claim_id].in_flight.add(lease.id)
+        running.add(lease.id)
+        roster.presence[worker_id].state = "working"
+        self.ctx.events.lease_granted(choice.study, choice.kind)
+        return TaskSpec(
+            lease_id=lease.id, study=choice.study, kind=choice.kind, bundle_hash=state.record.bundle_hash,
+            bundle_size=state.bundle_size,
+            parent=parent if choice.kind == scheduler.EXPLORE else None,
+            candidate=None if choice.kind == scheduler.EXPLORE else candidate,
+            seed=lease.seed, deadline=lease.deadline, claim=claim_id,
+            memory=state.memory(lease.id, now) if choice.kind == scheduler.EXPLORE else "",
+        )
+
+    def heartbeat(self, worker_id: str, lease_ids: Sequence[str], state: str,
+                  descriptions: Mapping[str, str] | None = None,
+                  candidate_hashes: Mapping[str, str] | None = None,
+                  slot_times: Sequence[SlotTime] = ()) -> HeartbeatOutcome:
+        """Extends the worker's running leases and takes note of the ideas it is evaluating.
+
+        Returns the leases it no longer holds and the explore leases whose candidate was
+        evaluated (or is being evaluated) already for the same parent.
+        """
+        roster = self._roster
+        roster.known_worker(worker_id)
+        roster.seen(worker_id, state[:32] or None)
+        if slot_times:
+            roster.presence[worker_id].slot_times = tuple(slot_times[: self.ctx.config.limits.max_slots])
+        now = self.ctx.clock()
+        held: dict[str, float] = {}
+        cancelled: list[str] = []
+        duplicates: list[str] = []
+        for lease_id in lease_ids[:1024]:
+            lease = self.active_lease(lease_id)
+            if lease is None or lease.worker_id != worker_id \
+                    or Action.EXTEND not in lease_step(LeaseState(lease.state), LeaseEvent.HEARTBEAT).actions:
+                cancelled.append(lease_id)   # closed, or another's: the worker is told to stop (REFUSE)
+                continue
+            study = self.ctx.studies[lease.study]
+            held[lease_id] = now + self.ctx.config.lease_ttl(study.spec)
+            if descriptions and lease_id in descriptions:
+                study.ideas[lease_id] = " ".join(descriptions[lease_id].split())[: self.ctx.config.limits.max_description_chars]
+            candidate = (candidate_hashes or {}).get(lease_id, "")
+            if candidate and lease.kind == scheduler.EXPLORE:
+                if study.known_candidate(lease.parent, candidate, lease_id):
+                    duplicates.append(lease_id)
+                else:
+                    study.candidates[lease_id] = (lease.parent, candidate)
+        if held:
+            self.ctx.store.extend_leases(worker_id, list(held), held)
+            for lease_id, deadline in held.items():
+                lease = self.active_lease(lease_id)
+                if lease is not None:
+                    self.ctx.studies[lease.study].active[lease_id] = replace(lease, deadline=max(lease.deadline, deadline))
+        return HeartbeatOutcome(cancelled, duplicates, self.next_contact(worker_id))
+
+    def active_lease(self, lease_id: str) -> LeaseRecord | None:
+        for state in self.ctx.studies.values():
+            lease = state.active.get(lease_id)
+            if lease is not None:
+                return lease
+        return None
+
+    def forget_lease(self, lease: LeaseRecord) -> None:
+        """Memory lets go of a lease the store has just closed."""
+        state = self.ctx.studies[lease.study]
+        state.active.pop(lease.id, None)
+        state.ideas.pop(lease.id, None)
+        state.candidates.pop(lease.id, None)
+        if lease.claim in state.claims:
+            state.claims[lease.claim].in_flight.discard(lease.id)
+        self.running.get(lease.worker_id, set()).discard(lease.id)
+
+    def close(self, leases: Sequence[LeaseRecord], event: LeaseEvent, now: float) -> int:
+        """Closes active leases on an expiry or a release, as `LEASE_TABLE` says, store first.
+
+        Returns how many rows the store closed."""
+        if not leases:
+            return 0
+        closed = lease_step(LeaseState.ACTIVE, event).state
+        count = self.ctx.store.close_leases([lease.id for lease in leases], closed.value, now)
+        for lease in leases:
+            self.forget_lease(lease)
+            self.ctx.events.leases_closed(lease.study, lease.kind, closed.value)
+        return count
+
+    def release(self, worker_id: str, lease_ids: Sequence[str]) -> int:
+        """Gives unfinished leases back so their work is scheduled again at once."""
+        self._roster.known_worker(worker_id)
+        mine = {lid: lease for lid in lease_ids
+                if (lease := self.active_lease(lid)) is not None and lease.worker_id == worker_id}
+        released = self.close(list(mine.values()), LeaseEvent.RELEASE, self.ctx.clock())
+        if released:
+            self.ctx.on_change()
+        return released
+
+    def expire_overdue(self) -> list[LeaseRecord]:
+        """Expires leases past their deadline so their work is scheduled again."""
+        now = self.ctx.clock()
+        overdue = [lease for s in self.ctx.studies.values() for lease in s.active.values() if lease.deadline < now]
+        if overdue:
+            self.close(overdue, LeaseEvent.EXPIRY, now)
+            self.ctx.on_change()
+        return overdue

@@ -1,0 +1,241 @@
+"""The workers the coordinator knows: who they are, when each was last heard, how far each is
+trusted, and which hardware class each measures in.
+
+Part of the engine (see `engine.Engine`, which composes it): presence lives in memory and is
+written to the store in bounded rounds (`flush_presence`); class membership and liveness are
+recounted at most once per `scan_period`, so that leasing stays O(1) in the swarm's size.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from autoswarm.hardware_class import HardwareError, checked_hardware, hardware_class, is_moved, moved_class, origin_class
+from autoswarm.slot_time import SlotTime
+from autoswarm.coordinator import acceptance
+from autoswarm.coordinator.context import EngineContext
+from autoswarm.coordinator.errors import InvalidRequest, NotFound
+from autoswarm.coordinator.store import WorkerRecord
+
+CLASS_CACHE_EXACT_BELOW = 64   # classes smaller than this see a newcomer at once
+SCANS_PER_SECOND = 25_000      # workers a periodic pass over the swarm may visit per second of the loop
+
+
+@dataclass
+class _Presence:
+    state: str
+    last_seen: float
+    dirty: bool = True
+    slot_times: tuple[SlotTime, ...] = ()     # as the worker last reported them (memory only)
+    silence: float = 20.0     # seconds it may stay silent and still count as connected
+
+
+class Roster:
+    """Workers, their presence, trust and classes (see the module's docstring).
+
+    Moving a worker out of its class takes its runs out of every live study's baselines."""
+
+    def __init__(self, ctx: EngineContext) -> None:
+        self.ctx = ctx
+        self.workers: dict[str, WorkerRecord] = {w.id: w for w in ctx.store.workers()}
+        self.presence: dict[str, _Presence] = {}
+        self.results_by_worker: dict[str, int] = ctx.store.count_results_by_worker()
+        self.liveness = replace(ctx.config.liveness, min_interval=ctx.config.heartbeat_interval)
+        self._trust: dict[str, acceptance.Trust] = {}
+        self._class_cache: dict[str, tuple[float, frozenset[str], frozenset[str], frozenset[str]]] = {}
+        self._connected = (-math.inf, 0)   # (valid until, workers connected): recounted periodically
+        self._dirty: set[str] = set()      # workers whose presence the store has not seen yet
+
+    # -- who they are ---------------------------------------------------------------------
+
+    def register(self, worker_id: str, name: str, hardware: dict[str, Any], slots: int,
+                 mutators: Sequence[str], owner: str = "") -> tuple[str, str]:
+        """Registers a worker (or refreshes a known one); returns (worker id, hardware class)."""
+        if not name or len(name) > 128 or not name.isprintable():
+            raise InvalidRequest("worker name must be 1-128 printable characters (no control characters)")
+        try:
+            hardware = checked_hardware(hardware)
+        except HardwareError as exc:
+            raise InvalidRequest(str(exc)) from exc
+        if not 1 <= slots <= self.ctx.config.limits.max_slots:
+            raise InvalidRequest(f"slots must be between 1 and {self.ctx.config.limits.max_slots}, got {slots}")
+        if len(mutators) > 16 or any(not m or len(m) > 32 for m in mutators):
+            raise InvalidRequest("mutators must be at most 16 names of 1-32 characters")
+        now = self.ctx.clock()
+        hw_class = hardware_class(
+            str(hardware.get("cpu_model", "")), int(hardware.get("cpu_cores", 1) or 1),
+            [(g.get("name", "?"), int(g.get("memory_bytes", 0))) for g in hardware.get("gpus", [])],
+        )
+        known = self.workers.get(worker_id) if worker_id else None
+        if known is not None and is_moved(known.hardware_class) and origin_class(known.hardware_class) == hw_class:
+            hw_class = known.hardware_class  # moved out of its class for measuring unlike it: it stays out
+        record = WorkerRecord(
+            id=known.id if known else "w-" + secrets.token_hex(8),
+            name=name, hardware=hardware, hardware_class=hw_class, slots=slots,
+            mutators=tuple(dict.fromkeys(mutators)), state="idle",
+            registered=known.registered if known else now, last_seen=now, owner=owner,
+        )
+        self.ctx.store.upsert_worker(record)
+        self.workers[record.id] = record
+        cached = self._class_cache.get(hw_class)
+        if cached is None or len(cached[1]) < CLASS_CACHE_EXACT_BELOW or (known and known.hardware_class != hw_class):
+            self._class_cache.clear()  # a new member or a changed class
+        # else: a newcomer to a big class joins its cached sets at the next refresh (within a
+        # second); clearing them for each of thousands of newcomers would rescan the swarm each time.
+        self.presence[record.id] = _Presence("idle", now, dirty=False,
+                                             silence=self.liveness.allowed_silence(self.liveness.min_interval))
+        return record.id, hw_class
+
+    def owner_of(self, worker_id: str) -> str | None:
+        """The owner a worker registered with, or None for an unknown worker."""
+        worker = self.workers.get(worker_id)
+        return worker.owner if worker is not None else None
+
+    def known_worker(self, worker_id: str) -> WorkerRecord:
+        worker = self.workers.get(worker_id)
+        if worker is None:
+            raise NotFound(f"unknown worker {worker_id!r}; register again")
+        return worker
+
+    def count_result(self, worker_id: str) -> None:
+        """One more result of this worker recorded."""
+        self.results_by_worker[worker_id] = self.results_by_worker.get(worker_id, 0) + 1
+
+    # -- trust and class ------------------------------------------------------------------
+
+    def trust(self, worker_id: str) -> acceptance.Trust:
+        trust = self._trust.get(worker_id, acceptance.Trust())
+        worker = self.workers.get(worker_id)
+        return replace(trust, moved=True) if worker is not None and is_moved(worker.hardware_class) else trust
+
+    def trust_change(self, worker_id: str, confirmed: int = 0, strikes: int = 0) -> None:
+        if worker_id:
+            trust = self._trust.get(worker_id, acceptance.Trust())
+            self._trust[worker_id] = replace(trust, confirmed=trust.confirmed + confirmed,
+                                             refuted=trust.refuted + strikes)
+            if strikes:
+                self._class_cache.clear()  # whether its class can verify may have changed
+
+    def moved_out(self, worker_id: str, hardware_class_key: str) -> bool:
+        """Whether this worker has been moved out of the class a result of it was measured in."""
+        worker = self.workers.get(worker_id)
+        return worker is not None and is_moved(worker.hardware_class) and worker.hardware_class != hardware_class_key
+
+    def move_out_of_class(self, worker_id: str) -> None:
+        """Moves a worker that measures unlike its reported class to a class of its own.
+
+        Its runs leave the class's baselines and noise in every study; it keeps the new class
+        when it registers again (see `register`), and `status` shows it.
+        """
+        worker = self.workers.get(worker_id)
+        if worker is None or is_moved(worker.hardware_class):
+            return
+        moved = replace(worker, hardware_class=moved_class(worker.hardware_class, worker.id))
+        self.ctx.store.upsert_worker(moved)
+        self.workers[worker_id] = moved
+        self._class_cache.clear()
+        for state in self.ctx.studies.values():
+            state.samples.remove_worker(worker.hardware_class, worker_id)
+
+    # -- presence -------------------------------------------------------------------------
+
+    def seen(self, worker_id: str, state: str | None = None) -> None:
+        presence = self.presence.get(worker_id)
+        now = self.ctx.clock()
+        if presence is None:
+            self.presence[worker_id] = _Presence(state or "idle", now,
+                                                 silence=self.liveness.allowed_silence(self.liveness.min_interval))
+        else:
+            presence.last_seen = now
+            presence.state = state or presence.state
+            presence.dirty = True
+        self._dirty.add(worker_id)
+
+    def told(self, worker_id: str, interval: float, state: str = "") -> None:
+        """The worker was told to call again within `interval` seconds; `state` is what it sent."""
+        presence = self.presence.get(worker_id)
+        if presence is not None:
+            presence.silence = self.liveness.allowed_silence(interval)
+            if state and state[:32] != presence.state:
+                presence.state = state[:32]
+                presence.dirty = True
+                self._dirty.add(worker_id)
+
+    def flush_presence(self, max_rows: int | None = None) -> int:
+        """Writes worker liveness to the store in one commit (called periodically).
+
+        `max_rows` bounds what one call writes, so that thousands of workers seen since the
+        last call are written over several calls instead of stalling every request at once.
+        Returns how many workers are still waiting to be written.
+        """
+        # A set of the workers seen since, not a scan of every presence: with 100,000 workers
+        # connected, a scan per tick would cost more than the rows written.
+        batch = list(self._dirty) if max_rows is None else list(itertools.islice(self._dirty, max_rows))
+        rows = [(wid, p.state, p.last_seen) for wid in batch if (p := self.presence.get(wid)) is not None]
+        self.ctx.store.touch_workers(rows)
+        self._dirty.difference_update(batch)
+        for wid, _, _ in rows:
+            self.presence[wid].dirty = False
+        return len(self._dirty)
+
+    def scan_period(self) -> float:
+        """How long a pass over every worker stays valid: a second, longer for a big swarm,
+        so that such passes take a bounded share of the loop (liveness changes on the scale
+        of heartbeat intervals, which grow with the swarm too)."""
+        return max(1.0, len(self.presence) / SCANS_PER_SECOND)
+
+    def classes(self, hardware_class: str, now: float) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+        """(workers of the class, those connected, classes with a connected trusted worker).
+
+        Recomputed at most once a second (`scan_period`): a scan of every worker on every
+        lease would make leasing O(workers), and liveness only changes on the scale of heartbeats.
+        """
+        cached = self._class_cache.get(hardware_class)
+        if cached is not None and cached[0] > now:
+            return cached[1], cached[2], cached[3]
+        # Every class in one pass: a pass per class would cost classes × workers each second,
+        # which in a volunteer swarm of many kinds of machine is a long stall of the loop.
+        members: dict[str, set[str]] = {}
+        live: dict[str, set[str]] = {}
+        live_classes: set[str] = set()
+        presences = self.presence
+        for worker in self.workers.values():
+            cls = worker.hardware_class
+            members.setdefault(cls, set()).add(worker.id)
+            presence = presences.get(worker.id)   # live, inlined: this loop visits every worker
+            if presence is not None and now - presence.last_seen <= presence.silence:
+                live.setdefault(cls, set()).add(worker.id)
+                # Classes that could verify: a worker outvoted once (or quarantined) does not, and
+                # preferring its class would leave claims waiting for nobody.
+                if cls not in live_classes and self.trust(worker.id).may_verify:
+                    live_classes.add(cls)
+        frozen_live_classes = frozenset(live_classes)
+        self._class_cache.clear()
+        until = now + self.scan_period()
+        for cls in members.keys() | {hardware_class}:
+            self._class_cache[cls] = (until, frozenset(members.get(cls, ())), frozenset(live.get(cls, ())),
+                                      frozen_live_classes)
+        entry = self._class_cache[hardware_class]
+        return entry[1], entry[2], entry[3]
+
+    def live(self, worker_id: str, now: float) -> bool:
+        presence = self.presence.get(worker_id)
+        return presence is not None and now - presence.last_seen <= presence.silence
+
+    def connected(self) -> int:
+        """Workers heard from within the silence they were allowed (recounted every `scan_period`)."""
+        now = self.ctx.clock()
+        until, count = self._connected
+        if now >= until:
+            count = sum(1 for p in self.presence.values() if now - p.last_seen <= p.silence)
+            self._connected = (now + self.scan_period(), count)
+        return count
+
+    def poll_seconds(self) -> float:
+        """How long an idle worker's next long-poll should last."""
+        return self.liveness.poll_seconds(self.connected())

@@ -1,0 +1,142 @@
+"""What the coordinator shows: summaries of studies and workers, lineage, history, versions.
+
+Part of the engine (see `engine.Engine`, which composes it). Read-only: nothing here
+changes the store or memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from autoswarm.slot_time import SlotTime
+from autoswarm.coordinator import acceptance
+from autoswarm.coordinator.context import EngineContext
+from autoswarm.coordinator.errors import NotFound
+from autoswarm.coordinator.leasing import Leasing
+from autoswarm.coordinator.lineage import LineageEntry, lineage
+from autoswarm.coordinator.roster import Roster
+from autoswarm.coordinator.studies import StudyRegistry
+from autoswarm.coordinator.store import ChampionRecord, ResultRecord, VersionRecord, WorkerRecord
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    name: str
+    metric: str
+    direction: str
+    champion: ChampionRecord
+    initial_metric: float | None
+    evaluations: int
+    improvements: int
+    in_flight: int
+    max_evaluations: int
+    error: str
+    pending_claims: int = 0
+    llm_tokens: int = 0                       # what its agents spent, and its caps (0: none)
+    cost_usd: float = 0.0
+    max_tokens: int = 0
+    max_cost_usd: float = 0.0
+    failed_edits: int = 0                     # explore tasks whose agent made no edit: in the budget, not evaluated
+
+    @property
+    def cost_per_evaluation(self) -> float | None:
+        """What its agents cost per evaluation, in US dollars; None before the first."""
+        return self.cost_usd / self.evaluations if self.evaluations else None
+
+    @property
+    def cost_per_improvement(self) -> float | None:
+        """What its agents cost per accepted improvement, in US dollars; None before the first."""
+        return self.cost_usd / self.improvements if self.improvements else None
+
+    @property
+    def spent(self) -> bool:
+        """The study's agents spent what it allows: no new explore."""
+        return (self.max_cost_usd > 0 and self.cost_usd >= self.max_cost_usd) or \
+            (self.max_tokens > 0 and self.llm_tokens >= self.max_tokens)
+
+    @property
+    def done(self) -> bool:
+        return bool(self.error) or (
+            (self.max_evaluations > 0 and self.evaluations >= self.max_evaluations or self.spent)
+            and self.in_flight == 0 and self.pending_claims == 0
+        )
+
+
+@dataclass(frozen=True)
+class WorkerSummary:
+    record: WorkerRecord
+    state: str
+    last_seen: float
+    running: int
+    results: int
+    trust: acceptance.Trust = acceptance.Trust()
+    slot_times: tuple[SlotTime, ...] = ()
+
+
+class Summaries:
+    """Read-only views of the engine's studies and workers."""
+
+    def __init__(self, ctx: EngineContext, registry: StudyRegistry, roster: Roster, leasing: Leasing) -> None:
+        self.ctx = ctx
+        self._registry = registry
+        self._roster = roster
+        self._leasing = leasing
+
+    def study_summaries(self) -> list[StudySummary]:
+        return [
+            StudySummary(s.spec.name, s.spec.metric, s.spec.direction, s.champion, s.initial_metric,
+                         s.evaluations, s.improvements, len(s.active), s.record.max_evaluations, s.record.error,
+                         len(s.claims), s.llm_tokens, s.cost_usd, s.spec.max_tokens, s.spec.max_cost_usd,
+                         s.failed_edits)
+            for s in sorted(self.ctx.studies.values(), key=lambda s: s.spec.name)
+        ]
+
+    def worker_summaries(self) -> list[WorkerSummary]:
+        roster = self._roster
+        now = self.ctx.clock()
+        counts = roster.results_by_worker
+        offline_after = roster.liveness.allowed_silence(roster.liveness.min_interval)
+        out = []
+        for worker in roster.workers.values():
+            presence = roster.presence.get(worker.id)
+            last_seen = presence.last_seen if presence else worker.last_seen
+            state = presence.state if presence else worker.state
+            trust = roster.trust(worker.id)
+            if state == "stopped":
+                pass  # it said goodbye: stopped, not offline
+            elif now - last_seen > (presence.silence if presence else offline_after):  # as long as it was told
+                state = "offline"
+            elif trust.quarantined:
+                state = "quarantined"
+            out.append(WorkerSummary(worker, state, last_seen, len(self._leasing.running.get(worker.id, ())),
+                                     counts.get(worker.id, 0), trust,
+                                     presence.slot_times if presence is not None else ()))
+        return out
+
+    def lineage(self, name: str) -> list[LineageEntry]:
+        """The champion chain with who claimed and who verified each step."""
+        self._registry.study(name)
+        return lineage(self.ctx.store, name)
+
+    def history(self, name: str) -> list[ResultRecord]:
+        self._registry.study(name)
+        return self.ctx.store.results(name)
+
+    def version(self, study: str, version_hash: str) -> tuple[VersionRecord, float | None]:
+        """A version of a study's target (the champion when `version_hash` is empty) and its metric."""
+        state = self.ctx.studies.get(study)
+        if state is None:
+            raise NotFound(f"no study named {study!r}; `autoswarm status` lists the studies")
+        wanted = version_hash or state.champion.version
+        found = self.ctx.store.version(study, wanted)
+        if found is None:
+            raise NotFound(f"study {study!r} has no version {wanted!r}")
+        metric = next((c.metric for c in reversed(self.ctx.store.champions(study)) if c.version == wanted), None)
+        return found, metric
+
+    def result(self, result_id: str) -> ResultRecord:
+        """One stored result, whatever its study."""
+        found = self.ctx.store.result(result_id)
+        if found is None:
+            raise NotFound(f"no result {result_id!r}; `autoswarm history` lists result ids")
+        return found
