@@ -287,34 +287,74 @@ def _worker_means(runs: Mapping[str, Sequence[float]]) -> dict[str, tuple[float,
     return {w: (statistics.fmean(v), len(v)) for w, v in runs.items() if v}
 
 
-def class_outliers(policy: AcceptancePolicy, runs: Mapping[str, Sequence[float]], sigma: float) -> frozenset[str]:
-    """Workers whose runs of one version disagree with the agreeing majority of their class.
+@dataclass(frozen=True)
+class ClassCheck:
+    """What one hardware class's runs of one version say about its workers (`class_check`).
+
+    `groups`: the workers split where their means part by more than noise, lowest mean first.
+    `majority`: the one group that holds a strict majority of the class's owners (empty when
+    none does, or when a group is chained: see `class_check`). `disputed`: the workers do
+    not all measure alike, so the class's baseline of the version judges nothing until the
+    dispute is resolved: the outliers outside the majority are moved out, or, with no
+    majority, every worker is moved to a class of its own (`split`).
+    """
+
+    groups: tuple[frozenset[str], ...] = ()
+    majority: frozenset[str] = frozenset()
+    chained: bool = False
+
+    @property
+    def disputed(self) -> bool:
+        return len(self.groups) > 1 or self.chained
+
+    @property
+    def outliers(self) -> frozenset[str]:
+        """Workers outside the agreeing majority (none while there is no majority)."""
+        if not self.majority:
+            return frozenset()
+        return frozenset().union(*self.groups) - self.majority
+
+    @property
+    def split(self) -> frozenset[str]:
+        """Every worker, when the class is disputed and no group holds a majority of owners."""
+        return frozenset().union(*self.groups) if self.disputed and not self.majority else frozenset()
+
+
+def class_check(policy: AcceptancePolicy, runs: Mapping[str, Sequence[float]], sigma: float,
+                owners: Mapping[str, str] | None = None) -> ClassCheck:
+    """Groups a class's workers by how they measure one version, and finds its agreeing majority.
 
     `runs` maps each worker to its runs of the same version in one hardware class; `sigma`
-    is the σ of one run there. A worker is an outlier when its mean lies beyond
-    `AGREE_SIGMAS` σ of the difference from every member of a strict majority of at least
-    two other workers. A class of two that disagree has no majority: nobody is moved.
+    is the σ of one run there; `owners` maps workers to owners (a worker with none is its
+    own owner). Sorted by mean, workers fall into groups wherever two neighbours disagree
+    beyond `AGREE_SIGMAS` σ of their difference: on honest hardware one group however many
+    workers measured (the widest gap among n normal runs grows only like √(log n)).
+
+    The majority is counted in owners, not workers: a group is the class's majority when it
+    holds strictly more than half of the distinct owners that measured, and no other group
+    does. One attacker's many machines (or Sybils of one owner) naming an honest class are
+    one voice, so they cannot outvote the class's honest owners however many they are. A
+    group whose span exceeds twice the tolerance between its two ends was chained together
+    by workers placed in its gaps: it has no majority (nothing it measured is trusted).
     """
     means = _worker_means(runs)
-    names = sorted(means)
-    if len(names) < 3:
-        return frozenset()
-    for size in range(len(names), 1, -1):
-        groups = [combo for combo in itertools.combinations(names[:MAX_GROUP_SEARCH], size)
-                  if all(_close(policy, sigma, means[a], means[b]) for a, b in itertools.combinations(combo, 2))]
-        if groups:
-            if len(groups) > 1 or 2 * size <= len(names):
-                return frozenset()
-            return frozenset(names) - set(groups[0])
-    return frozenset()
-
-
-def class_disputed(policy: AcceptancePolicy, runs: Mapping[str, Sequence[float]], sigma: float) -> bool:
-    """Whether some workers' runs of one version on one class disagree beyond noise: until
-    the outlier is moved out (`class_outliers`), or more runs show who is right, the class's
-    baseline of it judges nothing."""
-    means = _worker_means(runs)
-    return not all(_close(policy, sigma, means[a], means[b]) for a, b in itertools.combinations(sorted(means), 2))
+    if len(means) < 2:
+        return ClassCheck(tuple(frozenset([w]) for w in means))
+    order = sorted(means, key=lambda w: (means[w][0], w))
+    groups: list[list[str]] = [[order[0]]]
+    for w in order[1:]:
+        if _close(policy, sigma, means[groups[-1][-1]], means[w]):
+            groups[-1].append(w)
+        else:
+            groups.append([w])
+    chained = any(abs(means[g[-1]][0] - means[g[0]][0]) >
+                  2 * max(policy.min_delta, AGREE_SIGMAS * sigma * math.sqrt(1 / means[g[0]][1] + 1 / means[g[-1]][1]))
+                  for g in groups if len(g) > 2)
+    owner_of = {w: (owners or {}).get(w) or w for w in means}
+    everyone = len(set(owner_of.values()))
+    majorities = [g for g in groups if 2 * len({owner_of[w] for w in g}) > everyone]
+    majority = frozenset(majorities[0]) if len(majorities) == 1 and not chained else frozenset()
+    return ClassCheck(tuple(frozenset(g) for g in groups), majority, chained)
 
 
 # -- trust ----------------------------------------------------------------------------------

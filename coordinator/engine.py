@@ -61,7 +61,8 @@ class Engine:
         self.roster = Roster(self.ctx)
         self.leasing = Leasing(self.ctx, self.roster)
         self.registry = StudyRegistry(self.ctx, self.roster, self.leasing)
-        self.judging = Judging(store, self.config, self.roster.trust, self.registry.open_claims)
+        self.judging = Judging(store, self.config, self.roster.trust, self.registry.open_claims,
+                               self.roster.owner_of, self.roster.classes)
         self.reporting = Reporting(self.ctx, self.roster, self.leasing, self.judging)
         self.summaries = Summaries(self.ctx, self.registry, self.roster, self.leasing)
         self.registry.load_all()

@@ -70,14 +70,19 @@ class Judging(Merging):
     """How reports are judged (see the module's docstring).
 
     `trust` says how far a worker is trusted; `open_claims` how many claims of its own
-    edits wait for verification, in every study. Only reads: versions from the store."""
+    edits wait for verification, in every study; `owner_of` whose a worker is; `members` the
+    workers of a hardware class (its first tuple item, as `Roster.classes` gives them). Only
+    reads: versions from the store."""
 
     def __init__(self, store: Store, config: EngineConfig, trust: Callable[[str], acceptance.Trust],
-                 open_claims: Callable[[str], int]) -> None:
+                 open_claims: Callable[[str], int], owner_of: Callable[[str], str | None] = lambda w: None,
+                 members: Callable[[str, float], tuple[frozenset[str], ...]] = lambda c, t: (frozenset(),)) -> None:
         self.store = store
         self.config = config
         self.trust = trust
         self._open_claims = open_claims
+        self._owner_of = owner_of
+        self._members = members
 
     def _base_record(self, lease: LeaseRecord, worker: WorkerRecord, result: ResultIn, now: float,
                      version: str, decision: str, **judged: Any) -> ResultRecord:
@@ -100,7 +105,9 @@ class Judging(Merging):
         if state.paired:
             # Moved out, not struck: an honest machine may just differ from what its name says. Being
             # moved makes its next strike quarantine it (`Trust.moved`).
-            judgement.outliers = state.class_outliers(lease.candidate, worker.hardware_class, worker.id, result.metric)
+            members = self._members(worker.hardware_class, now)[0]
+            judgement.outliers = state.class_outliers(lease.candidate, worker.hardware_class, worker.id, result.metric,
+                                                      self._owner_of, members)
         if state.champion.version == lease.candidate and lease.candidate not in state.scores \
                 and worker.id not in {o.worker_id for o in judgement.outliers}:
             score = state.initial_score(lease.candidate, result.metric)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from autoswarm.hardware_class import origin_class
@@ -28,6 +29,8 @@ MAX_VERIFYING = 8             # claims on one champion verified at once (the oth
 # A class's baselines are checked for workers that measure unlike the rest once its noise
 # rests on this many differences.
 MIN_CHECK_DOF = 4
+CHECK_DIFFERENCES = 256      # newest differences per class in the study-wide σ of class checks
+DISPUTE_RUNS = 4             # × baseline_runs: runs a disputed class takes before it is split
 MEMORY_ENTRIES = 300          # explore outcomes kept for the swarm memory
 MAX_IDEAS_SHOWN = 50          # ideas in flight listed in a task's memory
 # Statuses of results whose evaluation really ran (a duplicate or a failed edit did not).
@@ -70,8 +73,9 @@ class Samples:
     def __init__(self) -> None:
         self._runs: dict[tuple[str, str], _Runs] = {}
         self._diffs: dict[str, list[_Diff]] = {}
-        self._sigma: dict[str, float] = {}
-        self._own: dict[str, tuple[float, int]] = {}   # own_sigma per class, until its runs change
+        self._sigma: dict[str | None, float] = {}
+        self._own: dict[str | None, tuple[float, int]] = {}   # own_sigma per class (None: all), until runs change
+        self._own_diffs: dict[str, list[tuple[str, float]]] = {}   # class -> (worker, |a − b|) of its own repeats
         self._fits: dict[str, ClassFit] | None = None
         self._noise: dict[str, Noise] = {}
         # The latest run per (version, class, "baseline" or "verify"), for noise differences.
@@ -82,6 +86,7 @@ class Samples:
         if latest is not None:
             self._diffs.setdefault(hardware_class, []).append(_Diff(abs(value - latest[1]), latest[0], worker_id))
             self._sigma.pop(hardware_class, None)
+            self._sigma.pop(None, None)
             self._fits = None
         self._latest[(version, hardware_class, kind)] = (worker_id, value)
 
@@ -102,8 +107,12 @@ class Samples:
         runs.n += 1
         runs.mean += (value - runs.mean) / runs.n
         runs.last = (worker_id, value)
-        runs.by_worker.setdefault(worker_id, []).append((value, result_id))
+        mine = runs.by_worker.setdefault(worker_id, [])
+        if mine:
+            self._own_diffs.setdefault(hardware_class, []).append((worker_id, abs(value - mine[-1][0])))
+        mine.append((value, result_id))
         self._own.pop(hardware_class, None)
+        self._own.pop(None, None)
 
     def baseline(self, version: str, hardware_class: str) -> Baseline | None:
         runs = self._runs.get((version, hardware_class))
@@ -118,9 +127,12 @@ class Samples:
         runs = self._runs.get((version, hardware_class))
         return {w: list(v) for w, v in runs.by_worker.items()} if runs else {}
 
-    def sigma(self, hardware_class: str) -> tuple[float, int]:
-        """(σ of one run, number of run-to-run differences it rests on) for a class."""
-        diffs = self._diffs.get(hardware_class, [])
+    def sigma(self, hardware_class: str | None) -> tuple[float, int]:
+        """(σ of one run, number of run-to-run differences it rests on) for a class, or (None)
+        for every class together (each class's newest `CHECK_DIFFERENCES`): a median, so a
+        minority of wild differences moves it little."""
+        diffs = self._diffs.get(hardware_class, []) if hardware_class is not None else \
+            [d for ds in self._diffs.values() for d in ds[-CHECK_DIFFERENCES:]]
         if hardware_class not in self._sigma:
             self._sigma[hardware_class] = acceptance.robust_sigma([d.value for d in diffs])
         return self._sigma[hardware_class], len(diffs)
@@ -143,13 +155,13 @@ class Samples:
             return len(self._diffs.get(hardware_class, ()))
         return sum(len(d) for d in self._diffs.values())
 
-    def own_sigma(self, hardware_class: str) -> tuple[float, int]:
+    def own_sigma(self, hardware_class: str | None) -> tuple[float, int]:
         """σ from differences between two runs of the *same* worker only: each machine's own
-        noise, which no other worker's numbers can inflate (a liar's can only lower it)."""
+        noise, which no other worker's numbers can inflate (a liar's can only lower it). On one
+        class, or (None) on every class together."""
         if hardware_class not in self._own:
             # Read on every lease and judgement of a paired study: worked out once per new run.
-            own = [abs(b[0] - a[0]) for (_, cls), runs in self._runs.items() if cls == hardware_class
-                   for series in runs.by_worker.values() for a, b in zip(series, series[1:])]
+            own = [d for cls, diffs in self._own_diffs.items() if hardware_class in (None, cls) for _, d in diffs]
             self._own[hardware_class] = (acceptance.robust_sigma(own), len(own))
         return self._own[hardware_class]
 
@@ -171,6 +183,9 @@ class Samples:
     def remove_worker(self, hardware_class: str, worker_id: str) -> None:
         """Takes a worker's runs out of a class: its baselines and its share of the noise."""
         self._own.pop(hardware_class, None)
+        self._own.pop(None, None)
+        if hardware_class in self._own_diffs:
+            self._own_diffs[hardware_class] = [(w, d) for w, d in self._own_diffs[hardware_class] if w != worker_id]
         for (_, cls), runs in self._runs.items():
             if cls == hardware_class and runs.by_worker.pop(worker_id, None) is not None:
                 runs.recompute()
@@ -180,6 +195,7 @@ class Samples:
         if diffs:
             self._diffs[hardware_class] = [d for d in diffs if worker_id not in (d.first, d.second)]
             self._sigma.pop(hardware_class, None)
+            self._sigma.pop(None, None)
             self._fits = None
         for key, (worker, _) in list(self._latest.items()):
             if key[1] == hardware_class and worker == worker_id:
@@ -390,7 +406,8 @@ class StudyState:
         """A direct baseline run: the class's runs, the noise model, and its tier's evidence."""
         self.samples.add(version, hardware_class, worker_id, value, result_id)
         runs = self.samples.baseline(version, hardware_class)
-        if runs is not None:
+        if runs is not None and not self.disputed(version, hardware_class):
+            # A disputed class's mean is no baseline (nor a tier's reference point) until settled.
             self.tiers.observe(version, hardware_class, runs.mean, self.sigma_of)
 
     def baseline_target(self, hardware_class: str, members: int = 0) -> int:
@@ -422,8 +439,23 @@ class StudyState:
             return 0
         return runs
 
-    def class_outliers(self, version: str, worker_class: str, worker_id: str, value: float) -> list[Outlier]:
-        """Who, with this new baseline run counted, measures `version` unlike its reported class.
+    def dispute_runs(self) -> int:
+        """Runs of one version a disputed class takes (from distinct workers while it has them)
+        before its dispute is settled by splitting it (`class_outliers`)."""
+        return DISPUTE_RUNS * self.spec.acceptance.baseline_runs
+
+    def class_outliers(self, version: str, worker_class: str, worker_id: str, value: float,
+                       owner_of: Callable[[str], str | None] = lambda worker: None,
+                       members: frozenset[str] = frozenset()) -> list[Outlier]:
+        """Who, with this new baseline run counted, must leave its reported class (`acceptance.class_check`).
+
+        The workers outside the group that holds a strict majority of the class's owners. When
+        no group does (a bimodal class: spoofers of one owner against honest workers of
+        another, or a liar against the one honest worker of a small class), more runs are
+        taken from other workers while any of the class's `members` has not measured
+        `version` and fewer than `dispute_runs` were made; then the class is split: every
+        worker that measured it moves to a class of its own, where only its own runs judge
+        it. Nothing is trusted more than what each machine says about itself.
 
         Judged on the noise each machine shows on its own (which no other worker can inflate)
         once there is enough of it. Workers moved out of the class still count towards its
@@ -441,35 +473,50 @@ class StudyState:
         runs[worker_id] = (cls, [*series, (value, "")])
         sigma = self._check_sigma(origin)
         if sigma is None:
-            sigma, dof = self.samples.sigma(origin)
-            if dof < MIN_CHECK_DOF:
-                return []
-        outliers = acceptance.class_outliers(self.spec.acceptance,
-                                             {w: [v for v, _ in r] for w, (_, r) in runs.items()}, sigma)
-        return [Outlier(w, runs[w][1][-1][1]) for w in sorted(outliers) if runs[w][0] == origin]
+            return []
+        check = acceptance.class_check(self.spec.acceptance, {w: [v for v, _ in r] for w, (_, r) in runs.items()},
+                                       sigma, {w: owner_of(w) or "" for w in runs})
+        moving = check.outliers
+        if check.split:
+            in_class = {w for w, (c, _) in runs.items() if c == origin}
+            made = sum(len(r) for w, (c, r) in runs.items() if c == origin)
+            if (members - in_class) and made < self.dispute_runs():
+                return []   # another worker of the class may still show who is right
+            moving = check.split
+        return [Outlier(w, runs[w][1][-1][1]) for w in sorted(moving) if runs[w][0] == origin]
 
     def disputed(self, version: str, hardware_class: str) -> bool:
         """Whether the workers whose runs make a class's baseline of `version` disagree beyond
-        noise (`acceptance.class_disputed`): one of two may be a spoofer."""
+        noise (`acceptance.class_check`): one of two may be a spoofer."""
         runs = self.samples.runs_by_worker(version, hardware_class)
         if len(runs) < 2:
             return False
-        # Only each machine's own repeats say what noise is here: a difference between two
-        # workers is what is in question, and a spoofer's would inflate any other estimate.
+        # Each machine's own repeats say best what noise is here: a difference between two
+        # workers is what is in question, and a spoofer's would inflate other estimates.
         sigma = self._check_sigma(origin_class(hardware_class))
         if sigma is None:
             values = [v for series in runs.values() for v, _ in series]
             return max(values) > min(values)   # nothing tells noise from a spoofer yet: more repeats first
-        return acceptance.class_disputed(self.spec.acceptance, {w: [v for v, _ in r] for w, r in runs.items()}, sigma)
+        return acceptance.class_check(self.spec.acceptance, {w: [v for v, _ in r] for w, r in runs.items()},
+                                      sigma).disputed
 
     def _check_sigma(self, origin: str) -> float | None:
         """The σ a class check uses: the class's own-repeat noise, raised to an upper bound
         for thin evidence (a median σ from n differences is off by ≈1.17/√n), so that an honest
-        machine is not moved out by an unlucky estimate. None until there are enough repeats."""
-        sigma, dof = self.samples.own_sigma(origin)
-        if dof < MIN_CHECK_DOF:
-            return None
-        return sigma * (1.0 + 2.0 * 1.17 / math.sqrt(dof))
+        machine is not moved out by an unlucky estimate; and never below the median-based σ of
+        every run-to-run difference in the study, on every class (`Samples.sigma(None)`): two
+        honest machines of one model differ a little more than one machine from itself, and a
+        big class rarely repeats on one machine (each baseline goes to another worker). The
+        class's own bar σ is not used: its spoofers' runs would widen it. None until either
+        rests on `MIN_CHECK_DOF` differences."""
+        found = []
+        own, dof = self.samples.own_sigma(origin)
+        if dof >= MIN_CHECK_DOF:
+            found.append(own * (1.0 + 2.0 * 1.17 / math.sqrt(dof)))
+        between, dof = self.samples.sigma(None)
+        if dof >= MIN_CHECK_DOF:
+            found.append(between)
+        return max(found) if found else None
 
     def initial_score(self, version: str, value: float) -> float | None:
         """The first champion's score once enough baselines measured it: their median (one
@@ -558,7 +605,7 @@ class StudyState:
             in_class = [lease for lease in baselines_in_flight if lease.worker_id in class_members]
             measured_by = self.samples.measured_by(champion, hardware_class) | {lease.worker_id for lease in in_class}
             done = measured.runs if measured else 0
-            if done and done < 4 * self.spec.acceptance.baseline_runs and self.disputed(champion, hardware_class):
+            if done and done < self.dispute_runs() and self.disputed(champion, hardware_class):
                 done = 0   # another worker of the class settles the dispute (or, alone, they repeat)
             class_baseline = scheduler.ClassBaseline(
                 done=done, in_flight=len(in_class),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -9,7 +11,7 @@ from hypothesis import strategies as st
 from autoswarm.hardware_class import HardwareError, checked_hardware, hardware_class, is_moved, moved_class, origin_class
 from autoswarm.study import AcceptancePolicy
 from autoswarm.coordinator.acceptance import (
-    AGREE_SIGMAS, MAX_ARBITERS, Measurement, Trust, agree, champion_score, class_disputed, class_outliers,
+    AGREE_SIGMAS, MAX_ARBITERS, Measurement, Trust, agree, champion_score, class_check,
     initial_baselines,
     recorded_score, settle,
 )
@@ -147,18 +149,55 @@ def test_the_first_champion_needs_a_majority_of_baselines_over_possible_liars():
 
 def test_a_worker_measuring_unlike_its_class_is_an_outlier_only_against_a_majority():
     honest = {"a": [1.00, 1.01], "b": [0.99, 1.00], "c": [1.02]}
-    assert class_outliers(Q2, {**honest, "liar": [5.0]}, 0.01) == {"liar"}
-    assert class_outliers(Q2, {**honest, "slow": [0.97]}, 0.01) == set(), "within noise"
-    assert class_outliers(Q2, {"a": [1.0], "liar": [5.0]}, 0.01) == set(), "two that disagree: no majority"
-    assert class_outliers(Q2, {"a": [1.0], "b": [1.0], "c": [5.0], "d": [5.0]}, 0.01) == set(), "a tie"
-    assert class_outliers(AcceptancePolicy(quorum=2, min_delta=10), {**honest, "liar": [5.0]}, 0.01) == set()
+    assert class_check(Q2, {**honest, "liar": [5.0]}, 0.01).outliers == {"liar"}
+    assert not class_check(Q2, {**honest, "slow": [0.97]}, 0.01).disputed, "within noise"
+    two = class_check(Q2, {"a": [1.0], "liar": [5.0]}, 0.01)
+    assert two.outliers == set() and two.split == {"a", "liar"}, "two that disagree: no majority, split"
+    tie = class_check(Q2, {"a": [1.0], "b": [1.0], "c": [5.0], "d": [5.0]}, 0.01)
+    assert tie.outliers == set() and tie.split == {"a", "b", "c", "d"}, "a tie"
+    assert not class_check(AcceptancePolicy(quorum=2, min_delta=10), {**honest, "liar": [5.0]}, 0.01).disputed
+
+
+def test_a_big_honest_class_is_one_group_however_many_workers_measured():
+    """Regression: a search capped at 12 workers made every worker past the 12th an outlier."""
+    rng = random.Random(3)
+    runs = {f"w{i:02d}": [rng.gauss(-10.3, 0.02)] for i in range(64)}
+    check = class_check(Q2, runs, 0.02)
+    assert not check.disputed and check.outliers == set()
+    check = class_check(Q2, {**runs, "liar": [-9.3]}, 0.02)
+    assert check.outliers == {"liar"}
+
+
+def test_the_majority_of_a_class_is_counted_in_owners_not_workers():
+    """Sixteen spoofers of one attacker name the class of two honest volunteers: one voice."""
+    spoofers = {f"s{i}": [1.0 + 0.2 * i] for i in range(16)}
+    honest = {"h1": [0.0], "h2": [0.01]}
+    owners = {**{w: "attacker" for w in spoofers}, "h1": "vol1", "h2": "vol2"}
+    check = class_check(Q2, {**spoofers, **honest}, 0.01, owners)
+    assert check.majority == {"h1", "h2"} and check.outliers == set(spoofers)
+    # The same spoofers all lying alike (one group of 16 machines): still one owner of three.
+    alike = {f"s{i}": [1.0] for i in range(16)}
+    check = class_check(Q2, {**alike, **honest}, 0.01, {**owners, **{w: "attacker" for w in alike}})
+    assert check.majority == {"h1", "h2"} and check.outliers == set(alike)
+    # One honest volunteer against one attacker: no majority; the class splits.
+    check = class_check(Q2, {**alike, "h1": [0.0]}, 0.01, {"h1": "vol1", **{w: "attacker" for w in alike}})
+    assert check.disputed and not check.majority and check.split == {"h1", *alike}
+    # Without owners (each worker its own), sixteen agreeing Sybils do outvote two: a stated limit.
+    assert class_check(Q2, {**alike, **honest}, 0.01).outliers == set(honest)
+
+
+def test_a_chain_of_workers_placed_in_the_gaps_makes_no_majority():
+    """A liar cannot glue two groups into one by reporting values in between."""
+    chain = {f"c{i}": [i * 0.05] for i in range(11)}          # 0 … 0.5 in steps just under the tolerance
+    check = class_check(Q2, chain, 0.01)
+    assert len(check.groups) == 1 and check.chained and check.disputed and not check.majority
 
 
 def test_a_class_whose_workers_disagree_is_disputed_until_settled():
-    assert class_disputed(Q2, {"a": [1.0], "liar": [5.0]}, 0.01), "one of two: nothing says who"
-    assert not class_disputed(Q2, {"a": [1.0], "b": [1.01]}, 0.01)
-    assert not class_disputed(Q2, {"a": [1.0]}, 0.01)
-    assert class_disputed(Q2, {"a": [1.0], "b": [1.0], "liar": [5.0]}, 0.01), "until the outlier is moved out"
+    assert class_check(Q2, {"a": [1.0], "liar": [5.0]}, 0.01).disputed, "one of two: nothing says who"
+    assert not class_check(Q2, {"a": [1.0], "b": [1.01]}, 0.01).disputed
+    assert not class_check(Q2, {"a": [1.0]}, 0.01).disputed
+    assert class_check(Q2, {"a": [1.0], "b": [1.0], "liar": [5.0]}, 0.01).disputed, "until the outlier is moved out"
 
 
 def test_trust_one_open_claim_until_trusted_and_two_strikes_quarantine():
