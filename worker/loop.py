@@ -6,13 +6,11 @@ each slot spends its life waiting on a subprocess, and `grpc` sync stubs are thr
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
 import socket
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,6 +21,7 @@ from autoswarm import __version__
 from autoswarm.bundle import BundleError
 from autoswarm.v1 import common_pb2, worker_pb2
 from autoswarm.worker.agent_box import AgentSettings
+from autoswarm.worker.agent_spend import AgentSpend
 from autoswarm.worker.bundles import BundleCache, BundleDownload
 from autoswarm.worker.connection import TRANSIENT, Connection, HeartbeatSchedule, Stopped
 from autoswarm.worker.execute import ExecutionContext
@@ -40,21 +39,16 @@ from autoswarm.worker.donation import (
     worker_state,
 )
 from autoswarm.worker.hardware import HardwareInfo, detect_hardware, slot_environments, slot_gpu
-from autoswarm.worker.outbox import Outbox, OutboxEntry
+from autoswarm.worker.outbox import Outbox
 from autoswarm.worker.platforms import Platform, describe_idle_gaps
+from autoswarm.worker.registration import IdentityFile, Registration
+from autoswarm.worker.reporting import Reporter
 from autoswarm.worker.sandbox import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PROCESSES, ResourceLimits, Sandbox, configure
 from autoswarm.worker.mutators.config import Budget
 from autoswarm.worker.slot import PipelinedSlot
 from autoswarm.slot_time import SlotTime
 
 log = logging.getLogger("autoswarm.worker")
-
-# Answers that mean a report can never be accepted: keep it aside for the volunteer, stop resending.
-FINAL_REFUSALS = frozenset({
-    grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT,
-    grpc.StatusCode.PERMISSION_DENIED,
-})
-
 
 @dataclass(frozen=True)
 class WorkerOptions:
@@ -110,25 +104,22 @@ class Worker:
         self.hardware = donated_hardware(hardware or detect_hardware(), options)
         # Absolute: the sandbox binds these paths into a new mount namespace, where a relative
         # path would mean nothing.
-        state = Path(options.state_dir).resolve()
-        state.mkdir(parents=True, exist_ok=True)
-        self._identity_path = state / "identity.json"
-        self.outbox = Outbox(state / "outbox")
-        self._rejected = state / "rejected"
+        state = private_directory(Path(options.state_dir).resolve())
         self.cache = BundleCache(state / "cache", options.cache_bytes)
         self._scratch = state / "scratch"
         self._data = state / "data"
         self.connection = Connection(options.coordinator, on_state=self._connection_state, token=options.token,
                                      ca=options.ca)
-        self.worker_id = ""
-        self.hardware_class = ""
         self.heartbeats = HeartbeatSchedule(5.0, options.lease_wait_seconds)
         self._finish = threading.Event()      # first stop request: take no new work
         self._halt = threading.Event()        # second: abandon running work now
-        self._report_now = threading.Event()  # a result waits in the outbox
+        self.registration = Registration(IdentityFile(state / "identity.json", options.coordinator), options.token,
+                                         self.connection, self._halt, self.heartbeats, self._register_request,
+                                         refused=self.request_stop)
+        self.reporter = Reporter(Outbox(state / "outbox"), state / "rejected", self.connection,
+                                 lambda: self.worker_id)
         self._running: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
-        self._register_lock = threading.RLock()
         self._state = "starting"
         self._connected = True
         self.completed = 0
@@ -143,9 +134,7 @@ class Worker:
         self._slot_gpus = [slot_gpu(env) for env in envs]
         self._slot_held = [0] * len(envs)     # leases each slot holds (evaluating or being prepared)
         self._slots: dict[int, PipelinedSlot] = {}
-        self.spent_usd = 0.0                  # what this worker's agents cost since it started
-        self.spent_tokens = 0
-        self._agents_capped = False
+        self.spend = AgentSpend(options.mutators, options.agent_budget)
         # GPU runtimes map far more memory than they touch, and a default cap could break them:
         # only a cap the volunteer asked for applies to GPU slots; CPU slots get a share of the RAM.
         self._slot_sandboxes = [
@@ -156,87 +145,39 @@ class Worker:
 
     # -- identity -------------------------------------------------------------------------
 
-    def _saved_identity(self) -> tuple[str, str]:
-        """(worker id, credential) saved for this coordinator, or empty strings."""
-        try:
-            saved = json.loads(self._identity_path.read_text())
-            if saved.get("coordinator") != self.options.coordinator:
-                return "", ""
-            return saved["worker_id"], saved.get("credential", "")
-        except (OSError, ValueError, KeyError):
-            return "", ""
+    @property
+    def worker_id(self) -> str:
+        return self.registration.worker_id
 
-    def _save_identity(self, credential: str) -> None:
-        tmp = self._identity_path.with_suffix(".tmp")
-        # The credential is a secret: the file is readable by this user only.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"worker_id": self.worker_id, "coordinator": self.options.coordinator,
-                       "credential": credential}, f)
-        tmp.replace(self._identity_path)
+    @worker_id.setter
+    def worker_id(self, value: str) -> None:
+        self.registration.worker_id = value
+
+    @property
+    def hardware_class(self) -> str:
+        return self.registration.hardware_class
+
+    @property
+    def outbox(self) -> Outbox:
+        return self.reporter.outbox
+
+    def _register_request(self) -> worker_pb2.RegisterRequest:
+        return worker_pb2.RegisterRequest(
+            name=self.options.name, hardware=hardware_message(self.hardware), slots=len(self.slot_envs()),
+            mutators=list(self.mutators()), client_version=__version__,
+        )
 
     def register(self, forget_id: bool = False) -> None:
-        """Registers (or re-registers after the coordinator forgot us), retrying while it is away.
-
-        With a saved credential the worker keeps its identity; when the coordinator no longer
-        accepts it (revoked, or a new database) the join token registers a new worker.
-        """
-        with self._register_lock:
-            slots = len(self.slot_envs())
-            saved_id, credential = ("", "") if forget_id else self._saved_identity()
-            request = worker_pb2.RegisterRequest(
-                worker_id=saved_id, name=self.options.name,
-                hardware=hardware_message(self.hardware), slots=slots, mutators=list(self.mutators()),
-                client_version=__version__,
-            )
-            self.connection.token = credential or self.options.token
-            try:
-                response = self.connection.retry(lambda: self.connection.stub.Register(request, timeout=15),
-                                                 self._halt, "register")
-            except grpc.RpcError as exc:
-                if exc.code() != grpc.StatusCode.UNAUTHENTICATED or not credential or not self.options.token:
-                    raise
-                log.warning("the coordinator refused this worker's credential (%s); joining again", exc.details())
-                self.connection.token = self.options.token
-                request.worker_id = ""
-                response = self.connection.retry(lambda: self.connection.stub.Register(request, timeout=15),
-                                                 self._halt, "register")
-            self.worker_id = response.worker_id
-            self.hardware_class = response.hardware_class
-            self.heartbeats.told(response.heartbeat_interval_seconds, response.lease_wait_seconds)
-            credential = response.credential or (credential if self.connection.token == credential else "")
-            self.connection.token = credential or self.options.token
-            self._save_identity(credential)
-            owner = f", owner {response.owner}" if response.owner else ""
-            log.info("registered as %s (%s%s), %d slot(s), hardware class %s", self.worker_id, self.options.name,
-                     owner, slots, self.hardware_class)
+        """Registers (again), retrying while the coordinator is away (worker/registration.py)."""
+        self.registration.register(forget_id)
 
     def _reregister(self, failed_id: str) -> None:
         """Registers anew, once, however many slots noticed that the coordinator forgot us."""
-        with self._register_lock:
-            if self.worker_id == failed_id:
-                try:
-                    self.register(forget_id=not self.options.token)
-                except Stopped:
-                    pass
-                except grpc.RpcError as exc:
-                    # Revoked, or never allowed: nothing to retry. Finish what runs and stop.
-                    log.error("the coordinator refuses this worker (%s %s); stopping", exc.code().name, exc.details())
-                    self.request_stop()
+        self.registration.reregister(failed_id, self.register)
 
     def slot_envs(self) -> list[dict[str, str]]:
-        if self.options.slots is not None and not self.hardware.gpus:
-            envs = slot_environments((), self.options.slots)
-        else:
-            envs = slot_environments(self.hardware.gpus, self.options.slots or 1)
-            envs = envs[: self.options.slots] if self.options.slots else envs
-        if self.options.max_cpus or len(envs) > 1:
-            # Numerical libraries start one thread per core unless told otherwise: several slots
-            # would each start one per core and slow each other down.
-            share = str(max(1, (self.options.max_cpus or len(_usable_cpus())) // len(envs)))
-            for env in envs:
-                env.update({name: share for name in _THREAD_VARIABLES if name not in os.environ})
-        return envs
+        """Each slot's own environment variables (its GPU, its share of threads)."""
+        return slot_variables(self.hardware, self.options.slots, self.options.max_cpus, len(_usable_cpus()), os.environ)
 
     def describe_donation(self) -> list[str]:
         """What this worker uses of the machine and how it protects it, for the start-up banner."""
@@ -338,7 +279,7 @@ class Worker:
             log.error("the coordinator refused to register this worker: %s %s%s", exc.code().name, exc.details(), hint)
             raise SystemExit(2) from None
         threads = [threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True),
-                   threading.Thread(target=self._outbox_loop, name="outbox", daemon=True)]
+                   threading.Thread(target=self.reporter.run, args=(self._halt,), name="outbox", daemon=True)]
         if self.options.donation.hours is not None or self.options.donation.idle_only:
             self._check_availability(prime=True)
             threads.append(threading.Thread(target=self._availability_loop, name="availability", daemon=True))
@@ -351,7 +292,7 @@ class Worker:
             while t.is_alive():
                 t.join(0.5)
         self._halt.set()
-        self._flush_outbox(final=True)
+        self.reporter.flush(final=True)
         self._say_stopped()
         self.connection.close()
         log.info("worker stopped after %d task(s); %d result(s) wait in the outbox", self.completed, len(self.outbox))
@@ -411,22 +352,13 @@ class Worker:
 
     def mutators(self) -> tuple[str, ...]:
         """The mutator kinds this worker runs now: without agents once its own budget is spent."""
-        if self._agents_capped:
-            return tuple(kind for kind in self.options.mutators if kind not in AGENT_KINDS)
-        return self.options.mutators
+        return self.spend.kinds()
 
     def _count_cost(self, result: worker_pb2.Result) -> None:
         """Adds an edit's cost; at the volunteer's cap, agents stop and the coordinator is told."""
-        budget = self.options.agent_budget
-        with self._lock:
-            self.spent_usd += result.cost_usd
-            self.spent_tokens += result.llm_tokens
-            newly = budget is not None and not self._agents_capped and budget.spent(self.spent_usd, self.spent_tokens)
-            if newly:
-                self._agents_capped = True
-        if newly:
+        if self.spend.add(result.cost_usd, result.llm_tokens):
             log.warning("--llm-budget reached (%.4f USD, %d tokens spent): no more llm or command tasks on this "
-                        "worker; it goes on with %s", self.spent_usd, self.spent_tokens,
+                        "worker; it goes on with %s", self.spend.usd, self.spend.tokens,
                         ", ".join(self.mutators()) or "nothing")
             if not self.mutators():
                 self.request_stop()
@@ -442,9 +374,7 @@ class Worker:
         self.completed += 1
         if result.llm_tokens or result.cost_usd:
             self._count_cost(result)
-        request = worker_pb2.ReportRequest(worker_id=self.worker_id, lease_id=lease_id, result=result)
-        self.outbox.put(OutboxEntry(lease_id, request.SerializeToString(), time.time()))
-        self._report_now.set()
+        self.reporter.put(lease_id, result)
 
     def _fetch_bundle(self, bundle_hash: str, download: BundleDownload) -> None:
         """Streams a bundle into `download` (on disk, capped). A coordinator outage mid-stream is
@@ -500,49 +430,7 @@ class Worker:
             return None
         return response.task if response is not None and response.has_task else None
 
-    # -- reporting ------------------------------------------------------------------------
-
-    def _send(self, lease_id: str, request: worker_pb2.ReportRequest) -> bool:
-        try:
-            response = self.connection.stub.Report(request, timeout=30)
-        except grpc.RpcError as exc:
-            if exc.code() in FINAL_REFUSALS:
-                log.warning("report for %s refused for good: %s %s", lease_id, exc.code().name, exc.details())
-                self._set_aside(lease_id, f"{exc.code().name}: {exc.details()}")
-                return True
-            return False
-        self.outbox.remove(lease_id)
-        status = request.result.status
-        metric = f" {request.result.metric:.6g}" if request.result.has_metric else ""
-        log.info("reported %s: %s%s -> %s%s", lease_id, common_pb2.ResultStatus.Name(status).removeprefix(
-            "RESULT_STATUS_").lower(), metric, response.decision, " (new champion)" if response.new_champion else "")
-        return True
-
-    def _set_aside(self, lease_id: str, reason: str) -> None:
-        self._rejected.mkdir(parents=True, exist_ok=True)
-        for entry in self.outbox.pending():
-            if entry.lease_id == lease_id:
-                (self._rejected / f"{lease_id}.reason").write_text(reason)
-                (self._rejected / f"{lease_id}.report").write_bytes(entry.request)
-        self.outbox.remove(lease_id)
-
-    def _flush_outbox(self, final: bool = False) -> None:
-        for entry in self.outbox.pending():
-            request = worker_pb2.ReportRequest.FromString(entry.request)
-            if not request.worker_id:
-                request.worker_id = self.worker_id
-            if not self._send(entry.lease_id, request):
-                if final:
-                    log.warning("coordinator unreachable: %d result(s) stay in the outbox for the next start",
-                                len(self.outbox))
-                return
-
-    def _outbox_loop(self) -> None:
-        while not self._halt.is_set():
-            self._report_now.wait(2.0)  # a new result, or a retry of those the coordinator missed
-            self._report_now.clear()
-            if len(self.outbox):
-                self._flush_outbox()
+    # -- presence -------------------------------------------------------------------------
 
     def _heartbeat_loop(self) -> None:
         while self.heartbeats.wait(lambda: len(self._running), self._halt):
@@ -602,13 +490,30 @@ class Worker:
             self._check_availability()
 
 
-AGENT_KINDS = frozenset({"llm", "command"})  # mutators that spend money or tokens: the budget caps them
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
 def slot_time_message(t: SlotTime) -> common_pb2.SlotTime:
     return common_pb2.SlotTime(slot=t.slot, evaluating_seconds=t.evaluating, mutating_seconds=t.mutating,
                                waiting_seconds=t.waiting)
+
+
+def slot_variables(hardware: HardwareInfo, slots: int | None, max_cpus: int | None, usable_cpus: int,
+                   inherited: Mapping[str, str]) -> list[dict[str, str]]:
+    """The variables each slot sets for its commands: which GPU it has, and, where slots share
+    the CPUs, a thread count per slot unless the volunteer set one (`inherited`)."""
+    if slots is not None and not hardware.gpus:
+        envs = slot_environments((), slots)
+    else:
+        envs = slot_environments(hardware.gpus, slots or 1)
+        envs = envs[:slots] if slots else envs
+    if max_cpus or len(envs) > 1:
+        # Numerical libraries start one thread per core unless told otherwise: several slots
+        # would each start one per core and slow each other down.
+        share = str(max(1, (max_cpus or usable_cpus) // len(envs)))
+        for env in envs:
+            env.update({name: share for name in _THREAD_VARIABLES if name not in inherited})
+    return envs
 
 
 def _usable_cpus() -> list[int]:
@@ -634,6 +539,20 @@ def donated_hardware(hw: HardwareInfo, options: WorkerOptions) -> HardwareInfo:
     if options.max_cpus:
         hw = replace(hw, cpu_cores=min(hw.cpu_cores, options.max_cpus))
     return hw
+
+
+def private_directory(path: Path) -> Path:
+    """`path`, made if missing, readable by this user only: it holds the worker's credential.
+
+    A directory this user does not own (a shared mount) is left as it is.
+    """
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        if path.stat().st_mode & 0o077 and path.stat().st_uid == os.geteuid():
+            path.chmod(0o700)
+    except OSError as exc:
+        log.warning("could not make %s private (%s): other users may read the worker's credential", path, exc)
+    return path
 
 
 def default_state_dir() -> Path:
