@@ -458,13 +458,19 @@ _SANDBOX = "Sandbox"
 
 @app.command()
 def worker(
+    ctx: typer.Context,
     coordinator: CoordinatorOpt = "127.0.0.1:50051",
     slots: Annotated[Optional[int], typer.Option(min=1, help="Tasks at once (default: one per GPU, else 1).")] = None,
     name: Annotated[Optional[str], typer.Option(help="Name shown in status (default: hostname).")] = None,
     state_dir: Annotated[Optional[Path], typer.Option(help="Identity, outbox and caches.")] = None,
     keep_scratch: Annotated[bool, typer.Option(help="Keep scratch copies for debugging.")] = False,
-    token: Annotated[str, typer.Option("--token", envvar="AUTOSWARM_JOIN_TOKEN", show_envvar=True,
-                                       help="Join token from the coordinator's operator.")] = "",
+    token: Annotated[str, typer.Option("--token", envvar="AUTOSWARM_JOIN_TOKEN", show_envvar=True, help=(
+        "Join token from the coordinator's operator. On the command line other users of this machine may see it "
+        "until the worker hides it at start: prefer --token-file."))] = "",
+    token_file: Annotated[Optional[str], typer.Option(
+        "--token-file", envvar="AUTOSWARM_JOIN_TOKEN_FILE", show_envvar=True, metavar="PATH", help=(
+            "Read the join token from this file (mode 600), or from standard input with '-'. Needed only until the "
+            "worker has registered: it then keeps its own credential in --state-dir."))] = None,
     coordinator_ca: Annotated[Optional[Path], typer.Option(
         "--ca", "--coordinator-ca", envvar="AUTOSWARM_CA", help="CA certificate of a coordinator serving TLS.")] = None,
     mutator: mutator_flags.MutatorsOpt = None,
@@ -523,11 +529,22 @@ def worker(
     verbose: bool = False,
 ) -> None:
     """Donate this machine: pull tasks from a coordinator, run them, report. Ctrl-C finishes, twice stops."""
-    from autoswarm.worker import platforms
+    from autoswarm.worker import platforms, process_guard
 
     refusal = platforms.native_refusal(platforms.system_name())  # Windows: WSL2 or Docker instead
     if refusal:
         _fail(refusal)
+    # Before anything else runs or connects: the tokens leave the environment, the command line
+    # and the process's readable memory (worker/process_guard.py).
+    token_on_command_line = bool(token) and _from_command_line(ctx, "token")
+    if token_file is not None:
+        if token:
+            _fail("give the join token once: --token (or AUTOSWARM_JOIN_TOKEN) or --token-file, not both")
+        try:
+            token = process_guard.read_token_file(token_file)
+        except process_guard.TokenFileError as exc:
+            _fail(str(exc))
+    guard = process_guard.guard_process([token] if token else [])
     from autoswarm.worker.donation import DonationError, DonationPolicy, FileLoad, parse_gpus, parse_hours, parse_size
     from autoswarm.worker.loop import Worker, WorkerOptions, default_state_dir, describe_machine
     from autoswarm.worker.sandbox import SandboxError
@@ -565,6 +582,11 @@ def worker(
     logging.getLogger("autoswarm.worker").info("machine: %s", describe_machine(swarm_worker.hardware))
     for line in swarm_worker.describe_donation():
         logging.getLogger("autoswarm.worker").info("%s", line)
+    logging.getLogger("autoswarm.worker").info("%s", guard.describe())
+    if token_on_command_line:
+        logging.getLogger("autoswarm.worker").warning(
+            "--token was given on the command line, where every user of this machine could read it (ps) until the "
+            "worker hid it just now; next time use --token-file (docs/security.md, \"The worker's own secrets\")")
     logging.getLogger("autoswarm.worker").info("mutators: %s", mutators.describe())
     if "command" in mutators.kinds:  # what confines agent CLIs, as the lines above say for evaluations
         logging.getLogger("autoswarm.worker").info("%s", options.agent.box(swarm_worker.sandbox,
@@ -578,6 +600,12 @@ def worker(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     swarm_worker.run()
+
+
+def _from_command_line(ctx: typer.Context | None, name: str) -> bool:
+    """Whether option `name` was typed on the command line (not taken from the environment)."""
+    source = ctx.get_parameter_source(name) if ctx is not None else None
+    return source is not None and source.name == "COMMANDLINE"
 
 
 # -- cluster ------------------------------------------------------------------------------
@@ -923,7 +951,8 @@ def token_create(
         _fail(str(exc))
     err.print(f"join token for {response.name} (shown once): ", end="", highlight=False)
     print(response.token)
-    err.print(f"they join with: autoswarm worker --coordinator {coordinator} --token <token>", highlight=False)
+    err.print(f"they join with: autoswarm worker --coordinator {coordinator} --token-file <file holding it, mode 600>",
+              highlight=False)
 
 
 @token_app.command("list")

@@ -274,7 +274,7 @@ class Worker:
         except Stopped:
             return 0
         except grpc.RpcError as exc:
-            hint = (" — pass the join token you were given with --token (or AUTOSWARM_JOIN_TOKEN)"
+            hint = (" — pass the join token you were given with --token-file (or --token, AUTOSWARM_JOIN_TOKEN)"
                     if exc.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED) else "")
             log.error("the coordinator refused to register this worker: %s %s%s", exc.code().name, exc.details(), hint)
             raise SystemExit(2) from None

@@ -210,8 +210,8 @@ class Sandbox:
                          "own PID/IPC namespaces, an allow-list environment (no token or key)" + who)
         else:
             lines.append(f"isolation: NONE ({self.reason or '--sandbox none'}) — evaluations can use the network "
-                         "and read and write whatever this user can; the environment is still an allow-list "
-                         "(no token or key)")
+                         "and read and write whatever this user can (this worker's identity file too); the "
+                         "environment is still an allow-list (no token or key)")
         lines.append("limits per command: " + ", ".join(self._caps()) + "; the whole process tree is killed at the "
                      "timeout and when the worker dies" + self._kill_caveat())
         gaps = describe_gaps(self.platform, self.missing)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FAST_COORDINATOR
-from swarm import CoordinatorProcess, WorkerProcess, needs, wait_for, write_study
+from swarm import CoordinatorProcess, WorkerProcess, db_rows as rows, needs, wait_for, write_study
 
 pytestmark = [pytest.mark.integration, needs(shutil.which("bwrap") is not None, "bubblewrap (bwrap) is not installed")]
 
@@ -101,11 +100,6 @@ else:
     print("ENV-END")
     print("score: 1")
 """
-
-
-def rows(db: Path, sql: str, *args: object) -> list[tuple]:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        return conn.execute(sql, args).fetchall()
 
 
 @dataclass

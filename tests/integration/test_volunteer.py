@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import sqlite3
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,16 +15,12 @@ from pathlib import Path
 import pytest
 
 from conftest import FAST_COORDINATOR
-from swarm import CoordinatorProcess, Listener, WorkerProcess, _descendants, processes_with, wait_for, write_study
+from swarm import (CoordinatorProcess, Listener, WorkerProcess, _descendants, db_rows as rows, processes_with,
+                   wait_for, write_study)
 
 pytestmark = pytest.mark.integration
 # Leases that outlive anything a test waits for: a reissue seen here came from a release.
 LONG_LEASES = ("--lease-factor", "2", "--lease-grace", "120", "--heartbeat-interval", "0.5")
-
-
-def rows(db: Path, sql: str, *args: object) -> list[tuple]:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        return conn.execute(sql, args).fetchall()
 
 
 def results(db: Path, study: str) -> list[tuple[str, str, str]]:
