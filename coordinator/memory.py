@@ -28,10 +28,23 @@ class Tried:
     error_tail: str = ""      # last line of a failed evaluation's log
 
 
-def _informativeness(t: Tried) -> int:
-    # Kept and conflicting ideas teach the most, then failures to avoid, then plain discards.
-    order = {"keep": 0, "claim": 1, "stale-conflict": 1, "stale-merged": 1, "rejected": 2}
-    return order.get(t.decision, 3 if t.decision == "discard" else 2)
+# How much an outcome teaches an agent, most first: kept ideas; then ideas that beat a champion
+# and are not kept yet (claimed, over the claimant's claim limit, beaten on an older champion);
+# then failures to avoid (crashes, timeouts, tampering: every word not named here) and
+# improvements the verifiers refuted; last, ideas that were no better and outcomes that say
+# nothing about the idea.
+_RANK = {
+    words.KEEP: 0,
+    words.CLAIM: 1, words.CLAIM_LIMIT: 1, words.STALE_MERGED: 1, words.STALE_CONFLICT: 1, words.STALE_INCLUDED: 1,
+    words.REJECTED: 2, words.OUTVOTED: 2,
+    words.DISCARD: 3, words.NO_CHANGE: 3, words.DUPLICATE: 3, words.UNJUDGED: 3, words.WAITING: 3, words.IGNORED: 3,
+}
+_FAILED_RANK = 2
+
+
+def informativeness(decision: str) -> int:
+    """0 (teaches the most) to 3: where an outcome with this decision goes in the memory."""
+    return _RANK.get(decision, _FAILED_RANK)
 
 
 def _line(t: Tried) -> str:
@@ -52,7 +65,7 @@ def tried_sections(tried: Sequence[Tried]) -> list[tuple[str, list[str]]]:
     sections = []
     for title, items in (("Tried on the current best version (newest first):", current),
                          ("Tried on earlier best versions:", earlier)):
-        ranked = sorted(enumerate(items), key=lambda p: (_informativeness(p[1]), p[0]))
+        ranked = sorted(enumerate(items), key=lambda p: (informativeness(p[1].decision), p[0]))
         sections.append((title, [_line(t) for _, t in ranked]))
     return sections
 
