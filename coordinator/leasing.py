@@ -153,7 +153,7 @@ class Leasing:
         """
         roster = self._roster
         roster.known_worker(worker_id)
-        roster.seen(worker_id, state[:32] or None)
+        roster.seen(worker_id, state or None)
         if slot_times:
             roster.presence[worker_id].slot_times = tuple(slot_times[: self.ctx.config.limits.max_slots])
         now = self.ctx.clock()

@@ -145,6 +145,7 @@ class Roster:
     # -- presence -------------------------------------------------------------------------
 
     def seen(self, worker_id: str, state: str | None = None) -> None:
+        state = reported_state(state or "") or None
         presence = self.presence.get(worker_id)
         now = self.ctx.clock()
         if presence is None:
@@ -161,8 +162,9 @@ class Roster:
         presence = self.presence.get(worker_id)
         if presence is not None:
             presence.silence = self.liveness.allowed_silence(interval)
-            if state and state[:32] != presence.state:
-                presence.state = state[:32]
+            state = reported_state(state)
+            if state and state != presence.state:
+                presence.state = state
                 presence.dirty = True
                 self._dirty.add(worker_id)
 
@@ -239,3 +241,12 @@ class Roster:
     def poll_seconds(self) -> float:
         """How long an idle worker's next long-poll should last."""
         return self.liveness.poll_seconds(self.connected())
+
+
+MAX_STATE_CHARS = 32
+
+
+def reported_state(state: str) -> str:
+    """A worker's state word as it reported it, safe to store and show: printable characters
+    only (no NUL, newline, tab or escape sequence), at most 32 of them."""
+    return "".join(ch for ch in state if ch.isprintable())[:MAX_STATE_CHARS]
