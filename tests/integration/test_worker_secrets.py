@@ -1,7 +1,7 @@
-"""The worker's own secrets, without a sandbox: a hostile evaluation run with `--sandbox none`
-by real workers over loopback, as an unprivileged user (root would bypass every check here,
-so a test run as root starts the workers as uid 65534), tries every way a same-user process
-has to reach the tokens the workers were started with:
+"""The worker's own secrets: a hostile evaluation run with `--sandbox none` (and, to compare,
+with bubblewrap) by real workers over loopback, as an unprivileged user (root would bypass every
+check here, so a test run as root starts the workers as uid 65534), tries every way a same-user
+process has to reach the tokens the workers were started with:
 
 - `/proc/<pid>/environ`, `cmdline`, `maps` + `mem`, `fd/` and `task/*/environ` of every
   worker process on the machine (its own worker and the others, all of the same user);
@@ -10,16 +10,16 @@ has to reach the tokens the workers were started with:
 The workers got their join tokens every way the CLI offers: in `AUTOSWARM_JOIN_TOKEN` (with an
 admin token in `AUTOSWARM_TOKEN` and an API key beside), as `--token` and the global `--token`
 on the command line, and with `--token-file -` on standard input. No join token, admin token or
-key may reach the coordinator. The worker's credential in identity.json *is* readable by a
-same-user process: docs/security.md says so, and this test shows where it can be found (the
-file) and where not (the process).
+key may reach the coordinator. Without a sandbox the worker's credential in identity.json *is*
+readable by a same-user process: docs/security.md says so, and this test shows where it can be
+found (the file) and where not (the process). With bubblewrap the evaluation sees no worker
+process and none of these files.
 """
 
 from __future__ import annotations
 
 import json
 import os
-
 import shutil
 import subprocess
 import sys
@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 from autoswarm.control import ControlClient
-from swarm import CoordinatorProcess, db_rows as rows, wait_for, write_study
+from swarm import CoordinatorProcess, db_rows as rows, needs, wait_for, write_study
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(not sys.platform.startswith("linux"),
                                                           reason="/proc is Linux's")]
@@ -187,11 +187,25 @@ class Probed:
     admin: str
     volunteers: list[Volunteer]
     token_file: Path | None
+    sandbox: str
 
 
-@pytest.fixture(scope="module")
-def probed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Probed]:
-    root = tmp_path_factory.mktemp("secrets")
+def _bwrap_works_unprivileged() -> bool:
+    if shutil.which("bwrap") is None:
+        return False
+    as_user = {"user": NOBODY, "group": NOBODY, "extra_groups": []} if os.geteuid() == 0 else {}
+    try:
+        return subprocess.run(["bwrap", "--ro-bind", "/", "/", "--unshare-pid", "true"], capture_output=True,
+                              cwd="/", timeout=30, **as_user).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+@pytest.fixture(scope="module", params=["none", pytest.param("bwrap", marks=needs(
+    _bwrap_works_unprivileged(), "bubblewrap is missing or refused to an unprivileged user here"))])
+def probed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Probed]:
+    sandbox = request.param
+    root = tmp_path_factory.mktemp(f"secrets-{sandbox}")
     coordinator = CoordinatorProcess(db=root / "swarm.db", log=root / "coordinator.log",
                                      args=(*AUTH, "--admin-token-file", str(root / "admin.token")))
     workers_root = _private_dir("autoswarm-secrets-")
@@ -218,7 +232,7 @@ def probed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Probed]:
                 "root": str(workers_root), "files": identities + ([str(token_file)] if token_file else [])}))
             control.add_study(study)
         base_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
-        common = ["--coordinator", coordinator.address, "--sandbox", "none", "--no-pipeline"]
+        common = ["--coordinator", coordinator.address, "--sandbox", sandbox, "--no-pipeline"]
         volunteers.append(_start(workers_root, python, "by-env", ["worker", *common], {
             **base_env, "AUTOSWARM_JOIN_TOKEN": join["by-env"], "AUTOSWARM_TOKEN": admin, "OPENAI_API_KEY": API_KEY}))
         volunteers.append(_start(workers_root, python, "by-flag", ["--token", admin, "worker", *common, "--token",
@@ -236,7 +250,7 @@ def probed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Probed]:
             return found if len(found) == len(volunteers) else None
 
         tails = wait_for(first_reports, 120, interval=0.5, what="an evaluation on each of the three workers")
-        yield Probed(coordinator.db, tails, join, admin, volunteers, token_file)
+        yield Probed(coordinator.db, tails, join, admin, volunteers, token_file, sandbox)
     finally:
         for v in volunteers:
             if v.proc.poll() is None:
@@ -262,6 +276,9 @@ def test_no_join_token_admin_token_or_key_reaches_the_coordinator(probed):
 def test_the_workers_processes_are_closed_to_an_evaluation_of_the_same_user(probed):
     for name, tail in probed.tails.items():
         lines = _probe_lines(tail)
+        if probed.sandbox == "bwrap":
+            assert "workers seen: 0" in lines, "in its own PID namespace an evaluation sees no worker"
+            continue
         assert "workers seen: 3" in lines, (name, lines)
         process = [line for line in lines if line.startswith("pid ")]
         assert len(process) == 3 * 5, lines
@@ -277,10 +294,16 @@ def test_the_workers_processes_are_closed_to_an_evaluation_of_the_same_user(prob
         assert own.endswith("secrets: none"), own
 
 
-def test_the_token_file_of_another_user_is_refused_but_the_identity_file_is_readable(probed):
+def test_which_files_an_evaluation_reads_another_users_token_file_never(probed):
     for name, tail in probed.tails.items():
         lines = _probe_lines(tail)
         files = {line.split(":", 1)[0]: line for line in lines if line.startswith("file ")}
+        if probed.sandbox == "bwrap":
+            # Neither the state directory nor the token file is mounted in the sandbox.
+            assert len(files) == (4 if probed.token_file else 3)
+            assert all(line.endswith(": refused (FileNotFoundError)") for line in files.values()), files
+            assert "asw_" not in tail
+            continue
         if probed.token_file is not None:
             token_line = next(line for where, line in files.items() if where.endswith("/join.token"))
             assert ": refused (PermissionError)" in token_line, token_line

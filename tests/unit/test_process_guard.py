@@ -55,8 +55,8 @@ GUARDED = textwrap.dedent("""\
     import json, os, subprocess, sys
     from autoswarm.worker.process_guard import guard_process
     guard = guard_process([sys.argv[2]])
-    child = subprocess.run([sys.executable, "-c", "import os; print(sorted(k for k in os.environ if 'AUTOSWARM' in k))"],
-                           capture_output=True, text=True).stdout.strip()
+    names = "import os; print(sorted(k for k in os.environ if 'AUTOSWARM' in k))"
+    child = subprocess.run([sys.executable, "-c", names], capture_output=True, text=True).stdout.strip()
     print(json.dumps({"dumpable": guard.dumpable, "hidden": guard.hidden, "scrubbed": guard.scrubbed,
                       "argv": sys.argv, "orig_argv": sys.orig_argv, "child": child,
                       "describe": guard.describe()}), flush=True)
