@@ -23,6 +23,8 @@ from autoswarm.coordinator.merging import Merging
 from autoswarm.coordinator.store import ChampionRecord, ClaimRecord, LeaseRecord, ResultRecord, Store, VersionRecord, \
     WorkerRecord
 from autoswarm.coordinator.study_state import Outlier, PendingClaim, StudyState
+from autoswarm.coordinator.transitions import Action, ClaimEvent, ClaimState, ResultState, claim_event, claim_step, \
+    result_event, result_step
 
 if TYPE_CHECKING:
     from autoswarm.coordinator.reporting import ResultIn
@@ -94,7 +96,7 @@ class Judging(Merging):
         )
 
     def judge_baseline(self, state: StudyState, lease: LeaseRecord, worker: WorkerRecord,
-                        result: ResultIn, now: float) -> Judgement:
+                       result: ResultIn, now: float) -> Judgement:
         decision = words.BASELINE if result.status == "ok" else result.status
         judgement = Judgement(self._base_record(lease, worker, result, now, lease.candidate, decision))
         if result.status != "ok" or result.metric is None:
@@ -136,7 +138,7 @@ class Judging(Merging):
                                                state.noise_of(parent, worker.hardware_class), result_id)
 
     def judge_explore(self, state: StudyState, lease: LeaseRecord, worker: WorkerRecord,
-                       result: ResultIn, now: float) -> Judgement:
+                      result: ResultIn, now: float) -> Judgement:
         version = sha256_hex(result.candidate) if result.candidate else ""
         versions = [VersionRecord(state.spec.name, version, lease.parent, result.candidate, result.description,
                                   f"{worker.name}/{state.spec.mutator.kind}", now)] if version else []
@@ -157,18 +159,26 @@ class Judging(Merging):
         return self.explore_verdict(state, lease, worker, result.metric, version, done, now)
 
     def explore_verdict(self, state: StudyState, lease: LeaseRecord, worker: WorkerRecord, metric: float,
-                         version: str, done: Callable[..., Judgement], now: float) -> Judgement:
-        """The decision on an evaluated edit: discard, claim, merge onto the champion, or wait."""
+                        version: str, done: Callable[..., Judgement], now: float, waiting: bool = False) -> Judgement:
+        """The decision on an evaluated edit: discard, claim, merge onto the champion, or wait.
+
+        `waiting`: the result was stored waiting for its class's baseline and is judged again."""
         measured = self._measure(state, lease.parent, worker, metric, lease.id)
         if measured is None and state.paired and lease.parent != state.champion.version:
             # Its parent's baseline on this class never came: it can still beat the champion.
             measured = self._measure(state, state.champion.version, worker, metric, lease.id)
             if measured is not None and not measured[0].accept:
                 return done(words.UNJUDGED)
+        if state.paired:
+            # Judged now, or stored to wait for its class's baseline (`transitions.RESULT_TABLE`).
+            step = result_step(ResultState.WAITING if waiting else ResultState.ARRIVED,
+                               result_event(baseline_known=measured is not None, waiting=waiting))
+            if Action.WAIT in step.actions:
+                judgement = done(words.WAITING)
+                judgement.waits = True
+                return judgement
         if measured is None:
-            judgement = done(words.WAITING if state.paired else words.UNJUDGED)
-            judgement.waits = state.paired
-            return judgement
+            return done(words.UNJUDGED)   # not paired: nothing to wait for
         verdict, measurement = measured
         judged = {"improvement": verdict.improvement, "threshold": verdict.threshold}
         if not verdict.accept:
@@ -213,7 +223,7 @@ class Judging(Merging):
             judgement.opened.append(pending)
 
     def judge_verify(self, state: StudyState, lease: LeaseRecord, worker: WorkerRecord,
-                      result: ResultIn, now: float) -> Judgement:
+                     result: ResultIn, now: float) -> Judgement:
         pending = state.claims.get(lease.claim)
         judgement = Judgement(self._base_record(lease, worker, result, now, lease.candidate, result.status,
                                                  claim=lease.claim))
@@ -266,29 +276,41 @@ class Judging(Merging):
 
     def _settle(self, state: StudyState, pending: PendingClaim, judgement: Judgement, now: float) -> None:
         """Applies the acceptance rule to a claim after a new measurement or failure."""
-        settled = pending.settlement(state.spec.acceptance, state.spec.direction)
-        if settled.outcome == "pending":
+        policy = state.spec.acceptance
+        settled = pending.settlement(policy, state.spec.direction)
+        if pending.audit:
+            # A superseded claim checked for trust only: its lifecycle ended (superseded), what
+            # is left is the strikes and credit its checks earn (`_close_audit`).
+            if settled.outcome != "pending":
+                self._strike_outvoted(judgement, settled)
+                self._close_audit(state, pending, settled, judgement, now)
             return
+        # Quorum reached without an agreeing majority: an arbiter is wanted, not just the next check.
+        step = claim_step(ClaimState(pending.record.state),
+                          claim_event(settled.outcome, disagreement=len(pending.measurements) >= policy.quorum))
+        if step.state is ClaimState.PENDING:
+            return  # the scheduler hands out the verification or arbiter it still needs
         claimant = pending.record.claimant_worker
         outvoted = {m.worker_id for m in settled.outvoted}
-        for m in settled.outvoted:
-            # Outvoted by the agreeing majority: a strike, claimant or verifier alike.
-            judgement.strikes.append(m.worker_id)
-            self._mark(judgement, m.result_id, words.OUTVOTED)
-        if pending.audit:
-            self._close_audit(state, pending, settled, judgement, now)
+        if Action.STRIKE_OUTVOTED in step.actions:
+            self._strike_outvoted(judgement, settled)
+        if Action.CREDIT_CLAIMANT in step.actions and pending.record.origin == "explore" and claimant not in outvoted:
+            judgement.credits.append(claimant)
+        if Action.PROMOTE in step.actions:
+            judgement.accepted, judgement.settled = pending, settled   # `accept` promotes it
             return
-        if settled.outcome == "accepted":
-            judgement.accepted, judgement.settled = pending, settled
-            if pending.record.origin == "explore" and claimant not in outvoted:
-                judgement.credits.append(claimant)
-            return
-        claim = replace(pending.record, state=settled.outcome, reason=_settled_reason(settled, pending), decided=now)
+        claim = replace(pending.record, state=step.state.value, reason=_settled_reason(settled, pending), decided=now)
         pending.record = claim
         judgement.claims.append(claim)
-        judgement.resolved.append((pending, settled.outcome))
+        judgement.resolved.append((pending, claim.state))
         if claim.claimant_result and claimant not in outvoted:
             judgement.decisions.append((claim.claimant_result, words.REJECTED))
+
+    def _strike_outvoted(self, judgement: Judgement, settled: acceptance.Settlement) -> None:
+        """Outvoted by the agreeing majority: a strike, claimant or verifier alike."""
+        for m in settled.outvoted:
+            judgement.strikes.append(m.worker_id)
+            self._mark(judgement, m.result_id, words.OUTVOTED)
 
     def _close_audit(self, state: StudyState, pending: PendingClaim, settled: acceptance.Settlement,
                      judgement: Judgement, now: float) -> None:
@@ -309,11 +331,12 @@ class Judging(Merging):
         """Makes an accepted claim the champion; open claims on the old champion are replayed onto it."""
         pending, settled = judgement.accepted, judgement.settled
         assert pending is not None and settled is not None and settled.score is not None
-        claim = replace(pending.record, state="accepted", decided=now, reason=_settled_reason(settled, pending))
+        promoted = claim_step(ClaimState(pending.record.state), ClaimEvent.ACCEPTED)
+        claim = replace(pending.record, state=promoted.state.value, decided=now, reason=_settled_reason(settled, pending))
         outvoted = {m.result_id for m in settled.outvoted}
         pending.record = claim
         judgement.claims.append(claim)
-        judgement.resolved.append((pending, "accepted"))
+        judgement.resolved.append((pending, claim.state))
         judgement.funnel.append("accepted")
         if claim.claimant_result in (judgement.record.id, "") and judgement.record.id not in outvoted:
             # The row that made the champion reads "keep" (a merge has no claimant row: its last check does).
@@ -335,10 +358,12 @@ class Judging(Merging):
                     and self._merged_content(state, judgement, champion, edited) == edited.content:
                 # It holds the new champion's edits already (a merge made for it, or folded into
                 # it): it stays open, now judged against the new champion; checks in flight count.
-                other.record = replace(other.record, parent=champion.hash)
+                rebased = claim_step(ClaimState(other.record.state), ClaimEvent.CHAMPION_INCLUDED)
+                other.record = replace(other.record, state=rebased.state.value, parent=champion.hash)
                 judgement.claims.append(other.record)
                 continue
-            superseded = replace(other.record, state="superseded", decided=now,
+            moved = claim_step(ClaimState(other.record.state), ClaimEvent.CHAMPION_MOVED)
+            superseded = replace(other.record, state=moved.state.value, decided=now,
                                  reason=f"the champion moved to {claim.version[:12]} first")
             other.record = superseded
             judgement.claims.append(superseded)
@@ -349,8 +374,8 @@ class Judging(Merging):
                 # and while it waits it holds the worker's one open claim.
                 judgement.audits.append(other)
                 continue
-            judgement.resolved.append((other, "superseded"))
-            if edited is not None:
+            judgement.resolved.append((other, superseded.state))
+            if edited is not None and Action.MERGE_ONTO_CHAMPION in moved.actions:
                 self._merge_onto_champion(state, judgement, edited, other.record.claimant_worker, now,
                                           champion=champion)
         if self._merge_base(state, judgement, champion, previous) != previous.hash:

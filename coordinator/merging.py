@@ -17,6 +17,7 @@ from autoswarm.bundle import sha256_hex
 from autoswarm.coordinator.merge import merge3, merge_base
 from autoswarm.coordinator.store import ClaimRecord, Store, VersionRecord
 from autoswarm.coordinator.study_state import PendingClaim, StudyState
+from autoswarm.coordinator.transitions import ClaimEvent, ClaimState, claim_step
 
 if TYPE_CHECKING:
     from autoswarm.coordinator.config import EngineConfig
@@ -116,6 +117,7 @@ class Merging:
             judgement.opened.remove(pending)
             judgement.claims = [c for c in judgement.claims if c.id != pending.record.id]
             return
-        pending.record = replace(pending.record, state="superseded", decided=now, reason=reason)
+        folded = claim_step(ClaimState(pending.record.state), ClaimEvent.FOLDED)
+        pending.record = replace(pending.record, state=folded.state.value, decided=now, reason=reason)
         judgement.claims.append(pending.record)
-        judgement.resolved.append((pending, "superseded"))
+        judgement.resolved.append((pending, pending.record.state))

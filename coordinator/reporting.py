@@ -189,7 +189,8 @@ class Reporting:
             def done(decision: str, _stored: ResultRecord = stored, **judged: Any) -> Judgement:
                 return Judgement(replace(_stored, decision=decision, **judged))
 
-            judgement = judging.explore_verdict(state, lease, worker, stored.metric, stored.version, done, now)
+            judgement = judging.explore_verdict(state, lease, worker, stored.metric, stored.version, done, now,
+                                                waiting=True)
             if judgement.waits:
                 state.waiting.add(hardware_class, result_id)
                 continue

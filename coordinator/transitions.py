@@ -11,7 +11,7 @@ Lease: granted → active; a heartbeat keeps it active; a result, an expiry or a
 closes it (done, expired, released). A result for a closed lease is refused: its task has
 been handed out again.
 
-Result (of explore and verify tasks in paired studies): it is judged against its class's
+Result (of explore tasks in paired studies): it is judged against its class's
 baseline of the parent. When that baseline does not exist yet, the result *waits*, stored
 but unjudged, and a baseline of the parent is scheduled on the first free worker of the
 class; when the baseline arrives the waiting result is judged (or, if its parent stopped
@@ -23,7 +23,14 @@ Claim: opened pending with its first measurement. Each further measurement settl
 champion; outvoted workers lose trust), rejected (the claimant was outvoted and loses
 trust), unconfirmed (nobody's fault). When the champion moves first the claim is
 superseded (its edit is replayed onto the new champion) or, when it already holds the new
-champion's edits, rebased and kept open.
+champion's edits, rebased and kept open. A merge nobody checks yet is superseded when a newer
+stale edit is folded into it (the new merge checks both). An untrusted worker's superseded
+claim may still be checked to the end, for trust only (`Judging._close_audit`): that audit
+earns strikes and credit but is no transition of the claim, whose lifecycle ended.
+
+`judging.Judging` and `merging.Merging` decide claims through `claim_step`, `leasing.Leasing`
+and `reporting.Reporting` close leases through `lease_step`; `RESULT_TABLE` is the path of a
+result that waits for its class's baseline (`Reporting._judge_waiting`).
 """
 
 from __future__ import annotations
@@ -135,6 +142,7 @@ class ClaimEvent(enum.Enum):
     UNCONFIRMED = "unconfirmed"            # agreeing majority below the bar, or no majority in the room left
     CHAMPION_MOVED = "champion-moved"      # another claim won first; this one's edit is replayed
     CHAMPION_INCLUDED = "champion-included"  # it already holds the new champion's edits: rebase
+    FOLDED = "folded"                      # an unchecked merge folded into a newer one, which checks both
 
 
 CLAIM_TABLE: dict[tuple[ClaimState, ClaimEvent], tuple[ClaimState, tuple[Action, ...]]] = {
@@ -147,6 +155,7 @@ CLAIM_TABLE: dict[tuple[ClaimState, ClaimEvent], tuple[ClaimState, tuple[Action,
     (ClaimState.PENDING, ClaimEvent.UNCONFIRMED): (ClaimState.UNCONFIRMED, (Action.STRIKE_OUTVOTED,)),
     (ClaimState.PENDING, ClaimEvent.CHAMPION_MOVED): (ClaimState.SUPERSEDED, (Action.MERGE_ONTO_CHAMPION,)),
     (ClaimState.PENDING, ClaimEvent.CHAMPION_INCLUDED): (ClaimState.PENDING, (Action.SCHEDULE_VERIFY,)),
+    (ClaimState.PENDING, ClaimEvent.FOLDED): (ClaimState.SUPERSEDED, ()),
 }
 
 
