@@ -542,16 +542,10 @@ def donated_hardware(hw: HardwareInfo, options: WorkerOptions) -> HardwareInfo:
 
 
 def private_directory(path: Path) -> Path:
-    """`path`, made if missing, readable by this user only: it holds the worker's credential.
-
-    A directory this user does not own (a shared mount) is left as it is.
-    """
+    """`path`, made readable by this user only if it is missing (it will hold the worker's
+    credential, itself in a 0600 file). A directory that exists is left as it is: it may be
+    shared (`--state-dir /tmp` must not make /tmp private)."""
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:
-        if path.stat().st_mode & 0o077 and path.stat().st_uid == os.geteuid():
-            path.chmod(0o700)
-    except OSError as exc:
-        log.warning("could not make %s private (%s): other users may read the worker's credential", path, exc)
     return path
 
 
