@@ -18,8 +18,8 @@ given as a flag.
   (what `cmdline` and `environ` show), so they are hidden even from readers allowed in;
 - removes the token variables from `os.environ`, so no child the worker starts inherits them.
 
-`read_token_file` reads a join token from a file or from standard input (`--token-file -`),
-which keeps it out of the command line and the environment altogether.
+`read_token_file` reads a join token from a file or from standard input (`--token-file -`; at a
+terminal it asks without echo), which keeps it out of the command line and the environment.
 
 What this cannot do is stated in docs/security.md ("The worker's own secrets"): a command
 running as the worker's user without a sandbox can read every *file* that user can read.
@@ -28,6 +28,7 @@ running as the worker's user without a sandbox can read every *file* that user c
 from __future__ import annotations
 
 import ctypes
+import getpass
 import os
 import stat
 import sys
@@ -53,14 +54,17 @@ class TokenFileError(ValueError):
 
 
 def read_token_file(path: str | Path, stdin: IO[str] | None = None) -> str:
-    """The token in `path` ('-': standard input), stripped of surrounding whitespace.
+    """The token in `path` ('-': standard input, asked for without echo at a terminal), stripped
+    of surrounding whitespace.
 
     Refuses an empty or oversized file, a token with whitespace or control characters inside,
     and a regular file that other users may read (as ssh refuses a private key: chmod 600 it).
     """
     where = "standard input" if str(path) == "-" else str(path)
     try:
-        if str(path) == "-":
+        if str(path) == "-" and stdin is None and sys.stdin is not None and sys.stdin.isatty():
+            text = getpass.getpass("join token: ")
+        elif str(path) == "-":
             text = (stdin or sys.stdin).read(MAX_TOKEN_FILE_BYTES + 1)
         else:
             with open(path, "rb") as handle:

@@ -150,3 +150,24 @@ def test_the_worker_takes_the_token_once_and_refuses_a_token_file_others_may_rea
     empty = _cli("--token-file", "-")
     assert empty.returncode == 2 and "--token-file standard input is empty" in empty.stderr, empty.stderr
     assert JOIN not in both.stderr + loose.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+def test_at_a_terminal_the_token_is_asked_for_without_echo():
+    import pty
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: standard input is the terminal
+        os.execv(sys.executable, [sys.executable, "-c", "from autoswarm.worker.process_guard import read_token_file; "
+                                  "print('got', read_token_file('-'))"])
+    out = b""
+    while b"join token: " not in out:
+        out += os.read(fd, 1000)
+    os.write(fd, JOIN.encode() + b"\n")
+    while b"got" not in out or not out.endswith(b"\n"):
+        try:
+            out += os.read(fd, 1000)
+        except OSError:  # the child exited and closed the terminal
+            break
+    os.waitpid(pid, 0)
+    _, answer = out.split(b"join token: ", 1)
+    assert answer.strip().splitlines() == [b"got " + JOIN.encode()], "the token typed is not echoed"
