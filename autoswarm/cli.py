@@ -468,9 +468,10 @@ def worker(
         "Join token from the coordinator's operator. On the command line other users of this machine may see it "
         "until the worker hides it at start: prefer --token-file."))] = "",
     token_file: Annotated[Optional[str], typer.Option(
-        "--token-file", envvar="AUTOSWARM_JOIN_TOKEN_FILE", show_envvar=True, metavar="PATH", help=(
-            "Read the join token from this file (mode 600), or from standard input with '-'. Needed only until the "
-            "worker has registered: it then keeps its own credential in --state-dir."))] = None,
+        "--token-file", "--join-token-file", envvar="AUTOSWARM_JOIN_TOKEN_FILE", show_envvar=True, metavar="PATH", help=(
+            "Read the join token from this file (mode 600), or from standard input with '-' (at a terminal it is asked "
+            "for without echo). Needed only until the worker has registered: it then keeps its own credential in "
+            "--state-dir."))] = None,
     coordinator_ca: Annotated[Optional[Path], typer.Option(
         "--ca", "--coordinator-ca", envvar="AUTOSWARM_CA", help="CA certificate of a coordinator serving TLS.")] = None,
     mutator: mutator_flags.MutatorsOpt = None,
