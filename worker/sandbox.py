@@ -212,6 +212,9 @@ class Sandbox:
             lines.append(f"isolation: NONE ({self.reason or '--sandbox none'}) — evaluations can use the network "
                          "and read and write whatever this user can (this worker's identity file too); the "
                          "environment is still an allow-list (no token or key)")
+            if hasattr(os, "geteuid") and os.geteuid() == 0:
+                lines.append("running as root without bubblewrap: evaluations run as root too and can do anything on "
+                             "this machine; run the worker as a user of its own (docs/security.md)")
         lines.append("limits per command: " + ", ".join(self._caps()) + "; the whole process tree is killed at the "
                      "timeout and when the worker dies" + self._kill_caveat())
         gaps = describe_gaps(self.platform, self.missing)

@@ -16,6 +16,7 @@ import sys
 import textwrap
 import threading
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -426,3 +427,9 @@ def test_an_evaluation_in_bubblewrap_sees_the_amd_device_nodes_of_its_gpu_slot(t
     assert listing.returncode == 0, listing.stderr
     assert "dev/kfd" in listing.stdout and "renderD128" in listing.stdout and "card0" in listing.stdout
     assert len(expected) == 6
+
+
+def test_a_root_worker_without_bubblewrap_says_its_evaluations_run_as_root():
+    text = "\n".join(configure("none").describe())
+    assert ("evaluations run as root too" in text) == (os.geteuid() == 0)
+    assert "evaluations run as root too" not in "\n".join(replace(configure("none"), isolation="bwrap").describe())
