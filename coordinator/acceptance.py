@@ -293,7 +293,7 @@ class ClassCheck:
 
     `groups`: the workers split where their means part by more than noise, lowest mean first.
     `majority`: the one group that holds a strict majority of the class's owners (empty when
-    none does, or when a group is chained: see `class_check`). `disputed`: the workers do
+    none does; a chained group never does: see `class_check`). `disputed`: the workers do
     not all measure alike, so the class's baseline of the version judges nothing until the
     dispute is resolved: the outliers outside the majority are moved out, or, with no
     majority, every worker is moved to a class of its own (`split`).
@@ -335,7 +335,7 @@ def class_check(policy: AcceptancePolicy, runs: Mapping[str, Sequence[float]], s
     does. One attacker's many machines (or Sybils of one owner) naming an honest class are
     one voice, so they cannot outvote the class's honest owners however many they are. A
     group whose span exceeds twice the tolerance between its two ends was chained together
-    by workers placed in its gaps: it has no majority (nothing it measured is trusted).
+    by workers placed in its gaps: it is never the majority (it disputes the class).
     """
     means = _worker_means(runs)
     if len(means) < 2:
@@ -347,14 +347,15 @@ def class_check(policy: AcceptancePolicy, runs: Mapping[str, Sequence[float]], s
             groups[-1].append(w)
         else:
             groups.append([w])
-    chained = any(abs(means[g[-1]][0] - means[g[0]][0]) >
-                  2 * max(policy.min_delta, AGREE_SIGMAS * sigma * math.sqrt(1 / means[g[0]][1] + 1 / means[g[-1]][1]))
-                  for g in groups if len(g) > 2)
+    def chained(g: list[str]) -> bool:
+        bound = max(policy.min_delta, AGREE_SIGMAS * sigma * math.sqrt(1 / means[g[0]][1] + 1 / means[g[-1]][1]))
+        return len(g) > 2 and means[g[-1]][0] - means[g[0]][0] > 2 * bound
+
     owner_of = {w: (owners or {}).get(w) or w for w in means}
     everyone = len(set(owner_of.values()))
     majorities = [g for g in groups if 2 * len({owner_of[w] for w in g}) > everyone]
-    majority = frozenset(majorities[0]) if len(majorities) == 1 and not chained else frozenset()
-    return ClassCheck(tuple(frozenset(g) for g in groups), majority, chained)
+    majority = frozenset(majorities[0]) if len(majorities) == 1 and not chained(majorities[0]) else frozenset()
+    return ClassCheck(tuple(frozenset(g) for g in groups), majority, any(chained(g) for g in groups))
 
 
 # -- trust ----------------------------------------------------------------------------------

@@ -115,11 +115,18 @@ class Roster:
 
     def trust_change(self, worker_id: str, confirmed: int = 0, strikes: int = 0) -> None:
         if worker_id:
+            was = self.trust(worker_id).quarantined
             trust = self._trust.get(worker_id, acceptance.Trust())
             self._trust[worker_id] = replace(trust, confirmed=trust.confirmed + confirmed,
                                              refuted=trust.refuted + strikes)
             if strikes:
                 self._class_cache.clear()  # whether its class can verify may have changed
+            worker = self.workers.get(worker_id)
+            if not was and worker is not None and self.trust(worker_id).quarantined:
+                # A quarantined worker's baselines judge nothing more (as when the store is read
+                # again): a dispute it caused is settled without it.
+                for state in self.ctx.studies.values():
+                    state.samples.remove_worker(worker.hardware_class, worker_id)
 
     def moved_out(self, worker_id: str, hardware_class_key: str) -> bool:
         """Whether this worker has been moved out of the class a result of it was measured in."""

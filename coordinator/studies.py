@@ -122,6 +122,9 @@ class StudyRegistry:
         for claim in claims:
             if claim.state == "accepted" and claim.origin == "explore" and claim.claimant_result not in outvoted:
                 roster.trust_change(claim.claimant_worker, confirmed=1)
+        for worker in list(roster.workers.values()):
+            if roster.trust(worker.id).quarantined:   # as when it was quarantined: its baselines judge nothing
+                state.samples.remove_worker(worker.hardware_class, worker.id)
         for pending in state.claims.values():
             # The noise each measurement was judged with, as the class shows it now.
             pending.measurements = [replace(m, noise=state.noise_of(pending.record.parent, m.hardware_class))

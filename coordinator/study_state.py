@@ -29,6 +29,7 @@ MAX_VERIFYING = 8             # claims on one champion verified at once (the oth
 # A class's baselines are checked for workers that measure unlike the rest once its noise
 # rests on this many differences.
 MIN_CHECK_DOF = 4
+MACHINE_SPREAD = 8.0         # honest machines of one class may differ by this many times one machine's noise
 CHECK_DIFFERENCES = 256      # newest differences per class in the study-wide σ of class checks
 DISPUTE_RUNS = 4             # × baseline_runs: runs a disputed class takes before it is split
 MEMORY_ENTRIES = 300          # explore outcomes kept for the swarm memory
@@ -501,22 +502,24 @@ class StudyState:
                                       sigma).disputed
 
     def _check_sigma(self, origin: str) -> float | None:
-        """The σ a class check uses: the class's own-repeat noise, raised to an upper bound
-        for thin evidence (a median σ from n differences is off by ≈1.17/√n), so that an honest
-        machine is not moved out by an unlucky estimate; and never below the median-based σ of
-        every run-to-run difference in the study, on every class (`Samples.sigma(None)`): two
-        honest machines of one model differ a little more than one machine from itself, and a
-        big class rarely repeats on one machine (each baseline goes to another worker). The
-        class's own bar σ is not used: its spoofers' runs would widen it. None until either
-        rests on `MIN_CHECK_DOF` differences."""
-        found = []
+        """The σ a class check uses. Its floor is what no other worker can inflate: the noise of
+        each machine against itself, from the class's own repeats (from every class's while it
+        has fewer than `MIN_CHECK_DOF`), raised to an upper bound for thin evidence (a median
+        σ from n differences is off by ≈1.17/√n). Two honest machines of one model differ a
+        little more than one machine from itself, so the σ is widened to the median
+        run-to-run σ of the whole study (`Samples.sigma(None)`: across workers and classes),
+        but never beyond `MACHINE_SPREAD` times the floor, however many spoofers' runs widen
+        that median. None until the study has `MIN_CHECK_DOF` repeats on one machine."""
         own, dof = self.samples.own_sigma(origin)
-        if dof >= MIN_CHECK_DOF:
-            found.append(own * (1.0 + 2.0 * 1.17 / math.sqrt(dof)))
+        if dof < MIN_CHECK_DOF:
+            own, dof = self.samples.own_sigma(None)
+            if dof < MIN_CHECK_DOF:
+                return None
+        repeat = own * (1.0 + 2.0 * 1.17 / math.sqrt(dof))
         between, dof = self.samples.sigma(None)
-        if dof >= MIN_CHECK_DOF:
-            found.append(between)
-        return max(found) if found else None
+        if dof < MIN_CHECK_DOF:
+            return repeat
+        return max(repeat, min(between, MACHINE_SPREAD * repeat))
 
     def initial_score(self, version: str, value: float) -> float | None:
         """The first champion's score once enough baselines measured it: their median (one
@@ -605,12 +608,19 @@ class StudyState:
             in_class = [lease for lease in baselines_in_flight if lease.worker_id in class_members]
             measured_by = self.samples.measured_by(champion, hardware_class) | {lease.worker_id for lease in in_class}
             done = measured.runs if measured else 0
-            if done and done < self.dispute_runs() and self.disputed(champion, hardware_class):
-                done = 0   # another worker of the class settles the dispute (or, alone, they repeat)
+            others_available = bool(live_peers - measured_by - {worker_id})
+            if done and self.disputed(champion, hardware_class):
+                # Another worker of the class settles the dispute (or, alone, they repeat); past
+                # `dispute_runs` the next run splits the class (`class_outliers`), so it never
+                # waits for ever. Nothing tells noise from a spoofer before machines have repeated
+                # themselves (a big class rarely does): then those that measured it measure again.
+                if done >= self.dispute_runs() and self._check_sigma(origin_class(hardware_class)) is None:
+                    measured_by, others_available = frozenset(class_members) - measured_by, True
+                done = 0
             class_baseline = scheduler.ClassBaseline(
                 done=done, in_flight=len(in_class),
                 target=self.baseline_target(hardware_class, len(class_members)), measured_by=frozenset(measured_by),
-                others_available=bool(live_peers - measured_by - {worker_id}),
+                others_available=others_available,
                 judgeable=self.reference(champion, hardware_class) is not None,
             )
         reported_in_flight = len(baselines_in_flight)

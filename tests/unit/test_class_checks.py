@@ -1,0 +1,124 @@
+"""Hardware classes checked, not believed: the engine's class checks, driven directly.
+
+Each test runs the real engine (SQLite in a temporary directory) with scripted workers that
+report what their machine would measure. What must hold (issues 14 and 15):
+
+- a big honest class stays one class, however many workers measure each baseline;
+- spoofers of one owner naming an honest class are one voice: they leave, the honest stay;
+- a class whose two workers disagree (no majority of owners) is split, not left waiting;
+- a quarantined worker's baselines leave its class at once, as when the store is read again.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from autoswarm.bundle import pack_directory
+from autoswarm.coordinator.engine import Engine, EngineConfig, ResultIn
+from autoswarm.coordinator.store import Store
+from autoswarm.hardware_class import is_moved
+from swarm import write_study
+
+CPU = {"cpu_model": "Test", "cpu_cores": 2, "gpus": []}
+CLASS = "cpu:Test x2"
+SIGMA = 0.01
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _ok(metric: float, candidate: bytes = b"") -> ResultIn:
+    return ResultIn("ok", metric, {}, candidate, "an edit", "", {})
+
+
+def _engine(tmp_path, owners: list[str]) -> tuple[Engine, list[str], Clock]:
+    clock = Clock()
+    engine = Engine(Store(tmp_path / "swarm.db"), EngineConfig(), clock=clock)
+    study = write_study(tmp_path / "study", direction="maximize", acceptance='compare = "paired"\nquorum = 2')
+    engine.add_study(pack_directory(study).data, max_evaluations=0)
+    workers = [engine.register("", f"w{i}", CPU, 1, ["params"], owner=owner)[0] for i, owner in enumerate(owners)]
+    return engine, workers, clock
+
+
+def _drive(engine: Engine, clock: Clock, workers: list[str], baseline: Callable[[str], float], rounds: int,
+           rng: random.Random) -> dict[str, list[str]]:
+    """Round robin: each worker takes a task and reports at once. Baselines report
+    `baseline(worker)` plus noise; explores and verifications report the champion's level
+    (null edits). Returns each worker's decisions."""
+    decisions: dict[str, list[str]] = {w: [] for w in workers}
+    for round_ in range(rounds):
+        for worker in workers:
+            clock.now += 1.0
+            task = engine.lease(worker)
+            if task is None:
+                continue
+            value = baseline(worker) + rng.gauss(0.0, SIGMA)
+            candidate = f"X = {round_}.{worker[-6:]}\nY = 3\n".encode() if task.kind == "explore" else b""
+            decisions[worker].append(engine.report(worker, task.lease_id, _ok(value, candidate)).decision)
+    return decisions
+
+
+def _classes(engine: Engine) -> dict[str, str]:
+    return {s.record.id: s.record.hardware_class for s in engine.worker_summaries()}
+
+
+def test_a_big_honest_class_stays_one_class_and_judges(tmp_path):
+    """Regression: a search capped at 12 workers moved every later worker out of the class,
+    and with its own repeats gone the class's baseline stayed disputed: 64 workers stalled."""
+    engine, workers, clock = _engine(tmp_path, [f"volunteer{i}" for i in range(24)])
+    decisions = _drive(engine, clock, workers, lambda w: 1.0, rounds=6, rng=random.Random(1))
+    assert set(_classes(engine).values()) == {CLASS}, "nobody honest is moved out"
+    assert sum(d == "discard" for ds in decisions.values() for d in ds) > len(workers), "null edits are judged"
+    state = engine._studies["tiny"]
+    assert state.waiting.count() == 0, "nothing waits: the class's baseline is not disputed"
+    assert not state.disputed(state.champion.version, CLASS)
+
+
+def test_spoofers_of_one_owner_are_one_voice_and_cannot_take_an_honest_class(tmp_path):
+    """Six machines of one attacker, each on other hardware, name the class of two volunteers:
+    the majority of the class's owners is honest, so the spoofers leave, whatever their number."""
+    owners = ["volunteer0", "volunteer1"] + ["attacker"] * 6
+    engine, workers, clock = _engine(tmp_path, owners)
+    honest, spoofers = workers[:2], workers[2:]
+    offsets = {w: 0.0 for w in honest} | {w: 0.5 + 0.3 * i for i, w in enumerate(spoofers)}
+    _drive(engine, clock, workers, lambda w: 1.0 + offsets[w], rounds=8, rng=random.Random(2))
+    classes = _classes(engine)
+    assert all(classes[w] == CLASS for w in honest), "the volunteers keep their class"
+    assert all(is_moved(classes[w]) for w in spoofers if engine.trust(w).moved or classes[w] != CLASS)
+    state = engine._studies["tiny"]
+    runs = state.samples.runs_by_worker(state.champion.version, CLASS)
+    assert runs and set(runs) <= set(honest), "only the volunteers' runs make the class's baseline"
+    assert not any(classes[w] == CLASS and state.samples.runs_by_worker(state.champion.version, CLASS).get(w)
+                   for w in spoofers)
+
+
+def test_a_class_of_two_that_disagree_is_split_and_neither_waits_for_ever(tmp_path):
+    """One volunteer and one liar whose baselines are far too good, alone in their class: no
+    majority of owners says who is right, so each gets a class of its own and is judged
+    against its own baselines only. The volunteer's results do not wait for ever."""
+    engine, (honest, liar), clock = _engine(tmp_path, ["volunteer", "attacker"])
+    decisions = _drive(engine, clock, [honest, liar], lambda w: 1.0 + (5.0 if w == liar else 0.0), rounds=16,
+                       rng=random.Random(3))
+    classes = _classes(engine)
+    assert is_moved(classes[honest]) and is_moved(classes[liar]) and classes[honest] != classes[liar]
+    assert decisions[honest][-4:] and "waiting" not in decisions[honest][-4:], decisions[honest]
+    state = engine._studies["tiny"]
+    baseline = state.samples.baseline(state.champion.version, classes[honest])
+    assert baseline is not None and abs(baseline.mean - 1.0) < 5 * SIGMA, "the volunteer's class holds its own runs"
+
+
+def test_a_quarantined_workers_baselines_leave_its_class_at_once_and_after_a_restart(tmp_path):
+    engine, workers, clock = _engine(tmp_path, ["a", "b", "c"])
+    _drive(engine, clock, workers, lambda w: 1.0, rounds=3, rng=random.Random(4))
+    state = engine._studies["tiny"]
+    liar = workers[0]
+    assert liar in state.samples.runs_by_worker(state.champion.version, CLASS)
+    engine.roster.trust_change(liar, strikes=2)
+    assert engine.trust(liar).quarantined
+    assert liar not in state.samples.runs_by_worker(state.champion.version, CLASS), "its runs judge nothing more"
