@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from autoswarm.slot_time import SlotTime
 from autoswarm.coordinator import scheduler
 from autoswarm.coordinator.context import EngineContext
+from autoswarm.coordinator.deadlines import DeadlineQueue, due_leases
 from autoswarm.coordinator.roster import Roster
 from autoswarm.coordinator.study_state import StudyState
 from autoswarm.coordinator.store import LeaseRecord, VersionRecord
@@ -54,10 +55,14 @@ class Leasing:
         self._roster = roster
         self.running: dict[str, set[str]] = {}
         self._setup_failed: dict[tuple[str, str], float] = {}
+        # Every deadline an active lease was given, earliest first: the reaper looks only at
+        # those that have passed, not at every lease in flight (80,000 at 100,000 workers).
+        self._deadlines = DeadlineQueue()
 
     def track(self, state: StudyState, lease: LeaseRecord) -> None:
         """Takes note of an active lease read back from the store."""
         state.active[lease.id] = lease
+        self._deadlines.push(lease.deadline, lease.id, lease.study)
         self.running.setdefault(lease.worker_id, set()).add(lease.id)
 
     def setup_failed(self, worker_id: str, study: str, when: float) -> None:
@@ -128,6 +133,7 @@ class Leasing:
         )
         self.ctx.store.insert_lease(lease)
         state.active[lease.id] = lease
+        self._deadlines.push(lease.deadline, lease.id, choice.study)
         if claim_id:
             state.claims[claim_id].in_flight.add(lease.id)
         running.add(lease.id)
@@ -180,8 +186,9 @@ class Leasing:
             self.ctx.store.extend_leases(worker_id, list(held), held)
             for lease_id, deadline in held.items():
                 lease = self.active_lease(lease_id)
-                if lease is not None:
-                    self.ctx.studies[lease.study].active[lease_id] = replace(lease, deadline=max(lease.deadline, deadline))
+                if lease is not None and deadline > lease.deadline:
+                    self.ctx.studies[lease.study].active[lease_id] = replace(lease, deadline=deadline)
+                    self._deadlines.push(deadline, lease_id, lease.study)
         return HeartbeatOutcome(cancelled, duplicates, self.next_contact(worker_id))
 
     def active_lease(self, lease_id: str) -> LeaseRecord | None:
@@ -225,10 +232,24 @@ class Leasing:
         return released
 
     def expire_overdue(self) -> list[LeaseRecord]:
-        """Expires leases past their deadline so their work is scheduled again."""
+        """Expires leases past their deadline so their work is scheduled again.
+
+        O(deadlines passed since the last call), not O(leases in flight): see `deadlines`."""
         now = self.ctx.clock()
-        overdue = [lease for s in self.ctx.studies.values() for lease in s.active.values() if lease.deadline < now]
+        studies = self.ctx.studies
+
+        def current(lease_id: str, study: str) -> float | None:
+            state = studies.get(study)
+            lease = state.active.get(lease_id) if state is not None else None
+            return lease.deadline if lease is not None else None
+
+        overdue = [studies[study].active[lease_id] for lease_id, study in due_leases(self._deadlines, now, current)]
         if overdue:
             self.close(overdue, LeaseEvent.EXPIRY, now)
             self.ctx.on_change()
+        live = sum(len(s.active) for s in studies.values())
+        if self._deadlines.needs_compacting(live):
+            # Mostly entries of leases reported or extended since: start again from the live ones.
+            self._deadlines.compact((lease.deadline, lease.id, name)
+                                    for name, s in studies.items() for lease in s.active.values())
         return overdue

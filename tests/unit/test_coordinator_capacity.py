@@ -3,7 +3,8 @@
 These cover what was changed for capacity (benchmarks/coordinator_throughput.py): the WAL
 checkpoint on its own thread, single-statement units without savepoints, group commit with
 one future per waiter, growing lease ids, the baseline index of active leases, the one-pass
-hardware-class refresh and the bounded liveness flush. None of them times anything.
+hardware-class refresh, the bounded liveness flush and the reaper's deadline queue. None of
+them times anything.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from contextlib import closing
 import pytest
 
 from autoswarm.bundle import pack_directory
-from autoswarm.coordinator.engine import Engine, EngineConfig
+from autoswarm.coordinator.deadlines import DeadlineQueue, due_leases
+from autoswarm.coordinator.engine import Engine, EngineConfig, ResultIn
 from autoswarm.coordinator.group_commit import GroupCommit
 from autoswarm.coordinator.store import LeaseRecord, Store, VersionRecord, WalCheckpointer
 from autoswarm.coordinator.study_state import ActiveLeases
@@ -263,3 +265,58 @@ def test_liveness_is_written_in_bounded_rounds(tmp_path):
     assert engine.flush_presence(max_rows=2) == 1
     assert engine.flush_presence() == 0
     assert {(w.state, w.last_seen) for w in store.workers()} == {("working", clock.now)}
+
+
+def test_the_deadline_queue_yields_each_due_lease_once_and_skips_stale_entries():
+    queue = DeadlineQueue(slack=1.0, floor=0)
+    deadlines = {"a": 10.0, "b": 20.0, "c": 5.0}
+    for lease_id, deadline in deadlines.items():
+        queue.push(deadline, lease_id, "s")
+    deadlines["a"] = 30.0          # extended: its old entry is stale
+    queue.push(30.0, "a", "s")
+    del deadlines["c"]             # reported: its entry is stale
+    queue.push(12.0, "b", "s")     # an older, shorter deadline for b is stale too
+    current = lambda lease_id, study: deadlines.get(lease_id)  # noqa: E731
+    assert due_leases(queue, 15.0, current) == []
+    assert due_leases(queue, 25.0, current) == [("b", "s")]
+    assert len(queue) == 1 and due_leases(queue, 31.0, current) == [("a", "s")]
+    assert queue.needs_compacting(0) is False and len(queue) == 0
+
+
+def test_the_deadline_queue_compacts_to_the_live_leases():
+    queue = DeadlineQueue(slack=2.0, floor=2)
+    for i in range(10):
+        queue.push(float(i), "a", "s")
+    assert queue.needs_compacting(live=1)
+    queue.compact([(9.0, "a", "s")])
+    assert len(queue) == 1 and not queue.needs_compacting(live=1)
+
+
+def test_the_reaper_expires_each_lease_once_through_extensions_reports_and_compaction(tmp_path):
+    clock = _Clock()
+    engine = Engine(Store(tmp_path / "swarm.db"), EngineConfig(lease_factor=1.0, lease_grace=5.0), clock=clock)
+    engine.leasing._deadlines = DeadlineQueue(slack=2.0, floor=0)   # compacts as soon as it pays
+    engine.add_study(pack_directory(write_study(tmp_path / "study", direction="minimize", timeout=10)).data)
+    seed, _ = engine.register("", "seed", _hardware("Alpha"), 1, ["params"])
+    first = engine.lease(seed)
+    engine.report(seed, first.lease_id, ResultIn("ok", 1.0, {}, b"", "", "", {}))
+    workers = [engine.register("", f"w{i}", _hardware("Alpha"), 1, ["params"])[0] for i in range(40)]
+    leases = {w: engine.lease(w).lease_id for w in workers}   # ttl 10 x 1 + 5 = 15 s
+    kept, silent, done = workers[:10], workers[10:30], workers[30:]
+    for step in range(30):   # the kept ones heartbeat every 5 s for 150 s: many stale entries
+        clock.now += 5.0
+        for w in kept:
+            assert engine.heartbeat(w, [leases[w]], "working").cancelled == []
+        if step == 0:
+            for w in done:
+                engine.report(w, leases[w], ResultIn("ok", 2.0, {}, b"X = 3\n", "", "", {}))
+        expired = engine.expire_overdue()
+        if step == 3:   # 20 s after their lease, 5 s past its deadline: the silent ones go, once
+            assert sorted(lease.id for lease in expired) == sorted(leases[w] for w in silent)
+        else:
+            assert expired == [], f"step {step}"
+        in_flight = engine.study_summaries()[0].in_flight
+        assert len(engine.leasing._deadlines) <= 2 * in_flight, "stale entries are dropped as they pile up"
+    assert {s.in_flight for s in engine.study_summaries()} == {len(kept)}
+    clock.now += 16.0
+    assert sorted(lease.id for lease in engine.expire_overdue()) == sorted(leases[w] for w in kept)
