@@ -1,0 +1,304 @@
+"""The store's foundation: the schema, the connection, transactions and group-commit batches,
+migrations, and the WAL checkpoint thread. The rows of each kind are in `store` and `store_work`.
+
+Every method that changes state commits before it returns, so a caller that acknowledges
+after the call has acknowledged only what is on disk; with group commit on, it is inside the
+open batch, and callers that acknowledge wait for `commit_batch()` (see `group_commit`).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from autoswarm.coordinator.records import VersionRecord
+
+SCHEMA_VERSION = 1
+
+log = logging.getLogger("autoswarm.coordinator")
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS bundles (
+    hash TEXT PRIMARY KEY, data BLOB NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS studies (
+    name TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,               -- the study.toml as validated, JSON
+    bundle_hash TEXT NOT NULL REFERENCES bundles(hash),
+    max_evaluations INTEGER NOT NULL DEFAULT 0,
+    error TEXT NOT NULL DEFAULT '',   -- set when the study cannot go on (e.g. its baseline always fails)
+    created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS versions (
+    study TEXT NOT NULL, hash TEXT NOT NULL, parent TEXT NOT NULL, content BLOB NOT NULL,
+    description TEXT NOT NULL, author TEXT NOT NULL, created REAL NOT NULL,
+    PRIMARY KEY (study, hash));
+CREATE TABLE IF NOT EXISTS champions (
+    study TEXT NOT NULL, seq INTEGER NOT NULL, version TEXT NOT NULL,
+    metric REAL,                      -- NULL until the version has been evaluated
+    result_id TEXT NOT NULL DEFAULT '', created REAL NOT NULL,
+    PRIMARY KEY (study, seq));
+CREATE TABLE IF NOT EXISTS workers (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, hardware TEXT NOT NULL, hardware_class TEXT NOT NULL,
+    slots INTEGER NOT NULL, mutators TEXT NOT NULL, state TEXT NOT NULL,
+    registered REAL NOT NULL, last_seen REAL NOT NULL,
+    owner TEXT NOT NULL DEFAULT '');    -- who stands behind the worker (join token name), if known
+CREATE TABLE IF NOT EXISTS leases (
+    id TEXT PRIMARY KEY, study TEXT NOT NULL, worker_id TEXT NOT NULL, kind TEXT NOT NULL,
+    parent TEXT NOT NULL, candidate TEXT NOT NULL, seed INTEGER NOT NULL,
+    issued REAL NOT NULL, deadline REAL NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('active', 'reported', 'expired', 'released')),
+    closed REAL, claim TEXT NOT NULL DEFAULT '');
+-- Active leases by deadline (the reaper, restarts). Partial: a lease leaves it when it closes,
+-- so it stays as small as the work in flight. It replaces an index over every lease, and
+-- one by worker that no query used; each cost page writes on every lease.
+DROP INDEX IF EXISTS leases_active;
+DROP INDEX IF EXISTS leases_worker;
+CREATE INDEX IF NOT EXISTS leases_open ON leases (deadline) WHERE state='active';
+CREATE TABLE IF NOT EXISTS results (
+    id TEXT PRIMARY KEY,              -- equals the lease id: one result per lease
+    study TEXT NOT NULL, kind TEXT NOT NULL, worker_id TEXT NOT NULL, worker_name TEXT NOT NULL,
+    hardware_class TEXT NOT NULL, version TEXT NOT NULL, parent TEXT NOT NULL,
+    status TEXT NOT NULL, metric REAL, extra BLOB NOT NULL, description TEXT NOT NULL,
+    log_tail TEXT NOT NULL, decision TEXT NOT NULL, timings BLOB NOT NULL, created REAL NOT NULL,
+    claim TEXT NOT NULL DEFAULT '',   -- the claim this result made or measured
+    improvement REAL, threshold REAL); -- how the result compared with its reference, when judged
+CREATE INDEX IF NOT EXISTS results_study ON results (study, created);
+CREATE TABLE IF NOT EXISTS claims (
+    id TEXT PRIMARY KEY, study TEXT NOT NULL, version TEXT NOT NULL, parent TEXT NOT NULL,
+    origin TEXT NOT NULL,             -- explore: a worker's improvement; merge: replayed onto a newer champion
+    claimant_worker TEXT NOT NULL, claimant_result TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'accepted', 'rejected', 'unconfirmed', 'superseded')),
+    reason TEXT NOT NULL, created REAL NOT NULL, decided REAL);
+CREATE INDEX IF NOT EXISTS claims_study ON claims (study, state);
+-- What an operator did to a study (updated its bundle, paused it...), for its lineage.
+CREATE TABLE IF NOT EXISTS study_events (
+    study TEXT NOT NULL, created REAL NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens (
+    hash TEXT PRIMARY KEY,            -- sha256 of the token; the token itself is never stored
+    kind TEXT NOT NULL CHECK (kind IN ('admin', 'join', 'worker', 'reader')),
+    name TEXT NOT NULL,               -- the owner (join tokens and the worker credentials they issued)
+    worker_id TEXT NOT NULL,          -- worker credentials: the worker they speak for
+    parent TEXT NOT NULL,             -- worker credentials: hash of the join token used
+    created REAL NOT NULL, revoked INTEGER NOT NULL DEFAULT 0,
+    team TEXT NOT NULL DEFAULT '',    -- join tokens: the owner's team on the leaderboard ('' none)
+    display TEXT NOT NULL DEFAULT '', -- join tokens: the name public pages show ('' the token's name)
+    anonymous INTEGER NOT NULL DEFAULT 0); -- join tokens: public pages show a pseudonym
+"""
+
+
+class WalCheckpointer:
+    """Copies the WAL back into the database file on a thread of its own.
+
+    SQLite's automatic checkpoint runs inside whichever COMMIT makes the WAL cross its
+    threshold, i.e. on the coordinator's event loop, and it copies a thousand pages and
+    fsyncs the database file: under load, most of the time spent committing and a stall
+    that every request waiting on that turn of the loop pays. Here it runs on its own
+    connection and thread instead (sqlite releases the GIL while it works), concurrently
+    with the writer. Durability does not depend on it: a committed transaction is in the
+    WAL, which a restart replays.
+
+    A passive checkpoint never blocks the writer, but the WAL only starts over from its
+    beginning once a checkpoint has caught up with every commit, which a busy writer may
+    never let happen; past `restart_frames` frames a RESTART checkpoint waits for the
+    writer to finish its batch, holds it off for the copy of the few frames left, and lets
+    the WAL start over, so it stays bounded.
+    """
+
+    def __init__(self, path: Path | str, *, interval: float = 0.2, restart_frames: int = 4000) -> None:
+        self.path = str(path)
+        self.interval = interval
+        self.restart_frames = restart_frames
+        self.checkpoints = 0          # for tests and curiosity: checkpoints run so far
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="wal-checkpoint", daemon=True)
+
+    def start(self) -> WalCheckpointer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stops the thread (after the checkpoint in progress, if any)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        db: sqlite3.Connection | None = None
+        try:
+            while not self._stop.wait(self.interval):
+                try:
+                    if db is None:
+                        db = sqlite3.connect(self.path, isolation_level=None)
+                        db.execute("PRAGMA busy_timeout=5000")
+                    self.checkpoint(db)
+                except sqlite3.Error as exc:  # e.g. busy for too long: the next round retries
+                    log.warning("WAL checkpoint failed: %s", exc)
+        finally:
+            if db is not None:
+                db.close()
+
+    def checkpoint(self, db: sqlite3.Connection) -> None:
+        """One round: a passive checkpoint, and a restarting one when the WAL has grown long."""
+        _, frames, _ = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if frames >= self.restart_frames:
+            db.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+        self.checkpoints += 1
+
+
+class StoreBase:
+    """The connection and its transactions. Not thread-safe: one coordinator event loop owns it."""
+
+    def __init__(self, path: Path | str, *, fsync: bool = False, readonly: bool = False,
+                 on_commit: Callable[[float], None] = lambda seconds: None, group_commit: bool = False,
+                 autocheckpoint_pages: int = 1000) -> None:
+        """Opens (creating if needed) the database at `path`.
+
+        `autocheckpoint_pages`: the WAL size at which a COMMIT copies the WAL back into the
+        database file itself; with a `WalCheckpointer` running, make it a large backstop.
+        """
+        self.path = str(path)
+        self._on_commit = on_commit
+        self._group_commit = group_commit
+        self._batch_started = 0.0
+        self._readonly = readonly
+        self._lease_seq = 0
+        if readonly:
+            if not Path(self.path).is_file():
+                raise FileNotFoundError(f"{self.path}: no such database")
+            self._db = sqlite3.connect(f"file:{Path(self.path).resolve()}?mode=ro", uri=True,
+                                       isolation_level=None, check_same_thread=False)
+            self._db.row_factory = sqlite3.Row
+            return
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves so transactions are explicit.
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode survives a killed process (kill -9); FULL also survives power loss.
+        self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.execute(f"PRAGMA wal_autocheckpoint={int(autocheckpoint_pages)}")
+        self._db.executescript(_SCHEMA)
+        self._migrate_studies()
+        self._migrate_tokens()
+        row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if row is None:
+            self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif int(row["value"]) != SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self.path} has schema version {row['value']}, this coordinator needs {SCHEMA_VERSION}"
+            )
+
+    def close(self) -> None:
+        if not self._readonly:
+            self.commit_batch()
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic unit of change.
+
+        Committed at once, or — with group commit on — inside the open batch as a savepoint,
+        committed by `commit_batch()`; callers that acknowledge must wait for that commit.
+        """
+        if not self._group_commit:
+            started = time.perf_counter()
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            self._on_commit(time.perf_counter() - started)
+            return
+        if not self._db.in_transaction:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._batch_started = time.perf_counter()
+        self._db.execute("SAVEPOINT unit")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK TO unit")  # undo this unit only, not the batch
+            self._db.execute("RELEASE unit")
+            raise
+        self._db.execute("RELEASE unit")
+
+    def _write(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        """A unit of change that is one statement.
+
+        SQLite undoes a failed statement by itself and keeps the transaction, so inside a
+        group-commit batch it needs no savepoint (two statements fewer on the hot path).
+        """
+        if not self._group_commit:
+            with self.transaction() as db:
+                return db.execute(sql, params)
+        if not self._db.in_transaction:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._batch_started = time.perf_counter()
+        return self._db.execute(sql, params)
+
+    @property
+    def uncommitted(self) -> bool:
+        """Whether a group-commit batch holds changes not yet on disk."""
+        return self._db.in_transaction
+
+    def commit_batch(self) -> None:
+        """Commits the open group-commit batch (one disk write for many requests)."""
+        if self._db.in_transaction:
+            self._db.execute("COMMIT")
+            self._on_commit(time.perf_counter() - self._batch_started)
+
+    def _migrate_studies(self) -> None:
+        """Adds the lifecycle columns to a studies table made before them (in place, once)."""
+        columns = {r["name"] for r in self._db.execute("PRAGMA table_info(studies)")}
+        for column, ddl in (("paused", "INTEGER NOT NULL DEFAULT 0"), ("priority", "INTEGER NOT NULL DEFAULT 1"),
+                            ("archived", "INTEGER NOT NULL DEFAULT 0")):
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE studies ADD COLUMN {column} {ddl}")
+
+    def _migrate_tokens(self) -> None:
+        """Brings a tokens table made before reader tokens and teams up to date (in place, once)."""
+        columns = {r["name"] for r in self._db.execute("PRAGMA table_info(tokens)")}
+        sql = self._db.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name='tokens'").fetchone()[0]
+        if "'reader'" in sql and "anonymous" in columns:
+            return
+        # A CHECK constraint cannot be altered in SQLite: the table is rebuilt, in one transaction.
+        start = _SCHEMA.index("CREATE TABLE IF NOT EXISTS tokens")
+        create = _SCHEMA[start:_SCHEMA.index(");", start) + 2]
+        self._db.executescript(
+            "BEGIN IMMEDIATE; ALTER TABLE tokens RENAME TO tokens_before_teams;"
+            + create.replace("IF NOT EXISTS ", "", 1)
+            + "INSERT INTO tokens (hash, kind, name, worker_id, parent, created, revoked) "
+            "SELECT hash, kind, name, worker_id, parent, created, revoked FROM tokens_before_teams;"
+            "DROP TABLE tokens_before_teams; COMMIT;")
+
+    def backup(self, target: Path | str, pages_per_step: int = 256) -> None:
+        """A consistent copy of the database at `target`, made with SQLite's online backup API.
+
+        Safe while the coordinator runs: the copy holds every committed transaction up to some
+        moment, and writers wait only for the short steps of `pages_per_step` pages.
+        """
+        copy = sqlite3.connect(str(target))
+        try:
+            self._db.backup(copy, pages=pages_per_step)
+        finally:
+            copy.close()
+
+    @staticmethod
+    def _insert_version(db: sqlite3.Connection, v: VersionRecord) -> None:
+        db.execute(
+            "INSERT OR IGNORE INTO versions VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (v.study, v.hash, v.parent, v.content, v.description, v.author, v.created),
+        )
