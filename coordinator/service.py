@@ -241,6 +241,8 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         wanted = request.worker_id
         if caller.kind == "worker" and wanted and wanted != caller.worker_id:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, "this credential belongs to another worker")
+        if caller.kind == "worker":
+            wanted = caller.worker_id   # a worker credential re-registers its own worker, never a new one
         if caller.kind == "join" and wanted and self.engine.owner_of(wanted) != caller.owner:
             wanted = ""  # a join token cannot take over someone else's worker: register a new one
         worker_id, hw_class = await _guard(context, lambda: self.engine.register(
