@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from autoswarm.hardware_class import origin_class
@@ -17,18 +17,20 @@ from autoswarm.study import Study
 from autoswarm.coordinator import acceptance, baselines, scheduler
 from autoswarm.coordinator.acceptance import Baseline, Measurement
 from autoswarm.coordinator.memory import DEFAULT_MEMORY_CHARS, Tried, build_memory, render, tried_sections
-from autoswarm.coordinator.noise import MIN_DIFFERENCES, ClassFit, Noise, class_fits, pooled_noise
+from autoswarm.coordinator.noise import MIN_DIFFERENCES, Z_EVIDENCE, ClassFit, Noise, class_fits, pooled_noise
 from autoswarm.coordinator.tiers import Tiers
 from autoswarm.coordinator.store import ChampionRecord, ClaimRecord, LeaseRecord, ResultRecord, StudyRecord, VersionRecord
 
 CLASS_CHECK_WORKERS = 4       # workers of a class that measure the first champion three times each
-REPEAT_INFLATION = 1.2        # a class repeats baselines while its bar is this much wider than its noise
+# A class repeats baselines while its σ's standard error (in log σ) is above this: its bar is
+# then exp(Z_EVIDENCE · REPEAT_LOG_ERROR) times its estimate or more (1.2 at Z_EVIDENCE = 0.5).
+REPEAT_LOG_ERROR = 0.365
 MAX_REPEATS = 16              # ... until its own noise rests on this many differences
 MIN_TIER_CLASSES = 4          # tiers stand in for direct baselines only among this many classes
 MAX_VERIFYING = 8             # claims on one champion verified at once (the others wait their turn)
 # A class's baselines are checked for workers that measure unlike the rest once its noise
-# rests on this many differences.
-MIN_CHECK_DOF = 4
+# rests on this many differences (the σ is raised for thin evidence: 2.65× at two).
+MIN_CHECK_DOF = 2
 MACHINE_SPREAD = 8.0         # honest machines of one class may differ by this many times one machine's noise
 CHECK_DIFFERENCES = 256      # newest differences per class in the study-wide σ of class checks
 DISPUTE_RUNS = 4             # × baseline_runs: runs a disputed class takes before it is split
@@ -415,8 +417,8 @@ class StudyState:
         """Direct baseline runs of the champion wanted on this class (of `members` workers).
 
         The study's first classes measure extra repeats until the shared noise model has
-        `MIN_DIFFERENCES`, and a class whose bar is still `REPEAT_INFLATION` times wider than
-        its noise for want of evidence measures each champion once more (up to `MAX_REPEATS`
+        `MIN_DIFFERENCES`, and a class whose σ's standard error is still over `REPEAT_LOG_ERROR`
+        (its bar wider than its noise for want of evidence) measures each champion once more (up to `MAX_REPEATS`
         differences: with many classes the pool makes that rare); after that a class in the reference's tier
         measures none (a spot check now and then, `tiers.wants_direct`), any other
         `baseline_runs`. The first
@@ -431,7 +433,7 @@ class StudyState:
         missing = MIN_DIFFERENCES - self.samples.differences()
         if missing > 0:
             return max(runs, (done.runs if done else 0) + missing)
-        if self.samples.noise(hardware_class).inflation > REPEAT_INFLATION and \
+        if math.log(self.samples.noise(hardware_class).inflation) > Z_EVIDENCE * REPEAT_LOG_ERROR and \
                 self.samples.differences(hardware_class) < MAX_REPEATS:
             # Its bar is still much wider than its noise for want of evidence: one run more of
             # each champion (evidence accumulates over champions; no run of repeats up front).
@@ -472,11 +474,10 @@ class StudyState:
                     runs[worker] = (held_in, [*series, (run, "")])
         cls, series = runs.get(worker_id, (worker_class, []))
         runs[worker_id] = (cls, [*series, (value, "")])
-        sigma = self._check_sigma(origin)
-        if sigma is None:
+        check = self._class_check(origin, {w: [v for v, _ in r] for w, (_, r) in runs.items()},
+                                  {w: owner_of(w) or "" for w in runs})
+        if check is None:
             return []
-        check = acceptance.class_check(self.spec.acceptance, {w: [v for v, _ in r] for w, (_, r) in runs.items()},
-                                       sigma, {w: owner_of(w) or "" for w in runs})
         moving = check.outliers
         if check.split:
             in_class = {w for w, (c, _) in runs.items() if c == origin}
@@ -494,32 +495,46 @@ class StudyState:
             return False
         # Each machine's own repeats say best what noise is here: a difference between two
         # workers is what is in question, and a spoofer's would inflate other estimates.
-        sigma = self._check_sigma(origin_class(hardware_class))
-        if sigma is None:
+        check = self._class_check(origin_class(hardware_class), {w: [v for v, _ in r] for w, r in runs.items()})
+        if check is None:
             values = [v for series in runs.values() for v, _ in series]
             return max(values) > min(values)   # nothing tells noise from a spoofer yet: more repeats first
-        return acceptance.class_check(self.spec.acceptance, {w: [v for v, _ in r] for w, r in runs.items()},
-                                      sigma).disputed
+        return check.disputed
 
-    def _check_sigma(self, origin: str) -> float | None:
+    def _check_sigma(self, origin: str, widened: bool = True) -> float | None:
         """The σ a class check uses. Its floor is what no other worker can inflate: the noise of
         each machine against itself, from the class's own repeats (from every class's while it
         has fewer than `MIN_CHECK_DOF`), raised to an upper bound for thin evidence (a median
         σ from n differences is off by ≈1.17/√n). Two honest machines of one model differ a
-        little more than one machine from itself, so the σ is widened to the median
+        little more than one machine from itself, so the σ is `widened` to the median
         run-to-run σ of the whole study (`Samples.sigma(None)`: across workers and classes),
-        but never beyond `MACHINE_SPREAD` times the floor, however many spoofers' runs widen
-        that median. None until the study has `MIN_CHECK_DOF` repeats on one machine."""
+        but never beyond `MACHINE_SPREAD` times a machine's own noise, however many spoofers'
+        runs widen that median. None until the study has `MIN_CHECK_DOF` repeats on one machine."""
         own, dof = self.samples.own_sigma(origin)
         if dof < MIN_CHECK_DOF:
             own, dof = self.samples.own_sigma(None)
             if dof < MIN_CHECK_DOF:
                 return None
-        repeat = own * (1.0 + 2.0 * 1.17 / math.sqrt(dof))
+        floor = own * (1.0 + 2.0 * 1.17 / math.sqrt(dof))
         between, dof = self.samples.sigma(None)
-        if dof < MIN_CHECK_DOF:
-            return repeat
-        return max(repeat, min(between, MACHINE_SPREAD * repeat))
+        if not widened or dof < MIN_CHECK_DOF:
+            return floor
+        return max(floor, min(between, MACHINE_SPREAD * own))
+
+    def _class_check(self, origin: str, runs: Mapping[str, Sequence[float]],
+                     owners: Mapping[str, str] | None = None) -> acceptance.ClassCheck | None:
+        """`acceptance.class_check` of one version's runs on a class, on the widened σ; where that
+        leaves a group chained (spoofers spread out to widen the study's σ and bridge the
+        gaps), on each machine's own noise alone. None while no σ is known."""
+        sigma = self._check_sigma(origin)
+        if sigma is None:
+            return None
+        check = acceptance.class_check(self.spec.acceptance, runs, sigma, owners)
+        if check.chained:
+            floor = self._check_sigma(origin, widened=False)
+            assert floor is not None
+            check = acceptance.class_check(self.spec.acceptance, runs, floor, owners)
+        return check
 
     def initial_score(self, version: str, value: float) -> float | None:
         """The first champion's score once enough baselines measured it: their median (one
