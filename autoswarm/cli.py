@@ -584,6 +584,11 @@ def worker(
     for line in swarm_worker.describe_donation():
         logging.getLogger("autoswarm.worker").info("%s", line)
     logging.getLogger("autoswarm.worker").info("%s", guard.describe())
+    if token_file not in (None, "-") and swarm_worker.sandbox.shows(Path(token_file)):
+        logging.getLogger("autoswarm.worker").warning(
+            "evaluations can read --token-file %s (%s): the worker needs the join token only to register, so delete "
+            "the file once it says `registered as`", token_file, "they run as this user without bubblewrap"
+            if swarm_worker.sandbox.isolation != "bwrap" else "bubblewrap shows it read-only")
     if token_on_command_line:
         logging.getLogger("autoswarm.worker").warning(
             "--token was given on the command line, where every user of this machine could read it (ps) until the "

@@ -184,6 +184,15 @@ class Sandbox:
         paths.update(self.read_only)
         return sorted(p for p in paths if p.exists())
 
+    def shows(self, path: Path) -> bool:
+        """Whether a study command may read `path`: anything this user can without bubblewrap;
+        with it, what lies under the system paths, the interpreter or the volunteer's extras."""
+        if self.isolation != "bwrap":
+            return True
+        real = Path(os.path.realpath(path))
+        visible = [Path(p) for p in _SYSTEM_PATHS] + self._read_only_paths([], {})
+        return any(real == top or top in real.parents for top in visible)
+
     def make_writable(self, *paths: Path) -> None:
         """Gives the sandbox user the paths it must write (a no-op unless root drops to nobody)."""
         if self.run_as is None:

@@ -171,3 +171,26 @@ def test_at_a_terminal_the_token_is_asked_for_without_echo():
     os.waitpid(pid, 0)
     _, answer = out.split(b"join token: ", 1)
     assert answer.strip().splitlines() == [b"got " + JOIN.encode()], "the token typed is not echoed"
+
+
+@linux_proc
+def test_the_worker_says_when_evaluations_could_read_its_token_file(tmp_path):
+    path = tmp_path / "token"
+    path.write_text(JOIN)
+    path.chmod(0o600)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOSWARM_")}
+    proc = subprocess.Popen([sys.executable, "-m", "autoswarm", "worker", "--coordinator", "127.0.0.1:1",
+                             "--state-dir", str(tmp_path / "state"), "--sandbox", "none", "--token-file", str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**env, "COLUMNS": "250"})
+    seen = []
+    try:
+        for line in proc.stdout:  # the banner comes before the first call to the coordinator
+            seen.append(line)
+            if "registered" in line or "unreachable" in line or "delete the file" in line:
+                break
+    finally:
+        proc.kill()
+        proc.wait(10)
+    banner = "".join(seen)
+    assert f"evaluations can read --token-file {path} (they run as this user without bubblewrap)" in banner, banner
+    assert "worker process: not dumpable" in banner and JOIN not in banner

@@ -433,3 +433,13 @@ def test_a_root_worker_without_bubblewrap_says_its_evaluations_run_as_root():
     text = "\n".join(configure("none").describe())
     assert ("evaluations run as root too" in text) == (os.geteuid() == 0)
     assert "evaluations run as root too" not in "\n".join(replace(configure("none"), isolation="bwrap").describe())
+
+
+def test_what_a_command_may_read_of_the_machine(tmp_path):
+    none = configure("none")
+    (tmp_path / "toolchain").mkdir()
+    assert none.shows(tmp_path / "token") and none.shows(Path("/etc/hostname"))
+    boxed = replace(none, isolation="bwrap", read_only=(tmp_path / "toolchain",))
+    assert boxed.shows(Path("/etc/autoswarm/join-token")) and boxed.shows(Path("/opt/x"))
+    assert boxed.shows(tmp_path / "toolchain" / "bin" / "cc") and boxed.shows(Path(sys.prefix) / "lib")
+    assert not boxed.shows(tmp_path / "token") and not boxed.shows(Path("/var/lib/autoswarm/identity.json"))
