@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,12 +65,40 @@ def child_command(args: list[str]) -> list[str]:
     return [sys.executable, "-P", "-m", "autoswarm", *args]
 
 
-def _spawn(args: list[str], log_path: Path) -> subprocess.Popen:
+# What numerical libraries (torch, NumPy's BLAS) read for their number of threads.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def worker_thread_limits(cpus: int, workers: int, slots_per_worker: int,
+                         environ: Mapping[str, str]) -> dict[str, str]:
+    """Thread counts for the workers of one run, which all share this machine's `cpus`.
+
+    Numerical libraries start one thread per core: N workers would each start one per core and
+    slow each other down (torch's threads spin while they wait for each other), so each slot
+    gets its share of the cores. One worker with one slot keeps them all; variables the user
+    set are left as they are. A worker with several slots divides the cores itself.
+    """
+    tasks = max(1, workers) * max(1, slots_per_worker)
+    if tasks <= 1:
+        return {}
+    share = str(max(1, cpus // tasks))
+    return {name: share for name in THREAD_VARIABLES if name not in environ}
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _spawn(args: list[str], log_path: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         # Own session: Ctrl-C in the terminal reaches us only, and we stop children in order.
         return subprocess.Popen(child_command(args), stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                env={**os.environ, **env} if env else None)
 
 
 class StopRequest:
@@ -194,13 +222,14 @@ def _run_study(options: RunOptions, on_progress: ProgressFn, stop: StopRequest) 
                 ray_workers = LocalRayWorkers.start(ActorSpec(
                     coordinator=address, mutators=(study.mutator.kind,), slots=options.slots_per_worker,
                     state_root=str(out / "workers")), options.workers)
+            threads = worker_thread_limits(_usable_cpus(), options.workers, options.slots_per_worker, os.environ)
             for i in range(0 if options.ray else options.workers):
                 workers.append(_spawn(["worker", "--coordinator", address, "--name", f"local-{i + 1}",
                                        "--slots", str(options.slots_per_worker),
                                        # Your own study: its mutator (llm, command...) is trusted.
                                        "--mutator", study.mutator.kind,
                                        "--state-dir", str(out / "workers" / f"worker-{i + 1}")],
-                                      logs / f"worker-{i + 1}.log"))
+                                      logs / f"worker-{i + 1}.log", threads))
             started = time.monotonic()
             status = _study_status(control.status(), study.name)
             try:

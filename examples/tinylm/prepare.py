@@ -35,6 +35,7 @@ import sysconfig
 import time
 import unicodedata
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ EVAL_CHUNKS = 32              # scored stretches of validation bytes, evenly spa
 EVAL_CHUNK_BYTES = 1024       # bytes scored per stretch: EVAL_CHUNKS * EVAL_CHUNK_BYTES in all
 MAX_CONTEXT = 2048            # longest context the evaluation accepts (and can supply)
 CAUSALITY_TOLERANCE = 1e-4    # max |change| of earlier log-probabilities when the future changes
-DEFAULT_TIME_BUDGET = 30.0    # seconds, when AUTOSWARM_TIME_BUDGET is not set
+DEFAULT_TIME_BUDGET = 20.0    # seconds, when AUTOSWARM_TIME_BUDGET is not set
 MODEL_ENV = "TINYLM_MODEL_PATH"
 DEFAULT_MODEL_PATH = "model.pt2"
 META_NAME = "tinylm.json"
@@ -161,6 +162,23 @@ def time_budget() -> float:
     except ValueError:
         return DEFAULT_TIME_BUDGET
     return value if math.isfinite(value) and value > 0 else DEFAULT_TIME_BUDGET
+
+
+def budget_clock(device) -> Callable[[], float]:
+    """The clock the time budget runs on: a function giving the seconds spent since this call.
+
+    On an accelerator (CUDA, ROCm, MPS, XPU) it is the wall clock, as in autoresearch: the
+    device is the worker slot's own. On a CPU it is the CPU time of the calling thread, the
+    one that runs the training loop: the cores of a CPU worker are often shared (other
+    programs, other slots, other agents), and time the operating system gives them would
+    otherwise cut the budget short by however busy the machine happens to be, which is noise
+    and not a property of train.py. A thread that is descheduled does not use its budget.
+    """
+    import torch
+
+    clock = time.thread_time if torch.device(device).type == "cpu" else time.perf_counter
+    start = clock()
+    return lambda: clock() - start
 
 
 def load_train_data():

@@ -70,7 +70,7 @@ def test_tinylm_swarm_run_gives_real_val_bpb_and_keeps_an_improvement(tmp_path):
     shutil.copytree(EXAMPLES / "tinylm", study)
     toml = (study / "study.toml").read_text()
     # A short budget, and one hardware class on one machine: compare as-is with a small bar.
-    toml = toml.replace("time_budget = 30", "time_budget = 5").replace('compare = "paired"', 'compare = "absolute"')
+    toml = toml.replace("time_budget = 20", "time_budget = 5").replace('compare = "paired"', 'compare = "absolute"')
     toml = toml.replace("min_delta = 0.05", "min_delta = 0.01")
     # A scripted agent (the command mutator) that triples the learning rate: at a 5 s budget the
     # default one is far too low, so the first edit is a real improvement and the run stays short.

@@ -101,12 +101,31 @@ def test_study_file_has_the_contract_keys() -> None:
     assert data["setup"] == "python prepare.py"
     assert data["evaluate"] == "python prepare.py evaluate"
     assert data["metric"] == "val_bpb" and data["direction"] == "minimize"
-    assert 30 <= data["time_budget"] <= 60 and data["timeout"] >= 2 * data["time_budget"]
-    assert data["acceptance"]["quorum"] == 1
-    assert data["mutator"] == {"kind": "params"}
+    # A budget two CPU workers fit 10+ times into `autoswarm run`'s 10 minutes, and a timeout
+    # with room for a busy machine (on a CPU the budget is CPU time, the timeout wall clock).
+    assert 10 <= data["time_budget"] <= 60 and data["timeout"] >= 10 * data["time_budget"]
+    assert data["acceptance"]["quorum"] == 1 and data["acceptance"]["compare"] == "paired"
+    assert data["mutator"]["kind"] == "params"
     source = (STUDY_DIR / "train.py").read_text(encoding="utf-8")
     for name in ("N_LAYER", "N_HEAD", "N_EMBD", "BLOCK_SIZE", "BATCH_SIZE", "LEARNING_RATE", "WEIGHT_DECAY"):
         assert re.search(rf"^{name} = [0-9.e-]+\s", source, re.MULTILINE), name
+
+
+def test_the_params_mutator_nudges_only_the_chosen_hyperparameters_one_at_a_time() -> None:
+    from autoswarm.worker.mutators.params import constant_values, perturb_constants
+
+    options = tomllib.loads((STUDY_DIR / "study.toml").read_text(encoding="utf-8"))["mutator"]
+    source = (STUDY_DIR / "train.py").read_text(encoding="utf-8")
+    chosen = set(options["include"])
+    assert chosen <= {name for name, _ in constant_values(source)}, "every chosen name is a constant of train.py"
+    assert options["max_changes"] == 1
+    changed = set()
+    for seed in range(60):
+        _, description = perturb_constants(source, seed, max_changes=1, scale=options["scale"], include=options["include"])
+        names = {part.split()[0] for part in description.split(", ")}
+        assert len(names) == 1 and names <= chosen, description
+        changed |= names
+    assert changed == chosen, "each of them is tried"
 
 
 def test_study_files_are_accepted_by_the_study_parser(tmp_path: Path) -> None:
