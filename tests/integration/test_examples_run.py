@@ -75,7 +75,8 @@ def test_tinylm_swarm_run_gives_real_val_bpb_and_keeps_an_improvement(tmp_path):
     # A scripted agent (the command mutator) that triples the learning rate: at a 5 s budget the
     # default one is far too low, so the first edit is a real improvement and the run stays short.
     (study / "bump_lr.py").write_text(BUMP_LR)
-    (study / "study.toml").write_text(toml.replace('kind = "params"', 'kind = "command"\ncommand = "python bump_lr.py"'))
+    toml = toml[:toml.index("[mutator]")] + '[mutator]\nkind = "command"\ncommand = "python bump_lr.py"\n'
+    (study / "study.toml").write_text(toml)
     rows = _run(study, tmp_path / "out", "--workers", "2", "--max-evals", "3", timeout=380)
     measured = [float(r["val_bpb"]) for r in rows if r["val_bpb"]]
     assert len(measured) >= 2, rows
