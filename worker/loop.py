@@ -270,8 +270,10 @@ class Worker:
     def run(self) -> int:
         """Runs until stopped; returns the number of tasks this process completed."""
         try:
-            self.register()
+            # Nothing runs yet: the first stop request ends the wait for the coordinator.
+            self.registration.register(stop=self._finish)
         except Stopped:
+            log.info("stopped before the coordinator %s could be reached", self.options.coordinator)
             return 0
         except grpc.RpcError as exc:
             hint = (" — pass the join token you were given with --token-file (or --token, AUTOSWARM_JOIN_TOKEN)"

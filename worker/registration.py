@@ -71,20 +71,22 @@ class Registration:
         self.worker_id = ""
         self.hardware_class = ""
 
-    def register(self, forget_id: bool = False) -> None:
-        """Registers (or re-registers after the coordinator forgot us), retrying while it is away.
+    def register(self, forget_id: bool = False, stop: threading.Event | None = None) -> None:
+        """Registers (or re-registers after the coordinator forgot us), retrying while it is away
+        until `stop` (default: the worker's halt) is set, which raises Stopped.
 
         With a saved credential the worker keeps its identity; when the coordinator no longer
         accepts it (revoked, or a new database) the join token registers a new worker.
         """
         connection = self._connection
+        stop = stop or self._halt
         with self._lock:
             saved_id, credential = ("", "") if forget_id else self.identity.load()
             request = self._request()
             request.worker_id = saved_id
             connection.token = credential or self._join_token
             try:
-                response = connection.retry(lambda: connection.stub.Register(request, timeout=15), self._halt,
+                response = connection.retry(lambda: connection.stub.Register(request, timeout=15), stop,
                                             "register")
             except grpc.RpcError as exc:
                 if exc.code() != grpc.StatusCode.UNAUTHENTICATED or not credential or not self._join_token:
@@ -92,7 +94,7 @@ class Registration:
                 log.warning("the coordinator refused this worker's credential (%s); joining again", exc.details())
                 connection.token = self._join_token
                 request.worker_id = ""
-                response = connection.retry(lambda: connection.stub.Register(request, timeout=15), self._halt,
+                response = connection.retry(lambda: connection.stub.Register(request, timeout=15), stop,
                                             "register")
             self.worker_id = response.worker_id
             self.hardware_class = response.hardware_class
