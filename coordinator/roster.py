@@ -3,7 +3,8 @@ trusted, and which hardware class each measures in.
 
 Part of the engine (see `engine.Engine`, which composes it): presence lives in memory and is
 written to the store in bounded rounds (`flush_presence`); class membership and liveness are
-recounted at most once per `scan_period`, so that leasing stays O(1) in the swarm's size.
+kept up to date on every contact by a `LiveIndex`, so that neither leasing nor counting the
+connected workers passes over the swarm.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import itertools
 import math
 import secrets
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,9 +22,9 @@ from autoswarm.slot_time import SlotTime
 from autoswarm.coordinator import acceptance
 from autoswarm.coordinator.context import EngineContext
 from autoswarm.coordinator.errors import InvalidRequest, NotFound
+from autoswarm.coordinator.live_index import LiveIndex
 from autoswarm.coordinator.store import WorkerRecord
 
-CLASS_CACHE_EXACT_BELOW = 64   # classes smaller than this see a newcomer at once
 SCANS_PER_SECOND = 25_000      # workers a periodic pass over the swarm may visit per second of the loop
 
 
@@ -47,8 +49,11 @@ class Roster:
         self.results_by_worker: dict[str, int] = ctx.store.count_results_by_worker()
         self.liveness = replace(ctx.config.liveness, min_interval=ctx.config.heartbeat_interval)
         self._trust: dict[str, acceptance.Trust] = {}
-        self._class_cache: dict[str, tuple[float, frozenset[str], frozenset[str], frozenset[str]]] = {}
-        self._connected = (-math.inf, 0)   # (valid until, workers connected): recounted periodically
+        self._index = LiveIndex()
+        for worker in self.workers.values():
+            self._index.place(worker.id, worker.hardware_class)
+        # (valid until, classes with a connected worker that may verify): refreshed every scan_period
+        self._verifying_classes: tuple[float, frozenset[str]] = (-math.inf, frozenset())
         self._dirty: set[str] = set()      # workers whose presence the store has not seen yet
 
     # -- who they are ---------------------------------------------------------------------
@@ -82,13 +87,12 @@ class Roster:
         )
         self.ctx.store.upsert_worker(record)
         self.workers[record.id] = record
-        cached = self._class_cache.get(hw_class)
-        if cached is None or len(cached[1]) < CLASS_CACHE_EXACT_BELOW or (known and known.hardware_class != hw_class):
-            self._class_cache.clear()  # a new member or a changed class
-        # else: a newcomer to a big class joins its cached sets at the next refresh (within a
-        # second); clearing them for each of thousands of newcomers would rescan the swarm each time.
-        self.presence[record.id] = _Presence("idle", now, dirty=False,
-                                             silence=self.liveness.allowed_silence(self.liveness.min_interval))
+        self._index.place(record.id, hw_class)
+        if known is None or known.hardware_class != hw_class:
+            self._verifying_classes = (-math.inf, frozenset())  # a class may have gained its first verifier
+        presence = self.presence[record.id] = _Presence(
+            "idle", now, dirty=False, silence=self.liveness.allowed_silence(self.liveness.min_interval))
+        self._index.heard(record.id, now + presence.silence)
         return record.id, hw_class
 
     def owner_of(self, worker_id: str) -> str | None:
@@ -120,7 +124,7 @@ class Roster:
             self._trust[worker_id] = replace(trust, confirmed=trust.confirmed + confirmed,
                                              refuted=trust.refuted + strikes)
             if strikes:
-                self._class_cache.clear()  # whether its class can verify may have changed
+                self._verifying_classes = (-math.inf, frozenset())  # whether its class can verify may have changed
             worker = self.workers.get(worker_id)
             if not was and worker is not None and self.trust(worker_id).quarantined:
                 # A quarantined worker's baselines judge nothing more (as when the store is read
@@ -145,7 +149,8 @@ class Roster:
         moved = replace(worker, hardware_class=moved_class(worker.hardware_class, worker.id))
         self.ctx.store.upsert_worker(moved)
         self.workers[worker_id] = moved
-        self._class_cache.clear()
+        self._index.place(worker_id, moved.hardware_class)
+        self._verifying_classes = (-math.inf, frozenset())
         for state in self.ctx.studies.values():
             state.samples.remove_worker(worker.hardware_class, worker_id)
 
@@ -156,12 +161,13 @@ class Roster:
         presence = self.presence.get(worker_id)
         now = self.ctx.clock()
         if presence is None:
-            self.presence[worker_id] = _Presence(state or "idle", now,
-                                                 silence=self.liveness.allowed_silence(self.liveness.min_interval))
+            presence = self.presence[worker_id] = _Presence(
+                state or "idle", now, silence=self.liveness.allowed_silence(self.liveness.min_interval))
         else:
             presence.last_seen = now
             presence.state = state or presence.state
             presence.dirty = True
+        self._index.heard(worker_id, now + presence.silence)
         self._dirty.add(worker_id)
 
     def told(self, worker_id: str, interval: float, state: str = "") -> None:
@@ -169,6 +175,7 @@ class Roster:
         presence = self.presence.get(worker_id)
         if presence is not None:
             presence.silence = self.liveness.allowed_silence(interval)
+            self._index.heard(worker_id, presence.last_seen + presence.silence)
             state = reported_state(state)
             if state and state != presence.state:
                 presence.state = state
@@ -193,57 +200,36 @@ class Roster:
         return len(self._dirty)
 
     def scan_period(self) -> float:
-        """How long a pass over every worker stays valid: a second, longer for a big swarm,
-        so that such passes take a bounded share of the loop (liveness changes on the scale
-        of heartbeat intervals, which grow with the swarm too)."""
+        """How long the set of classes that can verify stays valid: a second, longer for a big
+        swarm (liveness changes on the scale of heartbeat intervals, which grow with it too)."""
         return max(1.0, len(self.presence) / SCANS_PER_SECOND)
 
-    def classes(self, hardware_class: str, now: float) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
-        """(workers of the class, those connected, classes with a connected trusted worker).
+    def classes(self, hardware_class: str, now: float) -> tuple[AbstractSet[str], AbstractSet[str], frozenset[str]]:
+        """(workers of the class, those connected, classes with a connected worker that may verify).
 
-        Recomputed at most once a second (`scan_period`): a scan of every worker on every
-        lease would make leasing O(workers), and liveness only changes on the scale of heartbeats.
+        The first two are kept up to date on every contact (`LiveIndex`): read them, do not keep
+        them. The third is refreshed at most every `scan_period`.
         """
-        cached = self._class_cache.get(hardware_class)
-        if cached is not None and cached[0] > now:
-            return cached[1], cached[2], cached[3]
-        # Every class in one pass: a pass per class would cost classes × workers each second,
-        # which in a volunteer swarm of many kinds of machine is a long stall of the loop.
-        members: dict[str, set[str]] = {}
-        live: dict[str, set[str]] = {}
-        live_classes: set[str] = set()
-        presences = self.presence
-        for worker in self.workers.values():
-            cls = worker.hardware_class
-            members.setdefault(cls, set()).add(worker.id)
-            presence = presences.get(worker.id)   # live, inlined: this loop visits every worker
-            if presence is not None and now - presence.last_seen <= presence.silence:
-                live.setdefault(cls, set()).add(worker.id)
-                # Classes that could verify: a worker outvoted once (or quarantined) does not, and
-                # preferring its class would leave claims waiting for nobody.
-                if cls not in live_classes and self.trust(worker.id).may_verify:
-                    live_classes.add(cls)
-        frozen_live_classes = frozenset(live_classes)
-        self._class_cache.clear()
-        until = now + self.scan_period()
-        for cls in members.keys() | {hardware_class}:
-            self._class_cache[cls] = (until, frozenset(members.get(cls, ())), frozenset(live.get(cls, ())),
-                                      frozen_live_classes)
-        entry = self._class_cache[hardware_class]
-        return entry[1], entry[2], entry[3]
+        index = self._index
+        index.sweep(now)
+        until, verifying = self._verifying_classes
+        if now >= until:
+            # Classes that could verify: a worker outvoted once (or quarantined) does not, and
+            # preferring its class would leave claims waiting for nobody. Stops at the first
+            # such worker of each class.
+            verifying = frozenset(cls for cls, live in index.live_classes().items()
+                                  if any(self.trust(w).may_verify for w in live))
+            self._verifying_classes = (now + self.scan_period(), verifying)
+        return index.members(hardware_class), index.live(hardware_class), verifying
 
     def live(self, worker_id: str, now: float) -> bool:
         presence = self.presence.get(worker_id)
         return presence is not None and now - presence.last_seen <= presence.silence
 
     def connected(self) -> int:
-        """Workers heard from within the silence they were allowed (recounted every `scan_period`)."""
-        now = self.ctx.clock()
-        until, count = self._connected
-        if now >= until:
-            count = sum(1 for p in self.presence.values() if now - p.last_seen <= p.silence)
-            self._connected = (now + self.scan_period(), count)
-        return count
+        """Workers heard from within the silence they were allowed."""
+        self._index.sweep(self.ctx.clock())
+        return self._index.connected
 
     def poll_seconds(self) -> float:
         """How long an idle worker's next long-poll should last."""

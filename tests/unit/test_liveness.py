@@ -130,3 +130,74 @@ def test_a_change_wakes_every_waiter_while_few_wait_and_a_few_of_many():
     woken_few, woken_many, first = asyncio.run(scenario())
     assert woken_few == 3
     assert woken_many == 2 and first == 0, "the longest waiting are woken first; the rest time out"
+
+
+# -- LiveIndex: who is connected, per class, without a pass over the swarm -------------------
+
+from autoswarm.coordinator.live_index import LiveIndex  # noqa: E402
+
+
+def test_the_live_index_follows_contacts_expiries_and_class_moves():
+    index = LiveIndex()
+    for worker, cls in (("a", "x"), ("b", "x"), ("c", "y")):
+        index.place(worker, cls)
+    assert index.members("x") == {"a", "b"} and index.live("x") == set() and index.connected == 0
+    index.heard("a", until=10.0)
+    index.heard("b", until=10.5)
+    index.heard("c", until=30.0)
+    index.heard("ghost", until=99.0)   # never placed (unknown worker): ignored
+    index.sweep(9.0)
+    assert index.live("x") == {"a", "b"} and index.connected == 3
+    index.heard("a", until=40.0)       # it called again
+    index.sweep(10.6)                  # b's time ran out within this second: it may count until its end
+    assert index.live("x") <= {"a", "b"} and "a" in index.live("x")
+    index.sweep(11.0)
+    assert index.live("x") == {"a"} and index.connected == 2
+    index.place("c", "z")              # moved out of its class, still connected
+    assert index.members("y") == set() and index.live("z") == {"c"} and index.members("z") == {"c"}
+    assert set(index.live_classes()) == {"x", "z"}
+    index.sweep(35.0)
+    assert index.live("z") == set() and index.connected == 1 and set(index.live_classes()) == {"x"}
+    index.heard("b", until=50.0)       # back after going offline
+    index.sweep(45.0)
+    assert index.live("x") == {"b"} and index.connected == 1
+
+
+def test_the_live_index_counts_exactly_at_the_edge_of_a_second():
+    index = LiveIndex()
+    index.place("a", "x")
+    index.place("b", "x")
+    index.heard("a", until=5.0)
+    index.heard("b", until=5.0)
+    index.sweep(5.0)                    # still within its silence at exactly `until`
+    assert index.connected == 2
+    index.sweep(5.0001)
+    assert index.connected == 0 and index.live("x") == set()
+
+
+def test_the_live_index_agrees_with_a_full_recount_through_random_contacts():
+    import random
+    rng = random.Random(7)
+    index = LiveIndex()
+    until: dict[str, float] = {}
+    classes = {f"w{i}": f"c{i % 5}" for i in range(300)}
+    for worker, cls in classes.items():
+        index.place(worker, cls)
+    now = 0.0
+    for _ in range(3000):
+        now += rng.uniform(0, 0.2)
+        worker = rng.choice(list(classes))
+        if rng.random() < 0.05:
+            classes[worker] = f"c{rng.randrange(7)}"
+            index.place(worker, classes[worker])
+        else:
+            until[worker] = now + rng.uniform(0, 20)
+            index.heard(worker, until[worker])
+        if rng.random() < 0.3:
+            index.sweep(now)
+            for cls in set(classes.values()):
+                truth = {w for w, c in classes.items() if c == cls and until.get(w, -1.0) >= now}
+                # A worker whose time ran out within the current second may still count.
+                late = {w for w in index.live(cls) - truth if until[w] > now - 1.0}
+                assert truth <= set(index.live(cls)) and set(index.live(cls)) - truth == late
+            assert index.connected == sum(len(index.live(c)) for c in set(classes.values()))
