@@ -10,6 +10,7 @@ import math
 import statistics
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 
 from autoswarm.hardware_class import origin_class
@@ -38,6 +39,13 @@ MEMORY_ENTRIES = 300          # explore outcomes kept for the swarm memory
 MAX_IDEAS_SHOWN = 50          # ideas in flight listed in a task's memory
 # Statuses of results whose evaluation really ran (a duplicate or a failed edit did not).
 EVALUATED_STATUSES = frozenset({"ok", "crash", "timeout", "no-metric", "invalid-metric", "resource-limit"})
+
+
+def _anyone_else(live: AbstractSet[str], excluded: AbstractSet[str], worker_id: str) -> bool:
+    """Whether a connected worker other than `worker_id` is not in `excluded`.
+
+    Stops at the first one: a set difference would copy a class of 100,000 workers on every lease."""
+    return any(w != worker_id and w not in excluded for w in live)
 
 
 @dataclass
@@ -623,7 +631,7 @@ class StudyState:
             in_class = [lease for lease in baselines_in_flight if lease.worker_id in class_members]
             measured_by = self.samples.measured_by(champion, hardware_class) | {lease.worker_id for lease in in_class}
             done = measured.runs if measured else 0
-            others_available = bool(live_peers - measured_by - {worker_id})
+            others_available = _anyone_else(live_peers, measured_by, worker_id)
             if done and self.disputed(champion, hardware_class):
                 # Another worker of the class settles the dispute (or, alone, they repeat); past
                 # `dispute_runs` the next run splits the class (`class_outliers`), so it never
@@ -647,7 +655,7 @@ class StudyState:
             wanted = acceptance.initial_baselines(self.spec.acceptance) - len(self.samples.values_of(champion))
             measured = self.samples.measured_by(champion, hardware_class) | {l.worker_id for l in baselines_in_flight}
             busy = len(baselines_in_flight) >= wanted or \
-                (worker_id in measured and bool(live_peers - measured - {worker_id}))
+                (worker_id in measured and _anyone_else(live_peers, measured, worker_id))
             reported_in_flight = max(reported_in_flight, 1) if busy else 0
         spent = (self.spec.max_cost_usd > 0 and self.cost_usd >= self.spec.max_cost_usd) or \
             (self.spec.max_tokens > 0 and self.llm_tokens >= self.spec.max_tokens)
