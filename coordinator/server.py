@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ from autoswarm.v1 import control_pb2_grpc, worker_pb2_grpc
 from autoswarm.coordinator.auth import AuthInterceptor, Authenticator
 from autoswarm.coordinator.engine import Engine, EngineConfig
 from autoswarm.coordinator.group_commit import GroupCommit
+from autoswarm.coordinator.heap import HeapKeeper
 from autoswarm.coordinator.ratelimit import RateLimiter
 from autoswarm.coordinator.metrics import CoordinatorMetrics, MetricsExporter, metrics_host, start_exporter
 from autoswarm.coordinator.service import ChangeSignal, ControlService, WorkerService
@@ -99,8 +101,9 @@ def _write_ready_file(path: Path, port: int, metrics_port: int | None = None, we
     tmp.replace(path)  # atomic: a reader never sees half a file
 
 
-async def _maintain(engine: Engine, commits: GroupCommit, interval: float) -> None:
-    """Expires overdue leases and writes worker liveness, forever."""
+async def _maintain(engine: Engine, commits: GroupCommit, interval: float, heap: HeapKeeper | None = None) -> None:
+    """Expires overdue leases, writes worker liveness and keeps the collector off the
+    long-lived state (`heap`), forever."""
     ticks = 0
     presence_left = 0
     while True:
@@ -113,6 +116,8 @@ async def _maintain(engine: Engine, commits: GroupCommit, interval: float) -> No
                 # Bounded per tick: a big swarm's liveness is written over several ticks.
                 presence_left = engine.flush_presence(max_rows=PRESENCE_ROWS_PER_TICK)
             commits.flush()
+            if heap is not None and heap.tick():
+                log.debug("heap: %d objects frozen", gc.get_freeze_count())
         except Exception:  # a failed tick must not stop the reaper; the next one retries
             log.exception("maintenance tick failed")
 
@@ -180,7 +185,11 @@ async def serve(config: ServerConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    maintenance = asyncio.create_task(_maintain(engine, commits, config.reap_interval))
+    # What was loaded (workers, studies, leases) is frozen out of the collector's passes; what
+    # the swarm adds later is frozen as it grows (heap.py).
+    heap = HeapKeeper(clock=time.monotonic)
+    heap.start()
+    maintenance = asyncio.create_task(_maintain(engine, commits, config.reap_interval, heap))
     fresh_credit = asyncio.create_task(book.keep_fresh()) if metrics is not None else None
     checkpointer = WalCheckpointer(config.db).start()
     try:
