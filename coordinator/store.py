@@ -146,9 +146,8 @@ class Store(WorkRows):
         """Records (worker id, state, last seen) for many workers in one commit."""
         if not seen:
             return
-        with self.transaction() as db:
-            db.executemany("UPDATE workers SET state=?, last_seen=? WHERE id=?",
-                           [(state, last, wid) for wid, state, last in seen])
+        self._write_each("UPDATE workers SET state=?, last_seen=? WHERE id=?",
+                         [(state, last, wid) for wid, state, last in seen])
 
     def worker(self, worker_id: str) -> WorkerRecord | None:
         row = self._db.execute("SELECT * FROM workers WHERE id=?", (worker_id,)).fetchone()

@@ -249,6 +249,18 @@ class StoreBase:
             self._batch_started = time.perf_counter()
         return self._db.execute(sql, params)
 
+    def _write_each(self, sql: str, rows: Sequence[Sequence[Any]]) -> sqlite3.Cursor:
+        """A unit of change that is one statement run for each of `rows`, for statements that
+        cannot fail on a constraint (UPDATEs of plain columns): only a failing disk could stop
+        one halfway, and that stops the coordinator (see `group_commit`), so no savepoint."""
+        if not self._group_commit:
+            with self.transaction() as db:
+                return db.executemany(sql, rows)
+        if not self._db.in_transaction:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._batch_started = time.perf_counter()
+        return self._db.executemany(sql, rows)
+
     @property
     def uncommitted(self) -> bool:
         """Whether a group-commit batch holds changes not yet on disk."""

@@ -3,8 +3,8 @@
 These cover what was changed for capacity (benchmarks/coordinator_throughput.py): the WAL
 checkpoint on its own thread, single-statement units without savepoints, group commit with
 one future per waiter, growing lease ids, the baseline index of active leases, the one-pass
-hardware-class refresh, the bounded liveness flush and the reaper's deadline queue. None of
-them times anything.
+hardware-class refresh, the bounded liveness flush, the reaper's deadline queue and the
+collector kept off long-lived objects. None of them times anything.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import shutil
 import sqlite3
 import time
 from contextlib import closing
+from dataclasses import replace
 
 import pytest
 
@@ -21,7 +22,8 @@ from autoswarm.bundle import pack_directory
 from autoswarm.coordinator.deadlines import DeadlineQueue, due_leases
 from autoswarm.coordinator.engine import Engine, EngineConfig, ResultIn
 from autoswarm.coordinator.group_commit import GroupCommit
-from autoswarm.coordinator.store import LeaseRecord, Store, VersionRecord, WalCheckpointer
+from autoswarm.coordinator.heap import HeapKeeper, HeapPolicy
+from autoswarm.coordinator.store import LeaseRecord, ResultRecord, Store, VersionRecord, WalCheckpointer
 from autoswarm.coordinator.study_state import ActiveLeases
 from swarm import write_study
 
@@ -86,6 +88,31 @@ def test_a_failed_single_statement_unit_leaves_the_rest_of_the_batch(tmp_path):
     store.close()
     reopened = Store(tmp_path / "swarm.db")
     assert [lease.id for lease in reopened.active_leases("s")] == ["l-1", "l-2"]
+
+
+def test_a_report_without_consequences_is_three_statements_and_a_refused_one_changes_nothing(tmp_path):
+    store = Store(tmp_path / "swarm.db", group_commit=True)
+    store.add_study("s", {"name": "s"}, "b" * 64, b"x", 0, _initial())
+    store.insert_lease(_lease("l-1"))
+    store.insert_lease(_lease("l-2"))
+    store.commit_batch()
+    result = ResultRecord("l-1", "s", "explore", "w", "w", "c", "h1", "h0", "ok", 1.0, {}, "", "", "discard", {}, 5.0)
+    candidate = VersionRecord("s", "h1", "h0", b"X = 2\n", "", "w", 5.0)
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    store.record_result(result, versions=[candidate])
+    store._db.set_trace_callback(None)
+    assert statements[0] == "BEGIN IMMEDIATE", "the batch opens with the first unit"
+    assert len(statements[1:]) == 3 and not any("SAVEPOINT" in s for s in statements)
+    with pytest.raises(sqlite3.IntegrityError):   # the same result again: refused before anything ran
+        store.record_result(result, versions=[VersionRecord("s", "h2", "h0", b"X = 3\n", "", "w", 6.0)])
+    store.record_result(replace(result, id="l-2"))
+    store.commit_batch()
+    store.close()
+    reopened = Store(tmp_path / "swarm.db")
+    assert {lease.id: lease.state for lease in reopened.leases("s")} == {"l-1": "reported", "l-2": "reported"}
+    assert reopened.version("s", "h1") is not None and reopened.version("s", "h2") is None
+    assert [r.id for r in reopened.results("s")] == ["l-1", "l-2"]
 
 
 def test_old_lease_indexes_are_replaced_by_the_partial_one(tmp_path):
@@ -320,3 +347,38 @@ def test_the_reaper_expires_each_lease_once_through_extensions_reports_and_compa
     assert {s.in_flight for s in engine.study_summaries()} == {len(kept)}
     clock.now += 16.0
     assert sorted(lease.id for lease in engine.expire_overdue()) == sorted(leases[w] for w in kept)
+
+
+def test_the_heap_policy_freezes_past_its_bound_and_thaws_on_schedule():
+    policy = HeapPolicy(max_unfrozen=100, check_every=1.0, thaw_every=60.0)
+    assert policy.action(10.0, 50, last_thaw=0.0) == ""
+    assert policy.action(10.0, 101, last_thaw=0.0) == "freeze"
+    assert policy.action(60.0, 0, last_thaw=0.0) == "thaw"
+
+
+def test_the_heap_keeper_freezes_the_live_objects_and_a_thaw_lets_the_collector_reclaim_them():
+    import gc
+    import weakref
+
+    class Node:
+        def __init__(self) -> None:
+            self.me = self   # a reference cycle: only the collector reclaims it
+
+    now = [0.0]
+    keeper = HeapKeeper(HeapPolicy(max_unfrozen=0, check_every=1.0, thaw_every=100.0), clock=lambda: now[0])
+    try:
+        keeper.start()
+        node = Node()
+        alive = weakref.ref(node)
+        gc.collect()                  # alive: it moves to the oldest generation
+        now[0] = 2.0
+        assert keeper.tick() == "freeze" and gc.get_freeze_count() > 0
+        del node                      # garbage now, but frozen: no collection sees it
+        gc.collect()
+        assert alive() is not None
+        now[0] = 2.5
+        assert keeper.tick() == "", "counts at most every check_every seconds"
+        now[0] = 101.0
+        assert keeper.tick() == "thaw" and alive() is None
+    finally:
+        gc.unfreeze()
