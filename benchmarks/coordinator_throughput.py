@@ -18,6 +18,10 @@ cycles/s to half the echo RPC rate (a cycle is two RPCs), and the coordinator's 
 
     python benchmarks/coordinator_throughput.py                 # 1,000 workers, 20 s each phase
     python benchmarks/coordinator_throughput.py --workers 200 --seconds 10
+    python benchmarks/coordinator_throughput.py --compare paired --quorum 2 --classes 8   # a real swarm's study
+
+`--coordinator-tree DIR` runs the coordinator from another checkout (e.g. the code before a
+change), so that two versions can be compared on the same machine in the same minutes.
 """
 
 from __future__ import annotations
@@ -121,6 +125,7 @@ class Share:
     workers: int
     connections: int
     pace: float = 0.0
+    classes: int = 1          # hardware classes the simulated workers are spread over
 
 
 async def echo_loops(share: Share, chans: list[grpc.aio.Channel], stop: float) -> tuple[int, list[float], list[float]]:
@@ -148,8 +153,8 @@ async def echo_loops(share: Share, chans: list[grpc.aio.Channel], stop: float) -
     return done, lease_ms, report_ms
 
 
-def study_bundle() -> bytes:
-    toml = textwrap.dedent("""\
+def study_bundle(compare: str = "absolute", quorum: int = 1) -> bytes:
+    toml = textwrap.dedent(f"""\
         name = "bench"
         target = "target.py"
         evaluate = "python target.py"
@@ -157,16 +162,16 @@ def study_bundle() -> bytes:
         direction = "maximize"
         timeout = 60
         [acceptance]
-        compare = "absolute"
-        quorum = 1
+        compare = "{compare}"
+        quorum = {quorum}
         """)
     return pack_files({"study.toml": toml.encode(), "target.py": b"X = 1\n"}).data
 
 
-async def register(stub: worker_pb2_grpc.WorkerServiceStub, i: int) -> str:
+async def register(stub: worker_pb2_grpc.WorkerServiceStub, i: int, classes: int = 1) -> str:
     response = await stub.Register(worker_pb2.RegisterRequest(
         name=f"sim-{i}", slots=1, mutators=["params"],
-        hardware=common_pb2.Hardware(cpu_model="Bench CPU", cpu_cores=2, memory_bytes=8 << 30)))
+        hardware=common_pb2.Hardware(cpu_model=f"Bench CPU {i % classes}", cpu_cores=2, memory_bytes=8 << 30)))
     return response.worker_id
 
 
@@ -215,7 +220,7 @@ async def client(share: Share, pipe: Connection) -> None:
     ids: list[str] = []
     stubs = [worker_pb2_grpc.WorkerServiceStub(c) for c in chans]
     if share.kind == "coordinator":
-        ids = list(await asyncio.gather(*(register(stubs[j % len(stubs)], share.first + j)
+        ids = list(await asyncio.gather(*(register(stubs[j % len(stubs)], share.first + j, share.classes)
                                           for j in range(share.workers))))
     pipe.send("ready")
     stop = await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
@@ -234,7 +239,7 @@ def client_main(share: Share, pipe: Connection) -> None:
 
 
 def run_phase(name: str, kind: str, address: str, workers: int, seconds: float, pid: int, conns: int,
-              processes: int, pace: float = 0.0) -> Phase:
+              processes: int, pace: float = 0.0, classes: int = 1) -> Phase:
     """Runs one timed phase with the simulated workers spread over `processes` client processes.
 
     One Python process cannot drive more than one core, and a bare gRPC server on this
@@ -249,7 +254,7 @@ def run_phase(name: str, kind: str, address: str, workers: int, seconds: float, 
     first = 0
     for k in range(processes):
         count = workers // processes + (1 if k < workers % processes else 0)
-        share = Share(kind, address, first, count, max(1, conns // processes), pace)
+        share = Share(kind, address, first, count, max(1, conns // processes), pace, classes)
         first += count
         here, there = context.Pipe()
         proc = context.Process(target=client_main, args=(share, there), daemon=True)
@@ -285,6 +290,32 @@ async def memory_phase(address: str, count: int, pid: int, conns: int) -> tuple[
     for c in chans:
         await c.close()
     return before, after
+
+
+# Loads the packages of another checkout (argv[1], taken off argv) in place of this one's.
+USE_TREE = textwrap.dedent("""
+    import importlib.util, sys
+    tree = sys.argv.pop(1)
+    # An editable install maps the packages to its own checkout: take that finder out.
+    sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in str(getattr(f, "__module__", ""))]
+    for name, sub in (("autoswarm", "autoswarm"), ("autoswarm.coordinator", "coordinator"),
+                      ("autoswarm.worker", "worker")):
+        spec = importlib.util.spec_from_file_location(name, f"{tree}/{sub}/__init__.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+""")
+# Runs `python -m autoswarm` from another checkout (argv[1]).
+FROM_TREE = USE_TREE + textwrap.dedent("""
+    import runpy
+    sys.argv[0] = "autoswarm"
+    runpy.run_module("autoswarm", run_name="__main__")
+""")
+
+
+def coordinator_command(tree: Path | None) -> list[str]:
+    """The arguments (after the interpreter) that start `autoswarm` from `tree`, or from here."""
+    return ["-m", "autoswarm"] if tree is None else ["-c", FROM_TREE, str(tree.resolve())]
 
 
 def start_process(args: list[str], ready: Path | None = None, log: Path | None = None) -> subprocess.Popen:
@@ -330,6 +361,12 @@ def main() -> None:
                         help="processes the simulated workers are spread over, in every timed phase alike")
     parser.add_argument("--rounds", type=int, default=3,
                         help="echo and coordinator phases, alternating: one ratio per round")
+    parser.add_argument("--compare", choices=("absolute", "paired"), default="absolute",
+                        help="the study's acceptance: paired is what a swarm of many kinds of machine runs")
+    parser.add_argument("--quorum", type=int, default=1, help="confirmations a claim needs")
+    parser.add_argument("--classes", type=int, default=1, help="hardware classes the workers are spread over")
+    parser.add_argument("--coordinator-tree", type=Path,
+                        help="run the coordinator from this checkout instead (an A/B against other code)")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args()
 
@@ -341,12 +378,13 @@ def main() -> None:
     pairs: list[tuple[Phase, Phase]] = []
     try:
         echo = start_process(["-c", ECHO_SERVER, echo_address])
-        coordinator = start_process(["-m", "autoswarm", "coordinator", "--db", str(tmp / "bench.db"), "--listen",
-                                     address, "--ready-file", str(ready), "--metrics-port", "0", "--auth", "none"],
+        coordinator = start_process([*coordinator_command(args.coordinator_tree), "coordinator", "--db",
+                                     str(tmp / "bench.db"), "--listen", address, "--ready-file", str(ready),
+                                     "--metrics-port", "0", "--auth", "none"],
                                     ready=ready, log=tmp / "coordinator.log")
         with grpc.insecure_channel(address) as channel:
             control_pb2_grpc.ControlServiceStub(channel).AddStudy(
-                control_pb2.AddStudyRequest(bundle=study_bundle()), timeout=30)
+                control_pb2.AddStudyRequest(bundle=study_bundle(args.compare, args.quorum)), timeout=30)
         # Echo and coordinator phases alternate, so that each ratio compares two phases a few
         # seconds apart: on a shared machine the load moves more between runs than within one.
         for _ in range(args.rounds):
@@ -354,11 +392,11 @@ def main() -> None:
                 run_phase("echo (2 RPCs = 1 cycle)", "echo", echo_address, args.workers, args.seconds, echo.pid,
                           args.connections, args.client_processes),
                 run_phase("coordinator (lease + report)", "coordinator", address, args.workers, args.seconds,
-                          coordinator.pid, args.connections, args.client_processes)))
+                          coordinator.pid, args.connections, args.client_processes, classes=args.classes)))
         stop_process(echo)
         paced_result = run_phase(f"coordinator, paced {args.pace:g} s", "coordinator", address, args.workers,
                                  args.seconds, coordinator.pid, args.connections, args.client_processes,
-                                 pace=args.pace)
+                                 pace=args.pace, classes=args.classes)
         rss_before, rss_after = asyncio.run(memory_phase(address, args.registered, coordinator.pid,
                                                          args.connections))
     finally:
@@ -372,7 +410,8 @@ def main() -> None:
     echo_phase_result, coordinator_result = pairs[len(pairs) // 2]
     print(f"machine: {os.cpu_count()} CPUs, {args.workers} simulated workers over {args.connections} connections "
           f"in {args.client_processes} client processes, {args.seconds:g} s per phase, load average "
-          f"{os.getloadavg()[0]:.1f}")
+          f"{os.getloadavg()[0]:.1f}; study {args.compare}, quorum {args.quorum}, {args.classes} classes; "
+          f"coordinator from {args.coordinator_tree or ROOT}")
     for echo_phase, coordinator_phase in pairs:
         print(describe(echo_phase))
         print(describe(coordinator_phase))

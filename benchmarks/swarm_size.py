@@ -22,6 +22,10 @@ second by method, p99 Lease (those that got a task) and Report latency, coordina
 
     python benchmarks/swarm_size.py                                  # 1k, 10k, 100k
     python benchmarks/swarm_size.py --steps 1000 --compression 10 --seconds 30
+    python benchmarks/swarm_size.py --compare paired --quorum 2 --classes 16   # a real swarm's study
+
+`--coordinator-tree DIR` runs the coordinator from another checkout (e.g. the code before a
+change), for before/after figures on the same machine in the same minutes.
 """
 
 from __future__ import annotations
@@ -50,7 +54,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from autoswarm.bundle import pack_files  # noqa: E402
 from autoswarm.v1 import common_pb2, control_pb2, control_pb2_grpc, worker_pb2, worker_pb2_grpc  # noqa: E402
-from coordinator_throughput import cpu_seconds, free_port, percentile, rss_mib, start_process, stop_process  # noqa: E402
+from coordinator_throughput import (  # noqa: E402
+    USE_TREE, cpu_seconds, free_port, percentile, rss_mib, start_process, stop_process,
+)
 
 # Real-time shape of the swarm (divided by the compression C in each step).
 TASK_MEAN = 300.0        # seconds: a five-minute evaluation on average
@@ -92,9 +98,10 @@ class Share:
     compression: float
     ramp: float             # wall seconds over which the new workers start
     seed: int
+    classes: int = 7        # hardware classes the workers are spread over
 
 
-def study_bundle(timeout: float) -> bytes:
+def study_bundle(timeout: float, compare: str = "absolute", quorum: int = 1) -> bytes:
     toml = textwrap.dedent(f"""\
         name = "swarm"
         target = "target.py"
@@ -103,8 +110,8 @@ def study_bundle(timeout: float) -> bytes:
         direction = "maximize"
         timeout = {timeout:g}
         [acceptance]
-        compare = "absolute"
-        quorum = 1
+        compare = "{compare}"
+        quorum = {quorum}
         """)
     return pack_files({"study.toml": toml.encode(), "target.py": b"X = 1\n"}).data
 
@@ -166,10 +173,11 @@ class SimulatedWorker:
                 continue
             if self.tally.counting():
                 self.tally.lease_ms.append((time.perf_counter() - t0) * 1000)
-            await self.evaluate(response.task.lease_id, self.task_seconds(), first)
+            await self.evaluate(response.task.lease_id, self.task_seconds(), first,
+                                response.task.kind == common_pb2.TASK_KIND_EXPLORE)
             first = False
 
-    async def evaluate(self, lease_id: str, seconds: float, first: bool) -> None:
+    async def evaluate(self, lease_id: str, seconds: float, first: bool, explore: bool = True) -> None:
         end = time.monotonic() + seconds
         # A task already under way when the window opens is anywhere between two heartbeats.
         nap = self.rng.uniform(0, self.interval) if first else self.interval
@@ -185,9 +193,11 @@ class SimulatedWorker:
                 self.interval = response.heartbeat_interval_seconds or self.interval
                 if lease_id in response.cancelled_lease_ids:
                     return
-        # Below the first version's 1.0: no edit improves, as most do not in a real study (what
+        # A measurement of an unchanged version (baseline, verification) is 1.0 and a little noise;
+        # an edit scores below it: no edit improves, as most do not in a real study (what
         # acceptance costs is coordinator_throughput's and acceptance_sim's business).
-        result = worker_pb2.Result(status=common_pb2.RESULT_STATUS_OK, has_metric=True, metric=self.rng.random(),
+        result = worker_pb2.Result(status=common_pb2.RESULT_STATUS_OK, has_metric=True,
+                                   metric=self.rng.random() if explore else self.rng.gauss(1.0, 0.01),
                                    candidate=f"X = {self.rng.random()}\n".encode(), description="sim")
         t0 = time.perf_counter()
         response = await self.call("Report", worker_pb2.ReportRequest(worker_id=self.id, lease_id=lease_id,
@@ -217,7 +227,7 @@ async def register_all(stubs: list, share: Share, tally: Tally) -> list[str]:
             try:
                 response = await stubs[i % len(stubs)].Register(worker_pb2.RegisterRequest(
                     name=f"sim-{i}", slots=1, mutators=["none"] if idle else ["params"],
-                    hardware=common_pb2.Hardware(cpu_model=f"Sim CPU {i % 7}", cpu_cores=4)), timeout=120)
+                    hardware=common_pb2.Hardware(cpu_model=f"Sim CPU {i % share.classes}", cpu_cores=4)), timeout=120)
                 return response.worker_id
             except grpc.aio.AioRpcError:
                 await asyncio.sleep(1 + attempt)
@@ -310,6 +320,12 @@ def main() -> None:
     parser.add_argument("--client-processes", type=int, default=2)
     parser.add_argument("--workers-per-channel", type=int, default=200,
                         help="simulated workers sharing one gRPC connection")
+    parser.add_argument("--compare", choices=("absolute", "paired"), default="absolute",
+                        help="the study's acceptance: paired is what a swarm of many kinds of machine runs")
+    parser.add_argument("--quorum", type=int, default=1, help="confirmations a claim needs")
+    parser.add_argument("--classes", type=int, default=7, help="hardware classes the workers are spread over")
+    parser.add_argument("--coordinator-tree", type=Path,
+                        help="run the coordinator from this checkout instead (an A/B against other code)")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args()
     steps = [int(s) for s in args.steps.split(",")]
@@ -340,11 +356,13 @@ def main() -> None:
                 connected = 0
                 address = f"127.0.0.1:{free_port()}"
                 ready = tmp / f"ready-{step}.json"
-                coordinator = start_process(["-c", COORDINATOR, str(tmp / f"swarm-{step}.db"), address, str(ready),
+                tree = [] if args.coordinator_tree is None else [str(args.coordinator_tree.resolve())]
+                script = COORDINATOR if args.coordinator_tree is None else USE_TREE + COORDINATOR
+                coordinator = start_process(["-c", script, *tree, str(tmp / f"swarm-{step}.db"), address, str(ready),
                                              str(c), str(LEASE_GRACE)], ready=ready, log=tmp / "coordinator.log")
                 with grpc.insecure_channel(address) as channel:
-                    control_pb2_grpc.ControlServiceStub(channel).AddStudy(
-                        control_pb2.AddStudyRequest(bundle=study_bundle(TASK_TIMEOUT / c)), timeout=60)
+                    control_pb2_grpc.ControlServiceStub(channel).AddStudy(control_pb2.AddStudyRequest(
+                        bundle=study_bundle(TASK_TIMEOUT / c, args.compare, args.quorum)), timeout=60)
                     measure_initial_version(worker_pb2_grpc.WorkerServiceStub(channel))
             new = target - connected
             ramp = max(10.0 / c, (target - connected) / (args.join_rate * c))
@@ -353,7 +371,7 @@ def main() -> None:
                 count = new // len(pipes) + (1 if k < new % len(pipes) else 0)
                 here = connected // len(pipes) + (1 if k < connected % len(pipes) else 0)
                 pipe.send(Share(address, first, here, count, args.idle_share, args.workers_per_channel, c, ramp,
-                                1000 * step + k))
+                                1000 * step + k, args.classes))
                 first += count
             t_register = time.monotonic()
             for pipe in pipes:
@@ -395,7 +413,9 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"machine: {os.cpu_count()} CPUs; {args.client_processes} client processes, "
           f"{args.workers_per_channel} workers per connection; "
-          f"idle share {args.idle_share:.0%}; tasks of {TASK_MEAN / 60:g} min on average (real time)")
+          f"idle share {args.idle_share:.0%}; tasks of {TASK_MEAN / 60:g} min on average (real time); "
+          f"study {args.compare}, quorum {args.quorum}, {args.classes} classes; "
+          f"coordinator from {args.coordinator_tree or ROOT}")
     if args.json:
         args.json.write_text(json.dumps([{**r.__dict__, "cpu_ms_per_worker_hour": r.cpu_ms_per_worker_hour}
                                          for r in results], indent=2))
