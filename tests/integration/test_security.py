@@ -120,6 +120,21 @@ def test_a_credential_speaks_only_for_its_worker_and_owner_is_the_token_name(sec
     assert tokens == {"alice": 2, "bob": 1}
 
 
+def test_a_stolen_worker_credential_registers_no_new_worker(secured):
+    """What an evaluation without a sandbox can read is the worker's credential (docs/security.md,
+    "The worker's own secrets"): with it a thief re-registers that one worker, never a new one."""
+    coordinator, admin, join, workers, _ = secured
+    a = _register(workers, join, "a")
+    for name in ("thief-1", "thief-2"):
+        again = _register(workers, a.credential, name)  # no worker id: what a new machine would send
+        assert again.worker_id == a.worker_id and not again.credential, "no credential for another worker"
+    assert _code(lambda: _register(workers, a.credential, "thief-3", worker_id="w-someone-else")) \
+        == grpc.StatusCode.PERMISSION_DENIED
+    with ControlClient(coordinator.address, token=admin) as control:
+        assert [w.worker_id for w in control.status().workers] == [a.worker_id]
+        assert {t.name: t.workers for t in control.list_tokens().tokens} == {"alice": 1}
+
+
 def test_revoking_takes_effect_at_the_next_call(secured):
     coordinator, admin, join, workers, _ = secured
     a = _register(workers, join, "a")
