@@ -10,7 +10,7 @@ commits a judgement in one transaction and only then applies it to memory.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -73,12 +73,11 @@ class Judging(Merging):
 
     `trust` says how far a worker is trusted; `open_claims` how many claims of its own
     edits wait for verification, in every study; `owner_of` whose a worker is; `members` the
-    workers of a hardware class (its first tuple item, as `Roster.classes` gives them). Only
-    reads: versions from the store."""
+    workers of a hardware class and those of them connected (as `Roster.classes` gives them). Only reads: versions from the store."""
 
     def __init__(self, store: Store, config: EngineConfig, trust: Callable[[str], acceptance.Trust],
                  open_claims: Callable[[str], int], owner_of: Callable[[str], str | None] = lambda w: None,
-                 members: Callable[[str, float], tuple[frozenset[str], ...]] = lambda c, t: (frozenset(),)) -> None:
+                 members: Callable[[str, float], tuple[AbstractSet[str], ...]] = lambda c, t: (frozenset(), frozenset())) -> None:
         self.store = store
         self.config = config
         self.trust = trust
@@ -107,12 +106,13 @@ class Judging(Merging):
         if state.paired:
             # Moved out, not struck: an honest machine may just differ from what its name says. Being
             # moved makes its next strike quarantine it (`Trust.moved`).
-            members = self._members(worker.hardware_class, now)[0]
+            members = frozenset(w for w in self._members(worker.hardware_class, now)[1]   # those that may
+                                if not self.trust(w).quarantined)                          # still measure it
             judgement.outliers = state.class_outliers(lease.candidate, worker.hardware_class, worker.id, result.metric,
                                                       self._owner_of, members)
         if state.champion.version == lease.candidate and lease.candidate not in state.scores \
                 and worker.id not in {o.worker_id for o in judgement.outliers}:
-            score = state.initial_score(lease.candidate, result.metric)
+            score = state.initial_score(lease.candidate, result.metric, worker.hardware_class, worker.id)
             if score is not None:
                 judgement.champion_metric = (state.spec.name, state.champion.seq, score)
         return judgement

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 
-from autoswarm.hardware_class import origin_class
+from autoswarm.hardware_class import is_moved, origin_class
 from autoswarm.study import Study
 from autoswarm.coordinator import acceptance, baselines, scheduler
 from autoswarm.coordinator.acceptance import Baseline, Measurement
@@ -185,6 +185,10 @@ class Samples:
                 for worker, series in runs.by_worker.items():
                     found[worker] = (cls, list(series))
         return found
+
+    def classes_of(self, version: str) -> set[str]:
+        """The classes with runs of `version`."""
+        return {cls for (v, cls), runs in self._runs.items() if v == version and runs.n}
 
     def values_of(self, version: str) -> list[float]:
         """Every run of `version` on every class."""
@@ -463,7 +467,8 @@ class StudyState:
         The workers outside the group that holds a strict majority of the class's owners. When
         no group does (a bimodal class: spoofers of one owner against honest workers of
         another, or a liar against the one honest worker of a small class), more runs are
-        taken from other workers while any of the class's `members` has not measured
+        taken from other workers while any of the class's `members` (those that may measure:
+        connected, not quarantined) has not measured
         `version` and fewer than `dispute_runs` were made; then the class is split: every
         worker that measured it moves to a class of its own, where only its own runs judge
         it. Nothing is trusted more than what each machine says about itself.
@@ -503,6 +508,9 @@ class StudyState:
             return False
         # Each machine's own repeats say best what noise is here: a difference between two
         # workers is what is in question, and a spoofer's would inflate other estimates.
+        return self._disputed_runs(hardware_class, runs)
+
+    def _disputed_runs(self, hardware_class: str, runs: Mapping[str, Sequence[tuple[float, str]]]) -> bool:
         check = self._class_check(origin_class(hardware_class), {w: [v for v, _ in r] for w, r in runs.items()})
         if check is None:
             values = [v for series in runs.values() for v, _ in series]
@@ -544,13 +552,31 @@ class StudyState:
             check = acceptance.class_check(self.spec.acceptance, runs, floor, owners)
         return check
 
-    def initial_score(self, version: str, value: float) -> float | None:
+    def initial_score(self, version: str, value: float, hardware_class: str = "", worker_id: str = "") -> float | None:
         """The first champion's score once enough baselines measured it: their median (one
-        baseline with quorum 1, 2·quorum − 1 otherwise, so that no single number sets it)."""
-        values = [*self.samples.values_of(version), value]
-        if len(values) < acceptance.initial_baselines(self.spec.acceptance):
-            return None
-        return statistics.median(values)
+        baseline with quorum 1, 2·quorum − 1 otherwise, so that no single number sets it).
+
+        Paired, scores are in one class's units: the runs of one class whose workers agree (not
+        disputed), from more than one worker where the quorum is, a reported class before one a
+        worker was moved to, then the class with most runs. A spoofer's runs in a class it
+        named never set it, nor a class of one machine."""
+        wanted = acceptance.initial_baselines(self.spec.acceptance)
+        if not self.paired:
+            values = [*self.samples.values_of(version), value]
+            return statistics.median(values) if len(values) >= wanted else None
+        best: tuple[tuple[bool, int], float] | None = None
+        for cls in {*self.samples.classes_of(version), hardware_class}:
+            runs = self.samples.runs_by_worker(version, cls)
+            if cls == hardware_class:
+                runs[worker_id] = [*runs.get(worker_id, []), (value, "")]
+            values = [v for series in runs.values() for v, _ in series]
+            if len(values) < wanted or len(runs) < min(self.spec.acceptance.quorum, 2) \
+                    or (len(runs) > 1 and self._disputed_runs(cls, runs)):
+                continue
+            key = (not is_moved(cls), len(values))
+            if best is None or key > best[0]:
+                best = (key, statistics.median(values))
+        return best[1] if best else None
 
     def noise_of(self, version: str, hardware_class: str) -> float:
         """σ of one run's improvement over `version`'s baseline on this class: σ·√(1 + 1/n).
@@ -633,12 +659,11 @@ class StudyState:
             done = measured.runs if measured else 0
             others_available = _anyone_else(live_peers, measured_by, worker_id)
             if done and self.disputed(champion, hardware_class):
-                # Another worker of the class settles the dispute (or, alone, they repeat); past
-                # `dispute_runs` the next run splits the class (`class_outliers`), so it never
-                # waits for ever. Nothing tells noise from a spoofer before machines have repeated
-                # themselves (a big class rarely does): then those that measured it measure again.
-                if done >= self.dispute_runs() and self._check_sigma(origin_class(hardware_class)) is None:
-                    measured_by, others_available = frozenset(class_members) - measured_by, True
+                # More runs settle it: another worker of the class may show who is right, a repeat
+                # tells noise from a spoofer (a big class rarely repeats otherwise), and past
+                # `dispute_runs` the next run splits the class (`class_outliers`). So whoever of
+                # the class asks first measures it: the dispute never waits for one that won't.
+                measured_by, others_available = frozenset(), False
                 done = 0
             class_baseline = scheduler.ClassBaseline(
                 done=done, in_flight=len(in_class),

@@ -35,12 +35,19 @@ class ScriptedWorker:
     worker_id: str = ""
     rng: random.Random = field(default_factory=random.Random)
     log: list[tuple[str, str, str]] = field(default_factory=list)   # (kind, decision, description)
+    token: str = ""               # a join token: its owner is the worker's (else no auth)
+    credential: str = ""          # the worker credential Register issued for it
+
+    def _auth(self, secret: str) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {secret}"),) if secret else ()
 
     def register(self) -> ScriptedWorker:
         self.rng = random.Random(self.seed)
-        self.worker_id = self.stub.Register(worker_pb2.RegisterRequest(
+        registered = self.stub.Register(worker_pb2.RegisterRequest(
             name=self.name, slots=1, mutators=["params"],
-            hardware=common_pb2.Hardware(cpu_model=self.cpu_model, cpu_cores=2)), timeout=10).worker_id
+            hardware=common_pb2.Hardware(cpu_model=self.cpu_model, cpu_cores=2)),
+            metadata=self._auth(self.token), timeout=10)
+        self.worker_id, self.credential = registered.worker_id, registered.credential
         return self
 
     def measure(self, content: str, kind: str) -> float:
@@ -49,7 +56,8 @@ class ScriptedWorker:
 
     def step(self) -> str | None:
         """Leases one task (no waiting), runs it, reports; returns the decision or None."""
-        response = self.stub.Lease(worker_pb2.LeaseRequest(worker_id=self.worker_id, wait_seconds=0), timeout=10)
+        response = self.stub.Lease(worker_pb2.LeaseRequest(worker_id=self.worker_id, wait_seconds=0),
+                                   metadata=self._auth(self.credential), timeout=10)
         if not response.has_task:
             return None
         task = response.task
@@ -65,7 +73,8 @@ class ScriptedWorker:
             result = worker_pb2.Result(status=common_pb2.RESULT_STATUS_OK, has_metric=True,
                                        metric=self.measure(content, kind), evaluate_seconds=self.seconds)
         decision = self.stub.Report(worker_pb2.ReportRequest(worker_id=self.worker_id, lease_id=task.lease_id,
-                                                             result=result), timeout=10).decision
+                                                             result=result),
+                                    metadata=self._auth(self.credential), timeout=10).decision
         self.log.append((kind, decision, description))
         return decision
 
