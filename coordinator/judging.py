@@ -68,6 +68,23 @@ def _settled_reason(settled: acceptance.Settlement, pending: PendingClaim) -> st
     return reason + (f"; outvoted: {listed(settled.outvoted)}" if settled.outvoted else "")
 
 
+def audited_when_superseded(pending: PendingClaim, claimant: acceptance.Trust) -> bool:
+    """Whether a claim overtaken by another champion is still checked to the end, for trust only
+    (its edit replayed once confirmed; while it waits it holds its worker's one open claim).
+
+    An untrusted claimant's explore claim is, when the claimant is under suspicion already (a
+    strike, or moved out of its class) or a check of it is in flight (that check costs nothing
+    more): a liar cannot escape its second strike, which quarantines it, by being overtaken.
+    A clean claimant's claim nobody is checking is not: its edit is replayed onto the new
+    champion straight away, and a liar's first lie is caught on its next claim (a lie claims
+    a large gain, and the largest gains are verified first). Checking every overtaken claim
+    was about 3% of all evaluations with 64 workers on 32 classes.
+    """
+    return pending.record.origin == "explore" and bool(pending.measurements) \
+        and claimant.open_claims_allowed == 1 \
+        and (claimant.refuted > 0 or claimant.moved or bool(pending.in_flight))
+
+
 class Judging(Merging):
     """How reports are judged (see the module's docstring).
 
@@ -367,11 +384,7 @@ class Judging(Merging):
                                  reason=f"the champion moved to {claim.version[:12]} first")
             other.record = superseded
             judgement.claims.append(superseded)
-            if other.record.origin == "explore" and other.measurements \
-                    and self.trust(other.record.claimant_worker).open_claims_allowed == 1:
-                # An untrusted worker's claim is still checked to the end, for trust only (and its
-                # edit replayed once confirmed): a liar cannot escape its strike by being overtaken,
-                # and while it waits it holds the worker's one open claim.
+            if audited_when_superseded(other, self.trust(other.record.claimant_worker)):
                 judgement.audits.append(other)
                 continue
             judgement.resolved.append((other, superseded.state))

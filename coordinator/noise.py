@@ -52,11 +52,15 @@ class Noise:
     own: int              # differences measured on this class itself
     pooled: int           # differences on other classes that informed it
     usable: bool          # False: nothing is known yet, judge nothing
+    evidence: float = 1.0  # the factor thin evidence puts on the estimate, exp(Z_EVIDENCE / √precision)
 
     @property
     def inflation(self) -> float:
-        """How much wider than the estimate the bar is because of thin evidence."""
-        return self.sigma / self.estimate if self.estimate > 0 else 1.0
+        """How much wider than the estimate the bar is because of thin evidence.
+
+        Only the evidence factor: a class whose own runs show more noise than the pool's
+        estimate has a bar at its own σ̂, and more runs would not narrow that."""
+        return self.evidence if self.estimate > 0 else 1.0
 
 
 @dataclass
@@ -180,9 +184,10 @@ def pooled_noise(fits: Mapping[str, ClassFit], hardware_class: str) -> Noise:
     if precision == 0.0 or pooled + (own.n if own else 0) < MIN_DIFFERENCES:
         return Noise(0.0, 0.0, own.n if own else 0, pooled, False)
     mean = weighted / precision
-    bar = math.exp(mean + Z_EVIDENCE / math.sqrt(precision))
+    evidence = math.exp(Z_EVIDENCE / math.sqrt(precision))
+    bar = math.exp(mean) * evidence
     if own is not None and not own.zero:
         # The pool may widen a class's bar, never narrow it below what the class itself
         # showed: a class noisier than the rest must not borrow their tight bars.
         bar = max(bar, math.exp(own.log_sigma))
-    return Noise(bar, math.exp(mean), own.n if own else 0, pooled, True)
+    return Noise(bar, math.exp(mean), own.n if own else 0, pooled, True, evidence)

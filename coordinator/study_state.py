@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 
@@ -423,7 +423,7 @@ class StudyState:
         runs = self.samples.baseline(version, hardware_class)
         if runs is not None and not self.disputed(version, hardware_class):
             # A disputed class's mean is no baseline (nor a tier's reference point) until settled.
-            self.tiers.observe(version, hardware_class, runs.mean, self.sigma_of)
+            self.tiers.observe(version, hardware_class, runs.mean, self.sigma_of, runs.runs)
 
     def baseline_target(self, hardware_class: str, members: int = 0) -> int:
         """Direct baseline runs of the champion wanted on this class (of `members` workers).
@@ -608,24 +608,8 @@ class StudyState:
         return None if found is None else (found.score, found.sigma, found.runs)
 
     def claims_to_verify(self) -> list[PendingClaim]:
-        """Open claims in the order they should be verified, at most `MAX_VERIFYING` per parent.
-
-        Claims on the same champion compete: once one is accepted the others are superseded
-        and checks of them in flight are mostly wasted. So the strongest go first (merges,
-        which carry edits that were checked already, then the largest claimed gain over its
-        bar) and the rest wait their turn; if one wins they are merged onto it instead.
-        """
-        def strength(c: PendingClaim) -> float:
-            gains = [m.improvement / m.threshold for m in c.measurements if m.threshold > 0]
-            return max(gains) if gains else math.inf
-
-        taken: dict[str, int] = {}
-        chosen = []
-        for c in sorted(self.claims.values(), key=lambda c: (not c.in_flight, -strength(c))):
-            if taken.get(c.record.parent, 0) < MAX_VERIFYING:
-                taken[c.record.parent] = taken.get(c.record.parent, 0) + 1
-                chosen.append(c)
-        return chosen
+        """Open claims in the order they should be verified (`verification_order`)."""
+        return verification_order(self.claims.values())
 
     def view(self, worker_id: str, hardware_class: str, class_members: frozenset[str],
              live_peers: frozenset[str], live_classes: frozenset[str] = frozenset()) -> scheduler.StudyView:
@@ -702,3 +686,33 @@ class StudyState:
             # Past its budget a study still finishes what it started: open claims and their baselines.
             blocked=bool(self.record.error) or not (explore_open or needs_verify or unmeasured),
         )
+
+
+def verification_order(claims: Iterable[PendingClaim]) -> list[PendingClaim]:
+    """Open claims in the order they should be verified, at most `MAX_VERIFYING` per parent
+    and one merge per parent at a time. Pure.
+
+    Claims on the same champion compete: once one is accepted the others are superseded
+    and checks of them in flight are mostly wasted. So the strongest go first (merges,
+    which carry edits that were checked already, then the largest claimed gain over its
+    bar) and the rest wait their turn; if one wins they are merged onto it instead. Merges
+    onto one champion are checked one at a time: the next waits unchecked, so stale edits
+    arriving meanwhile fold into it (`Merging`) instead of each opening a merge whose
+    check the first merge's acceptance would waste.
+    """
+    def strength(c: PendingClaim) -> float:
+        gains = [m.improvement / m.threshold for m in c.measurements if m.threshold > 0]
+        return max(gains) if gains else math.inf
+
+    taken: dict[str, int] = {}
+    merging: set[str] = set()
+    chosen = []
+    for c in sorted(claims, key=lambda c: (not c.in_flight, -strength(c))):
+        if c.record.origin == "merge" and not c.audit:
+            if c.record.parent in merging:
+                continue
+            merging.add(c.record.parent)
+        if taken.get(c.record.parent, 0) < MAX_VERIFYING:
+            taken[c.record.parent] = taken.get(c.record.parent, 0) + 1
+            chosen.append(c)
+    return chosen

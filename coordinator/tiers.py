@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 MIN_SHARED = 3          # champions measured on both a class and the reference before it joins
 AGREE_SIGMAS = 3.0      # every fitted point within this many σ of the line
 LEAVE_SIGMAS = 4.0      # a direct baseline this far from its prediction: the class leaves
-CHECK_EVERY = 4         # a member measures a direct baseline of one champion in this many
+CHECK_EVERY = 8         # a member measures a direct baseline of one champion in this many
 MAX_POINTS = 32         # the newest points a fit uses: relations may drift slowly
 
 Sigma = Callable[[str], float]   # σ of one run on a class
@@ -64,6 +64,7 @@ class _Points:
     """A class's direct baselines by version, in the order they were measured."""
 
     means: dict[str, float] = field(default_factory=dict)
+    runs: dict[str, int] = field(default_factory=dict)     # runs each mean rests on
 
 
 class Tiers:
@@ -76,9 +77,9 @@ class Tiers:
         # with verifications too, a little; the next baseline refits.)
         self._relations: dict[str, Relation | None] = {}
 
-    def observe(self, version: str, hardware_class: str, mean: float, sigma: Sigma) -> bool:
-        """A class's direct baseline of a version (its latest mean). Returns False when this
-        point made the class leave its tier (it disagreed with the prediction)."""
+    def observe(self, version: str, hardware_class: str, mean: float, sigma: Sigma, runs: int = 1) -> bool:
+        """A class's direct baseline of a version (its latest mean, of `runs` runs). Returns
+        False when this point made the class leave its tier (it disagreed with the prediction)."""
         points = self._points.setdefault(hardware_class, _Points())
         self._relations.clear()
         reference = self.reference()
@@ -90,9 +91,11 @@ class Tiers:
                 noise = sigma(hardware_class) ** 2 + predicted[1]
                 if abs(mean - predicted[0]) > LEAVE_SIGMAS * math.sqrt(noise):
                     points.means.clear()          # start over from this point
+                    points.runs.clear()
                     self._left[hardware_class] = self._left.get(hardware_class, 0) + 1
                     stays = False
         points.means[version] = mean
+        points.runs[version] = max(runs, 1)
         self._relations.clear()
         return stays
 
@@ -147,11 +150,15 @@ class Tiers:
 
     def _predict_from(self, hardware_class: str, reference: str, version: str,
                       sigma: Sigma) -> tuple[float, float] | None:
-        x = self._points[reference].means.get(version)
+        points = self._points[reference]
+        x = points.means.get(version)
         relation = self.relation(hardware_class, sigma)
         if x is None or relation is None:
             return None
-        return relation.predict(x)
+        mean, variance = relation.predict(x)
+        # The reference's own error on this champion is in every member's prediction of it:
+        # the line's uncertainty is not all of it.
+        return mean, variance + relation.scale ** 2 * sigma(reference) ** 2 / points.runs.get(version, 1)
 
     def predict(self, version: str, hardware_class: str, sigma: Sigma) -> Prediction | None:
         """The class's baseline of `version` predicted from the reference's, if it is a member."""

@@ -94,3 +94,22 @@ def test_min_shared_agreeing_champions_are_enough_over_a_short_range():
     _champions(tiers, {"ref": (0.0, 1.0), "b": (0.2, 1.2)}, [-1.0 + 0.01 * i for i in range(MIN_SHARED)], rng)
     relation = tiers.relation("b", sigma)
     assert relation is not None and relation.scale == 1.0
+
+
+def test_a_prediction_carries_the_reference_baselines_own_error():
+    """Every member's prediction of a champion rests on the reference's runs of it: their
+    error (scale² σ_ref² / runs) is in the prediction's variance, beside the line's."""
+    rng = random.Random(5)
+    tiers = Tiers()
+    classes = {"ref": (0.0, 1.0), "b": (0.3, 1.2)}
+    tiers.observe("v-first", "ref", -12.0, sigma)
+    _champions(tiers, classes, [-10.0, -8.0, -6.0, -4.0, -3.0], rng)
+    relation = tiers.relation("b", sigma)
+    assert relation is not None
+    tiers.observe("one", "ref", -2.0, sigma, runs=1)
+    tiers.observe("four", "ref", -2.0, sigma, runs=4)
+    line = relation.predict(-2.0)[1]
+    one, four = tiers.predict("one", "b", sigma), tiers.predict("four", "b", sigma)
+    assert one is not None and four is not None
+    assert abs(one.variance - (line + relation.scale ** 2 * SIGMA ** 2)) < 1e-12
+    assert abs(four.variance - (line + relation.scale ** 2 * SIGMA ** 2 / 4)) < 1e-12
