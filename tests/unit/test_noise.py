@@ -77,7 +77,7 @@ def test_evidence_narrows_the_bar_and_a_noisier_class_is_seen_as_noisier():
     assert slow.estimate > 1.5 * model.noise("cpu:0").estimate
     # Its bar sits at its own σ̂, well above the pooled estimate: that is its noise, not thin
     # evidence, so it is not counted as inflation (more runs would not narrow it: no repeats).
-    assert slow.sigma / slow.estimate > 1.2 and slow.inflation < 1.1, slow
+    assert slow.inflation < slow.sigma / slow.estimate - 0.05, slow
 
 
 def test_thin_evidence_inflation_shrinks_with_own_runs():
