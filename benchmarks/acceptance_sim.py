@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from autoswarm.worker.mutators.params import perturb_constants  # noqa: E402
-from swarm_sim import LIAR_KINDS, Outcome, Problem, Swarm, simulate  # noqa: E402
+from swarm_sim import LIAR_KINDS, Outcome, Problem, Swarm, reproducible, simulate  # noqa: E402
 
 OPTIMUM = {"A": 3.0, "B": 0.5, "C": 40.0, "D": 2.0}
 START = {"A": 1.0, "B": 0.05, "C": 8.0, "D": 6.0}
@@ -107,6 +107,7 @@ def row(swarm: Swarm, runs: list[Outcome]) -> str:
 
 
 def main() -> None:
+    reproducible()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     defaults = Swarm(classes=2, liars=0.25)
     for f in fields(Swarm):

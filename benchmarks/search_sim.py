@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from autoswarm.coordinator.engine import TaskSpec  # noqa: E402
 from search_scaling import Landscape  # noqa: E402
-from swarm_sim import LIAR_KINDS, Problem, Swarm  # noqa: E402
+from swarm_sim import LIAR_KINDS, Problem, Swarm, reproducible  # noqa: E402
 from swarm_sim import simulate as simulate_swarm  # noqa: E402
 from autoswarm.worker.mutators.base import MutationRequest  # noqa: E402
 from autoswarm.worker.mutators.params import ParamsMutator  # noqa: E402
@@ -85,6 +85,7 @@ def simulate(landscape: Landscape, workers: int, seed: int, eval_seconds: float,
 
 
 def main() -> None:
+    reproducible()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--seeds", type=int, default=8, help="runs per configuration (median reported)")

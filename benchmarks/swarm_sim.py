@@ -28,7 +28,9 @@ from __future__ import annotations
 import collections
 import heapq
 import math
+import os
 import random
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,6 +45,19 @@ FROZEN_AFTER = 10          # helpful honest edits turned down in a row at the en
 JITTER = 0.1               # evaluation time ± this share
 IDLE_WAIT = 0.5            # a worker with nothing to do asks again after this long
 HELPFUL_SIGMAS = 4.0       # an edit "truly helps" when it beats its parent by this many σ
+
+
+def reproducible(hash_seed: str = "0") -> None:
+    """Re-runs this program with a fixed `PYTHONHASHSEED` unless one is set.
+
+    The engine iterates sets of ids in places, and Python salts string hashes per process, so
+    the same seed gave a different run each time (and a false acceptance in one run of ten
+    seeds, none in the next). With the hash fixed, a command prints the same table every time;
+    set `PYTHONHASHSEED` yourself to see other draws.
+    """
+    if os.environ.get("PYTHONHASHSEED") is None:
+        os.environ["PYTHONHASHSEED"] = hash_seed
+        os.execv(sys.executable, [sys.executable, *sys.argv])
 
 
 @dataclass(frozen=True)
