@@ -30,8 +30,11 @@ MAX_REPEATS = 16              # ... until its own noise rests on this many diffe
 MIN_TIER_CLASSES = 4          # tiers stand in for direct baselines only among this many classes
 MAX_VERIFYING = 8             # claims on one champion verified at once (the others wait their turn)
 # A class's baselines are checked for workers that measure unlike the rest once its noise
-# rests on this many differences (the σ is raised for thin evidence: 2.65× at two).
+# rests on this many differences (the σ is raised for thin evidence: 2.65× at two, so a class
+# of two honest workers judges after four baselines); a class is only split, though, once its
+# noise rests on MIN_SPLIT_DOF (a thin σ that is low by chance must not split honest machines).
 MIN_CHECK_DOF = 2
+MIN_SPLIT_DOF = 4
 MACHINE_SPREAD = 8.0         # honest machines of one class may differ by this many times one machine's noise
 CHECK_DIFFERENCES = 256      # newest differences per class in the study-wide σ of class checks
 DISPUTE_RUNS = 4             # × baseline_runs: runs a disputed class takes before it is split
@@ -497,6 +500,8 @@ class StudyState:
             made = sum(len(r) for w, (c, r) in runs.items() if c == origin)
             if (members - in_class) and made < self.dispute_runs():
                 return []   # another worker of the class may still show who is right
+            if max(self.samples.own_sigma(origin)[1], self.samples.own_sigma(None)[1]) < MIN_SPLIT_DOF:
+                return []   # more repeats first: noise known this thinly may just be low by chance
             moving = check.split
         return [Outlier(w, runs[w][1][-1][1]) for w in sorted(moving) if runs[w][0] == origin]
 

@@ -122,3 +122,28 @@ def test_a_quarantined_workers_baselines_leave_its_class_at_once_and_after_a_res
     engine.roster.trust_change(liar, strikes=2)
     assert engine.trust(liar).quarantined
     assert liar not in state.samples.runs_by_worker(state.champion.version, CLASS), "its runs judge nothing more"
+
+
+def test_a_class_of_two_honest_workers_judges_after_four_baselines_and_stays_whole(tmp_path):
+    """A newcomer's first run: two workers of one class, honest noise. Their two first runs
+    differ (noise), which nothing can tell from a spoofer until the machines repeat
+    themselves: one repeat each, and the class judges (8 baselines before this change; issue
+    15 asks for 3, not met). Neither is split off: the noise they show explains their difference."""
+    engine, (a, b), clock = _engine(tmp_path, ["", ""])
+    kinds: list[str] = []
+    decisions: list[str] = []
+    rng = random.Random(5)
+    for step in range(12):
+        worker = (a, b)[step % 2]
+        clock.now += 1.0
+        task = engine.lease(worker)
+        assert task is not None
+        kinds.append(task.kind)
+        candidate = f"X = {step}\nY = 3\n".encode() if task.kind == "explore" else b""
+        decisions.append(engine.report(worker, task.lease_id, _ok(1.0 + rng.gauss(0.0, 0.1), candidate)).decision)
+        if task.kind == "explore" and decisions[-1] != "waiting":
+            break
+    assert kinds.count("baseline") <= 4, kinds
+    state = engine._studies["tiny"]
+    assert state.waiting.count() == 0, "whatever waited was judged once the fourth baseline came"
+    assert set(_classes(engine).values()) == {CLASS}, "two honest machines stay one class"
