@@ -37,23 +37,6 @@ FAST = ("--lease-factor", "1", "--lease-grace", "1", "--heartbeat-interval", "0.
         "--web-refresh", "0")
 
 
-class AuthedStub:
-    """A WorkerService stub that sends a bearer token: the join token, then the worker's credential."""
-
-    def __init__(self, stub, token: str) -> None:
-        self._stub, self.token = stub, token
-
-    def __getattr__(self, name: str):
-        method = getattr(self._stub, name)
-
-        def call(request, **kwargs):
-            response = method(request, metadata=(("authorization", f"Bearer {self.token}"),), **kwargs)
-            if name == "Register":
-                self.token = response.credential
-            return response
-        return call
-
-
 def _admin(coordinator: CoordinatorProcess) -> str:
     return coordinator.db.with_name("admin.token").read_text().strip()
 
@@ -117,14 +100,14 @@ def swarm(tmp_path_factory):
     channel, stub = connect(coordinator.address)
     score = slots_score(0.1)
     workers = {
-        "alice": ScriptedWorker(AuthedStub(stub, tokens["alice"]), "alice-desktop", "Alpha CPU", score, switch_a_slot,
-                                sigma=0.01, seed=1, seconds=2.0),
-        "carol": ScriptedWorker(AuthedStub(stub, tokens["carol"]), "carol-laptop", "Alpha CPU", score, switch_a_slot,
-                                sigma=0.01, seed=2, seconds=2.0),
-        "bob": ScriptedWorker(AuthedStub(stub, tokens["bob"]), "bob-old-box", "Beta CPU", score, switch_a_slot,
-                              sigma=0.01, offset=3.0, seed=3, seconds=6.0),
-        "mallory": ScriptedWorker(AuthedStub(stub, tokens["mallory"]), "mallory-1", "Alpha CPU", score,
-                                  touch_the_note, sigma=0.01, lie=5.0, seed=4, seconds=2.0),
+        "alice": ScriptedWorker(stub, "alice-desktop", "Alpha CPU", score, switch_a_slot,
+                                sigma=0.01, token=tokens["alice"], seed=1, seconds=2.0),
+        "carol": ScriptedWorker(stub, "carol-laptop", "Alpha CPU", score, switch_a_slot,
+                                sigma=0.01, token=tokens["carol"], seed=2, seconds=2.0),
+        "bob": ScriptedWorker(stub, "bob-old-box", "Beta CPU", score, switch_a_slot,
+                              sigma=0.01, offset=3.0, token=tokens["bob"], seed=3, seconds=6.0),
+        "mallory": ScriptedWorker(stub, "mallory-1", "Alpha CPU", score,
+                                  touch_the_note, sigma=0.01, lie=5.0, token=tokens["mallory"], seed=4, seconds=2.0),
     }
     for w in workers.values():
         w.register()
@@ -260,7 +243,7 @@ def test_the_json_api_keeps_its_schema_and_says_what_is_missing(swarm):
         assert status == 404 and what in body["error"], path
     status, body = _get(f"{api}/leaderboard")
     assert status == 401 and "reader token" in body["error"], "the admin asked for a token: none, no page"
-    assert _get(f"{api}/leaderboard", swarm["workers"]["alice"].stub.token)[0] == 401, \
+    assert _get(f"{api}/leaderboard", swarm["workers"]["alice"].credential)[0] == 401, \
         "a worker's credential is not a reader token"
     raw = json.dumps([_get(api + path, reader)[1] for path in SCHEMAS])
     assert not re.search(r"127\.0\.0\.1|asw_|asj_|asr_|\bw-[0-9a-f]{16}\b", raw), "no address, token or worker id"

@@ -44,14 +44,16 @@ def test_an_audit_of_a_merge_is_not_held_back():
     assert {c.record.id for c in verification_order([first, audit])} == {"m1", "m2"}
 
 
-def test_an_overtaken_claim_is_audited_only_when_its_claimant_is_suspect_or_a_check_is_running():
+def test_an_overtaken_claim_is_audited_only_when_its_claimant_is_new_suspect_or_a_check_is_running():
     from autoswarm.coordinator.acceptance import Trust
     from autoswarm.coordinator.judging import audited_when_superseded
 
-    clean, struck, moved = Trust(), Trust(refuted=1), Trust(moved=True)
+    newcomer, clean = Trust(), Trust(confirmed=1)
+    struck, moved = Trust(confirmed=1, refuted=1), Trust(confirmed=1, moved=True)
     trusted = Trust(confirmed=10)
     idle, checking = _claim("a", "champ"), _claim("b", "champ", in_flight=True)
     assert not audited_when_superseded(idle, clean), "its edit is replayed at once instead"
+    assert audited_when_superseded(idle, newcomer), "no confirmed claim yet: a liar can't escape by being overtaken"
     assert audited_when_superseded(idle, struck) and audited_when_superseded(idle, moved)
     assert audited_when_superseded(checking, clean), "the check in flight settles it"
     assert not audited_when_superseded(checking, trusted), "a trusted worker's claims are not audited"
