@@ -51,6 +51,16 @@ def db_rows(db: Path, sql: str, *args: object) -> list[tuple]:
         return conn.execute(sql, args).fetchall()
 
 
+@dataclass
+class Clock:
+    """A clock the test moves by hand (`clock.now += 5`): what the engine and slots are given as `clock`."""
+
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -18,19 +18,11 @@ from autoswarm.bundle import pack_directory
 from autoswarm.coordinator.engine import Engine, EngineConfig, ResultIn
 from autoswarm.coordinator.store import Store
 from autoswarm.hardware_class import is_moved
-from swarm import write_study
+from swarm import Clock, write_study
 
 CPU = {"cpu_model": "Test", "cpu_cores": 2, "gpus": []}
 CLASS = "cpu:Test x2"
 SIGMA = 0.01
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _ok(metric: float, candidate: bytes = b"") -> ResultIn:

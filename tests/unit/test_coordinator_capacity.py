@@ -25,7 +25,7 @@ from autoswarm.coordinator.group_commit import GroupCommit
 from autoswarm.coordinator.heap import HeapKeeper, HeapPolicy
 from autoswarm.coordinator.store import LeaseRecord, ResultRecord, Store, VersionRecord, WalCheckpointer
 from autoswarm.coordinator.study_state import ActiveLeases
-from swarm import write_study
+from swarm import Clock, write_study
 
 
 def _initial() -> VersionRecord:
@@ -241,20 +241,12 @@ def test_active_leases_index_their_baselines_through_every_change():
     assert active.baselines_of("v2") == [] and len(active) == 0
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def _hardware(cpu: str) -> dict:
     return {"cpu_model": cpu, "cpu_cores": 2, "gpus": []}
 
 
 def test_paired_baselines_in_flight_are_counted_per_class(tmp_path):
-    clock = _Clock()
+    clock = Clock()
     engine = Engine(Store(tmp_path / "swarm.db"), EngineConfig(), clock=clock)
     study = write_study(tmp_path / "study", direction="minimize", timeout=10,
                         acceptance='compare = "paired"\nbaseline_runs = 2')
@@ -267,7 +259,7 @@ def test_paired_baselines_in_flight_are_counted_per_class(tmp_path):
 
 
 def test_classes_and_liveness_are_refreshed_for_every_class_at_once(tmp_path):
-    clock = _Clock()
+    clock = Clock()
     engine = Engine(Store(tmp_path / "swarm.db"), EngineConfig(heartbeat_interval=5.0), clock=clock)
     a, cls_a = engine.register("", "a", _hardware("Alpha"), 1, ["params"])
     b, cls_b = engine.register("", "b", _hardware("Beta"), 1, ["params"])
@@ -281,7 +273,7 @@ def test_classes_and_liveness_are_refreshed_for_every_class_at_once(tmp_path):
 
 
 def test_liveness_is_written_in_bounded_rounds(tmp_path):
-    clock = _Clock()
+    clock = Clock()
     store = Store(tmp_path / "swarm.db")
     engine = Engine(store, EngineConfig(), clock=clock)
     ids = [engine.register("", f"w{i}", _hardware("Alpha"), 1, ["params"])[0] for i in range(5)]
@@ -320,7 +312,7 @@ def test_the_deadline_queue_compacts_to_the_live_leases():
 
 
 def test_the_reaper_expires_each_lease_once_through_extensions_reports_and_compaction(tmp_path):
-    clock = _Clock()
+    clock = Clock()
     engine = Engine(Store(tmp_path / "swarm.db"), EngineConfig(lease_factor=1.0, lease_grace=5.0), clock=clock)
     engine.leasing._deadlines = DeadlineQueue(slack=2.0, floor=0)   # compacts as soon as it pays
     engine.add_study(pack_directory(write_study(tmp_path / "study", direction="minimize", timeout=10)).data)

@@ -7,15 +7,7 @@ import pytest
 from autoswarm.bundle import pack_directory
 from autoswarm.coordinator.engine import Engine, EngineConfig, InvalidRequest, NotFound, ResultIn, WrongState
 from autoswarm.coordinator.store import Store
-from swarm import write_study
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from swarm import Clock, write_study
 
 
 def _ok(metric: float, candidate: bytes = b"", description: str = "") -> ResultIn:

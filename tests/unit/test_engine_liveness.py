@@ -6,17 +6,9 @@ from autoswarm.bundle import pack_directory
 from autoswarm.coordinator.engine import Engine, EngineConfig
 from autoswarm.coordinator.liveness import LivenessPolicy
 from autoswarm.coordinator.store import Store
-from swarm import write_study
+from swarm import Clock, write_study
 
 HARDWARE = {"cpu_model": "Test", "cpu_cores": 2, "gpus": []}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _engine(tmp_path, clock, budget=500.0):

@@ -6,15 +6,7 @@ from __future__ import annotations
 from autoswarm.bundle import pack_directory
 from autoswarm.coordinator.engine import Engine, EngineConfig, ResultIn
 from autoswarm.coordinator.store import Store
-from swarm import write_study
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from swarm import Clock, write_study
 
 
 def _ok(metric: float, candidate: bytes = b"") -> ResultIn:

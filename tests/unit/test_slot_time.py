@@ -8,18 +8,11 @@ from autoswarm.coordinator import scheduler
 from autoswarm.coordinator.service import slot_times_in
 from autoswarm.slot_time import SlotClock, SlotTime
 from autoswarm.v1 import common_pb2
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from swarm import Clock
 
 
 def test_an_edit_prepared_during_an_evaluation_is_not_time_the_slot_waits_for_its_agent():
-    clock = Clock()
+    clock = Clock(100.0)
     slot = SlotClock(0, clock)
     clock.now += 2          # waiting for the first task
     slot.preparing(True)
