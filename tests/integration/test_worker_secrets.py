@@ -93,6 +93,14 @@ for entry in os.listdir("/proc"):
         # The workers of this swarm (the attacker learns their state directories from `ps`).
         if b"--state-dir" in args and args[args.index(b"--state-dir") + 1].startswith(targets["root"].encode()):
             workers.append(entry)
+def parent(pid):
+    try:
+        return raw(f"/proc/{pid}/stat").rsplit(b")", 1)[1].split()[1].decode()
+    except (OSError, IndexError):
+        return None
+# A worker starting its own evaluation is, between fork and exec, a second process with the
+# worker's command line: that child is not another worker.
+workers = [pid for pid in workers if parent(pid) not in workers]
 lines.append(f"workers seen: {len(workers)}")
 for pid in sorted(workers):
     for name in ("environ", "cmdline"):
