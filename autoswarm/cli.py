@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -597,14 +596,9 @@ def worker(
     if "command" in mutators.kinds:  # what confines agent CLIs, as the lines above say for evaluations
         logging.getLogger("autoswarm.worker").info("%s", options.agent.box(swarm_worker.sandbox,
                                                                            options.state_dir).describe())
-    signals = {"count": 0}
+    from autoswarm.worker.stop_signals import StopSignals
 
-    def on_signal(signum: int, frame: object) -> None:
-        signals["count"] += 1
-        swarm_worker.request_stop(immediate=signals["count"] > 1)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    StopSignals(swarm_worker).install()  # the first finishes running work, a second stops now
     swarm_worker.run()
 
 
