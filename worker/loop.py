@@ -233,9 +233,11 @@ class Worker:
             self._halt.set()
             with self._lock:
                 running = dict(self._running)
+            # Released before the evaluations are cancelled: once they end, `run` closes the
+            # connection, and this may be called from another thread (signals, a Ray drain).
+            self._release(list(running))
             for cancel in running.values():
                 cancel.set()
-            self._release(list(running))
         else:
             log.info("finishing running work, then stopping (signal again to stop now)")
             self._finish.set()
