@@ -213,6 +213,12 @@ def run(
                   highlight=False)
     console.print(f"results: {summary.results_path}\nbest {summary.study.target}: {summary.best_path}\n"
                   f"database: {summary.out / 'swarm.db'}", markup=False, highlight=False)
+    if summary.unchecked_claims and max_evals and summary.evaluations + summary.failed_edits >= max_evals:
+        checks = summary.unchecked_claims * max(1, summary.study.acceptance.quorum - 1)  # the claimant's run counts
+        err.print(f"{count(summary.unchecked_claims, 'claimed improvement')} left unchecked: the budget ran out "
+                  f"first; check with: autoswarm run {study_dir} --out {summary.out} --max-evals "
+                  f"{summary.evaluations + summary.failed_edits + checks}",
+                  markup=False, highlight=False)
     if summary.error:
         raise typer.Exit(1)
 

@@ -50,6 +50,7 @@ class RunSummary:
     error: str
     interrupted: bool = False  # stopped early by Ctrl-C or SIGTERM
     failed_edits: int = 0      # explore tasks whose agent made no edit: in the budget, not evaluations
+    unchecked_claims: int = 0  # claimed improvements the budget left no room to check (kept, resumable)
 
 
 def default_out_dir(study: Study) -> Path:
@@ -264,6 +265,7 @@ def _run_study(options: RunOptions, on_progress: ProgressFn, stop: StopRequest) 
             initial_metric=status.initial_metric if status.has_initial_metric else None,
             best_metric=status.champion_metric if status.has_champion_metric else None,
             best_path=best_path, results_path=results_path, error=status.error, interrupted=stop.requested,
+            unchecked_claims=status.pending_claims,
         )
     except ControlError as exc:
         raise RuntimeError(f"{exc}\ncoordinator log:\n{_tail(logs / 'coordinator.log')}") from None

@@ -54,12 +54,13 @@ class StudyView:
     baseline_in_flight: int                   # absolute: baselines of the champion in flight
     in_flight: int
     evaluations: int
-    max_evaluations: int                      # 0: unbounded (limits explore only)
+    max_evaluations: int                      # 0: unbounded; else every evaluation counts, none goes past it
     class_baseline: ClassBaseline = field(default_factory=lambda: ClassBaseline(0, 0, 0))
     verify: tuple[VerifyNeed, ...] = ()
     blocked: bool = False                     # the study has an error and takes no work
     priority: int = 1                         # its share of the swarm against other studies
     spent: bool = False                       # its agents spent its max_cost_usd / max_tokens: no explore
+    checks_owed: int = 0                      # checks its open claims still need (beyond those in flight)
 
 
 @dataclass(frozen=True)
@@ -84,11 +85,22 @@ class Assignment:
     claim_id: str = ""
 
 
+def within_budget(study: StudyView) -> bool:
+    """Whether one more evaluation of any kind stays within the study's evaluation budget.
+
+    `max_evaluations` is a ceiling: baselines, explores and checks all count, and none is
+    started past it (README, "--max-evals").
+    """
+    return study.max_evaluations <= 0 or study.evaluations + study.in_flight < study.max_evaluations
+
+
 def budget_left(study: StudyView) -> bool:
-    """Whether a new explore task would stay within the study's evaluation budget."""
+    """Whether a new explore task fits in the budget beside the checks open claims still need:
+    those come first, so that an improvement found within the budget is checked within it."""
     if study.spent:
         return False
-    return study.max_evaluations <= 0 or study.evaluations + study.in_flight < study.max_evaluations
+    return study.max_evaluations <= 0 or \
+        study.evaluations + study.in_flight + study.checks_owed < study.max_evaluations
 
 
 def _baseline_wanted(study: StudyView, worker: WorkerView) -> tuple[bool, bool]:
@@ -111,7 +123,7 @@ def _baseline_wanted(study: StudyView, worker: WorkerView) -> tuple[bool, bool]:
 
 def _options(study: StudyView, worker: WorkerView) -> list[tuple[int, str, str]]:
     # A quarantined worker's results would be thrown away: it gets no task at all.
-    if study.blocked or worker.quarantined:
+    if study.blocked or worker.quarantined or not within_budget(study):
         return []
     take_baseline, ready = _baseline_wanted(study, worker)
     options: list[tuple[int, str, str]] = []

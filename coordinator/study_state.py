@@ -675,10 +675,8 @@ class StudyState:
             reported_in_flight = max(reported_in_flight, 1) if busy else 0
         spent = (self.spec.max_cost_usd > 0 and self.cost_usd >= self.spec.max_cost_usd) or \
             (self.spec.max_tokens > 0 and self.llm_tokens >= self.spec.max_tokens)
-        explore_open = not spent and (self.record.max_evaluations <= 0 or
-                                      self.evaluations + len(self.active) < self.record.max_evaluations)
         needs_verify = any(v.needed > 0 for v in verify)
-        return scheduler.StudyView(
+        view = scheduler.StudyView(
             name=self.spec.name,
             mutator_kind=self.spec.mutator.kind,
             paired=self.paired,
@@ -690,9 +688,15 @@ class StudyState:
             spent=spent,
             class_baseline=class_baseline,
             verify=verify,
-            # Past its budget a study still finishes what it started: open claims and their baselines.
-            blocked=bool(self.record.error) or not (explore_open or needs_verify or unmeasured),
+            blocked=bool(self.record.error),
+            checks_owed=self.checks_owed(),
         )
+        # Once no explore fits, what is left is checking open claims and measuring the champion.
+        return replace(view, blocked=view.blocked or not (scheduler.budget_left(view) or needs_verify or unmeasured))
+
+    def checks_owed(self) -> int:
+        """Checks the open claims still need beyond those in flight: the budget keeps room for them."""
+        return sum(max(0, c.settlement(self.spec.acceptance).needed - len(c.in_flight)) for c in self.claims.values())
 
 
 def verification_order(claims: Iterable[PendingClaim]) -> list[PendingClaim]:

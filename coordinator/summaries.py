@@ -55,11 +55,16 @@ class StudySummary:
             (self.max_tokens > 0 and self.llm_tokens >= self.max_tokens)
 
     @property
+    def budget_reached(self) -> bool:
+        """Its evaluation budget is used up: nothing more is started (open claims stay unchecked)."""
+        return self.max_evaluations > 0 and self.evaluations >= self.max_evaluations
+
+    @property
     def done(self) -> bool:
-        return bool(self.error) or (
-            (self.max_evaluations > 0 and self.evaluations >= self.max_evaluations or self.spent)
-            and self.in_flight == 0 and self.pending_claims == 0
-        )
+        """Nothing more will run: an error, or the budget reached, or the agents' money spent and
+        every claim checked (checks cost no agent), with nothing in flight."""
+        return bool(self.error) or self.in_flight == 0 and (
+            self.budget_reached or self.spent and self.pending_claims == 0)
 
 
 @dataclass(frozen=True)
