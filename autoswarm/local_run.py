@@ -219,10 +219,12 @@ def _run_study(options: RunOptions, on_progress: ProgressFn, stop: StopRequest) 
             if options.ray:
                 from autoswarm.worker.ray_pool import ActorSpec, LocalRayWorkers
 
-                # The same worker loop in Ray actors; each logs to workers/<name>/worker.log.
+                # The same worker loop in Ray actors; each logs to workers/<name>/worker.log. Each
+                # gets its share of this machine's cores, as the local workers below would.
                 ray_workers = LocalRayWorkers.start(ActorSpec(
                     coordinator=address, mutators=(study.mutator.kind,), slots=options.slots_per_worker,
-                    state_root=str(out / "workers")), options.workers)
+                    state_root=str(out / "workers"), cpus=float(max(1, _usable_cpus() // max(1, options.workers)))),
+                    options.workers)
             threads = worker_thread_limits(_usable_cpus(), options.workers, options.slots_per_worker, os.environ)
             for i in range(0 if options.ray else options.workers):
                 workers.append(_spawn(["worker", "--coordinator", address, "--name", f"local-{i + 1}",

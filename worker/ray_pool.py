@@ -27,10 +27,13 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from autoswarm.local_run import THREAD_VARIABLES
 
 log = logging.getLogger("autoswarm.ray")
 
@@ -103,6 +106,36 @@ class ActorStatus:
     completed: int          # tasks finished by this process (a restarted actor counts from 0)
     gpu_ids: tuple[int, ...]
     started: float
+    guard: str = ""          # what protects the worker's secrets in this process (process_guard)
+    dumpable: bool | None = None  # False: other processes of its user cannot read its memory or environment
+    threads: tuple[tuple[str, str], ...] = ()  # the thread counts its evaluations get
+
+
+def actor_thread_limits(cpus: float, slots: int, environ: Mapping[str, str]) -> dict[str, str]:
+    """Thread counts for one actor's evaluations: its share of the CPUs Ray gives it.
+
+    Numerical libraries start one thread per core of the node, and the node's other actors
+    use those cores too; `autoswarm run` divides a machine among its workers the same way
+    (`local_run.worker_thread_limits`). Ray itself sets OMP_NUM_THREADS to the actor's CPUs,
+    but none of the others and not per slot. Variables the node's environment sets
+    (`environ`: what the process was started with) are left as they are; with no CPUs
+    reserved (`--cpus-per-worker 0`) nothing is set.
+    """
+    if cpus <= 0:
+        return {}
+    share = str(max(1, math.floor(cpus) // max(1, slots)))
+    return {name: share for name in THREAD_VARIABLES if name not in environ}
+
+
+def _initial_environment() -> Mapping[str, str]:
+    """The environment this process was started with (from the node, a runtime_env), not what
+    Ray set in it since (OMP_NUM_THREADS); os.environ where /proc is missing."""
+    try:
+        raw = Path("/proc/self/environ").read_bytes()
+    except OSError:
+        return dict(os.environ)
+    pairs = (entry.decode(errors="replace").partition("=") for entry in raw.split(b"\0") if entry)
+    return {name: value for name, sep, value in pairs if sep}
 
 
 def default_state_root() -> Path:
@@ -122,9 +155,15 @@ class WorkerActor:
 
     def __init__(self, name: str, spec: ActorSpec) -> None:
         ray = import_ray()
+        from autoswarm.worker import process_guard
         from autoswarm.worker.hardware import detect_hardware
         from autoswarm.worker.loop import Worker, WorkerOptions
 
+        # As `autoswarm worker` does before anything else: its evaluations run as this user,
+        # and must not read the join token from this process's memory or environment.
+        initial = _initial_environment()
+        token = spec.token or os.environ.get("AUTOSWARM_JOIN_TOKEN", "")
+        self._guard = process_guard.guard_process([token] if token else [])
         self.name = name
         state_dir = (Path(spec.state_root) if spec.state_root else default_state_root()) / name
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -136,6 +175,11 @@ class WorkerActor:
         # Ray numbers GPUs as the node sees them; the worker pins one slot to each of these
         # and to no other GPU of the node (other actors use those).
         self._gpu_ids = tuple(int(g) for g in ray.get_gpu_ids())
+        # Slot commands inherit these (worker/sandbox.py lets thread counts through); a worker
+        # with several slots keeps them as set, since they are already one slot's share.
+        slots = spec.slots or max(1, len(self._gpu_ids))
+        self._threads = actor_thread_limits(spec.cpus, slots, initial)
+        os.environ.update(self._threads)
         hardware = detect_hardware()
         if spec.cpus > 0:
             # Register the share Ray gives this actor, not the node's cores, so the hardware class
@@ -148,8 +192,9 @@ class WorkerActor:
             ca.write_text(spec.ca_pem)
         options = WorkerOptions(coordinator=spec.coordinator, state_dir=state_dir, name=name, slots=spec.slots,
                                 mutators=spec.mutators, gpus=self._gpu_ids, sandbox=spec.sandbox,
-                                token=spec.token or os.environ.get("AUTOSWARM_JOIN_TOKEN", ""), ca=ca)
+                                token=token, ca=ca)
         self.worker = Worker(options, hardware)
+        log.info("%s", self._guard.describe())
         self._node = ray.util.get_node_ip_address()
         self._started = time.time()
         self._retiring = threading.Event()
@@ -169,7 +214,9 @@ class WorkerActor:
     def describe(self) -> ActorStatus:
         return ActorStatus(name=self.name, pid=os.getpid(), node=self._node, worker_id=self.worker.worker_id,
                            state="stopped" if not self._thread.is_alive() else self.worker.state,
-                           completed=self.worker.completed, gpu_ids=self._gpu_ids, started=self._started)
+                           completed=self.worker.completed, gpu_ids=self._gpu_ids, started=self._started,
+                           guard=self._guard.describe(), dumpable=self._guard.dumpable,
+                           threads=tuple(sorted(self._threads.items())))
 
     def drain(self, timeout: float) -> ActorStatus:
         """Finishes the running task and stops; after `timeout` seconds abandons it (its lease is
@@ -376,6 +423,10 @@ class LocalRayWorkers:
         running = sys.modules.get("ray")
         if running is not None and running.is_initialized():
             ray, owns_ray = running, False
+            # A Ray the caller runs may have fewer CPUs free than this machine's share: fit into them.
+            room = float(ray.available_resources().get("CPU", 0.0)) / max(1, workers)
+            if 0 < room < spec.cpus:
+                spec = replace(spec, cpus=max(1.0, math.floor(room)) if room >= 1 else room)
         else:
             ray, owns_ray = start_local_ray(num_cpus=workers * max(1, math.ceil(spec.cpus))), True
         try:

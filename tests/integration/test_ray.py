@@ -148,7 +148,8 @@ def test_two_actors_improve_the_champion_and_ray_listens_on_loopback_only(tmp_pa
     sockets = _listening_sockets({os.getpid(), *_descendants(os.getpid())})
     owners = {_comm(pid) for pid, _, _ in sockets}
     assert {"gcs_server", "raylet"} <= owners, f"the check must see Ray's servers, saw {owners}"
-    assert any(pid in {a.pid for a in actors} for pid, _, _ in sockets), "and the actors' own servers"
+    if os.access(f"/proc/{actors[0].pid}/fd", os.R_OK):  # as root; to its user a non-dumpable actor is closed
+        assert any(pid in {a.pid for a in actors} for pid, _, _ in sockets), "and the actors' own servers"
     exposed = [(pid, _comm(pid), host, port) for pid, host, port in sockets if not _loopback(host)]
     assert exposed == [], f"listening beyond loopback: {exposed}"
 
@@ -312,3 +313,48 @@ def test_cluster_command_leaves_detached_actors_behind_and_resizes_or_replaces_t
         assert pool.members() == []
     finally:
         pool.scale(0, drain_timeout=0)
+
+
+THREADS_BODY = ("import os\n"
+                "print('threads:', ' '.join(f'{n}={os.environ.get(n, \"-\")}' for n in "
+                "('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'NUMEXPR_NUM_THREADS')))\n"
+                "print(f'score: {-(X - 2.5) ** 2}')\n")
+
+
+def test_an_actor_hides_its_join_token_and_gives_each_slot_its_share_of_the_cpus_ray_gives_it(
+        tmp_path, start_coordinator, local_ray, monkeypatch):
+    """As `autoswarm worker` and `autoswarm run` do for local workers: the actor's process is
+    made non-dumpable and drops its join token (here from the node's environment, as a
+    Kubernetes Secret gives it); its evaluations get a share of the actor's CPUs, not threads
+    for every core of the node (Ray sets only OMP_NUM_THREADS, to all of them)."""
+    from autoswarm.worker.ray_pool import ActorSpec, WorkerActor
+
+    admin_file = tmp_path / "admin.token"
+    coordinator = start_coordinator("--auth", "tokens", "--admin-token-file", str(admin_file))
+    monkeypatch.setenv("AUTOSWARM_TOKEN", admin_file.read_text().strip())
+    with coordinator.control() as control:
+        control.add_study(write_study(tmp_path / "study", body=THREADS_BODY), max_evaluations=4)
+        join = control.create_token("lab").token
+    spec = ActorSpec(coordinator=coordinator.address, cpus=2, slots=2, state_root=str(tmp_path / "actors"))
+    actor = local_ray.remote(WorkerActor).options(
+        name="guarded-0@test", num_cpus=2, max_restarts=0,
+        runtime_env={"env_vars": {"AUTOSWARM_JOIN_TOKEN": join}}).remote("guarded-0", spec)
+    try:
+        status = wait_for(lambda: (s := local_ray.get(actor.describe.remote(), timeout=60)).worker_id and s, 60,
+                          what="the actor to register")
+        assert status.dumpable is False and status.guard.startswith("worker process: not dumpable"), status.guard
+        try:
+            environ = Path(f"/proc/{status.pid}/environ").read_bytes()
+        except PermissionError:  # not root: another process of its user, which is what non-dumpable shuts out
+            assert os.geteuid() != 0
+        else:  # root may read it: the token is starred out
+            assert join.encode() not in environ and b"AUTOSWARM_JOIN_TOKEN=" + b"*" * len(join) in environ
+        assert dict(_db_rows(coordinator.db, "SELECT name, owner FROM workers")) == {"guarded-0": "lab"}
+
+        wait_for(lambda: coordinator.study("tiny").done, 90, what="the study to finish")
+        tails = [tail for (tail,) in _db_rows(coordinator.db, "SELECT log_tail FROM results")]
+        shares = {line for tail in tails for line in tail.splitlines() if line.startswith("threads:")}
+        assert shares == {"threads: OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "
+                          "NUMEXPR_NUM_THREADS=1"}, "2 CPUs for 2 slots: one thread each"
+    finally:
+        local_ray.kill(actor, no_restart=True)
