@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 from collections.abc import Callable
-from typing import Annotated, Any, Optional, TypeVar
+from typing import Annotated, Any, Optional, TypeVar, NoReturn
 
 import typer
 from rich.console import Console
@@ -134,7 +134,7 @@ def _control(address: str) -> ControlClient:
     return ControlClient(address)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     # Literal text: hints such as `pip install 'autoswarm[plot]'` keep their brackets.
     err.print(labelled("error:", "bold red", message), highlight=False)
     raise typer.Exit(2)
@@ -543,13 +543,7 @@ def worker(
     # Before anything else runs or connects: the tokens leave the environment, the command line
     # and the process's readable memory (worker/process_guard.py).
     token_on_command_line = bool(token) and _from_command_line(ctx, "token")
-    if token_file is not None:
-        if token:
-            _fail("give the join token once: --token (or AUTOSWARM_JOIN_TOKEN) or --token-file, not both")
-        try:
-            token = process_guard.read_token_file(token_file)
-        except process_guard.TokenFileError as exc:
-            _fail(str(exc))
+    token = _join_token(token, token_file)
     guard = process_guard.guard_process([token] if token else [])
     from autoswarm.worker.donation import DonationError, DonationPolicy, FileLoad, parse_gpus, parse_hours, parse_size
     from autoswarm.worker.loop import Worker, WorkerOptions, default_state_dir, describe_machine
@@ -608,6 +602,20 @@ def worker(
     swarm_worker.run()
 
 
+def _join_token(token: str, token_file: str | None) -> str:
+    """The join token given with --token (or AUTOSWARM_JOIN_TOKEN) or read from --token-file."""
+    from autoswarm.worker import process_guard
+
+    if token_file is None:
+        return token
+    if token:
+        _fail("give the join token once: --token (or AUTOSWARM_JOIN_TOKEN) or --token-file, not both")
+    try:
+        return process_guard.read_token_file(token_file)
+    except process_guard.TokenFileError as exc:
+        _fail(str(exc))
+
+
 def _from_command_line(ctx: typer.Context | None, name: str) -> bool:
     """Whether option `name` was typed on the command line (not taken from the environment)."""
     source = ctx.get_parameter_source(name) if ctx is not None else None
@@ -633,6 +641,10 @@ def cluster(
     = "autoswarm-worker",
     token: Annotated[str, typer.Option("--token", envvar="AUTOSWARM_JOIN_TOKEN", show_envvar=True, help=(
         "Join token the actors register with (default: each node's AUTOSWARM_JOIN_TOKEN)."))] = "",
+    token_file: Annotated[Optional[str], typer.Option(
+        "--token-file", "--join-token-file", envvar="AUTOSWARM_JOIN_TOKEN_FILE", show_envvar=True, metavar="PATH", help=(
+            "Read the actors' join token from this file (mode 600), or from standard input with '-', instead of "
+            "--token on the command line, where every user of this machine can read it."))] = None,
     coordinator_ca: Annotated[Optional[Path], typer.Option(
         "--ca", "--coordinator-ca", envvar="AUTOSWARM_CA", help="CA certificate of a coordinator serving TLS.")] = None,
     slots: Annotated[Optional[int], typer.Option(min=1, help="Tasks at once per actor (default: one per GPU, else 1).")]
@@ -649,6 +661,7 @@ def cluster(
     """Start, resize or stop worker actors on a Ray cluster; they outlive this command and Ray restarts them."""
     from autoswarm.worker.ray_pool import ActorSpec, RayPool, RayUnavailable, connect
 
+    token = _join_token(token, token_file)
     _setup_logging(verbose)
     try:
         kinds = mutator_flags.worker_mutators(mutator_flags.WorkerMutatorFlags(mutators=tuple(mutator or ()))).kinds

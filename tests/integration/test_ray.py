@@ -286,10 +286,14 @@ def test_cluster_command_leaves_detached_actors_behind_and_resizes_or_replaces_t
         control.add_study(write_study(tmp_path / "study", sleep=0.2), max_evaluations=200)
         join = control.create_token("lab").token
     state = tmp_path / "actors"
+    join_file = tmp_path / "join.token"  # never on the command line, which every user can read
+    join_file.write_text(join + "\n")
+    join_file.chmod(0o600)
 
     def cluster(*args: str) -> str:
         proc = subprocess.run(
-            [sys.executable, "-m", "autoswarm", "cluster", "--coordinator", coordinator.address, "--token", join,
+            [sys.executable, "-m", "autoswarm", "cluster", "--coordinator", coordinator.address,
+             "--token-file", str(join_file),
              "--ray-address", local_ray.get_runtime_context().gcs_address, "--namespace", "autoswarm-test",
              "--name", "cli", "--state-dir", str(state), "--drain-timeout", "20", *args],
             capture_output=True, text=True, timeout=120)  # inherits the loopback setting of local_ray
