@@ -30,7 +30,8 @@ def scripted(tmp_path, start_coordinator):
     coordinator = start_coordinator("--lease-factor", "1", "--lease-grace", "1", "--max-message-bytes", "1048576",
                                     "--max-target-bytes", "65536")
     with coordinator.control() as control:
-        control.add_study(write_study(tmp_path / "study", timeout=2))
+        # Leases last timeout × 1 + 1 s grace: 6 s, room for a loaded machine between a lease and its report.
+        control.add_study(write_study(tmp_path / "study", timeout=5))
     channel, stub = coordinator.worker_stub()
     worker_id = stub.Register(worker_pb2.RegisterRequest(
         name="scripted", slots=4, mutators=["params"],
@@ -95,8 +96,8 @@ def test_second_report_for_the_same_lease_gets_the_first_answer(scripted):
 def test_report_for_an_expired_lease_is_refused(scripted):
     coordinator, stub, worker_id = scripted
     task = _lease(stub, worker_id)
-    # Lease lifetime is timeout (2 s) × 1 + 1 s grace; no heartbeat is sent.
-    wait_for(lambda: _count(coordinator.db, "SELECT COUNT(*) FROM leases WHERE state='expired'") == 1, 15,
+    # Lease lifetime is timeout (5 s) × 1 + 1 s grace; no heartbeat is sent.
+    wait_for(lambda: _count(coordinator.db, "SELECT COUNT(*) FROM leases WHERE state='expired'") == 1, 30,
              what="lease expiry")
     before = _snapshot(coordinator.db)
     assert _code(lambda: _report(stub, worker_id, task.lease_id, status=common_pb2.RESULT_STATUS_OK,

@@ -156,8 +156,9 @@ def test_two_actors_improve_the_champion_and_ray_listens_on_loopback_only(tmp_pa
 
 def test_actor_killed_mid_evaluation_is_restarted_and_its_lease_reissued_without_double_counting(
         tmp_path, start_coordinator, make_pool, local_ray):
-    # Evaluations of 1.5 s, leases of timeout 3 s × 1 + 1 s grace: a lost lease expires soon.
-    coordinator = _study_on_coordinator(tmp_path, start_coordinator, 5, sleep=1.5, timeout=3)
+    # Evaluations of 1.5 s (the timeout leaves a loaded machine room to start them), leases of
+    # timeout 6 s × 1 + 1 s grace: a lost lease expires soon.
+    coordinator = _study_on_coordinator(tmp_path, start_coordinator, 5, sleep=1.5, timeout=6)
     pool = make_pool(coordinator, "crash")
     pool.scale(2)
     victim_member = pool.members()[0]

@@ -51,7 +51,9 @@ def test_two_workers_improve_the_champion_and_history_lists_each_evaluation_once
 
 
 def test_worker_killed_mid_task_loses_its_lease_which_is_reissued(tmp_path, start_coordinator, start_worker):
-    study = write_study(tmp_path / "study", sleep=2.0, timeout=3)
+    # The timeout leaves a loaded machine room to start each evaluation (a timed-out baseline
+    # would be measured again); leases last timeout × 1 + 1 s, so the lost one expires in 11 s.
+    study = write_study(tmp_path / "study", sleep=2.0, timeout=10)
     coordinator = start_coordinator()
     with coordinator.control() as control:
         control.add_study(study, max_evaluations=4)
