@@ -12,9 +12,13 @@ anything else; the median and the spread of the ratios are printed.
 The simulated workers run as async clients spread over `--client-processes` processes (2 by
 default: one Python process drives at most one core), the same for every timed phase.
 
+A cycle is what a worker does per task: one Report whose answer carries the next task
+(`ReportRequest.next`), or with `--separate-report` (and always against an older coordinator)
+a Lease and a Report. The echo ceiling does the same per cycle: as many RPCs, each of the
+sizes the coordinator's cycle sends and receives (measured by a probe worker first).
+
 Prints cycles/s, p50/p99 lease and report latency, coordinator CPU per cycle, the ratio of
-cycles/s to half the echo RPC rate (a cycle is two RPCs), and the coordinator's memory with
-10,000 registered workers.
+cycles/s to the echo's cycles/s, and the coordinator's memory with 10,000 registered workers.
 
     python benchmarks/coordinator_throughput.py                 # 1,000 workers, 20 s each phase
     python benchmarks/coordinator_throughput.py --workers 200 --seconds 10
@@ -53,12 +57,15 @@ sys.path.insert(0, str(ROOT))
 from autoswarm.bundle import pack_files  # noqa: E402
 from autoswarm.v1 import common_pb2, control_pb2, control_pb2_grpc, worker_pb2, worker_pb2_grpc  # noqa: E402
 
+# Answers each request with as many bytes as its first 8 digits ask: the echo ceiling sends and
+# receives messages of the coordinator's sizes, not a 64-byte ping.
 ECHO_SERVER = textwrap.dedent("""
     import asyncio, sys, grpc
+    PAD = b"x" * (1 << 20)
     async def main():
         server = grpc.aio.server()
         async def echo(request, context):
-            return request
+            return PAD[:int(request[:8])]
         handler = grpc.method_handlers_generic_handler(
             "bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo)})
         server.add_generic_rpc_handlers((handler,))
@@ -126,12 +133,16 @@ class Share:
     connections: int
     pace: float = 0.0
     classes: int = 1          # hardware classes the simulated workers are spread over
+    # The cycle's RPCs as (request bytes, response bytes), as the coordinator's cycle sends them.
+    shapes: tuple[tuple[int, int], ...] = ((64, 64), (64, 64))
+    combined: bool = True     # coordinator cycles: a report also leases the next task (ReportRequest.next)
 
 
 async def echo_loops(share: Share, chans: list[grpc.aio.Channel], stop: float) -> tuple[int, list[float], list[float]]:
-    """Echo clients until `stop`: two RPCs per cycle, like a lease and a report."""
+    """Echo clients until `stop`: per cycle the coordinator's RPCs, of the same sizes each way
+    (a lease and a report; or one report that also leases)."""
     calls = [c.unary_unary("/bench.Echo/Echo") for c in chans]
-    payload = b"x" * 64
+    requests = [f"{response:08d}".encode() + b"x" * max(0, request - 8) for request, response in share.shapes]
     done = 0
     lease_ms: list[float] = []
     report_ms: list[float] = []
@@ -141,12 +152,13 @@ async def echo_loops(share: Share, chans: list[grpc.aio.Channel], stop: float) -
         call = calls[i % len(calls)]
         while time.monotonic() < stop:
             t0 = time.perf_counter()
-            await call(payload)
+            await call(requests[0])
             t1 = time.perf_counter()
-            await call(payload)
+            for request in requests[1:]:
+                await call(request)
             t2 = time.perf_counter()
             lease_ms.append((t1 - t0) * 1000)
-            report_ms.append((t2 - t1) * 1000)
+            report_ms.append((t2 - t1) * 1000 if len(requests) > 1 else (t1 - t0) * 1000)
             done += 1
 
     await asyncio.gather(*(loop(i) for i in range(share.workers)))
@@ -191,20 +203,22 @@ async def coordinator_loops(share: Share, stubs: list[worker_pb2_grpc.WorkerServ
         stub, worker_id, rng = stubs[j % len(stubs)], ids[j], random.Random(i)
         if pace:  # workers of a real swarm do not all start their cycle in the same millisecond
             await asyncio.sleep(rng.uniform(0, 2 * pace))
+        task: worker_pb2.Task | None = None
         while time.monotonic() < stop:
             t0 = time.perf_counter()
-            response = await stub.Lease(worker_pb2.LeaseRequest(worker_id=worker_id, wait_seconds=1.0))
+            carried = task is not None
+            if task is None:
+                response = await stub.Lease(worker_pb2.LeaseRequest(worker_id=worker_id, wait_seconds=1.0))
+                if not response.has_task:
+                    continue
+                task = response.task
             t1 = time.perf_counter()
-            if not response.has_task:
-                continue
-            task = response.task
-            content = (task.parent.content or task.candidate.content) + f"# {rng.random()}\n".encode()
-            result = worker_pb2.Result(status=common_pb2.RESULT_STATUS_OK, has_metric=True, metric=rng.random(),
-                                       candidate=content if task.kind == common_pb2.TASK_KIND_EXPLORE else b"",
-                                       description="bench")
-            await stub.Report(worker_pb2.ReportRequest(worker_id=worker_id, lease_id=task.lease_id, result=result))
+            request = report_request(worker_id, task, rng, share.combined)
+            answer = await stub.Report(request)
             t2 = time.perf_counter()
-            lease_ms.append((t1 - t0) * 1000)
+            # With the next task in the report's answer, that call is the cycle's lease as well.
+            task = answer.next.task if answer.HasField("next") and answer.next.has_task else None
+            lease_ms.append((t2 - t1 if carried else t1 - t0) * 1000)
             report_ms.append((t2 - t1) * 1000)
             done += 1
             if pace:
@@ -212,6 +226,45 @@ async def coordinator_loops(share: Share, stubs: list[worker_pb2_grpc.WorkerServ
 
     await asyncio.gather(*(loop(j) for j in range(share.workers)))
     return done, lease_ms, report_ms
+
+
+def report_request(worker_id: str, task: worker_pb2.Task, rng: random.Random,
+                   combined: bool) -> worker_pb2.ReportRequest:
+    """A simulated worker's report of `task`: an edit of the parent for explore tasks."""
+    content = (task.parent.content or task.candidate.content) + f"# {rng.random()}\n".encode()
+    result = worker_pb2.Result(status=common_pb2.RESULT_STATUS_OK, has_metric=True, metric=rng.random(),
+                               candidate=content if task.kind == common_pb2.TASK_KIND_EXPLORE else b"",
+                               description="bench")
+    request = worker_pb2.ReportRequest(worker_id=worker_id, lease_id=task.lease_id, result=result)
+    if combined:
+        request.next.worker_id = worker_id
+    return request
+
+
+def cycle_shapes(address: str, combined: bool) -> tuple[tuple[int, int], ...]:
+    """The RPCs of one coordinator cycle as (request, response) sizes, from a probe worker's
+    cycles (the last of a few, once the study's first baseline is done): one RPC when the
+    coordinator leases with reports, else a lease and a report."""
+    rng = random.Random(0)
+    with grpc.insecure_channel(address) as channel:
+        stub = worker_pb2_grpc.WorkerServiceStub(channel)
+        worker_id = stub.Register(worker_pb2.RegisterRequest(
+            name="probe", slots=1, mutators=["params"], hardware=common_pb2.Hardware(cpu_model="Bench CPU 0")),
+            timeout=30).worker_id
+        lease_request = worker_pb2.LeaseRequest(worker_id=worker_id, wait_seconds=1.0)
+        lease = stub.Lease(lease_request, timeout=30)
+        shapes: tuple[tuple[int, int], ...] = ()
+        for _ in range(4):
+            request = report_request(worker_id, lease.task, rng, combined)
+            answer = stub.Report(request, timeout=30)
+            if answer.HasField("next") and answer.next.has_task:
+                shapes = ((request.ByteSize(), answer.ByteSize()),)
+                lease = answer.next
+            else:
+                shapes = ((lease_request.ByteSize(), lease.ByteSize()), (request.ByteSize(), answer.ByteSize()))
+                lease = stub.Lease(lease_request, timeout=30)
+        stub.Release(worker_pb2.ReleaseRequest(worker_id=worker_id, lease_ids=[lease.task.lease_id]), timeout=30)
+    return shapes
 
 
 async def client(share: Share, pipe: Connection) -> None:
@@ -239,7 +292,8 @@ def client_main(share: Share, pipe: Connection) -> None:
 
 
 def run_phase(name: str, kind: str, address: str, workers: int, seconds: float, pid: int, conns: int,
-              processes: int, pace: float = 0.0, classes: int = 1) -> Phase:
+              processes: int, pace: float = 0.0, classes: int = 1, shapes: tuple[tuple[int, int], ...] = (),
+              combined: bool = True) -> Phase:
     """Runs one timed phase with the simulated workers spread over `processes` client processes.
 
     One Python process cannot drive more than one core, and a bare gRPC server on this
@@ -254,7 +308,8 @@ def run_phase(name: str, kind: str, address: str, workers: int, seconds: float, 
     first = 0
     for k in range(processes):
         count = workers // processes + (1 if k < workers % processes else 0)
-        share = Share(kind, address, first, count, max(1, conns // processes), pace, classes)
+        share = Share(kind, address, first, count, max(1, conns // processes), pace, classes,
+                      shapes or Share.shapes, combined)
         first += count
         here, there = context.Pipe()
         proc = context.Process(target=client_main, args=(share, there), daemon=True)
@@ -365,10 +420,14 @@ def main() -> None:
                         help="the study's acceptance: paired is what a swarm of many kinds of machine runs")
     parser.add_argument("--quorum", type=int, default=1, help="confirmations a claim needs")
     parser.add_argument("--classes", type=int, default=1, help="hardware classes the workers are spread over")
+    parser.add_argument("--separate-report", action="store_true",
+                        help="cycles of Lease + Report, as before ReportRequest.next (an older coordinator "
+                             "answers that way anyway); the echo then does two RPCs a cycle too")
     parser.add_argument("--coordinator-tree", type=Path,
                         help="run the coordinator from this checkout instead (an A/B against other code)")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args()
+    combined = not args.separate_report
 
     tmp = Path(tempfile.mkdtemp(prefix="autoswarm-bench-"))
     echo_address = f"127.0.0.1:{free_port()}"
@@ -385,18 +444,22 @@ def main() -> None:
         with grpc.insecure_channel(address) as channel:
             control_pb2_grpc.ControlServiceStub(channel).AddStudy(
                 control_pb2.AddStudyRequest(bundle=study_bundle(args.compare, args.quorum)), timeout=30)
+        shapes = cycle_shapes(address, combined)
+        echo_name = f"echo ({len(shapes)} RPC{'s' if len(shapes) > 1 else ''} = 1 cycle)"
+        cycle_name = "coordinator (report + next)" if len(shapes) == 1 else "coordinator (lease + report)"
         # Echo and coordinator phases alternate, so that each ratio compares two phases a few
         # seconds apart: on a shared machine the load moves more between runs than within one.
         for _ in range(args.rounds):
             pairs.append((
-                run_phase("echo (2 RPCs = 1 cycle)", "echo", echo_address, args.workers, args.seconds, echo.pid,
-                          args.connections, args.client_processes),
-                run_phase("coordinator (lease + report)", "coordinator", address, args.workers, args.seconds,
-                          coordinator.pid, args.connections, args.client_processes, classes=args.classes)))
+                run_phase(echo_name, "echo", echo_address, args.workers, args.seconds, echo.pid,
+                          args.connections, args.client_processes, shapes=shapes),
+                run_phase(cycle_name, "coordinator", address, args.workers, args.seconds,
+                          coordinator.pid, args.connections, args.client_processes, classes=args.classes,
+                          combined=combined)))
         stop_process(echo)
         paced_result = run_phase(f"coordinator, paced {args.pace:g} s", "coordinator", address, args.workers,
                                  args.seconds, coordinator.pid, args.connections, args.client_processes,
-                                 pace=args.pace, classes=args.classes)
+                                 pace=args.pace, classes=args.classes, combined=combined)
         rss_before, rss_after = asyncio.run(memory_phase(address, args.registered, coordinator.pid,
                                                          args.connections))
     finally:
@@ -412,11 +475,14 @@ def main() -> None:
           f"in {args.client_processes} client processes, {args.seconds:g} s per phase, load average "
           f"{os.getloadavg()[0]:.1f}; study {args.compare}, quorum {args.quorum}, {args.classes} classes; "
           f"coordinator from {args.coordinator_tree or ROOT}")
+    print(f"a cycle: {' + '.join(f'{q} B -> {r} B' for q, r in shapes)} "
+          f"({'one report that leases the next task' if len(shapes) == 1 else 'a lease and a report'}); "
+          f"the echo ceiling sends the same")
     for echo_phase, coordinator_phase in pairs:
         print(describe(echo_phase))
         print(describe(coordinator_phase))
     print(describe(paced_result))
-    print(f"ratio to the echo ceiling (half its RPC rate), each round: "
+    print(f"ratio to the echo ceiling (its cycles of the same RPCs), each round: "
           f"{' '.join(f'{r:.0%}' for r in ratios)}; median {ratio:.0%}   (target >= 50%)")
     print(f"cycles/s: {coordinator_result.rate:.0f} (target >= 1500); lease p99 at {args.workers} workers paced "
           f"{args.pace:g} s: {percentile(paced_result.lease_ms, 0.99):.1f} ms (target < 50 ms)")
@@ -434,7 +500,8 @@ def main() -> None:
             "paced_lease_p99_ms": percentile(paced_result.lease_ms, 0.99),
             "paced_cycles_per_second": paced_result.rate,
             "rss_mib_before": rss_before, "rss_mib_after": rss_after, "registered": args.registered,
-            "client_processes": args.client_processes, "echo_cpu_us_per_cycle":
+            "client_processes": args.client_processes, "rpcs_per_cycle": len(shapes), "shapes": shapes,
+            "echo_cpu_us_per_cycle":
                 1e6 * echo_phase_result.cpu_seconds / max(echo_phase_result.cycles, 1),
         }, indent=2))
 

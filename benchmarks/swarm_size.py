@@ -18,11 +18,13 @@ processes (not one OS connection each), all on loopback. Steps grow the same coo
 1,000, then 10,000, then 100,000 connected workers. Each step registers the new workers,
 starts them at `--join-rate` (each working one as if mid-task, so the window sees a steady
 state), then measures for `--seconds`: coordinator CPU per connected worker-hour, RPCs per
-second by method, p99 Lease (those that got a task) and Report latency, coordinator memory.
+second by method, p99 Lease (the calls that handed out a task: a Lease, or a Report whose
+answer carried the next task) and Report latency, coordinator memory.
 
     python benchmarks/swarm_size.py                                  # 1k, 10k, 100k
     python benchmarks/swarm_size.py --steps 1000 --compression 10 --seconds 30
     python benchmarks/swarm_size.py --compare paired --quorum 2 --classes 16   # a real swarm's study
+    python benchmarks/swarm_size.py --separate-report   # Report + Lease per task, as older workers do
 
 `--coordinator-tree DIR` runs the coordinator from another checkout (e.g. the code before a
 change), for before/after figures on the same machine in the same minutes.
@@ -78,8 +80,49 @@ COORDINATOR = textwrap.dedent("""
         offline_slack=base.offline_slack / c)
     engine = EngineConfig(lease_grace=float(sys.argv[5]) / c, heartbeat_interval=base.min_interval / c,
                           liveness=liveness)
-    asyncio.run(serve(ServerConfig(db=Path(db), listen=listen, ready_file=Path(ready), auth=False,
-                                   worker_rate=0.0, reap_interval=max(0.05, 0.5 / c), engine=engine)))
+    config = ServerConfig(db=Path(db), listen=listen, ready_file=Path(ready), auth=False,
+                          worker_rate=0.0, reap_interval=max(0.05, 0.5 / c), engine=engine)
+    asyncio.run(serve(config) if len(sys.argv) < 7 else watched(serve(config), Path(sys.argv[6])))
+""")
+
+# What the coordinator's event loop went through, for the step's window: how often and how long
+# it was late for a 10 ms timer (a stall every request in flight pays), and its collector's
+# pauses. Written to a file every second; the benchmark takes the difference over the window.
+STALL_WATCH = textwrap.dedent("""
+    import gc, json, time
+    async def watched(main, out):
+        stats = {"ticks": 0, "late_50ms": 0, "late_100ms": 0, "late_max_ms": 0.0, "gc_full": 0,
+                 "gc_full_ms": 0.0, "gc_ms": 0.0, "gc_max_ms": 0.0}
+        started = {}
+        def collector(phase, info):
+            if phase == "start":
+                started["t"] = time.perf_counter()
+            elif "t" in started:
+                ms = 1000 * (time.perf_counter() - started.pop("t"))
+                stats["gc_ms"] += ms
+                stats["gc_max_ms"] = max(stats["gc_max_ms"], ms)
+                if info["generation"] == 2:
+                    stats["gc_full"] += 1
+                    stats["gc_full_ms"] += ms
+        gc.callbacks.append(collector)
+        async def watch():
+            last_write = time.monotonic()
+            while True:
+                t0 = time.monotonic()
+                await asyncio.sleep(0.01)
+                late = 1000 * (time.monotonic() - t0 - 0.01)
+                stats["ticks"] += 1
+                stats["late_50ms"] += late > 50
+                stats["late_100ms"] += late > 100
+                stats["late_max_ms"] = max(stats["late_max_ms"], late)
+                if t0 - last_write > 1.0:
+                    out.write_text(json.dumps(stats))
+                    last_write = t0
+        watcher = asyncio.ensure_future(watch())
+        try:
+            await main
+        finally:
+            watcher.cancel()
 """)
 
 METHODS = ("Register", "Lease", "Heartbeat", "Report")
@@ -99,6 +142,7 @@ class Share:
     ramp: float             # wall seconds over which the new workers start
     seed: int
     classes: int = 7        # hardware classes the workers are spread over
+    combined: bool = True   # reports ask for the next task (ReportRequest.next)
 
 
 def study_bundle(timeout: float, compare: str = "absolute", quorum: int = 1) -> bytes:
@@ -138,10 +182,15 @@ class SimulatedWorker:
     """One registered worker that behaves as the coordinator tells it to."""
 
     def __init__(self, stub: worker_pb2_grpc.WorkerServiceStub, worker_id: str, rng: random.Random,
-                 tally: Tally, compression: float) -> None:
+                 tally: Tally, compression: float, combined: bool = True) -> None:
         self.stub, self.id, self.rng, self.tally, self.c = stub, worker_id, rng, tally, compression
         self.interval = 5.0 / compression
         self.wait = 20.0 / compression
+        self.combined = combined   # a report also asks for the next task (ReportRequest.next), as workers do
+
+    def told(self, answer: worker_pb2.LeaseResponse) -> None:
+        self.interval = answer.heartbeat_interval_seconds or self.interval
+        self.wait = answer.lease_wait_seconds or self.wait
 
     def task_seconds(self) -> float:
         # Exponential: what is left of a task under way is distributed like a whole one, so a
@@ -161,23 +210,29 @@ class SimulatedWorker:
     async def run(self, start_after: float) -> None:
         await asyncio.sleep(start_after)
         first = True
+        task: worker_pb2.Task | None = None
         while True:
-            t0 = time.perf_counter()
-            response = await self.call("Lease", worker_pb2.LeaseRequest(
-                worker_id=self.id, wait_seconds=self.wait, state="idle"))
-            if response is None:
-                continue
-            self.interval = response.heartbeat_interval_seconds or self.interval
-            self.wait = response.lease_wait_seconds or self.wait
-            if not response.has_task:
-                continue
-            if self.tally.counting():
-                self.tally.lease_ms.append((time.perf_counter() - t0) * 1000)
-            await self.evaluate(response.task.lease_id, self.task_seconds(), first,
-                                response.task.kind == common_pb2.TASK_KIND_EXPLORE)
+            if task is None:
+                t0 = time.perf_counter()
+                response = await self.call("Lease", worker_pb2.LeaseRequest(
+                    worker_id=self.id, wait_seconds=self.wait, state="idle"))
+                if response is None:
+                    continue
+                self.told(response)
+                if not response.has_task:
+                    continue
+                if self.tally.counting():
+                    self.tally.lease_ms.append((time.perf_counter() - t0) * 1000)
+                task = response.task
+            # The report's answer may carry the next task (a coordinator that leases with reports).
+            task = await self.evaluate(task.lease_id, self.task_seconds(), first,
+                                       task.kind == common_pb2.TASK_KIND_EXPLORE)
             first = False
 
-    async def evaluate(self, lease_id: str, seconds: float, first: bool, explore: bool = True) -> None:
+    async def evaluate(self, lease_id: str, seconds: float, first: bool,
+                       explore: bool = True) -> worker_pb2.Task | None:
+        """Runs a task for `seconds` with heartbeats as told, reports it; returns the next task
+        when the report's answer carried one."""
         end = time.monotonic() + seconds
         # A task already under way when the window opens is anywhere between two heartbeats.
         nap = self.rng.uniform(0, self.interval) if first else self.interval
@@ -192,18 +247,31 @@ class SimulatedWorker:
             if response is not None:
                 self.interval = response.heartbeat_interval_seconds or self.interval
                 if lease_id in response.cancelled_lease_ids:
-                    return
+                    return None
         # A measurement of an unchanged version (baseline, verification) is 1.0 and a little noise;
         # an edit scores below it: no edit improves, as most do not in a real study (what
         # acceptance costs is coordinator_throughput's and acceptance_sim's business).
         result = worker_pb2.Result(status=common_pb2.RESULT_STATUS_OK, has_metric=True,
                                    metric=self.rng.random() if explore else self.rng.gauss(1.0, 0.01),
                                    candidate=f"X = {self.rng.random()}\n".encode(), description="sim")
+        request = worker_pb2.ReportRequest(worker_id=self.id, lease_id=lease_id, result=result)
+        if self.combined:
+            request.next.worker_id, request.next.state = self.id, "working"
         t0 = time.perf_counter()
-        response = await self.call("Report", worker_pb2.ReportRequest(worker_id=self.id, lease_id=lease_id,
-                                                                      result=result))
-        if response is not None and self.tally.counting():
-            self.tally.report_ms.append((time.perf_counter() - t0) * 1000)
+        response = await self.call("Report", request)
+        if response is None:
+            return None
+        latency = (time.perf_counter() - t0) * 1000
+        if self.tally.counting():
+            self.tally.report_ms.append(latency)
+        if not response.HasField("next"):
+            return None       # an older coordinator, or not asked: lease with Lease
+        self.told(response.next)
+        if not response.next.has_task:
+            return None
+        if self.tally.counting():
+            self.tally.lease_ms.append(latency)   # a task handed out: the "lease" latency is this call's
+        return response.next.task
 
 
 def measure_initial_version(stub: worker_pb2_grpc.WorkerServiceStub) -> None:
@@ -259,7 +327,7 @@ async def client(pipe: Connection) -> None:
         rng = random.Random(share.seed)
         for j, worker_id in enumerate(ids):
             worker = SimulatedWorker(stubs[(share.first + j) % len(stubs)], worker_id, random.Random(rng.random()),
-                                     tally, share.compression)
+                                     tally, share.compression, share.combined)
             tasks.append(asyncio.create_task(worker.run(rng.uniform(0, share.ramp))))
         pipe.send("started")
         window = await loop.run_in_executor(None, pipe.recv)
@@ -269,6 +337,14 @@ async def client(pipe: Connection) -> None:
         pipe.send((dict(tally.calls), dict(tally.errors), tally.lease_ms, tally.report_ms))
     for task in tasks:
         task.cancel()
+
+
+def read_stalls(path: Path) -> dict[str, float]:
+    """The stall watch's figures so far (empty until it first wrote them)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def client_main(pipe: Connection) -> None:
@@ -289,6 +365,7 @@ class StepResult:
     report_p99_ms: float
     rss_mib: float
     load_average: float
+    stalls: dict[str, float]    # the coordinator loop's lateness and GC pauses in the window (STALL_WATCH)
 
     @property
     def cpu_ms_per_worker_hour(self) -> float:
@@ -304,7 +381,12 @@ class StepResult:
                 f"          RPCs: {rpcs}  (at C={self.compression:g}; real time: ÷{self.compression:g})\n"
                 f"          Lease p50 {self.lease_p50_ms:.1f} ms p99 {self.lease_p99_ms:.1f} ms   "
                 f"Report p50 {self.report_p50_ms:.1f} ms p99 {self.report_p99_ms:.1f} ms   "
-                f"memory {self.rss_mib:.0f} MiB   load average {self.load_average:.1f}{errors}")
+                f"memory {self.rss_mib:.0f} MiB   load average {self.load_average:.1f}{errors}\n"
+                f"          event loop late > 50 ms: {self.stalls.get('late_50ms', 0):.0f} times, > 100 ms: "
+                f"{self.stalls.get('late_100ms', 0):.0f}, longest {self.stalls.get('late_max_ms', 0):.0f} ms (run so far); "
+                f"GC {self.stalls.get('gc_ms', 0):.0f} ms in the window, {self.stalls.get('gc_full', 0):.0f} full "
+                f"collections ({self.stalls.get('gc_full_ms', 0):.0f} ms), longest pause "
+                f"{self.stalls.get('gc_max_ms', 0):.0f} ms (run so far)")
 
 
 def main() -> None:
@@ -324,6 +406,9 @@ def main() -> None:
                         help="the study's acceptance: paired is what a swarm of many kinds of machine runs")
     parser.add_argument("--quorum", type=int, default=1, help="confirmations a claim needs")
     parser.add_argument("--classes", type=int, default=7, help="hardware classes the workers are spread over")
+    parser.add_argument("--separate-report", action="store_true",
+                        help="workers report and lease in two calls, as before ReportRequest.next "
+                             "(an older coordinator is answered that way anyway)")
     parser.add_argument("--coordinator-tree", type=Path,
                         help="run the coordinator from this checkout instead (an A/B against other code)")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
@@ -357,9 +442,12 @@ def main() -> None:
                 address = f"127.0.0.1:{free_port()}"
                 ready = tmp / f"ready-{step}.json"
                 tree = [] if args.coordinator_tree is None else [str(args.coordinator_tree.resolve())]
-                script = COORDINATOR if args.coordinator_tree is None else USE_TREE + COORDINATOR
+                script = STALL_WATCH + COORDINATOR
+                script = script if args.coordinator_tree is None else USE_TREE + script
+                stalls_file = tmp / f"stalls-{step}.json"
                 coordinator = start_process(["-c", script, *tree, str(tmp / f"swarm-{step}.db"), address, str(ready),
-                                             str(c), str(LEASE_GRACE)], ready=ready, log=tmp / "coordinator.log")
+                                             str(c), str(LEASE_GRACE), str(stalls_file)],
+                                            ready=ready, log=tmp / "coordinator.log")
                 with grpc.insecure_channel(address) as channel:
                     control_pb2_grpc.ControlServiceStub(channel).AddStudy(control_pb2.AddStudyRequest(
                         bundle=study_bundle(TASK_TIMEOUT / c, args.compare, args.quorum)), timeout=60)
@@ -371,7 +459,7 @@ def main() -> None:
                 count = new // len(pipes) + (1 if k < new % len(pipes) else 0)
                 here = connected // len(pipes) + (1 if k < connected % len(pipes) else 0)
                 pipe.send(Share(address, first, here, count, args.idle_share, args.workers_per_channel, c, ramp,
-                                1000 * step + k, args.classes))
+                                1000 * step + k, args.classes, not args.separate_report))
                 first += count
             t_register = time.monotonic()
             for pipe in pipes:
@@ -380,10 +468,13 @@ def main() -> None:
                   f"ramping for {ramp:.0f} s", flush=True)
             time.sleep(ramp)
             cpu0, t0 = cpu_seconds(coordinator.pid), time.monotonic()
+            stalls0 = read_stalls(stalls_file)
             for pipe in pipes:
                 pipe.send((t0, t0 + args.seconds))
             tallies = [pipe.recv() for pipe in pipes]
             seconds, cpu = time.monotonic() - t0, cpu_seconds(coordinator.pid) - cpu0
+            stalls1 = read_stalls(stalls_file)
+            stalls = {k: (v if k.endswith("max_ms") else v - stalls0.get(k, 0)) for k, v in stalls1.items()}
             calls: collections.Counter[str] = collections.Counter()
             errors: collections.Counter[str] = collections.Counter()
             for t in tallies:
@@ -394,7 +485,7 @@ def main() -> None:
             result = StepResult(target, c, seconds, cpu, {m: n / seconds for m, n in calls.items()}, dict(errors),
                                 percentile(lease_ms, 0.5), percentile(lease_ms, 0.99),
                                 percentile(report_ms, 0.5), percentile(report_ms, 0.99),
-                                rss_mib(coordinator.pid), os.getloadavg()[0])
+                                rss_mib(coordinator.pid), os.getloadavg()[0], stalls)
             results.append(result)
             connected = target
             print(result.describe(), flush=True)
@@ -415,6 +506,7 @@ def main() -> None:
           f"{args.workers_per_channel} workers per connection; "
           f"idle share {args.idle_share:.0%}; tasks of {TASK_MEAN / 60:g} min on average (real time); "
           f"study {args.compare}, quorum {args.quorum}, {args.classes} classes; "
+          f"{'Report then Lease' if args.separate_report else 'reports lease the next task'}; "
           f"coordinator from {args.coordinator_tree or ROOT}")
     if args.json:
         args.json.write_text(json.dumps([{**r.__dict__, "cpu_ms_per_worker_hour": r.cpu_ms_per_worker_hour}

@@ -7,10 +7,17 @@ long-polls keep moving objects into the oldest generation. Long-lived state need
 visits: `gc.freeze()` moves everything alive to a permanent generation that collections skip.
 
 So the coordinator freezes after it has loaded its state, and again whenever the objects
-that collections still visit pass `max_unfrozen` (after one collection of just those, so no
-garbage is frozen). Objects frozen while alive that later die inside a reference cycle are
-not reclaimed until the next thaw: every `thaw_every` seconds everything is unfrozen and
-collected once, one stall of a full collection per thaw instead of one a minute.
+that collections still visit pass `max_unfrozen`. The bound is kept small (50,000 objects, a
+few tens of ms for a full collection on a busy 2-core machine) because every collection of the
+oldest generation is a stall of the loop: at 100,000 workers about 200,000 new long-lived
+objects a minute (the calls of idle long-polls, leases, presences) reach it, and a bound of
+200,000 meant 4 full collections a minute of 150-800 ms each, which alone made the p99 lease
+latency 0.7 s (benchmarks/README.md, "Swarm size"). A freeze collects only the young
+generations first (cheap); the oldest one is collected by the collector's own full
+collections, which run often while it holds few objects, so little garbage is frozen. Objects
+frozen while alive that later die inside a reference cycle are not reclaimed until the next
+thaw: every `thaw_every` seconds everything is unfrozen and collected once, one stall of a
+full collection per thaw instead of several a minute.
 """
 
 from __future__ import annotations
@@ -25,8 +32,8 @@ from dataclasses import dataclass, field
 class HeapPolicy:
     """When to freeze and thaw, from how many objects collections visit; pure."""
 
-    max_unfrozen: int = 200_000      # visited objects (oldest generation) that trigger a freeze
-    check_every: float = 10.0        # seconds between counts (a count costs ~1 ms per 20,000 objects)
+    max_unfrozen: int = 50_000       # visited objects (oldest generation) that trigger a freeze
+    check_every: float = 2.0         # seconds between counts (a count costs ~1 ms per 20,000 objects)
     thaw_every: float = 3600.0       # seconds between thaws
 
     def action(self, now: float, unfrozen: int, last_thaw: float) -> str:
@@ -65,8 +72,9 @@ class HeapKeeper:
             gc.unfreeze()
             self._last_thaw = now
             self.thaws += 1
+            gc.collect()          # the one full collection of everything, per thaw
         if action:
-            gc.collect()
+            gc.collect(1)         # the young generations only: a full one is the stall this avoids
             gc.freeze()
             self.freezes += 1
         return action

@@ -31,9 +31,10 @@ class LivenessPolicy:
     tries: int = 3                     # heartbeats that fit in a lease's time left: tries - 1 may be lost
     min_tries: int = 2                 # under load, at least this many still fit
     # A long-poll is woken as soon as work appears, so its length costs no latency; it only
-    # bounds how late an idle worker that vanished is noticed, and NAT boxes drop quieter links.
+    # bounds how late an idle worker that vanished is noticed, and NAT boxes drop links quiet
+    # for more than about 5 minutes: no longer than a working worker's longest silence.
     min_poll: float = 30.0             # an idle worker's long-poll lasts at least this long
-    max_poll: float = 120.0            # and at most this long
+    max_poll: float = 300.0            # and at most this long (30,000 idle workers and more: 200 polls/s)
     poll_budget: float = 200.0         # idle long-polls per second the whole swarm may start, at most
     missed: int = 3                    # silent for this many intervals (plus slack): offline
     offline_slack: float = 5.0

@@ -50,6 +50,24 @@ class ReportOutcome:
     new_champion: bool
 
 
+def may_create_work(kind: str, status: str, judgement: Judgement) -> bool:
+    """Whether a report may have made work for other workers, so waiting long-polls should hear.
+
+    A plain explore result does not: explore work is there for whoever can do it before and
+    after, the study's budget counts it as it counted the lease, and the reporting worker
+    takes its own next task (in the same call, with `ReportRequest.next`). Everything else
+    may: a baseline or verification closed (its place can be taken), a result that does not
+    count against the budget, a claim opened or settled, a champion or its metric changed, a
+    result waiting for its class's baseline, trust or classes moved.
+    """
+    if kind != scheduler.EXPLORE or status in words.FREE_STATUSES or status == "setup-failed":
+        return True
+    return bool(judgement.opened or judgement.resolved or judgement.decisions or judgement.audits
+                or judgement.new_champion is not None or judgement.champion_metric is not None
+                or judgement.sample is not None or judgement.noise_run is not None or judgement.waits
+                or judgement.strikes or judgement.credits or judgement.outliers or judgement.accepted is not None)
+
+
 class Reporting:
     """Records reports and applies their judgements (see the module's docstring)."""
 
@@ -159,7 +177,8 @@ class Reporting:
             cls = judgement.sample[1]
             for waiting in sorted(state.waiting.classes()) if state.tiers.reference() == cls else [cls]:
                 self._judge_waiting(state, waiting, record.created)
-        self.ctx.on_change()
+        if may_create_work(lease.kind, record.status, judgement):
+            self.ctx.on_change()
 
     def _announce(self, state: StudyState, judgement: Judgement) -> None:
         for outcome in judgement.funnel:

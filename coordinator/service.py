@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import math
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Hashable
 from typing import TypeVar
 
 import grpc
@@ -34,32 +34,49 @@ class ChangeSignal:
     """Wakes long-polling Lease calls when something that may create work has happened.
 
     Not all of them at once: with thousands of idle volunteers waiting, waking every one on
-    every report would cost thousands of fruitless scheduling passes. While few wait, a
-    change wakes them all; beyond `wake_all_below` it wakes the `fanout` longest waiters, a
-    woken call that finds work passes the wake-up on (there may be more), and one that finds
-    none waits again at the back of the line.
+    every change would cost thousands of fruitless scheduling passes. Waiters come in groups
+    of workers the scheduler sees alike (`Engine`'s hardware class and mutator kinds: what
+    decides which tasks a worker can take). While few wait, a change wakes them all; beyond
+    `wake_all_below` it wakes the `fanout` longest waiters *of every group*, so work that only
+    one kind of worker can do reaches one of them however many others wait. A woken call
+    that finds work passes the wake-up on within its group (there may be more); one that
+    finds none waits again at the back of its group's line.
     """
 
     def __init__(self, fanout: int = 2, wake_all_below: int = 32) -> None:
         self.fanout = fanout
         self.wake_all_below = wake_all_below
-        self._waiters: dict[asyncio.Future[bool], None] = {}   # insertion order: longest waiting first
+        # Per group, insertion order: longest waiting first.
+        self._groups: dict[Hashable, dict[asyncio.Future[bool], None]] = {}
+        self._count = 0
 
     def __len__(self) -> int:
-        return len(self._waiters)
+        return self._count
 
-    def notify(self, count: int | None = None) -> None:
-        """Wakes `count` waiters (default: all while few wait, else `fanout`), longest waiting first."""
+    def notify(self, count: int | None = None, group: Hashable | None = None) -> None:
+        """Wakes `count` waiters of `group` (default: of every group), longest waiting first;
+        `count` defaults to all while few wait in all, else `fanout`."""
         if count is None:
-            count = len(self._waiters) if len(self._waiters) < self.wake_all_below else self.fanout
-        while count > 0 and self._waiters:
-            waiter = next(iter(self._waiters))
-            del self._waiters[waiter]
-            if not waiter.done():
-                waiter.set_result(True)
-                count -= 1
+            count = self._count if self._count < self.wake_all_below else self.fanout
+        groups = list(self._groups) if group is None else [group]
+        for key in groups:
+            waiters = self._groups.get(key)
+            woken = 0
+            while waiters and woken < count:
+                waiter = next(iter(waiters))
+                self._drop(key, waiter)
+                if not waiter.done():
+                    waiter.set_result(True)
+                    woken += 1
 
-    async def wait(self, timeout: float) -> bool:
+    def _drop(self, group: Hashable, waiter: asyncio.Future[bool]) -> None:
+        waiters = self._groups.get(group)
+        if waiters is not None and waiters.pop(waiter, True) is None:
+            self._count -= 1
+            if not waiters:
+                del self._groups[group]
+
+    async def wait(self, timeout: float, group: Hashable = "") -> bool:
         """Waits for a wake-up; False when `timeout` passed first.
 
         Callers look for work before waiting, with no await in between, so no change that
@@ -67,13 +84,25 @@ class ChangeSignal:
         """
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[bool] = loop.create_future()
-        self._waiters[waiter] = None
+        self._groups.setdefault(group, {})[waiter] = None
+        self._count += 1
         timer = loop.call_later(timeout, lambda: waiter.done() or waiter.set_result(False))
         try:
             return await waiter
         finally:
             timer.cancel()
-            self._waiters.pop(waiter, None)
+            self._drop(group, waiter)
+
+
+def hold_seconds(asked: float, deadline_left: float | None) -> float:
+    """How long a long-poll may be held: what the worker asked (at most
+    `MAX_LEASE_WAIT_SECONDS`), and always ending before the call's own deadline, with a
+    margin, so that an empty answer reaches the worker instead of its deadline passing
+    (a CANCELLED call, retried, is two calls where one would do)."""
+    wait = min(max(asked, 0.0), MAX_LEASE_WAIT_SECONDS)
+    if deadline_left is not None:
+        wait = min(wait, max(0.0, deadline_left - min(5.0, deadline_left / 5)))
+    return wait
 
 
 async def _guard(context: grpc.aio.ServicerContext, call: Callable[[], T]) -> T:
@@ -260,29 +289,22 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
     async def Lease(self, request, context):
         await _as_worker(context, self.auth, request.worker_id)
         await self._limit(context, request.worker_id, "Lease")
-        wait = min(max(request.wait_seconds, 0.0), MAX_LEASE_WAIT_SECONDS)
+        wait = hold_seconds(request.wait_seconds, context.time_remaining())
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         woken = False
+        group = self._group(request.worker_id)
         while True:
             task = await _guard(context, lambda: self.engine.lease(request.worker_id, request.pipelined))
             if task is not None:
                 if woken:
-                    self.changes.notify(1)  # there may be more work than this: wake the next in line
+                    self.changes.notify(1, group)  # there may be more work than this: wake the next in line
                 await self.durable()
-                if context.cancelled():
-                    # The worker gave up on this call (stopping, machine busy): nobody will run it.
-                    self.engine.release(request.worker_id, [task.lease_id])
-                    await self.durable()
-                    return worker_pb2.LeaseResponse(has_task=False)
-                response = worker_pb2.LeaseResponse(has_task=True, lease_wait_seconds=self.engine.poll_seconds())
-                task_message(task, into=response.task)
-                response.heartbeat_interval_seconds = self.engine.next_contact(request.worker_id)
-                return response
+                return await self._leased(context, request.worker_id, task)
             remaining = deadline - loop.time()
             # While it waits here, this call is the worker's presence: no heartbeat needed.
             interval = self.engine.next_contact(request.worker_id, polling=max(remaining, 0.0), state=request.state)
-            if remaining <= 0 or context.done() or not await self.changes.wait(remaining):
+            if remaining <= 0 or context.done() or not await self.changes.wait(remaining, group):
                 return worker_pb2.LeaseResponse(has_task=False, heartbeat_interval_seconds=interval,
                                                 lease_wait_seconds=self.engine.poll_seconds())
             woken = True
@@ -303,11 +325,52 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         await self._limit(context, request.worker_id, "Report")
         outcome = await _guard(context, lambda: self.engine.report(
             request.worker_id, request.lease_id, result_in(request.result)))
-        await self.durable()  # the result is on disk before the worker hears "recorded"
-        return worker_pb2.ReportResponse(
+        task = self._next_task(request) if request.HasField("next") else None
+        await self.durable()  # the result (and the next lease) are on disk before the worker hears of them
+        response = worker_pb2.ReportResponse(
             result_id=outcome.result_id, duplicate=outcome.duplicate, decision=outcome.decision,
             new_champion=outcome.new_champion,
         )
+        if request.HasField("next"):
+            if task is not None:
+                response.next.CopyFrom(await self._leased(context, request.worker_id, task))
+            else:
+                # Nothing right now: the worker long-polls Lease next (a report is never held).
+                response.next.has_task = False
+                response.next.heartbeat_interval_seconds = self.engine.next_contact(request.worker_id)
+                response.next.lease_wait_seconds = self.engine.poll_seconds()
+        return response
+
+    def _group(self, worker_id: str) -> Hashable:
+        """Which waiters this worker's long-poll waits with: workers the scheduler sees alike."""
+        worker = self.engine.roster.workers.get(worker_id)
+        return "" if worker is None else (worker.hardware_class, tuple(sorted(worker.mutators)))
+
+    def _next_task(self, request: worker_pb2.ReportRequest) -> TaskSpec | None:
+        """The task a report's `next` asks for, leased for the reporting worker, or None.
+
+        The result is recorded already, so a refusal here (rate limit, no slot, a study gone)
+        must not fail the call: the worker hears "no task" and long-polls Lease as usual.
+        """
+        if self.limiter is not None and not self.limiter.allow(f"{request.worker_id}/Lease"):
+            return None
+        try:
+            return self.engine.lease(request.worker_id, request.next.pipelined)
+        except CoordinatorError:
+            return None
+
+    async def _leased(self, context: grpc.aio.ServicerContext, worker_id: str,
+                      task: TaskSpec) -> worker_pb2.LeaseResponse:
+        """The answer for a task leased (and committed) for this worker, from Lease or Report."""
+        if context.cancelled():
+            # The worker gave up on this call (stopping, machine busy): nobody will run it.
+            self.engine.release(worker_id, [task.lease_id])
+            await self.durable()
+            return worker_pb2.LeaseResponse(has_task=False)
+        response = worker_pb2.LeaseResponse(has_task=True, lease_wait_seconds=self.engine.poll_seconds())
+        task_message(task, into=response.task)
+        response.heartbeat_interval_seconds = self.engine.next_contact(worker_id)
+        return response
 
     async def Release(self, request, context):
         await _as_worker(context, self.auth, request.worker_id)

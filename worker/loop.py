@@ -23,6 +23,7 @@ from autoswarm.v1 import common_pb2, worker_pb2
 from autoswarm.worker.agent_box import AgentSettings
 from autoswarm.worker.agent_spend import AgentSpend
 from autoswarm.worker.bundles import BundleCache, BundleDownload
+from autoswarm.worker.carry import CarriedReports
 from autoswarm.worker.connection import TRANSIENT, Connection, HeartbeatSchedule, Stopped
 from autoswarm.worker.execute import ExecutionContext
 from autoswarm.worker.donation import (
@@ -118,7 +119,9 @@ class Worker:
                                          refused=self.request_stop)
         self.reporter = Reporter(Outbox(state / "outbox"), state / "rejected", self.connection,
                                  lambda: self.worker_id)
+        self.carried = CarriedReports(self.connection, self.reporter, lambda: self.worker_id)
         self._running: dict[str, threading.Event] = {}
+        self._slot_of: dict[str, int] = {}    # lease id -> the slot that holds it
         self._lock = threading.Lock()
         self._state = "starting"
         self._connected = True
@@ -345,12 +348,14 @@ class Worker:
     def track(self, slot: int, lease_id: str, cancel: threading.Event) -> None:
         with self._lock:
             self._running[lease_id] = cancel
+            self._slot_of[lease_id] = slot
             self._slot_held[slot] += 1
         self._update_state()
 
     def untrack(self, slot: int, lease_id: str) -> None:
         with self._lock:
             self._running.pop(lease_id, None)
+            self._slot_of.pop(lease_id, None)
             self._slot_held[slot] -= 1
         self._update_state()
 
@@ -378,7 +383,16 @@ class Worker:
         self.completed += 1
         if result.llm_tokens or result.cost_usd:
             self._count_cost(result)
-        self.reporter.put(lease_id, result)
+        self.carried.keep(lease_id, result, lease_follows=self._lease_follows(lease_id))
+
+    def _lease_follows(self, lease_id: str) -> bool:
+        """Whether this lease's slot leases again as soon as it lets go of it: it holds as many
+        tasks as it may (its preparer waits for this one's place), and new work is allowed."""
+        with self._lock:
+            slot = self._slot_of.get(lease_id)
+            held = self._slot_held[slot] if slot is not None else 0
+            depth = self._slots[slot].depth if slot in self._slots else 0
+        return held >= depth > 0 and not self._finish.is_set() and self._gate.open
 
     def _fetch_bundle(self, bundle_hash: str, download: BundleDownload) -> None:
         """Streams a bundle into `download` (on disk, capped). A coordinator outage mid-stream is
@@ -396,6 +410,18 @@ class Worker:
                               f"{exc.code().name} {exc.details()}") from exc
 
     def _lease(self) -> worker_pb2.Task | None:
+        if self._finish.is_set() or not self._gate.open:
+            self.carried.flush()
+        else:
+            # A result just finished goes with this call: one Report that also leases the next task.
+            answer = self.carried.report_and_lease(worker_pb2.LeaseRequest(
+                worker_id=self.worker_id, pipelined=self.options.pipeline, state=self._state))
+            if answer is not None:
+                self.heartbeats.told(answer.heartbeat_interval_seconds, answer.lease_wait_seconds)
+                if answer.has_task:
+                    if not self._running:
+                        self.heartbeats.sent()
+                    return answer.task
         wait = self.heartbeats.lease_wait  # as long as the coordinator suggests: one call per idle spell
 
         def long_poll() -> worker_pb2.LeaseResponse | None:

@@ -165,26 +165,30 @@ class Result(_message.Message):
     def __init__(self, status: _Optional[_Union[_common_pb2.ResultStatus, str]] = ..., has_metric: _Optional[bool] = ..., metric: _Optional[float] = ..., extra_metrics: _Optional[_Mapping[str, float]] = ..., candidate: _Optional[bytes] = ..., description: _Optional[str] = ..., log_tail: _Optional[str] = ..., mutate_seconds: _Optional[float] = ..., evaluate_seconds: _Optional[float] = ..., setup_seconds: _Optional[float] = ..., bundle_cache_hit: _Optional[bool] = ..., llm_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ...) -> None: ...
 
 class ReportRequest(_message.Message):
-    __slots__ = ("worker_id", "lease_id", "result")
+    __slots__ = ("worker_id", "lease_id", "result", "next")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     lease_id: str
     result: Result
-    def __init__(self, worker_id: _Optional[str] = ..., lease_id: _Optional[str] = ..., result: _Optional[_Union[Result, _Mapping]] = ...) -> None: ...
+    next: LeaseRequest
+    def __init__(self, worker_id: _Optional[str] = ..., lease_id: _Optional[str] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., next: _Optional[_Union[LeaseRequest, _Mapping]] = ...) -> None: ...
 
 class ReportResponse(_message.Message):
-    __slots__ = ("result_id", "duplicate", "decision", "new_champion")
+    __slots__ = ("result_id", "duplicate", "decision", "new_champion", "next")
     RESULT_ID_FIELD_NUMBER: _ClassVar[int]
     DUPLICATE_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
     NEW_CHAMPION_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FIELD_NUMBER: _ClassVar[int]
     result_id: str
     duplicate: bool
     decision: str
     new_champion: bool
-    def __init__(self, result_id: _Optional[str] = ..., duplicate: _Optional[bool] = ..., decision: _Optional[str] = ..., new_champion: _Optional[bool] = ...) -> None: ...
+    next: LeaseResponse
+    def __init__(self, result_id: _Optional[str] = ..., duplicate: _Optional[bool] = ..., decision: _Optional[str] = ..., new_champion: _Optional[bool] = ..., next: _Optional[_Union[LeaseResponse, _Mapping]] = ...) -> None: ...
 
 class ReleaseRequest(_message.Message):
     __slots__ = ("worker_id", "lease_ids")

@@ -92,6 +92,8 @@ class WorkerServiceServicer:
 
     def Report(self, request, context):
         """Reports the result of a lease. Idempotent per lease: a repeat gets the first answer.
+        With `next` set it also leases the worker's next task in the same answer (one call per
+        task instead of Report + Lease); it never holds the call waiting for work.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
