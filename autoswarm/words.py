@@ -54,8 +54,11 @@ WAITING = "waiting"                # stored unjudged until its class has a basel
 # evaluations, toward a study's budget, in progress lines or in plots.
 FREE_STATUSES = frozenset({"duplicate"})
 
-# The swarm memory's heading over ideas in flight; the params mutator reads the lines below it.
+# The swarm memory's headings (coordinator/memory.py writes them, the params mutator reads the
+# lines below them): ideas in flight, then outcomes on the current champion and on earlier ones.
 MEMORY_IN_FLIGHT = "Being evaluated right now on other workers (do not repeat these):"
+MEMORY_ON_CHAMPION = "Tried on the current best version (newest first):"
+MEMORY_EARLIER = "Tried on earlier best versions:"
 
 
 def count(n: int, word: str, plural: str | None = None) -> str:

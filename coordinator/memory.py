@@ -63,8 +63,7 @@ def tried_sections(tried: Sequence[Tried]) -> list[tuple[str, list[str]]]:
     current = [t for t in tried if t.on_champion]
     earlier = [t for t in tried if not t.on_champion]
     sections = []
-    for title, items in (("Tried on the current best version (newest first):", current),
-                         ("Tried on earlier best versions:", earlier)):
+    for title, items in ((words.MEMORY_ON_CHAMPION, current), (words.MEMORY_EARLIER, earlier)):
         ranked = sorted(enumerate(items), key=lambda p: (informativeness(p[1].decision), p[0]))
         sections.append((title, [_line(t) for _, t in ranked]))
     return sections

@@ -112,20 +112,31 @@ def test_study_file_has_the_contract_keys() -> None:
 
 
 def test_the_params_mutator_nudges_only_the_chosen_hyperparameters_one_at_a_time() -> None:
-    from autoswarm.worker.mutators.params import constant_values, perturb_constants
+    from autoswarm.worker.mutators import create_mutator
+    from autoswarm.worker.mutators.params import compass_edits, constant_values
 
     options = tomllib.loads((STUDY_DIR / "study.toml").read_text(encoding="utf-8"))["mutator"]
+    mutator = create_mutator("params", options)  # the study's options are valid
     source = (STUDY_DIR / "train.py").read_text(encoding="utf-8")
+    values = dict(constant_values(source))
     chosen = set(options["include"])
-    assert chosen <= {name for name, _ in constant_values(source)}, "every chosen name is a constant of train.py"
-    assert options["max_changes"] == 1
-    changed = set()
-    for seed in range(60):
-        _, description = perturb_constants(source, seed, max_changes=1, scale=options["scale"], include=options["include"])
-        names = {part.split()[0] for part in description.split(", ")}
-        assert len(names) == 1 and names <= chosen, description
-        changed |= names
-    assert changed == chosen, "each of them is tried"
+    assert chosen <= set(values), "every chosen name is a constant of train.py"
+    assert mutator.search == "compass" and set(options["prefer"]) <= chosen
+    for seed in range(20):
+        edits = compass_edits(source, "", seed, scale=options["scale"], include=options["include"],
+                              prefer={k: 1 if v == "up" else -1 for k, v in options["prefer"].items()})
+        firsts = []
+        for _, description in edits[:len(chosen)]:
+            name, old, _, new = description.split(" ")
+            assert name in chosen and old == values[name], description
+            # First moves, without evidence: the preferred way (if any), about x2 or /2.
+            ratio = float(new) / float(old)
+            if name in options["prefer"]:
+                assert (ratio > 1) == (options["prefer"][name] == "up"), description
+                assert len(firsts) < len(options["prefer"]), "preferred ways come first"
+            assert 1.6 < max(ratio, 1 / ratio) < 2.5, description
+            firsts.append(name)
+        assert set(firsts) == chosen, "each of them is tried first once"
 
 
 def test_study_files_are_accepted_by_the_study_parser(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from autoswarm import words
+from autoswarm.worker.mutators import compass
 from autoswarm.worker.mutators.base import (
     MutationOutcome,
     MutationRequest,
@@ -101,13 +102,80 @@ def perturb_constants(
         else:
             new_text = _perturb_float(constant.magnitude, rng, scale, scientific="e" in old_text.lower())
         edits.append((constant, new_text))
+    return _apply(bom, tree, data, edits)
 
+
+def compass_edits(
+    source: str,
+    memory: str,
+    seed: int,
+    scale: float = 0.7,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    prefer: Mapping[str, int] | None = None,
+    avoid: Sequence[str] = (),
+) -> list[tuple[str, str]]:
+    """One-constant edits of `source` by compass search (`compass.plan`), best first.
+
+    Each is (new_source, description) as `perturb_constants` returns it: one constant's
+    magnitude times about exp(±`scale`) (further, half or the same again as the `memory`'s
+    evidence says). `prefer` maps names to the way (+1 up, -1 down) to try first without
+    evidence; constants in `avoid` (being evaluated elsewhere) come last. Deterministic in
+    (`source`, `memory`, `seed`).
+
+    Raises MutatorError when `source` is not valid Python or has no candidate.
+    """
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be a positive number, got {scale}")
+    bom = _BOM if source.startswith(_BOM) else ""
+    body = source[len(bom):]
+    tree, data = _parse(body)
+    found = _find_constants(tree, data)
+    wanted, unwanted = set(include), set(exclude)
+    constants = {c.name: c for c in found if (not wanted or c.name in wanted) and c.name not in unwanted}
+    if not constants:
+        raise MutatorError(_nothing_to_perturb([c.name for c in found], include, exclude))
+    rng = random.Random(seed)
+    moves = compass.plan({name: float(c.magnitude) for name, c in constants.items()}, compass.outcomes(memory),
+                         scale, prefer or {}, avoid, rng)
+    edits: list[tuple[str, str]] = []
+    for move in moves:
+        constant = constants[move.name]
+        new_text = _stepped(constant, data, move.factor(rng.uniform(-1.0, 1.0)))
+        if new_text is not None:
+            edits.append(_apply(bom, tree, data, [(constant, new_text)]))
+    return edits
+
+
+def _stepped(constant: _Constant, data: bytes, factor: float) -> str | None:
+    """The literal of `constant` with its magnitude times `factor`, moved at least one unit (or
+    digit) that way; None when it cannot move that way (an int at 1, the end of the range)."""
+    old = constant.magnitude
+    old_text = data[constant.literal_start:constant.literal_end].decode("utf-8")
+    up = factor > 1
+    if isinstance(old, int):
+        new = round(old * factor)
+        if new == old:
+            new = old + (1 if up else -1)
+        new = _round_int(new, old)
+        return _format_int(new, old_text) if 1 <= new <= _MAX_INT and (new > old) == up else None
+    target = old * factor
+    if not _FLOAT_RANGE[0] <= target <= _FLOAT_RANGE[1]:
+        return None
+    for digits in (3, 4, 6):
+        text = _format_float(target, digits, scientific="e" in old_text.lower())
+        if float(text) != old and (float(text) > old) == up:
+            return text
+    return None
+
+
+def _apply(bom: str, tree: ast.Module, data: bytes, edits: Sequence[tuple[_Constant, str]]) -> tuple[str, str]:
+    """The source with each constant's literal replaced by its new text, and the description."""
     new_data = data
     for constant, new_text in sorted(edits, key=lambda e: -e[0].literal_start):
         new_data = new_data[:constant.literal_start] + new_text.encode() + new_data[constant.literal_end:]
     new_body = new_data.decode("utf-8")
     _check_only_literals_changed(tree, new_body, edits)
-
     description = ", ".join(_describe(constant, new_text, data) for constant, new_text in edits)
     return bom + new_body, description
 
@@ -159,12 +227,7 @@ def set_constants(source: str, values: Mapping[str, object]) -> tuple[str, str]:
     if not edits:
         raise MutatorError("the new values leave every constant as it was; change at least one")
     edits.sort(key=lambda e: e[0].literal_start)
-    new_data = data
-    for constant, new_text in sorted(edits, key=lambda e: -e[0].literal_start):
-        new_data = new_data[:constant.literal_start] + new_text.encode() + new_data[constant.literal_end:]
-    new_body = new_data.decode("utf-8")
-    _check_only_literals_changed(tree, new_body, edits)
-    return bom + new_body, ", ".join(_describe(constant, new_text, data) for constant, new_text in edits)
+    return _apply(bom, tree, data, edits)
 
 
 def _parse(body: str) -> tuple[ast.Module, bytes]:
@@ -184,16 +247,22 @@ class ParamsMutator:
     """The `params` mutator, configured from a study's `[mutator]` table.
 
     Options: `max_changes` (int >= 1, default 2), `scale` (log-normal sigma > 0, default 0.3),
-    `include` / `exclude` (lists of constant names).
+    `include` / `exclude` (lists of constant names), `search` ("random", the default: random
+    constants, random steps; or "compass": one constant at a time, steps of about exp(±scale)
+    the way the swarm memory's evidence points, see `compass`), and `prefer` (compass only: a
+    table of names to "up" or "down", the way to try a constant first while nothing is known).
     """
 
     kind: ClassVar[str] = "params"
-    OPTIONS: ClassVar[tuple[str, ...]] = ("max_changes", "scale", "include", "exclude")
+    OPTIONS: ClassVar[tuple[str, ...]] = ("max_changes", "scale", "include", "exclude", "search", "prefer")
+    SEARCHES: ClassVar[tuple[str, ...]] = ("random", "compass")
 
     max_changes: int = 2
     scale: float = 0.3
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+    search: str = "random"
+    prefer: tuple[tuple[str, int], ...] = ()   # (name, +1 up / -1 down)
 
     def __post_init__(self) -> None:
         if isinstance(self.max_changes, bool) or not isinstance(self.max_changes, int) or self.max_changes < 1:
@@ -209,16 +278,30 @@ class ParamsMutator:
             raise MutatorConfigError(
                 f"mutator.scale: expected a positive number such as 0.3, got {self.scale!r}"
             )
+        if self.search not in self.SEARCHES:
+            raise MutatorConfigError(
+                f'mutator.search: expected "random" or "compass", got {self.search!r}'
+            )
+        if self.search == "compass" and self.max_changes != 1:
+            raise MutatorConfigError(
+                "mutator.max_changes: compass search moves one constant at a time; "
+                'leave max_changes out (or 1), or use search = "random"'
+            )
+        if self.prefer and self.search != "compass":
+            raise MutatorConfigError('mutator.prefer: only compass search uses it; add search = "compass"')
 
     @classmethod
     def from_options(cls, options: Mapping[str, object]) -> ParamsMutator:
         """Build from a `[mutator]` table (a `kind` key, if passed along, is ignored)."""
         reject_unknown_options(cls.kind, options, cls.OPTIONS)
+        search = options.get("search", "random")
         return cls(
-            max_changes=options.get("max_changes", 2),  # type: ignore[arg-type]
+            max_changes=options.get("max_changes", 1 if search == "compass" else 2),  # type: ignore[arg-type]
             scale=options.get("scale", 0.3),  # type: ignore[arg-type]
             include=_names_option(options, "include"),
             exclude=_names_option(options, "exclude"),
+            search=search,  # type: ignore[arg-type]
+            prefer=_prefer_option(options),
         )
 
     def mutate(self, request: MutationRequest) -> MutationOutcome:
@@ -239,17 +322,32 @@ class ParamsMutator:
         # Constants that other workers are perturbing right now are left to them while others
         # remain: parallel edits then touch different lines and merge instead of conflicting.
         busy = tuple(sorted(in_flight_constants(request.memory)))
-        try:
-            new_source, description = self._draw(source, request, self.exclude + busy)
-        except MutatorError:
-            if not busy:
-                raise
-            new_source, description = self._draw(source, request, self.exclude)
+        found = self._compass(source, request, busy) if self.search == "compass" else None
+        if found is not None:
+            new_source, description = found
+        else:
+            try:
+                new_source, description = self._draw(source, request, self.exclude + busy)
+            except MutatorError:
+                if not busy:
+                    raise
+                new_source, description = self._draw(source, request, self.exclude)
         try:
             path.write_bytes(new_source.encode("utf-8"))
         except OSError as exc:
             raise MutatorError(f"cannot write target {request.target}: {exc}") from exc
         return MutationOutcome(description=description)
+
+    def _compass(self, source: str, request: MutationRequest, busy: Sequence[str]) -> tuple[str, str] | None:
+        """The best compass move the swarm memory does not list as tried; None when every move
+        is (then random draws, widening, take over)."""
+        for new_source, description in compass_edits(
+            source, request.memory, request.seed, scale=self.scale, include=self.include,
+            exclude=self.exclude, prefer=dict(self.prefer), avoid=busy,
+        ):
+            if not known(description, request.memory):
+                return new_source, description
+        return None
 
     def _draw(self, source: str, request: MutationRequest, exclude: Sequence[str]) -> tuple[str, str]:
         """An edit of `source` that the swarm memory does not list as tried.
@@ -271,12 +369,31 @@ class ParamsMutator:
                     exclude=exclude,
                 )
                 attempt += 1
-                if description not in request.memory:
+                if not known(description, request.memory):
                     return new_source, description
         raise MutatorError(
             f"every one of {attempt} edits drawn (steps up to {_WIDER_STEPS[-1]:g}x mutator.scale) is already in "
             "the swarm memory; the nearby space looks explored — raise mutator.scale or let it edit more constants"
         )
+
+
+def known(description: str, memory: str) -> bool:
+    """Whether the swarm memory lists the edit `description` (as a whole: `X 4 -> 2` is not
+    `X 4 -> 20`, nor `X 4 -> 2.5`)."""
+    return re.search(rf"(?<![\w.]){re.escape(description)}(?![\w.])", memory) is not None
+
+
+_DIRECTIONS = {"up": 1, "down": -1}
+
+
+def _prefer_option(options: Mapping[str, object]) -> tuple[tuple[str, int], ...]:
+    value = options.get("prefer", {})
+    if isinstance(value, Mapping) and all(isinstance(k, str) and v in _DIRECTIONS for k, v in value.items()):
+        return tuple((name, _DIRECTIONS[way]) for name, way in value.items())  # type: ignore[index]
+    raise MutatorConfigError(
+        f'mutator.prefer: expected a table of constant names to "up" or "down", such as '
+        f'{{ LEARNING_RATE = "up", BATCH_SIZE = "down" }}, got {value!r}'
+    )
 
 
 _EDITED_NAME = re.compile(r"(?:^|, )(_*[A-Z][A-Z0-9_]*) \S.*? -> ")
@@ -378,12 +495,17 @@ def _perturb_int(old: int, rng: random.Random, scale: float) -> int:
         new = old + (1 if factor >= 1 else -1)
     if new < 1:
         new = old + 1
+    return _round_int(new, old)
+
+
+def _round_int(new: int, old: int) -> int:
+    """`new` to three significant digits from 1000 on, as for floats (1342 -> 1340, like a
+    person would write it), unless that lands back on `old`."""
     if new >= 1000:
-        # Three significant digits, as for floats: 1342 -> 1340, like a person would write it.
         unit = 10 ** (len(str(new)) - 3)
         rounded = (new + unit // 2) // unit * unit
         if rounded != old:
-            new = rounded
+            return rounded
     return new
 
 
