@@ -126,6 +126,16 @@ def test_constants_in_flight_or_waiting_for_their_judgement_come_last() -> None:
     assert {m.name for m in moves[2:]} == {"LR", "BATCH"}
 
 
+def test_a_step_being_replayed_onto_the_champion_is_not_tried_again_meanwhile() -> None:
+    # LR 3e-4 -> 6e-4 beat the champion before this one; the coordinator replays it here.
+    tried = outcomes(_memory([], ["- [stale-merged] (+0.76) LR 3e-4 -> 6e-4", "- [keep] (+0.6) DEPTH 8 -> 4"]))
+    moves = plan(VALUES, tried, 0.7, {"LR": 1}, (), random.Random(2))
+    assert moves[0].name == "DEPTH" and {m.name for m in moves[-2:]} == {"LR"}
+    # Once the replay is kept, LR has moved on, and its momentum counts.
+    moves = plan({**VALUES, "LR": 6e-4}, tried, 0.7, {}, (), random.Random(2))
+    assert {(m.name, m.direction, m.score) for m in moves[:2]} == {("LR", 1, MOMENTUM), ("DEPTH", -1, MOMENTUM)}
+
+
 def test_evidence_about_another_value_of_the_constant_is_not_this_champions() -> None:
     tried = outcomes(_memory(["- [discard] (-0.4) DEPTH 6 -> 12"]))
     moves = plan(VALUES, tried, 0.7, {"DEPTH": 1}, (), random.Random(1))

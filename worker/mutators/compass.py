@@ -31,6 +31,9 @@ _JITTER = 0.1            # relative spread of a step's length, so that parallel 
 _SAME = 1e-9             # relative tolerance when matching a memory line's value to the source's
 # Decisions whose improvement is not known yet: the constant is left alone until it is.
 _PENDING = frozenset({words.WAITING, words.CLAIM, words.CLAIM_LIMIT, words.UNJUDGED})
+# An edit that beat an earlier champion and is being replayed onto this one: the same step
+# of the same constant from the same value is on its way (as a merge), not to be tried again.
+_REPLAYED = frozenset({words.STALE_MERGED})
 # Decisions that say nothing about the step (the candidate was not a new measurement).
 _SILENT = frozenset({words.DUPLICATE, words.NO_CHANGE, words.IGNORED})
 
@@ -128,15 +131,17 @@ def plan(values: Mapping[str, float], tried: Sequence[Outcome], scale: float,
     """Moves for the constants `values` (name -> current magnitude, > 0), best first.
 
     `scale` is the log-length of a first step; `prefer` maps names to the way (+1 larger,
-    -1 smaller) the study expects to help; constants in `avoid` (being evaluated elsewhere, or
-    with a result not judged yet) come after all others. Ties are ordered by `rng`.
+    -1 smaller) the study expects to help; constants in `avoid` (being evaluated elsewhere), with
+    a result not judged yet, or whose step from this value is being replayed onto the champion
+    (`stale-merged`) come after all others. Ties are ordered by `rng`.
     """
     avoid = set(avoid)
     ranked: list[tuple[bool, float, float, Move]] = []
     for name, value in values.items():
         mine = [t for t in tried if t.name == name]
         current = [t for t in mine if t.on_champion and _same(t.old, value)]
-        pending = any(t.decision in _PENDING and t.improvement is None for t in current)
+        pending = any(t.decision in _PENDING and t.improvement is None for t in current) or \
+            any(t.decision in _REPLAYED and not t.on_champion and _same(t.old, value) for t in mine)
         for move in _moves(name, current, mine, scale, prefer.get(name, 0), rng):
             ranked.append((name in avoid or pending, -move.score, rng.random(), move))
     ranked.sort(key=lambda r: r[:3])
