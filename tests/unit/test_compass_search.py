@@ -186,6 +186,8 @@ def test_the_mutator_steps_a_known_edit_aside(tmp_path: Path) -> None:
     ({"prefer": {"LR": "up"}}, 'add search = "compass"'),
     ({"search": "compass", "prefer": {"LR": "higher"}}, "mutator.prefer"),
     ({"search": "compass", "prefer": ["LR"]}, "mutator.prefer"),
+    ({"search": "compass", "include": ["DEPTH"], "prefer": {"LR": "up"}}, "LR is not among"),
+    ({"search": "compass", "exclude": ["LR"], "prefer": {"LR": "up"}}, "LR is not among"),
 ])
 def test_bad_compass_options_are_refused_with_the_reason(options: dict, problem: str) -> None:
     with pytest.raises(MutatorConfigError, match=problem):

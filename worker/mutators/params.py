@@ -289,6 +289,11 @@ class ParamsMutator:
             )
         if self.prefer and self.search != "compass":
             raise MutatorConfigError('mutator.prefer: only compass search uses it; add search = "compass"')
+        outside = [name for name, _ in self.prefer if (self.include and name not in self.include)
+                   or name in self.exclude]
+        if outside:
+            raise MutatorConfigError(f"mutator.prefer: {outside[0]} is not among the constants it may change "
+                                     "(include / exclude); add it there or drop it from prefer")
 
     @classmethod
     def from_options(cls, options: Mapping[str, object]) -> ParamsMutator:
