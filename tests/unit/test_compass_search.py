@@ -126,6 +126,16 @@ def test_constants_in_flight_or_waiting_for_their_judgement_come_last() -> None:
     assert {m.name for m in moves[2:]} == {"LR", "BATCH"}
 
 
+def test_when_every_constant_has_a_step_on_its_way_the_next_is_not_the_same_step_again() -> None:
+    # Results wait for a baseline: each constant has a step in flight or unjudged.
+    tried = outcomes(_memory(["- [waiting] LR 3e-4 -> 6e-4", "- [waiting] DEPTH 4 -> 2"],
+                             ["- [stale-merged] (+0.8) BATCH 32 -> 16"]))
+    moves = plan(VALUES, tried, 0.7, {"LR": 1, "DEPTH": -1, "BATCH": -1}, (), random.Random(4))
+    for name, way in (("LR", 1), ("DEPTH", -1), ("BATCH", -1)):
+        move = next(m for m in moves if (m.name, m.direction) == (name, way))
+        assert move.step == pytest.approx(2 * math.log(2)), (name, move)
+
+
 def test_a_step_being_replayed_onto_the_champion_is_not_tried_again_meanwhile() -> None:
     # LR 3e-4 -> 6e-4 beat the champion before this one; the coordinator replays it here.
     tried = outcomes(_memory([], ["- [stale-merged] (+0.76) LR 3e-4 -> 6e-4", "- [keep] (+0.6) DEPTH 8 -> 4"]))

@@ -21,7 +21,7 @@ import math
 import random
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from autoswarm import words
 
@@ -140,10 +140,16 @@ def plan(values: Mapping[str, float], tried: Sequence[Outcome], scale: float,
     for name, value in values.items():
         mine = [t for t in tried if t.name == name]
         current = [t for t in mine if t.on_champion and _same(t.old, value)]
-        pending = any(t.decision in _PENDING and t.improvement is None for t in current) or \
-            any(t.decision in _REPLAYED and not t.on_champion and _same(t.old, value) for t in mine)
+        # Steps on their way from this value: not judged yet, or being replayed as a merge.
+        coming = [t for t in current if t.decision in _PENDING and t.improvement is None] + \
+            [t for t in mine if t.decision in _REPLAYED and not t.on_champion and _same(t.old, value)]
         for move in _moves(name, current, mine, scale, prefer.get(name, 0), rng):
-            ranked.append((name in avoid or pending, -move.score, rng.random(), move))
+            same_way = [t.step for t in coming if t.direction == move.direction]
+            if same_way:
+                # Should it come to that (everything else is on its way too), not the same step
+                # again: twice as far, which teaches something new whatever the first shows.
+                move = replace(move, step=max(move.step, 2 * max(same_way)))
+            ranked.append((name in avoid or bool(coming), -move.score, rng.random(), move))
     ranked.sort(key=lambda r: r[:3])
     return [move for *_, move in ranked]
 
