@@ -101,7 +101,8 @@ class Measurement:
     `noise` is the σ of `improvement` (one run minus its class's baseline mean), what the
     class has shown; 0 where the study has no noise estimate (`compare = "absolute"`).
     `result_id` names the result row the measurement came from, so a verdict on it can be
-    written back.
+    written back. `baseline`: the runs of the parent it was compared with, so that another
+    measurement on the same class can be compared with other runs (independent confirmation).
     """
 
     worker_id: str
@@ -113,6 +114,7 @@ class Measurement:
     confirms: bool
     noise: float = 0.0
     result_id: str = ""
+    baseline: frozenset[str] = frozenset()   # result ids of the direct baseline runs it was judged against
 
 
 def independent(measurements: Sequence[Measurement]) -> int:

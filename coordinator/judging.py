@@ -144,16 +144,21 @@ class Judging(Merging):
             judgement.decisions.append((result_id, decision))
 
     def _measure(self, state: StudyState, parent: str, worker: WorkerRecord, value: float,
-                 result_id: str = "") -> tuple[acceptance.Verdict, acceptance.Measurement] | None:
-        """Judges one run of a candidate against its parent's score on this worker's class."""
-        reference = state.reference(parent, worker.hardware_class)
+                 result_id: str = "", exclude: frozenset[str] = frozenset(),
+                 ) -> tuple[acceptance.Verdict, acceptance.Measurement] | None:
+        """Judges one run of a candidate against its parent's score on this worker's class
+        (against runs not in `exclude`: those an earlier measurement of its claim was compared with)."""
+        cls = worker.hardware_class
+        reference = state.reference(parent, cls, worker.id, exclude)
         if reference is None:
             return None
         score, sigma, runs = reference
         verdict = acceptance.judge(state.spec.acceptance, state.spec.direction, score, value, sigma, runs)
-        return verdict, acceptance.Measurement(worker.id, worker.owner, worker.hardware_class, value,
+        used = frozenset(rid for _, rid in state.direct_runs(parent, cls, worker.id, exclude)) if state.paired \
+            else frozenset()
+        return verdict, acceptance.Measurement(worker.id, worker.owner, cls, value,
                                                verdict.improvement, verdict.threshold, verdict.accept,
-                                               state.noise_of(parent, worker.hardware_class), result_id)
+                                               state.noise_of(parent, cls, worker.id, exclude), result_id, used)
 
     def judge_explore(self, state: StudyState, lease: LeaseRecord, worker: WorkerRecord,
                       result: ResultIn, now: float) -> Judgement:
@@ -256,7 +261,8 @@ class Judging(Merging):
             pending.failures += 1
             self._settle(state, pending, judgement, now)
             return judgement
-        measured = self._measure(state, pending.record.parent, worker, result.metric, lease.id)
+        measured = self._measure(state, pending.record.parent, worker, result.metric, lease.id,
+                                 state.independent_of(pending, worker.hardware_class))
         if measured is None:
             judgement.record = replace(judgement.record, decision=words.UNJUDGED)
             if pending.audit:  # its old parent has no baseline on this class: one try fewer

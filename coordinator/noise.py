@@ -18,6 +18,14 @@ error, a class whose σ rested on 50 differences and came out 20% low (one in tw
 a near-null edit through about one run in ten at 64 workers (two 2σ runs in a row); at 1.5
 the bar holds to one in fifteen such classes, and the swarm reaches its target as fast.
 
+While the whole study rests on a handful of differences (its very first class, a study of
+one or two machines), that log-normal bound is not honest: the estimate from one difference
+is a half-normal draw, below a third of the truth one time in five. There the bar's σ is
+also at least the chi-square upper bound of the study's differences (`thin_factor`: the
+estimate times √(k / χ²_α(k)) for k degrees of freedom, α the same one-sided level as
+`Z_EVIDENCE`): 17× the estimate on one difference, 4.5× on two, 1.6× on ten. So a study
+judges as soon as it has one difference of noise, on a bar as wide as that evidence is thin.
+
 The estimate of one class is the mean absolute difference, scaled to σ, after leaving out
 differences over `WILD` times the median (a liar, a glitch): nearly as efficient as a
 standard deviation on honest runs (a median needs 2.4 times the runs for the same
@@ -26,6 +34,7 @@ precision), and a minority of wild runs moves it little.
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from collections.abc import Mapping, Sequence
@@ -35,10 +44,15 @@ from dataclasses import dataclass, field
 # half-normal has a relative variance of (π/2 − 1) ≈ 0.571 per sample; rounded up).
 LOG_VAR_ONE = 0.6
 WILD = 5.0                  # a difference this many times the median is a wild run, left out
+MIN_TRIMMED = 16            # ... among this many differences or more (fewer: no majority to tell it by)
 Z_EVIDENCE = 1.5            # a bar's σ sits this many standard errors above the estimate
 DEFAULT_SPREAD = 0.4        # spread (sd of log factor) between classes before data shows it
 MIN_SPREAD = 0.2            # classes are never assumed more alike than this
-MIN_DIFFERENCES = 2         # nothing is judged (results wait) until the study has this many
+MIN_DIFFERENCES = 1         # nothing is judged (results wait) until the study has this many
+# Degrees of freedom one difference is worth in the chi-square bound: the mean absolute
+# difference is 0.876 as efficient as a standard deviation, 1 / (2 · 0.571).
+DOF_PER_DIFFERENCE = 0.876
+EXACT_BELOW = 400           # differences under which the chi-square bound is worked out (above: its limit)
 MAX_WEIGHT = 64             # one class's say in the pool is capped: a huge class is not the swarm
 HALF_NORMAL_MEAN = 2.0 / math.sqrt(math.pi)   # E|a − b| / σ for two runs with noise σ
 
@@ -52,7 +66,7 @@ class Noise:
     own: int              # differences measured on this class itself
     pooled: int           # differences on other classes that informed it
     usable: bool          # False: nothing is known yet, judge nothing
-    evidence: float = 1.0  # the factor thin evidence puts on the estimate, exp(Z_EVIDENCE / √precision)
+    evidence: float = 1.0  # the factor thin evidence puts on the estimate (`pooled_noise`)
 
     @property
     def inflation(self) -> float:
@@ -151,6 +165,8 @@ def class_fits(differences: Mapping[str, Sequence[float]]) -> dict[str, ClassFit
 
 def _robust_mean(differences: Sequence[float]) -> float:
     """Mean absolute difference without the wild ones (over `WILD` × the median)."""
+    if len(differences) < MIN_TRIMMED:
+        return statistics.fmean(abs(d) for d in differences)   # too few to tell a wild one from noise
     cut = WILD * statistics.median(differences)
     kept = [abs(d) for d in differences if abs(d) <= cut] or [0.0]
     return statistics.fmean(kept)
@@ -184,10 +200,75 @@ def pooled_noise(fits: Mapping[str, ClassFit], hardware_class: str) -> Noise:
     if precision == 0.0 or pooled + (own.n if own else 0) < MIN_DIFFERENCES:
         return Noise(0.0, 0.0, own.n if own else 0, pooled, False)
     mean = weighted / precision
-    evidence = math.exp(Z_EVIDENCE / math.sqrt(precision))
+    # Log-normal bound on the pooled estimate, and never narrower than the chi-square bound of
+    # every difference the study has (which only bites while it has few: see the docstring).
+    evidence = max(math.exp(Z_EVIDENCE / math.sqrt(precision)),
+                   thin_factor(pooled + (own.n if own else 0)))
     bar = math.exp(mean) * evidence
     if own is not None and not own.zero:
         # The pool may widen a class's bar, never narrow it below what the class itself
         # showed: a class noisier than the rest must not borrow their tight bars.
         bar = max(bar, math.exp(own.log_sigma))
     return Noise(bar, math.exp(mean), own.n if own else 0, pooled, True, evidence)
+
+
+# -- the chi-square bound for thin evidence ---------------------------------------------------
+
+ALPHA = statistics.NormalDist().cdf(-Z_EVIDENCE)   # one-sided level of every upper bound here
+
+
+@functools.cache
+def thin_factor(differences: int) -> float:
+    """How far above the estimate the truth may be, at level `ALPHA`, when σ̂ rests on this
+    many differences: √(k / χ²_α(k)) with k = `DOF_PER_DIFFERENCE` per difference. Pure
+    (cached: it depends on one integer only)."""
+    if differences <= 0:
+        return math.inf
+    k = DOF_PER_DIFFERENCE * differences
+    if differences >= EXACT_BELOW:
+        return math.exp(Z_EVIDENCE / math.sqrt(2.0 * k))   # its limit (the log-normal bound)
+    return math.sqrt(k / chi2_quantile(ALPHA, k))
+
+
+def chi2_quantile(p: float, k: float) -> float:
+    """The p-quantile of a chi-square distribution with k (real, > 0) degrees of freedom."""
+    lo, hi = -60.0, math.log(k + 20.0 * math.sqrt(k) + 20.0)
+    for _ in range(100):   # bisection in log x: 100 halvings of a span of ~64 is exact to 1e-28
+        mid = (lo + hi) / 2
+        if _lower_gamma(k / 2, math.exp(mid) / 2) < p:
+            lo = mid
+        else:
+            hi = mid
+    return math.exp((lo + hi) / 2)
+
+
+def _lower_gamma(a: float, x: float) -> float:
+    """The regularized lower incomplete gamma function P(a, x) (series below a + 1, else
+    Lentz's continued fraction for 1 − P)."""
+    if x <= 0:
+        return 0.0
+    log_front = -x + a * math.log(x) - math.lgamma(a)
+    if x < a + 1:
+        term = total = 1.0 / a
+        for n in range(1, 1000):
+            term *= x / (a + n)
+            total += term
+            if abs(term) < abs(total) * 1e-15:
+                break
+        return total * math.exp(log_front)
+    tiny = 1e-300
+    b = x + 1 - a
+    c, d = 1 / tiny, 1 / b
+    h = d
+    for i in range(1, 1000):
+        an = -i * (i - a)
+        b += 2
+        d = an * d + b
+        d = tiny if abs(d) < tiny else d
+        c = b + an / c
+        c = tiny if abs(c) < tiny else c
+        d = 1 / d
+        h *= d * c
+        if abs(d * c - 1) < 1e-15:
+            break
+    return 1.0 - math.exp(log_front) * h

@@ -126,8 +126,10 @@ class StudyRegistry:
             if roster.trust(worker.id).quarantined:   # as when it was quarantined: its baselines judge nothing
                 state.samples.remove_worker(worker.hardware_class, worker.id)
         for pending in state.claims.values():
-            # The noise each measurement was judged with, as the class shows it now.
-            pending.measurements = [replace(m, noise=state.noise_of(pending.record.parent, m.hardware_class))
+            # The noise each measurement was judged with, as the class shows it now; which runs it was
+            # compared with is not stored: all of its class's, so a confirmation is compared with later ones.
+            pending.measurements = [replace(m, noise=state.noise_of(pending.record.parent, m.hardware_class),
+                                            baseline=state.samples.run_ids(pending.record.parent, m.hardware_class))
                                     for m in pending.measurements]
         for lease in state.active.values():
             if lease.claim in state.claims:

@@ -24,10 +24,14 @@ from autoswarm.coordinator.store import ChampionRecord, ClaimRecord, LeaseRecord
 
 CLASS_CHECK_WORKERS = 4       # workers of a class that measure the first champion three times each
 # A class repeats baselines while its σ's standard error (in log σ) is above this: its bar is
-# then exp(Z_EVIDENCE · REPEAT_LOG_ERROR) times its estimate or more (1.2 at Z_EVIDENCE = 0.5).
+# then exp(Z_EVIDENCE · REPEAT_LOG_ERROR) times its estimate or more (1.73 at Z_EVIDENCE = 1.5).
 REPEAT_LOG_ERROR = 0.365
 MAX_REPEATS = 16              # ... until its own noise rests on this many differences
+REPEAT_EVERY = 4              # ... and one more run of the champion per this many edits evaluated on it
+REFRESH_EVERY = 24            # any class: one more run of the champion per this many edits evaluated on it
+MAX_REFRESHES = 6             # ... up to this many
 MIN_TIER_CLASSES = 4          # tiers stand in for direct baselines only among this many classes
+SPOT_CHECK_RUNS = 1           # runs of a tier member's spot check of a champion
 MAX_VERIFYING = 8             # claims on one champion verified at once (the others wait their turn)
 # A class's baselines are checked for workers that measure unlike the rest once its noise
 # rests on this many differences (the σ is raised for thin evidence: 2.65× at two, so a class
@@ -135,6 +139,11 @@ class Samples:
     def measured_by(self, version: str, hardware_class: str) -> frozenset[str]:
         runs = self._runs.get((version, hardware_class))
         return frozenset(runs.by_worker) if runs else frozenset()
+
+    def run_ids(self, version: str, hardware_class: str) -> frozenset[str]:
+        """The result ids of the class's runs of `version`."""
+        runs = self._runs.get((version, hardware_class))
+        return frozenset(rid for series in runs.by_worker.values() for _, rid in series) if runs else frozenset()
 
     def runs_by_worker(self, version: str, hardware_class: str) -> dict[str, list[tuple[float, str]]]:
         """Each worker's runs of `version` on the class: [(value, result id)]."""
@@ -331,6 +340,7 @@ class StudyState:
     tried: OrderedDict[str, Tried] = field(default_factory=OrderedDict)  # result id -> outcome, oldest first
     tried_parents: dict[str, str] = field(default_factory=dict)     # result id -> the parent it was tried on
     evaluated: set[tuple[str, str]] = field(default_factory=set)   # (parent, candidate) pairs evaluated
+    explored: dict[tuple[str, str], int] = field(default_factory=dict)  # (parent, class) -> edits of it evaluated there
     ideas: dict[str, str] = field(default_factory=dict)            # lease id -> idea being evaluated
     _memory_cache: tuple[str, int, float, str] | None = None      # (champion, generation, built at, text)
     _memory_generation: int = 0
@@ -348,6 +358,8 @@ class StudyState:
         """Adds an explore outcome to the swarm memory (bounded: the oldest are forgotten)."""
         if result.version and result.status in EVALUATED_STATUSES:
             self.evaluated.add((result.parent, result.version))
+            key = (result.parent, result.hardware_class)
+            self.explored[key] = self.explored.get(key, 0) + 1
         if result.decision == "no-change":
             return
         if result.decision == "duplicate" and any(t.description == result.description for t in self.tried.values()):
@@ -437,7 +449,7 @@ class StudyState:
         `MIN_DIFFERENCES`, and a class whose σ's standard error is still over `REPEAT_LOG_ERROR`
         (its bar wider than its noise for want of evidence) measures each champion once more (up to `MAX_REPEATS`
         differences: with many classes the pool makes that rare); after that a class in the reference's tier
-        measures none (a spot check now and then, `tiers.wants_direct`), any other
+        measures none (a one-run spot check now and then, `tiers.wants_direct`), any other
         `baseline_runs`. The first
         champion is measured three times by each of up to `CLASS_CHECK_WORKERS` workers of a class
         that has three or more, so that a worker measuring unlike its class is found
@@ -450,14 +462,23 @@ class StudyState:
         missing = MIN_DIFFERENCES - self.samples.differences()
         if missing > 0:
             return max(runs, (done.runs if done else 0) + missing)
+        tried = self.explored.get((self.champion.version, hardware_class), 0)
         if math.log(self.samples.noise(hardware_class).inflation) > Z_EVIDENCE * REPEAT_LOG_ERROR and \
-                self.samples.differences(hardware_class) < MAX_REPEATS:
+                self.samples.differences(hardware_class) < MAX_REPEATS and tried:
             # Its bar is still much wider than its noise for want of evidence: one run more of
-            # each champion (evidence accumulates over champions; no run of repeats up front).
-            return runs + 1
-        if self.tiered and not self.tiers.wants_direct(hardware_class, self.champion.seq, self.sigma_of):
-            return 0
-        return runs
+            # each champion (evidence accumulates over champions; no run of repeats up front),
+            # once the class has evaluated an edit of it (its first candidate does not wait),
+            # and one more every `REPEAT_EVERY` edits it evaluates while the champion stays:
+            # a bar too wide to pass anything must not hold the study where it is.
+            return runs + 1 + tried // REPEAT_EVERY
+        if self.tiered and self.tiers.member(hardware_class, self.sigma_of):
+            # The tier's prediction judges it; a spot check now and then (`tiers.wants_direct`) is
+            # one run: it tests the relation, which allows for one run's noise, and judges nothing
+            # (a direct baseline judges from `baseline_runs` runs on), so the prediction goes on.
+            return SPOT_CHECK_RUNS if self.tiers.wants_direct(hardware_class, self.champion.seq, self.sigma_of) else 0
+        # A class that keeps evaluating edits of one champion measures it again now and then: one
+        # unlucky baseline must not judge (and refute) every edit for as long as the champion stays.
+        return runs + min(tried // REFRESH_EVERY, MAX_REFRESHES)
 
     def dispute_runs(self) -> int:
         """Runs of one version a disputed class takes (from distinct workers while it has them)
@@ -509,19 +530,31 @@ class StudyState:
 
     def disputed(self, version: str, hardware_class: str) -> bool:
         """Whether the workers whose runs make a class's baseline of `version` disagree beyond
-        noise (`acceptance.class_check`): one of two may be a spoofer."""
+        noise (`acceptance.class_check`), or may (no machine's own noise is known yet to tell
+        noise from a spoofer, and their runs differ): one of two may be a spoofer."""
+        return self.dispute(version, hardware_class) is not False
+
+    def dispute(self, version: str, hardware_class: str) -> bool | None:
+        """True: the class's workers measure `version` unlike each other beyond noise; False:
+        alike (or one worker); None: their runs differ but no machine's own noise is known yet.
+
+        Undecided, each worker's runs are judged against its own runs (`reference`), and the
+        class takes more runs to decide (`view`)."""
         runs = self.samples.runs_by_worker(version, hardware_class)
         if len(runs) < 2:
             return False
         # Each machine's own repeats say best what noise is here: a difference between two
         # workers is what is in question, and a spoofer's would inflate other estimates.
-        return self._disputed_runs(hardware_class, runs)
+        return self._dispute_of(hardware_class, runs)
 
     def _disputed_runs(self, hardware_class: str, runs: Mapping[str, Sequence[tuple[float, str]]]) -> bool:
+        return self._dispute_of(hardware_class, runs) is not False
+
+    def _dispute_of(self, hardware_class: str, runs: Mapping[str, Sequence[tuple[float, str]]]) -> bool | None:
         check = self._class_check(origin_class(hardware_class), {w: [v for v, _ in r] for w, r in runs.items()})
         if check is None:
             values = [v for series in runs.values() for v, _ in series]
-            return max(values) > min(values)   # nothing tells noise from a spoofer yet: more repeats first
+            return None if max(values) > min(values) else False   # nothing tells noise from a spoofer yet
         return check.disputed
 
     def _check_sigma(self, origin: str, widened: bool = True) -> float | None:
@@ -585,34 +618,70 @@ class StudyState:
                 best = (key, statistics.median(values))
         return best[1] if best else None
 
-    def noise_of(self, version: str, hardware_class: str) -> float:
-        """σ of one run's improvement over `version`'s baseline on this class: σ·√(1 + 1/n).
-        0 where no noise is known (`compare = "absolute"`)."""
-        reference = self.reference(version, hardware_class)
+    def noise_of(self, version: str, hardware_class: str, worker_id: str = "",
+                 exclude: AbstractSet[str] = frozenset()) -> float:
+        """σ of one run's improvement over `version`'s baseline on this class (as `worker_id`'s
+        runs are judged: see `reference`): σ·√(1 + 1/n). 0 where no noise is known
+        (`compare = "absolute"`)."""
+        reference = self.reference(version, hardware_class, worker_id, exclude)
         if reference is None or not reference[2]:
             return 0.0
         _, sigma, runs = reference
         return sigma * math.sqrt(1.0 + 1.0 / runs)
 
-    def reference(self, version: str, hardware_class: str) -> tuple[float, float, float] | None:
-        """(score to beat, noise σ, baseline runs) for a candidate whose parent is `version`.
+    def direct_runs(self, version: str, hardware_class: str, worker_id: str = "",
+                    exclude: AbstractSet[str] = frozenset()) -> list[tuple[float, str]]:
+        """The class's direct runs of `version`, (value, result id), that a run by `worker_id`
+        is compared with (see `reference`), without those in `exclude`; [] when none may be."""
+        runs = self.samples.runs_by_worker(version, hardware_class)
+        if sum(len(series) for series in runs.values()) < self.spec.acceptance.baseline_runs:
+            return []   # its next run is on the way: a bar on one run would be √2 wider than on two
+        dispute = self.dispute(version, hardware_class)
+        if dispute is None and worker_id:
+            chosen = runs.get(worker_id, [])
+        elif dispute is not False:
+            return []   # its workers disagree: the outlier is moved out, or more runs show who is right
+        else:
+            chosen = [run for series in runs.values() for run in series]
+        return [run for run in chosen if run[1] not in exclude] if exclude else chosen
+
+    def reference(self, version: str, hardware_class: str, worker_id: str = "",
+                  exclude: AbstractSet[str] = frozenset()) -> tuple[float, float, float] | None:
+        """(score to beat, noise σ, baseline runs) for a candidate whose parent is `version`,
+        measured by `worker_id` ("": any worker of the class), against direct runs not in
+        `exclude` (a confirmation is not compared with the runs its claim was: `independent_of`).
 
         Paired: the class's own baseline, else its tier's prediction (whose error counts as
         fewer runs), with the pooled noise; None while neither exists (the result waits).
+        While the class's workers' runs differ and no machine's own noise is known yet to
+        tell noise from a spoofer (`dispute` undecided), a worker's run is judged against
+        its own runs of `version` alone: no other worker's number, honest or not, is in it,
+        and the class's noise, from their difference, is as wide as any offset between them.
         """
         if not self.paired:
             score = self.scores.get(version)
             return None if score is None else (score, 0.0, 0)
-        baseline = self.samples.baseline(version, hardware_class)
-        if baseline is not None and baseline.runs < self.spec.acceptance.baseline_runs:
-            baseline = None   # its next run is on the way: a bar on one run would be √2 wider than on two
-        if baseline is not None and self.disputed(version, hardware_class):
-            baseline = None   # its workers disagree: the outlier is moved out, or more runs show who is right
+        runs = self.direct_runs(version, hardware_class, worker_id, exclude)
+        baseline = Baseline(statistics.fmean(value for value, _ in runs), len(runs)) if runs else None
         prediction = None if baseline or not self.tiered else self.tiers.predict(version, hardware_class,
                                                                                   self.sigma_of)
         found = baselines.reference(baseline.mean if baseline else None, baseline.runs if baseline else 0,
                                     self.samples.noise(hardware_class), prediction)
         return None if found is None else (found.score, found.sigma, found.runs)
+
+    @staticmethod
+    def independent_of(pending: PendingClaim, hardware_class: str) -> frozenset[str]:
+        """The baseline runs a check of this claim on `hardware_class` must not be compared with:
+        those the claim's first measurement (its claimant's) was, when it is of that class.
+
+        Two measurements compared with one class baseline share its error: one low baseline
+        makes a null edit look good twice (a false acceptance with 64 workers on one class).
+        Every later check of the claim on that class, arbiters too, uses the runs the claim did
+        not, so none waits for more than one fresh run. An audit, checked for trust only, is
+        compared as its claim was."""
+        if pending.audit or not pending.measurements or pending.measurements[0].hardware_class != hardware_class:
+            return frozenset()
+        return pending.measurements[0].baseline
 
     def claims_to_verify(self) -> list[PendingClaim]:
         """Open claims in the order they should be verified (`verification_order`)."""
@@ -626,19 +695,27 @@ class StudyState:
         of them currently connected; `live_classes`: classes with a connected worker.
         """
         champion = self.champion.version
-        verify = tuple(
-            scheduler.VerifyNeed(
+        needs: list[scheduler.VerifyNeed] = []
+        fresh_wanted = False   # a claim only this class can check waits for a baseline run it was not compared with
+        for c in self.claims_to_verify():
+            measured_classes = frozenset(m.hardware_class for m in c.measurements)
+            other_classes_live = bool(live_classes - measured_classes)
+            # The quorum, or an arbiter where the measurements so far disagree.
+            needed = c.settlement(self.spec.acceptance).needed - len(c.in_flight)
+            used = self.independent_of(c, hardware_class) if self.paired else frozenset()
+            if needed > 0 and used and self.reference(c.record.parent, hardware_class, worker_id, used) is None:
+                needed = 0   # not judgeable here yet: its check on this class waits for a fresh baseline run
+                fresh_wanted = fresh_wanted or (c.record.parent == champion and not other_classes_live)
+            needs.append(scheduler.VerifyNeed(
                 claim_id=c.record.id,
-                # The quorum, or an arbiter where the measurements so far disagree.
-                needed=c.settlement(self.spec.acceptance).needed - len(c.in_flight),
+                needed=needed,
                 excluded_workers=frozenset({c.record.claimant_worker, *(m.worker_id for m in c.measurements),
                                             *(self.active[lid].worker_id for lid in c.in_flight if lid in self.active)}),
                 excluded_owners=frozenset(m.owner for m in c.measurements if m.owner),
-                measured_classes=frozenset(m.hardware_class for m in c.measurements),
-                other_classes_live=bool(live_classes - {m.hardware_class for m in c.measurements}),
-            )
-            for c in self.claims_to_verify()
-        )
+                measured_classes=measured_classes,
+                other_classes_live=other_classes_live,
+            ))
+        verify = tuple(needs)
         unmeasured = champion not in self.scores
         # Only a paired study, or one whose champion has no score yet, cares about baselines in flight.
         baselines_in_flight = self.active.baselines_of(champion) if self.paired or unmeasured else []
@@ -649,18 +726,24 @@ class StudyState:
             measured_by = self.samples.measured_by(champion, hardware_class) | {lease.worker_id for lease in in_class}
             done = measured.runs if measured else 0
             others_available = _anyone_else(live_peers, measured_by, worker_id)
-            if done and self.disputed(champion, hardware_class):
+            dispute = self.dispute(champion, hardware_class) if done else False
+            if dispute or (dispute is None and (champion, hardware_class) in self.explored):
                 # More runs settle it: another worker of the class may show who is right, a repeat
                 # tells noise from a spoofer (a big class rarely repeats otherwise), and past
                 # `dispute_runs` the next run splits the class (`class_outliers`). So whoever of
                 # the class asks first measures it: the dispute never waits for one that won't.
+                # Undecided for want of any machine's own noise, each worker's runs are judged
+                # against its own meanwhile, and the class's first candidate goes before the repeats.
                 measured_by, others_available = frozenset(), False
                 done = 0
+            target = self.baseline_target(hardware_class, len(class_members))
+            if fresh_wanted:
+                target = max(target, done + 1)   # one more run, that the claim was not compared with
             class_baseline = scheduler.ClassBaseline(
                 done=done, in_flight=len(in_class),
-                target=self.baseline_target(hardware_class, len(class_members)), measured_by=frozenset(measured_by),
+                target=target, measured_by=frozenset(measured_by),
                 others_available=others_available,
-                judgeable=self.reference(champion, hardware_class) is not None,
+                judgeable=self.reference(champion, hardware_class, worker_id) is not None,
             )
         reported_in_flight = len(baselines_in_flight)
         if unmeasured and not self.paired:

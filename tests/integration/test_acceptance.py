@@ -139,25 +139,30 @@ def test_two_classes_are_never_compared_with_each_others_baseline(tmp_path, star
     assert slow_liar.worker_id not in accepted, "a fake one was not"
     # Every judged result was compared with its parent's baseline on its own class: the mean of
     # that class's first baselines of it (judged once enough were in; later repeats refine it),
-    # without those of a worker quarantined by then (a quarantined worker's runs judge nothing).
+    # without those of a worker quarantined by then (a quarantined worker's runs judge nothing),
+    # or, while its workers' runs differ and no machine's own noise is known yet, the worker's
+    # own first baselines of it (`StudyState.reference`).
     quarantined = {w.worker_id for w in (*fast, slow, slow_liar)
                    if {x.name: x.state for x in coordinator.status().workers}[w.name] == "quarantined"}
     baselines: dict[tuple[str, str], list[float]] = {}
     kept: dict[tuple[str, str], list[float]] = {}
+    own: dict[tuple[str, str, str], list[float]] = {}
     for version, cls, metric, worker in _rows(coordinator.db, "SELECT version, hardware_class, metric, worker_id "
                                               "FROM results WHERE kind='baseline' AND status='ok' ORDER BY created, rowid"):
         baselines.setdefault((version, cls), []).append(metric)
+        own.setdefault((version, cls, worker), []).append(metric)
         if worker not in quarantined:
             kept.setdefault((version, cls), []).append(metric)
     claims = dict(_rows(coordinator.db, "SELECT id, parent FROM claims"))
-    judged = _rows(coordinator.db, "SELECT kind, parent, claim, hardware_class, metric, improvement FROM results "
-                   "WHERE improvement IS NOT NULL")
+    judged = _rows(coordinator.db, "SELECT kind, parent, claim, hardware_class, metric, improvement, worker_id "
+                   "FROM results WHERE improvement IS NOT NULL")
     assert len(judged) > 20
-    for kind, parent, claim, cls, metric, gain in judged:
+    for kind, parent, claim, cls, metric, gain, worker in judged:
         reference = claims[claim] if kind == "verify" else parent
         runs, honest = baselines[(reference, cls)], kept.get((reference, cls), [])
+        mine = own.get((reference, cls, worker), [])
         assert any(gain == pytest.approx(metric - statistics.fmean(r[:n]), abs=1e-9)
-                   for r in (runs, honest) for n in range(1, len(r) + 1)), (gain, metric, runs)
+                   for r in (runs, honest, mine) for n in range(1, len(r) + 1)), (gain, metric, runs)
         assert abs(gain) < 5, "a 10-point class offset never leaks into an improvement"
     channel.close()
 

@@ -50,3 +50,49 @@ def test_results_wait_per_class_and_are_taken_oldest_first():
     assert waiting.take("cpu:a") == [] and waiting.count() == 1
     waiting.discard("r2")
     assert waiting.count() == 0 and not waiting.classes()
+
+
+def test_a_tier_members_spot_check_is_one_run_and_its_prediction_judges_meanwhile():
+    """Among five classes, four follow the reference by an offset: they measure a champion only
+    as a spot check, of one run, and go on being judged on the tier's prediction."""
+    import random
+    from dataclasses import replace
+
+    from autoswarm.coordinator.store import ChampionRecord, StudyRecord
+    from autoswarm.coordinator.study_state import SPOT_CHECK_RUNS, StudyState
+    from autoswarm.coordinator.tiers import CHECK_EVERY
+    from autoswarm.study import parse_study
+
+    spec = {"name": "tiny", "target": "target.py", "evaluate": "python target.py", "metric": "score",
+            "direction": "maximize", "timeout": 10, "time_budget": 1,
+            "acceptance": {"compare": "paired", "quorum": 2, "baseline_runs": 2}}
+    state = StudyState(StudyRecord("tiny", spec, "bundle", 0, "", 0.0), parse_study(spec), 10,
+                       ChampionRecord("tiny", 0, "v0", 1.0, "r-0", 0.0), 0, 0, 0, 1.0)
+    rng = random.Random(3)
+    classes = {"ref": 0.0, "m1": 1.0, "m2": -0.5, "m3": 2.0, "m4": 0.3}
+    for seq in range(5):
+        for cls, offset in classes.items():
+            for run in range(2):
+                state.add_baseline(f"v{seq}", cls, f"{cls}-w{run}", offset + 0.1 * seq + rng.gauss(0, 0.01),
+                                   f"r-{seq}-{cls}-{run}")
+    assert state.tiered and state.tiers.reference() is not None
+    reference_class = state.tiers.reference()
+    members = [cls for cls in classes if cls != reference_class and state.tiers.member(cls, state.sigma_of)]
+    assert members, "classes related by an offset join the reference's tier"
+    for seq in range(5, 5 + CHECK_EVERY):
+        state.champion = replace(state.champion, seq=seq, version=f"v{seq}")
+        for cls in members:
+            wanted = state.baseline_target(cls, 2)
+            spot = state.tiers.wants_direct(cls, seq, state.sigma_of)
+            assert wanted == (SPOT_CHECK_RUNS if spot else 0) == (1 if spot else 0)
+    cls = members[0]
+    state.champion = replace(state.champion, seq=20, version="v20")
+    state.add_baseline("v20", reference_class, "r-w", 2.0, "r-20-ref")
+    state.add_baseline("v20", reference_class, "r-w2", 2.0, "r-20-ref2")
+    predicted = state.reference("v20", cls)
+    assert predicted is not None
+    state.add_baseline("v20", cls, f"{cls}-w0", predicted[0] + 0.005, "r-20-spot")
+    assert state.tiers.member(cls, state.sigma_of), "a spot check that agrees keeps the class in its tier"
+    assert state.direct_runs("v20", cls) == [], "one spot-check run judges nothing"
+    after = state.reference("v20", cls)
+    assert after is not None and after[0] == pytest.approx(predicted[0], abs=0.02), "the prediction goes on"

@@ -59,6 +59,12 @@ def _calibrate(state: StudyState, hardware_class: str) -> None:
         state.add_baseline(CHAMPION, hardware_class, f"w-{worker}", value, f"r-b{k}")
 
 
+def _fresh(state: StudyState, hardware_class: str) -> None:
+    """Two more runs of the champion after a claim: what its confirmations on the class are compared with."""
+    for k, value in enumerate((10.01, 10.02)):
+        state.add_baseline(CHAMPION, hardware_class, f"w-{k + 1}", value, f"r-f{k}")
+
+
 def _worker(i: int, hardware_class: str = "A") -> WorkerRecord:
     return WorkerRecord(f"w-{i}", f"w{i}", {}, hardware_class, 1, ("params",), "idle", 0.0, 0.0, owner=f"owner-{i}")
 
@@ -119,6 +125,7 @@ def test_the_arbiter_path_a_lying_verifier_is_outvoted_and_the_claim_promoted(co
     claimed = judging.judge_explore(state, _lease(4), _worker(4), _ok(12.0, EDIT), 1.0)
     _commit(state, store, claimed)
     pending, = state.claims.values()
+    _fresh(state, "A")
     version = pending.record.version
     lie = judging.judge_verify(state, _lease(5, "verify", version, pending.record.id), _worker(5), _ok(10.0), 2.0)
     assert lie.record.decision == "refute" and lie.accepted is None and not lie.claims, \
@@ -138,6 +145,7 @@ def test_a_claim_refuted_by_an_agreeing_majority_is_rejected_through_the_table(c
     _calibrate(state, "A")
     _commit(state, store, judging.judge_explore(state, _lease(4), _worker(4), _ok(12.0, EDIT), 1.0))
     pending, = state.claims.values()
+    _fresh(state, "A")
     checks = [judging.judge_verify(state, _lease(i, "verify", pending.record.version, pending.record.id), _worker(i),
                                    _ok(10.01), float(i)) for i in (5, 6)]
     rejected = checks[-1]
@@ -145,11 +153,41 @@ def test_a_claim_refuted_by_an_agreeing_majority_is_rejected_through_the_table(c
     assert "w-4" in rejected.strikes and not rejected.credits
 
 
+def test_a_confirmation_on_the_claims_class_is_compared_with_runs_the_claim_was_not(core):
+    """Independent confirmation: one low class baseline must not make a null edit look good twice."""
+    judging, state, store = core
+    _calibrate(state, "A")
+    claimed = judging.judge_explore(state, _lease(4), _worker(4), _ok(12.0, EDIT), 1.0)
+    _commit(state, store, claimed)
+    pending, = state.claims.values()
+    assert pending.measurements[0].baseline == {f"r-b{k}" for k in range(6)}
+    check = _lease(5, "verify", pending.record.version, pending.record.id)
+    # No run of the champion on A that the claim was not compared with: not judgeable there yet,
+    # not handed out there, and the class is asked for one more baseline run instead.
+    view = state.view("w-5", "A", frozenset({"w-1", "w-2", "w-3", "w-5"}), frozenset({"w-5"}), frozenset({"A"}))
+    need, = view.verify
+    assert need.needed == 0
+    assert view.class_baseline.target >= view.class_baseline.done + 1 == 7
+    assert judging.judge_verify(state, check, _worker(5), _ok(12.01), 2.0).record.decision == "unjudged"
+    state.add_baseline(CHAMPION, "A", "w-1", 11.0, "r-fresh")
+    assert state.view("w-5", "A", frozenset({"w-1", "w-2", "w-3", "w-5"}), frozenset({"w-5"}),
+                      frozenset({"A"})).verify[0].needed == 1
+    verified = judging.judge_verify(state, _lease(6, "verify", pending.record.version, pending.record.id),
+                                    _worker(6), _ok(12.01), 3.0)
+    measured = pending.measurements[-1]
+    assert measured.baseline == {"r-fresh"} and measured.improvement == pytest.approx(1.01)
+    assert verified.record.threshold > pending.measurements[0].threshold, "one fresh run: a wider bar"
+    # Another class's check is compared with that class's own runs, all of them.
+    _calibrate(state, "B")
+    assert state.independent_of(pending, "B") == frozenset()
+
+
 def test_a_decided_claim_that_memory_still_holds_is_refused_not_decided_twice(core):
     judging, state, store = core
     _calibrate(state, "A")
     _commit(state, store, judging.judge_explore(state, _lease(4), _worker(4), _ok(12.0, EDIT), 1.0))
     pending, = state.claims.values()
+    _fresh(state, "A")
     pending.record = replace(pending.record, state="rejected")
     with pytest.raises(LifecycleError, match="claim that is rejected cannot take 'accepted'"):
         judging.judge_verify(state, _lease(5, "verify", pending.record.version, pending.record.id), _worker(5),

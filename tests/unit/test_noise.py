@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from autoswarm.coordinator.noise import MIN_DIFFERENCES, NoiseModel
+from autoswarm.coordinator.noise import ALPHA, MIN_DIFFERENCES, NoiseModel, chi2_quantile, thin_factor
 
 
 def _measure(model: NoiseModel, cls: str, sigma: float, pairs: int, rng: random.Random, version: str = "v") -> None:
@@ -117,3 +117,36 @@ def test_the_first_classes_calibrate_until_the_study_has_enough_differences():
         assert model.wants_repeats("cpu:a")
         model.add_difference("cpu:a", 0.01 * (i + 1))
     assert not model.wants_repeats("cpu:a") and not model.wants_repeats("cpu:b")
+
+
+def test_a_study_with_one_difference_judges_on_an_honest_chi_square_bound():
+    """Alone, the bar's σ from one or two differences is below the true σ no more often than
+    the bound's level says (the log-normal bound alone was below it one time in five)."""
+    assert MIN_DIFFERENCES == 1
+    rng = random.Random(5)
+    for pairs in (1, 2, 3):
+        trials, below = 4000, 0
+        for _ in range(trials):
+            model = NoiseModel()
+            _measure(model, "cpu:first", 1.0, pairs, rng)
+            noise = model.noise("cpu:first")
+            assert noise.usable
+            below += noise.sigma < 1.0
+        assert below / trials < ALPHA + 0.015, (pairs, below / trials)
+    assert thin_factor(1) > 10 > thin_factor(2) > thin_factor(10) > thin_factor(1000) > 1.0
+
+
+def test_chi_square_quantiles_match_tables():
+    assert abs(chi2_quantile(0.05, 1) - 0.00393) < 1e-5
+    assert abs(chi2_quantile(0.95, 10) - 18.307) < 1e-3
+    assert abs(chi2_quantile(0.5, 2) - 1.3863) < 1e-4
+
+
+def test_the_chi_square_bound_only_bites_while_the_study_has_few_differences():
+    """A new class in a swarm that knows its noise is judged on the pooled (log-normal) bound."""
+    rng = random.Random(6)
+    model = NoiseModel()
+    for c in range(6):
+        _measure(model, f"cpu:{c}", 0.02, 20, rng)
+    new = model.noise("cpu:new")
+    assert new.evidence > thin_factor(120)

@@ -53,6 +53,32 @@ def test_a_new_class_judges_its_first_candidate_after_at_most_three_evaluations(
     assert decision not in ("waiting", "unjudged"), "judged against its own class's baseline"
 
 
+def test_the_studys_very_first_class_judges_its_first_candidate_after_at_most_three_evaluations(tmp_path):
+    """No swarm to learn noise from: two baselines give one difference, and the candidate is
+    judged on it at once, against a bar as wide as one difference of evidence is thin."""
+    for workers in (1, 2):
+        (tmp_path / f"w{workers}").mkdir()
+        engine = _engine(tmp_path / f"w{workers}")
+        ids = [_worker(engine, f"a{i}", "Alpha") for i in range(workers)]
+        evaluations, judged = 0, None
+        while judged is None and evaluations < 10:
+            for w in ids:
+                task = engine.lease(w)
+                assert task is not None
+                candidate = b"X = 1.5\nY = 3\n" if task.kind == "explore" else b""
+                reported = engine.report(w, task.lease_id, _ok(10.0 + 0.01 * evaluations, candidate))
+                evaluations += 1
+                if task.kind == "explore":
+                    judged = engine.store.result(reported.result_id)
+                    break
+        assert judged is not None and evaluations <= 3, (workers, evaluations)
+        assert judged.decision not in ("waiting", "unjudged"), judged.decision
+        # One difference of 0.01 between the baselines: the bar's σ is the chi-square bound of
+        # one difference (17× its estimate), not the estimate itself.
+        assert judged.threshold is not None and judged.threshold > 10 * 2 * 0.01, judged.threshold
+        engine.store.close()
+
+
 def test_no_barrier_a_result_waits_for_its_class_baseline_and_is_then_judged(tmp_path):
     engine = _engine(tmp_path, baseline_runs=1)
     for i in range(12):   # a swarm whose noise is known well enough that a new class needs no repeats
