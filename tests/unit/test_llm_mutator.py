@@ -132,7 +132,7 @@ def test_server_errors_past_the_limit_are_a_mutator_error_with_the_status(tmp_pa
 def test_a_request_that_times_out_is_retried(tmp_path):
     work = _workdir(tmp_path)
     with FakeChatServer([Hang(10), GOOD]) as server:
-        outcome = _mutator(server, request_timeout=0.5).mutate(_request(work))
+        outcome = _mutator(server, request_timeout=2.0).mutate(_request(work))
     assert outcome.description == "move X toward 2.5"
     assert len(server.requests) == 2
 
