@@ -19,7 +19,9 @@ processes (not one OS connection each), all on loopback. Steps grow the same coo
 starts them at `--join-rate` (each working one as if mid-task, so the window sees a steady
 state), then measures for `--seconds`: coordinator CPU per connected worker-hour, RPCs per
 second by method, p99 Lease (the calls that handed out a task: a Lease, or a Report whose
-answer carried the next task) and Report latency, coordinator memory.
+answer carried the next task) and Report latency, coordinator memory, and what the
+coordinator's event loop went through (how often a 10 ms timer was late by > 50 / > 100 ms, and
+the garbage collector's pauses): at this size one stall of the loop decides the p99.
 
     python benchmarks/swarm_size.py                                  # 1k, 10k, 100k
     python benchmarks/swarm_size.py --steps 1000 --compression 10 --seconds 30
