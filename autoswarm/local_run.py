@@ -22,6 +22,7 @@ from autoswarm.control import ControlClient, ControlError
 from autoswarm.report import results_tsv
 from autoswarm.study import Study, load_study
 from autoswarm.v1 import control_pb2
+from autoswarm.worker.donation import THREAD_VARIABLES
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,6 @@ def child_command(args: list[str]) -> list[str]:
     return [sys.executable, "-P", "-m", "autoswarm", *args]
 
 
-# What numerical libraries (torch, NumPy's BLAS) read for their number of threads.
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
 def worker_thread_limits(cpus: int, workers: int, slots_per_worker: int,

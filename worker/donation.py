@@ -112,6 +112,10 @@ def _minute_of_day(value: str, part: str) -> int:
 
 # -- dividing the machine among slots --------------------------------------------------------
 
+# What numerical libraries (torch, NumPy's BLAS) read for their number of threads: what each
+# slot, each local worker of `autoswarm run` and each Ray actor gets its share of cores through.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
 
 def slot_cpu_sets(available: Sequence[int], max_cpus: int | None, slots: int) -> list[tuple[int, ...]]:
     """The CPUs each slot's commands may run on.

@@ -29,6 +29,7 @@ from autoswarm.worker.execute import ExecutionContext
 from autoswarm.worker.donation import (
     IDLE,
     RECONNECTING,
+    THREAD_VARIABLES,
     WORKING,
     Availability,
     DonationError,
@@ -520,7 +521,6 @@ class Worker:
             self._check_availability()
 
 
-_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
 def slot_time_message(t: SlotTime) -> common_pb2.SlotTime:
@@ -542,7 +542,7 @@ def slot_variables(hardware: HardwareInfo, slots: int | None, max_cpus: int | No
         # would each start one per core and slow each other down.
         share = str(max(1, (max_cpus or usable_cpus) // len(envs)))
         for env in envs:
-            env.update({name: share for name in _THREAD_VARIABLES if name not in inherited})
+            env.update({name: share for name in THREAD_VARIABLES if name not in inherited})
     return envs
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from autoswarm.local_run import THREAD_VARIABLES
+from autoswarm.worker.donation import THREAD_VARIABLES
 
 log = logging.getLogger("autoswarm.ray")
 
