@@ -136,6 +136,12 @@ def test_when_every_constant_has_a_step_on_its_way_the_next_is_not_the_same_step
         assert move.step == pytest.approx(2 * math.log(2)), (name, move)
 
 
+def test_twice_a_big_step_on_its_way_is_capped_at_twice_the_scale() -> None:
+    tried = outcomes(_memory([], ["- [stale-merged] (+1.3) LR 3e-4 -> 1.35e-3"]))
+    move = next(m for m in plan(VALUES, tried, 0.7, {"LR": 1}, (), random.Random(4)) if m.name == "LR")
+    assert move.direction == 1 and move.step == pytest.approx(1.4)
+
+
 def test_a_step_being_replayed_onto_the_champion_is_not_tried_again_meanwhile() -> None:
     # LR 3e-4 -> 6e-4 beat the champion before this one; the coordinator replays it here.
     tried = outcomes(_memory([], ["- [stale-merged] (+0.76) LR 3e-4 -> 6e-4", "- [keep] (+0.6) DEPTH 8 -> 4"]))

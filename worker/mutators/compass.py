@@ -148,7 +148,8 @@ def plan(values: Mapping[str, float], tried: Sequence[Outcome], scale: float,
             if same_way:
                 # Should it come to that (everything else is on its way too), not the same step
                 # again: twice as far, which teaches something new whatever the first shows.
-                move = replace(move, step=max(move.step, 2 * max(same_way)))
+                # At most 2 × scale (×4 at 0.7): run 7 doubled a ×4.5 merge into a ×22 step.
+                move = replace(move, step=max(move.step, min(2 * max(same_way), 2 * scale)))
             ranked.append((name in avoid or bool(coming), -move.score, rng.random(), move))
     ranked.sort(key=lambda r: r[:3])
     return [move for *_, move in ranked]
