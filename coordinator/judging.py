@@ -23,8 +23,8 @@ from autoswarm.coordinator.merging import Merging
 from autoswarm.coordinator.store import ChampionRecord, ClaimRecord, LeaseRecord, ResultRecord, Store, VersionRecord, \
     WorkerRecord
 from autoswarm.coordinator.study_state import Outlier, PendingClaim, StudyState
-from autoswarm.coordinator.transitions import Action, ClaimEvent, ClaimState, ResultState, claim_event, claim_step, \
-    result_event, result_step
+from autoswarm.coordinator.transitions import Action, ClaimEvent, ClaimState, ResultEvent, ResultState, claim_event, \
+    claim_step, result_event, result_step
 
 if TYPE_CHECKING:
     from autoswarm.coordinator.reporting import ResultIn
@@ -205,6 +205,12 @@ class Judging(Merging):
         verdict, measurement = measured
         judged = {"improvement": verdict.improvement, "threshold": verdict.threshold}
         if not verdict.accept:
+            if not waiting and self._short_of_thin_bar(state, lease, worker, verdict):
+                step = result_step(ResultState.ARRIVED, ResultEvent.SHORT_OF_THIN_BAR)
+                assert Action.WAIT in step.actions
+                judgement = done(words.WAITING)
+                judgement.waits = True
+                return judgement
             return done(words.DISCARD, **judged)
         if version in state.claimed_versions:
             # Claimed before (found twice, or an old champion drawn again): never a second claim.
@@ -236,6 +242,23 @@ class Judging(Merging):
         judgement = done(words.CLAIM, claim=claim.id, **judged)
         self._open_claim(state, judgement, PendingClaim(claim, [measurement]), now)
         return judgement
+
+    @staticmethod
+    def _short_of_thin_bar(state: StudyState, lease: LeaseRecord, worker: WorkerRecord,
+                           verdict: acceptance.Verdict) -> bool:
+        """Whether an edit of the champion that missed its bar would have passed one set at the
+        class's noise estimate, the bar being wide only for want of evidence (`StudyState.thin`).
+
+        One difference of noise makes the first bar anywhere from the estimate to 17 times it
+        (`noise.thin_factor`): tinylm's first four edits, each 0.65-0.99 bits per byte better
+        than their parent, were discarded against a bar of 2.05 set by two baselines 0.05 apart.
+        Such an edit waits for the class's next baseline run instead, and is judged then.
+        """
+        if not state.paired or lease.parent != state.champion.version or not state.thin(worker.hardware_class):
+            return False
+        inflation = state.samples.noise(worker.hardware_class).inflation
+        floor = state.spec.acceptance.min_delta
+        return verdict.threshold > floor and verdict.improvement > max(floor, verdict.threshold / inflation)
 
     def _open_claim(self, state: StudyState, judgement: Judgement, pending: PendingClaim, now: float) -> None:
         """Records a new claim with its first measurement and settles it (quorum 1 accepts it now)."""

@@ -442,6 +442,14 @@ class StudyState:
             # (with two classes, two moved liars made four "classes" and a tier of stale points).
             self.tiers.observe(version, hardware_class, runs.mean, self.sigma_of, runs.runs)
 
+    def thin(self, hardware_class: str) -> bool:
+        """Whether this class's bar is still much wider than its noise for want of evidence (its
+        σ's standard error over `REPEAT_LOG_ERROR`, before `MAX_REPEATS` own differences): it then
+        measures each champion once more after its first edit (`baseline_target`), and an edit
+        that falls short of the widened bar only waits for that run (`Judging.explore_verdict`)."""
+        return math.log(self.samples.noise(hardware_class).inflation) > Z_EVIDENCE * REPEAT_LOG_ERROR and \
+            self.samples.differences(hardware_class) < MAX_REPEATS
+
     def baseline_target(self, hardware_class: str, members: int = 0) -> int:
         """Direct baseline runs of the champion wanted on this class (of `members` workers).
 
@@ -463,8 +471,7 @@ class StudyState:
         if missing > 0:
             return max(runs, (done.runs if done else 0) + missing)
         tried = self.explored.get((self.champion.version, hardware_class), 0)
-        if math.log(self.samples.noise(hardware_class).inflation) > Z_EVIDENCE * REPEAT_LOG_ERROR and \
-                self.samples.differences(hardware_class) < MAX_REPEATS and tried:
+        if self.thin(hardware_class) and tried:
             # Its bar is still much wider than its noise for want of evidence: one run more of
             # each champion (evidence accumulates over champions; no run of repeats up front),
             # once the class has evaluated an edit of it (its first candidate does not wait),

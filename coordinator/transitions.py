@@ -110,11 +110,17 @@ class ResultEvent(enum.Enum):
     BASELINE_MISSING = "baseline-missing"
     BASELINE_ARRIVED = "baseline-arrived"
     PARENT_RETIRED = "parent-retired"        # the parent is neither champion nor an open claim's parent
+    SHORT_OF_THIN_BAR = "short-of-thin-bar"  # it beats its parent beyond the class's noise estimate, not
+                                             # beyond the bar thin evidence widened (`Judging.explore_verdict`)
 
 
 RESULT_TABLE: dict[tuple[ResultState, ResultEvent], tuple[ResultState, tuple[Action, ...]]] = {
     (ResultState.ARRIVED, ResultEvent.BASELINE_KNOWN): (ResultState.JUDGED, (Action.RECORD, Action.JUDGE)),
     (ResultState.ARRIVED, ResultEvent.BASELINE_MISSING):
+        (ResultState.WAITING, (Action.RECORD, Action.WAIT, Action.SCHEDULE_BASELINE)),
+    # Judged once more at the class's next baseline run (a thin class measures one after its
+    # first edit: `StudyState.baseline_target`), and then for good: it waits once.
+    (ResultState.ARRIVED, ResultEvent.SHORT_OF_THIN_BAR):
         (ResultState.WAITING, (Action.RECORD, Action.WAIT, Action.SCHEDULE_BASELINE)),
     (ResultState.WAITING, ResultEvent.BASELINE_ARRIVED): (ResultState.JUDGED, (Action.JUDGE,)),
     (ResultState.WAITING, ResultEvent.BASELINE_MISSING): (ResultState.WAITING, (Action.WAIT,)),

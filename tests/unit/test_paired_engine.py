@@ -79,6 +79,36 @@ def test_the_studys_very_first_class_judges_its_first_candidate_after_at_most_th
         engine.store.close()
 
 
+def test_a_first_edit_short_only_of_a_bar_widened_by_thin_evidence_waits_for_one_more_baseline(tmp_path):
+    """Two baselines 0.05 apart: the bar is 17 times the noise they show. An edit 0.5 better
+    (ten times that noise) is not discarded on it: it waits for the class's next baseline run
+    and is judged then. An edit worse than its parent is discarded at once."""
+    def first_edit(where, value: float) -> tuple[Engine, str, str]:
+        where.mkdir()
+        engine = _engine(where)
+        worker = _worker(engine, "a", "Alpha")
+        for baseline in (10.0, 10.05):
+            task = engine.lease(worker)
+            assert task.kind == "baseline"
+            engine.report(worker, task.lease_id, _ok(baseline))
+        edit = engine.lease(worker)
+        assert edit.kind == "explore"
+        return engine, worker, engine.report(worker, edit.lease_id, _ok(value, b"X = 1.5\nY = 3\n"))
+
+    engine, _, worse = first_edit(tmp_path / "worse", 9.9)
+    assert worse.decision == "discard", "worse than its parent: nothing to wait for"
+    engine.store.close()
+    engine, worker, waiting = first_edit(tmp_path / "better", 10.525)
+    assert waiting.decision == "waiting", "not discarded on a bar one difference made wide"
+    repeat = engine.lease(worker)
+    assert repeat.kind == "baseline", "the thin class measures its champion once more"
+    engine.report(worker, repeat.lease_id, _ok(10.02))
+    judged = engine.store.result(waiting.result_id)
+    assert judged.decision == "keep", (judged.decision, judged.improvement, judged.threshold)
+    assert judged.threshold < judged.improvement < 0.51
+    engine.store.close()
+
+
 def test_no_barrier_a_result_waits_for_its_class_baseline_and_is_then_judged(tmp_path):
     engine = _engine(tmp_path, baseline_runs=1)
     for i in range(12):   # a swarm whose noise is known well enough that a new class needs no repeats

@@ -65,6 +65,14 @@ def test_a_result_waits_for_its_baseline_and_is_judged_when_it_arrives():
     assert done.state is ResultState.JUDGED and done.actions == (A.JUDGE,)
 
 
+def test_a_result_short_of_a_thin_bar_waits_once_for_the_next_baseline_run():
+    step = result_step(ResultState.ARRIVED, ResultEvent.SHORT_OF_THIN_BAR)
+    assert step.state is ResultState.WAITING
+    assert step.actions == (A.RECORD, A.WAIT, A.SCHEDULE_BASELINE)
+    with pytest.raises(LifecycleError):
+        result_step(ResultState.WAITING, ResultEvent.SHORT_OF_THIN_BAR)   # judged for good the next time
+
+
 def test_a_waiting_result_whose_parent_retired_goes_stale_and_a_judged_one_takes_nothing():
     assert result_step(ResultState.WAITING, ResultEvent.PARENT_RETIRED).state is ResultState.STALE
     for event in ResultEvent:
