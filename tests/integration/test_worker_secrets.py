@@ -74,14 +74,16 @@ def memory(pid):
                     pass
     return b"".join(chunks)
 def fds(pid):
-    out = []
+    out, refused = [], None
     for fd in os.listdir(f"/proc/{pid}/fd"):
         try:
             out.append(os.readlink(f"/proc/{pid}/fd/{fd}").encode())
             if fd == "0":
                 out.append(raw(f"/proc/{pid}/fd/0", 4096))
-        except OSError:
-            pass
+        except OSError as exc:
+            refused = exc
+    if refused is not None and not out:
+        raise refused   # the listing came through (a moment the kernel let it), not one link
     return b"\n".join(out)
 workers = []
 for entry in os.listdir("/proc"):
