@@ -50,6 +50,7 @@ from prometheus_client.exposition import choose_encoder
 from autoswarm import __version__, words
 from autoswarm.coordinator.engine import StudySummary, WorkerSummary
 from autoswarm.slot_time import ACTIVITIES
+from autoswarm.v1 import worker_pb2
 
 log = logging.getLogger("autoswarm.coordinator.metrics")
 
@@ -289,6 +290,13 @@ class CoordinatorMetrics:
         self.commit_seconds.observe(seconds)
 
     def interceptor(self) -> grpc.aio.ServerInterceptor:
+        """Times the server's RPCs. Every worker-facing method's OK series exists from the start,
+        at zero, so that a rate has a first sample to rise from: busy workers lease through
+        Report, and a Lease series first seen already holding its few calls would give the
+        dashboard's long-poll panel no data."""
+        service = worker_pb2.DESCRIPTOR.services_by_name["WorkerService"]
+        for method in service.methods:
+            self.rpc_seconds.labels(service.full_name, method.name, grpc.StatusCode.OK.name)
         return RpcMetricsInterceptor(self.rpc_seconds)
 
     def exposition(self, accept: str = "") -> tuple[bytes, str]:

@@ -191,6 +191,12 @@ def test_prometheus_scrapes_a_live_swarm_and_every_dashboard_query_returns_data(
                  and (prometheus.value('autoswarm_evaluations_total{study="tiny"}') or 0) >= 6
                  and (prometheus.value("count_over_time(autoswarm_build_info[1m])") or 0) >= 8,
                  45, 0.5, f"prometheus to see the swarm improve\n{prometheus.log()}")
+        # A worker joins the running swarm: its first task comes from Lease (busy workers get
+        # theirs with their reports), so the long-poll panel has calls in its window.
+        start_worker(coordinator.address, "gamma")
+        wait_for(lambda: (prometheus.value('sum(increase(autoswarm_rpc_duration_seconds_count'
+                                           '{grpc_method="Lease"}[5m]))') or 0) > 0,
+                 45, 0.5, f"prometheus to see a Lease call\n{prometheus.log()}")
 
         dashboard = json.loads(DASHBOARD.read_text())
         values = {"study": "tiny", "__rate_interval": RATE_INTERVAL}
@@ -222,7 +228,7 @@ def test_prometheus_scrapes_a_live_swarm_and_every_dashboard_query_returns_data(
         assert 0 < recorded <= len(history.rows)
         assert prometheus.value('sum(autoswarm_tasks_leased_total{study="tiny"})') >= recorded
         assert prometheus.value('autoswarm_rpc_duration_seconds_count{grpc_method="Report",grpc_code="NOT_FOUND"}') == 1
-        assert prometheus.value('sum(autoswarm_workers{state!="offline"})') == 2
+        assert prometheus.value('sum(autoswarm_workers{state!="offline"})') == 3   # alpha, beta, gamma
         assert prometheus.value('sum(autoswarm_bundle_cache_lookups_total{outcome="miss"})') >= 2, \
             "each worker fetched the bundle once"
         assert prometheus.value('autoswarm_setup_duration_seconds_count{study="tiny"}') >= 2, \

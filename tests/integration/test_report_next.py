@@ -50,22 +50,29 @@ def coordinator(tmp_path):
 
 
 def test_a_worker_reports_and_leases_in_one_call_and_every_result_is_recorded(tmp_path, coordinator, start_worker):
-    evaluations = 8
+    evaluations = 16
     # No edit improves (a constant score): every result is a plain one, none opens a claim
     # that a lone worker could not verify itself.
     flat = "import time\ntime.sleep(0.3)\nprint('score: 1.0')\n"
     with coordinator.control() as control:
         control.add_study(write_study(tmp_path / "study", body=flat), max_evaluations=evaluations)
     worker = start_worker(coordinator.address, "solo")   # pipelined: it leases one task ahead
-    wait_for(lambda: coordinator.study("tiny").done, 90, what="the study to finish")
-    recorded = db_rows(coordinator.db, "SELECT COUNT(*) FROM results")[0][0]
-    assert recorded >= evaluations
-    calls = rpc_counts(coordinator)
-    assert calls.get("Report", 0) >= recorded
+
+    def results() -> int:
+        return db_rows(coordinator.db, "SELECT COUNT(*) FROM results")[0][0]
+
+    # Counted halfway, before the budget's tail: there a report's `next` finds nothing and the
+    # worker long-polls Lease, as often as the polls end, until the study is done.
+    wait_for(lambda: results() >= evaluations // 2, 90, what="half the evaluations")
+    halfway = rpc_counts(coordinator)
     # Report + Lease would be one Lease per result; here the first task and the one leased
-    # ahead while it ran come from Lease, every later one with the report before it (the
-    # rest are idle polls once the budget is spent).
-    assert calls.get("Lease", 0) <= 4, calls
+    # ahead while it ran come from Lease (a poll or two while the first baseline runs), every
+    # later one with the report before it.
+    assert halfway.get("Lease", 0) <= 4 < evaluations // 2, halfway
+    wait_for(lambda: coordinator.study("tiny").done, 90, what="the study to finish")
+    recorded = results()
+    assert recorded >= evaluations
+    assert rpc_counts(coordinator).get("Report", 0) >= recorded
     worker.stop()
     assert not list((worker.state_dir / "outbox").glob("*.msgpack")), "nothing left unsent"
     assert not (worker.state_dir / "rejected").exists()
