@@ -119,12 +119,17 @@ def test_another_class_baseline_does_not_judge_a_waiting_result(core):
     assert judging.judge_explore(state, _lease(4), _worker(4, "A"), _ok(12.0, EDIT), 1.0).waits
 
 
+def _claim_on_a(judging, state, store):
+    """Class A calibrated, and w-4's edit (12.0 against A's 10) claimed and committed: the pending claim."""
+    _calibrate(state, "A")
+    _commit(state, store, judging.judge_explore(state, _lease(4), _worker(4), _ok(12.0, EDIT), 1.0))
+    pending, = state.claims.values()
+    return pending
+
+
 def test_the_arbiter_path_a_lying_verifier_is_outvoted_and_the_claim_promoted(core):
     judging, state, store = core
-    _calibrate(state, "A")
-    claimed = judging.judge_explore(state, _lease(4), _worker(4), _ok(12.0, EDIT), 1.0)
-    _commit(state, store, claimed)
-    pending, = state.claims.values()
+    pending = _claim_on_a(judging, state, store)
     _fresh(state, "A")
     version = pending.record.version
     lie = judging.judge_verify(state, _lease(5, "verify", version, pending.record.id), _worker(5), _ok(10.0), 2.0)
@@ -142,9 +147,7 @@ def test_the_arbiter_path_a_lying_verifier_is_outvoted_and_the_claim_promoted(co
 
 def test_a_claim_refuted_by_an_agreeing_majority_is_rejected_through_the_table(core):
     judging, state, store = core
-    _calibrate(state, "A")
-    _commit(state, store, judging.judge_explore(state, _lease(4), _worker(4), _ok(12.0, EDIT), 1.0))
-    pending, = state.claims.values()
+    pending = _claim_on_a(judging, state, store)
     _fresh(state, "A")
     checks = [judging.judge_verify(state, _lease(i, "verify", pending.record.version, pending.record.id), _worker(i),
                                    _ok(10.01), float(i)) for i in (5, 6)]
@@ -156,10 +159,7 @@ def test_a_claim_refuted_by_an_agreeing_majority_is_rejected_through_the_table(c
 def test_a_confirmation_on_the_claims_class_is_compared_with_runs_the_claim_was_not(core):
     """Independent confirmation: one low class baseline must not make a null edit look good twice."""
     judging, state, store = core
-    _calibrate(state, "A")
-    claimed = judging.judge_explore(state, _lease(4), _worker(4), _ok(12.0, EDIT), 1.0)
-    _commit(state, store, claimed)
-    pending, = state.claims.values()
+    pending = _claim_on_a(judging, state, store)
     assert pending.measurements[0].baseline == {f"r-b{k}" for k in range(6)}
     check = _lease(5, "verify", pending.record.version, pending.record.id)
     # No run of the champion on A that the claim was not compared with: not judgeable there yet,
@@ -184,9 +184,7 @@ def test_a_confirmation_on_the_claims_class_is_compared_with_runs_the_claim_was_
 
 def test_a_decided_claim_that_memory_still_holds_is_refused_not_decided_twice(core):
     judging, state, store = core
-    _calibrate(state, "A")
-    _commit(state, store, judging.judge_explore(state, _lease(4), _worker(4), _ok(12.0, EDIT), 1.0))
-    pending, = state.claims.values()
+    pending = _claim_on_a(judging, state, store)
     _fresh(state, "A")
     pending.record = replace(pending.record, state="rejected")
     with pytest.raises(LifecycleError, match="claim that is rejected cannot take 'accepted'"):
