@@ -194,9 +194,10 @@ def test_prometheus_scrapes_a_live_swarm_and_every_dashboard_query_returns_data(
         # A worker joins the running swarm: its first task comes from Lease (busy workers get
         # theirs with their reports), so the long-poll panel has calls in its window.
         start_worker(coordinator.address, "gamma")
-        wait_for(lambda: (prometheus.value('sum(increase(autoswarm_rpc_duration_seconds_count'
-                                           '{grpc_method="Lease"}[5m]))') or 0) > 0,
-                 45, 0.5, f"prometheus to see a Lease call\n{prometheus.log()}")
+        wait_for(lambda: prometheus.value('sum(autoswarm_workers{state!="offline"})') == 3
+                 and (prometheus.value('sum(increase(autoswarm_rpc_duration_seconds_count'
+                                       '{grpc_method="Lease"}[5m]))') or 0) > 0,
+                 45, 0.5, f"prometheus to see gamma join and a Lease call\n{prometheus.log()}")
 
         dashboard = json.loads(DASHBOARD.read_text())
         values = {"study": "tiny", "__rate_interval": RATE_INTERVAL}
