@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from autoswarm.slot_time import SlotTime
 from autoswarm.coordinator import scheduler
 from autoswarm.coordinator.context import EngineContext
 from autoswarm.coordinator.deadlines import DeadlineQueue, due_leases
 from autoswarm.coordinator.roster import Roster
+from autoswarm.coordinator.staleness import is_stale
 from autoswarm.coordinator.study_state import StudyState
 from autoswarm.coordinator.store import LeaseRecord, VersionRecord
 from autoswarm.coordinator.transitions import Action, LeaseEvent, LeaseState, lease_step
@@ -45,6 +46,8 @@ class HeartbeatOutcome:
     cancelled: list[str]      # leases this worker no longer holds: stop them
     duplicates: list[str]     # explore leases whose candidate was evaluated already: do not evaluate
     interval: float = 0.0     # seconds until this worker's next heartbeat
+    # Its leases made on a champion replaced since: hand back those not started (`staleness`).
+    stale: list[str] = field(default_factory=list)
 
 
 class Leasing:
@@ -154,8 +157,9 @@ class Leasing:
                   slot_times: Sequence[SlotTime] = ()) -> HeartbeatOutcome:
         """Extends the worker's running leases and takes note of the ideas it is evaluating.
 
-        Returns the leases it no longer holds and the explore leases whose candidate was
-        evaluated (or is being evaluated) already for the same parent.
+        Returns the leases it no longer holds, the explore leases whose candidate was
+        evaluated (or is being evaluated) already for the same parent, and those made on a
+        champion replaced since.
         """
         roster = self._roster
         roster.known_worker(worker_id)
@@ -166,6 +170,7 @@ class Leasing:
         held: dict[str, float] = {}
         cancelled: list[str] = []
         duplicates: list[str] = []
+        stale: list[str] = []
         for lease_id in lease_ids[:1024]:
             lease = self.active_lease(lease_id)
             if lease is None or lease.worker_id != worker_id \
@@ -174,6 +179,8 @@ class Leasing:
                 continue
             study = self.ctx.studies[lease.study]
             held[lease_id] = now + self.ctx.config.lease_ttl(study.spec)
+            if is_stale(lease.kind, lease.parent, lease.candidate, study.champion.version):
+                stale.append(lease_id)
             if descriptions and lease_id in descriptions:
                 study.ideas[lease_id] = " ".join(descriptions[lease_id].split())[: self.ctx.config.limits.max_description_chars]
             candidate = (candidate_hashes or {}).get(lease_id, "")
@@ -189,7 +196,17 @@ class Leasing:
                 if lease is not None and deadline > lease.deadline:
                     self.ctx.studies[lease.study].active[lease_id] = replace(lease, deadline=deadline)
                     self._deadlines.push(deadline, lease_id, lease.study)
-        return HeartbeatOutcome(cancelled, duplicates, self.next_contact(worker_id))
+        return HeartbeatOutcome(cancelled, duplicates, self.next_contact(worker_id), stale)
+
+    def stale_leases(self, worker_id: str) -> list[str]:
+        """This worker's active leases made on a champion replaced since (`staleness`), oldest first."""
+        stale: list[str] = []
+        for lease_id in sorted(self.running.get(worker_id, ())):
+            lease = self.active_lease(lease_id)
+            if lease is not None and is_stale(lease.kind, lease.parent, lease.candidate,
+                                              self.ctx.studies[lease.study].champion.version):
+                stale.append(lease_id)
+        return stale
 
     def active_lease(self, lease_id: str) -> LeaseRecord | None:
         for state in self.ctx.studies.values():

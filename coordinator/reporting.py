@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from autoswarm import words
@@ -48,6 +48,8 @@ class ReportOutcome:
     duplicate: bool
     decision: str
     new_champion: bool
+    # The worker's other leases made on a champion replaced since, as of this report (`staleness`).
+    stale: list[str] = field(default_factory=list)
 
 
 def may_create_work(kind: str, status: str, judgement: Judgement) -> bool:
@@ -111,7 +113,8 @@ class Reporting:
                 if stored.worker_id != worker_id:
                     raise NotYours(f"lease {lease_id} belongs to another worker")
                 champion = self.ctx.studies[stored.study].champion
-                return ReportOutcome(stored.id, True, stored.decision, champion.result_id == stored.id)
+                return ReportOutcome(stored.id, True, stored.decision, champion.result_id == stored.id,
+                                     self._leasing.stale_leases(worker_id))
             lease = self.ctx.store.lease(lease_id)
         if lease is None:
             raise NotFound(f"unknown lease {lease_id!r}")
@@ -141,7 +144,8 @@ class Reporting:
                                  decisions=judgement.decisions, new_champion=judgement.new_champion,
                                  champion_metric=judgement.champion_metric)
         self._apply(state, lease, judgement, result)
-        return ReportOutcome(record.id, False, record.decision, judgement.new_champion is not None)
+        return ReportOutcome(record.id, False, record.decision, judgement.new_champion is not None,
+                             self._leasing.stale_leases(worker_id))
 
     def _apply(self, state: StudyState, lease: LeaseRecord, judgement: Judgement, result: ResultIn) -> None:
         """Brings memory in line with what the store has just committed."""

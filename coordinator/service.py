@@ -318,7 +318,8 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         # it wrote go out with the next commit (a restart gives running leases room anyway).
         return worker_pb2.HeartbeatResponse(cancelled_lease_ids=outcome.cancelled,
                                             duplicate_lease_ids=outcome.duplicates,
-                                            heartbeat_interval_seconds=outcome.interval)
+                                            heartbeat_interval_seconds=outcome.interval,
+                                            stale_lease_ids=outcome.stale)
 
     async def Report(self, request, context):
         await _as_worker(context, self.auth, request.worker_id)
@@ -329,7 +330,7 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         await self.durable()  # the result (and the next lease) are on disk before the worker hears of them
         response = worker_pb2.ReportResponse(
             result_id=outcome.result_id, duplicate=outcome.duplicate, decision=outcome.decision,
-            new_champion=outcome.new_champion,
+            new_champion=outcome.new_champion, stale_lease_ids=outcome.stale,
         )
         if request.HasField("next"):
             if task is not None:

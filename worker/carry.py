@@ -76,6 +76,7 @@ class CarriedReports:
             self._reporter.put(lease_id, result)   # retried, or set aside when refused for good
             return None
         self._reporter.outbox.remove(lease_id)
+        self._reporter.answered(lease_id, response)
         log.info("reported %s -> %s%s", lease_id, response.decision, " (new champion)" if response.new_champion else "")
         if not response.HasField("next"):
             log.info("the coordinator does not lease with reports; reporting and leasing separately")

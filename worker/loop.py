@@ -11,7 +11,7 @@ import os
 import platform
 import socket
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from autoswarm.worker.agent_box import AgentSettings
 from autoswarm.worker.agent_spend import AgentSpend
 from autoswarm.worker.bundles import BundleCache, BundleDownload
 from autoswarm.worker.carry import CarriedReports
-from autoswarm.worker.connection import TRANSIENT, Connection, HeartbeatSchedule, Stopped
+from autoswarm.worker.connection import Connection, HeartbeatSchedule, Stopped
 from autoswarm.worker.execute import ExecutionContext
 from autoswarm.worker.donation import (
     IDLE,
@@ -41,16 +41,22 @@ from autoswarm.worker.donation import (
     worker_state,
 )
 from autoswarm.worker.hardware import HardwareInfo, detect_hardware, slot_environments, slot_gpu
+from autoswarm.worker.leasing import LeaseContext, Leaser
 from autoswarm.worker.outbox import Outbox
 from autoswarm.worker.platforms import Platform, describe_idle_gaps
+from autoswarm.worker.presence import Presence, PresenceContext
 from autoswarm.worker.registration import IdentityFile, Registration
-from autoswarm.worker.reporting import Reporter
+from autoswarm.worker.reporting import Answers, Reporter
 from autoswarm.worker.sandbox import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PROCESSES, ResourceLimits, Sandbox, configure
 from autoswarm.worker.mutators.config import Budget
 from autoswarm.worker.slot import PipelinedSlot
 from autoswarm.slot_time import SlotTime
 
 log = logging.getLogger("autoswarm.worker")
+# Seconds a slot waits for the coordinator's answer to the result it just delivered before it
+# starts the task leased ahead (the answer may call that task stale). A round trip normally; a
+# coordinator that cannot be reached fails the attempt at once, so this bounds only a hung one.
+ANSWER_WAIT_SECONDS = 10.0
 
 @dataclass(frozen=True)
 class WorkerOptions:
@@ -118,9 +124,17 @@ class Worker:
         self.registration = Registration(IdentityFile(state / "identity.json", options.coordinator), options.token,
                                          self.connection, self._halt, self.heartbeats, self._register_request,
                                          refused=self.request_stop)
+        self.answers = Answers()
         self.reporter = Reporter(Outbox(state / "outbox"), state / "rejected", self.connection,
-                                 lambda: self.worker_id)
+                                 lambda: self.worker_id, on_answer=self._answered)
         self.carried = CarriedReports(self.connection, self.reporter, lambda: self.worker_id)
+        self.leaser = Leaser(self.connection, self.heartbeats, self.carried, LeaseContext(
+            worker_id=lambda: self.worker_id, state=lambda: self._state, gate_open=lambda: self._gate.open,
+            running=lambda: len(self._running), reregister=self._reregister), self._finish, options.pipeline)
+        self.presence = Presence(self.connection, self.heartbeats, PresenceContext(
+            worker_id=lambda: self.worker_id, state=lambda: self._state, running=self._running_copy,
+            slot_times=self.slot_times, connected=lambda: self._connected, connection_state=self._connection_state,
+            reregister=self._reregister, stale=self.drop_stale))
         self._running: dict[str, threading.Event] = {}
         self._slot_of: dict[str, int] = {}    # lease id -> the slot that holds it
         self._lock = threading.Lock()
@@ -251,17 +265,6 @@ class Worker:
             self._release([lease_id for slot in slots for lease_id in slot.stop_ahead()])
         self._update_state()
 
-    def _say_stopped(self) -> None:
-        """A last heartbeat with the state `stopped`: status shows a clean stop, not `offline`."""
-        if not self.worker_id:
-            return
-        self._state = "stopped"
-        try:
-            self.connection.stub.Heartbeat(worker_pb2.HeartbeatRequest(
-                worker_id=self.worker_id, lease_ids=[], state="stopped"), timeout=5)
-        except grpc.RpcError as exc:  # the coordinator will see it offline instead
-            log.debug("could not report the stop: %s", exc.code().name)
-
     def _release(self, lease_ids: list[str]) -> None:
         if not lease_ids or not self.worker_id:
             return
@@ -286,7 +289,7 @@ class Worker:
                     if exc.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED) else "")
             log.error("the coordinator refused to register this worker: %s %s%s", exc.code().name, exc.details(), hint)
             raise SystemExit(2) from None
-        threads = [threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True),
+        threads = [threading.Thread(target=self.presence.run, args=(self._halt,), name="heartbeat", daemon=True),
                    threading.Thread(target=self.reporter.run, args=(self._halt,), name="outbox", daemon=True)]
         if self.options.donation.hours is not None or self.options.donation.idle_only:
             self._check_availability(prime=True)
@@ -301,7 +304,9 @@ class Worker:
                 t.join(0.5)
         self._halt.set()
         self.reporter.flush(final=True)
-        self._say_stopped()
+        if self.worker_id:
+            self._state = "stopped"
+        self.presence.say_stopped()
         self.connection.close()
         log.info("worker stopped after %d task(s); %d result(s) wait in the outbox", self.completed, len(self.outbox))
         return self.completed
@@ -310,7 +315,7 @@ class Worker:
         context = ExecutionContext(
             cache=self.cache, scratch_root=self._scratch / f"slot-{index}", data_root=self._data,
             slot_env=env, keep_scratch=self.options.keep_scratch, mutator_options=self.options.mutator_options,
-            sandbox=self._slot_sandboxes[index], announce=self._announce,
+            sandbox=self._slot_sandboxes[index], announce=self.presence.announce,
             agent_box=self.options.agent.box(self._slot_sandboxes[index], self.options.state_dir),
         )
         context.scratch_root.mkdir(parents=True, exist_ok=True)
@@ -341,7 +346,7 @@ class Worker:
         self._finish.wait(min(self.options.check_interval, 0.5))
 
     def lease_task(self) -> worker_pb2.Task | None:
-        return self._lease()
+        return self.leaser.lease()
 
     def release(self, lease_ids: list[str]) -> None:
         self._release(lease_ids)
@@ -384,7 +389,28 @@ class Worker:
         self.completed += 1
         if result.llm_tokens or result.cost_usd:
             self._count_cost(result)
+        self.answers.expect(lease_id)
         self.carried.keep(lease_id, result, lease_follows=self._lease_follows(lease_id))
+
+    def await_answer(self, lease_id: str) -> None:
+        """Waits (at most `ANSWER_WAIT_SECONDS`) until the report of this result was attempted."""
+        if not self.answers.wait(lease_id, ANSWER_WAIT_SECONDS):
+            log.debug("no answer yet for %s; the slot goes on", lease_id)
+
+    def _answered(self, lease_id: str, response: worker_pb2.ReportResponse | None) -> None:
+        """An attempt to report `lease_id` is over: stale leases it names are dropped first."""
+        if response is not None and response.stale_lease_ids:
+            self.drop_stale(list(response.stale_lease_ids))
+        self.answers.answered(lease_id)
+
+    def drop_stale(self, lease_ids: Sequence[str]) -> None:
+        """Leases the coordinator says were made on a replaced champion: each slot hands back
+        those it has not started (worker/slot.py); one already evaluating finishes."""
+        with self._lock:
+            slots = {self._slot_of[lease_id] for lease_id in lease_ids if lease_id in self._slot_of}
+            held = [self._slots[i] for i in sorted(slots) if i in self._slots]
+        for slot in held:
+            slot.drop_stale(lease_ids)
 
     def _lease_follows(self, lease_id: str) -> bool:
         """Whether this lease's slot leases again as soon as it lets go of it: it holds as many
@@ -410,96 +436,11 @@ class Worker:
             raise BundleError(f"the coordinator refused bundle {bundle_hash[:12]}: "
                               f"{exc.code().name} {exc.details()}") from exc
 
-    def _lease(self) -> worker_pb2.Task | None:
-        if self._finish.is_set() or not self._gate.open:
-            self.carried.flush()
-        else:
-            # A result just finished goes with this call: one Report that also leases the next task.
-            answer = self.carried.report_and_lease(worker_pb2.LeaseRequest(
-                worker_id=self.worker_id, pipelined=self.options.pipeline, state=self._state))
-            if answer is not None:
-                self.heartbeats.told(answer.heartbeat_interval_seconds, answer.lease_wait_seconds)
-                if answer.has_task:
-                    if not self._running:
-                        self.heartbeats.sent()
-                    return answer.task
-        wait = self.heartbeats.lease_wait  # as long as the coordinator suggests: one call per idle spell
-
-        def long_poll() -> worker_pb2.LeaseResponse | None:
-            # A future, so that a stop request does not wait out the coordinator's long-poll.
-            call = self.connection.stub.Lease.future(
-                worker_pb2.LeaseRequest(worker_id=self.worker_id, wait_seconds=wait, pipelined=self.options.pipeline,
-                                        state=self._state),
-                timeout=wait + 15)
-            self.heartbeats.polling(+1)  # while it waits, this call is the worker's presence
-            try:
-                while not self._finish.is_set() and self._gate.open:
-                    try:
-                        response = call.result(timeout=0.2)
-                        self.heartbeats.told(response.heartbeat_interval_seconds, response.lease_wait_seconds)
-                        if response.has_task and not self._running:
-                            self.heartbeats.sent()
-                        return response
-                    except grpc.FutureTimeoutError:
-                        continue
-            finally:
-                self.heartbeats.polling(-1)
-            call.cancel()
-            return None
-
-        try:
-            response = self.connection.retry(long_poll, self._finish, "lease")
-        except Stopped:
-            return None
-        except grpc.RpcError as exc:
-            if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAUTHENTICATED):
-                log.warning("the coordinator does not accept this worker (%s); registering again", exc.details())
-                self._reregister(failed_id=self.worker_id)
-                return None
-            log.error("lease refused: %s %s", exc.code().name, exc.details())
-            self._finish.wait(5)
-            return None
-        return response.task if response is not None and response.has_task else None
-
     # -- presence -------------------------------------------------------------------------
 
-    def _heartbeat_loop(self) -> None:
-        while self.heartbeats.wait(lambda: len(self._running), self._halt):
-            with self._lock:
-                lease_ids = list(self._running)
-            self.heartbeats.sent()
-            try:
-                response = self.connection.stub.Heartbeat(worker_pb2.HeartbeatRequest(
-                    worker_id=self.worker_id, lease_ids=lease_ids, state=self._state,
-                    slot_times=[slot_time_message(t) for t in self.slot_times()]), timeout=10)
-            except grpc.RpcError as exc:
-                if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAUTHENTICATED):
-                    self._reregister(failed_id=self.worker_id)
-                elif exc.code() in TRANSIENT and self._connected:
-                    self._connection_state(f"reconnecting (heartbeat: {exc.code().name})")
-                continue
-            self.heartbeats.told(response.heartbeat_interval_seconds)
-            if not self._connected:
-                self._connection_state("connected")
-            with self._lock:
-                for lease_id in response.cancelled_lease_ids:
-                    cancel = self._running.get(lease_id)
-                    if cancel is not None:
-                        log.warning("coordinator no longer holds lease %s; abandoning it", lease_id)
-                        cancel.set()
-
-    def _announce(self, lease_id: str, description: str, candidate_hash: str) -> bool:
-        """Shares the idea about to be evaluated; True when the coordinator says it is a duplicate.
-
-        Best effort: when the coordinator cannot be reached the evaluation just goes ahead.
-        """
-        try:
-            response = self.connection.stub.Heartbeat(worker_pb2.HeartbeatRequest(
-                worker_id=self.worker_id, lease_ids=[lease_id], state=self._state,
-                descriptions={lease_id: description}, candidate_hashes={lease_id: candidate_hash}), timeout=10)
-        except grpc.RpcError:
-            return False
-        return lease_id in response.duplicate_lease_ids
+    def _running_copy(self) -> dict[str, threading.Event]:
+        with self._lock:
+            return dict(self._running)
 
     # -- donation controls ----------------------------------------------------------------
 
@@ -521,11 +462,6 @@ class Worker:
             self._check_availability()
 
 
-
-
-def slot_time_message(t: SlotTime) -> common_pb2.SlotTime:
-    return common_pb2.SlotTime(slot=t.slot, evaluating_seconds=t.evaluating, mutating_seconds=t.mutating,
-                               waiting_seconds=t.waiting)
 
 
 def slot_variables(hardware: HardwareInfo, slots: int | None, max_cpus: int | None, usable_cpus: int,

@@ -4,15 +4,21 @@ Two threads per slot. The preparer leases a task and makes its edit (bundle, set
 the evaluator runs prepared tasks one at a time, in lease order, and reports them. With a depth
 of two the preparer leases the next task as soon as the current one reaches the evaluator, so
 the slot's GPU does not sit idle behind a 60 s agent; the next edit is made on the champion of
-that moment (the coordinator's stale-edit rules handle one that moves meanwhile). A depth of one
-is the plain lease, mutate, evaluate loop. Evaluations of one slot never overlap: one thread runs
-them.
+that moment. A depth of one is the plain lease, mutate, evaluate loop. Evaluations of one slot
+never overlap: one thread runs them.
+
+When the champion changes, a task leased ahead may be stale (an explore or a baseline of the
+replaced champion, `coordinator/staleness.py`). The coordinator says so in its answers; a stale
+task that has not started evaluating is dropped: handed back unevaluated, and its place leased
+anew on the new champion. Before starting a task leased ahead, the evaluator waits (briefly) for
+the coordinator's answer to the result it just delivered, since that result may itself be the
+one that replaced the champion. A task already evaluating finishes either way.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
-import queue
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -51,12 +57,16 @@ class SlotHost(Protocol):
 
     def deliver(self, lease_id: str, result: worker_pb2.Result) -> None: ...
 
+    def await_answer(self, lease_id: str) -> None: ...   # until the coordinator answered that result (bounded)
 
-@dataclass
+
+@dataclass(eq=False)
 class _Held:
     task: worker_pb2.Task
     cancel: threading.Event
     outcome: worker_pb2.Result | PreparedTask | None = None
+    started: bool = False      # the evaluator took it: it finishes whatever the champion does
+    stale: bool = False        # dropped: handed back unevaluated once its preparation is over
 
 
 class PipelinedSlot:
@@ -74,9 +84,11 @@ class PipelinedSlot:
         self._fetch = fetch
         self._mutators = mutators
         self._tickets = threading.Semaphore(self.depth)
-        self._ready: queue.Queue[_Held | None] = queue.Queue()
         self._lock = threading.Lock()
-        self._line: dict[str, threading.Event] = {}  # leases held, oldest (the current one) first: cancel
+        self._changed = threading.Condition(self._lock)
+        self._ready: collections.deque[_Held] = collections.deque()  # prepared, in lease order
+        self._closed = False                    # the preparer is done: nothing more will be ready
+        self._line: dict[str, _Held] = {}       # leases held, oldest (the current one) first
         self._hand_back: set[str] = set()       # leased ahead, to be released because the worker stops
 
     def run(self) -> None:
@@ -86,7 +98,9 @@ class PipelinedSlot:
         try:
             self._prepare_loop()
         finally:
-            self._ready.put(None)
+            with self._changed:
+                self._closed = True
+                self._changed.notify_all()
             evaluator.join()
 
     def stop_ahead(self) -> list[str]:
@@ -96,8 +110,45 @@ class PipelinedSlot:
             ahead = list(self._line)[1:]
             self._hand_back.update(ahead)
             for lease_id in ahead:
-                self._line[lease_id].set()  # an agent still editing stops now
+                self._line[lease_id].cancel.set()  # an agent still editing stops now
         return ahead
+
+    def drop_stale(self, lease_ids: Iterable[str]) -> list[str]:
+        """The coordinator says these leases were made on a replaced champion: those this slot
+        holds and has not started evaluating are dropped. One already prepared is handed back
+        now, one being prepared once its preparation ends (a setup under way is not cut short:
+        it serves every later task). Returns the ids dropped."""
+        now: list[_Held] = []
+        dropped: list[str] = []
+        with self._lock:
+            for lease_id in lease_ids:
+                held = self._line.get(lease_id)
+                if held is None or held.started or held.stale or lease_id in self._hand_back:
+                    continue
+                held.stale = True
+                dropped.append(lease_id)
+                if held in self._ready:
+                    self._ready.remove(held)
+                    now.append(held)
+        for held in now:
+            self._drop(held)
+        return dropped
+
+    def _drop(self, held: _Held) -> None:
+        """Hands a stale task back unevaluated and frees its place for a task on the new champion."""
+        lease_id = held.task.lease_id
+        if isinstance(held.outcome, PreparedTask):
+            discard_prepared(self.context, held.outcome)
+        log.info("task %s was leased on a replaced champion; handing it back unevaluated", lease_id)
+        self.host.release([lease_id])
+        self._let_go(held)
+
+    def _let_go(self, held: _Held) -> None:
+        with self._lock:
+            self._line.pop(held.task.lease_id, None)
+            self._hand_back.discard(held.task.lease_id)
+        self.host.untrack(self.index, held.task.lease_id)
+        self._tickets.release()
 
     # -- preparer -------------------------------------------------------------------------
 
@@ -120,7 +171,7 @@ class PipelinedSlot:
                 continue
             held = _Held(task, threading.Event())
             with self._lock:
-                self._line[task.lease_id] = held.cancel
+                self._line[task.lease_id] = held
                 if host.finishing.is_set() and len(self._line) > 1:
                     self._hand_back.add(task.lease_id)
             host.track(self.index, task.lease_id, held.cancel)
@@ -132,22 +183,41 @@ class PipelinedSlot:
                 held.outcome = _worker_error(exc)
             finally:
                 self.clock.preparing(False)
-            self._ready.put(held)
+            with self._changed:
+                stale = held.stale
+                if not stale:
+                    self._ready.append(held)
+                    self._changed.notify_all()
+            if stale:
+                self._drop(held)
 
     # -- evaluator ------------------------------------------------------------------------
 
-    def _evaluate_loop(self) -> None:
-        while (held := self._ready.get()) is not None:
-            try:
-                self._finish(held)
-            finally:
-                with self._lock:
-                    self._line.pop(held.task.lease_id, None)
-                    self._hand_back.discard(held.task.lease_id)
-                self.host.untrack(self.index, held.task.lease_id)
-                self._tickets.release()
+    def _next_ready(self) -> _Held | None:
+        """The oldest prepared task, now started; None once the preparer is done and none is left."""
+        with self._changed:
+            while not self._ready and not self._closed:
+                self._changed.wait()
+            if not self._ready:
+                return None
+            held = self._ready.popleft()
+            held.started = True
+            return held
 
-    def _finish(self, held: _Held) -> None:
+    def _evaluate_loop(self) -> None:
+        while (held := self._next_ready()) is not None:
+            delivered = False
+            try:
+                delivered = self._finish(held)
+            finally:
+                self._let_go(held)
+            if delivered and self.depth > 1:
+                # The task leased ahead may be on the champion this result just replaced: the
+                # coordinator's answer says so before it starts.
+                self.host.await_answer(held.task.lease_id)
+
+    def _finish(self, held: _Held) -> bool:
+        """Evaluates a prepared task and delivers its result; False when nothing was delivered."""
         lease_id, outcome = held.task.lease_id, held.outcome
         with self._lock:
             hand_back = lease_id in self._hand_back
@@ -156,7 +226,7 @@ class PipelinedSlot:
                 discard_prepared(self.context, outcome)
             log.info("task %s was leased ahead; handing it back unfinished because the worker stops", lease_id)
             self.host.release([lease_id])
-            return
+            return False
         if isinstance(outcome, PreparedTask) and not held.cancel.is_set():
             self.clock.evaluating(True)
             try:
@@ -170,9 +240,10 @@ class PipelinedSlot:
             discard_prepared(self.context, outcome)
         if held.cancel.is_set():
             log.info("task %s was cancelled; its result is not reported", lease_id)
-            return
+            return False
         assert isinstance(outcome, worker_pb2.Result)
         self.host.deliver(lease_id, outcome)
+        return True
 
 
 def _worker_error(exc: Exception) -> worker_pb2.Result:

@@ -118,14 +118,16 @@ class HeartbeatRequest(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., lease_ids: _Optional[_Iterable[str]] = ..., state: _Optional[str] = ..., descriptions: _Optional[_Mapping[str, str]] = ..., candidate_hashes: _Optional[_Mapping[str, str]] = ..., slot_times: _Optional[_Iterable[_Union[_common_pb2.SlotTime, _Mapping]]] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
-    __slots__ = ("cancelled_lease_ids", "duplicate_lease_ids", "heartbeat_interval_seconds")
+    __slots__ = ("cancelled_lease_ids", "duplicate_lease_ids", "heartbeat_interval_seconds", "stale_lease_ids")
     CANCELLED_LEASE_IDS_FIELD_NUMBER: _ClassVar[int]
     DUPLICATE_LEASE_IDS_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    STALE_LEASE_IDS_FIELD_NUMBER: _ClassVar[int]
     cancelled_lease_ids: _containers.RepeatedScalarFieldContainer[str]
     duplicate_lease_ids: _containers.RepeatedScalarFieldContainer[str]
     heartbeat_interval_seconds: float
-    def __init__(self, cancelled_lease_ids: _Optional[_Iterable[str]] = ..., duplicate_lease_ids: _Optional[_Iterable[str]] = ..., heartbeat_interval_seconds: _Optional[float] = ...) -> None: ...
+    stale_lease_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, cancelled_lease_ids: _Optional[_Iterable[str]] = ..., duplicate_lease_ids: _Optional[_Iterable[str]] = ..., heartbeat_interval_seconds: _Optional[float] = ..., stale_lease_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Result(_message.Message):
     __slots__ = ("status", "has_metric", "metric", "extra_metrics", "candidate", "description", "log_tail", "mutate_seconds", "evaluate_seconds", "setup_seconds", "bundle_cache_hit", "llm_tokens", "cost_usd")
@@ -177,18 +179,20 @@ class ReportRequest(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., lease_id: _Optional[str] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., next: _Optional[_Union[LeaseRequest, _Mapping]] = ...) -> None: ...
 
 class ReportResponse(_message.Message):
-    __slots__ = ("result_id", "duplicate", "decision", "new_champion", "next")
+    __slots__ = ("result_id", "duplicate", "decision", "new_champion", "next", "stale_lease_ids")
     RESULT_ID_FIELD_NUMBER: _ClassVar[int]
     DUPLICATE_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
     NEW_CHAMPION_FIELD_NUMBER: _ClassVar[int]
     NEXT_FIELD_NUMBER: _ClassVar[int]
+    STALE_LEASE_IDS_FIELD_NUMBER: _ClassVar[int]
     result_id: str
     duplicate: bool
     decision: str
     new_champion: bool
     next: LeaseResponse
-    def __init__(self, result_id: _Optional[str] = ..., duplicate: _Optional[bool] = ..., decision: _Optional[str] = ..., new_champion: _Optional[bool] = ..., next: _Optional[_Union[LeaseResponse, _Mapping]] = ...) -> None: ...
+    stale_lease_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, result_id: _Optional[str] = ..., duplicate: _Optional[bool] = ..., decision: _Optional[str] = ..., new_champion: _Optional[bool] = ..., next: _Optional[_Union[LeaseResponse, _Mapping]] = ..., stale_lease_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ReleaseRequest(_message.Message):
     __slots__ = ("worker_id", "lease_ids")

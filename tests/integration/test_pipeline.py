@@ -18,7 +18,8 @@ AGENT_SECONDS = 1.0
 EVALUATION_SECONDS = 2.0
 
 # An agent of fixed duration: notes when it starts and ends, then sets X to a value it has not
-# used before (so no edit is a duplicate).
+# used before (so no edit is a duplicate). Every value is further from the peak at 2.5 than the
+# first champion's 1.0: no edit replaces the champion, so no task leased ahead turns stale.
 AGENT = """
 import os, sys, time
 log = {log!r}
@@ -27,7 +28,7 @@ with open(log, "a") as f:
 time.sleep({seconds})
 target = os.environ["AUTOSWARM_TARGET"]
 n = sum(1 for line in open(log) if line.startswith("mutate-start"))
-text = open(target).read().replace("X = ", f"X = {{n}}.5 + 0 * ", 1)
+text = open(target).read().replace("X = ", f"X = {{n}}.5 + {offset} + 0 * ", 1)
 open(target, "w").write(text)
 with open(log, "a") as f:
     f.write(f"mutate-end {{time.time()}}\\n")
@@ -64,7 +65,7 @@ def test_the_next_edit_is_made_while_the_slot_evaluates_and_a_stop_hands_it_back
         tmp_path, start_coordinator, start_worker):
     log = tmp_path / "timeline.log"
     agent = tmp_path / "agent.py"
-    agent.write_text(AGENT.format(log=str(log), seconds=AGENT_SECONDS))
+    agent.write_text(AGENT.format(log=str(log), seconds=AGENT_SECONDS, offset=10))
     study = write_study(
         tmp_path / "study", timeout=20, body=textwrap.dedent(EVALUATION.format(log=str(log), seconds=EVALUATION_SECONDS)),
         extra_toml=f'[mutator]\nkind = "command"\ncommand = "{sys.executable} {shlex.quote(str(agent))}"\n')
@@ -108,3 +109,62 @@ def test_the_next_edit_is_made_while_the_slot_evaluates_and_a_stop_hands_it_back
     with coordinator.control() as control:
         history = control.history("tiny")
     assert len(history.rows) == len(evaluations), "every finished evaluation was reported, none twice"
+
+
+
+# An agent that moves X halfway to the peak at 2.5: every edit beats its parent.
+HALFWAY_AGENT = """
+import os, re, time
+time.sleep({seconds})
+target = os.environ["AUTOSWARM_TARGET"]
+text = open(target).read()
+x = float(re.search(r"^X = (\\S+)$", text, re.M).group(1))
+open(target, "w").write(re.sub(r"^X = \\S+$", f"X = {{(x + 2.5) / 2!r}}", text, count=1, flags=re.M))
+print(f"DESCRIPTION: X {{x}} -> {{(x + 2.5) / 2}}")
+"""
+
+# Notes the X it evaluates, then scores it.
+EVALUATE_X = """
+import time
+with open({log!r}, "a") as f:
+    f.write(f"evaluate {{X}}\\n")
+time.sleep({seconds})
+print(f"score: {{-(X - 2.5) ** 2}}")
+"""
+
+
+def test_after_a_keep_the_task_leased_ahead_on_the_old_champion_is_replaced(
+        tmp_path, start_coordinator, start_worker):
+    """Every edit is kept. The edit made while its predecessor was evaluated is on the champion
+    that predecessor replaces: it is handed back unevaluated, and the slot's next evaluation is
+    an edit of the new champion (not one stale-merged and checked again later)."""
+    log = tmp_path / "evaluations.log"
+    agent = tmp_path / "agent.py"
+    agent.write_text(HALFWAY_AGENT.format(seconds=0.2))
+    study = write_study(
+        tmp_path / "study", timeout=20, body=textwrap.dedent(EVALUATE_X.format(log=str(log), seconds=1.5)),
+        extra_toml=f'[mutator]\nkind = "command"\ncommand = "{sys.executable} {shlex.quote(str(agent))}"\n')
+    coordinator = start_coordinator()
+    with coordinator.control() as control:
+        control.add_study(study, max_evaluations=50)
+    worker = start_worker(coordinator.address, "piped", "--mutator", "command", "--sandbox", "none")
+
+    def rows() -> list:
+        with coordinator.control() as control:
+            return list(control.history("tiny").rows)
+    wait_for(lambda: sum(r.status == "keep" for r in rows()) >= 3, 120, what="three kept edits")
+    worker.stop()
+    assert worker.proc.wait(60) == 0, worker.log[-3000:]
+
+    history = rows()
+    explores = [r for r in history if r.kind == "explore"]
+    assert [r.status for r in explores] == ["keep"] * len(explores), \
+        "no edit was evaluated on a champion replaced before its evaluation started"
+    for before, after in zip(explores, explores[1:]):
+        assert after.parent == before.version, "each evaluation after a keep is an edit of the new champion"
+    released = _leases(coordinator.db, "released")
+    assert any(f"{lease_id} was leased on a replaced champion" in worker.log for lease_id in released), \
+        "the edit made on the old champion went back to the coordinator"
+    evaluated = [line.split()[1] for line in log.read_text().splitlines()]
+    assert len(evaluated) == len(history), "the stale edits were never evaluated; every evaluation was reported"
+    assert not _leases(coordinator.db, "active")
