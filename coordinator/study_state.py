@@ -91,16 +91,20 @@ class Samples:
     def __init__(self) -> None:
         self._runs: dict[tuple[str, str], _Runs] = {}
         self._diffs: dict[str, list[_Diff]] = {}
-        self._sigma: dict[str | None, float] = {}
+        self._sigma: dict[str | None, tuple[float, int]] = {}   # sigma() per class (None: all), until diffs change
         self._own: dict[str | None, tuple[float, int]] = {}   # own_sigma per class (None: all), until runs change
         self._own_diffs: dict[str, list[tuple[str, float]]] = {}   # class -> (worker, |a − b|) of its own repeats
         self._fits: dict[str, ClassFit] | None = None
         self._noise: dict[str, Noise] = {}
         # The latest run per (version, class, "baseline" or "verify"), for noise differences.
         self._latest: dict[tuple[str, str, str], tuple[str, float]] = {}
+        # Bumped by every change of the runs or their differences: what is worked out from
+        # them (a class's dispute, `StudyState.dispute`) is valid while it stays the same.
+        self.generation = 0
 
     def _difference(self, version: str, hardware_class: str, kind: str, worker_id: str, value: float) -> None:
         latest = self._latest.get((version, hardware_class, kind))
+        self.generation += 1
         if latest is not None:
             self._diffs.setdefault(hardware_class, []).append(_Diff(abs(value - latest[1]), latest[0], worker_id))
             self._sigma.pop(hardware_class, None)
@@ -154,11 +158,13 @@ class Samples:
         """(σ of one run, number of run-to-run differences it rests on) for a class, or (None)
         for every class together (each class's newest `CHECK_DIFFERENCES`): a median, so a
         minority of wild differences moves it little."""
-        diffs = self._diffs.get(hardware_class, []) if hardware_class is not None else \
-            [d for ds in self._diffs.values() for d in ds[-CHECK_DIFFERENCES:]]
-        if hardware_class not in self._sigma:
-            self._sigma[hardware_class] = acceptance.robust_sigma([d.value for d in diffs])
-        return self._sigma[hardware_class], len(diffs)
+        found = self._sigma.get(hardware_class)
+        if found is None:
+            # Read on every class check: the list of all classes' differences is made once per change.
+            diffs = self._diffs.get(hardware_class, []) if hardware_class is not None else \
+                [d for ds in self._diffs.values() for d in ds[-CHECK_DIFFERENCES:]]
+            found = self._sigma[hardware_class] = (acceptance.robust_sigma([d.value for d in diffs]), len(diffs))
+        return found
 
     def noise(self, hardware_class: str) -> Noise:
         """The class's noise for bars, learned with every other class's (`noise.pooled_noise`).
@@ -209,6 +215,7 @@ class Samples:
 
     def remove_worker(self, hardware_class: str, worker_id: str) -> None:
         """Takes a worker's runs out of a class: its baselines and its share of the noise."""
+        self.generation += 1
         self._own.pop(hardware_class, None)
         self._own.pop(None, None)
         if hardware_class in self._own_diffs:
@@ -353,6 +360,9 @@ class StudyState:
     evidence: list[tuple[str, str, float]] = field(default_factory=list)
     waiting: baselines.Waiting = field(default_factory=baselines.Waiting)  # results waiting for a class baseline
     tiers: Tiers = field(default_factory=Tiers)                    # which classes' baselines stand for others'
+    # `dispute` per (version, class), valid for the (samples, generation, acceptance policy) it was worked out on.
+    _disputes: dict[tuple[str, str], bool | None] = field(default_factory=dict, repr=False, compare=False)
+    _disputes_of: tuple[object, int, object] | None = field(default=None, repr=False, compare=False)
 
     def remember(self, result: ResultRecord) -> None:
         """Adds an explore outcome to the swarm memory (bounded: the oldest are forgotten)."""
@@ -547,12 +557,19 @@ class StudyState:
 
         Undecided, each worker's runs are judged against its own runs (`reference`), and the
         class takes more runs to decide (`view`)."""
-        runs = self.samples.runs_by_worker(version, hardware_class)
-        if len(runs) < 2:
-            return False
-        # Each machine's own repeats say best what noise is here: a difference between two
-        # workers is what is in question, and a spoofer's would inflate other estimates.
-        return self._dispute_of(hardware_class, runs)
+        # Asked on every lease and judgement, for every claim's parent; it changes only with the
+        # runs (`Samples.generation`) or the study's acceptance policy.
+        was = self._disputes_of
+        if was is None or was[0] is not self.samples or was[1] != self.samples.generation \
+                or was[2] is not self.spec.acceptance:
+            self._disputes_of, self._disputes = (self.samples, self.samples.generation, self.spec.acceptance), {}
+        key = (version, hardware_class)
+        if key not in self._disputes:
+            runs = self.samples.runs_by_worker(version, hardware_class)
+            # Each machine's own repeats say best what noise is here: a difference between two
+            # workers is what is in question, and a spoofer's would inflate other estimates.
+            self._disputes[key] = False if len(runs) < 2 else self._dispute_of(hardware_class, runs)
+        return self._disputes[key]
 
     def _disputed_runs(self, hardware_class: str, runs: Mapping[str, Sequence[tuple[float, str]]]) -> bool:
         return self._dispute_of(hardware_class, runs) is not False

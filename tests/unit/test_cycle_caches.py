@@ -1,0 +1,86 @@
+"""What the engine keeps worked out between requests (issue 20, a cheaper cycle) says what
+working it out afresh would: a class's dispute, cached per change of the study's runs."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+from autoswarm.bundle import pack_directory
+from autoswarm.coordinator.engine import Engine, EngineConfig, ResultIn
+from autoswarm.coordinator.store import Store
+from autoswarm.coordinator.study_state import StudyState
+from autoswarm.hardware_class import is_moved
+from swarm import Clock, write_study
+
+CPU = {"cpu_model": "Test", "cpu_cores": 2, "gpus": []}
+SIGMA = 0.01
+
+
+def _fresh_dispute(state: StudyState, version: str, hardware_class: str) -> bool | None:
+    """`StudyState.dispute` worked out from the runs as they are now, past any cache."""
+    runs = state.samples.runs_by_worker(version, hardware_class)
+    return False if len(runs) < 2 else state._dispute_of(hardware_class, runs)
+
+
+def _every_dispute_is_current(state: StudyState) -> int:
+    keys = list(state.samples._runs)
+    for version, hardware_class in keys:
+        assert state.dispute(version, hardware_class) == _fresh_dispute(state, version, hardware_class), \
+            (version, hardware_class)
+    return len(keys)
+
+
+def test_a_cached_dispute_follows_every_new_run_and_every_worker_moved_out(tmp_path):
+    """A class of honest workers and a spoofer (its baselines far off): the class is undecided,
+    disputed, then split; after every report each (version, class) reads as worked out afresh."""
+    clock = Clock()
+    engine = Engine(Store(tmp_path / "swarm.db"), EngineConfig(), clock=clock)
+    study = write_study(tmp_path / "study", direction="maximize", acceptance='compare = "paired"\nquorum = 2')
+    engine.add_study(pack_directory(study).data, max_evaluations=0)
+    workers = [engine.register("", f"w{i}", CPU, 1, ["params"], owner=f"owner{i}")[0] for i in range(5)]
+    spoofer = workers[-1]
+    state = engine._studies["tiny"]
+    rng = random.Random(3)
+    checked = 0
+    outcomes: set[bool | None] = set()
+    for round_ in range(14):
+        for worker in workers:
+            clock.now += 1.0
+            task = engine.lease(worker)
+            if task is None:
+                continue
+            value = (1.5 if worker == spoofer else 1.0) + rng.gauss(0.0, SIGMA)
+            candidate = f"X = {round_}.{worker[-6:]}\nY = 3\n".encode() if task.kind == "explore" else b""
+            engine.report(worker, task.lease_id, ResultIn("ok", value, {}, candidate, "an edit", "", {}))
+            checked += _every_dispute_is_current(state)
+            outcomes |= {state.dispute(v, c) for v, c in state.samples._runs}
+    assert checked > 50
+    assert True in outcomes and False in outcomes, "the class was disputed, and agreed once the spoofer left"
+    assert any(is_moved(s.record.hardware_class) for s in engine.worker_summaries()), "the spoofer was moved out"
+
+
+def test_a_cached_dispute_is_dropped_when_the_runs_or_the_policy_change(tmp_path):
+    clock = Clock()
+    engine = Engine(Store(tmp_path / "swarm.db"), EngineConfig(), clock=clock)
+    study = write_study(tmp_path / "study", direction="maximize", acceptance='compare = "paired"\nquorum = 2')
+    engine.add_study(pack_directory(study).data, max_evaluations=0)
+    state = engine._studies["tiny"]
+    samples = state.samples
+    # Own repeats of two machines, so that a class check knows each machine's noise.
+    for worker in ("a", "b"):
+        for value in (1.0, 1.01, 1.0):
+            samples.add(f"v-{worker}", "cls", worker, value)
+    samples.add("v", "cls", "a", 1.0)
+    samples.add("v", "cls", "b", 1.004)
+    assert state.dispute("v", "cls") is False
+    samples.add("v", "cls", "c", 9.0)                       # a third worker, far off
+    assert state.dispute("v", "cls") is True, "a new run is seen at once"
+    samples.remove_worker("cls", "c")
+    assert state.dispute("v", "cls") is False, "so is a worker taken out"
+    generation = samples.generation
+    state.spec = replace(state.spec, acceptance=replace(state.spec.acceptance, quorum=3))
+    assert state._disputes_of is not None
+    state.dispute("v", "cls")
+    assert state._disputes_of[2] is state.spec.acceptance and samples.generation == generation, \
+        "a new policy is worked out afresh"
