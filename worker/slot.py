@@ -117,14 +117,16 @@ class PipelinedSlot:
         """The coordinator says these leases were made on a replaced champion: those this slot
         holds and has not started evaluating are dropped. One already prepared is handed back
         now, one being prepared once its preparation ends (a setup under way is not cut short:
-        it serves every later task). Returns the ids dropped."""
+        it serves every later task), unless that ends in a result without evaluation, which is
+        reported. Returns the ids marked."""
         now: list[_Held] = []
         dropped: list[str] = []
         with self._lock:
             for lease_id in lease_ids:
                 held = self._line.get(lease_id)
-                if held is None or held.started or held.stale or lease_id in self._hand_back:
-                    continue
+                if held is None or held.started or held.stale or lease_id in self._hand_back \
+                        or isinstance(held.outcome, worker_pb2.Result):
+                    continue   # unknown, under way, dropped already, or an outcome that costs no evaluation
                 held.stale = True
                 dropped.append(lease_id)
                 if held in self._ready:
@@ -184,7 +186,9 @@ class PipelinedSlot:
             finally:
                 self.clock.preparing(False)
             with self._changed:
-                stale = held.stale
+                # An outcome reached without evaluating (a failed setup or edit, a duplicate) is
+                # reported even when stale: it costs nothing and tells the coordinator something.
+                stale = held.stale and not isinstance(held.outcome, worker_pb2.Result)
                 if not stale:
                     self._ready.append(held)
                     self._changed.notify_all()

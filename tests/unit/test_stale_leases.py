@@ -241,3 +241,24 @@ def test_answers_wait_only_for_a_result_not_yet_answered():
     assert answers.wait("l-2", 10)
     answers.answered("l-3")   # answered before anyone waits: no one is left waiting on it
     assert answers.wait("l-3", 0.0)
+
+
+def test_a_stale_task_whose_preparation_failed_is_reported_not_dropped(pipeline, monkeypatch):
+    slot, host, go, evaluated, discarded, prepare_gate = pipeline
+    host.limit = 2
+    prepare_gate["t2"] = threading.Event()
+    prepared = slot_module.prepare_task
+
+    def failing(context, task, fetch, cancel, mutators):
+        if task.lease_id == "t2":
+            prepare_gate["t2"].wait(10)
+            return worker_pb2.Result(status=common_pb2.RESULT_STATUS_MUTATOR_ERROR, log_tail="the agent failed")
+        return prepared(context, task, fetch, cancel, mutators)
+    monkeypatch.setattr(slot_module, "prepare_task", failing)
+    thread = _run(slot)
+    wait_for(lambda: evaluated == ["t1"] and host.leases == 2, 10, what="t2 being prepared")
+    slot.drop_stale(["t2"])
+    prepare_gate["t2"].set()
+    go.set()
+    thread.join(10)
+    assert host.delivered == ["t1", "t2"] and host.released == [], "a failure costs no evaluation: it is reported"
