@@ -112,15 +112,20 @@ def test_the_next_edit_is_made_while_the_slot_evaluates_and_a_stop_hands_it_back
 
 
 
-# An agent that moves X halfway to the peak at 2.5: every edit beats its parent.
+# An agent that moves X halfway to the peak at 2.5: every edit beats its parent. A different
+# millionth each run (counted in a file) keeps two edits of one parent from being duplicates.
 HALFWAY_AGENT = """
 import os, re, time
 time.sleep({seconds})
+with open({runs!r}, "a") as f:
+    f.write("run\\n")
+n = len(open({runs!r}).read().split())
 target = os.environ["AUTOSWARM_TARGET"]
 text = open(target).read()
 x = float(re.search(r"^X = (\\S+)$", text, re.M).group(1))
-open(target, "w").write(re.sub(r"^X = \\S+$", f"X = {{(x + 2.5) / 2!r}}", text, count=1, flags=re.M))
-print(f"DESCRIPTION: X {{x}} -> {{(x + 2.5) / 2}}")
+new = (x + 2.5) / 2 + n * 1e-6
+open(target, "w").write(re.sub(r"^X = \\S+$", f"X = {{new!r}}", text, count=1, flags=re.M))
+print(f"DESCRIPTION: X {{x}} -> {{new}}")
 """
 
 # Notes the X it evaluates, then scores it.
@@ -140,7 +145,7 @@ def test_after_a_keep_the_task_leased_ahead_on_the_old_champion_is_replaced(
     an edit of the new champion (not one stale-merged and checked again later)."""
     log = tmp_path / "evaluations.log"
     agent = tmp_path / "agent.py"
-    agent.write_text(HALFWAY_AGENT.format(seconds=0.2))
+    agent.write_text(HALFWAY_AGENT.format(seconds=0.2, runs=str(tmp_path / "agent-runs")))
     study = write_study(
         tmp_path / "study", timeout=20, body=textwrap.dedent(EVALUATE_X.format(log=str(log), seconds=1.5)),
         extra_toml=f'[mutator]\nkind = "command"\ncommand = "{sys.executable} {shlex.quote(str(agent))}"\n')
