@@ -1,62 +1,94 @@
 """Lease deadlines in order, so that the reaper's work is O(expired), not O(leases in flight).
 
-Pure bookkeeping, no I/O. A heap of (deadline, lease id, study) entries: a lease gets an
-entry whenever its deadline is set (leased, read back after a restart, extended by a
-heartbeat). Entries are never updated in place; an extension pushes a new one, and the old
-one is recognised as stale when it comes due (the lease's deadline in memory is later, or
-the lease is closed). The caller holds the truth (the active leases); this only says which
-to look at.
+Pure bookkeeping, no I/O. Each active lease is filed under the whole second its deadline
+falls in (its ceiling); a heartbeat's extension moves it to a later second and a report or
+release takes it out, each a few dict and set operations. The reaper looks only at the seconds
+that have passed. So there are never stale entries to skip or to compact away: an earlier
+version kept a heap of every deadline ever set and rebuilt it from all active leases (80,000 at
+100,000 workers) whenever stale entries piled up, a pass of 50-150 ms of the event loop every
+few minutes that every request in flight paid. The caller still holds the truth (the active
+leases); `due_leases` checks each due lease against it.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Iterator
+import math
+from collections.abc import Callable, Iterator
 
 
 class DeadlineQueue:
-    """Entries (deadline, lease id, study), earliest first; stale ones are skipped by the caller.
+    """Each lease's current deadline (and study), filed by the second; earliest seconds first."""
 
-    Stale entries cost memory until they come due; `compact` drops them all at once, and
-    `needs_compacting` says when that pays (more than `slack` times the live count plus a
-    floor), so compacting is amortized O(1) per push.
-    """
-
-    def __init__(self, slack: float = 2.0, floor: int = 1024) -> None:
-        self._heap: list[tuple[float, str, str]] = []
-        self.slack = slack
-        self.floor = floor
+    def __init__(self) -> None:
+        self._at: dict[str, tuple[float, str]] = {}   # lease id -> (deadline, study)
+        self._files: dict[int, set[str]] = {}         # whole second (ceiling of deadline) -> lease ids
+        self._seconds: list[int] = []                 # the keys of `_files`, as a heap
 
     def __len__(self) -> int:
-        return len(self._heap)
+        return len(self._at)
 
     def push(self, deadline: float, lease_id: str, study: str) -> None:
-        heapq.heappush(self._heap, (deadline, lease_id, study))
+        """The lease's deadline is now `deadline` (leased, read back, or extended)."""
+        previous = self._at.get(lease_id)
+        second = math.ceil(deadline)
+        self._at[lease_id] = (deadline, study)
+        if previous is not None:
+            old_second = math.ceil(previous[0])
+            if old_second == second:
+                return
+            filed = self._files.get(old_second)
+            if filed is not None:
+                filed.discard(lease_id)
+        filed = self._files.get(second)
+        if filed is None:
+            filed = self._files[second] = set()
+            heapq.heappush(self._seconds, second)
+        filed.add(lease_id)
+
+    def discard(self, lease_id: str) -> None:
+        """The lease is closed (reported, released, expired): it has no deadline any more."""
+        previous = self._at.pop(lease_id, None)
+        if previous is not None:
+            filed = self._files.get(math.ceil(previous[0]))
+            if filed is not None:
+                filed.discard(lease_id)
 
     def pop_due(self, now: float) -> Iterator[tuple[float, str, str]]:
-        """Removes and yields every entry whose deadline is before `now`, earliest first."""
-        heap = self._heap
-        while heap and heap[0][0] < now:
-            yield heapq.heappop(heap)
-
-    def needs_compacting(self, live: int) -> bool:
-        return len(self._heap) > self.slack * live + self.floor
-
-    def compact(self, live: Iterable[tuple[float, str, str]]) -> None:
-        """Replaces every entry by `live`: one entry per active lease, its current deadline."""
-        self._heap = list(live)
-        heapq.heapify(self._heap)
+        """Removes and yields (deadline, lease id, study) of every lease whose deadline is
+        before `now`, by second (in no particular order within one)."""
+        seconds, files, at = self._seconds, self._files, self._at
+        while seconds and seconds[0] - 1 < now:
+            second = seconds[0]
+            filed = files.get(second, set())
+            due = [lease_id for lease_id in filed if at[lease_id][0] < now]
+            for lease_id in due:
+                filed.discard(lease_id)
+                deadline, study = at.pop(lease_id)
+                yield deadline, lease_id, study
+            if filed:           # the rest of this second is still to come
+                return
+            heapq.heappop(seconds)
+            files.pop(second, None)
 
 
 def due_leases(queue: DeadlineQueue, now: float, current: Callable[[str, str], float | None]) -> list[tuple[str, str]]:
-    """(lease id, study) of the leases whose deadline has passed, each once, earliest first.
+    """(lease id, study) of the leases whose deadline has passed, each once, earliest second first.
 
     `current(lease_id, study)` is the lease's deadline as memory has it now, or None when it
-    is no longer active: an entry whose lease was extended or closed since is stale.
+    is no longer active: a closed lease is left out, and one whose deadline memory has later
+    than the queue (extended without a `push`) is filed again under that deadline.
     """
     due: dict[str, str] = {}
-    for deadline, lease_id, study in queue.pop_due(now):
+    later: list[tuple[float, str, str]] = []
+    for _, lease_id, study in queue.pop_due(now):
         now_deadline = current(lease_id, study)
-        if now_deadline is not None and now_deadline < now:
+        if now_deadline is None:
+            continue
+        if now_deadline < now:
             due[lease_id] = study
+        else:
+            later.append((now_deadline, lease_id, study))
+    for deadline, lease_id, study in later:
+        queue.push(deadline, lease_id, study)
     return list(due.items())

@@ -219,6 +219,7 @@ class Leasing:
         """Memory lets go of a lease the store has just closed."""
         state = self.ctx.studies[lease.study]
         state.active.pop(lease.id, None)
+        self._deadlines.discard(lease.id)
         state.ideas.pop(lease.id, None)
         state.candidates.pop(lease.id, None)
         if lease.claim in state.claims:
@@ -264,9 +265,4 @@ class Leasing:
         if overdue:
             self.close(overdue, LeaseEvent.EXPIRY, now)
             self.ctx.on_change()
-        live = sum(len(s.active) for s in studies.values())
-        if self._deadlines.needs_compacting(live):
-            # Mostly entries of leases reported or extended since: start again from the live ones.
-            self._deadlines.compact((lease.deadline, lease.id, name)
-                                    for name, s in studies.items() for lease in s.active.values())
         return overdue

@@ -286,35 +286,52 @@ def test_liveness_is_written_in_bounded_rounds(tmp_path):
     assert {(w.state, w.last_seen) for w in store.workers()} == {("working", clock.now)}
 
 
-def test_the_deadline_queue_yields_each_due_lease_once_and_skips_stale_entries():
-    queue = DeadlineQueue(slack=1.0, floor=0)
-    deadlines = {"a": 10.0, "b": 20.0, "c": 5.0}
+def test_the_deadline_queue_yields_each_due_lease_once_at_its_current_deadline():
+    queue = DeadlineQueue()
+    deadlines = {"a": 10.0, "b": 20.0, "c": 5.0, "d": 7.0}
     for lease_id, deadline in deadlines.items():
         queue.push(deadline, lease_id, "s")
-    deadlines["a"] = 30.0          # extended: its old entry is stale
+    deadlines["a"] = 30.0          # extended: it moves to its new deadline
     queue.push(30.0, "a", "s")
-    del deadlines["c"]             # reported: its entry is stale
-    queue.push(12.0, "b", "s")     # an older, shorter deadline for b is stale too
+    del deadlines["c"]             # reported, and memory let go of it behind the queue's back
+    del deadlines["d"]             # reported, and the queue was told
+    queue.discard("d")
+    assert len(queue) == 3
+    queue.push(12.0, "b", "s")     # the queue holds an earlier deadline than memory: b is filed again
     current = lambda lease_id, study: deadlines.get(lease_id)  # noqa: E731
     assert due_leases(queue, 15.0, current) == []
+    assert len(queue) == 2, "c was dropped when it came due, b filed again under 20"
     assert due_leases(queue, 25.0, current) == [("b", "s")]
     assert len(queue) == 1 and due_leases(queue, 31.0, current) == [("a", "s")]
-    assert queue.needs_compacting(0) is False and len(queue) == 0
+    assert len(queue) == 0 and due_leases(queue, 1e9, current) == []
 
 
-def test_the_deadline_queue_compacts_to_the_live_leases():
-    queue = DeadlineQueue(slack=2.0, floor=2)
-    for i in range(10):
-        queue.push(float(i), "a", "s")
-    assert queue.needs_compacting(live=1)
-    queue.compact([(9.0, "a", "s")])
-    assert len(queue) == 1 and not queue.needs_compacting(live=1)
+def test_the_deadline_queue_splits_a_second_at_now():
+    queue = DeadlineQueue()
+    for lease_id, deadline in {"early": 10.2, "late": 10.8, "next": 11.5}.items():
+        queue.push(deadline, lease_id, "s")
+    current = {"early": 10.2, "late": 10.8, "next": 11.5}.get
+    assert due_leases(queue, 10.5, lambda lease_id, study: current(lease_id)) == [("early", "s")]
+    assert due_leases(queue, 10.5, lambda lease_id, study: current(lease_id)) == []
+    assert sorted(due_leases(queue, 12.0, lambda lease_id, study: current(lease_id))) == [("late", "s"), ("next", "s")]
 
 
-def test_the_reaper_expires_each_lease_once_through_extensions_reports_and_compaction(tmp_path):
+def test_the_deadline_queue_holds_one_entry_per_lease_however_often_it_is_extended():
+    queue = DeadlineQueue()
+    for step in range(1000):
+        for lease_id in ("a", "b", "c"):
+            queue.push(100.0 + step * 0.7, lease_id, "s")
+    assert len(queue) == 3
+    assert len(queue._seconds) <= 1000, "one heap entry per second filed, not per extension"
+    last = 100.0 + 999 * 0.7
+    assert due_leases(queue, last, lambda lease_id, study: last) == [], "not due before its last deadline"
+    assert sorted(due_leases(queue, last + 0.1, lambda lease_id, study: last)) == [("a", "s"), ("b", "s"), ("c", "s")]
+    assert len(queue) == 0
+
+
+def test_the_reaper_expires_each_lease_once_through_extensions_and_reports(tmp_path):
     clock = Clock()
     engine = Engine(Store(tmp_path / "swarm.db"), EngineConfig(lease_factor=1.0, lease_grace=5.0), clock=clock)
-    engine.leasing._deadlines = DeadlineQueue(slack=2.0, floor=0)   # compacts as soon as it pays
     engine.add_study(pack_directory(write_study(tmp_path / "study", direction="minimize", timeout=10)).data)
     seed, _ = engine.register("", "seed", _hardware("Alpha"), 1, ["params"])
     first = engine.lease(seed)
@@ -335,7 +352,7 @@ def test_the_reaper_expires_each_lease_once_through_extensions_reports_and_compa
         else:
             assert expired == [], f"step {step}"
         in_flight = engine.study_summaries()[0].in_flight
-        assert len(engine.leasing._deadlines) <= 2 * in_flight, "stale entries are dropped as they pile up"
+        assert len(engine.leasing._deadlines) == in_flight, "one entry per active lease, none stale"
     assert {s.in_flight for s in engine.study_summaries()} == {len(kept)}
     clock.now += 16.0
     assert sorted(lease.id for lease in engine.expire_overdue()) == sorted(leases[w] for w in kept)
