@@ -9,6 +9,7 @@ open batch, and callers that acknowledge wait for `commit_batch()` (see `group_c
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -152,6 +153,16 @@ class WalCheckpointer:
         """One round: a passive checkpoint, and a restarting one when the WAL has grown long."""
         _, frames, _ = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         if frames >= self.restart_frames:
+            # A RESTART holds the writer (the event loop) off while it syncs the WAL and the
+            # database file; flush both first, outside that hold, so that its syncs find
+            # little left to write (on a busy disk they took up to 200 ms, once a second).
+            for path in (self.path + "-wal", self.path):
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             db.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
         self.checkpoints += 1
 
