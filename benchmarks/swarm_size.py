@@ -45,7 +45,9 @@ import shutil
 import sys
 import tempfile
 import textwrap
+import threading
 import time
+import urllib.request
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -83,18 +85,20 @@ COORDINATOR = textwrap.dedent("""
     engine = EngineConfig(lease_grace=float(sys.argv[5]) / c, heartbeat_interval=base.min_interval / c,
                           liveness=liveness)
     config = ServerConfig(db=Path(db), listen=listen, ready_file=Path(ready), auth=False,
-                          worker_rate=0.0, reap_interval=max(0.05, 0.5 / c), engine=engine)
-    asyncio.run(serve(config) if len(sys.argv) < 7 else watched(serve(config), Path(sys.argv[6])))
+                          worker_rate=0.0, reap_interval=max(0.05, 0.5 / c), engine=engine,
+                          metrics_port=int(sys.argv[7]))
+    asyncio.run(watched(serve(config), Path(sys.argv[6])))
 """)
 
 # What the coordinator's event loop went through, for the step's window: how often and how long
 # it was late for a 10 ms timer (a stall every request in flight pays), and its collector's
 # pauses. Written to a file every second; the benchmark takes the difference over the window.
 STALL_WATCH = textwrap.dedent("""
-    import gc, json, time
+    import collections, gc, json, sys, threading, time, traceback
     async def watched(main, out):
         stats = {"ticks": 0, "late_50ms": 0, "late_100ms": 0, "late_max_ms": 0.0, "gc_full": 0,
-                 "gc_full_ms": 0.0, "gc_ms": 0.0, "gc_max_ms": 0.0}
+                 "gc_full_ms": 0.0, "gc_ms": 0.0, "gc_max_ms": 0.0,
+                 "late_wall_ms": 0.0, "late_loop_cpu_ms": 0.0, "late_process_cpu_ms": 0.0, "stacks": {}}
         started = {}
         def collector(phase, info):
             if phase == "start":
@@ -107,18 +111,94 @@ STALL_WATCH = textwrap.dedent("""
                     stats["gc_full"] += 1
                     stats["gc_full_ms"] += ms
         gc.callbacks.append(collector)
+        # The coordinator's periodic and store calls, timed: how long each took in all, how
+        # often one took > 50 ms, the longest (the checkpoint runs on its own thread).
+        import importlib
+        def timed(module, owner, method):
+            cls = getattr(importlib.import_module(f"autoswarm.coordinator.{module}"), owner, None)
+            inner = getattr(cls, method, None)
+            if inner is None:
+                return
+            key = f"{owner}.{method}"
+            stats[key] = {"calls": 0, "ms": 0.0, "over_50ms": 0, "max_ms": 0.0}
+            def wrapper(*args, **kwargs):
+                t = time.perf_counter()
+                try:
+                    return inner(*args, **kwargs)
+                finally:
+                    ms, entry = 1000 * (time.perf_counter() - t), stats[key]
+                    entry["calls"] += 1
+                    entry["ms"] += ms
+                    entry["over_50ms"] += ms > 50
+                    entry["max_ms"] = max(entry["max_ms"], ms)
+            setattr(cls, method, wrapper)
+        # The checkpoint thread's statements by mode: a RESTART holds the writer (the loop) off.
+        class TimedConnection:
+            def __init__(self, db):
+                self.db = db
+            def execute(self, sql, *args):
+                mode = sql.split("(")[-1].rstrip(")").lower()
+                key = f"checkpoint {mode}"
+                entry = stats.setdefault(key, {"calls": 0, "ms": 0.0, "over_50ms": 0, "max_ms": 0.0})
+                t = time.perf_counter()
+                try:
+                    return self.db.execute(sql, *args)
+                finally:
+                    ms = 1000 * (time.perf_counter() - t)
+                    entry["calls"] += 1
+                    entry["ms"] += ms
+                    entry["over_50ms"] += ms > 50
+                    entry["max_ms"] = max(entry["max_ms"], ms)
+        store_base = importlib.import_module("autoswarm.coordinator.store_base")
+        checkpointer = getattr(store_base, "WalCheckpointer", None)
+        if checkpointer is not None and hasattr(checkpointer, "checkpoint"):
+            plain_checkpoint = checkpointer.checkpoint
+            checkpointer.checkpoint = lambda self, db: plain_checkpoint(self, TimedConnection(db))
+        for module, owner, method in (("store_base", "StoreBase", "commit_batch"),
+                                      ("engine", "Engine", "expire_overdue"), ("engine", "Engine", "flush_presence"),
+                                      ("engine", "Engine", "lease"), ("engine", "Engine", "report"),
+                                      ("engine", "Engine", "heartbeat"), ("heap", "HeapKeeper", "tick")):
+            timed(module, owner, method)
+        loop_thread = threading.get_ident()
+        loop_clock = time.pthread_getcpuclockid(loop_thread)
+        beat = [time.monotonic()]
+        def sampler():
+            # Where the loop thread is while it is late: its stack every 20 ms of a stall, and
+            # whether it ran since the last sample ("busy") or waited for the CPU, a lock or the GIL.
+            cpu = time.clock_gettime(loop_clock)
+            while True:
+                time.sleep(0.02)
+                cpu, ran = time.clock_gettime(loop_clock), time.clock_gettime(loop_clock) - cpu
+                if time.monotonic() - beat[0] < 0.06:
+                    continue
+                frame = sys._current_frames().get(loop_thread)
+                if frame is None:
+                    continue
+                where = ("busy  " if ran > 0.01 else "off-cpu ") + " < ".join(
+                    f"{f.name}({f.filename.rsplit('/', 1)[-1]}:{f.lineno})"
+                    for f in reversed(traceback.extract_stack(frame)[-8:]))
+                stacks = stats["stacks"]
+                stacks[where] = stacks.get(where, 0) + 1
+        threading.Thread(target=sampler, daemon=True).start()
         async def watch():
             last_write = time.monotonic()
             while True:
                 t0 = time.monotonic()
+                c0, p0 = time.clock_gettime(loop_clock), time.process_time()
                 await asyncio.sleep(0.01)
-                late = 1000 * (time.monotonic() - t0 - 0.01)
+                t1 = beat[0] = time.monotonic()
+                late = 1000 * (t1 - t0 - 0.01)
                 stats["ticks"] += 1
                 stats["late_50ms"] += late > 50
                 stats["late_100ms"] += late > 100
                 stats["late_max_ms"] = max(stats["late_max_ms"], late)
+                if late > 50:
+                    # Busy (the loop thread's own CPU ~ the wall time), or not given the CPU / the GIL.
+                    stats["late_wall_ms"] += 1000 * (t1 - t0)
+                    stats["late_loop_cpu_ms"] += 1000 * (time.clock_gettime(loop_clock) - c0)
+                    stats["late_process_cpu_ms"] += 1000 * (time.process_time() - p0)
                 if t0 - last_write > 1.0:
-                    out.write_text(json.dumps(stats))
+                    out.write_text(json.dumps({**stats, "stacks": dict(stats["stacks"])}))
                     last_write = t0
         watcher = asyncio.ensure_future(watch())
         try:
@@ -349,6 +429,49 @@ def read_stalls(path: Path) -> dict[str, float]:
         return {}
 
 
+class Scraper:
+    """Scrapes the coordinator's /metrics every `interval` seconds on a thread of this process,
+    as Prometheus would, and keeps how long each scrape took."""
+
+    def __init__(self, port: int, interval: float) -> None:
+        self.url, self.interval = f"http://127.0.0.1:{port}/metrics", interval
+        self.seconds: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> Scraper:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            t = time.monotonic()
+            try:
+                with urllib.request.urlopen(self.url, timeout=60) as response:
+                    response.read()
+                self.seconds.append(time.monotonic() - t)
+            except OSError:
+                self.seconds.append(float("inf"))
+
+
+def window_stalls(before: dict, after: dict) -> dict:
+    """The stall watch's figures for the window: counts and sums as differences, maxima as they
+    are (the run so far), and the loop thread's stacks sampled while late, by how often."""
+    stalls = {k: (v if k.endswith("max_ms") else v - before.get(k, 0))
+              for k, v in after.items() if not isinstance(v, dict)}
+    for key, entry in after.items():
+        if isinstance(entry, dict) and key != "stacks":
+            stalls[key] = window_stalls(before.get(key, {}), entry)
+            stalls[key].pop("stacks")
+    old = before.get("stacks", {})
+    stalls["stacks"] = {k: n - old.get(k, 0) for k, n in after.get("stacks", {}).items() if n > old.get(k, 0)}
+    return stalls
+
+
 def client_main(pipe: Connection) -> None:
     asyncio.run(client(pipe))
 
@@ -367,7 +490,9 @@ class StepResult:
     report_p99_ms: float
     rss_mib: float
     load_average: float
-    stalls: dict[str, float]    # the coordinator loop's lateness and GC pauses in the window (STALL_WATCH)
+    stalls: dict    # the coordinator loop's lateness, GC pauses and stacks while late in the window (STALL_WATCH)
+    client_cpu_seconds: float = 0.0   # the simulated workers' processes, together, in the window
+    scrapes: tuple[float, ...] = ()   # seconds each /metrics scrape in the window took (--scrape)
 
     @property
     def cpu_ms_per_worker_hour(self) -> float:
@@ -388,7 +513,18 @@ class StepResult:
                 f"{self.stalls.get('late_100ms', 0):.0f}, longest {self.stalls.get('late_max_ms', 0):.0f} ms (run so far); "
                 f"GC {self.stalls.get('gc_ms', 0):.0f} ms in the window, {self.stalls.get('gc_full', 0):.0f} full "
                 f"collections ({self.stalls.get('gc_full_ms', 0):.0f} ms), longest pause "
-                f"{self.stalls.get('gc_max_ms', 0):.0f} ms (run so far)")
+                f"{self.stalls.get('gc_max_ms', 0):.0f} ms (run so far)\n"
+                f"          while late > 50 ms: {self.stalls.get('late_wall_ms', 0):.0f} ms of wall time, the loop "
+                f"thread ran {self.stalls.get('late_loop_cpu_ms', 0):.0f} ms of it, the coordinator's threads "
+                f"{self.stalls.get('late_process_cpu_ms', 0):.0f} ms of CPU; client processes "
+                f"{100 * self.client_cpu_seconds / self.seconds:.0f}% of a core"
+                + (f"; {len(self.scrapes)} scrapes of /metrics, longest {1000 * max(self.scrapes):.0f} ms"
+                   if self.scrapes else "")
+                + "".join(f"\n            {key}: {e['calls']:.0f} calls, {e['ms']:.0f} ms, {e['over_50ms']:.0f} over "
+                          f"50 ms, longest {e['max_ms']:.0f} ms (run so far)"
+                          for key, e in self.stalls.items() if isinstance(e, dict) and "calls" in e)
+                + "".join(f"\n            {n:>4} x {where}" for where, n in sorted(
+                    self.stalls.get("stacks", {}).items(), key=lambda kv: -kv[1])[:8]))
 
 
 def main() -> None:
@@ -411,6 +547,9 @@ def main() -> None:
     parser.add_argument("--separate-report", action="store_true",
                         help="workers report and lease in two calls, as before ReportRequest.next "
                              "(an older coordinator is answered that way anyway)")
+    parser.add_argument("--scrape", type=float, default=0.0, metavar="SECONDS",
+                        help="serve Prometheus metrics and scrape /metrics this often, as a monitored "
+                             "coordinator is (deploy/ scrapes every 15 s); 0: metrics off")
     parser.add_argument("--coordinator-tree", type=Path,
                         help="run the coordinator from this checkout instead (an A/B against other code)")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
@@ -427,6 +566,7 @@ def main() -> None:
     procs = []
     results: list[StepResult] = []
     coordinator = None
+    scraper: Scraper | None = None
     try:
         for _ in range(args.client_processes):
             here, there = context.Pipe()
@@ -448,8 +588,14 @@ def main() -> None:
                 script = script if args.coordinator_tree is None else USE_TREE + script
                 stalls_file = tmp / f"stalls-{step}.json"
                 coordinator = start_process(["-c", script, *tree, str(tmp / f"swarm-{step}.db"), address, str(ready),
-                                             str(c), str(LEASE_GRACE), str(stalls_file)],
+                                             str(c), str(LEASE_GRACE), str(stalls_file),
+                                             str(free_port() if args.scrape else 0)],
                                             ready=ready, log=tmp / "coordinator.log")
+                if scraper is not None:
+                    scraper.stop()
+                scraper = None
+                if args.scrape:
+                    scraper = Scraper(json.loads(ready.read_text())["metrics_port"], args.scrape / c).start()
                 with grpc.insecure_channel(address) as channel:
                     control_pb2_grpc.ControlServiceStub(channel).AddStudy(control_pb2.AddStudyRequest(
                         bundle=study_bundle(TASK_TIMEOUT / c, args.compare, args.quorum)), timeout=60)
@@ -470,13 +616,16 @@ def main() -> None:
                   f"ramping for {ramp:.0f} s", flush=True)
             time.sleep(ramp)
             cpu0, t0 = cpu_seconds(coordinator.pid), time.monotonic()
+            clients0 = sum(cpu_seconds(p.pid) for p in procs)
+            scraped0 = len(scraper.seconds) if scraper is not None else 0
             stalls0 = read_stalls(stalls_file)
             for pipe in pipes:
                 pipe.send((t0, t0 + args.seconds))
             tallies = [pipe.recv() for pipe in pipes]
             seconds, cpu = time.monotonic() - t0, cpu_seconds(coordinator.pid) - cpu0
+            clients_cpu = sum(cpu_seconds(p.pid) for p in procs) - clients0
             stalls1 = read_stalls(stalls_file)
-            stalls = {k: (v if k.endswith("max_ms") else v - stalls0.get(k, 0)) for k, v in stalls1.items()}
+            stalls = window_stalls(stalls0, stalls1)
             calls: collections.Counter[str] = collections.Counter()
             errors: collections.Counter[str] = collections.Counter()
             for t in tallies:
@@ -487,7 +636,8 @@ def main() -> None:
             result = StepResult(target, c, seconds, cpu, {m: n / seconds for m, n in calls.items()}, dict(errors),
                                 percentile(lease_ms, 0.5), percentile(lease_ms, 0.99),
                                 percentile(report_ms, 0.5), percentile(report_ms, 0.99),
-                                rss_mib(coordinator.pid), os.getloadavg()[0], stalls)
+                                rss_mib(coordinator.pid), os.getloadavg()[0], stalls, clients_cpu,
+                                tuple(scraper.seconds[scraped0:]) if scraper is not None else ())
             results.append(result)
             connected = target
             print(result.describe(), flush=True)
@@ -501,6 +651,8 @@ def main() -> None:
             proc.join(10)
             if proc.is_alive():
                 proc.kill()
+        if scraper is not None:
+            scraper.stop()
         if coordinator is not None:
             stop_process(coordinator)
         shutil.rmtree(tmp, ignore_errors=True)
