@@ -24,10 +24,14 @@ class GroupCommit:
 
     A commit (its BEGIN, its COMMIT, the WAL pages that every request of the batch touches)
     costs about as much as the rest of a request. Normally the commit runs right after the
-    current turn of the event loop. When the last batch was big (`busy_batch` requests or
-    more), the coordinator is saturated, and the next commit waits until `busy_window`
-    seconds after the last one, so that one commit serves the requests of several turns;
-    the requests of a lightly loaded coordinator are never held back.
+    current turn of the event loop. When the commits of the last `busy_window` seconds
+    answered `busy_batch` requests or more, the coordinator is busy, and the next commit
+    waits until `busy_window` seconds after the last one, so that one commit serves the
+    requests of several turns; the requests of a lightly loaded coordinator are never held
+    back. Counted over a window, not per batch: a saturated grpc.aio server starts about one
+    request per turn of the loop, so batches counted one commit at a time stayed at 1.2
+    requests each (coordinator_throughput, 1,000 workers: ~45 µs of CPU per commit, nearly
+    one per request).
     """
 
     def __init__(self, store: Store, delay: float = 0.0, busy_window: float = 0.004, busy_batch: int = 3) -> None:
@@ -41,7 +45,9 @@ class GroupCommit:
         self._waiters: list[asyncio.Future[None]] = []
         self._scheduled: asyncio.TimerHandle | asyncio.Handle | None = None
         self._last_commit = -math.inf   # time.monotonic() of the last commit
-        self._busy = False              # whether the last batch was big
+        self._busy = False              # whether the commits of the current window answered many
+        self._window_start = -math.inf  # when the current window of `busy_window` seconds began
+        self._window_requests = 0       # requests its commits answered
 
     async def durable(self) -> None:
         """Returns once everything written so far is committed."""
@@ -63,8 +69,11 @@ class GroupCommit:
         try:
             if self.store.uncommitted:
                 self.store.commit_batch()
-                self._last_commit = time.monotonic()
-                self._busy = len(waiters) >= self.busy_batch
+                self._last_commit = now = time.monotonic()
+                if now - self._window_start > self.busy_window:
+                    self._window_start, self._window_requests = now, 0
+                self._window_requests += len(waiters)
+                self._busy = self._window_requests >= self.busy_batch
         except Exception as exc:
             # Memory already holds what the disk refused: stop, and let a restart rebuild
             # the state from what is really committed.

@@ -1,14 +1,17 @@
-"""What the engine keeps worked out between requests (issue 20, a cheaper cycle) says what
-working it out afresh would: a class's dispute, cached per change of the study's runs."""
+"""A cheaper cycle (issue 20): what the engine keeps worked out between requests says what
+working it out afresh would (a class's dispute, cached per change of the study's runs), and
+the group commit batches the requests of a busy coordinator however they arrive."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from dataclasses import replace
 
 from autoswarm.bundle import pack_directory
 from autoswarm.coordinator.engine import Engine, EngineConfig, ResultIn
-from autoswarm.coordinator.store import Store
+from autoswarm.coordinator.group_commit import GroupCommit
+from autoswarm.coordinator.store import LeaseRecord, Store, VersionRecord
 from autoswarm.coordinator.study_state import StudyState
 from autoswarm.hardware_class import is_moved
 from swarm import Clock, write_study
@@ -84,3 +87,48 @@ def test_a_cached_dispute_is_dropped_when_the_runs_or_the_policy_change(tmp_path
     state.dispute("v", "cls")
     assert state._disputes_of[2] is state.spec.acceptance and samples.generation == generation, \
         "a new policy is worked out afresh"
+
+
+def _version() -> VersionRecord:
+    return VersionRecord("s", "v0", "", b"X = 1\n", "initial", "", 0.0)
+
+
+def _lease(lease_id: str) -> LeaseRecord:
+    return LeaseRecord(lease_id, "s", "w", "explore", "v0", "", 0, 0.0, 1e12, "active", None)
+
+
+def test_requests_that_arrive_one_per_turn_share_commits_once_the_coordinator_is_busy(tmp_path):
+    """A saturated grpc.aio server starts about one request per turn of the loop: counted per
+    commit, every batch was small and each request paid a commit of its own. Counted over the
+    window, the fourth of four quick single requests waits for the window, and a quiet
+    coordinator's requests, one per window, never wait."""
+    commits: list[float] = []
+    store = Store(tmp_path / "swarm.db", group_commit=True, on_commit=commits.append)
+    store.add_study("s", {"name": "s"}, "b" * 64, b"x", 0, _version())
+    store.commit_batch()
+
+    async def one(group: GroupCommit, lease_id: str) -> bool:
+        store.insert_lease(_lease(lease_id))
+        waiting = asyncio.ensure_future(group.durable())
+        for _ in range(5):
+            await asyncio.sleep(0)
+        answered = waiting.done()
+        group.flush()
+        await asyncio.wait_for(waiting, 30)
+        return answered
+
+    async def busy() -> list[bool]:
+        group = GroupCommit(store, busy_window=3600.0, busy_batch=3)
+        return [await one(group, f"l-{i}") for i in range(4)]
+
+    async def quiet() -> list[bool]:
+        group = GroupCommit(store, busy_window=1e-6, busy_batch=3)
+        answered = []
+        for i in range(4):
+            await asyncio.sleep(0.01)   # longer than the window: each request is alone in its own
+            answered.append(await one(group, f"q-{i}"))
+        return answered
+
+    assert asyncio.run(busy()) == [True, True, True, False], "three single requests make a busy window"
+    assert asyncio.run(quiet()) == [True] * 4
+    assert not store.uncommitted
