@@ -159,6 +159,24 @@ STALL_WATCH = textwrap.dedent("""
                                       ("engine", "Engine", "lease"), ("engine", "Engine", "report"),
                                       ("engine", "Engine", "heartbeat"), ("heap", "HeapKeeper", "tick")):
             timed(module, owner, method)
+        # Server-side time of the calls that handed out a task (a Lease, held or not, or a Report
+        # with its next task), as the clients count them: from the handler's start to its
+        # answer, so without the wait before the handler ran. Bucketed by the millisecond.
+        service = importlib.import_module("autoswarm.coordinator.service")
+        def handled(method):
+            inner = getattr(service.WorkerService, method)
+            key = f"server {method}"
+            stats[key] = {}
+            async def wrapper(self, request, context):
+                t = time.perf_counter()
+                response = await inner(self, request, context)
+                task = response.has_task if method == "Lease" else response.next.has_task
+                if task:
+                    bucket = str(int(1000 * (time.perf_counter() - t)))
+                    stats[key][bucket] = stats[key].get(bucket, 0) + 1
+                return response
+            setattr(service.WorkerService, method, wrapper)
+        handled("Lease"), handled("Report")
         loop_thread = threading.get_ident()
         loop_clock = time.pthread_getcpuclockid(loop_thread)
         beat = [time.monotonic()]
@@ -198,7 +216,7 @@ STALL_WATCH = textwrap.dedent("""
                     stats["late_loop_cpu_ms"] += 1000 * (time.clock_gettime(loop_clock) - c0)
                     stats["late_process_cpu_ms"] += 1000 * (time.process_time() - p0)
                 if t0 - last_write > 1.0:
-                    out.write_text(json.dumps({**stats, "stacks": dict(stats["stacks"])}))
+                    out.write_text(json.dumps({k: dict(v) if isinstance(v, dict) else v for k, v in stats.items()}))
                     last_write = t0
         watcher = asyncio.ensure_future(watch())
         try:
@@ -458,13 +476,26 @@ class Scraper:
                 self.seconds.append(float("inf"))
 
 
+def bucket_percentile(buckets: dict[str, int], q: float) -> float:
+    """The q-quantile of counts by whole millisecond (the bucket's upper edge)."""
+    total = sum(buckets.values())
+    seen = 0
+    for ms in sorted(buckets, key=int):
+        seen += buckets[ms]
+        if seen >= q * total:
+            return int(ms) + 1
+    return float("nan")
+
+
 def window_stalls(before: dict, after: dict) -> dict:
     """The stall watch's figures for the window: counts and sums as differences, maxima as they
     are (the run so far), and the loop thread's stacks sampled while late, by how often."""
     stalls = {k: (v if k.endswith("max_ms") else v - before.get(k, 0))
               for k, v in after.items() if not isinstance(v, dict)}
     for key, entry in after.items():
-        if isinstance(entry, dict) and key != "stacks":
+        if key.startswith("server "):
+            stalls[key] = {ms: n - before.get(key, {}).get(ms, 0) for ms, n in entry.items()}
+        elif isinstance(entry, dict) and key != "stacks":
             stalls[key] = window_stalls(before.get(key, {}), entry)
             stalls[key].pop("stacks")
     old = before.get("stacks", {})
@@ -520,6 +551,9 @@ class StepResult:
                 f"{100 * self.client_cpu_seconds / self.seconds:.0f}% of a core"
                 + (f"; {len(self.scrapes)} scrapes of /metrics, longest {1000 * max(self.scrapes):.0f} ms"
                    if self.scrapes else "")
+                + "".join(f"\n            {key} (handler only, calls that handed out a task): p50 "
+                          f"{bucket_percentile(e, 0.5):.0f} ms, p99 {bucket_percentile(e, 0.99):.0f} ms"
+                          for key, e in self.stalls.items() if key.startswith("server ") and sum(e.values()))
                 + "".join(f"\n            {key}: {e['calls']:.0f} calls, {e['ms']:.0f} ms, {e['over_50ms']:.0f} over "
                           f"50 ms, longest {e['max_ms']:.0f} ms (run so far)"
                           for key, e in self.stalls.items() if isinstance(e, dict) and "calls" in e)
