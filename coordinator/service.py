@@ -334,7 +334,7 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         )
         if request.HasField("next"):
             if task is not None:
-                response.next.CopyFrom(await self._leased(context, request.worker_id, task))
+                await self._leased(context, request.worker_id, task, into=response.next)
             else:
                 # Nothing right now: the worker long-polls Lease next (a report is never held).
                 response.next.has_task = False
@@ -360,15 +360,19 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         except CoordinatorError:
             return None
 
-    async def _leased(self, context: grpc.aio.ServicerContext, worker_id: str,
-                      task: TaskSpec) -> worker_pb2.LeaseResponse:
-        """The answer for a task leased (and committed) for this worker, from Lease or Report."""
+    async def _leased(self, context: grpc.aio.ServicerContext, worker_id: str, task: TaskSpec,
+                      into: worker_pb2.LeaseResponse | None = None) -> worker_pb2.LeaseResponse:
+        """The answer for a task leased (and committed) for this worker, from Lease or Report;
+        filled into `into` (a report's `next`) when given, sparing a copy of the task."""
+        response = into if into is not None else worker_pb2.LeaseResponse()
         if context.cancelled():
             # The worker gave up on this call (stopping, machine busy): nobody will run it.
             self.engine.release(worker_id, [task.lease_id])
             await self.durable()
-            return worker_pb2.LeaseResponse(has_task=False)
-        response = worker_pb2.LeaseResponse(has_task=True, lease_wait_seconds=self.engine.poll_seconds())
+            response.has_task = False
+            return response
+        response.has_task = True
+        response.lease_wait_seconds = self.engine.poll_seconds()
         task_message(task, into=response.task)
         response.heartbeat_interval_seconds = self.engine.next_contact(worker_id)
         return response
