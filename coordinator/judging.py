@@ -144,21 +144,23 @@ class Judging(Merging):
             judgement.decisions.append((result_id, decision))
 
     def _measure(self, state: StudyState, parent: str, worker: WorkerRecord, value: float,
-                 result_id: str = "", exclude: frozenset[str] = frozenset(),
+                 result_id: str = "", exclude: frozenset[str] = frozenset(), reserve: bool = True,
                  ) -> tuple[acceptance.Verdict, acceptance.Measurement] | None:
         """Judges one run of a candidate against its parent's score on this worker's class
-        (against runs not in `exclude`: those an earlier measurement of its claim was compared with)."""
+        (against runs not in `exclude`: those an earlier measurement of its claim was compared
+        with; `reserve`: a claim's first measurement, which leaves the newest runs to its checks:
+        `StudyState.direct_runs`)."""
         cls = worker.hardware_class
-        reference = state.reference(parent, cls, worker.id, exclude)
+        reference = state.reference(parent, cls, worker.id, exclude, reserve)
         if reference is None:
             return None
         score, sigma, runs = reference
         verdict = acceptance.judge(state.spec.acceptance, state.spec.direction, score, value, sigma, runs)
-        used = frozenset(rid for _, rid in state.direct_runs(parent, cls, worker.id, exclude)) if state.paired \
-            else frozenset()
+        used = frozenset(rid for _, rid in state.direct_runs(parent, cls, worker.id, exclude, reserve)) \
+            if state.paired else frozenset()
         return verdict, acceptance.Measurement(worker.id, worker.owner, cls, value,
                                                verdict.improvement, verdict.threshold, verdict.accept,
-                                               state.noise_of(parent, cls, worker.id, exclude), result_id, used)
+                                               state.noise_of(parent, cls, worker.id, exclude, reserve), result_id, used)
 
     def judge_explore(self, state: StudyState, lease: LeaseRecord, worker: WorkerRecord,
                       result: ResultIn, now: float) -> Judgement:
@@ -284,23 +286,57 @@ class Judging(Merging):
             pending.failures += 1
             self._settle(state, pending, judgement, now)
             return judgement
-        measured = self._measure(state, pending.record.parent, worker, result.metric, lease.id,
-                                 state.independent_of(pending, worker.hardware_class))
+        return self._check_verdict(state, pending, judgement, worker, result.metric, now)
+
+    def _check_verdict(self, state: StudyState, pending: PendingClaim, judgement: Judgement, worker: WorkerRecord,
+                       metric: float, now: float, waiting: bool = False) -> Judgement:
+        """Judges a check of an open claim against runs its claim was not compared with
+        (`StudyState.independent_of`), or keeps it waiting for such a run.
+
+        A check on the claimant's class measured before the class has a baseline run of the
+        champion that the claim did not use is stored unjudged and judged at the class's next
+        one (`waiting`: it is judged again now): the check and that run are measured side by
+        side, on two workers, instead of one after the other."""
+        record = judgement.record
+        cls = worker.hardware_class
+        parent = pending.record.parent
+        used = state.independent_of(pending, cls)
+        measured = self._measure(state, parent, worker, metric, record.id, used,
+                                 reserve=not used and not pending.measurements)
+        pending.waiting.pop(record.id, None)
         if measured is None:
-            judgement.record = replace(judgement.record, decision=words.UNJUDGED)
+            step = result_step(ResultState.WAITING if waiting else ResultState.ARRIVED, ResultEvent.BASELINE_MISSING)
+            if used and parent == state.champion.version and not self.trust(worker.id).quarantined \
+                    and state.reference(parent, cls, worker.id) is not None and Action.WAIT in step.actions:
+                pending.waiting[record.id] = (worker.id, cls)
+                judgement.record = replace(record, decision=words.WAITING)
+                judgement.waits = True
+                return judgement
+            judgement.record = replace(record, decision=words.UNJUDGED)
             if pending.audit:  # its old parent has no baseline on this class: one try fewer
                 pending.failures += 1
                 self._settle(state, pending, judgement, now)
             return judgement
         verdict, measurement = measured
         if not self.trust(worker.id).quarantined:
-            judgement.noise_run = (lease.candidate, worker.hardware_class, result.metric)
+            judgement.noise_run = (record.version, cls, metric)
         pending.measurements.append(measurement)
-        judgement.record = replace(judgement.record, decision=words.CONFIRM if verdict.accept else words.REFUTE,
+        judgement.record = replace(record, decision=words.CONFIRM if verdict.accept else words.REFUTE,
                                    improvement=verdict.improvement, threshold=verdict.threshold)
         judgement.funnel.append("verified" if verdict.accept else "refuted")
         self._settle(state, pending, judgement, now)
         return judgement
+
+    def judge_waiting_check(self, state: StudyState, stored: ResultRecord, worker: WorkerRecord,
+                            now: float) -> Judgement:
+        """A check that waited for a fresh baseline run (`_check_verdict`), judged again now that
+        its class measured the champion once more; late once its claim was decided meanwhile."""
+        judgement = Judgement(stored)
+        pending = state.claims.get(stored.claim)
+        if pending is None or stored.metric is None:
+            judgement.record = replace(stored, decision=words.VERIFY_LATE)
+            return judgement
+        return self._check_verdict(state, pending, judgement, worker, stored.metric, now, waiting=True)
 
     def _overtake_late(self, state: StudyState, lease: LeaseRecord, worker: WorkerRecord, result: ResultIn,
                        judgement: Judgement, now: float) -> None:

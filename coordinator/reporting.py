@@ -129,6 +129,7 @@ class Reporting:
             ) from None
         result = self._validate(result)
         state = self.ctx.studies[lease.study]
+        seq = state.champion.seq
         now = self.ctx.clock()
         judging = self._judging
         if lease.kind == scheduler.EXPLORE:
@@ -144,7 +145,8 @@ class Reporting:
                                  decisions=judgement.decisions, new_champion=judgement.new_champion,
                                  champion_metric=judgement.champion_metric)
         self._apply(state, lease, judgement, result)
-        return ReportOutcome(record.id, False, record.decision, judgement.new_champion is not None,
+        # A new champion made by this report, or by a waiting result it let be judged.
+        return ReportOutcome(record.id, False, record.decision, state.champion.seq != seq,
                              self._leasing.stale_leases(worker_id))
 
     def _apply(self, state: StudyState, lease: LeaseRecord, judgement: Judgement, result: ResultIn) -> None:
@@ -212,8 +214,11 @@ class Reporting:
             def done(decision: str, _stored: ResultRecord = stored, **judged: Any) -> Judgement:
                 return Judgement(replace(_stored, decision=decision, **judged))
 
-            judgement = judging.explore_verdict(state, lease, worker, stored.metric, stored.version, done, now,
-                                                waiting=True)
+            if stored.kind == scheduler.VERIFY:   # a check that waited for a fresh baseline run
+                judgement = judging.judge_waiting_check(state, stored, worker, now)
+            else:
+                judgement = judging.explore_verdict(state, lease, worker, stored.metric, stored.version, done, now,
+                                                    waiting=True)
             if judgement.waits:
                 state.waiting.add(hardware_class, result_id)
                 continue

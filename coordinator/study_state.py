@@ -18,20 +18,17 @@ from autoswarm.study import Study
 from autoswarm.coordinator import acceptance, baselines, scheduler
 from autoswarm.coordinator.acceptance import Baseline, Measurement
 from autoswarm.coordinator.memory import DEFAULT_MEMORY_CHARS, Tried, build_memory, render, tried_sections
-from autoswarm.coordinator.noise import MIN_DIFFERENCES, Z_EVIDENCE, ClassFit, Noise, class_fits, pooled_noise
+from autoswarm.coordinator.noise import MIN_DIFFERENCES, ClassFit, Noise, class_fits, pooled_noise
+from autoswarm.coordinator.references import CHECK_RESERVE, References
 from autoswarm.coordinator.tiers import Tiers
 from autoswarm.coordinator.store import ChampionRecord, ClaimRecord, LeaseRecord, ResultRecord, StudyRecord, VersionRecord
 
 CLASS_CHECK_WORKERS = 4       # workers of a class that measure the first champion three times each
-# A class repeats baselines while its σ's standard error (in log σ) is above this: its bar is
-# then exp(Z_EVIDENCE · REPEAT_LOG_ERROR) times its estimate or more (1.73 at Z_EVIDENCE = 1.5).
-REPEAT_LOG_ERROR = 0.365
-MAX_REPEATS = 16              # ... until its own noise rests on this many differences
 REPEAT_EVERY = 4              # ... and one more run of the champion per this many edits evaluated on it
 REFRESH_EVERY = 24            # any class: one more run of the champion per this many edits evaluated on it
 MAX_REFRESHES = 6             # ... up to this many
-MIN_TIER_CLASSES = 4          # tiers stand in for direct baselines only among this many classes
 SPOT_CHECK_RUNS = 1           # runs of a tier member's spot check of a champion
+RESERVE_MEMBERS = 4           # classes of this many workers measure each champion for their claims' checks too
 MAX_VERIFYING = 8             # claims on one champion verified at once (the others wait their turn)
 # A class's baselines are checked for workers that measure unlike the rest once its noise
 # rests on this many differences (the σ is raised for thin evidence: 2.65× at two, so a class
@@ -313,6 +310,14 @@ class PendingClaim:
     failures: int = 0
     in_flight: set[str] = field(default_factory=set)   # verify lease ids
     audit: bool = False      # superseded, still checked for trust only (see Judging._close_audit)
+    # Checks measured and stored unjudged until a baseline run the claim was not compared with
+    # arrives (`Judging.judge_verify`): result id -> (worker, hardware class).
+    waiting: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    @property
+    def checks_out(self) -> int:
+        """Checks under way: leased, or measured and waiting for a fresh baseline run."""
+        return len(self.in_flight) + len(self.waiting)
 
     def settlement(self, policy: acceptance.AcceptancePolicy, direction: str = "maximize") -> acceptance.Settlement:
         """Where the claim stands (see `acceptance.settle`)."""
@@ -328,7 +333,7 @@ class Outlier:
 
 
 @dataclass
-class StudyState:
+class StudyState(References):
     record: StudyRecord
     spec: Study
     bundle_size: int
@@ -422,25 +427,6 @@ class StudyState:
         in_flight = [idea for lid, idea in list(self.ideas.items())[-MAX_IDEAS_SHOWN:] if lid != lease_id]
         return build_memory((), in_flight, rendered_tried=cached[3])
 
-    @property
-    def paired(self) -> bool:
-        return self.spec.acceptance.compare == "paired"
-
-    @property
-    def tiered(self) -> bool:
-        """Whether tiers stand in for direct baselines: only among `MIN_TIER_CLASSES` classes or more.
-
-        A predicted baseline carries the reference's error into every class of its tier, so
-        a claim and its verification from two classes of one tier are not independent. With
-        few classes a direct baseline each costs little; with many it is what paired
-        acceptance would otherwise pay per class and champion.
-        """
-        return self.tiers.classes() >= MIN_TIER_CLASSES
-
-    def sigma_of(self, hardware_class: str) -> float:
-        """σ of one run on a class, as bars use it (pooled across classes)."""
-        return self.samples.noise(hardware_class).sigma
-
     def add_baseline(self, version: str, hardware_class: str, worker_id: str, value: float,
                      result_id: str = "") -> None:
         """A direct baseline run: the class's runs, the noise model, and its tier's evidence."""
@@ -452,14 +438,6 @@ class StudyState:
             # (with two classes, two moved liars made four "classes" and a tier of stale points).
             self.tiers.observe(version, hardware_class, runs.mean, self.sigma_of, runs.runs)
 
-    def thin(self, hardware_class: str) -> bool:
-        """Whether this class's bar is still much wider than its noise for want of evidence (its
-        σ's standard error over `REPEAT_LOG_ERROR`, before `MAX_REPEATS` own differences): it then
-        measures each champion once more after its first edit (`baseline_target`), and an edit
-        that falls short of the widened bar only waits for that run (`Judging.explore_verdict`)."""
-        return math.log(self.samples.noise(hardware_class).inflation) > Z_EVIDENCE * REPEAT_LOG_ERROR and \
-            self.samples.differences(hardware_class) < MAX_REPEATS
-
     def baseline_target(self, hardware_class: str, members: int = 0) -> int:
         """Direct baseline runs of the champion wanted on this class (of `members` workers).
 
@@ -468,12 +446,16 @@ class StudyState:
         (its bar wider than its noise for want of evidence) measures each champion once more (up to `MAX_REPEATS`
         differences: with many classes the pool makes that rare); after that a class in the reference's tier
         measures none (a one-run spot check now and then, `tiers.wants_direct`), any other
-        `baseline_runs`. The first
+        `baseline_runs`, and a class of `RESERVE_MEMBERS` workers or more (which checks its own
+        claims where no other class does) `CHECK_RESERVE` more for those checks
+        (`References.direct_runs`). The first
         champion is measured three times by each of up to `CLASS_CHECK_WORKERS` workers of a class
         that has three or more, so that a worker measuring unlike its class is found
         (`class_outliers`) before its numbers judge anything.
         """
         runs = self.spec.acceptance.baseline_runs
+        if members >= RESERVE_MEMBERS:
+            runs += self.reserved(runs + CHECK_RESERVE)   # runs its claims' checks are compared with
         if self.champion.seq == 0 and members >= 3:
             runs = max(runs, 3 * min(members, CLASS_CHECK_WORKERS))
         done = self.samples.baseline(self.champion.version, hardware_class)
@@ -642,71 +624,6 @@ class StudyState:
                 best = (key, statistics.median(values))
         return best[1] if best else None
 
-    def noise_of(self, version: str, hardware_class: str, worker_id: str = "",
-                 exclude: AbstractSet[str] = frozenset()) -> float:
-        """σ of one run's improvement over `version`'s baseline on this class (as `worker_id`'s
-        runs are judged: see `reference`): σ·√(1 + 1/n). 0 where no noise is known
-        (`compare = "absolute"`)."""
-        reference = self.reference(version, hardware_class, worker_id, exclude)
-        if reference is None or not reference[2]:
-            return 0.0
-        _, sigma, runs = reference
-        return sigma * math.sqrt(1.0 + 1.0 / runs)
-
-    def direct_runs(self, version: str, hardware_class: str, worker_id: str = "",
-                    exclude: AbstractSet[str] = frozenset()) -> list[tuple[float, str]]:
-        """The class's direct runs of `version`, (value, result id), that a run by `worker_id`
-        is compared with (see `reference`), without those in `exclude`; [] when none may be."""
-        runs = self.samples.runs_by_worker(version, hardware_class)
-        if sum(len(series) for series in runs.values()) < self.spec.acceptance.baseline_runs:
-            return []   # its next run is on the way: a bar on one run would be √2 wider than on two
-        dispute = self.dispute(version, hardware_class)
-        if dispute is None and worker_id:
-            chosen = runs.get(worker_id, [])
-        elif dispute is not False:
-            return []   # its workers disagree: the outlier is moved out, or more runs show who is right
-        else:
-            chosen = [run for series in runs.values() for run in series]
-        return [run for run in chosen if run[1] not in exclude] if exclude else chosen
-
-    def reference(self, version: str, hardware_class: str, worker_id: str = "",
-                  exclude: AbstractSet[str] = frozenset()) -> tuple[float, float, float] | None:
-        """(score to beat, noise σ, baseline runs) for a candidate whose parent is `version`,
-        measured by `worker_id` ("": any worker of the class), against direct runs not in
-        `exclude` (a confirmation is not compared with the runs its claim was: `independent_of`).
-
-        Paired: the class's own baseline, else its tier's prediction (whose error counts as
-        fewer runs), with the pooled noise; None while neither exists (the result waits).
-        While the class's workers' runs differ and no machine's own noise is known yet to
-        tell noise from a spoofer (`dispute` undecided), a worker's run is judged against
-        its own runs of `version` alone: no other worker's number, honest or not, is in it,
-        and the class's noise, from their difference, is as wide as any offset between them.
-        """
-        if not self.paired:
-            score = self.scores.get(version)
-            return None if score is None else (score, 0.0, 0)
-        runs = self.direct_runs(version, hardware_class, worker_id, exclude)
-        baseline = Baseline(statistics.fmean(value for value, _ in runs), len(runs)) if runs else None
-        prediction = None if baseline or not self.tiered else self.tiers.predict(version, hardware_class,
-                                                                                  self.sigma_of)
-        found = baselines.reference(baseline.mean if baseline else None, baseline.runs if baseline else 0,
-                                    self.samples.noise(hardware_class), prediction)
-        return None if found is None else (found.score, found.sigma, found.runs)
-
-    @staticmethod
-    def independent_of(pending: PendingClaim, hardware_class: str) -> frozenset[str]:
-        """The baseline runs a check of this claim on `hardware_class` must not be compared with:
-        those the claim's first measurement (its claimant's) was, when it is of that class.
-
-        Two measurements compared with one class baseline share its error: one low baseline
-        makes a null edit look good twice (a false acceptance with 64 workers on one class).
-        Every later check of the claim on that class, arbiters too, uses the runs the claim did
-        not, so none waits for more than one fresh run. An audit, checked for trust only, is
-        compared as its claim was."""
-        if pending.audit or not pending.measurements or pending.measurements[0].hardware_class != hardware_class:
-            return frozenset()
-        return pending.measurements[0].baseline
-
     def claims_to_verify(self) -> list[PendingClaim]:
         """Open claims in the order they should be verified (`verification_order`)."""
         return verification_order(self.claims.values())
@@ -725,15 +642,24 @@ class StudyState:
             measured_classes = frozenset(m.hardware_class for m in c.measurements)
             other_classes_live = bool(live_classes - measured_classes)
             # The quorum, or an arbiter where the measurements so far disagree.
-            needed = c.settlement(self.spec.acceptance).needed - len(c.in_flight)
+            needed = c.settlement(self.spec.acceptance).needed - c.checks_out
             used = self.independent_of(c, hardware_class) if self.paired else frozenset()
-            if needed > 0 and used and self.reference(c.record.parent, hardware_class, worker_id, used) is None:
-                needed = 0   # not judgeable here yet: its check on this class waits for a fresh baseline run
-                fresh_wanted = fresh_wanted or (c.record.parent == champion and not other_classes_live)
+            if used and self.reference(c.record.parent, hardware_class, worker_id, used) is None:
+                # Not judgeable here yet: a check on this class is measured now and waits for the
+                # class's next baseline run of the champion, measured side by side with it (while
+                # the check is wanted, in flight or waiting) by anyone but the claimant, whose runs
+                # never judge its claim. No old parent gets one.
+                waits_here = any(cls == hardware_class for _, cls in c.waiting.values())
+                if c.record.parent != champion:
+                    needed = 0
+                elif (waits_here or ((needed > 0 or c.in_flight) and not other_classes_live)) and \
+                        worker_id not in {c.record.claimant_worker, c.measurements[0].worker_id}:
+                    fresh_wanted = True
             needs.append(scheduler.VerifyNeed(
                 claim_id=c.record.id,
                 needed=needed,
                 excluded_workers=frozenset({c.record.claimant_worker, *(m.worker_id for m in c.measurements),
+                                            *(w for w, _ in c.waiting.values()),
                                             *(self.active[lid].worker_id for lid in c.in_flight if lid in self.active)}),
                 excluded_owners=frozenset(m.owner for m in c.measurements if m.owner),
                 measured_classes=measured_classes,
@@ -803,7 +729,7 @@ class StudyState:
 
     def checks_owed(self) -> int:
         """Checks the open claims still need beyond those in flight: the budget keeps room for them."""
-        return sum(max(0, c.settlement(self.spec.acceptance).needed - len(c.in_flight)) for c in self.claims.values())
+        return sum(max(0, c.settlement(self.spec.acceptance).needed - c.checks_out) for c in self.claims.values())
 
 
 def verification_order(claims: Iterable[PendingClaim]) -> list[PendingClaim]:

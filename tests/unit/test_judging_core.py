@@ -157,29 +157,60 @@ def test_a_claim_refuted_by_an_agreeing_majority_is_rejected_through_the_table(c
 
 
 def test_a_confirmation_on_the_claims_class_is_compared_with_runs_the_claim_was_not(core):
-    """Independent confirmation: one low class baseline must not make a null edit look good twice."""
+    """Independent confirmation: one low class baseline must not make a null edit look good twice.
+    The claim leaves the class's newest runs to its checks, which are judged on them at once."""
     judging, state, store = core
     pending = _claim_on_a(judging, state, store)
-    assert pending.measurements[0].baseline == {f"r-b{k}" for k in range(6)}
-    check = _lease(5, "verify", pending.record.version, pending.record.id)
-    # No run of the champion on A that the claim was not compared with: not judgeable there yet,
-    # not handed out there, and the class is asked for one more baseline run instead.
+    assert pending.measurements[0].baseline == {f"r-b{k}" for k in range(4)}, "the two newest runs are reserved"
     view = state.view("w-5", "A", frozenset({"w-1", "w-2", "w-3", "w-5"}), frozenset({"w-5"}), frozenset({"A"}))
     need, = view.verify
-    assert need.needed == 0
-    assert view.class_baseline.target >= view.class_baseline.done + 1 == 7
-    assert judging.judge_verify(state, check, _worker(5), _ok(12.01), 2.0).record.decision == "unjudged"
-    state.add_baseline(CHAMPION, "A", "w-1", 11.0, "r-fresh")
-    assert state.view("w-5", "A", frozenset({"w-1", "w-2", "w-3", "w-5"}), frozenset({"w-5"}),
-                      frozenset({"A"})).verify[0].needed == 1
-    verified = judging.judge_verify(state, _lease(6, "verify", pending.record.version, pending.record.id),
-                                    _worker(6), _ok(12.01), 3.0)
+    assert need.needed == 1 and state.reference(CHAMPION, "A", "w-5", state.independent_of(pending, "A")) is not None
+    verified = judging.judge_verify(state, _lease(5, "verify", pending.record.version, pending.record.id),
+                                    _worker(5), _ok(12.01), 2.0)
     measured = pending.measurements[-1]
-    assert measured.baseline == {"r-fresh"} and measured.improvement == pytest.approx(1.01)
-    assert verified.record.threshold > pending.measurements[0].threshold, "one fresh run: a wider bar"
+    assert verified.record.decision == "confirm" and measured.baseline == {"r-b4", "r-b5"}
+    assert not measured.baseline & pending.measurements[0].baseline
     # Another class's check is compared with that class's own runs, all of them.
     _calibrate(state, "B")
     assert state.independent_of(pending, "B") == frozenset()
+
+
+def test_a_check_with_no_independent_run_waits_for_one_that_the_claimant_did_not_measure(core):
+    """A class whose every run judged the claim: its check is measured at once and waits, stored,
+    for the next run of the champion there; the claimant's own run never judges its claim."""
+    judging, state, store = core
+    state.champion = replace(state.champion, seq=1)   # past the first champion's class check
+    for k, (worker, value) in enumerate([(1, 10.0), (2, 10.05)]):
+        state.add_baseline(CHAMPION, "A", f"w-{worker}", value, f"r-b{k}")
+    state.samples.add("other", "A", "w-1", 5.0)   # a repeat elsewhere: the machines' own noise is known
+    state.samples.add("other", "A", "w-1", 5.02)
+    state.samples.add("other", "A", "w-2", 5.01)
+    state.samples.add("other", "A", "w-2", 5.0)
+    _commit(state, store, judging.judge_explore(state, _lease(4), _worker(4), _ok(12.0, EDIT), 1.0))
+    pending, = state.claims.values()
+    assert pending.measurements[0].baseline == {"r-b0", "r-b1"}
+    members = frozenset({"w-4", "w-5", "w-6"})   # too few to reserve runs for checks
+    view = state.view("w-5", "A", members, members, frozenset({"A"}))
+    assert view.verify[0].needed == 1, "handed out now, judged once a fresh run is there"
+    assert view.class_baseline.target > view.class_baseline.done, "and the class measures the champion again"
+    assert state.view("w-4", "A", members, members, frozenset({"A"})).class_baseline.target == \
+        view.class_baseline.done, "not by the claimant: its run would not count"
+    lease = _lease(5, "verify", pending.record.version, pending.record.id)
+    waiting = judging.judge_verify(state, lease, _worker(5), _ok(12.01), 2.0)
+    assert (waiting.record.decision, waiting.waits) == ("waiting", True) and pending.waiting == {"l-5": ("w-5", "A")}
+    assert pending.checks_out == 1 and state.checks_owed() == 0
+    assert "w-5" in state.view("w-6", "A", members, members, frozenset({"A"})).verify[0].excluded_workers
+    state.add_baseline(CHAMPION, "A", "w-4", 9.98, "r-claimant")   # lowish: it would help the edit
+    still = judging.judge_waiting_check(state, waiting.record, _worker(5), 3.0)
+    assert still.waits and still.record.decision == "waiting"
+    state.add_baseline(CHAMPION, "A", "w-1", 10.02, "r-fresh")
+    judged = judging.judge_waiting_check(state, still.record, _worker(5), 4.0)
+    assert not judged.waits and judged.record.decision == "confirm" and not pending.waiting
+    assert pending.measurements[-1].baseline == {"r-fresh"}
+    assert pending.measurements[-1].improvement == pytest.approx(12.01 - 10.02)
+    # Decided meanwhile, a check that waited is late.
+    state.claims.clear()
+    assert judging.judge_waiting_check(state, still.record, _worker(5), 5.0).record.decision == "verify-late"
 
 
 def test_a_decided_claim_that_memory_still_holds_is_refused_not_decided_twice(core):

@@ -1,0 +1,156 @@
+"""What a run in a paired study is compared with: the reference lookups of `StudyState`.
+
+A run on hardware class c is judged against c's direct runs of its parent, else c's tier's
+prediction (`baselines.reference`), with the class's pooled noise. A check of a claim on the
+claimant's class is compared with runs the claim was not (`independent_of`): two
+measurements compared with one baseline share its error. These lookups only read the
+study's samples, tiers and claims; the decisions on them are `acceptance`'s.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Set as AbstractSet
+from typing import TYPE_CHECKING
+
+from autoswarm.coordinator import baselines
+from autoswarm.coordinator.acceptance import Baseline
+from autoswarm.coordinator.noise import Z_EVIDENCE
+
+if TYPE_CHECKING:
+    from autoswarm.coordinator.study_state import PendingClaim, Samples
+    from autoswarm.coordinator.tiers import Tiers
+    from autoswarm.study import Study
+
+MIN_TIER_CLASSES = 4          # tiers stand in for direct baselines only among this many classes
+# A class repeats baselines while its σ's standard error (in log σ) is above this: its bar is
+# then exp(Z_EVIDENCE · REPEAT_LOG_ERROR) times its estimate or more (1.73 at Z_EVIDENCE = 1.5).
+REPEAT_LOG_ERROR = 0.365
+MAX_REPEATS = 16              # ... until its own noise rests on this many differences
+# A claim's first measurement on a class leaves up to this many of its newest baseline runs
+# (beyond `baseline_runs`) to the claim's checks there, which are compared with them alone.
+CHECK_RESERVE = 2
+
+
+class References:
+    """The reference lookups of a study (a base of `StudyState`, which holds the data)."""
+
+    spec: Study
+    samples: Samples
+    scores: dict[str, float]
+    tiers: Tiers
+
+    def dispute(self, version: str, hardware_class: str) -> bool | None:   # pragma: no cover - StudyState's
+        raise NotImplementedError
+
+    @property
+    def paired(self) -> bool:
+        return self.spec.acceptance.compare == "paired"
+
+    @property
+    def tiered(self) -> bool:
+        """Whether tiers stand in for direct baselines: only among `MIN_TIER_CLASSES` classes or more.
+
+        A predicted baseline carries the reference's error into every class of its tier, so
+        a claim and its verification from two classes of one tier are not independent. With
+        few classes a direct baseline each costs little; with many it is what paired
+        acceptance would otherwise pay per class and champion.
+        """
+        return self.tiers.classes() >= MIN_TIER_CLASSES
+
+    def sigma_of(self, hardware_class: str) -> float:
+        """σ of one run on a class, as bars use it (pooled across classes)."""
+        return self.samples.noise(hardware_class).sigma
+
+    def thin(self, hardware_class: str) -> bool:
+        """Whether this class's bar is still much wider than its noise for want of evidence (its
+        σ's standard error over `REPEAT_LOG_ERROR`, before `MAX_REPEATS` own differences): it then
+        measures each champion once more after its first edit (`baseline_target`), and an edit
+        that falls short of the widened bar only waits for that run (`Judging.explore_verdict`)."""
+        return math.log(self.samples.noise(hardware_class).inflation) > Z_EVIDENCE * REPEAT_LOG_ERROR and \
+            self.samples.differences(hardware_class) < MAX_REPEATS
+
+    def noise_of(self, version: str, hardware_class: str, worker_id: str = "",
+                 exclude: AbstractSet[str] = frozenset(), reserve: bool = False) -> float:
+        """σ of one run's improvement over `version`'s baseline on this class (as `worker_id`'s
+        runs are judged: see `reference`): σ·√(1 + 1/n). 0 where no noise is known
+        (`compare = "absolute"`)."""
+        reference = self.reference(version, hardware_class, worker_id, exclude, reserve)
+        if reference is None or not reference[2]:
+            return 0.0
+        _, sigma, runs = reference
+        return sigma * math.sqrt(1.0 + 1.0 / runs)
+
+    def direct_runs(self, version: str, hardware_class: str, worker_id: str = "",
+                    exclude: AbstractSet[str] = frozenset(), reserve: bool = False) -> list[tuple[float, str]]:
+        """The class's direct runs of `version`, (value, result id), that a run by `worker_id`
+        is compared with (see `reference`), without those in `exclude`; [] when none may be.
+
+        `reserve`: for a claim's first measurement on a class (quorum 2 or more), the newest
+        runs beyond `baseline_runs`, up to `CHECK_RESERVE`, are left out (`reserved`): a check of
+        the claim on the same class is compared with them, at once and independently."""
+        runs = self.samples.runs_by_worker(version, hardware_class)
+        if sum(len(series) for series in runs.values()) < self.spec.acceptance.baseline_runs:
+            return []   # its next run is on the way: a bar on one run would be √2 wider than on two
+        dispute = self.dispute(version, hardware_class)
+        if dispute is None and worker_id:
+            chosen = runs.get(worker_id, [])
+        elif dispute is not False:
+            return []   # its workers disagree: the outlier is moved out, or more runs show who is right
+        else:
+            chosen = sorted((run for series in runs.values() for run in series), key=lambda run: run[1])
+        if exclude:
+            chosen = [run for run in chosen if run[1] not in exclude]
+        return chosen[:len(chosen) - self.reserved(len(chosen))] if reserve else chosen
+
+    def reserved(self, runs: int) -> int:
+        """Of `runs` direct runs, how many the first measurement of a claim leaves to its checks:
+        the newest beyond `baseline_runs`, at most `CHECK_RESERVE` (none with quorum 1)."""
+        if self.spec.acceptance.quorum < 2:
+            return 0
+        return max(0, min(CHECK_RESERVE, runs - self.spec.acceptance.baseline_runs))
+
+    def reference(self, version: str, hardware_class: str, worker_id: str = "",
+                  exclude: AbstractSet[str] = frozenset(), reserve: bool = False) -> tuple[float, float, float] | None:
+        """(score to beat, noise σ, baseline runs) for a candidate whose parent is `version`,
+        measured by `worker_id` ("": any worker of the class), against direct runs not in
+        `exclude` (a confirmation is not compared with the runs its claim was: `independent_of`).
+
+        Paired: the class's own baseline, else its tier's prediction (whose error counts as
+        fewer runs), with the pooled noise; None while neither exists (the result waits).
+        While the class's workers' runs differ and no machine's own noise is known yet to
+        tell noise from a spoofer (`dispute` undecided), a worker's run is judged against
+        its own runs of `version` alone: no other worker's number, honest or not, is in it,
+        and the class's noise, from their difference, is as wide as any offset between them.
+        """
+        if not self.paired:
+            score = self.scores.get(version)
+            return None if score is None else (score, 0.0, 0)
+        runs = self.direct_runs(version, hardware_class, worker_id, exclude, reserve)
+        baseline = Baseline(statistics.fmean(value for value, _ in runs), len(runs)) if runs else None
+        prediction = None if baseline or not self.tiered else self.tiers.predict(version, hardware_class,
+                                                                                  self.sigma_of)
+        found = baselines.reference(baseline.mean if baseline else None, baseline.runs if baseline else 0,
+                                    self.samples.noise(hardware_class), prediction)
+        return None if found is None else (found.score, found.sigma, found.runs)
+
+    def independent_of(self, pending: PendingClaim, hardware_class: str) -> frozenset[str]:
+        """The baseline runs a check of this claim on `hardware_class` must not be compared with:
+        those the claim's first measurement (its claimant's) was, when it is of that class, and
+        every run of the parent there by the claimant or that measurement's worker.
+
+        Two measurements compared with one class baseline share its error: one low baseline
+        makes a null edit look good twice (a false acceptance with 64 workers on one class).
+        Every later check of the claim on that class, arbiters too, uses the runs the claim did
+        not; a check measured before such a run exists waits for the class's next one
+        (`Judging.judge_verify`). Nor is a claimant's own baseline run ever what its claim is
+        checked against: a liar that measures its parent a little low (within the class's
+        agreement) and its edit high would otherwise have an honest check confirm it. An
+        audit, checked for trust only, is compared as its claim was."""
+        if pending.audit or not pending.measurements or pending.measurements[0].hardware_class != hardware_class:
+            return frozenset()
+        first = pending.measurements[0]
+        runs = self.samples.runs_by_worker(pending.record.parent, hardware_class)
+        own = {rid for w in {pending.record.claimant_worker, first.worker_id} for _, rid in runs.get(w, ())}
+        return first.baseline | own
