@@ -41,7 +41,12 @@ class References:
     scores: dict[str, float]
     tiers: Tiers
 
+    _direct_baselines: dict[tuple[str, str, str, frozenset[str], bool], Baseline | None]
+
     def dispute(self, version: str, hardware_class: str) -> bool | None:   # pragma: no cover - StudyState's
+        raise NotImplementedError
+
+    def _fresh_memo(self) -> None:   # pragma: no cover - StudyState's
         raise NotImplementedError
 
     @property
@@ -111,6 +116,20 @@ class References:
             return 0
         return max(0, min(CHECK_RESERVE, runs - self.spec.acceptance.baseline_runs))
 
+    def direct_baseline(self, version: str, hardware_class: str, worker_id: str = "",
+                        exclude: AbstractSet[str] = frozenset(), reserve: bool = False) -> Baseline | None:
+        """The mean and count of `direct_runs`, None without any. Asked several times on every
+        paired lease and judgement: worked out once per change of the runs (`_fresh_memo`)."""
+        self._fresh_memo()
+        # The worker counts only while the class's dispute is undecided (`direct_runs`).
+        key = (version, hardware_class, worker_id if self.dispute(version, hardware_class) is None else "",
+               frozenset(exclude), reserve)
+        if key not in self._direct_baselines:
+            runs = self.direct_runs(version, hardware_class, worker_id, exclude, reserve)
+            self._direct_baselines[key] = Baseline(statistics.fmean(value for value, _ in runs), len(runs)) \
+                if runs else None
+        return self._direct_baselines[key]
+
     def reference(self, version: str, hardware_class: str, worker_id: str = "",
                   exclude: AbstractSet[str] = frozenset(), reserve: bool = False) -> tuple[float, float, float] | None:
         """(score to beat, noise σ, baseline runs) for a candidate whose parent is `version`,
@@ -127,8 +146,7 @@ class References:
         if not self.paired:
             score = self.scores.get(version)
             return None if score is None else (score, 0.0, 0)
-        runs = self.direct_runs(version, hardware_class, worker_id, exclude, reserve)
-        baseline = Baseline(statistics.fmean(value for value, _ in runs), len(runs)) if runs else None
+        baseline = self.direct_baseline(version, hardware_class, worker_id, exclude, reserve)
         prediction = None if baseline or not self.tiered else self.tiers.predict(version, hardware_class,
                                                                                   self.sigma_of)
         found = baselines.reference(baseline.mean if baseline else None, baseline.runs if baseline else 0,

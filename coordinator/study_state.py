@@ -367,6 +367,9 @@ class StudyState(References):
     tiers: Tiers = field(default_factory=Tiers)                    # which classes' baselines stand for others'
     # `dispute` per (version, class), valid for the (samples, generation, acceptance policy) it was worked out on.
     _disputes: dict[tuple[str, str], bool | None] = field(default_factory=dict, repr=False, compare=False)
+    # `direct_baseline` per (version, class, worker or "", runs left out, reserve), valid as `_disputes` is.
+    _direct_baselines: dict[tuple[str, str, str, frozenset[str], bool], Baseline | None] = field(
+        default_factory=dict, repr=False, compare=False)
     _disputes_of: tuple[object, int, object] | None = field(default=None, repr=False, compare=False)
 
     def remember(self, result: ResultRecord) -> None:
@@ -541,10 +544,7 @@ class StudyState(References):
         class takes more runs to decide (`view`)."""
         # Asked on every lease and judgement, for every claim's parent; it changes only with the
         # runs (`Samples.generation`) or the study's acceptance policy.
-        was = self._disputes_of
-        if was is None or was[0] is not self.samples or was[1] != self.samples.generation \
-                or was[2] is not self.spec.acceptance:
-            self._disputes_of, self._disputes = (self.samples, self.samples.generation, self.spec.acceptance), {}
+        self._fresh_memo()
         key = (version, hardware_class)
         if key not in self._disputes:
             runs = self.samples.runs_by_worker(version, hardware_class)
@@ -552,6 +552,15 @@ class StudyState(References):
             # workers is what is in question, and a spoofer's would inflate other estimates.
             self._disputes[key] = False if len(runs) < 2 else self._dispute_of(hardware_class, runs)
         return self._disputes[key]
+
+    def _fresh_memo(self) -> None:
+        """Drops what was worked out from the runs (`dispute`, `direct_baseline`) once they or the
+        acceptance policy changed."""
+        was = self._disputes_of
+        if was is None or was[0] is not self.samples or was[1] != self.samples.generation \
+                or was[2] is not self.spec.acceptance:
+            self._disputes_of = (self.samples, self.samples.generation, self.spec.acceptance)
+            self._disputes, self._direct_baselines = {}, {}
 
     def _disputed_runs(self, hardware_class: str, runs: Mapping[str, Sequence[tuple[float, str]]]) -> bool:
         return self._dispute_of(hardware_class, runs) is not False

@@ -1,11 +1,13 @@
 """A cheaper cycle (issue 20): what the engine keeps worked out between requests says what
-working it out afresh would (a class's dispute, cached per change of the study's runs), and
+working it out afresh would (a class's dispute and its direct baseline, cached per change of
+the study's runs), and
 the group commit batches the requests of a busy coordinator however they arrive."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+import statistics
 from dataclasses import replace
 
 from autoswarm.bundle import pack_directory
@@ -26,17 +28,32 @@ def _fresh_dispute(state: StudyState, version: str, hardware_class: str) -> bool
     return False if len(runs) < 2 else state._dispute_of(hardware_class, runs)
 
 
-def _every_dispute_is_current(state: StudyState) -> int:
+def _fresh_baseline(state: StudyState, version: str, hardware_class: str, worker_id: str,
+                    exclude: frozenset[str]) -> tuple[float, int] | None:
+    """`StudyState.direct_baseline` worked out from `direct_runs` as they are now."""
+    runs = state.direct_runs(version, hardware_class, worker_id, exclude)
+    return (statistics.fmean(value for value, _ in runs), len(runs)) if runs else None
+
+
+def _every_dispute_is_current(state: StudyState, workers: list[str]) -> int:
     keys = list(state.samples._runs)
     for version, hardware_class in keys:
         assert state.dispute(version, hardware_class) == _fresh_dispute(state, version, hardware_class), \
             (version, hardware_class)
+        some_run = frozenset(list(state.samples.run_ids(version, hardware_class))[:1])
+        for worker_id in ["", *workers]:
+            for exclude in (frozenset(), some_run):
+                cached = state.direct_baseline(version, hardware_class, worker_id, exclude)
+                assert (None if cached is None else (cached.mean, cached.runs)) == \
+                    _fresh_baseline(state, version, hardware_class, worker_id, exclude), (version, worker_id)
     return len(keys)
 
 
-def test_a_cached_dispute_follows_every_new_run_and_every_worker_moved_out(tmp_path):
+def test_a_cached_dispute_and_baseline_follow_every_new_run_and_every_worker_moved_out(tmp_path):
     """A class of honest workers and a spoofer (its baselines far off): the class is undecided,
-    disputed, then split; after every report each (version, class) reads as worked out afresh."""
+    disputed, then split; after every report each (version, class) reads as worked out afresh,
+    its dispute and its baseline as each worker's runs are compared with (with and without a
+    run left out)."""
     clock = Clock()
     engine = Engine(Store(tmp_path / "swarm.db"), EngineConfig(), clock=clock)
     study = write_study(tmp_path / "study", direction="maximize", acceptance='compare = "paired"\nquorum = 2')
@@ -56,7 +73,7 @@ def test_a_cached_dispute_follows_every_new_run_and_every_worker_moved_out(tmp_p
             value = (1.5 if worker == spoofer else 1.0) + rng.gauss(0.0, SIGMA)
             candidate = f"X = {round_}.{worker[-6:]}\nY = 3\n".encode() if task.kind == "explore" else b""
             engine.report(worker, task.lease_id, ResultIn("ok", value, {}, candidate, "an edit", "", {}))
-            checked += _every_dispute_is_current(state)
+            checked += _every_dispute_is_current(state, workers)
             outcomes |= {state.dispute(v, c) for v, c in state.samples._runs}
     assert checked > 50
     assert True in outcomes and False in outcomes, "the class was disputed, and agreed once the spoofer left"
