@@ -375,13 +375,21 @@ class Trust:
     confirmed: int = 0
     refuted: int = 0
     moved: bool = False
+    refuted_moved: int = 0    # of `refuted`: strikes on runs it measured after it was moved out
 
     @property
     def quarantined(self) -> bool:
         """Slow to earn, quick to lose: one strike is forgiven as noise, a second is not
         unless many confirmed claims stand behind it (at least four per strike). A worker
-        moved out of its class is under suspicion already: its first strike counts as two."""
-        strikes = self.refuted + (1 if self.moved and self.refuted else 0)
+        moved out of its class is under suspicion already: the first strike on a run it
+        measured after the move counts as two.
+
+        A strike from before the move counts once: it was judged in the class the move found
+        mixed, against baseline runs that may not have been of its hardware at all. An honest
+        worker alone among spoofers naming its class was struck so (its claim compared with
+        two spoofers' baseline, outvoted by verifiers of other classes), then moved when the
+        class split, and quarantined for it."""
+        strikes = self.refuted + (1 if self.refuted_moved else 0)
         return strikes >= 2 and self.confirmed < 4 * strikes
 
     @property

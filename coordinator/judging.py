@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from autoswarm import words
 from autoswarm.bundle import sha256_hex
+from autoswarm.hardware_class import is_moved
 from autoswarm.coordinator import acceptance
 from autoswarm.coordinator.config import EngineConfig
 from autoswarm.coordinator.errors import InvalidRequest
@@ -47,6 +48,7 @@ class Judgement:
     funnel: list[str] = field(default_factory=list)
     settled: acceptance.Settlement | None = None          # the accepted claim's settlement
     strikes: list[str] = field(default_factory=list)      # workers an agreeing majority outvoted
+    moved_strikes: list[str] = field(default_factory=list)  # ... of them, on a run measured after a move out
     credits: list[str] = field(default_factory=list)      # claimants whose claim was confirmed
     outliers: list[Outlier] = field(default_factory=list)  # workers measuring unlike their class
     audits: list[PendingClaim] = field(default_factory=list)  # superseded claims still checked, for trust only
@@ -393,6 +395,8 @@ class Judging(Merging):
         """Outvoted by the agreeing majority: a strike, claimant or verifier alike."""
         for m in settled.outvoted:
             judgement.strikes.append(m.worker_id)
+            if is_moved(m.hardware_class):
+                judgement.moved_strikes.append(m.worker_id)
             self._mark(judgement, m.result_id, words.OUTVOTED)
 
     def _close_audit(self, state: StudyState, pending: PendingClaim, settled: acceptance.Settlement,

@@ -245,7 +245,7 @@ class Reporting:
         for outlier in judgement.outliers:
             roster.move_out_of_class(outlier.worker_id)
         for worker_id in judgement.strikes:
-            roster.trust_change(worker_id, strikes=1)
+            roster.trust_change(worker_id, strikes=1, moved_strikes=int(worker_id in judgement.moved_strikes))
         for worker_id in judgement.credits:
             roster.trust_change(worker_id, confirmed=1)
         if judgement.champion_metric is not None and state.champion.seq == judgement.champion_metric[1]:

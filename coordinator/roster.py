@@ -117,12 +117,15 @@ class Roster:
         worker = self.workers.get(worker_id)
         return replace(trust, moved=True) if worker is not None and is_moved(worker.hardware_class) else trust
 
-    def trust_change(self, worker_id: str, confirmed: int = 0, strikes: int = 0) -> None:
+    def trust_change(self, worker_id: str, confirmed: int = 0, strikes: int = 0, moved_strikes: int = 0) -> None:
+        """Counts confirmed claims and strikes; `moved_strikes` of the strikes were on runs the
+        worker measured after it was moved out of its class (`acceptance.Trust.quarantined`)."""
         if worker_id:
             was = self.trust(worker_id).quarantined
             trust = self._trust.get(worker_id, acceptance.Trust())
             self._trust[worker_id] = replace(trust, confirmed=trust.confirmed + confirmed,
-                                             refuted=trust.refuted + strikes)
+                                             refuted=trust.refuted + strikes,
+                                             refuted_moved=trust.refuted_moved + moved_strikes)
             if strikes:
                 self._verifying_classes = (-math.inf, frozenset())  # whether its class can verify may have changed
             worker = self.workers.get(worker_id)

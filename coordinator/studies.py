@@ -12,6 +12,7 @@ from typing import Any
 
 from autoswarm import words
 from autoswarm.bundle import BundleError, sha256_hex, unpack_bundle
+from autoswarm.hardware_class import is_moved
 from autoswarm.study import STUDY_FILE, Study, StudyError, decode_study_text, parse_study, parse_study_text
 from autoswarm.coordinator import acceptance
 from autoswarm.coordinator.context import EngineContext
@@ -101,7 +102,7 @@ class StudyRegistry:
                 state.remember(result)
             if result.decision == words.OUTVOTED:
                 outvoted.add(result.id)
-                roster.trust_change(result.worker_id, strikes=1)
+                roster.trust_change(result.worker_id, strikes=1, moved_strikes=int(is_moved(result.hardware_class)))
             if result.status == "ok" and result.kind == "baseline" and result.metric is not None \
                     and not roster.trust(result.worker_id).quarantined and result.decision != words.OUTVOTED \
                     and not roster.moved_out(result.worker_id, result.hardware_class):

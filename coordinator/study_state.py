@@ -435,10 +435,10 @@ class StudyState(References):
         """A direct baseline run: the class's runs, the noise model, and its tier's evidence."""
         self.samples.add(version, hardware_class, worker_id, value, result_id)
         runs = self.samples.baseline(version, hardware_class)
-        if runs is not None and not is_moved(hardware_class) and not self.disputed(version, hardware_class):
-            # A disputed class's mean is no baseline (nor a tier's reference point) until settled;
-            # a worker moved out of its class measures for itself: no tier, never the reference
-            # (with two classes, two moved liars made four "classes" and a tier of stale points).
+        if runs is not None and not self.disputed(version, hardware_class):
+            # A disputed class's mean is no baseline (nor a tier's reference point) until settled.
+            # A worker moved out of its class may follow the reference as a member, never be
+            # it, nor count towards tiering a swarm of few classes (`Tiers.reference`, `classes`).
             self.tiers.observe(version, hardware_class, runs.mean, self.sigma_of, runs.runs)
 
     def baseline_target(self, hardware_class: str, members: int = 0) -> int:

@@ -26,6 +26,8 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from autoswarm.hardware_class import is_moved
+
 MIN_SHARED = 3          # champions measured on both a class and the reference before it joins
 AGREE_SIGMAS = 3.0      # every fitted point within this many σ of the line
 LEAVE_SIGMAS = 4.0      # a direct baseline this far from its prediction: the class leaves
@@ -76,6 +78,7 @@ class Tiers:
         # Fits until the next baseline: leasing asks on every call. (The noise they use moves
         # with verifications too, a little; the next baseline refits.)
         self._relations: dict[str, Relation | None] = {}
+        self._reference: str | None = None
 
     def observe(self, version: str, hardware_class: str, mean: float, sigma: Sigma, runs: int = 1) -> bool:
         """A class's direct baseline of a version (its latest mean, of `runs` runs). Returns
@@ -96,14 +99,23 @@ class Tiers:
                     stays = False
         points.means[version] = mean
         points.runs[version] = max(runs, 1)
+        if not is_moved(hardware_class) and (reference is None or len(points.means) > len(self._points[reference].means)):
+            self._reference = hardware_class
         self._relations.clear()
         return stays
 
     def reference(self) -> str | None:
-        """The class with the most direct baselines (ties: the first name), or None."""
-        if not self._points:
-            return None
-        return max(sorted(self._points), key=lambda c: len(self._points[c].means))
+        """The class with the most direct baselines, or None; on a tie, the one that was the
+        reference already: every class outside the tier measures every champion, so they tie
+        with it, and a reference that changed on each tie (to the first name) took every
+        member's relation with it: members joined, left with the next tie and measured again
+        (30 of 32 classes measured 4-6 champions each before they stayed members).
+
+        Never a class a worker was moved to (`hardware_class.is_moved`): such a class is one
+        machine that measured unlike the class it named, perhaps a liar. It may follow the
+        reference as a member (its prediction judges only its own worker's runs), but its
+        points must never be what other classes are predicted from."""
+        return self._reference
 
     def relation(self, hardware_class: str, sigma: Sigma) -> Relation | None:
         """The fitted relation of a class to the reference, or None when it is not established."""
@@ -180,8 +192,10 @@ class Tiers:
         return champion_seq % CHECK_EVERY == phase
 
     def classes(self) -> int:
-        """How many classes have measured direct baselines."""
-        return len(self._points)
+        """How many reported classes (not classes workers were moved to) have measured direct
+        baselines: moved workers do not make a swarm of few classes tiered (two moved liars
+        made a 2-class swarm four 'classes' and a tier of stale points)."""
+        return sum(not is_moved(c) for c in self._points)
 
     def left(self, hardware_class: str) -> int:
         """How many times a class has left its tier on disagreement."""

@@ -208,7 +208,9 @@ def test_trust_one_open_claim_until_trusted_and_two_strikes_quarantine():
     assert not Trust(refuted=2).may_verify
     assert Trust(refuted=2).quarantined
     assert not Trust(moved=True).quarantined and Trust(moved=True).may_verify, "moved is not struck"
-    assert Trust(moved=True, refuted=1).quarantined, "a moved worker's first strike quarantines it"
+    assert Trust(moved=True, refuted=1, refuted_moved=1).quarantined, "a moved worker's first strike quarantines it"
+    assert Trust(moved=True, refuted=2, refuted_moved=1).quarantined
+    assert not Trust(moved=True, refuted=1).quarantined, "a strike from before the move counts once"
     assert Trust(moved=True, confirmed=10).open_claims_allowed == 1
 
 

@@ -6,13 +6,15 @@ report what their machine would measure. What must hold (issues 14 and 15):
 - a big honest class stays one class, however many workers measure each baseline;
 - spoofers of one owner naming an honest class are one voice: they leave, the honest stay;
 - a class whose two workers disagree (no majority of owners) is split, not left waiting;
-- a quarantined worker's baselines leave its class at once, as when the store is read again.
+- a quarantined worker's baselines leave its class at once, as when the store is read again;
+- a strike from before a worker was moved out of its class counts once, after a restart too.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import replace
 
 from autoswarm.bundle import pack_directory
 from autoswarm.coordinator.engine import Engine, EngineConfig, ResultIn
@@ -139,3 +141,32 @@ def test_a_class_of_two_honest_workers_judges_after_four_baselines_and_stays_who
     state = engine._studies["tiny"]
     assert state.waiting.count() == 0, "whatever waited was judged once the fourth baseline came"
     assert set(_classes(engine).values()) == {CLASS}, "two honest machines stay one class"
+
+
+def test_a_strike_from_before_a_move_counts_once_and_one_after_it_twice_after_a_restart_too(tmp_path):
+    """Regression (acceptance_sim, 64 workers on 32 classes, spoofers, seed 9): the one honest
+    worker of class 0, among 16 spoofers naming it, claimed an edit against two spoofers'
+    baseline and was outvoted by verifiers of other classes (a strike); when class 0 was split
+    it was moved, and a moved worker's first strike counting as two quarantined it. Only a
+    strike on a run measured after the move counts double, live and when the store is read again."""
+    engine, workers, clock = _engine(tmp_path, ["a", "b", "c"])
+    _drive(engine, clock, workers, lambda w: 1.0, rounds=3, rng=random.Random(4))
+    worker = workers[0]
+    before = next(r for r in engine.store.results("tiny") if r.worker_id == worker)
+    engine.store.record_result(replace(before, decision="outvoted"), rewrite=True)
+    engine.roster.trust_change(worker, strikes=1)
+    engine.roster.move_out_of_class(worker)
+    assert engine.trust(worker).moved and not engine.trust(worker).quarantined, "struck once, in its old class"
+    reborn = Engine(Store(tmp_path / "swarm.db"), EngineConfig(), clock=clock)
+    assert reborn.trust(worker).moved and not reborn.trust(worker).quarantined, "the same after a restart"
+    moved_class = _classes(engine)[worker]
+    after = replace(before, id="l-after-the-move", hardware_class=moved_class, decision="outvoted", created=clock.now)
+    engine.store.record_result(after)
+    engine.roster.trust_change(worker, strikes=1, moved_strikes=1)
+    assert engine.trust(worker).quarantined, "its first strike measured in its own class counts as two"
+    reborn = Engine(Store(tmp_path / "swarm.db"), EngineConfig(), clock=clock)
+    assert reborn.trust(worker).quarantined
+    other = workers[1]
+    engine.roster.move_out_of_class(other)
+    engine.roster.trust_change(other, strikes=1, moved_strikes=1)
+    assert engine.trust(other).quarantined, "a moved worker's first strike after the move still quarantines it"

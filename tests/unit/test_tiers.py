@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 from autoswarm.coordinator.tiers import CHECK_EVERY, MIN_SHARED, Tiers
+from autoswarm.hardware_class import moved_class
 
 SIGMA = 0.02
 
@@ -113,3 +114,39 @@ def test_a_prediction_carries_the_reference_baselines_own_error():
     assert one is not None and four is not None
     assert abs(one.variance - (line + relation.scale ** 2 * SIGMA ** 2)) < 1e-12
     assert abs(four.variance - (line + relation.scale ** 2 * SIGMA ** 2 / 4)) < 1e-12
+
+
+def test_the_reference_stays_on_a_tie_so_members_stay_members():
+    """Regression (64 workers, 32 classes): every class outside the tier measures every
+    champion, so they tie with the reference; a reference that moved to the first name on
+    each tie refitted every member against another class, and members measured again."""
+    rng = random.Random(5)
+    tiers = Tiers()
+    classes = {"m-ref": (0.0, 1.0), "b-outside": (0.3, 1.0), "z-member": (-0.4, 1.2)}
+    _champions(tiers, classes, [-10.0, -8.0, -6.0, -4.0], rng)
+    assert tiers.reference() == "m-ref", "the first class measured, not the first name"
+    assert tiers.member("z-member", sigma)
+    _champions(tiers, {"m-ref": classes["m-ref"], "b-outside": classes["b-outside"]}, [-3.0], rng, start=4)
+    assert tiers.reference() == "m-ref" and tiers.member("z-member", sigma), "a tie changes nothing"
+    tiers.observe("v5", "b-outside", 0.3 - 2.0, sigma)   # the reference missed a champion
+    assert tiers.reference() == "b-outside", "a class with more direct baselines takes over"
+
+
+def test_a_class_a_worker_was_moved_to_follows_but_never_leads_nor_tiers_a_small_swarm():
+    """A moved class is one machine that measured unlike the class it named, perhaps a liar:
+    it may be predicted (its prediction judges only its own runs), but it is never the
+    reference, whatever it measured, nor one of the classes that make a swarm tiered."""
+    rng = random.Random(6)
+    tiers = Tiers()
+    moved = moved_class("cpu:Test x2", "w-1")
+    liar = {moved: (10.0, 1.0)}   # +10 on every baseline, on every champion
+    _champions(tiers, liar, [-10.0, -9.0], rng)
+    assert tiers.reference() is None and tiers.classes() == 0
+    _champions(tiers, {"ref": (0.0, 1.0)} | liar, [-8.0, -6.0, -4.0], rng, start=2)
+    assert tiers.reference() == "ref", "five points against three: the moved class does not lead"
+    assert tiers.classes() == 1
+    assert tiers.member(moved, sigma), "a steady lie is a steady offset: it predicts only its own runs"
+    tiers.observe("v5", "ref", -3.0, sigma)
+    prediction = tiers.predict("v5", moved, sigma)
+    assert prediction is not None and abs(prediction.mean - 7.0) < 0.2
+    assert tiers.predict("v5", "ref", sigma) is None
