@@ -106,7 +106,8 @@ class StudyRegistry:
             if result.status == "ok" and result.kind == "baseline" and result.metric is not None \
                     and not roster.trust(result.worker_id).quarantined and result.decision != words.OUTVOTED \
                     and not roster.moved_out(result.worker_id, result.hardware_class):
-                state.add_baseline(result.version, result.hardware_class, result.worker_id, result.metric, result.id)
+                state.add_baseline(result.version, result.hardware_class, result.worker_id, result.metric, result.id,
+                                   roster.owner_of)
             if result.decision == words.WAITING:
                 state.waiting.add(result.hardware_class, result.id)
             if result.claim == champion_claim and result.improvement is not None and result.metric is not None \

@@ -150,3 +150,20 @@ def test_a_class_a_worker_was_moved_to_follows_but_never_leads_nor_tiers_a_small
     prediction = tiers.predict("v5", moved, sigma)
     assert prediction is not None and abs(prediction.mean - 7.0) < 0.2
     assert tiers.predict("v5", "ref", sigma) is None
+
+
+def test_a_class_of_one_owner_does_not_lead_a_class_several_owners_vouch_for():
+    """One machine in a made-up class of its own that measures every champion first must not
+    become the reference: a lie of its on one champion would move every member's bar. A class
+    whose baseline came from two distinct owners goes first, even with fewer points."""
+    rng = random.Random(7)
+    tiers = Tiers()
+    for i, score in enumerate([-10.0, -8.0, -6.0, -4.0]):
+        tiers.observe(f"v{i}", "a-lone", score + 10.0 + rng.gauss(0, SIGMA), sigma, runs=2, owners=1)
+        if i >= 1:
+            tiers.observe(f"v{i}", "b-shared", score + rng.gauss(0, SIGMA), sigma, runs=2, owners=2)
+    assert tiers.reference() == "b-shared", "vouched for by two owners, with three points against four"
+    assert tiers.member("a-lone", sigma), "the lone class may still follow the tier"
+    lone = Tiers()
+    _champions(lone, {"a-lone": (0.0, 1.0), "c-other": (0.2, 1.0)}, [-10.0, -8.0], rng)
+    assert lone.reference() == "a-lone", "where no class is vouched for, the first with most points leads"
