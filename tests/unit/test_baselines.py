@@ -96,3 +96,61 @@ def test_a_tier_members_spot_check_is_one_run_and_its_prediction_judges_meanwhil
     assert state.direct_runs("v20", cls) == [], "one spot-check run judges nothing"
     after = state.reference("v20", cls)
     assert after is not None and after[0] == pytest.approx(predicted[0], abs=0.02), "the prediction goes on"
+
+
+def _paired_state():  # type: ignore[no-untyped-def]
+    from autoswarm.coordinator.store import ChampionRecord, StudyRecord
+    from autoswarm.coordinator.study_state import StudyState
+    from autoswarm.study import parse_study
+
+    spec = {"name": "tiny", "target": "target.py", "evaluate": "python target.py", "metric": "score",
+            "direction": "maximize", "timeout": 10, "time_budget": 1,
+            "acceptance": {"compare": "paired", "quorum": 2, "baseline_runs": 2}}
+    return StudyState(StudyRecord("tiny", spec, "bundle", 0, "", 0.0), parse_study(spec), 10,
+                      ChampionRecord("tiny", 0, "v0", 1.0, "r-0", 0.0), 0, 0, 0, 1.0)
+
+
+def test_a_moved_workers_class_follows_the_tier_but_never_leads_it_nor_tiers_a_small_swarm():
+    """Issue 15, class attacks: every worker moved out of its class measured every champion
+    itself (25% of all evaluations in baselines with baseline liars at 32 classes). Its class
+    of one may follow the reference, a lie included (a steady +10 is a steady offset, and
+    its prediction judges only its own runs), but is never the reference, however many
+    champions it measured, nor counts towards tiering a swarm of few classes."""
+    import random
+    from dataclasses import replace
+
+    from autoswarm.coordinator.study_state import SPOT_CHECK_RUNS
+    from autoswarm.hardware_class import moved_class
+
+    rng = random.Random(4)
+    small = _paired_state()
+    moved = [moved_class("cpu:a", "w-liar"), moved_class("cpu:b", "w-other")]
+    for seq in range(5):
+        for cls, offset in {"cpu:a": 0.0, "cpu:b": 0.5, moved[0]: 10.0, moved[1]: 3.0}.items():
+            for run in range(2):
+                small.add_baseline(f"v{seq}", cls, f"{cls}-w{run}", offset + 0.1 * seq + rng.gauss(0, 0.01))
+    assert not small.tiered, "two reported classes and two moved workers are not four classes"
+
+    state = _paired_state()
+    liar = moved_class("cpu:m1", "w-liar")
+    classes = {"ref": 0.0, "m1": 1.0, "m2": -0.5, "m3": 2.0, liar: 10.0}
+    for seq in range(5):
+        for cls, offset in classes.items():
+            for run in range(2 if cls != liar else 3):   # the moved worker measures more than anyone
+                worker = f"{cls}-w{run}" if cls != liar else "w-liar"
+                state.add_baseline(f"v{seq}", cls, worker, offset + 0.1 * seq + rng.gauss(0, 0.01))
+    assert state.tiered and state.tiers.reference() in {"ref", "m1", "m2", "m3"}
+    assert state.tiers.member(liar, state.sigma_of), "its steady offset is a relation like any other"
+    state.champion = replace(state.champion, seq=5, version="v5")
+    spot = state.tiers.wants_direct(liar, 5, state.sigma_of)
+    assert state.baseline_target(liar, 1) == (SPOT_CHECK_RUNS if spot else 0), "no longer every champion, twice"
+    reference = state.tiers.reference()
+    assert reference is not None
+    for run in range(2):
+        state.add_baseline("v5", reference, f"{reference}-w{run}", classes[reference] + 0.5 + rng.gauss(0, 0.01))
+    predicted = state.reference("v5", liar, "w-liar")
+    assert predicted is not None and predicted[0] == pytest.approx(10.5, abs=0.1), "it judges its own runs only"
+    for other in ("m1", "m2", "m3"):
+        if other != reference:
+            found = state.reference("v5", other)
+            assert found is not None and found[0] == pytest.approx(classes[other] + 0.5, abs=0.1)
