@@ -143,8 +143,11 @@ class Roster:
     def move_out_of_class(self, worker_id: str) -> None:
         """Moves a worker that measures unlike its reported class to a class of its own.
 
-        Its runs leave the class's baselines and noise in every study; it keeps the new class
-        when it registers again (see `register`), and `status` shows it.
+        Its runs leave the class's baselines and noise in every study and go with it: they are
+        its own machine's, so its class starts with its baselines, its repeats (its own noise)
+        and its tier points instead of measuring the champion it has just measured again (as
+        `StudyRegistry.load_study` reads them back). It keeps the new class when it registers
+        again (see `register`), and `status` shows it.
         """
         worker = self.workers.get(worker_id)
         if worker is None or is_moved(worker.hardware_class):
@@ -155,7 +158,8 @@ class Roster:
         self._index.place(worker_id, moved.hardware_class)
         self._verifying_classes = (-math.inf, frozenset())
         for state in self.ctx.studies.values():
-            state.samples.remove_worker(worker.hardware_class, worker_id)
+            for version, value, result_id in state.samples.remove_worker(worker.hardware_class, worker_id):
+                state.add_baseline(version, moved.hardware_class, worker_id, value, result_id, self.owner_of)
 
     # -- presence -------------------------------------------------------------------------
 

@@ -104,9 +104,11 @@ class StudyRegistry:
                 outvoted.add(result.id)
                 roster.trust_change(result.worker_id, strikes=1, moved_strikes=int(is_moved(result.hardware_class)))
             if result.status == "ok" and result.kind == "baseline" and result.metric is not None \
-                    and not roster.trust(result.worker_id).quarantined and result.decision != words.OUTVOTED \
-                    and not roster.moved_out(result.worker_id, result.hardware_class):
-                state.add_baseline(result.version, result.hardware_class, result.worker_id, result.metric, result.id,
+                    and not roster.trust(result.worker_id).quarantined and result.decision != words.OUTVOTED:
+                # A worker moved out of its class took its runs with it (`Roster.move_out_of_class`).
+                measured_in = roster.workers[result.worker_id].hardware_class \
+                    if roster.moved_out(result.worker_id, result.hardware_class) else result.hardware_class
+                state.add_baseline(result.version, measured_in, result.worker_id, result.metric, result.id,
                                    roster.owner_of)
             if result.decision == words.WAITING:
                 state.waiting.add(result.hardware_class, result.id)

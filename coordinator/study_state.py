@@ -210,15 +210,18 @@ class Samples:
         return [value for (v, _), runs in self._runs.items() if v == version
                 for series in runs.by_worker.values() for value, _ in series]
 
-    def remove_worker(self, hardware_class: str, worker_id: str) -> None:
-        """Takes a worker's runs out of a class: its baselines and its share of the noise."""
+    def remove_worker(self, hardware_class: str, worker_id: str) -> list[tuple[str, float, str]]:
+        """Takes a worker's runs out of a class: its baselines and its share of the noise.
+        Returns them, (version, value, result id), in the order they were added per version."""
         self.generation += 1
         self._own.pop(hardware_class, None)
         self._own.pop(None, None)
         if hardware_class in self._own_diffs:
             self._own_diffs[hardware_class] = [(w, d) for w, d in self._own_diffs[hardware_class] if w != worker_id]
-        for (_, cls), runs in self._runs.items():
-            if cls == hardware_class and runs.by_worker.pop(worker_id, None) is not None:
+        removed: list[tuple[str, float, str]] = []
+        for (version, cls), runs in self._runs.items():
+            if cls == hardware_class and (series := runs.by_worker.pop(worker_id, None)) is not None:
+                removed.extend((version, value, result_id) for value, result_id in series)
                 runs.recompute()
                 if runs.last is not None and runs.last[0] == worker_id:
                     runs.last = None
@@ -231,6 +234,7 @@ class Samples:
         for key, (worker, _) in list(self._latest.items()):
             if key[1] == hardware_class and worker == worker_id:
                 del self._latest[key]
+        return removed
 
 
 class ActiveLeases(dict[str, LeaseRecord]):
