@@ -238,8 +238,7 @@ class Reporting:
         for result_id, decision in judgement.decisions:
             state.redecide(result_id, decision)
         if judgement.sample is not None:
-            state.add_baseline(judgement.sample[0], judgement.sample[1], record.worker_id, judgement.sample[2], record.id,
-                               roster.owner_of)
+            state.add_baseline(judgement.sample[0], judgement.sample[1], record.worker_id, judgement.sample[2], record.id)
         if judgement.noise_run is not None:
             state.samples.note_run(judgement.noise_run[0], judgement.noise_run[1], record.worker_id,
                                    judgement.noise_run[2])

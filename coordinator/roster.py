@@ -159,7 +159,7 @@ class Roster:
         self._verifying_classes = (-math.inf, frozenset())
         for state in self.ctx.studies.values():
             for version, value, result_id in state.samples.remove_worker(worker.hardware_class, worker_id):
-                state.add_baseline(version, moved.hardware_class, worker_id, value, result_id, self.owner_of)
+                state.add_baseline(version, moved.hardware_class, worker_id, value, result_id)
 
     # -- presence -------------------------------------------------------------------------
 

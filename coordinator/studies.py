@@ -108,8 +108,7 @@ class StudyRegistry:
                 # A worker moved out of its class took its runs with it (`Roster.move_out_of_class`).
                 measured_in = roster.workers[result.worker_id].hardware_class \
                     if roster.moved_out(result.worker_id, result.hardware_class) else result.hardware_class
-                state.add_baseline(result.version, measured_in, result.worker_id, result.metric, result.id,
-                                   roster.owner_of)
+                state.add_baseline(result.version, measured_in, result.worker_id, result.metric, result.id)
             if result.decision == words.WAITING:
                 state.waiting.add(result.hardware_class, result.id)
             if result.claim == champion_claim and result.improvement is not None and result.metric is not None \

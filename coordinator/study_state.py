@@ -435,17 +435,15 @@ class StudyState(References):
         return build_memory((), in_flight, rendered_tried=cached[3])
 
     def add_baseline(self, version: str, hardware_class: str, worker_id: str, value: float,
-                     result_id: str = "", owner_of: Callable[[str], str | None] = lambda worker: None) -> None:
-        """A direct baseline run: the class's runs, the noise model, and its tier's evidence
-        (with how many distinct owners measured it: `owner_of`, a worker without one its own)."""
+                     result_id: str = "") -> None:
+        """A direct baseline run: the class's runs, the noise model, and its tier's evidence."""
         self.samples.add(version, hardware_class, worker_id, value, result_id)
         runs = self.samples.baseline(version, hardware_class)
         if runs is not None and not self.disputed(version, hardware_class):
             # A disputed class's mean is no baseline (nor a tier's reference point) until settled.
             # A worker moved out of its class may follow the reference as a member, never be
             # it, nor count towards tiering a swarm of few classes (`Tiers.reference`, `classes`).
-            owners = len({owner_of(w) or w for w in self.samples.measured_by(version, hardware_class)})
-            self.tiers.observe(version, hardware_class, runs.mean, self.sigma_of, runs.runs, owners)
+            self.tiers.observe(version, hardware_class, runs.mean, self.sigma_of, runs.runs)
 
     def baseline_target(self, hardware_class: str, members: int = 0) -> int:
         """Direct baseline runs of the champion wanted on this class (of `members` workers).

@@ -33,7 +33,6 @@ AGREE_SIGMAS = 3.0      # every fitted point within this many σ of the line
 LEAVE_SIGMAS = 4.0      # a direct baseline this far from its prediction: the class leaves
 CHECK_EVERY = 8         # a member measures a direct baseline of one champion in this many
 MAX_POINTS = 32         # the newest points a fit uses: relations may drift slowly
-REFERENCE_OWNERS = 2    # distinct owners behind one of a class's means before it is preferred as reference
 
 Sigma = Callable[[str], float]   # σ of one run on a class
 
@@ -68,7 +67,6 @@ class _Points:
 
     means: dict[str, float] = field(default_factory=dict)
     runs: dict[str, int] = field(default_factory=dict)     # runs each mean rests on
-    vouched: bool = False     # one of its means came from REFERENCE_OWNERS distinct owners or more
 
 
 class Tiers:
@@ -80,13 +78,10 @@ class Tiers:
         # Fits until the next baseline: leasing asks on every call. (The noise they use moves
         # with verifications too, a little; the next baseline refits.)
         self._relations: dict[str, Relation | None] = {}
-        self._reference: str | None = None
 
-    def observe(self, version: str, hardware_class: str, mean: float, sigma: Sigma, runs: int = 1,
-                owners: int = 1) -> bool:
-        """A class's direct baseline of a version (its latest mean, of `runs` runs by `owners`
-        distinct owners). Returns False when this point made the class leave its tier (it
-        disagreed with the prediction)."""
+    def observe(self, version: str, hardware_class: str, mean: float, sigma: Sigma, runs: int = 1) -> bool:
+        """A class's direct baseline of a version (its latest mean, of `runs` runs). Returns
+        False when this point made the class leave its tier (it disagreed with the prediction)."""
         points = self._points.setdefault(hardware_class, _Points())
         self._relations.clear()
         reference = self.reference()
@@ -103,35 +98,20 @@ class Tiers:
                     stays = False
         points.means[version] = mean
         points.runs[version] = max(runs, 1)
-        points.vouched = points.vouched or owners >= REFERENCE_OWNERS
-        if not is_moved(hardware_class) and (reference is None or self._standing(hardware_class) > self._standing(reference)):
-            self._reference = hardware_class
         self._relations.clear()
         return stays
 
-    def _standing(self, hardware_class: str) -> tuple[bool, int]:
-        """How strongly a class claims to be the reference: vouched for by several owners
-        first, then by its number of direct baselines."""
-        points = self._points[hardware_class]
-        return points.vouched, len(points.means)
-
     def reference(self) -> str | None:
-        """The class with the most direct baselines, or None; on a tie, the one that was the
-        reference already: every class outside the tier measures every champion, so they tie
-        with it, and a reference that changed on each tie (to the first name) took every
-        member's relation with it: members joined, left with the next tie and measured again
-        (30 of 32 classes measured 4-6 champions each before they stayed members).
-
-        A class vouched for by `REFERENCE_OWNERS` distinct owners (one of its means came from
-        that many, undisputed: `StudyState.add_baseline`) goes before any that never was: one
-        machine of its own made-up class, measuring every champion first, could otherwise
-        lead the tier, and a lie of its on one champion would move every member's bar.
+        """The class with the most direct baselines (ties: the first name), or None.
 
         Never a class a worker was moved to (`hardware_class.is_moved`): such a class is one
         machine that measured unlike the class it named, perhaps a liar. It may follow the
         reference as a member (its prediction judges only its own worker's runs), but its
         points must never be what other classes are predicted from."""
-        return self._reference
+        candidates = sorted(c for c in self._points if not is_moved(c))
+        if not candidates:
+            return None
+        return max(candidates, key=lambda c: len(self._points[c].means))
 
     def relation(self, hardware_class: str, sigma: Sigma) -> Relation | None:
         """The fitted relation of a class to the reference, or None when it is not established."""

@@ -116,22 +116,6 @@ def test_a_prediction_carries_the_reference_baselines_own_error():
     assert abs(four.variance - (line + relation.scale ** 2 * SIGMA ** 2 / 4)) < 1e-12
 
 
-def test_the_reference_stays_on_a_tie_so_members_stay_members():
-    """Regression (64 workers, 32 classes): every class outside the tier measures every
-    champion, so they tie with the reference; a reference that moved to the first name on
-    each tie refitted every member against another class, and members measured again."""
-    rng = random.Random(5)
-    tiers = Tiers()
-    classes = {"m-ref": (0.0, 1.0), "b-outside": (0.3, 1.0), "z-member": (-0.4, 1.2)}
-    _champions(tiers, classes, [-10.0, -8.0, -6.0, -4.0], rng)
-    assert tiers.reference() == "m-ref", "the first class measured, not the first name"
-    assert tiers.member("z-member", sigma)
-    _champions(tiers, {"m-ref": classes["m-ref"], "b-outside": classes["b-outside"]}, [-3.0], rng, start=4)
-    assert tiers.reference() == "m-ref" and tiers.member("z-member", sigma), "a tie changes nothing"
-    tiers.observe("v5", "b-outside", 0.3 - 2.0, sigma)   # the reference missed a champion
-    assert tiers.reference() == "b-outside", "a class with more direct baselines takes over"
-
-
 def test_a_class_a_worker_was_moved_to_follows_but_never_leads_nor_tiers_a_small_swarm():
     """A moved class is one machine that measured unlike the class it named, perhaps a liar:
     it may be predicted (its prediction judges only its own runs), but it is never the
@@ -151,19 +135,3 @@ def test_a_class_a_worker_was_moved_to_follows_but_never_leads_nor_tiers_a_small
     assert prediction is not None and abs(prediction.mean - 7.0) < 0.2
     assert tiers.predict("v5", "ref", sigma) is None
 
-
-def test_a_class_of_one_owner_does_not_lead_a_class_several_owners_vouch_for():
-    """One machine in a made-up class of its own that measures every champion first must not
-    become the reference: a lie of its on one champion would move every member's bar. A class
-    whose baseline came from two distinct owners goes first, even with fewer points."""
-    rng = random.Random(7)
-    tiers = Tiers()
-    for i, score in enumerate([-10.0, -8.0, -6.0, -4.0]):
-        tiers.observe(f"v{i}", "a-lone", score + 10.0 + rng.gauss(0, SIGMA), sigma, runs=2, owners=1)
-        if i >= 1:
-            tiers.observe(f"v{i}", "b-shared", score + rng.gauss(0, SIGMA), sigma, runs=2, owners=2)
-    assert tiers.reference() == "b-shared", "vouched for by two owners, with three points against four"
-    assert tiers.member("a-lone", sigma), "the lone class may still follow the tier"
-    lone = Tiers()
-    _champions(lone, {"a-lone": (0.0, 1.0), "c-other": (0.2, 1.0)}, [-10.0, -8.0], rng)
-    assert lone.reference() == "a-lone", "where no class is vouched for, the first with most points leads"
