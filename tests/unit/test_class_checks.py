@@ -170,3 +170,27 @@ def test_a_strike_from_before_a_move_counts_once_and_one_after_it_twice_after_a_
     engine.roster.move_out_of_class(other)
     engine.roster.trust_change(other, strikes=1, moved_strikes=1)
     assert engine.trust(other).quarantined, "a moved worker's first strike after the move still quarantines it"
+
+
+def test_a_moved_worker_takes_its_runs_to_its_class_of_one_live_and_after_a_restart(tmp_path):
+    """A worker moved out of its class measured its champion already: those runs are its own
+    machine's, so they go with it (its baseline, its own repeats, its tier points) instead of
+    being measured again in its new class, and the store reads them back the same way."""
+    engine, (honest, liar), clock = _engine(tmp_path, ["volunteer", "attacker"])
+    _drive(engine, clock, [honest, liar], lambda w: 1.0 + (5.0 if w == liar else 0.0), rounds=16,
+           rng=random.Random(3))
+    classes = _classes(engine)
+    assert is_moved(classes[honest]) and is_moved(classes[liar])
+    state = engine._studies["tiny"]
+    stored = {r.id: r for r in engine.store.results("tiny") if r.kind == "baseline" and r.status == "ok"}
+    for worker in (honest, liar):
+        kept = {rid for version in {r.version for r in stored.values()}
+                for rid in state.samples.run_ids(version, classes[worker])}
+        before_move = {rid for rid, r in stored.items() if r.worker_id == worker and r.hardware_class == CLASS}
+        assert before_move and before_move <= kept, "its runs from before the move judge its own results"
+        assert all(stored[rid].worker_id == worker for rid in kept), "and nobody else's"
+    reborn = Engine(Store(tmp_path / "swarm.db"), EngineConfig(), clock=clock)
+    again = reborn._studies["tiny"]
+    for worker in (honest, liar):
+        for version in {r.version for r in stored.values()}:
+            assert again.samples.run_ids(version, classes[worker]) == state.samples.run_ids(version, classes[worker])
