@@ -27,6 +27,12 @@ the garbage collector's pauses): at this size one stall of the loop decides the 
     python benchmarks/swarm_size.py --steps 1000 --compression 10 --seconds 30
     python benchmarks/swarm_size.py --compare paired --quorum 2 --classes 16   # a real swarm's study
     python benchmarks/swarm_size.py --separate-report   # Report + Lease per task, as older workers do
+    python benchmarks/swarm_size.py --steps 100000 --scrape 15   # metrics on, scraped as Prometheus does
+
+Besides the clients' latencies (what a volunteer sees), it prints the server-side time of the
+same calls (handler only: a stall of the loop delays a call before its handler starts), the
+client processes' CPU (a starved client inflates latency), and where the loop thread was
+while it was late.
 
 `--coordinator-tree DIR` runs the coordinator from another checkout (e.g. the code before a
 change), for before/after figures on the same machine in the same minutes.
