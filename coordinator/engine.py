@@ -18,12 +18,13 @@ in `service`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from autoswarm.slot_time import SlotTime
 from autoswarm.study import Study
 from autoswarm.coordinator import acceptance
+from autoswarm.coordinator.census import WorkerTally
 from autoswarm.coordinator.config import EngineConfig, Limits
 from autoswarm.coordinator.context import EngineContext
 from autoswarm.coordinator.errors import AlreadyExists, CoordinatorError, InvalidRequest, NotFound, NotYours, WrongState
@@ -166,6 +167,16 @@ class Engine:
 
     def worker_summaries(self) -> list[WorkerSummary]:
         return self.summaries.worker_summaries()
+
+    def worker_summaries_in_slices(self, size: int) -> Iterator[list[WorkerSummary]]:
+        return self.summaries.worker_summaries_in_slices(size)
+
+    def worker_count(self) -> int:
+        return self.summaries.worker_count()
+
+    def worker_tally(self) -> WorkerTally:
+        """The workers' gauges as of now (a big swarm's scrape reads `census.WorkerCensus` instead)."""
+        return WorkerTally.of(self.worker_summaries())
 
     def lineage(self, name: str) -> list[LineageEntry]:
         """The champion chain with who claimed and who verified each step."""

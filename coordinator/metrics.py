@@ -48,7 +48,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import choose_encoder
 
 from autoswarm import __version__, words
-from autoswarm.coordinator.engine import StudySummary, WorkerSummary
+from autoswarm.coordinator.census import WorkerTally
+from autoswarm.coordinator.engine import StudySummary
 from autoswarm.slot_time import ACTIVITIES
 from autoswarm.v1 import worker_pb2
 
@@ -81,7 +82,7 @@ class EngineView(Protocol):
 
     def study_summaries(self) -> list[StudySummary]: ...
 
-    def worker_summaries(self) -> list[WorkerSummary]: ...
+    def worker_tally(self) -> WorkerTally: ...
 
 
 @dataclass
@@ -162,22 +163,26 @@ class _EngineCollector:
         yield info
         yield from (metric_family for metric_family, _ in families)
 
+        # Summed per raw value by the census (census.py: not on the loop at 100,000 workers), capped here.
+        tally = engine.worker_tally()
         workers: dict[tuple[str, str], int] = {}
         slots: dict[str, int] = {}
         running: dict[str, int] = {}
         quarantined: dict[str, int] = {}
         slot_seconds: dict[tuple[str, str], float] = {}
-        for w in engine.worker_summaries():
-            hw = self._metrics.hardware_class(w.record.hardware_class)
-            state = self._metrics.worker_state(w.state)
-            workers[(state, hw)] = workers.get((state, hw), 0) + 1
-            quarantined[hw] = quarantined.get(hw, 0) + (1 if w.trust.quarantined else 0)
-            if w.state != "offline":
-                slots[hw] = slots.get(hw, 0) + w.record.slots
-                running[hw] = running.get(hw, 0) + w.running
-                for t in w.slot_times:
-                    for activity in ACTIVITIES:
-                        slot_seconds[(hw, activity)] = slot_seconds.get((hw, activity), 0.0) + getattr(t, activity)
+        for (raw_state, raw_hw), n in tally.workers.items():
+            key = (self._metrics.worker_state(raw_state), self._metrics.hardware_class(raw_hw))
+            workers[key] = workers.get(key, 0) + n
+        for raw_hw, n in tally.quarantined.items():
+            hw = self._metrics.hardware_class(raw_hw)
+            quarantined[hw] = quarantined.get(hw, 0) + n
+        for raw_hw, n in tally.slots.items():
+            hw = self._metrics.hardware_class(raw_hw)
+            slots[hw] = slots.get(hw, 0) + n
+            running[hw] = running.get(hw, 0) + tally.running.get(raw_hw, 0)
+        for (raw_hw, activity), seconds in tally.slot_seconds.items():
+            key = (self._metrics.hardware_class(raw_hw), activity)
+            slot_seconds[key] = slot_seconds.get(key, 0.0) + seconds
         by_state = GaugeMetricFamily(f"{PREFIX}_workers", "Known workers by the state they report and hardware class.",
                                      labels=["state", "hardware_class"])
         for (state, hw), n in sorted(workers.items()):

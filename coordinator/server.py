@@ -22,6 +22,7 @@ from autoswarm.coordinator.engine import Engine, EngineConfig
 from autoswarm.coordinator.group_commit import GroupCommit
 from autoswarm.coordinator.heap import HeapKeeper
 from autoswarm.coordinator.ratelimit import RateLimiter
+from autoswarm.coordinator.census import WorkerCensus
 from autoswarm.coordinator.metrics import CoordinatorMetrics, MetricsExporter, metrics_host, start_exporter
 from autoswarm.coordinator.service import ChangeSignal, ControlService, WorkerService
 from autoswarm.coordinator.standings import StandingsBook
@@ -151,7 +152,9 @@ async def serve(config: ServerConfig) -> None:
     limiter = RateLimiter(config.worker_rate, config.worker_burst, time.monotonic)
     worker_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerService(engine, changes, commits, auth, limiter), server)
     # Credit standings: read on a thread from their own read-only connection (see standings.py).
-    book = StandingsBook(config.db, lambda: (engine.study_summaries(), engine.worker_summaries(), {
+    # Scrapes and credit rebuilds read every worker: a big swarm is counted in slices (census.py).
+    census = WorkerCensus(engine)
+    book = StandingsBook(config.db, lambda: (census.study_summaries(), census.worker_summaries(), {
         name: (spec.acceptance.compare, spec.acceptance.quorum, spec.timeout)
         for name, spec in ((s.name, engine.study(s.name)) for s in engine.study_summaries())}),
         refresh=config.web_refresh)
@@ -165,7 +168,7 @@ async def serve(config: ServerConfig) -> None:
         raise OSError(f"cannot listen on {config.listen}: address in use or invalid")
     exporter: MetricsExporter | None = None
     if metrics is not None:
-        metrics.watch(engine)
+        metrics.watch(census)
         host = config.metrics_host if config.metrics_host is not None else metrics_host(config.listen)
         exporter = await start_exporter(metrics, host, config.metrics_port)  # before serving: fail early
         log.info("metrics on http://%s:%d/metrics", host, exporter.port)
@@ -193,6 +196,7 @@ async def serve(config: ServerConfig) -> None:
     heap.start()
     maintenance = asyncio.create_task(_maintain(engine, commits, config.reap_interval, heap))
     fresh_credit = asyncio.create_task(book.keep_fresh()) if metrics is not None else None
+    counting = asyncio.create_task(census.keep_counting()) if metrics is not None or webserver is not None else None
     # A RESTART checkpoint holds the writer (this loop) off for its syncs: at 100,000 workers the
     # WAL grows by ~3,600 frames a second, and restarting it every 4,000 frames meant a hold of
     # 20-200 ms about once a second; at 16,000 frames (64 MB of WAL) it is every few seconds.
@@ -206,6 +210,8 @@ async def serve(config: ServerConfig) -> None:
         maintenance.cancel()
         if fresh_credit is not None:
             fresh_credit.cancel()
+        if counting is not None:
+            counting.cancel()
         if webserver is not None:
             await webserver.close()
         await server.stop(grace=2.0)

@@ -6,6 +6,7 @@ changes the store or memory.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from autoswarm.slot_time import SlotTime
@@ -97,26 +98,39 @@ class Summaries:
         ]
 
     def worker_summaries(self) -> list[WorkerSummary]:
+        """Every known worker's summary, as of now."""
+        return [summary for part in self.worker_summaries_in_slices(len(self._roster.workers) or 1) for summary in part]
+
+    def worker_count(self) -> int:
+        return len(self._roster.workers)
+
+    def worker_summaries_in_slices(self, size: int) -> Iterator[list[WorkerSummary]]:
+        """The workers' summaries, `size` at a time, all as of the moment this was called.
+
+        The workers are listed first, so a caller may yield to the event loop between slices
+        (a census of 100,000 workers is half a second of CPU) while workers come and go."""
         roster = self._roster
         now = self.ctx.clock()
         counts = roster.results_by_worker
         offline_after = roster.liveness.allowed_silence(roster.liveness.min_interval)
-        out = []
-        for worker in roster.workers.values():
-            presence = roster.presence.get(worker.id)
-            last_seen = presence.last_seen if presence else worker.last_seen
-            state = presence.state if presence else worker.state
-            trust = roster.trust(worker.id)
-            if state == "stopped":
-                pass  # it said goodbye: stopped, not offline
-            elif now - last_seen > (presence.silence if presence else offline_after):  # as long as it was told
-                state = "offline"
-            elif trust.quarantined:
-                state = "quarantined"
-            out.append(WorkerSummary(worker, state, last_seen, len(self._leasing.running.get(worker.id, ())),
-                                     counts.get(worker.id, 0), trust,
-                                     presence.slot_times if presence is not None else ()))
-        return out
+        workers = list(roster.workers.values())
+        for start in range(0, len(workers), size):
+            yield [self._summary(worker, now, counts, offline_after) for worker in workers[start:start + size]]
+
+    def _summary(self, worker: WorkerRecord, now: float, counts: dict[str, int], offline_after: float) -> WorkerSummary:
+        roster = self._roster
+        presence = roster.presence.get(worker.id)
+        last_seen = presence.last_seen if presence else worker.last_seen
+        state = presence.state if presence else worker.state
+        trust = roster.trust(worker.id)
+        if state == "stopped":
+            pass  # it said goodbye: stopped, not offline
+        elif now - last_seen > (presence.silence if presence else offline_after):  # as long as it was told
+            state = "offline"
+        elif trust.quarantined:
+            state = "quarantined"
+        return WorkerSummary(worker, state, last_seen, len(self._leasing.running.get(worker.id, ())),
+                             counts.get(worker.id, 0), trust, presence.slot_times if presence is not None else ())
 
     def lineage(self, name: str) -> list[LineageEntry]:
         """The champion chain with who claimed and who verified each step."""

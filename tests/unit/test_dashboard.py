@@ -18,6 +18,7 @@ import yaml
 from typer.testing import CliRunner
 
 from autoswarm.cli import app
+from autoswarm.coordinator.census import WorkerTally
 from autoswarm.coordinator.engine import StudySummary, WorkerSummary
 from autoswarm.coordinator.metrics import DEFAULT_METRICS_PORT, CoordinatorMetrics
 from autoswarm.coordinator.store import ChampionRecord, WorkerRecord
@@ -111,8 +112,8 @@ def _fake_engine():
         def study_summaries(self):
             return [StudySummary("s", "loss", "minimize", champion, 0.9, 10, 1, 1, 0, "")]
 
-        def worker_summaries(self):
-            return [WorkerSummary(worker, "working", 1.0, 1, 5)]
+        def worker_tally(self):
+            return WorkerTally.of([WorkerSummary(worker, "working", 1.0, 1, 5)])
     return Engine()
 
 

@@ -1,0 +1,92 @@
+"""The workers' census: a big swarm is counted in slices of the event loop, a small one at once."""
+
+from __future__ import annotations
+
+import asyncio
+
+from autoswarm.bundle import pack_directory
+from autoswarm.coordinator.census import WorkerCensus, WorkerTally
+from autoswarm.coordinator.engine import Engine, EngineConfig
+from autoswarm.coordinator.metrics import CoordinatorMetrics
+from autoswarm.coordinator.store import Store
+from swarm import Clock, write_study
+
+CPU = {"cpu_model": "Test", "cpu_cores": 2, "gpus": []}
+GPU = {"cpu_model": "Test", "cpu_cores": 8, "gpus": [{"name": "Big GPU", "memory_mb": 81920}]}
+
+
+def _swarm(tmp_path, clock, cpus=30, gpus=12):
+    engine = Engine(Store(tmp_path / "swarm.db"), EngineConfig(), clock=clock)
+    engine.add_study(pack_directory(write_study(tmp_path / "study", timeout=300)).data)
+    workers = [engine.register("", f"c{i}", CPU, 2, ["params"])[0] for i in range(cpus)]
+    workers += [engine.register("", f"g{i}", GPU, 1, ["params"])[0] for i in range(gpus)]
+    return engine, workers
+
+
+def _gauge(metrics: CoordinatorMetrics, name: str) -> dict[tuple[str, ...], float]:
+    return {tuple(s.labels.values()): s.value for family in metrics.registry.collect()
+            for s in family.samples if s.name == name}
+
+
+def test_a_census_in_slices_lets_the_loop_run_and_counts_what_a_fresh_one_counts(tmp_path):
+    clock = Clock()
+    engine, workers = _swarm(tmp_path, clock)
+    leased = sum(1 for worker in workers[:5] if engine.lease(worker) is not None)
+    assert leased >= 1
+    census = WorkerCensus(engine, slice_size=4, fresh_up_to=0)
+
+    async def count_while_ticking() -> int:
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+        ticker = asyncio.create_task(tick())
+        await census.count()
+        ticker.cancel()
+        return ticks
+
+    ticks = asyncio.run(count_while_ticking())
+    assert ticks >= len(workers) // 4 - 1, "the loop ran between slices, not once for the whole census"
+    fresh = engine.worker_summaries()
+    assert [s.record.id for s in census.worker_summaries()] == [s.record.id for s in fresh]
+    assert census.worker_tally() == WorkerTally.of(fresh)
+    tally = census.worker_tally()
+    assert sum(tally.workers.values()) == 42 and sum(tally.running.values()) == leased
+    assert sorted(tally.slots.values()) == [12, 60]
+
+
+def test_a_big_swarm_is_read_from_its_last_census_and_a_small_one_fresh(tmp_path):
+    clock = Clock()
+    engine, workers = _swarm(tmp_path, clock, cpus=6, gpus=0)
+    big = WorkerCensus(engine, fresh_up_to=5)        # 6 workers: "big"
+    small = WorkerCensus(engine, fresh_up_to=100)
+    assert len(big.worker_summaries()) == 6, "the first read counts at once: nothing was counted before"
+    engine.register("", "late", CPU, 2, ["params"])
+    assert len(big.worker_summaries()) == 6, "a big swarm is not counted again on every read"
+    assert len(small.worker_summaries()) == 7, "a small swarm is counted on every read"
+    asyncio.run(big.count())
+    assert len(big.worker_summaries()) == 7, "the next census counts the newcomer"
+
+
+def test_the_scrape_reads_the_census_with_its_labels_capped(tmp_path):
+    clock = Clock()
+    engine, workers = _swarm(tmp_path, clock, cpus=3, gpus=2)
+    engine.lease(workers[0])
+    metrics = CoordinatorMetrics(process_metrics=False)
+    census = WorkerCensus(engine, fresh_up_to=0)
+    metrics.watch(census)
+    by_state = _gauge(metrics, "autoswarm_workers")
+    assert sum(by_state.values()) == 5 and len({hw for _, hw in by_state}) == 2
+    running = _gauge(metrics, "autoswarm_worker_tasks_running")
+    assert sorted(running.values()) == [0, 1]
+    # Workers name their own hardware class: past the label cap they are counted as "other".
+    metrics.hardware_class.limit = 2
+    for i in range(3):
+        engine.register("", f"odd{i}", {**CPU, "cpu_model": f"Odd {i}"}, 1, ["params"])
+    asyncio.run(census.count())
+    by_state = _gauge(metrics, "autoswarm_workers")
+    assert sum(by_state.values()) == 8
+    assert sum(n for (_, hw), n in by_state.items() if hw == "other") == 3
