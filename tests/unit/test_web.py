@@ -105,13 +105,14 @@ def test_requiring_a_token_without_tokens_is_refused():
 
 def test_the_snapshot_shows_owners_by_their_public_names(tmp_path):
     """standings.build over a real store: an anonymous owner's machines are numbered, not named."""
-    from autoswarm.coordinator.standings import build
+    from autoswarm.coordinator.standings import WorkerRow, build, worker_rows
 
     store = Store(tmp_path / "s.db")
     auth = Authenticator(store)
     auth.create_join_token("carol", anonymous=True, team="Blue")
     worker = WorkerRecord("w-1", "carols-laptop", {}, "cpu:x", 1, ("params",), "idle", 0.0, 0.0, owner="carol")
-    snap = build(store, [], [WorkerSummary(worker, "idle", 0.0, 0, 0, Trust())], {}, now=1.0)
+    rows = [WorkerRow(*row) for row in worker_rows([WorkerSummary(worker, "idle", 0.0, 0, 0, Trust())])]
+    snap = build(store, [], rows, {}, now=1.0)
     (name, volunteer), = snap.volunteers.items()
     assert name.startswith("anonymous-") and "carol" not in name and volunteer.team == "Blue"
     assert [m.label for m in volunteer.machines] == ["machine 1"]
