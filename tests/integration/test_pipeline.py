@@ -61,18 +61,26 @@ def _leases(db: Path, state: str) -> list[str]:
         return [row[0] for row in conn.execute("SELECT id FROM leases WHERE state = ?", (state,))]
 
 
-def test_the_next_edit_is_made_while_the_slot_evaluates_and_a_stop_hands_it_back(
-        tmp_path, start_coordinator, start_worker):
-    log = tmp_path / "timeline.log"
+def _piped_swarm(tmp_path: Path, start_coordinator, start_worker, agent_source: str, evaluation: str):
+    """A coordinator with a 50-evaluation study whose `command` agent runs `agent_source`, and
+    one pipelined worker on it (no sandbox)."""
     agent = tmp_path / "agent.py"
-    agent.write_text(AGENT.format(log=str(log), seconds=AGENT_SECONDS, offset=10))
+    agent.write_text(agent_source)
     study = write_study(
-        tmp_path / "study", timeout=20, body=textwrap.dedent(EVALUATION.format(log=str(log), seconds=EVALUATION_SECONDS)),
+        tmp_path / "study", timeout=20, body=textwrap.dedent(evaluation),
         extra_toml=f'[mutator]\nkind = "command"\ncommand = "{sys.executable} {shlex.quote(str(agent))}"\n')
     coordinator = start_coordinator()
     with coordinator.control() as control:
         control.add_study(study, max_evaluations=50)
-    worker = start_worker(coordinator.address, "piped", "--mutator", "command", "--sandbox", "none")
+    return coordinator, start_worker(coordinator.address, "piped", "--mutator", "command", "--sandbox", "none")
+
+
+def test_the_next_edit_is_made_while_the_slot_evaluates_and_a_stop_hands_it_back(
+        tmp_path, start_coordinator, start_worker):
+    log = tmp_path / "timeline.log"
+    coordinator, worker = _piped_swarm(
+        tmp_path, start_coordinator, start_worker, AGENT.format(log=str(log), seconds=AGENT_SECONDS, offset=10),
+        EVALUATION.format(log=str(log), seconds=EVALUATION_SECONDS))
 
     # Evaluations: the baseline, then edit 1, edit 2... Wait until edit 2 is evaluated and the
     # agent is already busy with edit 3.
@@ -144,15 +152,9 @@ def test_after_a_keep_the_task_leased_ahead_on_the_old_champion_is_replaced(
     that predecessor replaces: it is handed back unevaluated, and the slot's next evaluation is
     an edit of the new champion (not one stale-merged and checked again later)."""
     log = tmp_path / "evaluations.log"
-    agent = tmp_path / "agent.py"
-    agent.write_text(HALFWAY_AGENT.format(seconds=0.2, runs=str(tmp_path / "agent-runs")))
-    study = write_study(
-        tmp_path / "study", timeout=20, body=textwrap.dedent(EVALUATE_X.format(log=str(log), seconds=1.5)),
-        extra_toml=f'[mutator]\nkind = "command"\ncommand = "{sys.executable} {shlex.quote(str(agent))}"\n')
-    coordinator = start_coordinator()
-    with coordinator.control() as control:
-        control.add_study(study, max_evaluations=50)
-    worker = start_worker(coordinator.address, "piped", "--mutator", "command", "--sandbox", "none")
+    coordinator, worker = _piped_swarm(
+        tmp_path, start_coordinator, start_worker, HALFWAY_AGENT.format(seconds=0.2, runs=str(tmp_path / "agent-runs")),
+        EVALUATE_X.format(log=str(log), seconds=1.5))
 
     def rows() -> list:
         with coordinator.control() as control:
