@@ -170,7 +170,6 @@ class Leasing:
         held: dict[str, float] = {}
         cancelled: list[str] = []
         duplicates: list[str] = []
-        stale: list[str] = []
         for lease_id in lease_ids[:1024]:
             lease = self.active_lease(lease_id)
             if lease is None or lease.worker_id != worker_id \
@@ -179,8 +178,6 @@ class Leasing:
                 continue
             study = self.ctx.studies[lease.study]
             held[lease_id] = now + self.ctx.config.lease_ttl(study.spec)
-            if is_stale(lease.kind, lease.parent, lease.candidate, study.champion.version):
-                stale.append(lease_id)
             if descriptions and lease_id in descriptions:
                 study.ideas[lease_id] = " ".join(descriptions[lease_id].split())[: self.ctx.config.limits.max_description_chars]
             candidate = (candidate_hashes or {}).get(lease_id, "")
@@ -196,6 +193,7 @@ class Leasing:
                 if lease is not None and deadline > lease.deadline:
                     self.ctx.studies[lease.study].active[lease_id] = replace(lease, deadline=deadline)
                     self._deadlines.push(deadline, lease_id, lease.study)
+        stale = [lease_id for lease_id in self.stale_leases(worker_id) if lease_id in held]
         return HeartbeatOutcome(cancelled, duplicates, self.next_contact(worker_id), stale)
 
     def stale_leases(self, worker_id: str) -> list[str]:
