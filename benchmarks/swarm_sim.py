@@ -26,6 +26,7 @@ turned down in a row), simulated time until the champion's true score reaches th
 from __future__ import annotations
 
 import collections
+import hashlib
 import heapq
 import math
 import os
@@ -38,7 +39,8 @@ from pathlib import Path
 
 from autoswarm.bundle import pack_files
 from autoswarm.coordinator.engine import Engine, EngineConfig, ResultIn, TaskSpec
-from autoswarm.coordinator.store import Store
+from autoswarm.coordinator.ids import seeded_ids
+from autoswarm.coordinator.store import ChampionRecord, ResultRecord, Store
 
 LIAR_KINDS = ("always", "verify-only", "inflating", "baseline", "spoofer")
 FROZEN_AFTER = 10          # helpful honest edits turned down in a row at the end of a run
@@ -132,6 +134,7 @@ class Outcome:
     start_score: float = 0.0
     final_score: float = 0.0
     decisions: collections.Counter[str] = field(default_factory=collections.Counter)
+    trace: str = ""                    # digest of every result row (ids, workers, decisions) and champion
 
     def share(self, kind: str) -> float:
         return self.by_kind[kind] / max(self.evaluations, 1)
@@ -152,13 +155,14 @@ class _Worker:
 
 def simulate(problem: Problem, swarm: Swarm, seed: int, *, target: float | None = None,
              max_evaluations: int = 0, limit: float = 3600.0, stop_at_target: bool = False) -> Outcome:
-    """One seeded run through the real engine; deterministic in `seed`."""
+    """One seeded run through the real engine; deterministic in `seed` (and `PYTHONHASHSEED`):
+    the engine's ids are drawn from `seeded_ids(seed)`, its clock is the simulated one."""
     rng = random.Random(seed)
     out = Outcome()
     tmp_root = "/dev/shm" if Path("/dev/shm").is_dir() else None
     with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
         clock = [1_000_000.0]
-        engine = Engine(Store(Path(tmp) / "sim.db"), EngineConfig(), clock=lambda: clock[0])
+        engine = Engine(Store(Path(tmp) / "sim.db", ids=seeded_ids(seed)), EngineConfig(), clock=lambda: clock[0])
         engine.add_study(pack_files(problem.files(swarm.compare, swarm.quorum)).data)
         liar_count = round(swarm.workers * swarm.liars)
         workers: list[_Worker] = []
@@ -266,6 +270,7 @@ def _score_run(engine: Engine, problem: Problem, out: Outcome, helpful: dict[str
     turned_down = {"discard", "rejected", "unjudged"}
     results = {r.id: r for r in engine.store.results(problem.name)}
     out.decisions = collections.Counter(f"{r.kind}:{r.decision}" for r in results.values())
+    out.trace = _trace(list(results.values()), chain)
     ordered = sorted(helpful, key=helpful.__getitem__)
     outcomes = [results[lease].decision if lease in results else "" for lease in ordered]
     out.true_improvements = len(ordered)
@@ -276,3 +281,15 @@ def _score_run(engine: Engine, problem: Problem, out: Outcome, helpful: dict[str
     summaries = {w.record.id: w for w in engine.worker_summaries()}
     out.liars_quarantined = sum(summaries[w].trust.quarantined for w in liar_ids)
     out.honest_quarantined = sum(summaries[w.id].trust.quarantined for w in workers if not w.liar)
+
+
+def _trace(results: list[ResultRecord], chain: list[ChampionRecord]) -> str:
+    """A digest of the run's event trace: every result (id, worker, kind, decision, metric,
+    versions, time) and every champion. Equal digests, equal runs."""
+    digest = hashlib.sha256()
+    for r in sorted(results, key=lambda r: (r.created, r.id)):
+        digest.update(repr((r.id, r.worker_id, r.kind, r.decision, r.metric, r.version, r.parent, r.created,
+                            r.claim)).encode())
+    for c in chain:
+        digest.update(repr((c.seq, c.version, c.metric, c.created)).encode())
+    return digest.hexdigest()

@@ -7,7 +7,6 @@ closing path here goes through. A lease is written to the store before memory le
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -131,7 +130,7 @@ class Leasing:
             id=self.ctx.store.new_lease_id(now), study=choice.study, worker_id=worker_id, kind=choice.kind,
             parent=parent.hash if choice.kind != scheduler.BASELINE else champion.parent,
             candidate="" if choice.kind == scheduler.EXPLORE else candidate.hash,
-            seed=secrets.randbits(62), issued=now, deadline=now + self.ctx.config.lease_ttl(state.spec),
+            seed=self.ctx.store.ids.randbits(62), issued=now, deadline=now + self.ctx.config.lease_ttl(state.spec),
             state=LeaseState.ACTIVE.value, closed=None, claim=claim_id,
         )
         self.ctx.store.insert_lease(lease)

@@ -8,7 +8,6 @@ written here: versions and claims go into the `Judgement` the engine commits.
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -93,7 +92,7 @@ class Merging:
         description = (MERGE_PREFIX + description)[: self.config.limits.max_description_chars]
         judgement.versions.append(VersionRecord(state.spec.name, version, parent, merged, description,
                                                 "coordinator/merge", now))
-        claim = ClaimRecord(f"c-m{secrets.token_hex(9)}", state.spec.name, version, parent, "merge",
+        claim = ClaimRecord(f"c-m{self.store.ids.token_hex(9)}", state.spec.name, version, parent, "merge",
                             claimant, "", "pending", "", now)
         judgement.claims.append(claim)
         judgement.opened.append(PendingClaim(claim))

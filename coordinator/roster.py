@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import secrets
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
@@ -80,7 +79,7 @@ class Roster:
         if known is not None and is_moved(known.hardware_class) and origin_class(known.hardware_class) == hw_class:
             hw_class = known.hardware_class  # moved out of its class for measuring unlike it: it stays out
         record = WorkerRecord(
-            id=known.id if known else "w-" + secrets.token_hex(8),
+            id=known.id if known else "w-" + self.ctx.store.ids.token_hex(8),
             name=name, hardware=hardware, hardware_class=hw_class, slots=slots,
             mutators=tuple(dict.fromkeys(mutators)), state="idle",
             registered=known.registered if known else now, last_seen=now, owner=owner,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,8 +31,9 @@ class Store(WorkRows):
 
     def add_study(self, name: str, spec: dict[str, Any], bundle_hash: str, bundle: bytes,
                   max_evaluations: int, initial: VersionRecord) -> None:
-        """Stores a new study with its bundle and its initial version as champion 0."""
-        now = time.time()
+        """Stores a new study with its bundle and its initial version as champion 0, all dated
+        when that version was made (the engine's clock, which a simulation sets)."""
+        now = initial.created
         with self.transaction() as db:
             db.execute("INSERT OR IGNORE INTO bundles VALUES (?, ?, ?)", (bundle_hash, bundle, now))
             db.execute(

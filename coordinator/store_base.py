@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from autoswarm.coordinator.ids import Ids
 from autoswarm.coordinator.records import VersionRecord
 
 SCHEMA_VERSION = 1
@@ -172,8 +173,10 @@ class StoreBase:
 
     def __init__(self, path: Path | str, *, fsync: bool = False, readonly: bool = False,
                  on_commit: Callable[[float], None] = lambda seconds: None, group_commit: bool = False,
-                 autocheckpoint_pages: int = 1000) -> None:
+                 autocheckpoint_pages: int = 1000, ids: Ids | None = None) -> None:
         """Opens (creating if needed) the database at `path`.
+
+        `ids`: where fresh ids come from (`ids.Ids`, random by default; a simulation seeds them).
 
         `autocheckpoint_pages`: the WAL size at which a COMMIT copies the WAL back into the
         database file itself; with a `WalCheckpointer` running, make it a large backstop.
@@ -184,6 +187,7 @@ class StoreBase:
         self._batch_started = 0.0
         self._readonly = readonly
         self._lease_seq = 0
+        self.ids = ids or Ids()
         if readonly:
             if not Path(self.path).is_file():
                 raise FileNotFoundError(f"{self.path}: no such database")

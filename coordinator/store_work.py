@@ -3,7 +3,6 @@ them that credit and the web page make. Part of `store.Store`."""
 
 from __future__ import annotations
 
-import secrets
 import sqlite3
 from collections.abc import Sequence
 
@@ -40,7 +39,7 @@ class WorkRows(StoreBase):
         stands still), 6 random ones keep apart ids from runs whose clocks disagree.
         """
         self._lease_seq = max(self._lease_seq + 1, int(now * 4_096_000))
-        return f"l-{self._lease_seq:014x}{secrets.token_hex(3)}"
+        return f"l-{self._lease_seq:014x}{self.ids.token_hex(3)}"
 
     def insert_lease(self, lease: LeaseRecord) -> None:
         self._write(
