@@ -23,7 +23,8 @@ from autoswarm.coordinator.errors import InvalidRequest
 from autoswarm.coordinator.merging import Merging
 from autoswarm.coordinator.store import ChampionRecord, ClaimRecord, LeaseRecord, ResultRecord, Store, VersionRecord, \
     WorkerRecord
-from autoswarm.coordinator.study_state import Outlier, PendingClaim, StudyState
+from autoswarm.coordinator.class_checks import Outlier
+from autoswarm.coordinator.study_state import PendingClaim, StudyState
 from autoswarm.coordinator.transitions import Action, ClaimEvent, ClaimState, ResultEvent, ResultState, claim_event, \
     claim_step, result_event, result_step
 

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 
 from autoswarm.coordinator import baselines
 from autoswarm.coordinator.acceptance import Baseline
+from autoswarm.coordinator.class_checks import ClassChecks
 from autoswarm.coordinator.noise import Z_EVIDENCE
 
 if TYPE_CHECKING:
-    from autoswarm.coordinator.study_state import PendingClaim, Samples
+    from autoswarm.coordinator.study_state import PendingClaim
     from autoswarm.coordinator.tiers import Tiers
-    from autoswarm.study import Study
 
 MIN_TIER_CLASSES = 4          # tiers stand in for direct baselines only among this many classes
 # A class repeats baselines while its σ's standard error (in log σ) is above this: its bar is
@@ -33,21 +33,12 @@ MAX_REPEATS = 16              # ... until its own noise rests on this many diffe
 CHECK_RESERVE = 2
 
 
-class References:
-    """The reference lookups of a study (a base of `StudyState`, which holds the data)."""
+class References(ClassChecks):
+    """The reference lookups of a study (a base of `StudyState`, which holds the data), on the
+    class checks' `dispute` of each class's runs."""
 
-    spec: Study
-    samples: Samples
     scores: dict[str, float]
     tiers: Tiers
-
-    _direct_baselines: dict[tuple[str, str, str, frozenset[str], bool], Baseline | None]
-
-    def dispute(self, version: str, hardware_class: str) -> bool | None:   # pragma: no cover - StudyState's
-        raise NotImplementedError
-
-    def _fresh_memo(self) -> None:   # pragma: no cover - StudyState's
-        raise NotImplementedError
 
     @property
     def paired(self) -> bool:
