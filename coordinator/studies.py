@@ -97,7 +97,15 @@ class StudyRegistry:
                 state.claims[claim.id] = PendingClaim(claim)
         outvoted: set[str] = set()
         champion_claim = next((c.id for c in claims if c.state == "accepted" and c.version == chain[-1].version), None)
+        # Which runs each open claim's first measurement was compared with is not stored: it is
+        # worked out again from the runs there were when it was judged (`_compared_with`), an
+        # explore claim's when the claim was opened (its result may have waited), a merge's
+        # first check's when it was reported. Its checks are compared with the others.
+        compared: dict[str, frozenset[str]] = {}
+        opened = sorted((p.record.created, p.record.id) for p in state.claims.values() if p.record.origin != "merge")
         for result in self.ctx.store.results(record.name):
+            while opened and opened[0][0] < result.created:
+                self._compared_with(state, state.claims[opened.pop(0)[1]], compared)
             if result.kind == "explore":
                 state.remember(result)
             if result.decision == words.OUTVOTED:
@@ -120,8 +128,16 @@ class StudyRegistry:
                     result.worker_id, owner_of.get(result.worker_id, ""), result.hardware_class, result.metric,
                     result.improvement, result.threshold or 0.0, result.decision in ("claim", "confirm", "keep"),
                     result_id=result.id))
+                if pending.record.origin == "merge" and len(pending.measurements) == 1:
+                    self._compared_with(state, pending, compared)
+            elif pending is not None and result.kind == "verify" and result.decision == words.WAITING:
+                # A check measured and stored unjudged until its class's next baseline run: it is
+                # out, as it was before the restart (no second check is handed out in its place).
+                pending.waiting[result.id] = (result.worker_id, result.hardware_class)
             elif pending is not None and result.kind == "verify" and result.status != "ok":
                 pending.failures += 1
+        for _, claim_id in opened:
+            self._compared_with(state, state.claims[claim_id], compared)
         for claim in claims:
             if claim.state == "accepted" and claim.origin == "explore" and claim.claimant_result not in outvoted:
                 roster.trust_change(claim.claimant_worker, confirmed=1)
@@ -129,16 +145,29 @@ class StudyRegistry:
             if roster.trust(worker.id).quarantined:   # as when it was quarantined: its baselines judge nothing
                 state.samples.remove_worker(worker.hardware_class, worker.id)
         for pending in state.claims.values():
-            # The noise each measurement was judged with, as the class shows it now; which runs it was
-            # compared with is not stored: all of its class's, so a confirmation is compared with later ones.
+            # The noise each measurement was judged with, as the class shows it now; the runs the
+            # first was compared with as worked out above, those of a later one (never read) all
+            # of its class's.
             pending.measurements = [replace(m, noise=state.noise_of(pending.record.parent, m.hardware_class),
-                                            baseline=state.samples.run_ids(pending.record.parent, m.hardware_class))
-                                    for m in pending.measurements]
+                                            baseline=compared[pending.record.id] if not k and pending.record.id in compared
+                                            else state.samples.run_ids(pending.record.parent, m.hardware_class))
+                                    for k, m in enumerate(pending.measurements)]
         for lease in state.active.values():
             if lease.claim in state.claims:
                 state.claims[lease.claim].in_flight.add(lease.id)
         self.ctx.studies[record.name] = state
         return state
+
+    @staticmethod
+    def _compared_with(state: StudyState, pending: PendingClaim, compared: dict[str, frozenset[str]]) -> None:
+        """Records in `compared` the runs an open claim's first measurement was compared with, read
+        from the runs loaded so far: the class's direct runs of the parent it would be compared
+        with now (`Judging._measure`: a first measurement leaves the reserved runs to its checks)."""
+        if not pending.measurements or pending.record.id in compared or not state.paired:
+            return
+        first = pending.measurements[0]
+        compared[pending.record.id] = frozenset(rid for _, rid in state.direct_runs(
+            pending.record.parent, first.hardware_class, first.worker_id, reserve=True))
 
     def open_claims(self, worker_id: str) -> int:
         """Claims of this worker's own edits that wait for verification, in every study."""
