@@ -49,6 +49,12 @@ class HeartbeatOutcome:
     stale: list[str] = field(default_factory=list)
 
 
+def _with_priority(view: scheduler.StudyView, priority: int) -> scheduler.StudyView:
+    """The study's view with the operator's priority: the same object when it has that one
+    already (a `replace` of every study's view on every lease was ~4% of a paired lease)."""
+    return view if view.priority == priority else replace(view, priority=priority)
+
+
 class Leasing:
     """The leases of every live study, and which worker runs which (see the module's docstring)."""
 
@@ -110,7 +116,7 @@ class Leasing:
         skip = {study for (wid, study), when in self._setup_failed.items() if wid == worker_id
                 and now - when < SETUP_RETRY_SECONDS}
         choice = scheduler.choose_task(
-            [replace(s.view(worker_id, cls, members, live, live_classes), priority=s.record.priority)
+            [_with_priority(s.view(worker_id, cls, members, live, live_classes), s.record.priority)
              for s in self.ctx.studies.values() if s.spec.name not in skip and not s.record.paused],
             scheduler.WorkerView(worker_id, frozenset(worker.mutators), len(running), worker.slots,
                                  worker.owner, trust.quarantined, trust.may_verify, cls, pipelined),

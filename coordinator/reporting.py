@@ -94,11 +94,11 @@ class Reporting:
         for key, value in list(result.extra.items()) + list(result.timings.items()):
             if len(key) > 64 or not math.isfinite(value):
                 raise InvalidRequest(f"extra metric or timing {key[:64]!r} must have a short name and a finite value")
-        return replace(
-            result,
-            description=" ".join(result.description.split())[: limits.max_description_chars],
-            log_tail=result.log_tail[-limits.max_log_tail_chars:],
-        )
+        description = " ".join(result.description.split())[: limits.max_description_chars]
+        log_tail = result.log_tail[-limits.max_log_tail_chars:]
+        if description == result.description and log_tail == result.log_tail:
+            return result   # already clean (most reports): no copy
+        return replace(result, description=description, log_tail=log_tail)
 
     def report(self, worker_id: str, lease_id: str, result: ResultIn) -> ReportOutcome:
         """Stores a result durably, then decides what it means. Idempotent per lease."""

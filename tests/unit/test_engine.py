@@ -409,3 +409,27 @@ def test_register_refuses_control_characters(setup, name, hardware):
     engine, _, _, _ = setup
     with pytest.raises(InvalidRequest, match="control characters"):
         engine.register("", name, hardware, 1, ["params"])
+
+
+def test_a_reported_description_and_log_are_cleaned_and_a_clean_one_kept(setup):
+    engine, _, worker, _ = setup
+    engine.report(worker, engine.lease(worker).lease_id, _ok(10.0))
+    explore = engine.lease(worker)
+    messy = ResultIn("ok", 12.0, {}, b"X = 7\n", "  two\tlines\nof  text ", "x" * 100_000, {})
+    result_id = engine.report(worker, explore.lease_id, messy).result_id
+    stored = engine.result(result_id)
+    assert stored.description == "two lines of text"
+    assert len(stored.log_tail) == engine.config.limits.max_log_tail_chars
+    explore = engine.lease(worker)
+    result_id = engine.report(worker, explore.lease_id, _ok(11.0, b"X = 8\n", "X 1 -> 8")).result_id
+    assert (engine.result(result_id).description, engine.result(result_id).log_tail) == ("X 1 -> 8", "")
+
+
+def test_leasing_hands_the_scheduler_each_study_with_its_priority(setup):
+    from autoswarm.coordinator import leasing, scheduler
+
+    engine, _, _, _ = setup
+    view = engine.ctx.studies["tiny"].view("w", "c", frozenset(), frozenset())
+    assert leasing._with_priority(view, view.priority) is view
+    assert leasing._with_priority(view, 3).priority == 3 and leasing._with_priority(view, 3) == \
+        scheduler.StudyView(**{**vars(view), "priority": 3})
