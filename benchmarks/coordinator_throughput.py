@@ -10,7 +10,11 @@ round's ratio compares phases seconds apart, which on a shared machine matters m
 anything else; the median and the spread of the ratios are printed.
 
 The simulated workers run as async clients spread over `--client-processes` processes (2 by
-default: one Python process drives at most one core), the same for every timed phase.
+default: one Python process drives at most one core), the same for every timed phase. Each
+registers and leases its first task while it sets up, before the clock starts, and releases
+the task it holds once the phase is over, as a worker that stops does; so a timed phase is
+all steady-state cycles, and no round inherits a thousand orphaned leases (with the open
+claims whose checks they hold) from the one before.
 
 A cycle is what a worker does per task: one Report whose answer carries the next task
 (`ReportRequest.next`), or with `--separate-report` (and always against an older coordinator)
@@ -187,11 +191,18 @@ async def register(stub: worker_pb2_grpc.WorkerServiceStub, i: int, classes: int
     return response.worker_id
 
 
+async def first_task(stub: worker_pb2_grpc.WorkerServiceStub, worker_id: str) -> worker_pb2.Task | None:
+    """A simulated worker's first task, leased while it sets up (untimed, like its registration)."""
+    response = await stub.Lease(worker_pb2.LeaseRequest(worker_id=worker_id, wait_seconds=1.0))
+    return response.task if response.has_task else None
+
+
 async def coordinator_loops(share: Share, stubs: list[worker_pb2_grpc.WorkerServiceStub], ids: list[str],
-                            stop: float) -> tuple[int, list[float], list[float]]:
-    """Lease + report cycles until `stop`; with `share.pace`, each worker waits ~pace seconds
-    between cycles (its "evaluation"), so the offered load is below capacity and latency is
-    service time."""
+                            stop: float, held: list[worker_pb2.Task | None]) -> tuple[int, list[float], list[float]]:
+    """Lease + report cycles until `stop`, each worker starting with its task in `held` and
+    leaving there the one it holds at the end; with `share.pace`, each worker waits ~pace
+    seconds between cycles (its "evaluation"), so the offered load is below capacity and
+    latency is service time."""
     pace = share.pace
     done = 0
     lease_ms: list[float] = []
@@ -203,7 +214,7 @@ async def coordinator_loops(share: Share, stubs: list[worker_pb2_grpc.WorkerServ
         stub, worker_id, rng = stubs[j % len(stubs)], ids[j], random.Random(i)
         if pace:  # workers of a real swarm do not all start their cycle in the same millisecond
             await asyncio.sleep(rng.uniform(0, 2 * pace))
-        task: worker_pb2.Task | None = None
+        task = held[j]
         while time.monotonic() < stop:
             t0 = time.perf_counter()
             carried = task is not None
@@ -223,6 +234,7 @@ async def coordinator_loops(share: Share, stubs: list[worker_pb2_grpc.WorkerServ
             done += 1
             if pace:
                 await asyncio.sleep(rng.uniform(0, 2 * pace))
+        held[j] = task
 
     await asyncio.gather(*(loop(j) for j in range(share.workers)))
     return done, lease_ms, report_ms
@@ -268,20 +280,29 @@ def cycle_shapes(address: str, combined: bool) -> tuple[tuple[int, int], ...]:
 
 
 async def client(share: Share, pipe: Connection) -> None:
-    """One client process: sets up (registers its workers), says ready, runs until told when to stop."""
+    """One client process: sets up (registers its workers, each leases its first task), says
+    ready, runs until told when to stop, reports, and once told so releases the tasks its
+    workers still hold, as a worker that stops does (untimed: the server's CPU is read by then)."""
     chans = channels(share.address, share.connections)
     ids: list[str] = []
+    held: list[worker_pb2.Task | None] = []
     stubs = [worker_pb2_grpc.WorkerServiceStub(c) for c in chans]
     if share.kind == "coordinator":
         ids = list(await asyncio.gather(*(register(stubs[j % len(stubs)], share.first + j, share.classes)
                                           for j in range(share.workers))))
+        held = list(await asyncio.gather(*(first_task(stubs[j % len(stubs)], ids[j]) for j in range(share.workers))))
+    loop = asyncio.get_running_loop()
     pipe.send("ready")
-    stop = await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
+    stop = await loop.run_in_executor(None, pipe.recv)
     if share.kind == "echo":
         done, lease_ms, report_ms = await echo_loops(share, chans, stop)
     else:
-        done, lease_ms, report_ms = await coordinator_loops(share, stubs, ids, stop)
+        done, lease_ms, report_ms = await coordinator_loops(share, stubs, ids, stop, held)
     pipe.send((done, lease_ms, report_ms, time.monotonic()))
+    await loop.run_in_executor(None, pipe.recv)
+    await asyncio.gather(*(stubs[j % len(stubs)].Release(worker_pb2.ReleaseRequest(
+        worker_id=ids[j], lease_ids=[task.lease_id])) for j, task in enumerate(held) if task is not None))
+    pipe.send("released")
     for c in chans:
         await c.close()
 
@@ -326,6 +347,10 @@ def run_phase(name: str, kind: str, address: str, workers: int, seconds: float, 
             pipe.send(t0 + seconds)
         results = [pipe.recv() for pipe in pipes]
         cpu = cpu_seconds(pid) - cpu0
+        for pipe in pipes:
+            pipe.send("release")
+        for pipe in pipes:
+            pipe.recv()
     finally:
         for proc in procs:
             proc.join(30)
