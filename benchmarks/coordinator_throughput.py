@@ -21,7 +21,7 @@ A cycle is what a worker does per task: one Report whose answer carries the next
 a Lease and a Report. The echo ceiling does the same per cycle: as many RPCs, each of the
 sizes the coordinator's cycle sends and receives (measured by a probe worker first).
 
-Prints cycles/s, p50/p99 lease and report latency, coordinator CPU per cycle, the ratio of
+Prints cycles/s, p50/p99 lease and report latency, the server's and the clients' CPU per cycle, the ratio of
 cycles/s to the echo's cycles/s, and the coordinator's memory with 10,000 registered workers.
 
     python benchmarks/coordinator_throughput.py                 # 1,000 workers, 20 s each phase
@@ -89,6 +89,7 @@ class Phase:
     lease_ms: list[float]
     report_ms: list[float]
     cpu_seconds: float
+    client_cpu_seconds: float = 0.0   # the simulated workers' processes, over the same interval
 
     @property
     def rate(self) -> float:
@@ -343,10 +344,12 @@ def run_phase(name: str, kind: str, address: str, workers: int, seconds: float, 
                 raise RuntimeError("a client process did not get ready")
             pipe.recv()
         cpu0, t0 = cpu_seconds(pid), time.monotonic()
+        client_cpu0 = sum(cpu_seconds(proc.pid) for proc in procs)
         for pipe in pipes:
             pipe.send(t0 + seconds)
         results = [pipe.recv() for pipe in pipes]
         cpu = cpu_seconds(pid) - cpu0
+        client_cpu = sum(cpu_seconds(proc.pid) for proc in procs) - client_cpu0
         for pipe in pipes:
             pipe.send("release")
         for pipe in pipes:
@@ -357,7 +360,7 @@ def run_phase(name: str, kind: str, address: str, workers: int, seconds: float, 
             if proc.is_alive():
                 proc.kill()
     return Phase(name, sum(r[0] for r in results), max(r[3] for r in results) - t0,
-                 [x for r in results for x in r[1]], [x for r in results for x in r[2]], cpu)
+                 [x for r in results for x in r[1]], [x for r in results for x in r[2]], cpu, client_cpu)
 
 
 async def memory_phase(address: str, count: int, pid: int, conns: int) -> tuple[float, float]:
@@ -426,7 +429,8 @@ def stop_process(proc: subprocess.Popen) -> None:
 def describe(phase: Phase) -> str:
     return (f"{phase.name:32s} {phase.rate:9.0f} cycles/s   lease p50 {percentile(phase.lease_ms, 0.5):6.2f} ms "
             f"p99 {percentile(phase.lease_ms, 0.99):6.2f} ms   report p50 {percentile(phase.report_ms, 0.5):6.2f} ms "
-            f"p99 {percentile(phase.report_ms, 0.99):6.2f} ms   server CPU {1e6 * phase.cpu_seconds / max(phase.cycles, 1):6.0f} µs/cycle")
+            f"p99 {percentile(phase.report_ms, 0.99):6.2f} ms   server CPU {1e6 * phase.cpu_seconds / max(phase.cycles, 1):6.0f} µs/cycle   "
+            f"clients' CPU {1e6 * phase.client_cpu_seconds / max(phase.cycles, 1):5.0f} µs/cycle")
 
 
 def main() -> None:
@@ -526,6 +530,9 @@ def main() -> None:
             "paced_cycles_per_second": paced_result.rate,
             "rss_mib_before": rss_before, "rss_mib_after": rss_after, "registered": args.registered,
             "client_processes": args.client_processes, "rpcs_per_cycle": len(shapes), "shapes": shapes,
+            "client_cpu_us_per_cycle": 1e6 * coordinator_result.client_cpu_seconds / max(coordinator_result.cycles, 1),
+            "echo_client_cpu_us_per_cycle":
+                1e6 * echo_phase_result.client_cpu_seconds / max(echo_phase_result.cycles, 1),
             "echo_cpu_us_per_cycle":
                 1e6 * echo_phase_result.cpu_seconds / max(echo_phase_result.cycles, 1),
         }, indent=2))
