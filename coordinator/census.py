@@ -6,6 +6,11 @@ in flight for that long, and a monitored coordinator's p99 Lease was seconds. So
 big is counted in slices, yielding to the loop between them, every `interval` seconds, and
 scrapes and rebuilds read the last count. A small swarm is counted fresh on each read, as
 before: it costs little, and what an operator or a test just did shows at once.
+
+What a census keeps between counts is plain tuples (`summaries.CensusLine`'s rows) and sums,
+not a summary per worker: 100,000 summaries rebuilt every 10 s were 300,000 objects that the
+collector visited until they died, and with them the coordinator ran full collections over its
+heap 30 times a minute.
 """
 
 from __future__ import annotations
@@ -17,8 +22,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from autoswarm.coordinator.summaries import StudySummary, WorkerSummary
-from autoswarm.slot_time import ACTIVITIES
+from autoswarm.coordinator.summaries import CensusLine, StudySummary, WorkerRowTuple, WorkerSummary
+from autoswarm.slot_time import ACTIVITIES, SlotTime
 
 log = logging.getLogger(__name__)
 
@@ -37,52 +42,57 @@ class WorkerTally:
     quarantined: dict[str, int] = field(default_factory=dict)
     slot_seconds: dict[tuple[str, str], float] = field(default_factory=dict)   # (hardware class, activity)
 
-    def add(self, w: WorkerSummary) -> None:
-        hw = w.record.hardware_class
-        self.workers[(w.state, hw)] = self.workers.get((w.state, hw), 0) + 1
-        self.quarantined[hw] = self.quarantined.get(hw, 0) + (1 if w.trust.quarantined else 0)
-        if w.state == "offline":
+    def add(self, hw: str, state: str, quarantined: bool, slots: int, running: int,
+            slot_times: tuple[SlotTime, ...]) -> None:
+        """Counts one worker of hardware class `hw`, shown in `state`."""
+        self.workers[(state, hw)] = self.workers.get((state, hw), 0) + 1
+        self.quarantined[hw] = self.quarantined.get(hw, 0) + (1 if quarantined else 0)
+        if state == "offline":
             return
-        self.slots[hw] = self.slots.get(hw, 0) + w.record.slots
-        self.running[hw] = self.running.get(hw, 0) + w.running
-        for t in w.slot_times:
+        self.slots[hw] = self.slots.get(hw, 0) + slots
+        self.running[hw] = self.running.get(hw, 0) + running
+        for t in slot_times:
             for activity in ACTIVITIES:
                 key = (hw, activity)
                 self.slot_seconds[key] = self.slot_seconds.get(key, 0.0) + getattr(t, activity)
+
+    def add_line(self, line: CensusLine) -> None:
+        row, slots, running, slot_times = line
+        self.add(row[4], row[5], row[6], slots, running, slot_times)
 
     @classmethod
     def of(cls, workers: Iterable[WorkerSummary]) -> WorkerTally:
         tally = cls()
         for w in workers:
-            tally.add(w)
+            tally.add(w.record.hardware_class, w.state, w.trust.quarantined, w.record.slots, w.running, w.slot_times)
         return tally
 
 
 @dataclass(frozen=True)
 class Census:
-    summaries: list[WorkerSummary]
+    rows: list[WorkerRowTuple]     # what the credit standings read of each worker (plain tuples)
     tally: WorkerTally
-    taken: float            # monotonic time the count began
+    taken: float                   # monotonic time the count began
 
 
-class CountedEngine(Protocol):
-    """What the census reads from the engine."""
+class CountedSwarm(Protocol):
+    """What the census reads (`summaries.Summaries`)."""
 
     def study_summaries(self) -> list[StudySummary]: ...
 
     def worker_count(self) -> int: ...
 
-    def worker_summaries_in_slices(self, size: int) -> Iterator[list[WorkerSummary]]: ...
+    def census_in_slices(self, size: int) -> Iterator[list[CensusLine]]: ...
 
 
 class WorkerCensus:
-    """The engine's study summaries, and its workers' summaries and tally from the last census.
+    """The engine's study summaries, and its workers' rows and tally from the last census.
 
     Implements `metrics.EngineView`, so a scrape reads it as it would the engine."""
 
-    def __init__(self, engine: CountedEngine, *, interval: float = CENSUS_SECONDS, slice_size: int = SLICE,
+    def __init__(self, swarm: CountedSwarm, *, interval: float = CENSUS_SECONDS, slice_size: int = SLICE,
                  fresh_up_to: int = FRESH_UP_TO, clock: Callable[[], float] = time.monotonic) -> None:
-        self._engine = engine
+        self._swarm = swarm
         self._interval = interval
         self._slice = slice_size
         self._fresh_up_to = fresh_up_to
@@ -90,43 +100,50 @@ class WorkerCensus:
         self._last: Census | None = None
 
     def study_summaries(self) -> list[StudySummary]:
-        return self._engine.study_summaries()     # one per study: cheap
+        return self._swarm.study_summaries()     # one per study: cheap
 
-    def worker_summaries(self) -> list[WorkerSummary]:
-        return self._census().summaries
+    def worker_rows(self) -> list[WorkerRowTuple]:
+        return self._census().rows
 
     def worker_tally(self) -> WorkerTally:
         return self._census().tally
 
     def _census(self) -> Census:
-        if self._last is None or self._engine.worker_count() <= self._fresh_up_to:
+        if self._last is None or self._swarm.worker_count() <= self._fresh_up_to:
             # Nothing counted yet (the first read, before the first slice), or small enough to count now.
             self._last = self._count_at_once()
         return self._last
 
     def _count_at_once(self) -> Census:
         taken = self._clock()
-        summaries = [s for part in self._engine.worker_summaries_in_slices(max(self._slice, 1)) for s in part]
-        return Census(summaries, WorkerTally.of(summaries), taken)
+        rows: list[WorkerRowTuple] = []
+        tally = WorkerTally()
+        for part in self._swarm.census_in_slices(max(self._slice, 1)):
+            self._take(part, rows, tally)
+        return Census(rows, tally, taken)
+
+    @staticmethod
+    def _take(part: list[CensusLine], rows: list[WorkerRowTuple], tally: WorkerTally) -> None:
+        for line in part:
+            rows.append(line[0])
+            tally.add_line(line)
 
     async def count(self) -> Census:
         """Counts every worker, yielding to the event loop after each slice; the new census is kept."""
         taken = self._clock()
-        summaries: list[WorkerSummary] = []
+        rows: list[WorkerRowTuple] = []
         tally = WorkerTally()
-        for part in self._engine.worker_summaries_in_slices(max(self._slice, 1)):
-            summaries.extend(part)
-            for w in part:
-                tally.add(w)
+        for part in self._swarm.census_in_slices(max(self._slice, 1)):
+            self._take(part, rows, tally)
             await asyncio.sleep(0)
-        self._last = Census(summaries, tally, taken)
+        self._last = Census(rows, tally, taken)
         return self._last
 
     async def keep_counting(self) -> None:
         """Counts a big swarm every `interval` seconds, forever (a small one is counted on read)."""
         while True:
             try:
-                if self._engine.worker_count() > self._fresh_up_to:
+                if self._swarm.worker_count() > self._fresh_up_to:
                     await self.count()
             except Exception:  # noqa: BLE001 - a failed census is retried next round; scrapes serve the last one
                 log.exception("worker census failed")

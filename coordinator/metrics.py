@@ -26,7 +26,6 @@ scrape-time collector reads them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 import platform
@@ -363,10 +362,17 @@ def _code_name(context: grpc.aio.ServicerContext, default: grpc.StatusCode) -> s
 
 
 class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):
-    """Times every RPC the server implements, labelled by service, method and status code."""
+    """Times every RPC the server implements, labelled by service, method and status code.
+
+    Called for every RPC, so what can be done once is: each method's wrapped handler is kept
+    (rebuilt only when the server hands over another handler for it, such as the auth
+    interceptor's refusal), and so is each histogram child (`labels()` takes a lock and checks
+    its arguments on every call). ~45 us a call before, on this machine's CPU."""
 
     def __init__(self, histogram: Histogram) -> None:
         self._histogram = histogram
+        self._handlers: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}   # method: (real, wrapped)
+        self._children: dict[tuple[str, str], Any] = {}         # (method path, code name): histogram child
 
     async def intercept_service(
         self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
@@ -375,42 +381,65 @@ class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             # An unknown method: gRPC answers UNIMPLEMENTED. The name is the client's choice,
-            # so it must not become a label value.
+            # so it must not become a label value (nor a key kept here).
             return handler
-        service, _, method = handler_call_details.method.lstrip("/").rpartition("/")
-        histogram = self._histogram
+        path = handler_call_details.method
+        kept = self._handlers.get(path)
+        if kept is not None and kept[0] is handler:
+            return kept[1]
+        wrapped = self._wrap(path, handler)
+        self._handlers[path] = (handler, wrapped)      # one per method the server implements
+        return wrapped
 
-        @contextlib.contextmanager
-        def timed(context: grpc.aio.ServicerContext) -> Iterator[None]:
-            started = time.perf_counter()
-            code = grpc.StatusCode.UNKNOWN.name
-            try:
-                yield
-                code = _code_name(context, grpc.StatusCode.OK)
-            except (asyncio.CancelledError, GeneratorExit):  # the client went away
-                code = grpc.StatusCode.CANCELLED.name
-                raise
-            except BaseException:  # context.abort() raises; the code it set is on the context
-                code = _code_name(context, grpc.StatusCode.UNKNOWN)
-                raise
-            finally:
-                histogram.labels(service, method, code).observe(time.perf_counter() - started)
+    def _observe(self, path: str, code: str, seconds: float) -> None:
+        child = self._children.get((path, code))
+        if child is None:
+            service, _, method = path.lstrip("/").rpartition("/")
+            child = self._children[(path, code)] = self._histogram.labels(service, method, code)
+        child.observe(seconds)
+
+    def _wrap(self, path: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        observe = self._observe
+        perf_counter = time.perf_counter
 
         def wrap_unary_response(behavior: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
             async def call(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
-                with timed(context):
-                    return await behavior(request_or_iterator, context)
+                started = perf_counter()
+                code = grpc.StatusCode.UNKNOWN.name
+                try:
+                    response = await behavior(request_or_iterator, context)
+                    code = _code_name(context, grpc.StatusCode.OK)
+                    return response
+                except (asyncio.CancelledError, GeneratorExit):  # the client went away
+                    code = grpc.StatusCode.CANCELLED.name
+                    raise
+                except BaseException:  # context.abort() raises; the code it set is on the context
+                    code = _code_name(context, grpc.StatusCode.UNKNOWN)
+                    raise
+                finally:
+                    observe(path, code, perf_counter() - started)
             return call
 
         def wrap_stream_response(behavior: Callable[..., Any]) -> Callable[..., AsyncIterator[Any]]:
             async def call(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                with timed(context):
+                started = perf_counter()
+                code = grpc.StatusCode.UNKNOWN.name
+                try:
                     result = behavior(request_or_iterator, context)
                     if inspect.isawaitable(result):  # a handler that writes with context.write()
                         await result
                     else:
                         async for item in result:
                             yield item
+                    code = _code_name(context, grpc.StatusCode.OK)
+                except (asyncio.CancelledError, GeneratorExit):  # the client went away
+                    code = grpc.StatusCode.CANCELLED.name
+                    raise
+                except BaseException:
+                    code = _code_name(context, grpc.StatusCode.UNKNOWN)
+                    raise
+                finally:
+                    observe(path, code, perf_counter() - started)
             return call
 
         common = {"request_deserializer": handler.request_deserializer,

@@ -153,8 +153,8 @@ async def serve(config: ServerConfig) -> None:
     worker_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerService(engine, changes, commits, auth, limiter), server)
     # Credit standings: read on a thread from their own read-only connection (see standings.py).
     # Scrapes and credit rebuilds read every worker: a big swarm is counted in slices (census.py).
-    census = WorkerCensus(engine)
-    book = StandingsBook(config.db, lambda: (census.study_summaries(), census.worker_summaries(), {
+    census = WorkerCensus(engine.summaries)
+    book = StandingsBook(config.db, lambda: (census.study_summaries(), census.worker_rows(), {
         name: (spec.acceptance.compare, spec.acceptance.quorum, spec.timeout)
         for name, spec in ((s.name, engine.study(s.name)) for s in engine.study_summaries())}),
         refresh=config.web_refresh)

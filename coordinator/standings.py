@@ -17,9 +17,10 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import pickle
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from autoswarm.coordinator import credit
 from autoswarm.coordinator.auth import Profile, profiles
-from autoswarm.coordinator.engine import StudySummary, WorkerSummary
+from autoswarm.coordinator.engine import StudySummary
+from autoswarm.coordinator.summaries import WorkerRowTuple
 from autoswarm.coordinator.store import ResultRecord, Store
 
 REFRESH_SECONDS = 5.0
@@ -114,7 +116,9 @@ class Snapshot:
 
 
 class WorkerRow(NamedTuple):
-    """What the standings need of a worker."""
+    """What the standings need of a worker (built in the rebuild's process from the census's
+    plain tuples, `summaries.WorkerRowTuple`: pickling is done holding the GIL against the loop,
+    and a list of 100,000 summaries took 1.3 s where as many tuples take 0.1 s)."""
 
     id: str
     name: str
@@ -123,13 +127,6 @@ class WorkerRow(NamedTuple):
     hardware_class: str
     state: str
     quarantined: bool
-
-
-def worker_rows(workers: Iterable[WorkerSummary]) -> list[tuple[str, str, str, float, str, str, bool]]:
-    """The workers as plain tuples, for the rebuild's process. Pickling is done holding the GIL
-    against the loop: a list of 100,000 summaries took 1.3 s, as many tuples take 0.1 s."""
-    return [(w.record.id, w.record.name, w.record.owner, w.record.registered, w.record.hardware_class,
-             w.state, w.trust.quarantined) for w in workers]
 
 
 def _thin(points: Sequence[tuple[float, float]], limit: int = MAX_SERIES_POINTS) -> tuple[tuple[float, float], ...]:
@@ -266,25 +263,55 @@ def _exit_with(parent: int) -> None:
     threading.Thread(target=watch, name="exit-with-coordinator", daemon=True).start()
 
 
-def build_from(db: str, studies: Sequence[StudySummary], workers: Sequence[tuple[str, str, str, float, str, str, bool]],
-               policies: dict[str, tuple[str, int, float]], now: float) -> Snapshot:
-    """`build` on a read-only connection of its own (what the rebuilding process runs), from
-    `worker_rows` as plain tuples."""
+@dataclass(frozen=True)
+class TeamCredit:
+    """What the Prometheus credit gauges show of one team label."""
+
+    credit: float
+    recent_average: float
+    discoveries: int
+
+
+def team_credit(snap: Snapshot) -> dict[str, TeamCredit]:
+    """The credit gauges' values: sums per team label ('none': owners in no team; past the
+    `MAX_TEAM_LABELS` teams with most credit: 'other')."""
+    top = {t.name for t in sorted(snap.teams.values(), key=lambda t: -t.credit)[:MAX_TEAM_LABELS]}
+    sums: dict[str, TeamCredit] = {}
+    for v in snap.volunteers.values():
+        label = "none" if not v.team else (v.team if v.team in top else "other")
+        was = sums.get(label, TeamCredit(0.0, 0.0, 0))
+        sums[label] = TeamCredit(was.credit + v.credit, was.recent_average + v.recent_average,
+                                 was.discoveries + v.discoveries)
+    return dict(sorted(sums.items()))
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    """A rebuild, as its process hands it back: the snapshot pickled, the credit gauges, the cost.
+
+    The snapshot stays pickled until a page or a credit call reads it: unpickled on its arrival,
+    a swarm of 100,000 volunteers was 1.2 s of the coordinator's GIL and 400,000 objects for the
+    collector at every rebuild, for the Prometheus gauges that need a few sums."""
+
+    computed: float
+    snapshot: bytes
+    teams: dict[str, TeamCredit]
+    cost: float          # CPU seconds the rebuild took in its process (without that process's start)
+
+
+def rebuild(db: str, studies: Sequence[StudySummary], workers: Sequence[WorkerRowTuple],
+            policies: dict[str, tuple[str, int, float]], now: float) -> Rebuilt:
+    """What the rebuilding process runs: `build` on a read-only connection of its own, from the
+    census's plain rows, and what it costs in CPU there (not the start of that process, a fresh
+    interpreter, nor the time a busy machine made it wait for a core)."""
+    started = time.process_time()
     store = Store(db, readonly=True)
     try:
-        return build(store, studies, [WorkerRow(*row) for row in workers], policies, now)
+        snap = build(store, studies, [WorkerRow(*row) for row in workers], policies, now)
     finally:
         store.close()
-
-
-def timed_build_from(db: str, studies: Sequence[StudySummary], workers: Sequence[tuple[str, str, str, float, str, str, bool]],
-                     policies: dict[str, tuple[str, int, float]], now: float) -> tuple[Snapshot, float]:
-    """`build_from`, and the CPU seconds it took in the rebuilding process: what a rebuild costs,
-    without the start of that process (a fresh interpreter) or the time a busy machine made it
-    wait for a core."""
-    started = time.process_time()
-    snapshot = build_from(db, studies, workers, policies, now)
-    return snapshot, time.process_time() - started
+    blob = pickle.dumps(snap, protocol=pickle.HIGHEST_PROTOCOL)
+    return Rebuilt(now, blob, team_credit(snap), time.process_time() - started)
 
 
 class StandingsBook:
@@ -293,9 +320,11 @@ class StandingsBook:
     A process, not a thread: the rebuild is Python work over every result, and on a thread it
     would hold the GIL against the gRPC loop for as long as it runs. Rebuilds are also spaced
     so that they take at most a fifth of the time (`REBUILD_SHARE`), however big the store.
+    The snapshot comes back pickled (`Rebuilt`) and is unpickled once, for the first page or
+    credit call that reads it; the Prometheus gauges read the sums that came with it.
     """
 
-    def __init__(self, db: Path | str, read_engine: Callable[[], tuple[list[StudySummary], list[WorkerSummary],
+    def __init__(self, db: Path | str, read_engine: Callable[[], tuple[list[StudySummary], Sequence[WorkerRowTuple],
                                                                         dict[str, tuple[str, int, float]]]],
                  refresh: float = REFRESH_SECONDS, clock: Callable[[], float] = time.time) -> None:
         self._db = Path(db)
@@ -306,8 +335,8 @@ class StandingsBook:
         self._results_lock = asyncio.Lock()
         self._store: Store | None = None
         self._pool: ProcessPoolExecutor | None = None
-        self._cost = 0.0                       # CPU seconds the last rebuild took (timed_build_from)
-        self.latest: Snapshot | None = None
+        self._rebuilt: Rebuilt | None = None
+        self._read: tuple[Rebuilt, Snapshot] | None = None     # the last rebuild, unpickled for a reader
 
     def _open(self) -> Store:
         if self._store is None:
@@ -316,24 +345,38 @@ class StandingsBook:
 
     def _fresh_for(self) -> float:
         """How long a snapshot is served: the refresh interval, longer while rebuilds are slow."""
-        return max(self._refresh, self._cost / REBUILD_SHARE) if self._refresh > 0 else 0.0
+        cost = self._rebuilt.cost if self._rebuilt is not None else 0.0
+        return max(self._refresh, cost / REBUILD_SHARE) if self._refresh > 0 else 0.0
+
+    @property
+    def teams(self) -> dict[str, TeamCredit] | None:
+        """The credit gauges of the last rebuild (None before the first)."""
+        return self._rebuilt.teams if self._rebuilt is not None else None
+
+    async def _fresh(self) -> Rebuilt:
+        """The last rebuild, or a new one when it is older than `_fresh_for`; the caller holds the lock."""
+        rebuilt = self._rebuilt
+        if rebuilt is not None and self._clock() - rebuilt.computed < self._fresh_for():
+            return rebuilt
+        studies, workers, policies = self._read_engine()
+        now = self._clock()
+        if self._pool is None:
+            # spawn: a forked child of a process running gRPC's threads is not safe.
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_exit_with, initargs=(os.getpid(),))
+        self._rebuilt = await asyncio.get_running_loop().run_in_executor(
+            self._pool, rebuild, str(self._db), studies, workers, policies, now)
+        return self._rebuilt
 
     async def snapshot(self) -> Snapshot:
         """A snapshot no older than the refresh interval (longer for a store slow to read)."""
         async with self._lock:
-            latest = self.latest
-            if latest is not None and self._clock() - latest.computed < self._fresh_for():
-                return latest
-            studies, summaries, policies = self._read_engine()
-            workers = worker_rows(summaries)
-            now = self._clock()
-            if self._pool is None:
-                # spawn: a forked child of a process running gRPC's threads is not safe.
-                self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                                 initializer=_exit_with, initargs=(os.getpid(),))
-            self.latest, self._cost = await asyncio.get_running_loop().run_in_executor(
-                self._pool, timed_build_from, str(self._db), studies, workers, policies, now)
-            return self.latest
+            rebuilt = await self._fresh()
+            if self._read is None or self._read[0] is not rebuilt:
+                # On the loop: unpickling holds the GIL throughout wherever it runs (~12 us a
+                # volunteer). Once per rebuild, and only while someone reads the pages.
+                self._read = (rebuilt, pickle.loads(rebuilt.snapshot))
+            return self._read[1]
 
     async def recent_results(self, study: str, limit: int = RECENT_RESULTS) -> list[ResultRecord]:
         """A study's newest results: one indexed query, on a thread."""
@@ -341,10 +384,11 @@ class StandingsBook:
             return await asyncio.to_thread(lambda: self._open().recent_results(study, limit))
 
     async def keep_fresh(self) -> None:
-        """Rebuilds the snapshot every refresh interval, for the Prometheus gauges, forever."""
+        """Rebuilds the standings every refresh interval, for the Prometheus gauges, forever."""
         while True:
             try:
-                await self.snapshot()
+                async with self._lock:
+                    await self._fresh()
             except Exception:  # noqa: BLE001 - a failed rebuild is retried next round; pages report their own
                 log.exception("credit standings: rebuild failed")
             await asyncio.sleep(max(self._refresh, 1.0))   # a scrape interval is seconds at least
@@ -359,17 +403,16 @@ class StandingsBook:
 
 
 class CreditCollector:
-    """Prometheus gauges of the latest snapshot: credit and discoveries per team (bounded labels).
-
-    Gauges, not counters: credit is revoked when a worker is quarantined.
+    """Prometheus gauges of the latest rebuild: credit and discoveries per team (bounded labels,
+    `team_credit`). Gauges, not counters: credit is revoked when a worker is quarantined.
     """
 
     def __init__(self, book: StandingsBook) -> None:
         self.book = book
 
     def collect(self) -> Iterator[Metric]:
-        snap = self.book.latest
-        if snap is None:
+        teams = self.book.teams
+        if teams is None:
             return
         granted = GaugeMetricFamily("autoswarm_credit_granted", "Credit granted, per team ('none': owners in no "
                                     f"team; past the {MAX_TEAM_LABELS} teams with most credit: 'other').",
@@ -378,18 +421,10 @@ class CreditCollector:
                                    "one-week half-life), per team.", labels=["team"])
         found = GaugeMetricFamily("autoswarm_discoveries", "Champion steps credited to a team's volunteers "
                                   "(a step shared by two teams counts for both).", labels=["team"])
-        sums: dict[str, list[float]] = {}
-        top = {t.name for t in sorted(snap.teams.values(), key=lambda t: -t.credit)[:MAX_TEAM_LABELS]}
-        for v in snap.volunteers.values():
-            label = "none" if not v.team else (v.team if v.team in top else "other")
-            row = sums.setdefault(label, [0.0, 0.0, 0.0])
-            row[0] += v.credit
-            row[1] += v.recent_average
-            row[2] += v.discoveries
-        for label in sorted(sums):
-            granted.add_metric([label], sums[label][0])
-            recent.add_metric([label], sums[label][1])
-            found.add_metric([label], sums[label][2])
+        for label, team in teams.items():
+            granted.add_metric([label], team.credit)
+            recent.add_metric([label], team.recent_average)
+            found.add_metric([label], team.discoveries)
         yield from (granted, recent, found)
 
     def describe(self) -> list[Metric]:

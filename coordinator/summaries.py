@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from autoswarm.slot_time import SlotTime
 from autoswarm.coordinator import acceptance
@@ -79,6 +80,35 @@ class WorkerSummary:
     slot_times: tuple[SlotTime, ...] = ()
 
 
+# What the credit standings need of a worker, as a plain tuple (standings.WorkerRow's fields: id,
+# name, owner, registered, hardware class, state, quarantined): a tuple of strings and numbers is
+# not tracked by the collector, so a census of 100,000 kept between counts costs its passes nothing.
+WorkerRowTuple = tuple[str, str, str, float, str, str, bool]
+# One worker in a census: its row, its slots, the tasks it runs, its slots' time as it last reported.
+CensusLine = tuple[WorkerRowTuple, int, int, tuple[SlotTime, ...]]
+
+
+class Presence(Protocol):
+    """What the roster keeps in memory of a worker's last contact."""
+
+    state: str
+    last_seen: float
+    silence: float
+
+
+def _state(worker: WorkerRecord, presence: Presence | None, quarantined: bool, now: float,
+           offline_after: float) -> str:
+    """The state a worker is shown in: what it last said, or offline once silent longer than it
+    was told it may be, or quarantined; a worker that said goodbye stays stopped."""
+    last_seen = presence.last_seen if presence else worker.last_seen
+    state = presence.state if presence else worker.state
+    if state == "stopped":
+        return state       # it said goodbye: stopped, not offline
+    if now - last_seen > (presence.silence if presence else offline_after):   # as long as it was told
+        return "offline"
+    return "quarantined" if quarantined else state
+
+
 class Summaries:
     """Read-only views of the engine's studies and workers."""
 
@@ -108,29 +138,47 @@ class Summaries:
         """The workers' summaries, `size` at a time, all as of the moment this was called.
 
         The workers are listed first, so a caller may yield to the event loop between slices
-        (a census of 100,000 workers is half a second of CPU) while workers come and go."""
-        roster = self._roster
-        now = self.ctx.clock()
-        counts = roster.results_by_worker
-        offline_after = roster.liveness.allowed_silence(roster.liveness.min_interval)
-        workers = list(roster.workers.values())
+        while workers come and go."""
+        now, counts, offline_after = self.ctx.clock(), self._roster.results_by_worker, self._offline_after()
+        workers = list(self._roster.workers.values())
         for start in range(0, len(workers), size):
             yield [self._summary(worker, now, counts, offline_after) for worker in workers[start:start + size]]
+
+    def census_in_slices(self, size: int) -> Iterator[list[CensusLine]]:
+        """What the census counts of every worker (`CensusLine`), `size` workers at a time, all
+        as of the moment this was called: the state a summary shows, without the summary.
+
+        A census of 100,000 workers kept between counts as summaries was 300,000 objects that
+        every pass of the collector visited, rebuilt every 10 s: full collections over a heap
+        of millions of objects several times a minute (benchmarks/README.md, "Swarm size").
+        Its rows are plain tuples of strings and numbers, which the collector stops tracking."""
+        roster, running = self._roster, self._leasing.running
+        now, offline_after = self.ctx.clock(), self._offline_after()
+        workers = list(roster.workers.values())
+        for start in range(0, len(workers), size):
+            part: list[CensusLine] = []
+            for worker in workers[start:start + size]:
+                presence = roster.presence.get(worker.id)
+                quarantined = roster.trust(worker.id).quarantined
+                state = _state(worker, presence, quarantined, now, offline_after)
+                part.append(((worker.id, worker.name, worker.owner, worker.registered, worker.hardware_class,
+                              state, quarantined), worker.slots, len(running.get(worker.id, ())),
+                             presence.slot_times if presence is not None else ()))
+            yield part
+
+    def _offline_after(self) -> float:
+        """The silence after which a worker with no presence in memory counts as offline."""
+        liveness = self._roster.liveness
+        return liveness.allowed_silence(liveness.min_interval)
 
     def _summary(self, worker: WorkerRecord, now: float, counts: dict[str, int], offline_after: float) -> WorkerSummary:
         roster = self._roster
         presence = roster.presence.get(worker.id)
-        last_seen = presence.last_seen if presence else worker.last_seen
-        state = presence.state if presence else worker.state
         trust = roster.trust(worker.id)
-        if state == "stopped":
-            pass  # it said goodbye: stopped, not offline
-        elif now - last_seen > (presence.silence if presence else offline_after):  # as long as it was told
-            state = "offline"
-        elif trust.quarantined:
-            state = "quarantined"
-        return WorkerSummary(worker, state, last_seen, len(self._leasing.running.get(worker.id, ())),
-                             counts.get(worker.id, 0), trust, presence.slot_times if presence is not None else ())
+        return WorkerSummary(worker, _state(worker, presence, trust.quarantined, now, offline_after),
+                             presence.last_seen if presence else worker.last_seen,
+                             len(self._leasing.running.get(worker.id, ())), counts.get(worker.id, 0), trust,
+                             presence.slot_times if presence is not None else ())
 
     def lineage(self, name: str) -> list[LineageEntry]:
         """The champion chain with who claimed and who verified each step."""

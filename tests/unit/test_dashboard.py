@@ -131,12 +131,12 @@ def exposed_metric_names() -> set[str]:
 
 
 def _fake_standings():
-    """A standings book whose latest snapshot has one volunteer in one team."""
-    from autoswarm.coordinator.standings import Snapshot, Volunteer
+    """A standings book whose latest rebuild has one volunteer in one team."""
+    from autoswarm.coordinator.standings import Snapshot, Volunteer, team_credit
 
     class Book:
-        latest = Snapshot(0.0, {}, {"alice": Volunteer("alice", "red", False, 10.0, 1.0, 1, 50.0, 5, 6, "", (), ())},
-                          {})
+        teams = team_credit(Snapshot(0.0, {}, {
+            "alice": Volunteer("alice", "red", False, 10.0, 1.0, 1, 50.0, 5, 6, "", (), ())}, {}))
     return Book()
 
 

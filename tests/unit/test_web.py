@@ -8,9 +8,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from autoswarm.coordinator import web
-from autoswarm.coordinator.acceptance import Trust
 from autoswarm.coordinator.auth import Authenticator
-from autoswarm.coordinator.engine import StudySummary, WorkerSummary
+from autoswarm.coordinator.engine import StudySummary
 from autoswarm.coordinator.standings import LineageStep, Machine, Snapshot, StudyPage, Volunteer
 from autoswarm.coordinator.store import ChampionRecord, Store, WorkerRecord
 
@@ -105,13 +104,13 @@ def test_requiring_a_token_without_tokens_is_refused():
 
 def test_the_snapshot_shows_owners_by_their_public_names(tmp_path):
     """standings.build over a real store: an anonymous owner's machines are numbered, not named."""
-    from autoswarm.coordinator.standings import WorkerRow, build, worker_rows
+    from autoswarm.coordinator.standings import WorkerRow, build
 
     store = Store(tmp_path / "s.db")
     auth = Authenticator(store)
     auth.create_join_token("carol", anonymous=True, team="Blue")
     worker = WorkerRecord("w-1", "carols-laptop", {}, "cpu:x", 1, ("params",), "idle", 0.0, 0.0, owner="carol")
-    rows = [WorkerRow(*row) for row in worker_rows([WorkerSummary(worker, "idle", 0.0, 0, 0, Trust())])]
+    rows = [WorkerRow(worker.id, worker.name, worker.owner, worker.registered, worker.hardware_class, "idle", False)]
     snap = build(store, [], rows, {}, now=1.0)
     (name, volunteer), = snap.volunteers.items()
     assert name.startswith("anonymous-") and "carol" not in name and volunteer.team == "Blue"
