@@ -29,9 +29,9 @@ from typing import NamedTuple
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from autoswarm.coordinator import credit
+from autoswarm.coordinator.census import unpickled_rows
 from autoswarm.coordinator.auth import Profile, profiles
 from autoswarm.coordinator.engine import StudySummary
-from autoswarm.coordinator.summaries import WorkerRowTuple
 from autoswarm.coordinator.store import ResultRecord, Store
 
 REFRESH_SECONDS = 5.0
@@ -117,8 +117,8 @@ class Snapshot:
 
 class WorkerRow(NamedTuple):
     """What the standings need of a worker (built in the rebuild's process from the census's
-    plain tuples, `summaries.WorkerRowTuple`: pickling is done holding the GIL against the loop,
-    and a list of 100,000 summaries took 1.3 s where as many tuples take 0.1 s)."""
+    rows, `summaries.WorkerRowTuple`, pickled a slice at a time: pickling holds the GIL against
+    the loop, and a list of 100,000 summaries took 1.3 s, as many tuples 0.1 s)."""
 
     id: str
     name: str
@@ -299,15 +299,15 @@ class Rebuilt:
     cost: float          # CPU seconds the rebuild took in its process (without that process's start)
 
 
-def rebuild(db: str, studies: Sequence[StudySummary], workers: Sequence[WorkerRowTuple],
+def rebuild(db: str, studies: Sequence[StudySummary], workers: Sequence[bytes],
             policies: dict[str, tuple[str, int, float]], now: float) -> Rebuilt:
     """What the rebuilding process runs: `build` on a read-only connection of its own, from the
-    census's plain rows, and what it costs in CPU there (not the start of that process, a fresh
-    interpreter, nor the time a busy machine made it wait for a core)."""
+    census's rows (`census.WorkerCensus.worker_rows`), and what it costs in CPU there (not the
+    start of that process, a fresh interpreter, nor the time a busy machine made it wait for a core)."""
     started = time.process_time()
     store = Store(db, readonly=True)
     try:
-        snap = build(store, studies, [WorkerRow(*row) for row in workers], policies, now)
+        snap = build(store, studies, [WorkerRow(*row) for row in unpickled_rows(workers)], policies, now)
     finally:
         store.close()
     blob = pickle.dumps(snap, protocol=pickle.HIGHEST_PROTOCOL)
@@ -324,7 +324,7 @@ class StandingsBook:
     credit call that reads it; the Prometheus gauges read the sums that came with it.
     """
 
-    def __init__(self, db: Path | str, read_engine: Callable[[], tuple[list[StudySummary], Sequence[WorkerRowTuple],
+    def __init__(self, db: Path | str, read_engine: Callable[[], tuple[list[StudySummary], Sequence[bytes],
                                                                         dict[str, tuple[str, int, float]]]],
                  refresh: float = REFRESH_SECONDS, clock: Callable[[], float] = time.time) -> None:
         self._db = Path(db)

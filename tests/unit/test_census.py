@@ -6,7 +6,7 @@ import asyncio
 import gc
 
 from autoswarm.bundle import pack_directory
-from autoswarm.coordinator.census import WorkerCensus, WorkerTally
+from autoswarm.coordinator.census import WorkerCensus, WorkerTally, unpickled_rows
 from autoswarm.coordinator.engine import Engine, EngineConfig
 from autoswarm.coordinator.metrics import CoordinatorMetrics
 from autoswarm.coordinator.store import Store
@@ -52,8 +52,8 @@ def test_a_census_in_slices_lets_the_loop_run_and_counts_what_a_fresh_one_counts
     ticks = asyncio.run(count_while_ticking())
     assert ticks >= len(workers) // 4 - 1, "the loop ran between slices, not once for the whole census"
     fresh = engine.worker_summaries()
-    assert [row[0] for row in census.worker_rows()] == [s.record.id for s in fresh]
-    assert [row[5] for row in census.worker_rows()] == [s.state for s in fresh], "each worker as its summary shows it"
+    assert [row[0] for row in unpickled_rows(census.worker_rows())] == [s.record.id for s in fresh]
+    assert [row[5] for row in unpickled_rows(census.worker_rows())] == [s.state for s in fresh], "each worker as its summary shows it"
     assert census.worker_tally() == WorkerTally.of(fresh)
     tally = census.worker_tally()
     assert sum(tally.workers.values()) == 42 and sum(tally.running.values()) == leased
@@ -65,12 +65,12 @@ def test_a_big_swarm_is_read_from_its_last_census_and_a_small_one_fresh(tmp_path
     engine, workers = _swarm(tmp_path, clock, cpus=6, gpus=0)
     big = WorkerCensus(engine.summaries, fresh_up_to=5)        # 6 workers: "big"
     small = WorkerCensus(engine.summaries, fresh_up_to=100)
-    assert len(big.worker_rows()) == 6, "the first read counts at once: nothing was counted before"
+    assert len(unpickled_rows(big.worker_rows())) == 6, "the first read counts at once: nothing was counted before"
     engine.register("", "late", CPU, 2, ["params"])
-    assert len(big.worker_rows()) == 6, "a big swarm is not counted again on every read"
-    assert len(small.worker_rows()) == 7, "a small swarm is counted on every read"
+    assert len(unpickled_rows(big.worker_rows())) == 6, "a big swarm is not counted again on every read"
+    assert len(unpickled_rows(small.worker_rows())) == 7, "a small swarm is counted on every read"
     asyncio.run(big.count())
-    assert len(big.worker_rows()) == 7, "the next census counts the newcomer"
+    assert len(unpickled_rows(big.worker_rows())) == 7, "the next census counts the newcomer"
 
 
 def test_the_scrape_reads_the_census_with_its_labels_capped(tmp_path):
@@ -104,8 +104,9 @@ def test_what_a_census_keeps_between_counts_is_nothing_the_collector_visits(tmp_
     census = WorkerCensus(engine.summaries, slice_size=7, fresh_up_to=0)
     asyncio.run(census.count())
     gc.collect()
-    rows = census.worker_rows()
+    kept = census.worker_rows()
+    assert len(kept) == 6 and not any(gc.is_tracked(chunk) for chunk in kept), "one bytes object per slice of 7"
+    rows = unpickled_rows(kept)
     assert len(rows) == len(workers)
-    assert not any(gc.is_tracked(row) for row in rows), "a row the collector must visit"
     assert {row[4] for row in rows} == {engine.summaries.worker_summaries()[0].record.hardware_class,
                                          engine.summaries.worker_summaries()[-1].record.hardware_class}

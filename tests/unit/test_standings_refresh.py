@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from autoswarm.coordinator.census import pickled_rows
 from autoswarm.coordinator.standings import (
     MAX_TEAM_LABELS, Snapshot, StandingsBook, Team, TeamCredit, Volunteer, team_credit,
 )
@@ -36,7 +37,7 @@ def test_the_credit_gauges_come_with_each_rebuild_and_pages_read_the_same_snapsh
     the Prometheus gauges show needs no unpickling of every volunteer on the coordinator."""
     Store(tmp_path / "swarm.db").close()
     rows = [("w-1", "box-1", "alice", 1.0, "cpu:x", "idle", False), ("w-2", "box-2", "bob", 2.0, "cpu:x", "idle", False)]
-    book = StandingsBook(tmp_path / "swarm.db", lambda: ([], rows, {}), refresh=60.0)
+    book = StandingsBook(tmp_path / "swarm.db", lambda: ([], [pickled_rows(rows)], {}), refresh=60.0)
 
     async def rebuilt_then_read() -> tuple[object, object, object]:
         assert book.teams is None, "nothing before the first rebuild"
