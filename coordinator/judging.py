@@ -299,7 +299,8 @@ class Judging(Merging):
         A check on the claimant's class measured before the class has a baseline run of the
         champion that the claim did not use is stored unjudged and judged at the class's next
         one (`waiting`: it is judged again now): the check and that run are measured side by
-        side, on two workers, instead of one after the other."""
+        side, on two workers, instead of one after the other. So is a check measured while its
+        class's baseline of the champion was still being made (`References.baseline_under_way`)."""
         record = judgement.record
         cls = worker.hardware_class
         parent = pending.record.parent
@@ -309,8 +310,12 @@ class Judging(Merging):
         pending.waiting.pop(record.id, None)
         if measured is None:
             step = result_step(ResultState.WAITING if waiting else ResultState.ARRIVED, ResultEvent.BASELINE_MISSING)
-            if used and parent == state.champion.version and not self.trust(worker.id).quarantined \
-                    and state.reference(parent, cls, worker.id) is not None and Action.WAIT in step.actions:
+            # It waits for a run the claim was not compared with, or for the rest of its class's
+            # baseline of the champion (a check only its worker could make, handed out while the
+            # class measured the champion: `StudyState.view`).
+            known = state.reference(parent, cls, worker.id) is not None
+            if (known if used else state.baseline_under_way(parent, cls)) and parent == state.champion.version \
+                    and not self.trust(worker.id).quarantined and Action.WAIT in step.actions:
                 pending.waiting[record.id] = (worker.id, cls)
                 judgement.record = replace(record, decision=words.WAITING)
                 judgement.waits = True

@@ -16,7 +16,7 @@ from autoswarm.coordinator.context import EngineContext
 from autoswarm.coordinator.deadlines import DeadlineQueue, due_leases
 from autoswarm.coordinator.roster import Roster
 from autoswarm.coordinator.staleness import is_stale
-from autoswarm.coordinator.study_state import StudyState
+from autoswarm.coordinator.study_state import StudyState, sole_verifier
 from autoswarm.coordinator.store import LeaseRecord, VersionRecord
 from autoswarm.coordinator.transitions import Action, LeaseEvent, LeaseState, lease_step
 
@@ -202,14 +202,52 @@ class Leasing:
         return HeartbeatOutcome(cancelled, duplicates, self.next_contact(worker_id), stale)
 
     def stale_leases(self, worker_id: str) -> list[str]:
-        """This worker's active leases made on a champion replaced since (`staleness`), oldest first."""
+        """This worker's active leases to hand back if it has not started them: those made on a
+        champion replaced since (`staleness`), oldest first, then an explore displaced by a
+        check only this worker may make (`displaced_explore`)."""
         stale: list[str] = []
+        held: list[LeaseRecord] = []
         for lease_id in sorted(self.running.get(worker_id, ())):
             lease = self.active_lease(lease_id)
-            if lease is not None and is_stale(lease.kind, lease.parent, lease.candidate,
-                                              self.ctx.studies[lease.study].champion.version):
+            if lease is None:
+                continue
+            if is_stale(lease.kind, lease.parent, lease.candidate, self.ctx.studies[lease.study].champion.version):
                 stale.append(lease_id)
-        return stale
+            else:
+                held.append(lease)
+        displaced = self.displaced_explore(worker_id, held)
+        return [*stale, displaced] if displaced else stale
+
+    def displaced_explore(self, worker_id: str, held: Sequence[LeaseRecord]) -> str:
+        """The explore a pipelined worker leased ahead, when a check of an open claim that no
+        other connected worker may make would take its place ("" when there is none).
+
+        With two workers, the claimant of a merge and one other, the other is the only possible
+        verifier; it leases its next task ahead while it evaluates, usually before the merge is
+        opened, and then explores until the next keep supersedes the merge unchecked. Handed
+        back unstarted (as a stale lease is), its place is leased anew: the check, which the
+        scheduler puts first. Only where nobody else could make the check soon: elsewhere a
+        prepared edit is worth more than a check another worker takes anyway."""
+        worker = self._roster.workers.get(worker_id)
+        explores = [lease for lease in held if lease.kind == scheduler.EXPLORE]
+        if worker is None or not explores or len(held) < 2 * worker.slots:
+            return ""   # nothing leased ahead, or a place is free: its next lease takes the check
+        ahead = explores[-1]   # the newest: the one leased ahead of the one evaluating
+        state = self.ctx.studies[ahead.study]
+        members, live, live_classes = self._roster.classes(worker.hardware_class, self.ctx.clock())
+        if not state.claims or not state.paired or any(cls != worker.hardware_class for cls in live_classes) \
+                or not state.may_be_sole_verifier(worker_id, live):
+            return ""
+        trust = self._roster.trust(worker_id)
+        view = state.view(worker_id, worker.hardware_class, members, live, live_classes)
+        choice = scheduler.choose_task(
+            [view], scheduler.WorkerView(worker_id, frozenset(worker.mutators), len(held) - 1, worker.slots,
+                                         worker.owner, trust.quarantined, trust.may_verify, worker.hardware_class,
+                                         pipelined=True))
+        if choice is None or choice.kind != scheduler.VERIFY:
+            return ""
+        need = next(v for v in view.verify if v.claim_id == choice.claim_id)
+        return ahead.id if sole_verifier(worker_id, worker.hardware_class, need, live, live_classes) else ""
 
     def active_lease(self, lease_id: str) -> LeaseRecord | None:
         for state in self.ctx.studies.values():

@@ -67,6 +67,13 @@ class References(ClassChecks):
         return math.log(self.samples.noise(hardware_class).inflation) > Z_EVIDENCE * REPEAT_LOG_ERROR and \
             self.samples.differences(hardware_class) < MAX_REPEATS
 
+    def baseline_under_way(self, version: str, hardware_class: str) -> bool:
+        """Whether the class has measured `version`, fewer times than a baseline takes, and its
+        workers agree so far: its baseline is being made, and a result may wait for it."""
+        runs = self.samples.baseline(version, hardware_class)
+        return runs is not None and runs.runs < self.spec.acceptance.baseline_runs \
+            and self.dispute(version, hardware_class) is False
+
     def noise_of(self, version: str, hardware_class: str, worker_id: str = "",
                  exclude: AbstractSet[str] = frozenset(), reserve: bool = False) -> float:
         """σ of one run's improvement over `version`'s baseline on this class (as `worker_id`'s

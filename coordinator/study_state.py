@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 
@@ -315,6 +315,13 @@ class PendingClaim:
         """Checks under way: leased, or measured and waiting for a fresh baseline run."""
         return len(self.in_flight) + len(self.waiting)
 
+    def kept_from_checking(self, active: Mapping[str, LeaseRecord]) -> frozenset[str]:
+        """Workers that may not check this claim (again): its claimant, those that measured it,
+        and those whose check waits or is in flight (`active`: the study's leases)."""
+        return frozenset({self.record.claimant_worker, *(m.worker_id for m in self.measurements),
+                          *(w for w, _ in self.waiting.values()),
+                          *(active[lid].worker_id for lid in self.in_flight if lid in active)})
+
     def settlement(self, policy: acceptance.AcceptancePolicy, direction: str = "maximize") -> acceptance.Settlement:
         """Where the claim stands (see `acceptance.settle`)."""
         return acceptance.settle(policy, self.measurements, self.failures, self.record.claimant_worker, direction)
@@ -514,6 +521,7 @@ class StudyState(References):
         champion = self.champion.version
         needs: list[scheduler.VerifyNeed] = []
         fresh_wanted = False   # a claim only this class can check waits for a baseline run it was not compared with
+        sole_check = False     # a check nobody connected but this worker may make (`sole_verifier`)
         for c in self.claims_to_verify():
             measured_classes = frozenset(m.hardware_class for m in c.measurements)
             other_classes_live = bool(live_classes - measured_classes)
@@ -531,16 +539,17 @@ class StudyState(References):
                 elif (waits_here or ((needed > 0 or c.in_flight) and not other_classes_live)) and \
                         worker_id not in {c.record.claimant_worker, c.measurements[0].worker_id}:
                     fresh_wanted = True
-            needs.append(scheduler.VerifyNeed(
+            need = scheduler.VerifyNeed(
                 claim_id=c.record.id,
                 needed=needed,
-                excluded_workers=frozenset({c.record.claimant_worker, *(m.worker_id for m in c.measurements),
-                                            *(w for w, _ in c.waiting.values()),
-                                            *(self.active[lid].worker_id for lid in c.in_flight if lid in self.active)}),
+                excluded_workers=c.kept_from_checking(self.active),
                 excluded_owners=frozenset(m.owner for m in c.measurements if m.owner),
                 measured_classes=measured_classes,
                 other_classes_live=other_classes_live,
-            ))
+            )
+            needs.append(need)
+            sole_check = sole_check or (not used and needed > 0 and c.record.parent == champion and
+                                        sole_verifier(worker_id, hardware_class, need, live_peers, live_classes))
         verify = tuple(needs)
         unmeasured = champion not in self.scores
         # Only a paired study, or one whose champion has no score yet, cares about baselines in flight.
@@ -569,7 +578,13 @@ class StudyState(References):
                 done=done, in_flight=len(in_class),
                 target=target, measured_by=frozenset(measured_by),
                 others_available=others_available,
-                judgeable=self.reference(champion, hardware_class, worker_id) is not None,
+                # A check only this worker may make is not held back while its class's baseline of
+                # the champion is being measured: it is measured side by side and waits for it
+                # (`Judging._check_verdict`), instead of the worker exploring until a keep
+                # supersedes the claim (two workers, a merge whose claimant is the other one).
+                judgeable=self.reference(champion, hardware_class, worker_id) is not None or
+                (sole_check and dispute is False and
+                 baseline_on_its_way(done, len(in_class), self.spec.acceptance.baseline_runs)),
             )
         reported_in_flight = len(baselines_in_flight)
         if unmeasured and not self.paired:
@@ -603,9 +618,36 @@ class StudyState(References):
         # Once no explore fits, what is left is checking open claims and measuring the champion.
         return replace(view, blocked=view.blocked or not (scheduler.budget_left(view) or needs_verify or unmeasured))
 
+    def may_be_sole_verifier(self, worker_id: str, live_peers: AbstractSet[str]) -> bool:
+        """Whether some open claim may have no connected checker but this worker: every other
+        connected worker of its class is kept from checking some claim (`sole_verifier` says
+        which). A quick test before the scheduler's view is built; stops at the first other one."""
+        kept: set[str] = set()
+        for c in self.claims.values():
+            kept.update(c.kept_from_checking(self.active))
+        return not _anyone_else(live_peers, kept, worker_id)
+
     def checks_owed(self) -> int:
         """Checks the open claims still need beyond those in flight: the budget keeps room for them."""
         return sum(max(0, c.settlement(self.spec.acceptance).needed - c.checks_out) for c in self.claims.values())
+
+
+def sole_verifier(worker_id: str, hardware_class: str, need: scheduler.VerifyNeed, live_peers: AbstractSet[str],
+                  live_classes: AbstractSet[str]) -> bool:
+    """Whether this worker is the only connected one that may make a check of this claim: no
+    other class has a connected worker, and every other connected worker of its own class is
+    kept from checking it (the claimant, or one that measured it or is measuring it). Pure.
+
+    Stops at the first other worker that may check it: a big class answers at once."""
+    if worker_id in need.excluded_workers or any(cls != hardware_class for cls in live_classes):
+        return False
+    return not _anyone_else(live_peers, need.excluded_workers, worker_id)
+
+
+def baseline_on_its_way(done: int, in_flight: int, baseline_runs: int) -> bool:
+    """Whether a class's baseline of the champion is complete once the runs in flight land
+    (`done` made, `in_flight` leased): a check measured meanwhile is judged then. Pure."""
+    return done < baseline_runs <= done + in_flight
 
 
 def verification_order(claims: Iterable[PendingClaim]) -> list[PendingClaim]:
