@@ -71,6 +71,11 @@ def _settled_reason(settled: acceptance.Settlement, pending: PendingClaim) -> st
     return reason + (f"; outvoted: {listed(settled.outvoted)}" if settled.outvoted else "")
 
 
+# The reason of a superseded claim still checked for trust (an audit), until "; checked: " ends it.
+AUDIT_NOTE = "still checked, for trust only"
+AUDIT_CLOSED = "; checked: "
+
+
 def audited_when_superseded(pending: PendingClaim, claimant: acceptance.Trust) -> bool:
     """Whether a claim overtaken by another champion is still checked to the end, for trust only
     (its edit replayed once confirmed; while it waits it holds its worker's one open claim).
@@ -413,7 +418,7 @@ class Judging(Merging):
         confirmed = settled.outcome == "accepted" and claimant not in {m.worker_id for m in settled.outvoted}
         if confirmed:
             judgement.credits.append(claimant)
-        pending.record = replace(pending.record, reason=f"{pending.record.reason}; checked: {_settled_reason(settled, pending)}")
+        pending.record = replace(pending.record, reason=f"{pending.record.reason}{AUDIT_CLOSED}{_settled_reason(settled, pending)}")
         judgement.claims.append(pending.record)
         judgement.resolved.append((pending, pending.record.state))
         edited = self.store.version(state.spec.name, pending.record.version)
@@ -458,9 +463,12 @@ class Judging(Merging):
             moved = claim_step(ClaimState(other.record.state), ClaimEvent.CHAMPION_MOVED)
             superseded = replace(other.record, state=moved.state.value, decided=now,
                                  reason=f"the champion moved to {claim.version[:12]} first")
+            audited = audited_when_superseded(other, self.trust(other.record.claimant_worker))
+            if audited:   # said in its reason, so that a restarted coordinator checks it on (`StudyRegistry`)
+                superseded = replace(superseded, reason=f"{superseded.reason}; {AUDIT_NOTE}")
             other.record = superseded
             judgement.claims.append(superseded)
-            if audited_when_superseded(other, self.trust(other.record.claimant_worker)):
+            if audited:
                 judgement.audits.append(other)
                 continue
             judgement.resolved.append((other, superseded.state))

@@ -17,6 +17,7 @@ from autoswarm.study import STUDY_FILE, Study, StudyError, decode_study_text, pa
 from autoswarm.coordinator import acceptance
 from autoswarm.coordinator.context import EngineContext
 from autoswarm.coordinator.errors import AlreadyExists, InvalidRequest, NotFound, WrongState
+from autoswarm.coordinator.judging import AUDIT_CLOSED, AUDIT_NOTE
 from autoswarm.coordinator.leasing import Leasing
 from autoswarm.coordinator.lifecycle import UpdatePlan, UpdateRefused, check_action, plan_update
 from autoswarm.coordinator.roster import Roster
@@ -95,13 +96,19 @@ class StudyRegistry:
         for claim in claims:
             if claim.state == "pending":
                 state.claims[claim.id] = PendingClaim(claim)
+            elif claim.state == "superseded" and AUDIT_NOTE in claim.reason and AUDIT_CLOSED not in claim.reason:
+                # Superseded, and still checked to the end for trust (`Judging._close_audit`): a
+                # restart must not let its claimant off the strikes its checks may earn.
+                state.claims[claim.id] = PendingClaim(claim, audit=True)
         outvoted: set[str] = set()
         champion_claim = next((c.id for c in claims if c.state == "accepted" and c.version == chain[-1].version), None)
         # Which runs each open claim's first measurement was compared with is not stored: it is
         # worked out again from the runs there were when it was judged (`_compared_with`), an
         # explore claim's when the claim was opened (its result may have waited), a merge's
-        # first check's when it was reported. Its checks are compared with the others.
+        # first check's when it was reported, or, if its class had no baseline then (it waited),
+        # at the run that made one. Its checks are compared with the others.
         compared: dict[str, frozenset[str]] = {}
+        deferred: set[str] = set()
         opened = sorted((p.record.created, p.record.id) for p in state.claims.values() if p.record.origin != "merge")
         for result in self.ctx.store.results(record.name):
             while opened and opened[0][0] < result.created:
@@ -117,6 +124,9 @@ class StudyRegistry:
                 measured_in = roster.workers[result.worker_id].hardware_class \
                     if roster.moved_out(result.worker_id, result.hardware_class) else result.hardware_class
                 state.add_baseline(result.version, measured_in, result.worker_id, result.metric, result.id)
+                for claim_id in [c for c in deferred if c in state.claims]:
+                    if self._compared_with(state, state.claims[claim_id], compared, wait=True):
+                        deferred.discard(claim_id)
             if result.decision == words.WAITING:
                 state.waiting.add(result.hardware_class, result.id)
             if result.claim == champion_claim and result.improvement is not None and result.metric is not None \
@@ -128,15 +138,16 @@ class StudyRegistry:
                     result.worker_id, owner_of.get(result.worker_id, ""), result.hardware_class, result.metric,
                     result.improvement, result.threshold or 0.0, result.decision in ("claim", "confirm", "keep"),
                     result_id=result.id))
-                if pending.record.origin == "merge" and len(pending.measurements) == 1:
-                    self._compared_with(state, pending, compared)
+                if pending.record.origin == "merge" and len(pending.measurements) == 1 \
+                        and not self._compared_with(state, pending, compared, wait=True):
+                    deferred.add(pending.record.id)   # it waited for its class's baseline: judged at a later run
             elif pending is not None and result.kind == "verify" and result.decision == words.WAITING:
                 # A check measured and stored unjudged until its class's next baseline run: it is
                 # out, as it was before the restart (no second check is handed out in its place).
                 pending.waiting[result.id] = (result.worker_id, result.hardware_class)
             elif pending is not None and result.kind == "verify" and result.status != "ok":
                 pending.failures += 1
-        for _, claim_id in opened:
+        for claim_id in [*(c for _, c in opened), *deferred]:
             self._compared_with(state, state.claims[claim_id], compared)
         for claim in claims:
             if claim.state == "accepted" and claim.origin == "explore" and claim.claimant_result not in outvoted:
@@ -159,15 +170,21 @@ class StudyRegistry:
         return state
 
     @staticmethod
-    def _compared_with(state: StudyState, pending: PendingClaim, compared: dict[str, frozenset[str]]) -> None:
+    def _compared_with(state: StudyState, pending: PendingClaim, compared: dict[str, frozenset[str]],
+                       wait: bool = False) -> bool:
         """Records in `compared` the runs an open claim's first measurement was compared with, read
         from the runs loaded so far: the class's direct runs of the parent it would be compared
-        with now (`Judging._measure`: a first measurement leaves the reserved runs to its checks)."""
+        with now (`Judging._measure`: a first measurement leaves the reserved runs to its checks).
+        `wait`: none yet is no answer (records nothing). Returns whether it recorded them."""
         if not pending.measurements or pending.record.id in compared or not state.paired:
-            return
+            return True
         first = pending.measurements[0]
-        compared[pending.record.id] = frozenset(rid for _, rid in state.direct_runs(
+        runs = frozenset(rid for _, rid in state.direct_runs(
             pending.record.parent, first.hardware_class, first.worker_id, reserve=True))
+        if wait and not runs:
+            return False
+        compared[pending.record.id] = runs
+        return True
 
     def open_claims(self, worker_id: str) -> int:
         """Claims of this worker's own edits that wait for verification, in every study."""

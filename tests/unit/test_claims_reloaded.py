@@ -1,7 +1,8 @@
 """Open claims read back from the store (`StudyRegistry.load_study`) as a coordinator that never
 stopped holds them: the checks stored waiting for a fresh baseline run (`PendingClaim.waiting`),
-the checks in flight, and the runs each claim's first measurement was compared with (which
-its checks on the same class must not be compared with again).
+the checks in flight, the runs each claim's first measurement was compared with (which its
+checks on the same class must not be compared with again), and the superseded claims still
+checked for trust (audits: a restart must not let a liar off its strikes).
 
 The real engine on SQLite in a temporary directory, driven by scripted workers whose tasks
 overlap; at random moments the engine is closed and a new one opened on the same database,
@@ -29,11 +30,11 @@ def _score(content: bytes) -> float:
 
 
 def _picture(engine: Engine) -> dict[str, tuple[object, ...]]:
-    """What the engine holds of each open claim (audits, checked for trust only, left out)."""
+    """What the engine holds of each open claim, and of each superseded one it still checks for trust."""
     state = engine._studies["tiny"]
-    return {cid: (p.record, p.measurements[0].baseline if p.measurements else None, dict(p.waiting),
+    return {cid: (p.record, p.audit, p.measurements[0].baseline if p.measurements else None, dict(p.waiting),
                   frozenset(p.in_flight), p.checks_out, len(p.measurements), p.failures)
-            for cid, p in state.claims.items() if not p.audit}
+            for cid, p in state.claims.items()}
 
 
 def _result(task: TaskSpec, rng: random.Random) -> ResultIn:
@@ -61,7 +62,7 @@ def test_a_restarted_engine_holds_every_open_claim_as_before(tmp_path, workers, 
                            ["params"], owner=f"owner{i}")[0] for i in range(workers)]
     rng = random.Random(seed)
     held: dict[str, TaskSpec] = {}
-    compared = waited = 0
+    compared = waited = audits = 0
     for _ in range(300):
         worker = rng.choice(ids)
         clock.now += 1.0
@@ -77,8 +78,11 @@ def test_a_restarted_engine_holds_every_open_claim_as_before(tmp_path, workers, 
                             clock=clock)
             assert _picture(engine) == before
             compared += 1
-            waited += sum(1 for p in before.values() if p[2])
+            waited += sum(1 for p in before.values() if p[3])
+            audits += sum(1 for p in before.values() if p[1])
     engine.store.close()
     assert compared >= 5, "the engine was restarted with claims open"
     if workers == 2:
         assert waited, "and with a check waiting for a fresh baseline run"
+    if seed == 4:   # this run supersedes claims of untrusted workers, which are checked on
+        assert audits, "and with a superseded claim checked for trust"
