@@ -12,6 +12,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from autoswarm.hardware_class import is_moved, origin_class
 from autoswarm.study import Study
@@ -309,6 +310,8 @@ class PendingClaim:
     # Checks measured and stored unjudged until a baseline run the claim was not compared with
     # arrives (`Judging.judge_verify`): result id -> (worker, hardware class).
     waiting: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # The last settlement and what it was worked out from (`settlement`).
+    _settled: tuple[Any, ...] | None = field(default=None, repr=False, compare=False)
 
     @property
     def checks_out(self) -> int:
@@ -323,8 +326,17 @@ class PendingClaim:
                           *(active[lid].worker_id for lid in self.in_flight if lid in active)})
 
     def settlement(self, policy: acceptance.AcceptancePolicy, direction: str = "maximize") -> acceptance.Settlement:
-        """Where the claim stands (see `acceptance.settle`)."""
-        return acceptance.settle(policy, self.measurements, self.failures, self.record.claimant_worker, direction)
+        """Where the claim stands (see `acceptance.settle`, pure). Asked for every open claim on
+        every lease of a paired study: kept until its measurements (appended to, or replaced),
+        failures, claimant, the policy or the direction change."""
+        memo = self._settled
+        if memo is None or memo[0] is not self.measurements or memo[1] is not policy or \
+                memo[2] != (len(self.measurements), self.failures, self.record.claimant_worker, direction):
+            memo = self._settled = (self.measurements, policy,
+                                    (len(self.measurements), self.failures, self.record.claimant_worker, direction),
+                                    acceptance.settle(policy, self.measurements, self.failures,
+                                                      self.record.claimant_worker, direction))
+        return memo[3]
 
 
 @dataclass
