@@ -62,7 +62,9 @@ class Leasing:
         self.ctx = ctx
         self._roster = roster
         self.running: dict[str, set[str]] = {}
-        self._setup_failed: dict[tuple[str, str], float] = {}
+        # Worker -> study -> when its setup of the study last failed (filed per worker: every
+        # lease reads its own, not every worker's).
+        self._setup_failed: dict[str, dict[str, float]] = {}
         # Every deadline an active lease was given, earliest first: the reaper looks only at
         # those that have passed, not at every lease in flight (80,000 at 100,000 workers).
         self._deadlines = DeadlineQueue()
@@ -75,7 +77,19 @@ class Leasing:
 
     def setup_failed(self, worker_id: str, study: str, when: float) -> None:
         """This worker's setup of the study failed: it is not offered the study for a while."""
-        self._setup_failed[(worker_id, study)] = when
+        self._setup_failed.setdefault(worker_id, {})[study] = when
+
+    def _not_offered(self, worker_id: str, now: float) -> set[str]:
+        """The studies whose setup failed on this worker within `SETUP_RETRY_SECONDS`; older
+        failures are forgotten."""
+        failed = self._setup_failed.get(worker_id)
+        if not failed:
+            return set()
+        for study in [study for study, when in failed.items() if now - when >= SETUP_RETRY_SECONDS]:
+            del failed[study]
+        if not failed:
+            del self._setup_failed[worker_id]
+        return set(failed)
 
     def champion_version(self, state: StudyState) -> VersionRecord:
         """The champion's version record, read from the store once per champion."""
@@ -113,8 +127,7 @@ class Leasing:
         members, live, live_classes = roster.classes(cls, now)
         trust = roster.trust(worker_id)
         # A study whose setup failed on this worker is not offered to it again for a while.
-        skip = {study for (wid, study), when in self._setup_failed.items() if wid == worker_id
-                and now - when < SETUP_RETRY_SECONDS}
+        skip = self._not_offered(worker_id, now)
         choice = scheduler.choose_task(
             [_with_priority(s.view(worker_id, cls, members, live, live_classes), s.record.priority)
              for s in self.ctx.studies.values() if s.spec.name not in skip and not s.record.paused],

@@ -433,3 +433,18 @@ def test_leasing_hands_the_scheduler_each_study_with_its_priority(setup):
     assert leasing._with_priority(view, view.priority) is view
     assert leasing._with_priority(view, 3).priority == 3 and leasing._with_priority(view, 3) == \
         scheduler.StudyView(**{**vars(view), "priority": 3})
+
+
+def test_setup_failures_are_kept_per_worker_and_forgotten_after_the_hour(setup):
+    engine, clock, worker, _ = setup
+    others = [engine.register("", f"w{i}", {"cpu_model": "Test", "cpu_cores": 2, "gpus": []}, 1, ["params"])[0]
+              for i in range(2)]   # a third failed baseline would stop the study (MAX_FAILED_BASELINES)
+    for other in others:
+        engine.report(other, engine.lease(other).lease_id, ResultIn("setup-failed", None, {}, b"", "", "no gpu", {}))
+    mine = engine.lease(worker)
+    assert mine is not None, "others' failed setups do not keep this worker off the study"
+    engine.report(worker, mine.lease_id, _ok(10.0))
+    assert all(engine.lease(other) is None for other in others)
+    clock.now += 3601
+    assert all(engine.lease(other) is not None for other in others)
+    assert engine.leasing._setup_failed == {}, "failures older than the hour are forgotten"
