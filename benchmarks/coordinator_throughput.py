@@ -254,6 +254,13 @@ def report_request(worker_id: str, task: worker_pb2.Task, rng: random.Random,
     return request
 
 
+def pending_claims(address: str) -> int:
+    """The open claims of the coordinator's studies (ControlService.Status), between phases."""
+    with grpc.insecure_channel(address) as channel:
+        status = control_pb2_grpc.ControlServiceStub(channel).Status(control_pb2.StatusRequest(), timeout=60)
+    return sum(s.pending_claims for s in status.studies)
+
+
 def cycle_shapes(address: str, combined: bool) -> tuple[tuple[int, int], ...]:
     """The RPCs of one coordinator cycle as (request, response) sizes, from a probe worker's
     cycles (the last of a few, once the study's first baseline is done): one RPC when the
@@ -464,6 +471,7 @@ def main() -> None:
     ready = tmp / "ready.json"
     echo = coordinator = None
     pairs: list[tuple[Phase, Phase]] = []
+    open_claims: list[int] = []   # after each saturated round: a paired lease's cost grows with them
     try:
         echo = start_process(["-c", ECHO_SERVER, echo_address])
         coordinator = start_process([*coordinator_command(args.coordinator_tree), "coordinator", "--db",
@@ -485,6 +493,7 @@ def main() -> None:
                 run_phase(cycle_name, "coordinator", address, args.workers, args.seconds,
                           coordinator.pid, args.connections, args.client_processes, classes=args.classes,
                           combined=combined)))
+            open_claims.append(pending_claims(address))
         stop_process(echo)
         paced_result = run_phase(f"coordinator, paced {args.pace:g} s", "coordinator", address, args.workers,
                                  args.seconds, coordinator.pid, args.connections, args.client_processes,
@@ -511,6 +520,7 @@ def main() -> None:
         print(describe(echo_phase))
         print(describe(coordinator_phase))
     print(describe(paced_result))
+    print(f"open claims after each saturated round: {' / '.join(map(str, open_claims))}")
     print(f"ratio to the echo ceiling (its cycles of the same RPCs), each round: "
           f"{' '.join(f'{r:.0%}' for r in ratios)}; median {ratio:.0%}   (target >= 50%)")
     print(f"cycles/s: {coordinator_result.rate:.0f} (target >= 1500); lease p99 at {args.workers} workers paced "
@@ -528,6 +538,7 @@ def main() -> None:
             "cpu_us_per_cycle": 1e6 * coordinator_result.cpu_seconds / max(coordinator_result.cycles, 1),
             "paced_lease_p99_ms": percentile(paced_result.lease_ms, 0.99),
             "paced_cycles_per_second": paced_result.rate,
+            "open_claims": open_claims,
             "rss_mib_before": rss_before, "rss_mib_after": rss_after, "registered": args.registered,
             "client_processes": args.client_processes, "rpcs_per_cycle": len(shapes), "shapes": shapes,
             "client_cpu_us_per_cycle": 1e6 * coordinator_result.client_cpu_seconds / max(coordinator_result.cycles, 1),
