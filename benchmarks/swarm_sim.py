@@ -55,7 +55,9 @@ def reproducible(hash_seed: str = "0") -> None:
     The engine iterates sets of ids in places, and Python salts string hashes per process, so
     the same seed gave a different run each time (and a false acceptance in one run of ten
     seeds, none in the next). With the hash fixed, a command prints the same table every time;
-    set `PYTHONHASHSEED` yourself to see other draws.
+    set `PYTHONHASHSEED` yourself to see other draws. The engine's ids are the other half
+    (`simulate` seeds them: `coordinator.ids.seeded_ids`): drawn from `secrets`, they made every
+    run differ even with the hash fixed, whatever ran before it in the process.
     """
     if os.environ.get("PYTHONHASHSEED") is None:
         os.environ["PYTHONHASHSEED"] = hash_seed
