@@ -15,6 +15,7 @@ from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING
 
 from autoswarm.coordinator import baselines
+from autoswarm.hardware_class import is_moved
 from autoswarm.coordinator.acceptance import Baseline
 from autoswarm.coordinator.class_checks import ClassChecks
 from autoswarm.coordinator.noise import Z_EVIDENCE
@@ -63,7 +64,13 @@ class References(ClassChecks):
         """Whether this class's bar is still much wider than its noise for want of evidence (its
         σ's standard error over `REPEAT_LOG_ERROR`, before `MAX_REPEATS` own differences): it then
         measures each champion once more after its first edit (`baseline_target`), and an edit
-        that falls short of the widened bar only waits for that run (`Judging.explore_verdict`)."""
+        that falls short of the widened bar only waits for that run (`Judging.explore_verdict`).
+
+        Never a class a worker was moved to (`hardware_class.is_moved`): one machine that
+        measured unlike the class it named has shown nothing real yet, and a spoofer's made-up
+        class must not cost the swarm repeats; its bar stays as wide as its evidence."""
+        if is_moved(hardware_class):
+            return False
         return math.log(self.samples.noise(hardware_class).inflation) > Z_EVIDENCE * REPEAT_LOG_ERROR and \
             self.samples.differences(hardware_class) < MAX_REPEATS
 

@@ -450,7 +450,8 @@ class StudyState(References):
             # A disputed class's mean is no baseline (nor a tier's reference point) until settled.
             # A worker moved out of its class may follow the reference as a member, never be
             # it, nor count towards tiering a swarm of few classes (`Tiers.reference`, `classes`).
-            self.tiers.observe(version, hardware_class, runs.mean, self.sigma_of, runs.runs)
+            self.tiers.observe(version, hardware_class, runs.mean, self.sigma_of, runs.runs,
+                               len(self.samples.measured_by(version, hardware_class)))
 
     def baseline_target(self, hardware_class: str, members: int = 0) -> int:
         """Direct baseline runs of the champion wanted on this class (of `members` workers).

@@ -15,7 +15,11 @@ Membership is earned and lost on evidence:
   a direct baseline that misses its prediction by more than `LEAVE_SIGMAS` makes the class
   leave: its earlier points are forgotten and it must earn its way back from new ones.
 
-The reference is the class with the most direct baselines (it measures every champion).
+The reference is chosen by evidence, never by name or by who measured first (`reference`):
+the class whose direct baselines rest on the most independent workers (each champion's point
+counts once per distinct worker that measured it, up to `VOUCHERS`), so one machine in a
+made-up class that measures every champion first cannot become what a whole tier is
+predicted from while a class measured by two machines exists.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ AGREE_SIGMAS = 3.0      # every fitted point within this many σ of the line
 LEAVE_SIGMAS = 4.0      # a direct baseline this far from its prediction: the class leaves
 CHECK_EVERY = 8         # a member measures a direct baseline of one champion in this many
 MAX_POINTS = 32         # the newest points a fit uses: relations may drift slowly
+VOUCHERS = 2            # distinct workers behind one point that count towards the reference's evidence
 
 Sigma = Callable[[str], float]   # σ of one run on a class
 
@@ -67,6 +72,13 @@ class _Points:
 
     means: dict[str, float] = field(default_factory=dict)
     runs: dict[str, int] = field(default_factory=dict)     # runs each mean rests on
+    workers: dict[str, int] = field(default_factory=dict)  # distinct workers each mean rests on
+
+    def evidence(self, newest: str | None) -> int:
+        """How much independent evidence the points are: each counts once per distinct worker
+        behind it, up to `VOUCHERS`; not the `newest` version's (whoever measures a new
+        champion first gains nothing by it)."""
+        return sum(min(self.workers.get(v, 1), VOUCHERS) for v in self.means if v != newest)
 
 
 class Tiers:
@@ -78,10 +90,15 @@ class Tiers:
         # Fits until the next baseline: leasing asks on every call. (The noise they use moves
         # with verifications too, a little; the next baseline refits.)
         self._relations: dict[str, Relation | None] = {}
+        self._reference: str | None = None    # chosen again on every point (`_choose_reference`)
+        self._newest: str | None = None       # the version most recently measured for the first time
+        self._seen: set[str] = set()
 
-    def observe(self, version: str, hardware_class: str, mean: float, sigma: Sigma, runs: int = 1) -> bool:
-        """A class's direct baseline of a version (its latest mean, of `runs` runs). Returns
-        False when this point made the class leave its tier (it disagreed with the prediction)."""
+    def observe(self, version: str, hardware_class: str, mean: float, sigma: Sigma, runs: int = 1,
+                workers: int = 1) -> bool:
+        """A class's direct baseline of a version (its latest mean, of `runs` runs by `workers`
+        distinct workers). Returns False when this point made the class leave its tier (it
+        disagreed with the prediction)."""
         points = self._points.setdefault(hardware_class, _Points())
         self._relations.clear()
         reference = self.reference()
@@ -94,24 +111,48 @@ class Tiers:
                 if abs(mean - predicted[0]) > LEAVE_SIGMAS * math.sqrt(noise):
                     points.means.clear()          # start over from this point
                     points.runs.clear()
+                    points.workers.clear()
                     self._left[hardware_class] = self._left.get(hardware_class, 0) + 1
                     stays = False
         points.means[version] = mean
         points.runs[version] = max(runs, 1)
+        points.workers[version] = max(workers, 1)
+        if version not in self._seen:
+            self._seen.add(version)
+            self._newest = version
+        self._reference = self._choose_reference(sigma)
         self._relations.clear()
         return stays
 
     def reference(self) -> str | None:
-        """The class with the most direct baselines (ties: the first name), or None.
+        """The class the others are predicted from, or None (see `_choose_reference`)."""
+        return self._reference
+
+    def _choose_reference(self, sigma: Sigma) -> str | None:
+        """The class whose direct baselines are the most independent evidence (`_Points.evidence`:
+        champions measured, each counted once per distinct worker up to `VOUCHERS`, the newest
+        champion not yet, unless it is the first: measuring it first wins nothing); then the class that left its tier
+        least often, then the least noisy (its error is in every member's prediction), then
+        the one that is the reference already. Not the most runs: a class of one machine
+        repeats more. The name decides only between classes equal in all of these.
 
         Never a class a worker was moved to (`hardware_class.is_moved`): such a class is one
         machine that measured unlike the class it named, perhaps a liar. It may follow the
         reference as a member (its prediction judges only its own worker's runs), but its
-        points must never be what other classes are predicted from."""
-        candidates = sorted(c for c in self._points if not is_moved(c))
+        points must never be what other classes are predicted from. Nor does a name that sorts
+        first, or measuring each champion first, make a class the reference: one machine in a
+        made-up class "0000" has half the evidence of a class measured by two."""
+        candidates = [c for c in self._points if not is_moved(c) and self._points[c].means]
         if not candidates:
             return None
-        return max(candidates, key=lambda c: len(self._points[c].means))
+
+        def key(c: str) -> tuple[int, int, float, bool]:
+            return (self._points[c].evidence(newest), -self._left.get(c, 0), -sigma(c), c == self._reference)
+
+        newest = self._newest if len(self._seen) > 1 else None   # the first champion is all there is
+
+        best = max(key(c) for c in candidates)
+        return min(c for c in candidates if key(c) == best)
 
     def relation(self, hardware_class: str, sigma: Sigma) -> Relation | None:
         """The fitted relation of a class to the reference, or None when it is not established."""

@@ -135,3 +135,51 @@ def test_a_class_a_worker_was_moved_to_follows_but_never_leads_nor_tiers_a_small
     assert prediction is not None and abs(prediction.mean - 7.0) < 0.2
     assert tiers.predict("v5", "ref", sigma) is None
 
+
+
+def test_a_made_up_class_named_first_that_measures_every_champion_first_never_leads():
+    """An attacker's one machine in a made-up class "0000" measures every champion before
+    anyone else, as many times as the honest class does: the reference is chosen by evidence
+    (distinct workers behind each point; the newest champion not yet counted), never by a
+    name that sorts first nor by who measured first. Members are predicted from the honest
+    class, not from the attacker's numbers."""
+    rng = random.Random(7)
+    tiers = Tiers()
+    honest, attacker, member = "cpu:Intel Xeon x8", "0000", "cpu:AMD EPYC x4"
+    for i, score in enumerate([-10.0, -8.0, -6.0, -5.0, -4.0, -3.0]):
+        version = f"v{i}"
+        tiers.observe(version, attacker, score - 0.3 + rng.gauss(0, SIGMA), sigma, runs=2, workers=1)
+        if i:
+            assert tiers.reference() == honest, f"{version}: measured first, and still not the reference"
+        tiers.observe(version, honest, score + rng.gauss(0, SIGMA), sigma, runs=2, workers=2)
+        tiers.observe(version, member, 0.4 + score + rng.gauss(0, SIGMA), sigma, runs=2, workers=2)
+        assert tiers.reference() in {honest, member}
+        assert tiers.reference() != attacker
+    tiers.observe("v-new", attacker, -2.9, sigma, runs=2, workers=1)
+    assert tiers.reference() != attacker
+    assert tiers.predict("v-new", member, sigma) is None, "nothing is predicted from the attacker's point"
+
+
+def test_one_machine_cannot_outweigh_a_class_measured_by_two_however_many_runs_it_repeats():
+    rng = random.Random(8)
+    tiers = Tiers()
+    for i, score in enumerate([-10.0, -8.0, -6.0, -5.0]):
+        tiers.observe(f"v{i}", "0000", score + rng.gauss(0, SIGMA), sigma, runs=6, workers=1)
+        tiers.observe(f"v{i}", "cpu:B x2", score + rng.gauss(0, SIGMA), sigma, runs=2, workers=2)
+    assert tiers.reference() == "cpu:B x2"
+
+
+def test_the_reference_does_not_move_to_whoever_measures_a_new_champion_first():
+    """Between classes of equal evidence the reference stays where it is when a new champion
+    arrives: members are not refitted against every class that measured it first."""
+    rng = random.Random(9)
+    tiers = Tiers()
+    classes = {"cpu:A x2": (0.0, 1.0), "cpu:B x2": (0.3, 1.0), "cpu:C x2": (-0.2, 1.0)}
+    _champions(tiers, classes, [-10.0, -8.0, -6.0], rng)
+    first = tiers.reference()
+    assert first is not None
+    for i, score in enumerate([-5.0, -4.0, -3.0], 3):
+        for cls in sorted(classes, key=lambda c: c == first):   # the reference measures last
+            offset, scale = classes[cls]
+            tiers.observe(f"v{i}", cls, offset + scale * score + rng.gauss(0, SIGMA), sigma)
+            assert tiers.reference() == first
