@@ -158,6 +158,29 @@ class References(ClassChecks):
                                     self.samples.noise(hardware_class), prediction)
         return None if found is None else (found.score, found.sigma, found.runs)
 
+    def judged_on_reference(self, version: str, hardware_class: str) -> bool:
+        """Whether a run on this class of a child of `version` is judged on the tier's reference
+        runs of it: the class is the reference, or a member without direct runs of its own."""
+        if not self.paired or not self.tiered:
+            return False
+        reference = self.tiers.reference()
+        if hardware_class == reference:
+            return True
+        return self.direct_baseline(version, hardware_class) is None and \
+            self.tiers.predict(version, hardware_class, self.sigma_of) is not None
+
+    def on_reference(self, pending: PendingClaim, hardware_class: str) -> bool:
+        """Whether a check of this claim on `hardware_class` would be judged on the same runs
+        of the tier's reference as one of its measurements was (a member's prediction is made
+        from them, and the reference's own runs are them): one low reference baseline makes a
+        null edit look good on both, so the two are not independent (seed 14 of 64 workers, 32
+        classes, baseline liars: a member's claim predicted from the reference, confirmed by a
+        reference worker against the very runs the prediction came from)."""
+        if not self.judged_on_reference(pending.record.parent, hardware_class):
+            return False
+        reference = self.tiers.reference()
+        return any(m.hardware_class == reference or not m.baseline for m in pending.measurements)
+
     def independent_of(self, pending: PendingClaim, hardware_class: str) -> frozenset[str]:
         """The baseline runs a check of this claim on `hardware_class` must not be compared with:
         those the claim's first measurement (its claimant's) was, when it is of that class, and

@@ -535,9 +535,19 @@ class StudyState(References):
         needs: list[scheduler.VerifyNeed] = []
         fresh_wanted = False   # a claim only this class can check waits for a baseline run it was not compared with
         sole_check = False     # a check nobody connected but this worker may make (`sole_verifier`)
+        apart: dict[str, bool] = {}   # parent -> a live class whose checks are not judged on the tier's reference
         for c in self.claims_to_verify():
             measured_classes = frozenset(m.hardware_class for m in c.measurements)
             other_classes_live = bool(live_classes - measured_classes)
+            if self.on_reference(c, hardware_class):
+                # Judged on the reference's runs of the parent, as the claim was: not an
+                # independent check while a class judged on its own runs is connected.
+                parent = c.record.parent
+                if parent not in apart:
+                    apart[parent] = any(not self.judged_on_reference(parent, cls)
+                                        for cls in live_classes - {hardware_class})
+                if apart[parent]:
+                    measured_classes, other_classes_live = measured_classes | {hardware_class}, True
             # The quorum, or an arbiter where the measurements so far disagree.
             needed = c.settlement(self.spec.acceptance).needed - c.checks_out
             used = self.independent_of(c, hardware_class) if self.paired else frozenset()

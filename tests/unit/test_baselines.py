@@ -154,3 +154,53 @@ def test_a_moved_workers_class_follows_the_tier_but_never_leads_it_nor_tiers_a_s
         if other != reference:
             found = state.reference("v5", other)
             assert found is not None and found[0] == pytest.approx(classes[other] + 0.5, abs=0.1)
+
+
+def test_a_check_judged_on_the_same_reference_runs_as_its_claim_goes_to_a_class_of_its_own_runs():
+    """Issue 15, session 5 (64 workers, 32 classes, baseline liars, seed 14): a member's claim,
+    judged on its tier's prediction from the reference's runs of the parent, was confirmed by a
+    reference worker compared with those very runs; one low reference baseline made a worse
+    edit look good on both. Such a check is held back from the reference and from members
+    predicted from it while a class judged on its own runs is connected."""
+    import random
+    from dataclasses import replace
+
+    from autoswarm.coordinator.acceptance import Measurement
+    from autoswarm.coordinator.records import ClaimRecord
+    from autoswarm.coordinator.study_state import PendingClaim
+
+    rng = random.Random(5)
+    state = _paired_state()
+    classes = {"ref": 0.0, "m1": 1.0, "m2": -0.5, "m3": 2.0}
+    for seq in range(5):
+        for cls, offset in classes.items():
+            for run in range(2):
+                state.add_baseline(f"v{seq}", cls, f"{cls}-w{run}", offset + 0.1 * seq + rng.gauss(0, 0.01))
+        # A class unlike the others: never a member, it measures every champion itself.
+        for run in range(2):
+            state.add_baseline(f"v{seq}", "odd", f"odd-w{run}", (-1) ** seq + rng.gauss(0, 0.01))
+    reference = state.tiers.reference()
+    assert state.tiered and reference in classes and not state.tiers.member("odd", state.sigma_of)
+    members = [c for c in classes if c != reference]
+    state.champion = replace(state.champion, seq=5, version="v5")
+    for run in range(2):
+        state.add_baseline("v5", reference, f"{reference}-w{run}", classes[reference] + 0.5 + rng.gauss(0, 0.01))
+        state.add_baseline("v5", "odd", f"odd-w{run}", 0.2 + rng.gauss(0, 0.01))
+    claimant = members[0]
+    record = ClaimRecord("c1", "tiny", "v6", "v5", "explore", f"{claimant}-w0", "r-claim", "pending", "", 0.0)
+    predicted = Measurement(f"{claimant}-w0", "o-claimant", claimant, 1.0, 0.2, 0.05, True)   # no direct runs
+    claim = PendingClaim(record, [predicted])
+    assert state.judged_on_reference("v5", reference) and state.judged_on_reference("v5", members[1])
+    assert not state.judged_on_reference("v5", "odd")
+    assert state.on_reference(claim, reference) and state.on_reference(claim, members[1])
+    assert not state.on_reference(claim, "odd")
+    state.claims[record.id] = claim
+    live = frozenset({reference, *members, "odd"})
+    for asking in (reference, members[1]):
+        need, = state.view(f"{asking}-w1", asking, frozenset({f"{asking}-w1"}), frozenset({f"{asking}-w1"}), live).verify
+        assert asking in need.measured_classes and need.other_classes_live, "held back from this class"
+    need, = state.view("odd-w1", "odd", frozenset({"odd-w1"}), frozenset({"odd-w1"}), live).verify
+    assert "odd" not in need.measured_classes, "a class judged on its own runs checks it"
+    # With no such class connected, the check is not held back for ever.
+    need, = state.view(f"{reference}-w1", reference, frozenset(), frozenset(), live - {"odd"}).verify
+    assert not (reference in need.measured_classes and need.other_classes_live)
