@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from autoswarm import words
 from autoswarm.bundle import sha256_hex
+from autoswarm.coordinator.acceptance import Measurement, Settlement
 from autoswarm.coordinator.merge import merge3, merge_base
 from autoswarm.coordinator.store import ClaimRecord, Store, VersionRecord
 from autoswarm.coordinator.study_state import PendingClaim, StudyState
@@ -23,6 +24,38 @@ if TYPE_CHECKING:
     from autoswarm.coordinator.judging import Judgement
 
 MERGE_PREFIX = "merge: "      # how a merged version's description starts
+MERGE_ORIGIN = "merge"        # a claim the coordinator opened for a merge (`ClaimRecord.origin`)
+
+
+def checks_as_baselines(origin: str, settled: Settlement) -> list[tuple[Measurement, bool]]:
+    """The runs of an accepted claim that count as baseline runs of the new champion, each
+    with whether its difference from the class's previous run counts as noise evidence. Pure.
+
+    Only a merge's: the coordinator made its version, so its checks are the first runs anyone
+    made of it, by distinct workers of distinct owners, and they agree with each other within
+    their classes' noise (an outvoted run is not among them). They measure what a baseline task
+    of the new champion would, on the same classes, so those classes need that many fewer runs
+    of it before its edits are judged. An explore claim's runs are not taken: its claimant's run
+    is the one edit in several that beat its bar, picked for being high, and a baseline too high
+    would refute honest edits. A merge's checks passed a bar too, but nobody chose them from
+    many tries; what is left of that (a run just over its bar on a marginal merge) errs on the
+    side of a higher baseline: fewer edits accepted, never a false one.
+
+    Noise: consecutive baseline runs of a version on a class count as differences of noise
+    (`Samples.add`); so do two checks of one candidate on a class (`Samples.note_run`), already
+    noted when they were checked. A class's first run from the merge counts (its difference
+    from the class's next run is new evidence); the class's further runs from the merge do not,
+    or the same difference would count twice.
+    """
+    if origin != MERGE_ORIGIN or settled.outcome != "accepted":
+        return []
+    classes: set[str] = set()
+    taken: list[tuple[Measurement, bool]] = []
+    for measurement in settled.agreeing:
+        if measurement.result_id:
+            taken.append((measurement, measurement.hardware_class not in classes))
+            classes.add(measurement.hardware_class)
+    return taken
 
 
 class Merging:
@@ -92,7 +125,7 @@ class Merging:
         description = (MERGE_PREFIX + description)[: self.config.limits.max_description_chars]
         judgement.versions.append(VersionRecord(state.spec.name, version, parent, merged, description,
                                                 "coordinator/merge", now))
-        claim = ClaimRecord(f"c-m{self.store.ids.token_hex(9)}", state.spec.name, version, parent, "merge",
+        claim = ClaimRecord(f"c-m{self.store.ids.token_hex(9)}", state.spec.name, version, parent, MERGE_ORIGIN,
                             claimant, "", "pending", "", now)
         judgement.claims.append(claim)
         judgement.opened.append(PendingClaim(claim))

@@ -20,6 +20,7 @@ from autoswarm.coordinator.context import EngineContext
 from autoswarm.coordinator.errors import InvalidRequest, NotFound, NotYours, WrongState
 from autoswarm.coordinator.judging import Judgement, Judging
 from autoswarm.coordinator.leasing import Leasing
+from autoswarm.coordinator.merging import checks_as_baselines
 from autoswarm.coordinator.roster import Roster
 from autoswarm.coordinator.study_state import StudyState
 from autoswarm.coordinator.store import LeaseRecord, ResultRecord
@@ -268,3 +269,10 @@ class Reporting:
                 if judgement.settled is not None else []
             if judgement.new_champion.metric is not None:
                 state.scores[judgement.new_champion.version] = judgement.new_champion.metric
+            if judgement.accepted is not None and judgement.settled is not None:
+                # A merge's checks are its classes' first runs of the new champion (`checks_as_baselines`).
+                for run, noise in checks_as_baselines(judgement.accepted.record.origin, judgement.settled):
+                    if roster.trust(run.worker_id).quarantined:
+                        continue   # as when the store is read again: its runs judge nothing
+                    state.add_baseline(judgement.new_champion.version, run.hardware_class, run.worker_id,
+                                       run.value, run.result_id, noise=noise)

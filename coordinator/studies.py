@@ -20,6 +20,7 @@ from autoswarm.coordinator.errors import AlreadyExists, InvalidRequest, NotFound
 from autoswarm.coordinator.judging import AUDIT_CLOSED, AUDIT_NOTE
 from autoswarm.coordinator.leasing import Leasing
 from autoswarm.coordinator.lifecycle import UpdatePlan, UpdateRefused, check_action, plan_update
+from autoswarm.coordinator.merging import MERGE_ORIGIN, checks_as_baselines
 from autoswarm.coordinator.roster import Roster
 from autoswarm.coordinator.study_state import PendingClaim, StudyState
 from autoswarm.coordinator.store import StudyEvent, StudyRecord, VersionRecord
@@ -110,6 +111,8 @@ class StudyRegistry:
         compared: dict[str, frozenset[str]] = {}
         deferred: set[str] = set()
         opened = sorted((p.record.created, p.record.id) for p in state.claims.values() if p.record.origin != "merge")
+        merges = {c.id: c.version for c in claims if c.origin == MERGE_ORIGIN and c.state == "accepted"}
+        merge_checks: dict[str, list[acceptance.Measurement]] = {}   # accepted merge -> its agreeing checks
         for result in self.ctx.store.results(record.name):
             while opened and opened[0][0] < result.created:
                 self._compared_with(state, state.claims[opened.pop(0)[1]], compared)
@@ -118,13 +121,26 @@ class StudyRegistry:
             if result.decision == words.OUTVOTED:
                 outvoted.add(result.id)
                 roster.trust_change(result.worker_id, strikes=1, moved_strikes=int(is_moved(result.hardware_class)))
-            if result.status == "ok" and result.kind == "baseline" and result.metric is not None \
+            if result.status == "ok" and result.kind in ("baseline", "verify") and result.metric is not None \
                     and not roster.trust(result.worker_id).quarantined and result.decision != words.OUTVOTED:
                 # A worker moved out of its class took its runs with it (`Roster.move_out_of_class`).
                 measured_in = roster.workers[result.worker_id].hardware_class \
                     if roster.moved_out(result.worker_id, result.hardware_class) else result.hardware_class
-                state.add_baseline(result.version, measured_in, result.worker_id, result.metric, result.id)
-                for claim_id in [c for c in deferred if c in state.claims]:
+                added = result.kind == "baseline"
+                if added:
+                    state.add_baseline(result.version, measured_in, result.worker_id, result.metric, result.id)
+                elif result.claim in merges and result.decision in (words.CONFIRM, words.KEEP):
+                    # An accepted merge's checks are its classes' first runs of it, as when it was
+                    # accepted (nothing was compared with its runs before then).
+                    checks = merge_checks.setdefault(result.claim, [])
+                    checks.append(acceptance.Measurement(
+                        result.worker_id, owner_of.get(result.worker_id, ""), measured_in, result.metric,
+                        result.improvement or 0.0, result.threshold or 0.0, True, result_id=result.id))
+                    run, noise = checks_as_baselines(MERGE_ORIGIN, acceptance.Settlement("accepted", tuple(checks)))[-1]
+                    state.add_baseline(merges[result.claim], run.hardware_class, run.worker_id, run.value,
+                                       run.result_id, noise=noise)
+                    added = True
+                for claim_id in [c for c in deferred if c in state.claims] if added else ():
                     if self._compared_with(state, state.claims[claim_id], compared, wait=True):
                         deferred.discard(claim_id)
             if result.decision == words.WAITING:

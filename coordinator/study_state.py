@@ -113,9 +113,15 @@ class Samples:
         """
         self._difference(version, hardware_class, "verify", worker_id, value)
 
-    def add(self, version: str, hardware_class: str, worker_id: str, value: float, result_id: str = "") -> None:
+    def add(self, version: str, hardware_class: str, worker_id: str, value: float, result_id: str = "",
+            noise: bool = True) -> None:
+        """A baseline run; `noise`: its difference from the class's previous run of the version
+        counts as noise evidence (False when that difference was noted already)."""
         runs = self._runs.setdefault((version, hardware_class), _Runs())
-        self._difference(version, hardware_class, "baseline", worker_id, value)
+        if noise:
+            self._difference(version, hardware_class, "baseline", worker_id, value)
+        else:
+            self.generation += 1
         runs.n += 1
         runs.mean += (value - runs.mean) / runs.n
         runs.last = (worker_id, value)
@@ -442,9 +448,10 @@ class StudyState(References):
         return build_memory((), in_flight, rendered_tried=cached[3])
 
     def add_baseline(self, version: str, hardware_class: str, worker_id: str, value: float,
-                     result_id: str = "") -> None:
-        """A direct baseline run: the class's runs, the noise model, and its tier's evidence."""
-        self.samples.add(version, hardware_class, worker_id, value, result_id)
+                     result_id: str = "", noise: bool = True) -> None:
+        """A direct baseline run: the class's runs, the noise model (`noise`: see `Samples.add`),
+        and its tier's evidence."""
+        self.samples.add(version, hardware_class, worker_id, value, result_id, noise)
         runs = self.samples.baseline(version, hardware_class)
         if runs is not None and not self.disputed(version, hardware_class):
             # A disputed class's mean is no baseline (nor a tier's reference point) until settled.
