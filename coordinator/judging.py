@@ -313,13 +313,16 @@ class Judging(Merging):
         measured = self._measure(state, parent, worker, metric, record.id, used,
                                  reserve=not used and not pending.measurements)
         pending.waiting.pop(record.id, None)
+        early = record.id in pending.early
+        pending.early.discard(record.id)
         if measured is None:
             step = result_step(ResultState.WAITING if waiting else ResultState.ARRIVED, ResultEvent.BASELINE_MISSING)
-            # It waits for a run the claim was not compared with, or for the rest of its class's
-            # baseline of the champion (a check only its worker could make, handed out while the
-            # class measured the champion: `StudyState.view`).
+            # It waits for a run the claim was not compared with, or, leased before its class had
+            # a baseline of the champion (a check only its worker could make: `StudyState.view`),
+            # for the rest of that baseline.
             known = state.reference(parent, cls, worker.id) is not None
-            if (known if used else state.baseline_under_way(parent, cls)) and parent == state.champion.version \
+            if (known if used else early and state.baseline_under_way(parent, cls)) \
+                    and parent == state.champion.version \
                     and not self.trust(worker.id).quarantined and Action.WAIT in step.actions:
                 pending.waiting[record.id] = (worker.id, cls)
                 judgement.record = replace(record, decision=words.WAITING)

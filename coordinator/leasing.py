@@ -157,6 +157,7 @@ class Leasing:
         self._deadlines.push(lease.deadline, lease.id, choice.study)
         if claim_id:
             state.claims[claim_id].in_flight.add(lease.id)
+            state.note_check(state.claims[claim_id], lease.id, cls, worker_id)
         running.add(lease.id)
         roster.presence[worker_id].state = "working"
         self.ctx.events.lease_granted(choice.study, choice.kind)
@@ -278,6 +279,7 @@ class Leasing:
         state.candidates.pop(lease.id, None)
         if lease.claim in state.claims:
             state.claims[lease.claim].in_flight.discard(lease.id)
+            state.claims[lease.claim].early.discard(lease.id)
         self.running.get(lease.worker_id, set()).discard(lease.id)
 
     def close(self, leases: Sequence[LeaseRecord], event: LeaseEvent, now: float) -> int:

@@ -182,6 +182,9 @@ class StudyRegistry:
         for lease in state.active.values():
             if lease.claim in state.claims:
                 state.claims[lease.claim].in_flight.add(lease.id)
+                if lease.worker_id in roster.workers:   # as when it was leased, as far as the runs now tell
+                    state.note_check(state.claims[lease.claim], lease.id,
+                                     roster.workers[lease.worker_id].hardware_class, lease.worker_id)
         self.ctx.studies[record.name] = state
         return state
 

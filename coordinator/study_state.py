@@ -316,6 +316,9 @@ class PendingClaim:
     # Checks measured and stored unjudged until a baseline run the claim was not compared with
     # arrives (`Judging.judge_verify`): result id -> (worker, hardware class).
     waiting: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # Checks leased before their class had a baseline of the parent to judge them with (a
+    # check only its worker may make, `StudyState.view`): they may wait for it (`Judging._check_verdict`).
+    early: set[str] = field(default_factory=set)
     # The last settlement and what it was worked out from (`settlement`).
     _settled: tuple[Any, ...] | None = field(default=None, repr=False, compare=False)
 
@@ -647,6 +650,11 @@ class StudyState(References):
         )
         # Once no explore fits, what is left is checking open claims and measuring the champion.
         return replace(view, blocked=view.blocked or not (scheduler.budget_left(view) or needs_verify or unmeasured))
+
+    def note_check(self, pending: PendingClaim, lease_id: str, hardware_class: str, worker_id: str) -> None:
+        """A check of `pending` was leased: noted `early` when its class cannot judge it yet."""
+        if self.paired and self.reference(pending.record.parent, hardware_class, worker_id) is None:
+            pending.early.add(lease_id)
 
     def may_be_sole_verifier(self, worker_id: str, live_peers: AbstractSet[str]) -> bool:
         """Whether some open claim may have no connected checker but this worker: every other
