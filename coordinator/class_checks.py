@@ -54,8 +54,8 @@ class ClassChecks:
     evidence: list[tuple[str, str, float]]
     # `dispute` per (version, class), valid for the (samples, generation, acceptance policy) it was worked out on.
     _disputes: dict[tuple[str, str], bool | None]
-    # `direct_baseline` per (version, class, worker or "", runs left out, reserve), valid as `_disputes` is.
-    _direct_baselines: dict[tuple[str, str, str, frozenset[str], bool], Baseline | None]
+    # `direct_baseline`, `direct_run_ids` per (version, class, worker or "", runs left out, reserve): as `_disputes`.
+    _direct_baselines: dict[tuple[str, str, str, frozenset[str], bool], tuple[Baseline | None, frozenset[str]]]
     _disputes_of: tuple[object, int, object] | None
 
     def dispute_runs(self) -> int:

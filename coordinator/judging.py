@@ -164,8 +164,7 @@ class Judging(Merging):
             return None
         score, sigma, runs = reference
         verdict = acceptance.judge(state.spec.acceptance, state.spec.direction, score, value, sigma, runs)
-        used = frozenset(rid for _, rid in state.direct_runs(parent, cls, worker.id, exclude, reserve)) \
-            if state.paired else frozenset()
+        used = state.direct_run_ids(parent, cls, worker.id, exclude, reserve) if state.paired else frozenset()
         return verdict, acceptance.Measurement(worker.id, worker.owner, cls, value,
                                                verdict.improvement, verdict.threshold, verdict.accept,
                                                state.noise_of(parent, cls, worker.id, exclude, reserve), result_id, used)

@@ -125,15 +125,27 @@ class References(ClassChecks):
                         exclude: AbstractSet[str] = frozenset(), reserve: bool = False) -> Baseline | None:
         """The mean and count of `direct_runs`, None without any. Asked several times on every
         paired lease and judgement: worked out once per change of the runs (`_fresh_memo`)."""
+        return self._direct(version, hardware_class, worker_id, exclude, reserve)[0]
+
+    def direct_run_ids(self, version: str, hardware_class: str, worker_id: str = "",
+                       exclude: AbstractSet[str] = frozenset(), reserve: bool = False) -> frozenset[str]:
+        """The result ids of `direct_runs` (the runs a measurement is compared with), from the
+        same memo as `direct_baseline`."""
+        return self._direct(version, hardware_class, worker_id, exclude, reserve)[1]
+
+    def _direct(self, version: str, hardware_class: str, worker_id: str, exclude: AbstractSet[str],
+                reserve: bool) -> tuple[Baseline | None, frozenset[str]]:
         self._fresh_memo()
         # The worker counts only while the class's dispute is undecided (`direct_runs`).
         key = (version, hardware_class, worker_id if self.dispute(version, hardware_class) is None else "",
                frozenset(exclude), reserve)
-        if key not in self._direct_baselines:
+        found = self._direct_baselines.get(key)
+        if found is None:
             runs = self.direct_runs(version, hardware_class, worker_id, exclude, reserve)
-            self._direct_baselines[key] = Baseline(statistics.fmean(value for value, _ in runs), len(runs)) \
-                if runs else None
-        return self._direct_baselines[key]
+            found = self._direct_baselines[key] = (
+                Baseline(statistics.fmean(value for value, _ in runs), len(runs)) if runs else None,
+                frozenset(result_id for _, result_id in runs))
+        return found
 
     def reference(self, version: str, hardware_class: str, worker_id: str = "",
                   exclude: AbstractSet[str] = frozenset(), reserve: bool = False) -> tuple[float, float, float] | None:

@@ -198,8 +198,7 @@ class StudyRegistry:
         if not pending.measurements or pending.record.id in compared or not state.paired:
             return True
         first = pending.measurements[0]
-        runs = frozenset(rid for _, rid in state.direct_runs(
-            pending.record.parent, first.hardware_class, first.worker_id, reserve=True))
+        runs = state.direct_run_ids(pending.record.parent, first.hardware_class, first.worker_id, reserve=True)
         if wait and not runs:
             return False
         compared[pending.record.id] = runs

@@ -387,8 +387,8 @@ class StudyState(References):
     tiers: Tiers = field(default_factory=Tiers)                    # which classes' baselines stand for others'
     # `dispute` per (version, class), valid for the (samples, generation, acceptance policy) it was worked out on.
     _disputes: dict[tuple[str, str], bool | None] = field(default_factory=dict, repr=False, compare=False)
-    # `direct_baseline` per (version, class, worker or "", runs left out, reserve), valid as `_disputes` is.
-    _direct_baselines: dict[tuple[str, str, str, frozenset[str], bool], Baseline | None] = field(
+    # `direct_baseline`, `direct_run_ids` per (version, class, worker or "", runs left out, reserve): as `_disputes`.
+    _direct_baselines: dict[tuple[str, str, str, frozenset[str], bool], tuple[Baseline | None, frozenset[str]]] = field(
         default_factory=dict, repr=False, compare=False)
     _disputes_of: tuple[object, int, object] | None = field(default=None, repr=False, compare=False)
 
