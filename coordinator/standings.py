@@ -251,11 +251,18 @@ def _study_page(store: Store, summary: StudySummary, policy: tuple[str, int, flo
     return StudyPage(summary, policy[0], policy[1], series, tuple(lineage))
 
 
+REBUILD_NICENESS = 10         # the rebuilding process yields the CPU to the coordinator's loop
+
+
 def _exit_with(parent: int) -> None:
-    """In the rebuilding process: exit as soon as the coordinator is gone, even after a kill -9.
+    """In the rebuilding process: run at a lower priority than the coordinator (a rebuild at
+    100,000 workers is ~4 s of a core, on machines where the loop needs most of one), and exit
+    as soon as the coordinator is gone, even after a kill -9.
 
     Polling the parent id works wherever Python does (Linux's PR_SET_PDEATHSIG would not on a Mac).
     """
+    os.nice(REBUILD_NICENESS)
+
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(1.0)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import os
 
 from autoswarm.coordinator.census import pickled_rows
 from autoswarm.coordinator.standings import (
-    MAX_TEAM_LABELS, Snapshot, StandingsBook, Team, TeamCredit, Volunteer, team_credit,
+    MAX_TEAM_LABELS, REBUILD_NICENESS, Snapshot, StandingsBook, Team, TeamCredit, Volunteer, team_credit,
 )
 from autoswarm.coordinator.store import Store
 
@@ -65,3 +67,17 @@ def test_team_credit_names_the_top_teams_and_sums_the_rest_as_other():
     sums = team_credit(Snapshot(0.0, {}, volunteers, teams))
     assert len(sums) == MAX_TEAM_LABELS + 2 and "team0" not in sums and "team22" in sums
     assert sums["other"] == TeamCredit(0.0 + 1.0 + 2.0, 1.5, 3) and sums["none"] == TeamCredit(7.0, 0.25, 0)
+
+
+def test_the_rebuilding_process_runs_at_a_lower_priority_than_the_coordinator(tmp_path):
+    Store(tmp_path / "swarm.db").close()
+    book = StandingsBook(tmp_path / "swarm.db", lambda: ([], [], {}))
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    before = {p.pid for p in multiprocessing.active_children()}
+    try:
+        asyncio.run(book.snapshot())
+        rebuilders = [p.pid for p in multiprocessing.active_children() if p.pid not in before]
+        assert rebuilders, "the rebuild ran in a process of its own"
+        assert all(os.getpriority(os.PRIO_PROCESS, pid) >= min(mine + REBUILD_NICENESS, 19) for pid in rebuilders)
+    finally:
+        book.close()
