@@ -8,8 +8,9 @@ that moment. A depth of one is the plain lease, mutate, evaluate loop. Evaluatio
 never overlap: one thread runs them.
 
 When the champion changes, a task leased ahead may be stale (an explore or a baseline of the
-replaced champion, `coordinator/staleness.py`). The coordinator says so in its answers; a stale
-task that has not started evaluating is dropped: handed back unevaluated, and its place leased
+replaced champion, `coordinator/staleness.py`), or an explore a check should replace (the only
+worker that may check a claim, `Leasing.displaced_explore`). The coordinator says so in its
+answers; a stale task that has not started evaluating is dropped: handed back unevaluated, and its place leased
 anew on the new champion. Before starting a task leased ahead, the evaluator waits (briefly) for
 the coordinator's answer to the result it just delivered, since that result may itself be the
 one that replaced the champion. A task already evaluating finishes either way.
@@ -114,9 +115,9 @@ class PipelinedSlot:
         return ahead
 
     def drop_stale(self, lease_ids: Iterable[str]) -> list[str]:
-        """The coordinator says these leases were made on a replaced champion: those this slot
-        holds and has not started evaluating are dropped. One already prepared is handed back
-        now, one being prepared once its preparation ends (a setup under way is not cut short:
+        """The coordinator says these leases are not worth starting (made on a replaced champion,
+        or an explore a check replaces): those this slot holds and has not started evaluating
+        are dropped. One already prepared is handed back now, one being prepared once its preparation ends (a setup under way is not cut short:
         it serves every later task), unless that ends in a result without evaluation, which is
         reported. Returns the ids marked."""
         now: list[_Held] = []
@@ -141,7 +142,8 @@ class PipelinedSlot:
         lease_id = held.task.lease_id
         if isinstance(held.outcome, PreparedTask):
             discard_prepared(self.context, held.outcome)
-        log.info("task %s was leased on a replaced champion; handing it back unevaluated", lease_id)
+        log.info("task %s was leased on a replaced champion or is replaced by a check; "
+                 "handing it back unevaluated", lease_id)
         self.host.release([lease_id])
         self._let_go(held)
 
