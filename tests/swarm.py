@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -12,7 +13,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -49,6 +50,26 @@ def db_rows(db: Path, sql: str, *args: object) -> list[tuple]:
     """Rows of a query on a coordinator's database, opened read-only beside the running coordinator."""
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
         return conn.execute(sql, args).fetchall()
+
+
+async def loop_turns_while(awaitable: Awaitable[T]) -> tuple[T, int]:
+    """Awaits `awaitable` while a task counts the event loop's turns: returns its result and the
+    turns it let other tasks have (0 for work that never yields the loop)."""
+    turns = 0
+
+    async def count() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+    counter = asyncio.create_task(count())
+    await asyncio.sleep(0)
+    before = turns
+    try:
+        result = await awaitable
+    finally:
+        counter.cancel()
+    return result, turns - before
 
 
 @dataclass

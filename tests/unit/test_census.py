@@ -10,7 +10,7 @@ from autoswarm.coordinator.census import WorkerCensus, WorkerTally, unpickled_ro
 from autoswarm.coordinator.engine import Engine, EngineConfig
 from autoswarm.coordinator.metrics import CoordinatorMetrics
 from autoswarm.coordinator.store import Store
-from swarm import Clock, write_study
+from swarm import Clock, loop_turns_while, write_study
 
 CPU = {"cpu_model": "Test", "cpu_cores": 2, "gpus": []}
 GPU = {"cpu_model": "Test", "cpu_cores": 8, "gpus": [{"name": "Big GPU", "memory_mb": 81920}]}
@@ -36,20 +36,7 @@ def test_a_census_in_slices_lets_the_loop_run_and_counts_what_a_fresh_one_counts
     assert leased >= 1
     census = WorkerCensus(engine.summaries, slice_size=4, fresh_up_to=0)
 
-    async def count_while_ticking() -> int:
-        ticks = 0
-
-        async def tick() -> None:
-            nonlocal ticks
-            while True:
-                ticks += 1
-                await asyncio.sleep(0)
-        ticker = asyncio.create_task(tick())
-        await census.count()
-        ticker.cancel()
-        return ticks
-
-    ticks = asyncio.run(count_while_ticking())
+    _, ticks = asyncio.run(loop_turns_while(census.count()))
     assert ticks >= len(workers) // 4 - 1, "the loop ran between slices, not once for the whole census"
     fresh = engine.worker_summaries()
     assert [row[0] for row in unpickled_rows(census.worker_rows())] == [s.record.id for s in fresh]

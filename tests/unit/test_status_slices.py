@@ -10,7 +10,7 @@ from autoswarm.coordinator.auth import Authenticator
 from autoswarm.coordinator.engine import Engine, EngineConfig
 from autoswarm.coordinator.group_commit import GroupCommit
 from autoswarm.coordinator.store import Store
-from swarm import Clock, write_study
+from swarm import Clock, loop_turns_while, write_study
 
 CPU = {"cpu_model": "Test", "cpu_cores": 2, "gpus": []}
 
@@ -25,22 +25,7 @@ def test_status_lists_every_worker_as_its_summary_shows_it_and_lets_the_loop_run
     engine.lease(workers[3])
     control = service.ControlService(engine, GroupCommit(store), Authenticator(store, enabled=False))
 
-    async def status_while_ticking() -> tuple[object, int]:
-        ticks = 0
-
-        async def tick() -> None:
-            nonlocal ticks
-            while True:
-                ticks += 1
-                await asyncio.sleep(0)
-        ticker = asyncio.create_task(tick())
-        await asyncio.sleep(0)
-        before = ticks
-        response = await control.Status(None, None)
-        ticker.cancel()
-        return response, ticks - before
-
-    response, ticks = asyncio.run(status_while_ticking())
+    response, ticks = asyncio.run(loop_turns_while(control.Status(None, None)))
     assert ticks >= 45 // 10, "the loop ran between slices, not once for every worker"
     summaries = engine.worker_summaries()
     assert [(w.worker_id, w.state, w.running) for w in response.workers] == \
