@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from autoswarm import words
-from autoswarm.coordinator import scheduler
+from autoswarm.coordinator import reasons, scheduler
 from autoswarm.coordinator.context import EngineContext
 from autoswarm.coordinator.errors import InvalidRequest, NotFound, NotYours, WrongState
 from autoswarm.coordinator.judging import Judgement, Judging
@@ -27,6 +27,7 @@ from autoswarm.coordinator.store import LeaseRecord, ResultRecord
 from autoswarm.coordinator.transitions import LeaseEvent, LeaseState, LifecycleError, lease_step
 
 MAX_FAILED_BASELINES = 3
+LAST_REASON_CHARS = 200    # of the last failure's reason, in the error that stops a study
 
 
 @dataclass(frozen=True)
@@ -171,8 +172,9 @@ class Reporting:
         if lease.kind == scheduler.BASELINE and record.status != "ok":
             state.failed_baselines += 1
             if state.failed_baselines >= MAX_FAILED_BASELINES and state.champion.version not in state.scores:
+                last = reasons.failure_reason(record.status, record.log_tail, LAST_REASON_CHARS)
                 error = (f"the champion failed to evaluate {state.failed_baselines} times "
-                         f"(last: {record.status}); fix the study and add it under a new name")
+                         f"(last: {last}); fix the study and add it under a new name")
                 self.ctx.store.set_study_error(state.spec.name, error)
                 state.record = replace(state.record, error=error)
         self.ctx.events.result_recorded(state.spec.name, lease.kind, record.status, record.decision,

@@ -397,8 +397,10 @@ def _clean_line(text: str) -> str:
     return "".join("?" if unicodedata.category(ch) in ("Cc", "Zl", "Zp") and ch != "\t" else ch for ch in text)
 
 
-def run_training(model_path: Path) -> int:
-    """Runs `python train.py` with its output relayed line by line under a prefix."""
+def run_training(model_path: Path) -> tuple[int, str]:
+    """Runs `python train.py` with its output relayed line by line under a prefix. Returns its
+    exit status and its last line of output (for a crash, the exception: `ModuleNotFoundError:
+    No module named 'torch'` when torch is not installed)."""
     env = {k: v for k, v in os.environ.items() if k != "AUTOSWARM_RESULT"}
     env[MODEL_ENV] = str(model_path)
     env["PYTHONUNBUFFERED"] = "1"
@@ -408,13 +410,16 @@ def run_training(model_path: Path) -> int:
         stderr=subprocess.STDOUT, env=env,
     )
     assert proc.stdout is not None
+    last = ""
     while True:
         raw = proc.stdout.readline(64 * 1024)
         if not raw:
             break
         for piece in raw.decode("utf-8", errors="replace").splitlines():
-            print(TRAIN_PREFIX + _clean_line(piece), flush=True)
-    return proc.wait()
+            line = _clean_line(piece)
+            print(TRAIN_PREFIX + line, flush=True)
+            last = line.strip() or last
+    return proc.wait(), last
 
 
 def _score_and_report(model_path: Path, val_bytes: bytes, extra: dict[str, float]) -> int:
@@ -469,11 +474,13 @@ def evaluate() -> int:
     try:
         model_path.unlink(missing_ok=True)
         t0 = time.perf_counter()
-        code = run_training(model_path)
+        code, last = run_training(model_path)
         train_seconds = time.perf_counter() - t0
         _write_result(None)  # whatever train.py wrote there does not count
         if code != 0:
-            print(f"evaluation refused: train.py exited with status {code}; see its output above",
+            # The refusal is the line results.tsv shows: it carries train.py's own last words.
+            said = f" ({last[:200]})" if last else ""
+            print(f"evaluation refused: train.py exited with status {code}{said}; see its output above",
                   file=sys.stderr, flush=True)
             return 1
         return _score_and_report(model_path, val_bytes, {

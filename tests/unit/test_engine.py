@@ -106,9 +106,12 @@ def test_a_study_whose_champion_always_crashes_stops_with_an_error(setup):
     engine, _, worker, _ = setup
     for _ in range(3):
         lease = engine.lease(worker)
-        engine.report(worker, lease.lease_id, ResultIn("crash", None, {}, b"", "", "Traceback ...", {}))
+        engine.report(worker, lease.lease_id, ResultIn("crash", None, {}, b"", "",
+                                                       "Traceback ...\nModuleNotFoundError: No module named 'torch'\n", {}))
     summary, = engine.study_summaries()
     assert "failed to evaluate 3 times" in summary.error and summary.done
+    assert "(last: crash: ModuleNotFoundError: No module named 'torch')" in summary.error, \
+        "the error names what the last failure said, not only its status"
     assert engine.lease(worker) is None
 
 

@@ -211,6 +211,15 @@ def test_a_crashing_train_py_gets_no_metric(tmp_path: Path, cache_dir: Path) -> 
     assert reading(proc, result).status == "no-metric"
 
 
+def test_a_refusal_carries_what_train_py_said_last(tmp_path: Path, cache_dir: Path) -> None:
+    proc, result = evaluate(tmp_path, cache_dir, """
+        import no_such_module_here
+    """)
+    assert proc.returncode != 0
+    # The line results.tsv and `autoswarm run` show: a newcomer without torch reads why.
+    assert "status 1 (ModuleNotFoundError: No module named 'no_such_module_here')" in proc.stderr.splitlines()[-1]
+
+
 @needs_torch
 def test_non_causal_model_is_refused(tmp_path: Path, cache_dir: Path) -> None:
     # Predicts each byte by looking at it: position t's logits come from idx[t + 1].
