@@ -67,7 +67,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from autoswarm.bundle import pack_files  # noqa: E402
 from autoswarm.v1 import common_pb2, control_pb2, control_pb2_grpc, worker_pb2, worker_pb2_grpc  # noqa: E402
 from coordinator_throughput import (  # noqa: E402
-    USE_TREE, cpu_seconds, free_port, percentile, rss_mib, start_process, stop_process,
+    cpu_seconds, free_port, percentile, rss_mib, start_process, stop_process,
 )
 
 # Real-time shape of the swarm (divided by the compression C in each step).
@@ -96,6 +96,72 @@ COORDINATOR = textwrap.dedent("""
     asyncio.run(watched(serve(config), Path(sys.argv[6])))
 """)
 
+# `--coordinator-tree`: the coordinator's packages from another checkout. Read from the environment
+# and run from a file, not `-c`, so that the credit rebuild's process (multiprocessing's spawn
+# re-runs the main file as `__mp_main__` in the child, which inherits the environment) runs the
+# same tree's code too: with `-c` it imported this checkout's, whatever the parent ran.
+TREE_FROM_ENV = textwrap.dedent("""
+    import importlib.util, os, sys
+    tree = os.environ.get("SWARM_SIZE_COORDINATOR_TREE")
+    if tree:
+        # An editable install maps the packages to its own checkout: take that finder out.
+        sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in str(getattr(f, "__module__", ""))]
+        for name, sub in (("autoswarm", "autoswarm"), ("autoswarm.coordinator", "coordinator"),
+                          ("autoswarm.worker", "worker")):
+            spec = importlib.util.spec_from_file_location(name, f"{tree}/{sub}/__init__.py")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+""")
+TREE_VARIABLE = "SWARM_SIZE_COORDINATOR_TREE"
+
+
+def coordinator_script() -> str:
+    """The coordinator's main file: the tree loader and the stall watch at its top level (a
+    spawned child runs them too, as `__mp_main__`), the coordinator itself only as `__main__`."""
+    return TREE_FROM_ENV + STALL_WATCH + "if __name__ == '__main__':\n" + textwrap.indent(COORDINATOR, "    ")
+
+
+def family(pid: int) -> list[int]:
+    """The processes started by `pid`, and theirs (the credit rebuild's, multiprocessing's resource
+    tracker): their CPU is the coordinator's too, and on a 2-core machine it is CPU the loop shares."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found, frontier = [], [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [child for child, ppid in parents.items() if ppid == parent]
+        found.extend(children)
+        frontier.extend(children)
+    return found
+
+
+def family_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds of each process `family` finds (one that ended meanwhile is left out)."""
+    cpu = {}
+    for child in family(pid):
+        try:
+            cpu[child] = cpu_seconds(child)
+        except OSError:
+            continue
+    return cpu
+
+
+def family_rss_mib(pid: int) -> float:
+    total = 0.0
+    for child in family(pid):
+        try:
+            total += rss_mib(child)
+        except OSError:
+            continue
+    return total
+
+
 # What the coordinator's event loop went through, for the step's window: how often and how long
 # it was late for a 10 ms timer (a stall every request in flight pays), and its collector's
 # pauses. Written to a file every second; the benchmark takes the difference over the window.
@@ -120,24 +186,41 @@ STALL_WATCH = textwrap.dedent("""
         # The coordinator's periodic and store calls, timed: how long each took in all, how
         # often one took > 50 ms, the longest (the checkpoint runs on its own thread).
         import importlib
+        import inspect
         def timed(module, owner, method):
-            cls = getattr(importlib.import_module(f"autoswarm.coordinator.{module}"), owner, None)
-            inner = getattr(cls, method, None)
-            if inner is None:
+            # Wall time of each call (a coroutine's includes what it awaited); a static method stays static.
+            try:
+                cls = getattr(importlib.import_module(f"autoswarm.coordinator.{module}"), owner, None)
+            except ImportError:
                 return
+            raw = cls.__dict__.get(method) if cls is not None else None
+            if raw is None:
+                return
+            static = isinstance(raw, staticmethod)
+            inner = raw.__func__ if static else raw
             key = f"{owner}.{method}"
             stats[key] = {"calls": 0, "ms": 0.0, "over_50ms": 0, "max_ms": 0.0}
-            def wrapper(*args, **kwargs):
-                t = time.perf_counter()
-                try:
-                    return inner(*args, **kwargs)
-                finally:
-                    ms, entry = 1000 * (time.perf_counter() - t), stats[key]
-                    entry["calls"] += 1
-                    entry["ms"] += ms
-                    entry["over_50ms"] += ms > 50
-                    entry["max_ms"] = max(entry["max_ms"], ms)
-            setattr(cls, method, wrapper)
+            def count(t):
+                ms, entry = 1000 * (time.perf_counter() - t), stats[key]
+                entry["calls"] += 1
+                entry["ms"] += ms
+                entry["over_50ms"] += ms > 50
+                entry["max_ms"] = max(entry["max_ms"], ms)
+            if inspect.iscoroutinefunction(inner):
+                async def wrapper(*args, **kwargs):
+                    t = time.perf_counter()
+                    try:
+                        return await inner(*args, **kwargs)
+                    finally:
+                        count(t)
+            else:
+                def wrapper(*args, **kwargs):
+                    t = time.perf_counter()
+                    try:
+                        return inner(*args, **kwargs)
+                    finally:
+                        count(t)
+            setattr(cls, method, staticmethod(wrapper) if static else wrapper)
         # The checkpoint thread's statements by mode: a RESTART holds the writer (the loop) off.
         class TimedConnection:
             def __init__(self, db):
@@ -163,7 +246,14 @@ STALL_WATCH = textwrap.dedent("""
         for module, owner, method in (("store_base", "StoreBase", "commit_batch"),
                                       ("engine", "Engine", "expire_overdue"), ("engine", "Engine", "flush_presence"),
                                       ("engine", "Engine", "lease"), ("engine", "Engine", "report"),
-                                      ("engine", "Engine", "heartbeat"), ("heap", "HeapKeeper", "tick")):
+                                      ("engine", "Engine", "heartbeat"), ("heap", "HeapKeeper", "tick"),
+                                      # What a monitored coordinator adds on the loop: the census's slices,
+                                      # the scrape, the credit rebuild's round trip (wall time, mostly
+                                      # awaiting its process) and what the loop reads for it.
+                                      ("census", "WorkerCensus", "_take"), ("census", "WorkerCensus", "worker_rows"),
+                                      ("metrics", "CoordinatorMetrics", "exposition"),
+                                      ("standings", "StandingsBook", "_fresh"),
+                                      ("service", "ControlService", "Status")):
             timed(module, owner, method)
         # Server-side time of the calls that handed out a task (a Lease, held or not, or a Report
         # with its next task), as the clients count them: from the handler's start to its
@@ -222,6 +312,10 @@ STALL_WATCH = textwrap.dedent("""
                     stats["late_loop_cpu_ms"] += 1000 * (time.clock_gettime(loop_clock) - c0)
                     stats["late_process_cpu_ms"] += 1000 * (time.process_time() - p0)
                 if t0 - last_write > 1.0:
+                    # The loop thread's CPU and the whole process's: the difference is gRPC's threads,
+                    # the checkpoint thread, the credit rebuild's executor threads (pickling, holding the GIL).
+                    stats["loop_cpu_ms"] = 1000 * time.clock_gettime(loop_clock)
+                    stats["process_cpu_ms"] = 1000 * time.process_time()
                     out.write_text(json.dumps({k: dict(v) if isinstance(v, dict) else v for k, v in stats.items()}))
                     last_write = t0
         watcher = asyncio.ensure_future(watch())
@@ -530,6 +624,8 @@ class StepResult:
     stalls: dict    # the coordinator loop's lateness, GC pauses and stacks while late in the window (STALL_WATCH)
     client_cpu_seconds: float = 0.0   # the simulated workers' processes, together, in the window
     scrapes: tuple[float, ...] = ()   # seconds each /metrics scrape in the window took (--scrape)
+    family_cpu_seconds: float = 0.0   # the coordinator's own child processes (the credit rebuild's), in the window
+    family_rss_mib: float = 0.0       # ... and their memory at the window's end
 
     @property
     def cpu_ms_per_worker_hour(self) -> float:
@@ -555,6 +651,10 @@ class StepResult:
                 f"thread ran {self.stalls.get('late_loop_cpu_ms', 0):.0f} ms of it, the coordinator's threads "
                 f"{self.stalls.get('late_process_cpu_ms', 0):.0f} ms of CPU; client processes "
                 f"{100 * self.client_cpu_seconds / self.seconds:.0f}% of a core"
+                f"\n          coordinator's loop thread {self.stalls.get('loop_cpu_ms', 0) / 10 / self.seconds:.0f}% "
+                f"of a core, its other threads {(self.stalls.get('process_cpu_ms', 0) - self.stalls.get('loop_cpu_ms', 0)) / 10 / self.seconds:.0f}%, "
+                f"its child processes (credit rebuild) {100 * self.family_cpu_seconds / self.seconds:.0f}% "
+                f"({self.family_rss_mib:.0f} MiB)"
                 + (f"; {len(self.scrapes)} scrapes of /metrics, longest {1000 * max(self.scrapes):.0f} ms"
                    if self.scrapes else "")
                 + "".join(f"\n            {key} (handler only, calls that handed out a task): p50 "
@@ -623,11 +723,12 @@ def main() -> None:
                 connected = 0
                 address = f"127.0.0.1:{free_port()}"
                 ready = tmp / f"ready-{step}.json"
-                tree = [] if args.coordinator_tree is None else [str(args.coordinator_tree.resolve())]
-                script = STALL_WATCH + COORDINATOR
-                script = script if args.coordinator_tree is None else USE_TREE + script
+                if args.coordinator_tree is not None:
+                    os.environ[TREE_VARIABLE] = str(args.coordinator_tree.resolve())
+                main_file = tmp / "coordinator_main.py"
+                main_file.write_text(coordinator_script())
                 stalls_file = tmp / f"stalls-{step}.json"
-                coordinator = start_process(["-c", script, *tree, str(tmp / f"swarm-{step}.db"), address, str(ready),
+                coordinator = start_process([str(main_file), str(tmp / f"swarm-{step}.db"), address, str(ready),
                                              str(c), str(LEASE_GRACE), str(stalls_file),
                                              str(free_port() if args.scrape else 0)],
                                             ready=ready, log=tmp / "coordinator.log")
@@ -656,6 +757,7 @@ def main() -> None:
                   f"ramping for {ramp:.0f} s", flush=True)
             time.sleep(ramp)
             cpu0, t0 = cpu_seconds(coordinator.pid), time.monotonic()
+            family0 = family_cpu(coordinator.pid)
             clients0 = sum(cpu_seconds(p.pid) for p in procs)
             scraped0 = len(scraper.seconds) if scraper is not None else 0
             stalls0 = read_stalls(stalls_file)
@@ -663,6 +765,8 @@ def main() -> None:
                 pipe.send((t0, t0 + args.seconds))
             tallies = [pipe.recv() for pipe in pipes]
             seconds, cpu = time.monotonic() - t0, cpu_seconds(coordinator.pid) - cpu0
+            family1 = family_cpu(coordinator.pid)
+            family_seconds = sum(cpu - family0.get(child, 0.0) for child, cpu in family1.items())
             clients_cpu = sum(cpu_seconds(p.pid) for p in procs) - clients0
             stalls1 = read_stalls(stalls_file)
             stalls = window_stalls(stalls0, stalls1)
@@ -677,7 +781,8 @@ def main() -> None:
                                 percentile(lease_ms, 0.5), percentile(lease_ms, 0.99),
                                 percentile(report_ms, 0.5), percentile(report_ms, 0.99),
                                 rss_mib(coordinator.pid), os.getloadavg()[0], stalls, clients_cpu,
-                                tuple(scraper.seconds[scraped0:]) if scraper is not None else ())
+                                tuple(scraper.seconds[scraped0:]) if scraper is not None else (),
+                                family_seconds, family_rss_mib(coordinator.pid))
             results.append(result)
             connected = target
             print(result.describe(), flush=True)
