@@ -25,6 +25,7 @@ BOINC's rules, with what autoswarm knows on top:
 
 from __future__ import annotations
 
+import bisect
 import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
@@ -324,10 +325,14 @@ def discoveries(direction: str, steps: Sequence[Step], claims: Sequence[Claim], 
 
 
 def _badges(tallies: Mapping[str, Tally]) -> None:
-    """Top 1/5/25% by recent average credit: rank ≤ fraction × count (ties share the rank)."""
+    """Top 1/5/25% by recent average credit: rank ≤ fraction × count (ties share the rank).
+
+    A rank is 1 + how many have more, found by bisecting the sorted averages: counted against
+    every other owner it was quadratic, ~400 s of a core for 80,000 owners with credit."""
     ranked = [t for t in tallies.values() if t.recent_average > 0]
+    ascending = sorted(t.recent_average for t in ranked)
     for t in ranked:
-        rank = 1 + sum(o.recent_average > t.recent_average for o in ranked)
+        rank = 1 + len(ascending) - bisect.bisect_right(ascending, t.recent_average)
         t.badge = next((name for name, fraction in BADGES if rank <= fraction * len(ranked)), "")
 
 

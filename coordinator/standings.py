@@ -38,7 +38,7 @@ REFRESH_SECONDS = 5.0
 MAX_SERIES_POINTS = 400        # points of one chart: a long study's history is thinned to this
 MAX_TEAM_LABELS = 20           # Prometheus: the teams with most credit; the rest count as "other"
 RECENT_RESULTS = 50
-REBUILD_SHARE = 0.2            # rebuilds take at most this share of the time, however big the store
+REBUILD_SPACING = 20.0         # a rebuild waits at least this many times its own cost: ~5% of a core at most
 
 log = logging.getLogger("autoswarm.coordinator.standings")
 
@@ -254,6 +254,21 @@ def _study_page(store: Store, summary: StudySummary, policy: tuple[str, int, flo
 REBUILD_NICENESS = 10         # the rebuilding process yields the CPU to the coordinator's loop
 
 
+def rebuild_interval(refresh: float, cost: float, spacing: float = REBUILD_SPACING) -> float:
+    """How long a snapshot is served before the next rebuild: the refresh interval, or `spacing`
+    times what the last rebuild cost in CPU seconds (its process's, and the loop's part of it),
+    whichever is longer; a refresh of 0 rebuilds on every read.
+
+    The cost grows with the store and the swarm (every result and every worker is read again):
+    ~4 s of a core at 100,000 volunteers, which every 20 s (five times its cost, as before) was a
+    fifth of a core on a 2-core machine where the loop needs most of one. Spaced by twenty
+    times its cost it never takes more than ~5% of a core, however big the swarm grows; the
+    standings are then older (~80 s there), which credit can afford and a loop cannot."""
+    if refresh <= 0:
+        return 0.0
+    return max(refresh, spacing * max(cost, 0.0))
+
+
 def _exit_with(parent: int) -> None:
     """In the rebuilding process: run at a lower priority than the coordinator (a rebuild at
     100,000 workers is ~4 s of a core, on machines where the loop needs most of one), and exit
@@ -326,7 +341,7 @@ class StandingsBook:
 
     A process, not a thread: the rebuild is Python work over every result, and on a thread it
     would hold the GIL against the gRPC loop for as long as it runs. Rebuilds are also spaced
-    so that they take at most a fifth of the time (`REBUILD_SHARE`), however big the store.
+    by twenty times their cost (`rebuild_interval`), however big the store and the swarm.
     The snapshot comes back pickled (`Rebuilt`) and is unpickled once, for the first page or
     credit call that reads it; the Prometheus gauges read the sums that came with it.
     """
@@ -343,6 +358,7 @@ class StandingsBook:
         self._store: Store | None = None
         self._pool: ProcessPoolExecutor | None = None
         self._rebuilt: Rebuilt | None = None
+        self._loop_cost = 0.0      # CPU seconds the loop spent on the last rebuild (reading the engine)
         self._read: tuple[Rebuilt, Snapshot] | None = None     # the last rebuild, unpickled for a reader
 
     def _open(self) -> Store:
@@ -351,9 +367,14 @@ class StandingsBook:
         return self._store
 
     def _fresh_for(self) -> float:
-        """How long a snapshot is served: the refresh interval, longer while rebuilds are slow."""
-        cost = self._rebuilt.cost if self._rebuilt is not None else 0.0
-        return max(self._refresh, cost / REBUILD_SHARE) if self._refresh > 0 else 0.0
+        """How long a snapshot is served: the refresh interval, longer while rebuilds are costly."""
+        cost = self._rebuilt.cost + self._loop_cost if self._rebuilt is not None else 0.0
+        return rebuild_interval(self._refresh, cost)
+
+    @property
+    def interval(self) -> float:
+        """Seconds between rebuilds now (what `keep_fresh` waits)."""
+        return self._fresh_for()
 
     @property
     def teams(self) -> dict[str, TeamCredit] | None:
@@ -365,7 +386,9 @@ class StandingsBook:
         rebuilt = self._rebuilt
         if rebuilt is not None and self._clock() - rebuilt.computed < self._fresh_for():
             return rebuilt
+        started = time.thread_time()
         studies, workers, policies = self._read_engine()
+        self._loop_cost = time.thread_time() - started
         now = self._clock()
         if self._pool is None:
             # spawn: a forked child of a process running gRPC's threads is not safe.
@@ -391,14 +414,18 @@ class StandingsBook:
             return await asyncio.to_thread(lambda: self._open().recent_results(study, limit))
 
     async def keep_fresh(self) -> None:
-        """Rebuilds the standings every refresh interval, for the Prometheus gauges, forever."""
+        """Rebuilds the standings as often as `rebuild_interval` allows, for the Prometheus gauges, forever."""
         while True:
             try:
                 async with self._lock:
                     await self._fresh()
             except Exception:  # noqa: BLE001 - a failed rebuild is retried next round; pages report their own
                 log.exception("credit standings: rebuild failed")
-            await asyncio.sleep(max(self._refresh, 1.0))   # a scrape interval is seconds at least
+            # Until the snapshot is due (a scrape interval is seconds at least): not a wake-up every
+            # refresh interval that finds the snapshot still fresh.
+            rebuilt = self._rebuilt
+            due = rebuilt.computed + self._fresh_for() - self._clock() if rebuilt is not None else 0.0
+            await asyncio.sleep(max(self._refresh, 1.0, due))
 
     def close(self) -> None:
         if self._pool is not None:

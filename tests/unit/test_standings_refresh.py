@@ -8,7 +8,8 @@ import os
 
 from autoswarm.coordinator.census import pickled_rows
 from autoswarm.coordinator.standings import (
-    MAX_TEAM_LABELS, REBUILD_NICENESS, Snapshot, StandingsBook, Team, TeamCredit, Volunteer, team_credit,
+    MAX_TEAM_LABELS, REBUILD_NICENESS, REBUILD_SPACING, Rebuilt, Snapshot, StandingsBook, Team, TeamCredit,
+    Volunteer, rebuild_interval, team_credit,
 )
 from autoswarm.coordinator.store import Store
 
@@ -79,5 +80,37 @@ def test_the_rebuilding_process_runs_at_a_lower_priority_than_the_coordinator(tm
         rebuilders = [p.pid for p in multiprocessing.active_children() if p.pid not in before]
         assert rebuilders, "the rebuild ran in a process of its own"
         assert all(os.getpriority(os.PRIO_PROCESS, pid) >= min(mine + REBUILD_NICENESS, 19) for pid in rebuilders)
+    finally:
+        book.close()
+
+
+def test_the_rebuild_interval_is_the_refresh_interval_until_twenty_times_a_rebuilds_cost_is_longer():
+    assert rebuild_interval(5.0, 0.01) == 5.0, "a small swarm's standings stay seconds fresh"
+    assert rebuild_interval(5.0, 0.25) == 5.0 == 20 * 0.25
+    assert rebuild_interval(5.0, 4.0) == 80.0, "100,000 volunteers: ~4 s of a core, at most every 80 s"
+    assert rebuild_interval(0.0, 4.0) == 0.0, "refresh 0: rebuilt on every read, whatever it costs"
+    assert rebuild_interval(5.0, -1.0) == 5.0, "a clock that went backwards costs nothing"
+    for cost in (0.001, 0.3, 4.0, 60.0):
+        assert cost / rebuild_interval(5.0, cost) <= 1 / REBUILD_SPACING + 1e-12, "never more than ~5% of a core"
+
+
+def test_a_costly_rebuild_is_served_for_twenty_times_its_cost_loop_part_included(tmp_path):
+    """The interval counts what the rebuild cost in its process and what reading the engine cost
+    the loop; a page view inside it gets the same snapshot, not a new rebuild."""
+    Store(tmp_path / "swarm.db").close()
+    now = [1000.0]
+    book = StandingsBook(tmp_path / "swarm.db", lambda: ([], [], {}), refresh=5.0, clock=lambda: now[0])
+
+    async def read_after(seconds: float) -> Snapshot:
+        now[0] += seconds
+        return await book.snapshot()
+
+    try:
+        first = asyncio.run(read_after(0.0))
+        book._rebuilt = Rebuilt(book._rebuilt.computed, book._rebuilt.snapshot, book._rebuilt.teams, 3.0)
+        book._loop_cost = 1.0
+        assert book.interval == 80.0
+        assert asyncio.run(read_after(79.0)).computed == first.computed, "served for 20 x (3 s + 1 s)"
+        assert asyncio.run(read_after(2.0)).computed == 1081.0, "then rebuilt"
     finally:
         book.close()
