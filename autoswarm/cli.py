@@ -709,11 +709,18 @@ def cluster(
 
 # -- status, history, best ----------------------------------------------------------------
 
+STATUS_WORKERS = 50     # worker rows `status` lists by default: a screen, not 100,000 rows (~1 s of the coordinator)
+
 @app.command()
 def status(
     coordinator: CoordinatorOpt = "127.0.0.1:50051",
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Keep a live view open (Ctrl-C to leave).")] = False,
     interval: Annotated[float, typer.Option(min=0.2, help="Seconds between updates with --watch.")] = 2.0,
+    workers: Annotated[int, typer.Option("--workers", min=0, help=(
+        "Worker rows to list (0: none); every worker is counted by state and class whatever this says."))]
+        = STATUS_WORKERS,
+    start: Annotated[int, typer.Option("--from", min=0, help="List workers from this one on (0: the first "
+                                       "that registered).")] = 0,
 ) -> None:
     """Studies, champions and workers of a coordinator."""
     try:
@@ -723,10 +730,10 @@ def status(
             watch_status(coordinator, interval, console)
             return
         with _control(coordinator) as control:
-            response = control.status()
+            response = control.status(workers, start)
     except ControlError as exc:
         _fail(str(exc))
-    for part in status_tables(response, console.width):
+    for part in status_tables(response, console.width, offset=start, limit=workers):
         console.print(part, soft_wrap=False)  # laid out for the terminal's width
 
 

@@ -77,8 +77,23 @@ class ControlClient:
     def result(self, result_id: str) -> control_pb2.ResultDetail:
         return self._call(self.stub.GetResult, control_pb2.GetResultRequest(result_id=result_id))
 
-    def status(self) -> control_pb2.StatusResponse:
-        return self._call(self.stub.Status, control_pb2.StatusRequest())
+    def status(self, workers: int | None = None, offset: int = 0) -> control_pb2.StatusResponse:
+        """Studies, every worker counted by state and class, and `workers` worker rows from the
+        `offset`-th (None: every worker's row, as before pages; 0: counts only). A coordinator
+        lists a bounded page a call: the rest is asked for again until `workers` rows came."""
+        if workers is None:
+            return self._call(self.stub.Status, control_pb2.StatusRequest())
+
+        def page(start: int, limit: int) -> control_pb2.StatusResponse:
+            return self._call(self.stub.Status, control_pb2.StatusRequest(
+                workers=control_pb2.WorkerPage(offset=start, limit=limit)))
+        response = page(offset, workers)
+        while response.workers_total and len(response.workers) < min(workers, response.workers_total - offset):
+            more = page(offset + len(response.workers), workers - len(response.workers))
+            if not more.workers:
+                break
+            response.workers.extend(more.workers)
+        return response
 
     def history(self, study: str) -> control_pb2.HistoryResponse:
         return self._call(self.stub.History, control_pb2.HistoryRequest(study=study))

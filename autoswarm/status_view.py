@@ -111,12 +111,68 @@ def slot_shares(w: control_pb2.WorkerStatus) -> str:
     return " ".join(f"{label} {value / total:.0%}" for label, value in zip(("eval", "mut", "wait"), seconds))
 
 
-def workers_view(response: control_pb2.StatusResponse, wide: bool, now: float) -> Table:
-    """One row per worker; the narrow layout leaves out the worker id and the claim counts."""
+def worker_counts(response: control_pb2.StatusResponse) -> list[control_pb2.WorkerCount]:
+    """Every worker counted by state and hardware class: the coordinator's counts, or (from a
+    coordinator older than them, which lists every worker) counted here from its rows."""
+    if response.worker_counts or response.workers_total:
+        return list(response.worker_counts)
+    counted: dict[tuple[str, str], control_pb2.WorkerCount] = {}
+    for w in response.workers:
+        count = counted.setdefault((w.state, w.hardware_class),
+                                   control_pb2.WorkerCount(state=w.state, hardware_class=w.hardware_class))
+        count.workers += 1
+        count.slots += w.slots
+        count.running += w.running
+    return [counted[key] for key in sorted(counted)]
+
+
+def listed(response: control_pb2.StatusResponse, offset: int = 0,
+           limit: int | None = None) -> list[control_pb2.WorkerStatus]:
+    """The rows of the page asked for: as sent, or paged here when an older coordinator sent
+    every worker (it knows no pages)."""
+    if response.workers_total:
+        return list(response.workers)
+    return list(response.workers[offset:] if limit is None else response.workers[offset:offset + limit])
+
+
+def workers_total(response: control_pb2.StatusResponse) -> int:
+    """Known workers (an older coordinator sends every row and no total)."""
+    return response.workers_total or len(response.workers)
+
+
+def classes_view(response: control_pb2.StatusResponse) -> Table:
+    """Workers by hardware class: how many, in which states, tasks running over the slots of
+    those not offline (from the counts: a swarm of any size fits in a few lines)."""
+    counts = worker_counts(response)
+    by_state: dict[str, int] = {}
+    for c in counts:
+        by_state[c.state] = by_state.get(c.state, 0) + c.workers
+    summary = " · ".join(f"{n} {state}" for state, n in sorted(by_state.items(), key=lambda kv: (-kv[1], kv[0])))
+    table = _table(f"workers: {summary or 'none yet'}", ["hardware class", "workers", "by state", "running / slots"],
+                   ("workers",))
+    classes: dict[str, list[control_pb2.WorkerCount]] = {}
+    for c in counts:
+        classes.setdefault(c.hardware_class, []).append(c)
+    for hw, members in sorted(classes.items()):
+        live = [c for c in members if c.state != "offline"]
+        add_plain_row(table, hw, str(sum(c.workers for c in members)),
+                      ", ".join(f"{c.workers} {c.state}" for c in sorted(members, key=lambda c: c.state)),
+                      f"{sum(c.running for c in live)} / {sum(c.slots for c in live)}")
+    return table
+
+
+def workers_view(response: control_pb2.StatusResponse, wide: bool, now: float, offset: int = 0,
+                 limit: int | None = None) -> Table:
+    """One row per worker listed (`limit` at most, from the `offset`-th); the narrow layout leaves
+    out the worker id and the claim counts."""
     columns = ["worker", "name", "owner", "state", "hardware class", "running", "results", "claims ok/refuted",
                "last seen"] if wide else ["name", "owner", "state", "hardware class", "running", "seen"]
-    table = _table("workers", columns, ("running", "results"))
-    for w in response.workers:
+    total = workers_total(response)
+    rows = listed(response, offset, limit)
+    title = "workers" if offset == 0 and len(rows) == total else \
+        (f"workers {offset + 1}–{offset + len(rows)} of {total}" if rows else f"workers: none listed of {total}")
+    table = _table(title, columns, ("running", "results"))
+    for w in rows:
         shares = slot_shares(w) if wide else ""
         cells = [w.name, w.owner or "-", w.state, w.hardware_class,
                  f"{w.running}/{w.slots}" + (f" ({shares})" if shares else "")]
@@ -127,7 +183,10 @@ def workers_view(response: control_pb2.StatusResponse, wide: bool, now: float) -
 
 
 def mutator_counts(response: control_pb2.StatusResponse) -> dict[str, int]:
-    """How many connected workers can run each mutator kind."""
+    """How many connected workers can run each mutator kind (the coordinator's counts; counted
+    here from the rows of a coordinator older than them)."""
+    if response.mutator_counts or response.workers_total:
+        return {m.mutator: m.workers for m in response.mutator_counts}
     counts: dict[str, int] = {}
     for w in response.workers:
         if w.state not in ("offline", "stopped"):
@@ -137,11 +196,19 @@ def mutator_counts(response: control_pb2.StatusResponse) -> dict[str, int]:
 
 
 def status_tables(response: control_pb2.StatusResponse, width: int = WIDE_COLUMNS,
-                  now: float | None = None) -> list[RenderableType]:
-    """Studies, workers, and which mutators the connected workers can run, laid out for `width`."""
+                  now: float | None = None, offset: int = 0, limit: int | None = None) -> list[RenderableType]:
+    """Studies, workers by class, the workers listed (`limit` from the `offset`-th; None: all
+    sent), and which mutators the connected workers can run, laid out for `width`."""
     wide = width >= WIDE_COLUMNS
     now = time.time() if now is None else now
     kinds = _table("mutators", ["mutator", "connected workers"], ("connected workers",))
     for kind, n in sorted(mutator_counts(response).items()):
         add_plain_row(kinds, kind, str(n))
-    return [*studies_view(response, wide), workers_view(response, wide, now), kinds]
+    parts: list[RenderableType] = [*studies_view(response, wide), classes_view(response),
+                                   workers_view(response, wide, now, offset, limit)]
+    shown = offset + len(listed(response, offset, limit))
+    if shown < workers_total(response):
+        parts.append(Text(f"  {workers_total(response) - shown} more: autoswarm status --workers N --from {shown}"))
+    if response.counted_unix and now - response.counted_unix >= 2:
+        parts.append(Text(f"  counts as of {_ago(now - response.counted_unix)} (a big swarm is counted every few seconds)"))
+    return [*parts, kinds]

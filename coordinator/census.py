@@ -42,14 +42,26 @@ class WorkerTally:
     running: dict[str, int] = field(default_factory=dict)                # tasks on workers not offline
     quarantined: dict[str, int] = field(default_factory=dict)
     slot_seconds: dict[tuple[str, str], float] = field(default_factory=dict)   # (hardware class, activity)
+    # (state, hardware class): [slots, tasks running] of those workers, offline ones included
+    loads: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    mutators: dict[str, int] = field(default_factory=dict)     # connected workers (not offline, not stopped)
 
     def add(self, hw: str, state: str, quarantined: bool, slots: int, running: int,
-            slot_times: tuple[SlotTime, ...]) -> None:
+            slot_times: tuple[SlotTime, ...], mutators: tuple[str, ...] = ()) -> None:
         """Counts one worker of hardware class `hw`, shown in `state`."""
         self.workers[(state, hw)] = self.workers.get((state, hw), 0) + 1
         self.quarantined[hw] = self.quarantined.get(hw, 0) + (1 if quarantined else 0)
+        load = self.loads.get((state, hw))
+        if load is None:
+            self.loads[(state, hw)] = [slots, running]
+        else:
+            load[0] += slots
+            load[1] += running
         if state == "offline":
             return
+        if state != "stopped":
+            for kind in mutators:
+                self.mutators[kind] = self.mutators.get(kind, 0) + 1
         self.slots[hw] = self.slots.get(hw, 0) + slots
         self.running[hw] = self.running.get(hw, 0) + running
         for t in slot_times:
@@ -58,14 +70,15 @@ class WorkerTally:
                 self.slot_seconds[key] = self.slot_seconds.get(key, 0.0) + getattr(t, activity)
 
     def add_line(self, line: CensusLine) -> None:
-        row, slots, running, slot_times = line
-        self.add(row[4], row[5], row[6], slots, running, slot_times)
+        row, slots, running, slot_times, mutators = line
+        self.add(row[4], row[5], row[6], slots, running, slot_times, mutators)
 
     @classmethod
     def of(cls, workers: Iterable[WorkerSummary]) -> WorkerTally:
         tally = cls()
         for w in workers:
-            tally.add(w.record.hardware_class, w.state, w.trust.quarantined, w.record.slots, w.running, w.slot_times)
+            tally.add(w.record.hardware_class, w.state, w.trust.quarantined, w.record.slots, w.running, w.slot_times,
+                      tuple(w.record.mutators))
         return tally
 
 
@@ -74,6 +87,16 @@ class Census:
     rows: list[bytes]              # what the credit standings read of each worker: a pickled list of rows per slice
     tally: WorkerTally
     taken: float                   # monotonic time the count began
+    taken_unix: float = 0.0        # ... and its wall-clock time (what `autoswarm status` shows)
+    cost: float = 0.0              # CPU seconds the count took the loop
+
+
+def census_interval(base: float, cost: float, spacing: float = 20.0) -> float:
+    """Seconds between two counts of a big swarm: `base`, or `spacing` times what the last count
+    cost the loop in CPU, whichever is longer; so counting never takes more than 1/`spacing`
+    (~5%) of the loop, however big the swarm grows. The credit rebuild follows the same rule
+    (`standings.rebuild_interval`)."""
+    return max(base, spacing * max(cost, 0.0))
 
 
 def pickled_rows(rows: list[WorkerRowTuple]) -> bytes:
@@ -101,13 +124,21 @@ class WorkerCensus:
     Implements `metrics.EngineView`, so a scrape reads it as it would the engine."""
 
     def __init__(self, swarm: CountedSwarm, *, interval: float = CENSUS_SECONDS, slice_size: int = SLICE,
-                 fresh_up_to: int = FRESH_UP_TO, clock: Callable[[], float] = time.monotonic) -> None:
+                 fresh_up_to: int = FRESH_UP_TO, clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], float] = time.time) -> None:
         self._swarm = swarm
         self._interval = interval
         self._slice = slice_size
         self._fresh_up_to = fresh_up_to
         self._clock = clock
+        self._wall_clock = wall_clock
         self._last: Census | None = None
+        self._counting: asyncio.Future[Census] | None = None     # a count under way, which readers share
+
+    @property
+    def interval(self) -> float:
+        """Seconds between two counts now (`census_interval` of the last count's cost)."""
+        return census_interval(self._interval, self._last.cost if self._last is not None else 0.0)
 
     def study_summaries(self) -> list[StudySummary]:
         return self._swarm.study_summaries()     # one per study: cheap
@@ -129,12 +160,12 @@ class WorkerCensus:
         return self._last
 
     def _count_at_once(self) -> Census:
-        taken = self._clock()
+        taken, taken_unix, cpu = self._clock(), self._wall_clock(), time.thread_time()
         rows: list[bytes] = []
         tally = WorkerTally()
         for part in self._swarm.census_in_slices(max(self._slice, 1)):
             self._take(part, rows, tally)
-        return Census(rows, tally, taken)
+        return Census(rows, tally, taken, taken_unix, time.thread_time() - cpu)
 
     @staticmethod
     def _take(part: list[CensusLine], rows: list[bytes], tally: WorkerTally) -> None:
@@ -143,22 +174,48 @@ class WorkerCensus:
         rows.append(pickled_rows([line[0] for line in part]))
 
     async def count(self) -> Census:
-        """Counts every worker, yielding to the event loop after each slice; the new census is kept."""
-        taken = self._clock()
+        """Counts every worker, yielding to the event loop after each slice; the new census is kept.
+        Callers at the same time share one count."""
+        if self._counting is None or self._counting.done():
+            self._counting = asyncio.ensure_future(self._count_in_slices())
+        return await asyncio.shield(self._counting)
+
+    async def _count_in_slices(self) -> Census:
+        taken, taken_unix, cost = self._clock(), self._wall_clock(), 0.0
         rows: list[bytes] = []
         tally = WorkerTally()
-        for part in self._swarm.census_in_slices(max(self._slice, 1)):
-            self._take(part, rows, tally)
+        slices = self._swarm.census_in_slices(max(self._slice, 1))
+        while True:
+            cpu = time.thread_time()
+            part = next(slices, None)
+            if part is not None:
+                self._take(part, rows, tally)
+            cost += time.thread_time() - cpu
+            if part is None:
+                break
             await asyncio.sleep(0)
-        self._last = Census(rows, tally, taken)
+        self._last = Census(rows, tally, taken, taken_unix, cost)
         return self._last
 
+    async def current(self) -> Census:
+        """A census no older than about two census intervals: the last one, or a count made now
+        (in slices) when none is that recent, as for an operator's `autoswarm status` on a
+        coordinator that counts for nobody else (no metrics, no web page). A small swarm is
+        counted at once, as on every read."""
+        last = self._last
+        if self._swarm.worker_count() <= self._fresh_up_to:
+            return self._census()
+        if last is not None and self._clock() - last.taken < 2 * self.interval:
+            return last
+        return await self.count()
+
     async def keep_counting(self) -> None:
-        """Counts a big swarm every `interval` seconds, forever (a small one is counted on read)."""
+        """Counts a big swarm every `interval` seconds (longer while counts are costly), forever;
+        a small one is counted on read."""
         while True:
             try:
                 if self._swarm.worker_count() > self._fresh_up_to:
                     await self.count()
             except Exception:  # noqa: BLE001 - a failed census is retried next round; scrapes serve the last one
                 log.exception("worker census failed")
-            await asyncio.sleep(self._interval)
+            await asyncio.sleep(self.interval)

@@ -158,7 +158,7 @@ async def serve(config: ServerConfig) -> None:
         name: (spec.acceptance.compare, spec.acceptance.quorum, spec.timeout)
         for name, spec in ((s.name, engine.study(s.name)) for s in engine.study_summaries())}),
         refresh=config.web_refresh)
-    control_pb2_grpc.add_ControlServiceServicer_to_server(ControlService(engine, commits, auth, book), server)
+    control_pb2_grpc.add_ControlServiceServicer_to_server(ControlService(engine, commits, auth, book, census), server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     credentials = _server_credentials(config)

@@ -17,6 +17,7 @@ from autoswarm import words
 from autoswarm.slot_time import SlotTime
 from autoswarm.v1 import common_pb2, control_pb2, control_pb2_grpc, worker_pb2, worker_pb2_grpc
 from autoswarm.coordinator.auth import Authenticator, caller_of
+from autoswarm.coordinator.census import Census, WorkerCensus
 from autoswarm.coordinator.engine import CoordinatorError, Engine, ResultIn, TaskSpec
 from autoswarm.coordinator.group_commit import GroupCommit
 from autoswarm.coordinator.ratelimit import RateLimiter
@@ -24,9 +25,11 @@ from autoswarm.coordinator.standings import StandingsBook, Volunteer
 from autoswarm.coordinator.lineage import LineageEntry
 from autoswarm.coordinator.reasons import failure_reason
 from autoswarm.coordinator.store import ResultRecord, StudyEvent, StudyRecord, VersionRecord
+from autoswarm.coordinator.summaries import WorkerSummary
 
 BUNDLE_CHUNK_BYTES = 1 << 20
 STATUS_SLICE = 1_000             # worker rows a Status call builds between two turns of the event loop
+MAX_STATUS_PAGE = 1_000          # worker rows one paged Status call lists at most (~15 ms of the loop)
 MAX_LEASE_WAIT_SECONDS = 300.0   # what a worker may ask; the coordinator suggests less (liveness.poll_seconds)
 T = TypeVar("T")
 
@@ -391,13 +394,39 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
                                          total_size=len(data))
 
 
+def worker_status(w: WorkerSummary) -> control_pb2.WorkerStatus:
+    """One worker's row of `Status`."""
+    return control_pb2.WorkerStatus(
+        worker_id=w.record.id, name=w.record.name, state=w.state,
+        hardware_class=w.record.hardware_class, last_seen_unix=w.last_seen, results=w.results,
+        slots=w.record.slots, running=w.running, mutators=list(w.record.mutators),
+        claims_confirmed=w.trust.confirmed, claims_refuted=w.trust.refuted, owner=w.record.owner,
+        slot_times=[common_pb2.SlotTime(slot=t.slot, evaluating_seconds=t.evaluating,
+                                        mutating_seconds=t.mutating, waiting_seconds=t.waiting)
+                    for t in w.slot_times])
+
+
+def worker_counts(census: Census, into: control_pb2.StatusResponse) -> None:
+    """The census's counts of every worker, by state and hardware class, and of mutator kinds."""
+    tally = census.tally
+    for (state, hw), n in sorted(tally.workers.items()):
+        slots, running = tally.loads.get((state, hw), (0, 0))
+        into.worker_counts.add(state=state, hardware_class=hw, workers=n, slots=slots, running=running)
+    for kind, n in sorted(tally.mutators.items()):
+        into.mutator_counts.add(mutator=kind, workers=n)
+    into.counted_unix = census.taken_unix
+
+
 class ControlService(control_pb2_grpc.ControlServiceServicer):
     def __init__(self, engine: Engine, commits: GroupCommit | None = None, auth: Authenticator | None = None,
-                 standings: StandingsBook | None = None) -> None:
+                 standings: StandingsBook | None = None, census: WorkerCensus | None = None) -> None:
         self.engine = engine
         self.durable = _Durable(commits)
         self.auth = auth
         self.standings = standings
+        # What Status counts (every worker by state and class) comes from the census the scrape
+        # and the credit rebuild read: one count per census interval however often operators ask.
+        self.census = census if census is not None else WorkerCensus(engine.summaries)
 
     async def _tokens(self, context) -> Authenticator:
         if self.auth is None or not self.auth.enabled:
@@ -474,18 +503,19 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):
                 failed_edits=s.failed_edits,
             ))
             study_lifecycle_fields(self.engine.study_record(s.name), response.studies[-1])
-        # Every worker's row, all as of the call, built STATUS_SLICE at a time between turns of the
-        # loop: 100,000 rows are ~1.5 s of its CPU, which in one piece stalled every call in flight.
+        response.workers_total = self.engine.summaries.worker_count()
+        worker_counts(await self.census.current(), response)
+        if request is not None and request.HasField("workers"):
+            # One page, in the order workers registered: what a screen shows, whatever the swarm's size.
+            page = request.workers
+            response.workers.extend(worker_status(w) for w in self.engine.summaries.worker_summaries_page(
+                page.offset, min(max(page.limit, 0), MAX_STATUS_PAGE)))
+            return response
+        # No page asked (an older client): every worker's row, all as of the call, built
+        # STATUS_SLICE at a time between turns of the loop: 100,000 rows are ~1.5 s of its CPU,
+        # which in one piece stalled every call in flight.
         for part in self.engine.worker_summaries_in_slices(STATUS_SLICE):
-            response.workers.extend(control_pb2.WorkerStatus(
-                worker_id=w.record.id, name=w.record.name, state=w.state,
-                hardware_class=w.record.hardware_class, last_seen_unix=w.last_seen, results=w.results,
-                slots=w.record.slots, running=w.running, mutators=list(w.record.mutators),
-                claims_confirmed=w.trust.confirmed, claims_refuted=w.trust.refuted, owner=w.record.owner,
-                slot_times=[common_pb2.SlotTime(slot=t.slot, evaluating_seconds=t.evaluating,
-                                                mutating_seconds=t.mutating, waiting_seconds=t.waiting)
-                            for t in w.slot_times],
-            ) for w in part)
+            response.workers.extend(worker_status(w) for w in part)
             await asyncio.sleep(0)
         return response
 

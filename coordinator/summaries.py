@@ -6,6 +6,7 @@ changes the store or memory.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -84,8 +85,9 @@ class WorkerSummary:
 # name, owner, registered, hardware class, state, quarantined): a tuple of strings and numbers is
 # not tracked by the collector, so a census of 100,000 kept between counts costs its passes nothing.
 WorkerRowTuple = tuple[str, str, str, float, str, str, bool]
-# One worker in a census: its row, its slots, the tasks it runs, its slots' time as it last reported.
-CensusLine = tuple[WorkerRowTuple, int, int, tuple[SlotTime, ...]]
+# One worker in a census: its row, its slots, the tasks it runs, its slots' time as it last
+# reported, the mutator kinds it can run.
+CensusLine = tuple[WorkerRowTuple, int, int, tuple[SlotTime, ...], tuple[str, ...]]
 
 
 class Presence(Protocol):
@@ -163,8 +165,17 @@ class Summaries:
                 state = _state(worker, presence, quarantined, now, offline_after)
                 part.append(((worker.id, worker.name, worker.owner, worker.registered, worker.hardware_class,
                               state, quarantined), worker.slots, len(running.get(worker.id, ())),
-                             presence.slot_times if presence is not None else ()))
+                             presence.slot_times if presence is not None else (), tuple(worker.mutators)))
             yield part
+
+    def worker_summaries_page(self, offset: int, limit: int) -> list[WorkerSummary]:
+        """At most `limit` workers' summaries from the `offset`-th, in the order they registered:
+        what one screen of `autoswarm status` shows, whatever the swarm's size."""
+        if limit <= 0:
+            return []
+        now, counts, offline_after = self.ctx.clock(), self._roster.results_by_worker, self._offline_after()
+        page = itertools.islice(self._roster.workers.values(), max(offset, 0), max(offset, 0) + limit)
+        return [self._summary(worker, now, counts, offline_after) for worker in page]
 
     def _offline_after(self) -> float:
         """The silence after which a worker with no presence in memory counts as offline."""

@@ -36,8 +36,40 @@ class AddStudyResponse(_message.Message):
     def __init__(self, study: _Optional[str] = ..., bundle_hash: _Optional[str] = ..., champion_hash: _Optional[str] = ..., already_present: _Optional[bool] = ..., max_evaluations: _Optional[int] = ..., priority: _Optional[int] = ..., changed: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("workers",)
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    workers: WorkerPage
+    def __init__(self, workers: _Optional[_Union[WorkerPage, _Mapping]] = ...) -> None: ...
+
+class WorkerPage(_message.Message):
+    __slots__ = ("offset", "limit")
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    offset: int
+    limit: int
+    def __init__(self, offset: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class WorkerCount(_message.Message):
+    __slots__ = ("state", "hardware_class", "workers", "slots", "running")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    HARDWARE_CLASS_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    state: str
+    hardware_class: str
+    workers: int
+    slots: int
+    running: int
+    def __init__(self, state: _Optional[str] = ..., hardware_class: _Optional[str] = ..., workers: _Optional[int] = ..., slots: _Optional[int] = ..., running: _Optional[int] = ...) -> None: ...
+
+class MutatorCount(_message.Message):
+    __slots__ = ("mutator", "workers")
+    MUTATOR_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    mutator: str
+    workers: int
+    def __init__(self, mutator: _Optional[str] = ..., workers: _Optional[int] = ...) -> None: ...
 
 class StudyStatus(_message.Message):
     __slots__ = ("name", "metric", "direction", "champion_hash", "has_champion_metric", "champion_metric", "evaluations", "improvements", "in_flight", "max_evaluations", "done", "initial_metric", "has_initial_metric", "error", "pending_claims", "compare", "quorum", "llm_tokens", "cost_usd", "max_tokens", "max_cost_usd", "failed_edits", "paused", "priority", "spec_json", "bundle_hash")
@@ -126,12 +158,20 @@ class WorkerStatus(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[str] = ..., hardware_class: _Optional[str] = ..., last_seen_unix: _Optional[float] = ..., results: _Optional[int] = ..., slots: _Optional[int] = ..., running: _Optional[int] = ..., mutators: _Optional[_Iterable[str]] = ..., claims_confirmed: _Optional[int] = ..., claims_refuted: _Optional[int] = ..., owner: _Optional[str] = ..., slot_times: _Optional[_Iterable[_Union[_common_pb2.SlotTime, _Mapping]]] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("studies", "workers")
+    __slots__ = ("studies", "workers", "worker_counts", "mutator_counts", "workers_total", "counted_unix")
     STUDIES_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
+    WORKER_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    MUTATOR_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    COUNTED_UNIX_FIELD_NUMBER: _ClassVar[int]
     studies: _containers.RepeatedCompositeFieldContainer[StudyStatus]
     workers: _containers.RepeatedCompositeFieldContainer[WorkerStatus]
-    def __init__(self, studies: _Optional[_Iterable[_Union[StudyStatus, _Mapping]]] = ..., workers: _Optional[_Iterable[_Union[WorkerStatus, _Mapping]]] = ...) -> None: ...
+    worker_counts: _containers.RepeatedCompositeFieldContainer[WorkerCount]
+    mutator_counts: _containers.RepeatedCompositeFieldContainer[MutatorCount]
+    workers_total: int
+    counted_unix: float
+    def __init__(self, studies: _Optional[_Iterable[_Union[StudyStatus, _Mapping]]] = ..., workers: _Optional[_Iterable[_Union[WorkerStatus, _Mapping]]] = ..., worker_counts: _Optional[_Iterable[_Union[WorkerCount, _Mapping]]] = ..., mutator_counts: _Optional[_Iterable[_Union[MutatorCount, _Mapping]]] = ..., workers_total: _Optional[int] = ..., counted_unix: _Optional[float] = ...) -> None: ...
 
 class HistoryRequest(_message.Message):
     __slots__ = ("study",)

@@ -6,7 +6,7 @@ import asyncio
 import gc
 
 from autoswarm.bundle import pack_directory
-from autoswarm.coordinator.census import WorkerCensus, WorkerTally, unpickled_rows
+from autoswarm.coordinator.census import WorkerCensus, WorkerTally, census_interval, unpickled_rows
 from autoswarm.coordinator.engine import Engine, EngineConfig
 from autoswarm.coordinator.metrics import CoordinatorMetrics
 from autoswarm.coordinator.store import Store
@@ -97,3 +97,37 @@ def test_what_a_census_keeps_between_counts_is_nothing_the_collector_visits(tmp_
     assert len(rows) == len(workers)
     assert {row[4] for row in rows} == {engine.summaries.worker_summaries()[0].record.hardware_class,
                                          engine.summaries.worker_summaries()[-1].record.hardware_class}
+
+
+def test_the_census_interval_grows_to_twenty_times_what_a_count_costs():
+    assert census_interval(10.0, 0.1) == 10.0, "100,000 workers, ~0.4 s a count: every 10 s"
+    assert census_interval(10.0, 1.5) == 30.0, "a slower machine or a bigger swarm: at most ~5% of the loop"
+    assert census_interval(10.0, -0.1) == 10.0
+    assert census_interval(10.0, 2.0, spacing=10.0) == 20.0
+
+
+def test_readers_at_the_same_time_share_one_count_and_a_stale_census_is_counted_again(tmp_path):
+    clock = Clock()
+    engine, _ = _swarm(tmp_path, clock, cpus=6, gpus=0)
+    now = [100.0]
+    census = WorkerCensus(engine.summaries, slice_size=2, fresh_up_to=0, interval=10.0, clock=lambda: now[0])
+    counts = []
+    real = engine.summaries.census_in_slices
+
+    def counting(size):
+        counts.append(size)
+        return real(size)
+    engine.summaries.census_in_slices = counting
+
+    async def together():
+        return await asyncio.gather(census.current(), census.current(), census.count())
+
+    first, second, third = asyncio.run(together())
+    assert len(counts) == 1 and first is second is third, "one count for three readers"
+    assert first.cost >= 0 and first.taken_unix > 0
+    now[0] += 15.0
+    assert asyncio.run(census.current()) is first, "within two intervals: the last census"
+    engine.register("", "late", CPU, 2, ["params"])
+    now[0] += 10.0
+    fresh = asyncio.run(census.current())
+    assert len(counts) == 2 and sum(fresh.tally.workers.values()) == 7, "older than that: counted again"

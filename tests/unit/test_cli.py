@@ -47,7 +47,7 @@ def test_a_token_after_the_subcommand_is_accepted_and_used(monkeypatch):
         def __exit__(self, *exc):
             pass
 
-        def status(self):
+        def status(self, workers=None, offset=0):
             return control_pb2.StatusResponse()
 
     monkeypatch.setattr(cli, "ControlClient", Client)
@@ -119,6 +119,40 @@ def test_status_fits_80_columns_without_cutting_a_value_or_eating_brackets():
     for part in status_tables(_status(), 160, now=1003.0):
         wide.print(part)
     assert "w-aaaaaaaaaaaaaaaa" in wide.export_text(), "the wide layout shows worker ids"
+
+
+def test_status_shows_a_page_of_workers_with_every_worker_counted_and_says_how_to_see_more():
+    response = _status()
+    response.workers_total = 100_000
+    response.worker_counts.add(state="working", hardware_class="cpu:a", workers=79_000, slots=79_000, running=78_990)
+    response.worker_counts.add(state="idle", hardware_class="cpu:a", workers=20_999, slots=20_999)
+    response.worker_counts.add(state="offline", hardware_class="gpu:NVIDIA H100 80GB HBM3 x8 (80GiB)", workers=1,
+                               slots=8, running=8)
+    response.mutator_counts.add(mutator="params", workers=99_999)
+    console = Console(width=80, record=True, markup=False)
+    for part in status_tables(response, 80, now=1003.0, offset=0, limit=1):
+        console.print(part)
+    text = console.export_text()
+    assert "workers: 79000 working · 20999 idle · 1 offline" in text
+    assert "100000" in text and "78990 / 99999" in text, "slots and tasks of workers not offline"
+    assert "workers 1–1 of 100000" in text and "99999 more: autoswarm status --workers N --from 1" in text
+    assert "params" in text and "99999" in text and max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_status_from_an_older_coordinator_counts_and_pages_the_rows_it_sent():
+    """A coordinator older than pages sends every worker and no counts: counted and paged here."""
+    response = control_pb2.StatusResponse()
+    for i in range(5):
+        response.workers.add(worker_id=f"w-{i}", name=f"box{i}", state="working" if i < 3 else "idle",
+                             hardware_class="cpu:a", slots=2, running=1 if i < 3 else 0, mutators=["params"])
+    console = Console(width=120, record=True, markup=False)
+    for part in status_tables(response, 120, now=1003.0, offset=1, limit=2):
+        console.print(part)
+    text = console.export_text()
+    assert "workers: 3 working · 2 idle" in text and "3 / 10" in text
+    assert "workers 2–3 of 5" in text and "box1" in text and "box2" in text and "box3" not in text
+    assert "2 more: autoswarm status --workers N --from 3" in text
+    assert "params" in text and "5" in text
 
 
 def test_lineage_lists_operator_events_in_time_order():
