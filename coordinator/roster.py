@@ -25,6 +25,7 @@ from autoswarm.coordinator.live_index import LiveIndex
 from autoswarm.coordinator.store import WorkerRecord
 
 SCANS_PER_SECOND = 25_000      # workers a periodic pass over the swarm may visit per second of the loop
+NO_TRUST = acceptance.Trust()  # a worker with no record yet (frozen, so shared: no new one per call)
 
 
 @dataclass
@@ -112,7 +113,7 @@ class Roster:
     # -- trust and class ------------------------------------------------------------------
 
     def trust(self, worker_id: str) -> acceptance.Trust:
-        trust = self._trust.get(worker_id, acceptance.Trust())
+        trust = self._trust.get(worker_id, NO_TRUST)
         worker = self.workers.get(worker_id)
         return replace(trust, moved=True) if worker is not None and is_moved(worker.hardware_class) else trust
 
@@ -121,7 +122,7 @@ class Roster:
         worker measured after it was moved out of its class (`acceptance.Trust.quarantined`)."""
         if worker_id:
             was = self.trust(worker_id).quarantined
-            trust = self._trust.get(worker_id, acceptance.Trust())
+            trust = self._trust.get(worker_id, NO_TRUST)
             self._trust[worker_id] = replace(trust, confirmed=trust.confirmed + confirmed,
                                              refuted=trust.refuted + strikes,
                                              refuted_moved=trust.refuted_moved + moved_strikes)
