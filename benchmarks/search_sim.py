@@ -26,6 +26,7 @@ import math
 import random
 import statistics
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -84,11 +85,23 @@ def simulate(landscape: Landscape, workers: int, seed: int, eval_seconds: float,
                out.idle_share, out.false_acceptances)
 
 
+def spread(seconds: Iterable[float]) -> str:
+    """The runs' quartiles and mean: one seed's run differs from the next by tens of percent,
+    so a median of four moves by several percent with any change that alters the runs' paths
+    (`benchmarks/README.md`, "Session 6"); the spread says how far to trust it."""
+    values = sorted(seconds)
+    if len(values) < 2:
+        return f"mean {statistics.fmean(values):.1f} s" if values else "no runs"
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return f"quartiles {q1:.1f}-{q3:.1f} s, mean {statistics.fmean(values):.1f} s"
+
+
 def main() -> None:
     reproducible()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--seeds", type=int, default=8, help="runs per configuration (median reported)")
+    parser.add_argument("--seed", type=int, default=0, help="the first seed (seeds --seed … --seed + --seeds - 1)")
     parser.add_argument("--constants", type=int, default=Landscape.constants)
     parser.add_argument("--off", type=int, default=Landscape.off)
     parser.add_argument("--eval-seconds", type=float, default=1.0)
@@ -117,15 +130,17 @@ def main() -> None:
                                      single_swarm).seconds
         return singles[seed]
 
-    base = statistics.median(single(seed) for seed in range(args.seeds))
+    seeds = range(args.seed, args.seed + args.seeds)
+    base = statistics.median(single(seed) for seed in seeds)
     for n in args.workers:
         runs = [simulate(landscape, n, seed, args.eval_seconds, args.target, args.limit,
-                         swarm if n > 1 else single_swarm) for seed in range(args.seeds)]
+                         swarm if n > 1 else single_swarm) for seed in seeds]
         median = statistics.median(r.seconds for r in runs)
         # N independent single-worker loops, the first to arrive counts: autoresearch run N times.
         independent = math.nan if args.no_independent else statistics.median(
-            min(single(1000 + seed * n + i) for i in range(n)) for seed in range(args.seeds))
-        print(f"N={n}: {median:6.1f} s simulated (median of {args.seeds}), speedup {base / median:.2f} "
+            min(single(1000 + seed * n + i) for i in range(n)) for seed in seeds)
+        print(f"N={n}: {median:6.1f} s simulated (median of {args.seeds}; {spread(r.seconds for r in runs)}), "
+              f"speedup {base / median:.2f} "
               f"({base / median / n:.0%} of N), {statistics.median(r.evaluations for r in runs):.0f} evaluations, "
               f"baselines {statistics.fmean(r.baseline_share for r in runs):.1%}, "
               f"verifications {statistics.fmean(r.verification_share for r in runs):.1%}, "

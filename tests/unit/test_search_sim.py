@@ -36,3 +36,10 @@ def test_every_evaluation_is_accounted_for_and_merges_are_checked():
     run = simulate(Landscape(), 4, 0, 1.0, -0.5, 2000.0)
     assert sum(run.decisions.values()) == run.evaluations, "every report has its row"
     assert run.decisions["verify:keep"] > 0, "parallel edits were combined by checked merges"
+
+
+def test_the_spread_of_runs_is_reported_beside_their_median():
+    from search_sim import spread
+    assert spread([40.0, 50.0, 60.0, 70.0, 80.0]) == "quartiles 50.0-70.0 s, mean 60.0 s"
+    assert spread([52.0]) == "mean 52.0 s"
+    assert spread([]) == "no runs"
