@@ -15,6 +15,7 @@ No page or API answer carries an address, a token, a worker id or a log. With
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 import re
@@ -102,8 +103,13 @@ def team_json(t: Team) -> dict[str, Any]:
             "discoveries": t.discoveries, "discovery": t.discovery, "badge": t.badge}
 
 
+def _rank(v: Volunteer) -> tuple[float, float, str]:
+    """Leaderboard order: recent average credit, then credit, then name."""
+    return (-v.recent_average, -v.credit, v.name)
+
+
 def _ranked(volunteers: Iterable[Volunteer]) -> list[Volunteer]:
-    return sorted(volunteers, key=lambda v: (-v.recent_average, -v.credit, v.name))
+    return sorted(volunteers, key=_rank)
 
 
 def leaderboard_json(snap: Snapshot) -> dict[str, Any]:
@@ -174,11 +180,15 @@ def _limit(request: web.Request) -> int:
 async def overview(request: web.Request) -> web.Response:
     """`/`: the studies and the top volunteers."""
     snap = await request.app[BOOK].snapshot()
-    board = leaderboard_json(snap)
-    online = sum(1 for v in snap.volunteers.values() for m in v.machines if m.state != "offline")
+
+    def top() -> tuple[list[dict[str, Any]], int]:
+        # Once per snapshot: over every volunteer and machine (100,000 of them in a big swarm).
+        owners = [volunteer_json(v, detail=False) for v in heapq.nsmallest(10, snap.volunteers.values(), key=_rank)]
+        return owners, sum(1 for v in snap.volunteers.values() for m in v.machines if m.state != "offline")
+    owners, online = _memo(request, snap, "overview", top)
     return _page(request, "overview.html", title="Overview", studies=[study_json(p, lineage=False)
                                                                      for p in snap.studies.values()],
-                 owners=board["owners"][:10], machines_online=online, volunteers=len(snap.volunteers))
+                 owners=owners, machines_online=online, volunteers=len(snap.volunteers))
 
 
 async def study_page(request: web.Request) -> web.Response:
