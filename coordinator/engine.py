@@ -150,11 +150,23 @@ class Engine:
 
     def release(self, worker_id: str, lease_ids: Sequence[str]) -> int:
         """Gives unfinished leases back so their work is scheduled again at once."""
-        return self.leasing.release(worker_id, lease_ids)
+        released = self.leasing.release(worker_id, lease_ids)
+        if released:
+            self._judge_held()
+        return released
 
     def expire_overdue(self) -> list[LeaseRecord]:
-        """Expires leases past their deadline so their work is scheduled again."""
-        return self.leasing.expire_overdue()
+        """Expires leases past their deadline so their work is scheduled again; keeps held back
+        for a check that ended so, or that waited a lease's time, are judged again."""
+        expired = self.leasing.expire_overdue()
+        self._judge_held()
+        return expired
+
+    def _judge_held(self) -> None:
+        now = self.ctx.clock()
+        judged = [self.reporting.judge_held(state, now) for state in self.ctx.studies.values() if state.held]
+        if any(judged):
+            self.ctx.on_change()   # a keep may have made a new champion: waiting long-polls hear it
 
     def report(self, worker_id: str, lease_id: str, result: ResultIn) -> ReportOutcome:
         """Stores a result durably, then decides what it means. Idempotent per lease."""

@@ -54,6 +54,7 @@ class Judgement:
     outliers: list[Outlier] = field(default_factory=list)  # workers measuring unlike their class
     audits: list[PendingClaim] = field(default_factory=list)  # superseded claims still checked, for trust only
     waits: bool = False                                   # stored unjudged until its class has a baseline
+    held: bool = False                                    # ... or until a sole check ends (`StudyState.keep_waits`)
     noise_run: tuple[str, str, float] | None = None       # (version, class, value): evidence of noise only
 
 
@@ -191,10 +192,12 @@ class Judging(Merging):
         return self.explore_verdict(state, lease, worker, result.metric, version, done, now)
 
     def explore_verdict(self, state: StudyState, lease: LeaseRecord, worker: WorkerRecord, metric: float,
-                        version: str, done: Callable[..., Judgement], now: float, waiting: bool = False) -> Judgement:
+                        version: str, done: Callable[..., Judgement], now: float, waiting: bool = False,
+                        hold: bool = True) -> Judgement:
         """The decision on an evaluated edit: discard, claim, merge onto the champion, or wait.
 
-        `waiting`: the result was stored waiting for its class's baseline and is judged again."""
+        `waiting`: the result was stored waiting for its class's baseline and is judged again.
+        `hold`: a keep may wait for a sole check of a claim it would supersede (`keep_waits`)."""
         measured = self._measure(state, lease.parent, worker, metric, lease.id)
         if measured is None and state.paired and lease.parent != state.champion.version:
             # Its parent's baseline on this class never came: it can still beat the champion.
@@ -243,6 +246,12 @@ class Judging(Merging):
             verdict, measurement = overtaking
             judged = {"improvement": verdict.improvement, "threshold": verdict.threshold}
             against = state.champion.version
+        if hold and state.spec.acceptance.quorum <= 1 and state.keep_waits(against):
+            # Kept at once (quorum 1), it would supersede a claim its only possible checker is
+            # checking: it waits for that check (`Reporting.judge_held`), then is judged again.
+            judgement = done(words.WAITING, **judged)
+            judgement.waits = judgement.held = True
+            return judgement
         if self._open_claims(worker.id) >= self.trust(worker.id).open_claims_allowed:
             # Its earlier claim is still being checked: a liar's claims are checked one at a time.
             return done(words.CLAIM_LIMIT, **judged)

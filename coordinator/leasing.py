@@ -156,8 +156,13 @@ class Leasing:
         state.active[lease.id] = lease
         self._deadlines.push(lease.deadline, lease.id, choice.study)
         if claim_id:
-            state.claims[claim_id].in_flight.add(lease.id)
-            state.note_check(state.claims[claim_id], lease.id, cls, worker_id)
+            pending = state.claims[claim_id]
+            if state.spec.acceptance.quorum <= 1 and sole_verifier(
+                    worker_id, cls, scheduler.VerifyNeed(claim_id, 1, pending.kept_from_checking(state.active)),
+                    live, live_classes):
+                pending.sole.add(lease.id)   # nobody else could check it: a keep waits for it (`keep_waits`)
+            pending.in_flight.add(lease.id)
+            state.note_check(pending, lease.id, cls, worker_id)
         running.add(lease.id)
         roster.presence[worker_id].state = "working"
         self.ctx.events.lease_granted(choice.study, choice.kind)
@@ -217,15 +222,16 @@ class Leasing:
 
     def stale_leases(self, worker_id: str) -> list[str]:
         """This worker's active leases to hand back if it has not started them: those made on a
-        champion replaced since (`staleness`), oldest first, then an explore displaced by a
-        check only this worker may make (`displaced_explore`)."""
+        champion replaced since and checks of claims closed since (`staleness`), oldest first,
+        then an explore displaced by a check only this worker may make (`displaced_explore`)."""
         stale: list[str] = []
         held: list[LeaseRecord] = []
         for lease_id in sorted(self.running.get(worker_id, ())):
             lease = self.active_lease(lease_id)
             if lease is None:
                 continue
-            if is_stale(lease.kind, lease.parent, lease.candidate, self.ctx.studies[lease.study].champion.version):
+            state = self.ctx.studies[lease.study]
+            if is_stale(lease.kind, lease.parent, lease.candidate, state.champion.version, lease.claim in state.claims):
                 stale.append(lease_id)
             else:
                 held.append(lease)
@@ -240,12 +246,14 @@ class Leasing:
         verifier; it leases its next task ahead while it evaluates, usually before the merge is
         opened, and then explores until the next keep supersedes the merge unchecked. Handed
         back unstarted (as a stale lease is), its place is leased anew: the check, which the
-        scheduler puts first. Only where nobody else could make the check soon: elsewhere a
-        prepared edit is worth more than a check another worker takes anyway."""
+        scheduler puts first. So also where the place is free but the study's evaluation budget
+        is not (its last explores leased before the merge existed): an improvement found within
+        the budget is checked within it. Only where nobody else could make the check soon:
+        elsewhere a prepared edit is worth more than a check another worker takes anyway."""
         worker = self._roster.workers.get(worker_id)
         explores = [lease for lease in held if lease.kind == scheduler.EXPLORE]
-        if worker is None or not explores or len(held) < 2 * worker.slots:
-            return ""   # nothing leased ahead, or a place is free: its next lease takes the check
+        if worker is None or not explores:
+            return ""   # nothing leased ahead
         ahead = explores[-1]   # the newest: the one leased ahead of the one evaluating
         state = self.ctx.studies[ahead.study]
         members, live, live_classes = self._roster.classes(worker.hardware_class, self.ctx.clock())
@@ -254,10 +262,14 @@ class Leasing:
             return ""
         trust = self._roster.trust(worker_id)
         view = state.view(worker_id, worker.hardware_class, members, live, live_classes)
+        if len(held) < 2 * worker.slots and scheduler.within_budget(view):
+            return ""   # a place is free, and room in the budget: its next lease takes the check
+        # Without the explore: a place for one task more, and room in the budget for it.
         choice = scheduler.choose_task(
-            [view], scheduler.WorkerView(worker_id, frozenset(worker.mutators), len(held) - 1, worker.slots,
-                                         worker.owner, trust.quarantined, trust.may_verify, worker.hardware_class,
-                                         pipelined=True))
+            [replace(view, in_flight=view.in_flight - 1)],
+            scheduler.WorkerView(worker_id, frozenset(worker.mutators), len(held) - 1, worker.slots,
+                                 worker.owner, trust.quarantined, trust.may_verify, worker.hardware_class,
+                                 pipelined=True))
         if choice is None or choice.kind != scheduler.VERIFY:
             return ""
         need = next(v for v in view.verify if v.claim_id == choice.claim_id)

@@ -168,6 +168,8 @@ class Reporting:
             state.remember(record)
         if judgement.waits:
             state.waiting.add(record.hardware_class, record.id)
+            if judgement.held:
+                state.held.setdefault(record.id, record.created)
         self._apply_consequences(state, judgement)
         if lease.kind == scheduler.BASELINE and record.status != "ok":
             state.failed_baselines += 1
@@ -186,6 +188,8 @@ class Reporting:
             cls = judgement.sample[1]
             for waiting in sorted(state.waiting.classes()) if state.tiers.reference() == cls else [cls]:
                 self._judge_waiting(state, waiting, record.created)
+        if lease.kind == scheduler.VERIFY:
+            self.judge_held(state, record.created)   # a keep held back for this check goes on
         if may_create_work(lease.kind, record.status, judgement):
             self.ctx.on_change()
 
@@ -203,36 +207,68 @@ class Reporting:
         Each is decided as it would have been had the baseline been there when it arrived, and
         committed as a rewrite of its own row, with the claim, merge or champion it causes.
         """
-        judging = self._judging
         for result_id in state.waiting.take(hardware_class):
+            self._judge_again(state, result_id, hardware_class, now)
+
+    def judge_held(self, state: StudyState, now: float) -> bool:
+        """Keeps held back for a sole check (`StudyState.keep_waits`) are judged again once that
+        check is over (judged, or its lease closed), or once they have waited a lease's time: a
+        checker that never reports holds no keep for longer. Returns whether any was."""
+        if not state.held:
+            return False
+        judged = False
+        patience = self.ctx.config.lease_ttl(state.spec)
+        for result_id, since in sorted(state.held.items(), key=lambda item: item[1]):
+            if state.keep_waits(state.champion.version) and now - since < patience:
+                continue
+            del state.held[result_id]
             stored = self.ctx.store.result(result_id)
-            worker = self._roster.workers.get(stored.worker_id) if stored is not None else None
-            if stored is None or worker is None or stored.decision != words.WAITING or stored.metric is None:
+            if stored is None:
                 continue
-            lease = LeaseRecord(id=stored.id, study=stored.study, worker_id=stored.worker_id, kind=stored.kind,
-                                parent=stored.parent, candidate="", seed=0, issued=stored.created,
-                                deadline=stored.created, state=LeaseState.DONE.value, closed=stored.created,
-                                claim=stored.claim)
+            state.waiting.discard(result_id)
+            self._judge_again(state, result_id, stored.hardware_class, now, hold=now - since < patience,
+                              since=since)
+            judged = True
+        return judged
 
-            def done(decision: str, _stored: ResultRecord = stored, **judged: Any) -> Judgement:
-                return Judgement(replace(_stored, decision=decision, **judged))
+    def _judge_again(self, state: StudyState, result_id: str, hardware_class: str, now: float,
+                     hold: bool = True, since: float | None = None) -> None:
+        """Judges a stored waiting result again; it waits on if it still must (`since`: when it
+        was first held back for a sole check, kept while it is held again)."""
+        judging = self._judging
+        stored = self.ctx.store.result(result_id)
+        worker = self._roster.workers.get(stored.worker_id) if stored is not None else None
+        if stored is None or worker is None or stored.decision != words.WAITING or stored.metric is None:
+            return
+        lease = LeaseRecord(id=stored.id, study=stored.study, worker_id=stored.worker_id, kind=stored.kind,
+                            parent=stored.parent, candidate="", seed=0, issued=stored.created,
+                            deadline=stored.created, state=LeaseState.DONE.value, closed=stored.created,
+                            claim=stored.claim)
 
-            if stored.kind == scheduler.VERIFY:   # a check that waited for a fresh baseline run
-                judgement = judging.judge_waiting_check(state, stored, worker, now)
+        def done(decision: str, _stored: ResultRecord = stored, **judged: Any) -> Judgement:
+            return Judgement(replace(_stored, decision=decision, **judged))
+
+        if stored.kind == scheduler.VERIFY:   # a check that waited for a fresh baseline run
+            judgement = judging.judge_waiting_check(state, stored, worker, now)
+        else:
+            judgement = judging.explore_verdict(state, lease, worker, stored.metric, stored.version, done, now,
+                                                waiting=True, hold=hold)
+        if judgement.waits:
+            state.waiting.add(hardware_class, result_id)
+            if judgement.held:
+                state.held[result_id] = since if since is not None else state.held.get(result_id, now)
             else:
-                judgement = judging.explore_verdict(state, lease, worker, stored.metric, stored.version, done, now,
-                                                    waiting=True)
-            if judgement.waits:
-                state.waiting.add(hardware_class, result_id)
-                continue
-            if judgement.accepted is not None:
-                judging.accept(state, judgement, now)
-            self.ctx.store.record_result(judgement.record, versions=judgement.versions, claims=judgement.claims,
-                                     decisions=judgement.decisions, new_champion=judgement.new_champion,
-                                     champion_metric=judgement.champion_metric, rewrite=True)
-            state.redecide(result_id, judgement.record.decision)
-            self._apply_consequences(state, judgement)
-            self._announce(state, judgement)
+                state.held.pop(result_id, None)
+            return
+        state.held.pop(result_id, None)
+        if judgement.accepted is not None:
+            judging.accept(state, judgement, now)
+        self.ctx.store.record_result(judgement.record, versions=judgement.versions, claims=judgement.claims,
+                                 decisions=judgement.decisions, new_champion=judgement.new_champion,
+                                 champion_metric=judgement.champion_metric, rewrite=True)
+        state.redecide(result_id, judgement.record.decision)
+        self._apply_consequences(state, judgement)
+        self._announce(state, judgement)
 
     def _apply_consequences(self, state: StudyState, judgement: Judgement) -> None:
         """Samples, trust, claims and champion after a judgement was committed."""

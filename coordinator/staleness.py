@@ -7,21 +7,24 @@ of it (a measurement of a version no result is judged against any more). The coo
 names such leases in its answers (`HeartbeatResponse.stale_lease_ids`,
 `ReportResponse.stale_lease_ids`); the worker hands back those it has not started, and their
 places are leased anew on the new champion. One already evaluating is left to finish: its
-result keeps the stale-merge path (DESIGN.md §5, "Stale parents"). A verification is never
-stale: a claim needs its checks whatever the champion is now.
+result keeps the stale-merge path (DESIGN.md §5, "Stale parents"). A verification is stale
+only once its claim is closed (decided, or superseded and not checked on for trust): while
+the claim is open it needs its checks whatever the champion is now, and once it is closed a
+check would come back `verify-late`, where its place can check the claim's replay instead.
 """
 
 from __future__ import annotations
 
-from autoswarm.coordinator.scheduler import BASELINE, EXPLORE
+from autoswarm.coordinator.scheduler import BASELINE, EXPLORE, VERIFY
 
 
-def is_stale(kind: str, parent: str, candidate: str, champion: str) -> bool:
-    """Whether a lease of `kind` on (`parent`, `candidate`) was made on a champion other than
-    `champion`: an explore of another parent, a baseline of another version."""
+def is_stale(kind: str, parent: str, candidate: str, champion: str, claim_open: bool = True) -> bool:
+    """Whether a lease of `kind` on (`parent`, `candidate`) is not worth starting: an explore
+    of a parent other than `champion`, a baseline of another version, a check of a claim no
+    longer open (`claim_open`)."""
     if kind == EXPLORE:
         return parent != champion
     if kind == BASELINE:
         return candidate != champion
-    return False
+    return kind == VERIFY and not claim_open
 

@@ -319,6 +319,9 @@ class PendingClaim:
     # Checks leased before their class had a baseline of the parent to judge them with (a
     # check only its worker may make, `StudyState.view`): they may wait for it (`Judging._check_verdict`).
     early: set[str] = field(default_factory=set)
+    # Checks leased to the only worker that could make them (`sole_verifier` at lease time): while
+    # one is under way (in flight or waiting), a keep of the claim's parent waits for it (`keep_waits`).
+    sole: set[str] = field(default_factory=set)
     # The last settlement and what it was worked out from (`settlement`).
     _settled: tuple[Any, ...] | None = field(default=None, repr=False, compare=False)
 
@@ -391,6 +394,9 @@ class StudyState(References):
     _direct_baselines: dict[tuple[str, str, str, frozenset[str], bool], tuple[Baseline | None, frozenset[str]]] = field(
         default_factory=dict, repr=False, compare=False)
     _disputes_of: tuple[object, int, object] | None = field(default=None, repr=False, compare=False)
+    # Keeps held back while a claim on their parent is checked by its only possible checker
+    # (`keep_waits`): result id -> when first held. Also in `waiting` (a restart judges them there).
+    held: dict[str, float] = field(default_factory=dict)
 
     def remember(self, result: ResultRecord) -> None:
         """Adds an explore outcome to the swarm memory (bounded: the oldest are forgotten)."""
@@ -664,6 +670,16 @@ class StudyState(References):
         for c in self.claims.values():
             kept.update(c.kept_from_checking(self.active))
         return not _anyone_else(live_peers, kept, worker_id)
+
+    def keep_waits(self, parent: str) -> bool:
+        """Whether a keep of `parent` would supersede an open claim on it whose check by the only
+        worker that could make it is under way (in flight, or measured and waiting): the keep
+        then waits for that check. With two workers the claim is the merge of one's stale edit,
+        which only the other may check, and either's next kept edit would otherwise supersede
+        it unchecked. Empty `sole` sets (any swarm with another possible checker) cost nothing."""
+        return any(c.sole and c.record.parent == parent and not c.audit and
+                   any(lid in c.in_flight or lid in c.waiting for lid in c.sole)
+                   for c in self.claims.values())
 
     def checks_owed(self) -> int:
         """Checks the open claims still need beyond those in flight: the budget keeps room for them."""

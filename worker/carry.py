@@ -47,16 +47,18 @@ class CarriedReports:
         with self._lock:
             return len(self._waiting)
 
-    def keep(self, lease_id: str, result: worker_pb2.Result, lease_follows: bool) -> None:
+    def keep(self, lease_id: str, result: worker_pb2.Result, lease_follows: bool) -> bool:
         """A finished result: on disk first; then carried by the next lease call when one
-        follows at once (`lease_follows`), else sent by the outbox thread right away."""
+        follows at once (`lease_follows`), else sent by the outbox thread right away. Returns
+        whether it is carried."""
         if not (lease_follows and self.supported):
             self._reporter.put(lease_id, result)
-            return
+            return False
         request = worker_pb2.ReportRequest(worker_id=self._worker_id(), lease_id=lease_id, result=result)
         self._reporter.outbox.put(OutboxEntry(lease_id, request.SerializeToString(), time.time()))
         with self._lock:
             self._waiting.append((lease_id, result))
+        return True
 
     def report_and_lease(self, lease: worker_pb2.LeaseRequest) -> worker_pb2.LeaseResponse | None:
         """Sends the oldest carried result with `lease` as its `next`; returns the lease answer,

@@ -383,14 +383,16 @@ class Worker:
                 except (Stopped, grpc.RpcError) as exc:
                     log.warning("could not tell the coordinator about the budget: %s", exc)
 
-    def deliver(self, lease_id: str, result: worker_pb2.Result) -> None:
+    def deliver(self, lease_id: str, result: worker_pb2.Result) -> bool:
         """Keeps the result in the outbox and wakes the outbox thread to send it: the slot goes
-        on to its next evaluation without waiting for the coordinator's answer."""
+        on to its next evaluation without waiting for the coordinator's answer. Returns whether
+        it rides on the slot's next lease call instead (answered with the next task)."""
         self.completed += 1
         if result.llm_tokens or result.cost_usd:
             self._count_cost(result)
         self.answers.expect(lease_id)
-        self.carried.keep(lease_id, result, lease_follows=self._lease_follows(lease_id))
+        follows = self._lease_follows(lease_id)
+        return self.carried.keep(lease_id, result, lease_follows=follows)
 
     def await_answer(self, lease_id: str) -> None:
         """Waits (at most `ANSWER_WAIT_SECONDS`) until the report of this result was attempted."""

@@ -14,6 +14,14 @@ answers; a stale task that has not started evaluating is dropped: handed back un
 anew on the new champion. Before starting a task leased ahead, the evaluator waits (briefly) for
 the coordinator's answer to the result it just delivered, since that result may itself be the
 one that replaced the champion. A task already evaluating finishes either way.
+
+A check goes first. The scheduler puts a verification before anything else (DESIGN.md §4), and a
+slot that evaluated in lease order would run the edit it leased ahead before a check leased
+after it; with two workers that edit, once kept, supersedes the very claim the check was for
+(the merge of the other worker's stale edit, which only this worker may check). So the
+evaluator starts a prepared check before any other task it holds, and after a result whose
+report carries the next lease (worker/carry.py) it waits for that lease, and for a check's
+preparation, before it picks (at most `CHECK_WAIT_SECONDS`).
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -36,6 +45,10 @@ from autoswarm.worker.execute import (
 from autoswarm.slot_time import SlotClock
 
 log = logging.getLogger("autoswarm.worker")
+# Seconds the evaluator waits, after a result whose report leases the next task, for that lease
+# to come back (a round trip) and for a check it brings to be prepared (the bundle is cached):
+# a check is evaluated before a task leased ahead of it. Bounds only a slow coordinator or setup.
+CHECK_WAIT_SECONDS = 10.0
 
 
 class SlotHost(Protocol):
@@ -56,7 +69,8 @@ class SlotHost(Protocol):
 
     def untrack(self, slot: int, lease_id: str) -> None: ...
 
-    def deliver(self, lease_id: str, result: worker_pb2.Result) -> None: ...
+    def deliver(self, lease_id: str, result: worker_pb2.Result) -> bool | None: ...
+    # True: the result rides on this slot's next lease call (worker/carry.py), answered with it.
 
     def await_answer(self, lease_id: str) -> None: ...   # until the coordinator answered that result (bounded)
 
@@ -68,6 +82,11 @@ class _Held:
     outcome: worker_pb2.Result | PreparedTask | None = None
     started: bool = False      # the evaluator took it: it finishes whatever the champion does
     stale: bool = False        # dropped: handed back unevaluated once its preparation is over
+
+    @property
+    def check(self) -> bool:
+        """A verification of someone's claim: evaluated before the other tasks held."""
+        return self.task.kind == common_pb2.TASK_KIND_VERIFY
 
 
 class PipelinedSlot:
@@ -91,6 +110,8 @@ class PipelinedSlot:
         self._closed = False                    # the preparer is done: nothing more will be ready
         self._line: dict[str, _Held] = {}       # leases held, oldest (the current one) first
         self._hand_back: set[str] = set()       # leased ahead, to be released because the worker stops
+        # A delivered result rides on the preparer's next lease call, whose task is not in the line yet.
+        self._lease_coming = False
 
     def run(self) -> None:
         """The preparer, in the calling thread; returns when the worker stops and the evaluator is done."""
@@ -133,6 +154,8 @@ class PipelinedSlot:
                 if held in self._ready:
                     self._ready.remove(held)
                     now.append(held)
+            if dropped:
+                self._changed.notify_all()   # an evaluator waiting for a check dropped here goes on
         for held in now:
             self._drop(held)
         return dropped
@@ -147,12 +170,23 @@ class PipelinedSlot:
         self.host.release([lease_id])
         self._let_go(held)
 
-    def _let_go(self, held: _Held) -> None:
-        with self._lock:
+    def _let_go(self, held: _Held, lease_coming: bool = False) -> None:
+        """Frees a task's place; `lease_coming`: its result rides on the lease call that fills it."""
+        with self._changed:
             self._line.pop(held.task.lease_id, None)
             self._hand_back.discard(held.task.lease_id)
+            self._lease_coming = self._lease_coming or lease_coming
+            self._changed.notify_all()   # an evaluator waiting for a check dropped meanwhile
         self.host.untrack(self.index, held.task.lease_id)
         self._tickets.release()
+
+    def _leased(self, held: _Held | None) -> None:
+        """The preparer's lease call is over (`held`: the task it brought, now in the line)."""
+        with self._changed:
+            if held is not None:
+                self._line[held.task.lease_id] = held
+            self._lease_coming = False
+            self._changed.notify_all()
 
     # -- preparer -------------------------------------------------------------------------
 
@@ -160,22 +194,25 @@ class PipelinedSlot:
         host = self.host
         while not host.finishing.is_set():
             if not host.gate_open():
+                self._leased(None)   # no lease call now: the evaluator does not wait for one
                 host.wait_for_gate()
                 continue
             if not self._tickets.acquire(timeout=0.2):  # the slot holds `depth` tasks already
                 continue
             task = host.lease_task()
             if task is None:
+                self._leased(None)
                 self._tickets.release()
                 continue
             if host.finishing.is_set() or not host.gate_open():
                 # Stop requested, or the machine got busy, while the lease call waited: hand it back.
+                self._leased(None)
                 host.release([task.lease_id])
                 self._tickets.release()
                 continue
             held = _Held(task, threading.Event())
+            self._leased(held)
             with self._lock:
-                self._line[task.lease_id] = held
                 if host.finishing.is_set() and len(self._line) > 1:
                     self._hand_back.add(task.lease_id)
             host.track(self.index, task.lease_id, held.cancel)
@@ -199,31 +236,50 @@ class PipelinedSlot:
 
     # -- evaluator ------------------------------------------------------------------------
 
-    def _next_ready(self) -> _Held | None:
-        """The oldest prepared task, now started; None once the preparer is done and none is left."""
+    def _check_coming(self) -> bool:
+        """Whether a check may be ready soon that is not yet: the lease call carrying the last
+        result is under way (it may bring one), or a check leased is being prepared."""
+        if any(held.check for held in self._ready):
+            return False   # one is ready: it goes first anyway
+        return self._lease_coming or any(held.check and held.outcome is None and not held.stale
+                                         for held in self._line.values())
+
+    def _next_ready(self, after_result: bool = False) -> _Held | None:
+        """The next prepared task, now started: a check before any other, else the oldest; None
+        once the preparer is done and none is left. `after_result`: a result was just delivered,
+        so the lease it rides on may bring a check, which is waited for (see the module's docstring)."""
+        deadline = time.monotonic() + CHECK_WAIT_SECONDS
         with self._changed:
-            while not self._ready and not self._closed:
-                self._changed.wait()
+            while not self._closed:
+                waiting = after_result and self._check_coming() and time.monotonic() < deadline
+                if self._ready and not waiting:
+                    break
+                self._changed.wait(max(0.0, deadline - time.monotonic()) if waiting else None)
             if not self._ready:
                 return None
-            held = self._ready.popleft()
+            held = next((h for h in self._ready if h.check), self._ready[0])
+            self._ready.remove(held)
             held.started = True
             return held
 
     def _evaluate_loop(self) -> None:
-        while (held := self._next_ready()) is not None:
-            delivered = False
+        after_result = False
+        while (held := self._next_ready(after_result)) is not None:
+            delivered, carried = False, False
             try:
-                delivered = self._finish(held)
+                delivered, carried = self._finish(held)
             finally:
-                self._let_go(held)
+                # Its place is leased again at once when its result rides on that call.
+                self._let_go(held, lease_coming=carried and self.depth > 1)
+            after_result = carried and self.depth > 1
             if delivered and self.depth > 1:
                 # The task leased ahead may be on the champion this result just replaced: the
                 # coordinator's answer says so before it starts.
                 self.host.await_answer(held.task.lease_id)
 
-    def _finish(self, held: _Held) -> bool:
-        """Evaluates a prepared task and delivers its result; False when nothing was delivered."""
+    def _finish(self, held: _Held) -> tuple[bool, bool]:
+        """Evaluates a prepared task and delivers its result: (delivered, the result rides on
+        the next lease call as `SlotHost.deliver` says)."""
         lease_id, outcome = held.task.lease_id, held.outcome
         with self._lock:
             hand_back = lease_id in self._hand_back
@@ -232,7 +288,7 @@ class PipelinedSlot:
                 discard_prepared(self.context, outcome)
             log.info("task %s was leased ahead; handing it back unfinished because the worker stops", lease_id)
             self.host.release([lease_id])
-            return False
+            return False, False
         if isinstance(outcome, PreparedTask) and not held.cancel.is_set():
             self.clock.evaluating(True)
             try:
@@ -246,10 +302,9 @@ class PipelinedSlot:
             discard_prepared(self.context, outcome)
         if held.cancel.is_set():
             log.info("task %s was cancelled; its result is not reported", lease_id)
-            return False
+            return False, False
         assert isinstance(outcome, worker_pb2.Result)
-        self.host.deliver(lease_id, outcome)
-        return True
+        return True, bool(self.host.deliver(lease_id, outcome))
 
 
 def _worker_error(exc: Exception) -> worker_pb2.Result:

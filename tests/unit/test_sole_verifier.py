@@ -149,3 +149,114 @@ def test_a_lie_merged_this_way_is_refuted_by_the_check(tmp_path):
     assert swarm.report(swarm.a, check) == "refute"
     assert {c.id: c.state for c in engine.store.claims("tiny")}[merge.record.id] != "accepted"
     assert engine._studies["tiny"].champion.version == champion
+
+
+# -- a keep waits for the only possible checker's check --------------------------------------------
+
+
+def _held_leases(swarm: TwoWorkers, worker: str) -> list[str]:
+    return sorted(swarm.engine.leasing.running.get(worker, ()))
+
+
+def _a_checks_the_merge(swarm: TwoWorkers) -> tuple[TaskSpec, TaskSpec, TaskSpec, TaskSpec]:
+    """a keeps, b's stale edit is merged, a's explore leased ahead gives way to the check.
+    Returns (a's baseline, a's check, b's baseline, b's explore leased ahead on the new champion)."""
+    a_baseline, a_ahead, b_baseline = swarm.a_keeps_and_b_is_merged()
+    engine = swarm.engine
+    engine.release(swarm.a, engine.heartbeat(swarm.a, [a_baseline.lease_id, a_ahead.lease_id], "working").stale)
+    check = swarm.lease(swarm.a)
+    assert check.kind == "verify"
+    (b_ahead_id,) = [lid for lid in _held_leases(swarm, swarm.b) if lid != b_baseline.lease_id]
+    lease = engine.store.lease(b_ahead_id)
+    champion = engine.store.version("tiny", engine._studies["tiny"].champion.version)
+    assert lease is not None and lease.kind == "explore" and lease.parent == champion.hash
+    b_ahead = TaskSpec(lease.id, "tiny", "explore", "", 0, champion, None, lease.seed, lease.deadline)
+    return a_baseline, check, b_baseline, b_ahead
+
+
+def test_the_claimants_keep_waits_for_the_check_of_its_merge_and_is_merged_after_it(tmp_path):
+    """b's next edit (of the new champion, on another line) would be kept at once (quorum 1) and
+    supersede the merge a is checking: it waits for that check instead, and once the merge is
+    accepted it is merged onto it, so both of b's improvements are kept and every one is checked."""
+    swarm = TwoWorkers(tmp_path)
+    a_baseline, check, b_baseline, b_ahead = _a_checks_the_merge(swarm)
+    engine, state = swarm.engine, swarm.engine._studies["tiny"]
+    (merge,) = state.claims.values()
+    assert merge.sole == {check.lease_id}, "leased to the only worker that could check it"
+    assert swarm.report(swarm.b, b_baseline) == "baseline"
+    champion = state.champion.version
+    # It waits for the class's baseline of the champion (a's run is not in), and then, judged
+    # on it, for the check: kept at once (quorum 1), it would supersede the merge.
+    assert swarm.report(swarm.b, b_ahead, (b"Y = 4", b"Y = 5")) == "waiting"
+    assert swarm.report(swarm.a, a_baseline) == "baseline"
+    assert state.champion.version == champion and b_ahead.lease_id in state.held, "held while the check is out"
+    assert engine.store.result(b_ahead.lease_id).decision == "waiting"
+    assert swarm.report(swarm.a, check) == "keep"
+    assert {c.id: c.state for c in engine.store.claims("tiny")}[merge.record.id] == "accepted"
+    assert engine.store.result(b_ahead.lease_id).decision == "stale-merged", "judged again: merged onto the merge"
+    (again,) = state.claims.values()
+    assert (again.record.origin, again.record.claimant_worker) == ("merge", swarm.b) and not state.held
+    assert engine.store.version("tiny", again.record.version).content.startswith(b"X = 2.0\n# -\n# -\n# -\nY = 5\n")
+
+
+def test_a_keep_is_not_held_for_a_checker_that_never_reports(tmp_path):
+    """A checker that leases the check and never reports (a liar stalling the study, or a crash)
+    holds the keep for a lease's time at most: then it is judged, and kept."""
+    swarm = TwoWorkers(tmp_path)
+    a_baseline, check, b_baseline, b_ahead = _a_checks_the_merge(swarm)
+    engine, state = swarm.engine, swarm.engine._studies["tiny"]
+    assert swarm.report(swarm.b, b_baseline) == "baseline"
+    assert swarm.report(swarm.a, a_baseline) == "baseline"
+    assert swarm.report(swarm.b, b_ahead, (b"Y = 4", b"Y = 5")) == "waiting"
+    assert b_ahead.lease_id in state.held
+    patience = engine.config.lease_ttl(state.spec)
+    swarm.clock.now += patience / 2
+    engine.heartbeat(swarm.a, [check.lease_id], "working")   # a keeps its check's lease alive
+    engine.expire_overdue()
+    assert engine.store.result(b_ahead.lease_id).decision == "waiting"
+    swarm.clock.now += patience / 2 + 1
+    engine.heartbeat(swarm.a, [check.lease_id], "working")
+    engine.expire_overdue()
+    assert engine.store.result(b_ahead.lease_id).decision == "keep", "held no longer than a lease's time"
+    assert not state.held
+
+
+def test_a_keep_held_for_a_check_handed_back_is_judged_at_once(tmp_path):
+    swarm = TwoWorkers(tmp_path)
+    a_baseline, check, b_baseline, b_ahead = _a_checks_the_merge(swarm)
+    engine, state = swarm.engine, swarm.engine._studies["tiny"]
+    assert swarm.report(swarm.b, b_baseline) == "baseline"
+    assert swarm.report(swarm.a, a_baseline) == "baseline"
+    assert swarm.report(swarm.b, b_ahead, (b"Y = 4", b"Y = 5")) == "waiting"
+    assert b_ahead.lease_id in state.held
+    engine.release(swarm.a, [check.lease_id])
+    assert engine.store.result(b_ahead.lease_id).decision == "keep"
+
+
+def test_no_keep_waits_where_another_worker_could_check(tmp_path):
+    """With a third worker of the class connected the merge's check is nobody's alone: a keep of
+    its parent is judged at once, as in any swarm but two workers (the sims never hold one)."""
+    swarm = TwoWorkers(tmp_path)
+    swarm.engine.register("", "c", CPU, 1, ["params"], owner="c")
+    a_baseline, a_ahead, b_baseline = swarm.a_keeps_and_b_is_merged()
+    engine, state = swarm.engine, swarm.engine._studies["tiny"]
+    engine.release(swarm.a, [a_ahead.lease_id])
+    assert swarm.report(swarm.a, a_baseline) == "baseline"
+    assert swarm.report(swarm.b, b_baseline) == "baseline"
+    check = swarm.lease(swarm.a)
+    assert check.kind == "verify"
+    (merge,) = state.claims.values()
+    assert merge.in_flight == {check.lease_id} and merge.sole == set()
+    assert not state.keep_waits(state.champion.version)
+
+
+def test_a_check_of_a_claim_closed_since_is_stale(tmp_path):
+    """A check leased ahead whose claim was decided or superseded meanwhile would come back
+    `verify-late`: it is named with the stale leases and handed back unstarted."""
+    swarm = TwoWorkers(tmp_path)
+    a_baseline, check, b_baseline, b_ahead = _a_checks_the_merge(swarm)
+    engine, state = swarm.engine, swarm.engine._studies["tiny"]
+    assert check.lease_id not in engine.heartbeat(swarm.a, [a_baseline.lease_id, check.lease_id], "working").stale
+    (merge,) = state.claims.values()
+    del state.claims[merge.record.id]   # closed (as a supersede or a verdict closes it)
+    assert check.lease_id in engine.heartbeat(swarm.a, [a_baseline.lease_id, check.lease_id], "working").stale
