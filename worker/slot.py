@@ -129,7 +129,10 @@ class PipelinedSlot:
         """The worker stops: every task leased ahead of the current one is cancelled and will be
         handed back unfinished (the current one finishes). Returns those lease ids."""
         with self._lock:
-            ahead = list(self._line)[1:]
+            # The current one: the one evaluating (a check may have gone before older tasks), or
+            # else the oldest.
+            current = next((lid for lid, held in self._line.items() if held.started), next(iter(self._line), None))
+            ahead = [lid for lid in self._line if lid != current]
             self._hand_back.update(ahead)
             for lease_id in ahead:
                 self._line[lease_id].cancel.set()  # an agent still editing stops now

@@ -160,3 +160,20 @@ def test_a_dropped_check_is_not_waited_for(slot_of):
     gates["t3"].set()
     thread.join(20)
     assert not thread.is_alive() and host.released == ["t3"]
+
+
+def test_a_stopping_worker_finishes_the_check_it_runs_and_hands_back_what_it_leased_before(slot_of):
+    slot, host, evaluated, gates = slot_of([BASELINE, EXPLORE, VERIFY], lease_delay=0.0)
+    first = threading.Event()
+    gates["go"] = first
+    thread = _run(slot)
+    wait_for(lambda: host.leases == 2, 10, what="the explore leased ahead")
+    second = threading.Event()
+    gates["go"] = second            # the check's evaluation waits on this one
+    first.set()
+    wait_for(lambda: evaluated == ["t1", "t3"], 10, what="the check evaluating before the explore")
+    assert slot.stop_ahead() == ["t2"], "the explore leased before the check is ahead of it"
+    host.finishing.set()
+    second.set()
+    thread.join(20)
+    assert not thread.is_alive() and host.delivered == ["t1", "t3"] and host.released == ["t2"]

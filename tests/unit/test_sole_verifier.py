@@ -260,3 +260,23 @@ def test_a_check_of_a_claim_closed_since_is_stale(tmp_path):
     (merge,) = state.claims.values()
     del state.claims[merge.record.id]   # closed (as a supersede or a verdict closes it)
     assert check.lease_id in engine.heartbeat(swarm.a, [a_baseline.lease_id, check.lease_id], "working").stale
+
+
+def test_the_last_explore_leased_ahead_gives_way_to_the_check_when_the_budget_is_full(tmp_path):
+    """The study's evaluation budget is spoken for when the merge opens (a's explore leased ahead
+    among it): a's place is free once its baseline is in, but the budget has no room for the
+    check, and the explore would run and supersede the merge unchecked. It is handed back, and
+    the check takes its room: an improvement found within the budget is checked within it."""
+    swarm = TwoWorkers(tmp_path)
+    a_baseline, a_ahead, b_baseline = swarm.a_keeps_and_b_is_merged()
+    engine, state = swarm.engine, swarm.engine._studies["tiny"]
+    engine.change_study("tiny", max_evaluations=state.evaluations + len(state.active))
+    swarm.clock.now += 1.0   # no heartbeat meanwhile: a learns of the merge with its baseline's answer
+    outcome = engine.report(swarm.a, a_baseline.lease_id, ResultIn("ok", _score(a_baseline.candidate.content),
+                                                                   {}, b"", "", "", {}))
+    assert outcome.decision == "baseline"
+    assert engine.lease(swarm.a, pipelined=True) is None, "a place is free, but no room in the budget"
+    assert outcome.stale == [a_ahead.lease_id], "so the explore leased ahead gives way"
+    engine.release(swarm.a, outcome.stale)
+    check = swarm.lease(swarm.a)
+    assert check.kind == "verify"
