@@ -276,6 +276,9 @@ def test_an_edit_is_not_folded_into_a_merge_already_being_checked(three_slots):
 
 def test_a_late_check_that_beats_the_new_champion_is_not_wasted(three_slots):
     engine, worker, checker = three_slots
+    # A third worker could check the merge too, so the check is not the checker's alone and a
+    # keep does not wait for it (see the next test).
+    engine.register("", "gamma", {"cpu_model": "Test", "cpu_cores": 2, "gpus": []}, 1, ["params"])
     a, b = engine.lease(worker), engine.lease(worker)
     engine.report(worker, a.lease_id, _ok(8.0, _edit(START, "X", "X = 2")))
     engine.report(worker, b.lease_id, _ok(9.0, _edit(START, "Y", "Y = 7")))      # merged: X = 2, Y = 7
@@ -294,8 +297,31 @@ def test_a_late_check_that_beats_the_new_champion_is_not_wasted(three_slots):
     assert [c.metric for c in engine.store.champions("tiny")] == [10.0, 8.0, 7.0, 6.0, 5.0]
 
 
+def test_a_keep_waits_for_the_only_possible_checkers_check_of_the_claim_it_would_supersede(three_slots):
+    """The same two lines of work with nobody else connected: the checker is the only worker
+    that may check the merge, so the worker's keep of the champion waits for that check
+    (`StudyState.keep_waits`) instead of superseding it; the merge is accepted, and the held
+    edit is merged onto it: one candidate with both, to check, and no check wasted."""
+    engine, worker, checker = three_slots
+    a, b = engine.lease(worker), engine.lease(worker)
+    engine.report(worker, a.lease_id, _ok(8.0, _edit(START, "X", "X = 2")))
+    engine.report(worker, b.lease_id, _ok(9.0, _edit(START, "Y", "Y = 7")))      # merged: X = 2, Y = 7
+    checking, c = engine.lease(checker), engine.lease(worker)
+    assert engine.report(worker, c.lease_id, _ok(7.0, b"X = 2\nY = 3\nZ = 6\n")).decision == "waiting"
+    assert _champion(engine) == b"X = 2\nY = 3\nZ = 5\n", "not kept while the check is out"
+    assert engine.report(checker, checking.lease_id, _ok(6.0)).decision == "keep"
+    assert engine.store.result(c.lease_id).decision == "stale-merged"
+    verify = engine.lease(checker)
+    assert verify.kind == "verify" and verify.candidate.content == b"X = 2\nY = 7\nZ = 6\n"
+    pending, = [claim for claim in engine.store.claims("tiny") if claim.state == "pending"]
+    assert pending.parent == engine.study_summaries()[0].champion.version, "judged against the new champion"
+    assert engine.report(checker, verify.lease_id, _ok(5.0)).decision == "keep"
+    assert [c.metric for c in engine.store.champions("tiny")] == [10.0, 8.0, 6.0, 5.0], "the held 7.0 went in the merge"
+
+
 def test_a_late_check_that_does_not_beat_the_new_champion_stays_late(three_slots):
     engine, worker, checker = three_slots
+    engine.register("", "gamma", {"cpu_model": "Test", "cpu_cores": 2, "gpus": []}, 1, ["params"])  # may check too
     a, b = engine.lease(worker), engine.lease(worker)
     engine.report(worker, a.lease_id, _ok(8.0, _edit(START, "X", "X = 2")))
     engine.report(worker, b.lease_id, _ok(9.0, _edit(START, "Y", "Y = 7")))
