@@ -28,10 +28,12 @@ from dataclasses import dataclass
 
 from autoswarm.hardware_class import is_moved
 from autoswarm.study import AcceptancePolicy
+from autoswarm.coordinator.frozen import quick
 
 MAX_VERIFY_FAILURES = 3      # a candidate that crashes this often elsewhere is not reproducible
 
 
+@quick
 @dataclass(frozen=True)
 class Verdict:
     """The decision on one measurement and the numbers behind it."""
@@ -42,6 +44,7 @@ class Verdict:
     reason: str
 
 
+@quick
 @dataclass(frozen=True)
 class Baseline:
     """A version's score in one hardware class."""
@@ -94,6 +97,7 @@ def judge(policy: AcceptancePolicy, direction: str, reference: float, value: flo
     return Verdict(False, gain, bar, f"improvement {gain:.6g} not above {bar:.6g}")
 
 
+@quick
 @dataclass(frozen=True)
 class Measurement:
     """One worker's evaluation of a claimed candidate, judged against its own class.
@@ -185,6 +189,7 @@ def agreeing_groups(policy: AcceptancePolicy, measurements: Sequence[Measurement
     return []
 
 
+@quick
 @dataclass(frozen=True)
 class Settlement:
     """Where a claim stands after its measurements so far.
@@ -289,6 +294,7 @@ def _worker_means(runs: Mapping[str, Sequence[float]]) -> dict[str, tuple[float,
     return {w: (statistics.fmean(v), len(v)) for w, v in runs.items() if v}
 
 
+@quick
 @dataclass(frozen=True)
 class ClassCheck:
     """What one hardware class's runs of one version say about its workers (`class_check`).
@@ -366,6 +372,7 @@ TRUSTED_AFTER = 4         # confirmed claims before a worker may hold more than 
 MAX_OPEN_CLAIMS = 8       # open claims a trusted worker may hold at once
 
 
+@quick
 @dataclass(frozen=True)
 class Trust:
     """A worker's record: claims confirmed, strikes — times an agreeing majority of replicas

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from autoswarm.coordinator.frozen import quick
 from autoswarm.coordinator.noise import Noise
 from autoswarm.coordinator.tiers import Prediction
 
@@ -19,6 +20,7 @@ from autoswarm.coordinator.tiers import Prediction
 MAX_EFFECTIVE_RUNS = 1e6
 
 
+@quick
 @dataclass(frozen=True)
 class Reference:
     """The score to beat on one class, the noise of one run there, and how many runs the

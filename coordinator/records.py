@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from autoswarm.coordinator.frozen import quick
 
+
+@quick
 @dataclass(frozen=True)
 class StudyRecord:
     name: str
@@ -19,6 +22,7 @@ class StudyRecord:
     archived: bool = False            # removed by its operator: no work, not listed; rows kept
 
 
+@quick
 @dataclass(frozen=True)
 class StudyEvent:
     study: str
@@ -27,6 +31,7 @@ class StudyEvent:
     detail: str
 
 
+@quick
 @dataclass(frozen=True)
 class VersionRecord:
     study: str
@@ -38,6 +43,7 @@ class VersionRecord:
     created: float
 
 
+@quick
 @dataclass(frozen=True)
 class ChampionRecord:
     study: str
@@ -48,6 +54,7 @@ class ChampionRecord:
     created: float
 
 
+@quick
 @dataclass(frozen=True)
 class WorkerRecord:
     id: str
@@ -62,6 +69,7 @@ class WorkerRecord:
     owner: str = ""
 
 
+@quick
 @dataclass(frozen=True)
 class LeaseRecord:
     id: str
@@ -78,6 +86,7 @@ class LeaseRecord:
     claim: str = ""
 
 
+@quick
 @dataclass(frozen=True)
 class ResultRecord:
     id: str
@@ -101,6 +110,7 @@ class ResultRecord:
     threshold: float | None = None
 
 
+@quick
 @dataclass(frozen=True)
 class ClaimRecord:
     """A candidate that beat its reference and waits for (or got) its verdict."""
@@ -118,6 +128,7 @@ class ClaimRecord:
     decided: float | None = None
 
 
+@quick
 @dataclass(frozen=True)
 class TokenRecord:
     hash: str
@@ -132,6 +143,7 @@ class TokenRecord:
     anonymous: bool = False
 
 
+@quick
 @dataclass(frozen=True)
 class StudyCounts:
     evaluations: int

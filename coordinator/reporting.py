@@ -18,6 +18,7 @@ from autoswarm import words
 from autoswarm.coordinator import reasons, scheduler
 from autoswarm.coordinator.context import EngineContext
 from autoswarm.coordinator.errors import InvalidRequest, NotFound, NotYours, WrongState
+from autoswarm.coordinator.frozen import quick
 from autoswarm.coordinator.judging import Judgement, Judging
 from autoswarm.coordinator.leasing import Leasing
 from autoswarm.coordinator.merging import checks_as_baselines
@@ -30,6 +31,7 @@ MAX_FAILED_BASELINES = 3
 LAST_REASON_CHARS = 200    # of the last failure's reason, in the error that stops a study
 
 
+@quick
 @dataclass(frozen=True)
 class ResultIn:
     """A worker's report, decoded from the wire but not yet trusted."""
@@ -44,6 +46,7 @@ class ResultIn:
     cache_hit: bool = False
 
 
+@quick
 @dataclass(frozen=True)
 class ReportOutcome:
     result_id: str

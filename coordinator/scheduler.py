@@ -12,10 +12,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from autoswarm.coordinator.frozen import quick
+
 VERIFY, BASELINE, EXPLORE = "verify", "baseline", "explore"
 _TIER = {VERIFY: 0, BASELINE: 1, EXPLORE: 2}
 
 
+@quick
 @dataclass(frozen=True)
 class VerifyNeed:
     """A claim that still needs independent measurements."""
@@ -31,6 +34,7 @@ class VerifyNeed:
     other_classes_live: bool = False
 
 
+@quick
 @dataclass(frozen=True)
 class ClassBaseline:
     """The champion's baseline in the asking worker's hardware class."""
@@ -43,6 +47,7 @@ class ClassBaseline:
     judgeable: bool | None = None             # a direct or tier-predicted baseline exists (None: done > 0)
 
 
+@quick
 @dataclass(frozen=True)
 class StudyView:
     """What the scheduler needs to know about one study, seen from the asking worker."""
@@ -63,6 +68,7 @@ class StudyView:
     checks_owed: int = 0                      # checks its open claims still need (beyond those in flight)
 
 
+@quick
 @dataclass(frozen=True)
 class WorkerView:
     """What the scheduler needs to know about the worker asking."""
@@ -78,6 +84,7 @@ class WorkerView:
     pipelined: bool = False                   # its slots prepare the next task while they evaluate
 
 
+@quick
 @dataclass(frozen=True)
 class Assignment:
     study: str
@@ -97,10 +104,15 @@ def within_budget(study: StudyView) -> bool:
 def budget_left(study: StudyView) -> bool:
     """Whether a new explore task fits in the budget beside the checks open claims still need:
     those come first, so that an improvement found within the budget is checked within it."""
-    if study.spent:
+    return explore_fits(study.spent, study.evaluations, study.in_flight, study.checks_owed, study.max_evaluations)
+
+
+def explore_fits(spent: bool, evaluations: int, in_flight: int, checks_owed: int, max_evaluations: int) -> bool:
+    """`budget_left` of a view with these figures, for a study making its view (which needs
+    the answer for its `blocked` before the view exists)."""
+    if spent:
         return False
-    return study.max_evaluations <= 0 or \
-        study.evaluations + study.in_flight + study.checks_owed < study.max_evaluations
+    return max_evaluations <= 0 or evaluations + in_flight + checks_owed < max_evaluations
 
 
 def _baseline_wanted(study: StudyView, worker: WorkerView) -> tuple[bool, bool]:

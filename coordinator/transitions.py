@@ -38,6 +38,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from autoswarm.coordinator.frozen import quick
+
 
 class LifecycleError(Exception):
     """An event that the state it arrived in has no transition for."""
@@ -165,6 +167,7 @@ CLAIM_TABLE: dict[tuple[ClaimState, ClaimEvent], tuple[ClaimState, tuple[Action,
 }
 
 
+@quick
 @dataclass(frozen=True)
 class Step:
     """Where a transition goes and what must be done."""
