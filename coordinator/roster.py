@@ -249,4 +249,6 @@ MAX_STATE_CHARS = 32
 def reported_state(state: str) -> str:
     """A worker's state word as it reported it, safe to store and show: printable characters
     only (no NUL, newline, tab or escape sequence), at most 32 of them."""
+    if state.isprintable():   # every call brings one, nearly always clean ("" too): no copy
+        return state[:MAX_STATE_CHARS]
     return "".join(ch for ch in state if ch.isprintable())[:MAX_STATE_CHARS]

@@ -1,11 +1,12 @@
 """`frozen.quick`: a frozen dataclass made through the quick `__init__` is the one dataclasses
-would make (same fields, defaults, factories, `__post_init__`, equality and hash), still
-frozen, and classes it cannot handle exactly are refused when defined."""
+would make (same fields, defaults, factories, `__post_init__`, equality and hash, attribute
+layout), still frozen, and classes it cannot handle exactly are refused when defined."""
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
+import sys
 from dataclasses import InitVar, dataclass, field
 
 import pytest
@@ -52,6 +53,22 @@ def test_the_quick_init_makes_what_the_dataclass_init_makes():
     assert str(inspect.signature(Quick)) == str(inspect.signature(Plain))
     assert dataclasses.replace(Quick(1), d=7) == Quick(1, d=7)
     assert repr(Quick(1)) == "Quick(a=1, b='b', c=[], d=4)"
+    # Made like a dataclass's own: no instance dict materialised (slower reads, 64 B more each).
+    assert sys.getsizeof(Quick(1)) == sys.getsizeof(Plain(1))
+
+
+@quick
+@dataclass(frozen=True, slots=True)
+class Slotted:
+    a: int
+    b: int = 2
+
+
+def test_a_slotted_class_works_too():
+    s = Slotted(1)
+    assert (s.a, s.b) == (1, 2) and not hasattr(s, "__dict__")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.a = 3   # type: ignore[misc]
 
 
 def test_it_stays_frozen_and_keeps_the_init_errors():
@@ -64,6 +81,8 @@ def test_it_stays_frozen_and_keeps_the_init_errors():
         Quick(1, e=3)   # type: ignore[call-arg]
     with pytest.raises(TypeError):
         Quick(1, a=2)   # type: ignore[misc]
+    with pytest.raises(TypeError):
+        Quick(1, "b", [], 4, 5)   # type: ignore[call-arg]: one too many
     with pytest.raises(ValueError, match="low above high"):
         Checked(3, 2)
     assert Checked(2, 3).high == 3
@@ -72,12 +91,6 @@ def test_it_stays_frozen_and_keeps_the_init_errors():
 def test_classes_it_cannot_handle_exactly_are_refused():
     with pytest.raises(TypeError):
         quick(dataclass(type("Loose", (), {"__annotations__": {"a": "int"}})))   # not frozen
-
-    with pytest.raises(TypeError):
-        @quick
-        @dataclass(frozen=True, slots=True)
-        class Slotted:
-            a: int
 
     with pytest.raises(TypeError):
         @quick
@@ -109,7 +122,7 @@ def test_every_quick_class_of_the_coordinator_round_trips_its_fields():
             if not (isinstance(cls, type) and dataclasses.is_dataclass(cls) and cls.__module__ == module.__name__
                     and cls.__dataclass_params__.frozen):
                 continue
-            assert "__fields__" in cls.__init__.__code__.co_varnames, f"{cls.__name__} has the slow init"
+            assert "__set__" in cls.__init__.__code__.co_freevars, f"{cls.__name__} has the slow init"
             names = [f.name for f in dataclasses.fields(cls)]
             values = {name: object() for name in names}   # any value: the init checks no types
             try:
