@@ -32,3 +32,26 @@ def test_window_stalls_subtracts_counts_keeps_maxima_and_keeps_only_new_stacks()
     assert window["stacks"] == {"off-cpu b": 2}
     assert window["Engine.report"] == {"calls": 15, "ms": 4.0, "over_50ms": 1, "max_ms": 60.0}
     assert window["server Report"] == {"1": 20, "120": 1}
+
+
+def test_the_coordinator_main_file_compiles_and_runs_the_coordinator_only_as_main():
+    """Run from a file, so that the credit rebuild's spawned process loads the same tree (it
+    re-runs the file as __mp_main__): the coordinator itself must start only as __main__."""
+    script = swarm_size.coordinator_script()
+    compile(script, "coordinator_main.py", "exec")
+    assert swarm_size.TREE_VARIABLE in script and "if __name__ == '__main__':" in script
+    assert script.index("def watched") < script.index("if __name__ == '__main__':") < script.index("serve(config)")
+
+
+def test_family_finds_a_process_started_by_this_one_and_its_cpu():
+    import os
+    import subprocess
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert child.pid in swarm_size.family(os.getpid())
+        assert swarm_size.family_cpu(os.getpid())[child.pid] >= 0.0
+        assert swarm_size.family_rss_mib(os.getpid()) > 0
+    finally:
+        child.kill()
+        child.wait()
