@@ -427,6 +427,7 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):
         # What Status counts (every worker by state and class) comes from the census the scrape
         # and the credit rebuild read: one count per census interval however often operators ask.
         self.census = census if census is not None else WorkerCensus(engine.summaries)
+        self._credit: tuple[float, control_pb2.CreditResponse] | None = None    # (snapshot's time, its answer)
 
     async def _tokens(self, context) -> Authenticator:
         if self.auth is None or not self.auth.enabled:
@@ -457,6 +458,8 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this coordinator keeps no credit standings")
         assert self.standings is not None
         snap = await self.standings.snapshot()
+        if self._credit is not None and self._credit[0] == snap.computed:
+            return self._credit[1]      # once per snapshot: a row of every volunteer (100,000 in a big swarm)
 
         def row(v: Volunteer) -> control_pb2.CreditRow:
             return control_pb2.CreditRow(name=v.name, team=v.team, credit=v.credit, recent_average=v.recent_average,
@@ -464,10 +467,12 @@ class ControlService(control_pb2_grpc.ControlServiceServicer):
                                          members=len(v.machines), granted_results=v.granted)
         volunteers = sorted(snap.volunteers.values(), key=lambda v: (-v.recent_average, -v.credit, v.name))
         teams = sorted(snap.teams.values(), key=lambda t: (-t.recent_average, -t.credit, t.name))
-        return control_pb2.CreditResponse(volunteers=[row(v) for v in volunteers], computed_unix=snap.computed, teams=[
+        response = control_pb2.CreditResponse(volunteers=[row(v) for v in volunteers], computed_unix=snap.computed, teams=[
             control_pb2.CreditRow(name=t.name, credit=t.credit, recent_average=t.recent_average,
                                   discoveries=t.discoveries, discovery=t.discovery, badge=t.badge, members=t.members)
             for t in teams])
+        self._credit = (snap.computed, response)
+        return response
 
     async def RevokeToken(self, request, context):
         auth = await self._tokens(context)

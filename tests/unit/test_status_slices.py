@@ -94,3 +94,23 @@ def test_a_page_is_bounded_and_counts_only_lists_no_row(tmp_path, monkeypatch):
     assert not past.workers and past.workers_total == 12
     every = asyncio.run(control.Status(control_pb2.StatusRequest(), None))
     assert len(every.workers) == 12, "no page asked (an older client): every worker, as before"
+
+
+def test_credit_answers_from_one_response_per_snapshot(tmp_path):
+    """`autoswarm credit` lists every volunteer: built once per rebuild, not once per call."""
+    from autoswarm.coordinator.standings import Snapshot, Volunteer
+
+    engine, store, _ = _engine(tmp_path, 1)
+    snaps = [Snapshot(10.0, {}, {"ann": Volunteer("ann", "", False, 3.0, 1.0, 0, 0.0, 1, 1, "", (), ())}, {})]
+
+    class Book:
+        async def snapshot(self):
+            return snaps[-1]
+
+    control = service.ControlService(engine, GroupCommit(store), Authenticator(store, enabled=False), Book())
+    first = asyncio.run(control.Credit(control_pb2.CreditRequest(), None))
+    assert asyncio.run(control.Credit(control_pb2.CreditRequest(), None)) is first
+    assert [(v.name, v.credit) for v in first.volunteers] == [("ann", 3.0)]
+    snaps.append(Snapshot(20.0, {}, {"bob": Volunteer("bob", "", False, 5.0, 2.0, 0, 0.0, 1, 1, "", (), ())}, {}))
+    later = asyncio.run(control.Credit(control_pb2.CreditRequest(), None))
+    assert later is not first and [v.name for v in later.volunteers] == ["bob"] and later.computed_unix == 20.0
