@@ -209,7 +209,7 @@ class Leasing:
                 if study.known_candidate(lease.parent, candidate, lease_id):
                     duplicates.append(lease_id)
                 else:
-                    study.candidates[lease_id] = (lease.parent, candidate)
+                    study.candidates.add(lease_id, lease.parent, candidate)
         if held:
             self.ctx.store.extend_leases(worker_id, list(held), held)
             for lease_id, deadline in held.items():
@@ -288,7 +288,7 @@ class Leasing:
         state.active.pop(lease.id, None)
         self._deadlines.discard(lease.id)
         state.ideas.pop(lease.id, None)
-        state.candidates.pop(lease.id, None)
+        state.candidates.discard(lease.id)
         if lease.claim in state.claims:
             state.claims[lease.claim].in_flight.discard(lease.id)
             state.claims[lease.claim].early.discard(lease.id)

@@ -19,6 +19,7 @@ from autoswarm.study import Study
 from autoswarm.coordinator import acceptance, baselines, scheduler
 from autoswarm.coordinator.acceptance import Baseline, Measurement
 from autoswarm.coordinator.memory import DEFAULT_MEMORY_CHARS, Tried, build_memory, render, tried_sections
+from autoswarm.coordinator.in_flight import InFlightCandidates
 from autoswarm.coordinator.noise import MIN_DIFFERENCES, ClassFit, Noise, class_fits, pooled_noise
 from autoswarm.coordinator.references import CHECK_RESERVE, References
 from autoswarm.coordinator.tiers import Tiers
@@ -379,7 +380,7 @@ class StudyState(References):
     ideas: dict[str, str] = field(default_factory=dict)            # lease id -> idea being evaluated
     _memory_cache: tuple[str, int, float, str] | None = None      # (champion, generation, built at, text)
     _memory_generation: int = 0
-    candidates: dict[str, tuple[str, str]] = field(default_factory=dict)  # lease id -> (parent, candidate)
+    candidates: InFlightCandidates = field(default_factory=InFlightCandidates)  # edits being evaluated, by lease
     llm_tokens: int = 0                        # what the study's agents spent (results' usage)
     failed_edits: int = 0                      # explore tasks whose agent made no edit (in the budget)
     cost_usd: float = 0.0
@@ -428,7 +429,7 @@ class StudyState(References):
         """Whether this candidate was evaluated for this parent, or is being evaluated elsewhere."""
         if (parent, candidate) in self.evaluated:
             return True
-        return any(other != lease_id and pc == (parent, candidate) for other, pc in self.candidates.items())
+        return self.candidates.elsewhere(candidate, lease_id, parent)
 
     def known_candidate(self, parent: str, candidate: str, lease_id: str) -> bool:
         """Whether an edit about to be evaluated would teach nothing: evaluated for this parent,
@@ -436,7 +437,7 @@ class StudyState(References):
         parent (its score will be known soon). The worker then reports a free duplicate."""
         if (parent, candidate) in self.evaluated or candidate in self.claimed_versions:
             return True
-        return any(other != lease_id and pc[1] == candidate for other, pc in self.candidates.items())
+        return self.candidates.elsewhere(candidate, lease_id)
 
     def memory(self, lease_id: str, now: float) -> str:
         """The swarm memory for a new explore task.
