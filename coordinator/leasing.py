@@ -256,14 +256,15 @@ class Leasing:
             return ""   # nothing leased ahead
         ahead = explores[-1]   # the newest: the one leased ahead of the one evaluating
         state = self.ctx.studies[ahead.study]
+        if len(held) < 2 * worker.slots and \
+                scheduler.room_in_budget(state.evaluations, len(state.active), state.record.max_evaluations):
+            return ""   # a place is free, and room in the budget: its next lease takes the check
         members, live, live_classes = self._roster.classes(worker.hardware_class, self.ctx.clock())
         if not state.claims or not state.paired or any(cls != worker.hardware_class for cls in live_classes) \
                 or not state.may_be_sole_verifier(worker_id, live):
             return ""
         trust = self._roster.trust(worker_id)
         view = state.view(worker_id, worker.hardware_class, members, live, live_classes)
-        if len(held) < 2 * worker.slots and scheduler.within_budget(view):
-            return ""   # a place is free, and room in the budget: its next lease takes the check
         # Without the explore: a place for one task more, and room in the budget for it.
         choice = scheduler.choose_task(
             [replace(view, in_flight=view.in_flight - 1)],

@@ -98,7 +98,12 @@ def within_budget(study: StudyView) -> bool:
     `max_evaluations` is a ceiling: baselines, explores and checks all count, and none is
     started past it (README, "--max-evals").
     """
-    return study.max_evaluations <= 0 or study.evaluations + study.in_flight < study.max_evaluations
+    return room_in_budget(study.evaluations, study.in_flight, study.max_evaluations)
+
+
+def room_in_budget(evaluations: int, in_flight: int, max_evaluations: int) -> bool:
+    """`within_budget` from the three numbers (0: no budget)."""
+    return max_evaluations <= 0 or evaluations + in_flight < max_evaluations
 
 
 def budget_left(study: StudyView) -> bool:
