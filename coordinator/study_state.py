@@ -6,6 +6,7 @@ it only after the store has committed, so memory never runs ahead of disk.
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections import OrderedDict
@@ -453,8 +454,10 @@ class StudyState(References):
                      for rid, t in reversed(self.tried.items())]
             self._memory_cache = cached = (champion, self._memory_generation, now,
                                            render(tried_sections(tried), DEFAULT_MEMORY_CHARS))
-        # The newest ideas in flight; the memory's size cap would drop the rest anyway.
-        in_flight = [idea for lid, idea in list(self.ideas.items())[-MAX_IDEAS_SHOWN:] if lid != lease_id]
+        # The newest ideas in flight; the memory's size cap would drop the rest anyway. Read from
+        # the end: a copy of every idea in flight (one per explore lease) on every lease was O(swarm).
+        newest = list(itertools.islice(reversed(self.ideas.items()), MAX_IDEAS_SHOWN))
+        in_flight = [idea for lid, idea in reversed(newest) if lid != lease_id]
         return build_memory((), in_flight, rendered_tried=cached[3])
 
     def add_baseline(self, version: str, hardware_class: str, worker_id: str, value: float,

@@ -149,3 +149,23 @@ def test_requests_that_arrive_one_per_turn_share_commits_once_the_coordinator_is
     assert asyncio.run(busy()) == [True, True, True, False], "three single requests make a busy window"
     assert asyncio.run(quiet()) == [True] * 4
     assert not store.uncommitted
+
+
+def test_a_task_memory_lists_the_newest_ideas_in_flight(tmp_path):
+    """The memory's ideas in flight are read from the newest end (not by copying every idea in
+    flight on every lease): 60 workers each evaluating an idea, the next explore task lists the
+    newest 50, oldest first, and none older."""
+    clock = Clock()
+    engine = Engine(Store(tmp_path / "swarm.db"), EngineConfig(), clock=clock)
+    engine.add_study(pack_directory(write_study(tmp_path / "study", direction="maximize")).data, max_evaluations=0)
+    cpu = {"cpu_model": "Test", "cpu_cores": 2, "gpus": []}
+    workers = [engine.register("", f"w{i}", cpu, 1, ["params"])[0] for i in range(61)]
+    first = engine.lease(workers[0])
+    engine.report(workers[0], first.lease_id, ResultIn("ok", 1.0, {}, b"", "", "", {}))   # the baseline
+    for i, worker in enumerate(workers[:60]):
+        task = engine.lease(worker)
+        assert task is not None and task.kind == "explore"
+        engine.heartbeat(worker, [task.lease_id], "working", {task.lease_id: f"idea number {i:02d}"})
+    memory = engine.lease(workers[60]).memory
+    assert [line for line in memory.splitlines() if "idea number" in line] == \
+        [f"- idea number {i:02d}" for i in range(10, 60)]
