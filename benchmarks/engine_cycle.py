@@ -5,20 +5,23 @@ over `--classes` hardware classes, each reporting its task (an explore task's ed
 a random metric) and leasing the next in the same step, the store in WAL mode with group commit,
 committed every `--batch` cycles (the busy coordinator's group commit serves ~3.4 requests a
 commit) — but called directly on one `Engine`, with a seeded store and a simulated clock, so a run
-is a function of its arguments. Prints the CPU time per cycle (process CPU, so a busy neighbour
-slows the wall clock but not the figure much) and the CPU time (of this thread) in `Engine.report`, `Engine.lease`
-(each with what `WorkerService.Report` does around it: the rate limiter, the
-messages' conversions `result_in` and `task_message`, the worker's next contact) and the commit, and the
-open claims as the run goes; `--profile` prints cProfile's top functions by
-cumulative time as well.
+is a function of its arguments.
+
+Prints the process CPU per cycle (a busy neighbour slows the wall clock, not this figure much),
+the least of it over chunks of `--chunk` cycles (steadier on a shared machine), this thread's CPU
+in `Engine.report`, in `Engine.lease` (each with what `WorkerService.Report` does around it: the
+rate limiter, `result_in`, the response, `task_message`, the worker's next contact) and in the
+commit, the WAL pages written per cycle and the open claims. The worker's own report message is
+built outside the parts' timing (it is the client's work) but inside the process CPU (~25 µs).
+`--sample` prints a statistical profile (inclusive and own share of each function: no cost per
+call, unlike `--profile`, cProfile, which inflates the many small functions of this path).
 
     python benchmarks/engine_cycle.py                                      # absolute, quorum 1
     python benchmarks/engine_cycle.py --compare paired --quorum 2 --classes 8
-    python benchmarks/engine_cycle.py --compare paired --quorum 2 --classes 8 --profile
+    python benchmarks/engine_cycle.py --compare paired --quorum 2 --classes 8 --sample
 
-`--tree DIR` runs the engine of another checkout (e.g. main before a change), so that two
-versions are compared in the same minutes (run the two one after the other, or in turns).
-The report's message is built outside the timing (it is the worker's), its conversion inside.
+`--tree DIR` runs the engine of another checkout (e.g. main before a change) under this driver,
+so that two versions are compared in the same minutes (run them in turns).
 """
 
 from __future__ import annotations
@@ -131,7 +134,6 @@ def run(args: argparse.Namespace) -> Figures:
         sampler = Sampler() if args.sample else None
 
         def one_pass(count: int, timed: bool) -> None:
-            nonlocal figures
             perf = time.thread_time
             for n in range(count):
                 j = rng.randrange(len(ids))
