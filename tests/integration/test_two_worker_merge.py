@@ -1,9 +1,9 @@
 """Two real pipelined workers on one machine (one hardware class), paired, quorum 1, as
 `autoswarm run examples/tinylm --workers 2` runs them: every merge of a stale edit is checked.
 
-Worker a's agent raises A by one every time; worker b's raises B by one, then lowers it, and
-again (lines apart, so that two edits side by side merge cleanly; a millionth more each time,
-so that no edit is a duplicate). Whoever reports an improvement first keeps, and the other's
+Worker a's agent raises A by one every time; worker b's raises B by one on every other of a's
+champions and lowers it on the others (lines apart, so that two edits side by side merge
+cleanly; a millionth more each time, so that no edit is a duplicate). Whoever reports an improvement first keeps, and the other's
 improvement, of the old champion, is merged onto the new one as a claim whose claimant is that
 other worker, so the keeper is the only worker that may check it. Both ways happen, in an order
 the machine's timing decides. Either way the merge is checked before a keep supersedes it: the
@@ -44,10 +44,14 @@ with open({runs!r} + "." + name, "a+") as f:
     f.write("run\\n")
     f.seek(0)
     n = len(f.read().split())
-# Worker a raises A by one every time; worker b raises B by one, then lowers it, and again.
-constant, step = ("A", 1) if name == "a" else ("B", (1, -1)[n % 2])
 target = os.environ["AUTOSWARM_TARGET"]
 lines = open(target).read().splitlines(keepends=True)
+# Worker a raises A by one every time; worker b raises B by one on a parent whose A is odd and
+# lowers it on one whose A is even: it improves on every other of a's champions, whatever
+# became of the edits it made ahead and handed back (its own count of edits would lock in step
+# with those: every improving edit the one handed back).
+a_value = next(float(line.split("=")[1]) for line in lines if line.startswith("A = "))
+constant, step = ("A", 1) if name == "a" else ("B", 1 if round(a_value) % 2 else -1)
 for i, line in enumerate(lines):
     if line.startswith(constant + " = "):   # and a millionth more each time: never a duplicate
         lines[i] = f"{{constant}} = {{float(line.split('=')[1]) + step + n * 1e-6:.6f}}\\n"
