@@ -273,6 +273,16 @@ STALL_WATCH = textwrap.dedent("""
                 return response
             setattr(service.WorkerService, method, wrapper)
         handled("Lease"), handled("Report")
+        # Turns of the loop: grpc.aio's server accepts one call per turn (its main loop awaits
+        # one request_call at a time), so a loop that turns too few times a second queues calls
+        # inside gRPC before any handler, without ever being "late" for the timer below.
+        stats["turns"] = 0
+        base_events = importlib.import_module("asyncio.base_events")
+        plain_run_once = base_events.BaseEventLoop._run_once
+        def counted_run_once(self):
+            stats["turns"] += 1
+            return plain_run_once(self)
+        base_events.BaseEventLoop._run_once = counted_run_once
         loop_thread = threading.get_ident()
         loop_clock = time.pthread_getcpuclockid(loop_thread)
         beat = [time.monotonic()]
@@ -651,6 +661,8 @@ class StepResult:
                 f"thread ran {self.stalls.get('late_loop_cpu_ms', 0):.0f} ms of it, the coordinator's threads "
                 f"{self.stalls.get('late_process_cpu_ms', 0):.0f} ms of CPU; client processes "
                 f"{100 * self.client_cpu_seconds / self.seconds:.0f}% of a core"
+                f"\n          loop turns {self.stalls.get('turns', 0) / self.seconds:.0f}/s against "
+                f"{sum(self.rpcs.values()):.0f} RPCs/s answered (grpc.aio accepts one call per turn)"
                 f"\n          coordinator's loop thread {self.stalls.get('loop_cpu_ms', 0) / 10 / self.seconds:.0f}% "
                 f"of a core, its other threads {(self.stalls.get('process_cpu_ms', 0) - self.stalls.get('loop_cpu_ms', 0)) / 10 / self.seconds:.0f}%, "
                 f"its child processes (credit rebuild) {100 * self.family_cpu_seconds / self.seconds:.0f}% "

@@ -55,3 +55,21 @@ def test_family_finds_a_process_started_by_this_one_and_its_cpu():
     finally:
         child.kill()
         child.wait()
+
+
+def test_the_stall_watch_counts_the_loops_turns_and_its_threads_cpu(tmp_path):
+    """The stall watch, run around a short sleep in a fresh interpreter (it patches the
+    coordinator's classes and asyncio's loop): it writes its figures, the loop's turns among them."""
+    import json
+    import subprocess
+
+    out = tmp_path / "stalls.json"
+    script = swarm_size.TREE_FROM_ENV + swarm_size.STALL_WATCH + (
+        "import asyncio\nfrom pathlib import Path\n"
+        "async def main():\n    await asyncio.sleep(2.5)\n"
+        f"asyncio.run(watched(main(), Path({str(out)!r})))\n")
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    stats = json.loads(out.read_text())
+    assert stats["turns"] > 10 and stats["ticks"] > 10, "a 10 ms timer turns the loop ~100 times a second"
+    assert stats["loop_cpu_ms"] >= 0 and stats["process_cpu_ms"] >= stats["loop_cpu_ms"]
+    assert "WorkerCensus._take" in stats and "ControlService.Status" in stats, "the monitored parts are timed"
