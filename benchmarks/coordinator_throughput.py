@@ -382,19 +382,26 @@ async def memory_phase(address: str, count: int, pid: int, conns: int) -> tuple[
     return before, after
 
 
+def tree_loader(tree_expression: str) -> str:
+    """Source that loads the packages of the checkout `tree_expression` names (evaluated in the
+    child; empty: this checkout's, left alone) in place of this one's."""
+    return textwrap.dedent("""
+        import importlib.util, os, sys
+        tree = %s
+        if tree:
+            # An editable install maps the packages to its own checkout: take that finder out.
+            sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in str(getattr(f, "__module__", ""))]
+            for name, sub in (("autoswarm", "autoswarm"), ("autoswarm.coordinator", "coordinator"),
+                              ("autoswarm.worker", "worker")):
+                spec = importlib.util.spec_from_file_location(name, f"{tree}/{sub}/__init__.py")
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[name] = module
+                spec.loader.exec_module(module)
+    """) % tree_expression
+
+
 # Loads the packages of another checkout (argv[1], taken off argv) in place of this one's.
-USE_TREE = textwrap.dedent("""
-    import importlib.util, sys
-    tree = sys.argv.pop(1)
-    # An editable install maps the packages to its own checkout: take that finder out.
-    sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in str(getattr(f, "__module__", ""))]
-    for name, sub in (("autoswarm", "autoswarm"), ("autoswarm.coordinator", "coordinator"),
-                      ("autoswarm.worker", "worker")):
-        spec = importlib.util.spec_from_file_location(name, f"{tree}/{sub}/__init__.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-""")
+USE_TREE = tree_loader("sys.argv.pop(1)")
 # Runs `python -m autoswarm` from another checkout (argv[1]).
 FROM_TREE = USE_TREE + textwrap.dedent("""
     import runpy

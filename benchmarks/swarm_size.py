@@ -67,7 +67,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from autoswarm.bundle import pack_files  # noqa: E402
 from autoswarm.v1 import common_pb2, control_pb2, control_pb2_grpc, worker_pb2, worker_pb2_grpc  # noqa: E402
 from coordinator_throughput import (  # noqa: E402
-    cpu_seconds, free_port, percentile, rss_mib, start_process, stop_process,
+    cpu_seconds, free_port, percentile, rss_mib, start_process, stop_process, tree_loader,
 )
 
 # Real-time shape of the swarm (divided by the compression C in each step).
@@ -100,20 +100,8 @@ COORDINATOR = textwrap.dedent("""
 # and run from a file, not `-c`, so that the credit rebuild's process (multiprocessing's spawn
 # re-runs the main file as `__mp_main__` in the child, which inherits the environment) runs the
 # same tree's code too: with `-c` it imported this checkout's, whatever the parent ran.
-TREE_FROM_ENV = textwrap.dedent("""
-    import importlib.util, os, sys
-    tree = os.environ.get("SWARM_SIZE_COORDINATOR_TREE")
-    if tree:
-        # An editable install maps the packages to its own checkout: take that finder out.
-        sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in str(getattr(f, "__module__", ""))]
-        for name, sub in (("autoswarm", "autoswarm"), ("autoswarm.coordinator", "coordinator"),
-                          ("autoswarm.worker", "worker")):
-            spec = importlib.util.spec_from_file_location(name, f"{tree}/{sub}/__init__.py")
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
-            spec.loader.exec_module(module)
-""")
 TREE_VARIABLE = "SWARM_SIZE_COORDINATOR_TREE"
+TREE_FROM_ENV = tree_loader(f"os.environ.get({TREE_VARIABLE!r})")
 
 
 def coordinator_script() -> str:
