@@ -199,16 +199,23 @@ def test_the_claimants_keep_waits_for_the_check_of_its_merge_and_is_merged_after
     assert engine.store.version("tiny", again.record.version).content.startswith(b"X = 2.0\n# -\n# -\n# -\nY = 5\n")
 
 
+def _b_keep_held(swarm: TwoWorkers) -> tuple[TaskSpec, TaskSpec]:
+    """Both classes' baselines in, b's keep of the new champion held for a's check of the merge.
+    Returns (a's check, b's held explore)."""
+    a_baseline, check, b_baseline, b_ahead = _a_checks_the_merge(swarm)
+    assert swarm.report(swarm.b, b_baseline) == "baseline"
+    assert swarm.report(swarm.a, a_baseline) == "baseline"
+    assert swarm.report(swarm.b, b_ahead, (b"Y = 4", b"Y = 5")) == "waiting"
+    assert b_ahead.lease_id in swarm.engine._studies["tiny"].held
+    return check, b_ahead
+
+
 def test_a_keep_is_not_held_for_a_checker_that_never_reports(tmp_path):
     """A checker that leases the check and never reports (a liar stalling the study, or a crash)
     holds the keep for a lease's time at most: then it is judged, and kept."""
     swarm = TwoWorkers(tmp_path)
-    a_baseline, check, b_baseline, b_ahead = _a_checks_the_merge(swarm)
+    check, b_ahead = _b_keep_held(swarm)
     engine, state = swarm.engine, swarm.engine._studies["tiny"]
-    assert swarm.report(swarm.b, b_baseline) == "baseline"
-    assert swarm.report(swarm.a, a_baseline) == "baseline"
-    assert swarm.report(swarm.b, b_ahead, (b"Y = 4", b"Y = 5")) == "waiting"
-    assert b_ahead.lease_id in state.held
     patience = engine.config.lease_ttl(state.spec)
     swarm.clock.now += patience / 2
     engine.heartbeat(swarm.a, [check.lease_id], "working")   # a keeps its check's lease alive
@@ -223,12 +230,8 @@ def test_a_keep_is_not_held_for_a_checker_that_never_reports(tmp_path):
 
 def test_a_keep_held_for_a_check_handed_back_is_judged_at_once(tmp_path):
     swarm = TwoWorkers(tmp_path)
-    a_baseline, check, b_baseline, b_ahead = _a_checks_the_merge(swarm)
+    check, b_ahead = _b_keep_held(swarm)
     engine, state = swarm.engine, swarm.engine._studies["tiny"]
-    assert swarm.report(swarm.b, b_baseline) == "baseline"
-    assert swarm.report(swarm.a, a_baseline) == "baseline"
-    assert swarm.report(swarm.b, b_ahead, (b"Y = 4", b"Y = 5")) == "waiting"
-    assert b_ahead.lease_id in state.held
     engine.release(swarm.a, [check.lease_id])
     assert engine.store.result(b_ahead.lease_id).decision == "keep"
 
