@@ -44,8 +44,10 @@ class Leaser:
         self._finish = finish
         self._pipelined = pipelined
 
-    def lease(self) -> worker_pb2.Task | None:
-        """The next task, or None (nothing came, the worker stops, or new work is not allowed)."""
+    def lease(self, nothing_yet: Callable[[], None] | None = None) -> worker_pb2.Task | None:
+        """The next task, or None (nothing came, the worker stops, or new work is not allowed).
+        `nothing_yet` is called when the quick answer (the one a carried result rides on)
+        brought no task and the call goes on to long-poll: a slot stops waiting for it then."""
         ctx, heartbeats = self._context, self._heartbeats
         if self._finish.is_set() or not ctx.gate_open():
             self._carried.flush()
@@ -59,6 +61,8 @@ class Leaser:
                     if not ctx.running():
                         heartbeats.sent()
                     return answer.task
+        if nothing_yet is not None:
+            nothing_yet()
         try:
             response = self._connection.retry(self._long_poll, self._finish, "lease")
         except Stopped:

@@ -11,7 +11,7 @@ import os
 import platform
 import socket
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -345,8 +345,8 @@ class Worker:
         """Out of hours or the machine is busy: look again shortly."""
         self._finish.wait(min(self.options.check_interval, 0.5))
 
-    def lease_task(self) -> worker_pb2.Task | None:
-        return self.leaser.lease()
+    def lease_task(self, nothing_yet: Callable[[], None] | None = None) -> worker_pb2.Task | None:
+        return self.leaser.lease(nothing_yet)
 
     def release(self, lease_ids: list[str]) -> None:
         self._release(lease_ids)

@@ -61,7 +61,8 @@ class SlotHost(Protocol):
 
     def wait_for_gate(self) -> None: ...
 
-    def lease_task(self) -> worker_pb2.Task | None: ...
+    def lease_task(self, nothing_yet: Callable[[], None] | None = None) -> worker_pb2.Task | None: ...
+    # `nothing_yet`: called when the call's quick answer brought no task and it long-polls on.
 
     def release(self, lease_ids: list[str]) -> None: ...
 
@@ -183,6 +184,13 @@ class PipelinedSlot:
         self.host.untrack(self.index, held.task.lease_id)
         self._tickets.release()
 
+    def _no_task_yet(self) -> None:
+        """The lease call a result rode on brought nothing (no check among it) and long-polls on:
+        the evaluator does not wait for it (an idle long-poll lasts up to minutes)."""
+        with self._changed:
+            self._lease_coming = False
+            self._changed.notify_all()
+
     def _leased(self, held: _Held | None) -> None:
         """The preparer's lease call is over (`held`: the task it brought, now in the line)."""
         with self._changed:
@@ -202,7 +210,7 @@ class PipelinedSlot:
                 continue
             if not self._tickets.acquire(timeout=0.2):  # the slot holds `depth` tasks already
                 continue
-            task = host.lease_task()
+            task = host.lease_task(nothing_yet=self._no_task_yet)
             if task is None:
                 self._leased(None)
                 self._tickets.release()

@@ -38,6 +38,7 @@ class Host:
     leases: int = 0
     delivered: list[str] = field(default_factory=list)
     released: list[str] = field(default_factory=list)
+    idle_poll: threading.Event | None = None   # set: when out of tasks, long-poll until it is set
 
     def gate_open(self) -> bool:
         return True
@@ -45,8 +46,12 @@ class Host:
     def wait_for_gate(self) -> None:
         pass
 
-    def lease_task(self) -> worker_pb2.Task | None:
+    def lease_task(self, nothing_yet=None) -> worker_pb2.Task | None:
         if self.leases >= len(self.kinds):
+            if self.idle_poll is not None:
+                if nothing_yet is not None:
+                    nothing_yet()        # the carried answer had no task: a long-poll follows
+                self.idle_poll.wait(60)
             self.finishing.wait(0.05)
             return None
         if self.delivered:
@@ -177,3 +182,19 @@ def test_a_stopping_worker_finishes_the_check_it_runs_and_hands_back_what_it_lea
     second.set()
     thread.join(20)
     assert not thread.is_alive() and host.delivered == ["t1", "t3"] and host.released == ["t2"]
+
+
+def test_a_long_poll_with_nothing_does_not_hold_up_the_task_leased_ahead(slot_of, monkeypatch):
+    """The report a result rode on brought no task (the budget is spent, or nothing is owed):
+    the lease call long-polls on, for up to minutes, and the task already prepared starts at
+    once instead of waiting for a check that is not coming (the quickstart's last evaluation
+    stood 10 s)."""
+    monkeypatch.setattr(slot_module, "CHECK_WAIT_SECONDS", 3600.0)   # only the hook can end the wait
+    slot, host, evaluated, gates = slot_of([BASELINE, EXPLORE], idle_poll=threading.Event())
+    thread = _run(slot)
+    wait_for(lambda: host.leases == 2, 10, what="the explore leased ahead while the baseline runs")
+    gates["go"].set()
+    wait_for(lambda: evaluated == ["t1", "t2"], 30, what="the explore started while the lease call long-polls")
+    host.idle_poll.set()
+    thread.join(20)
+    assert not thread.is_alive()

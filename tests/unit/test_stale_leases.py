@@ -130,7 +130,7 @@ class FakeHost:
     def wait_for_gate(self) -> None:
         pass
 
-    def lease_task(self) -> worker_pb2.Task | None:
+    def lease_task(self, nothing_yet=None) -> worker_pb2.Task | None:
         if self.leases >= self.limit:
             self.finishing.wait(0.05)
             return None
