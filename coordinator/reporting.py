@@ -211,7 +211,7 @@ class Reporting:
         committed as a rewrite of its own row, with the claim, merge or champion it causes.
         """
         for result_id in state.waiting.take(hardware_class):
-            self._judge_again(state, result_id, hardware_class, now)
+            self._judge_again(state, self.ctx.store.result(result_id), hardware_class, now)
 
     def judge_held(self, state: StudyState, now: float) -> bool:
         """Keeps held back for a sole check (`StudyState.keep_waits`) are judged again once that
@@ -229,17 +229,15 @@ class Reporting:
             if stored is None:
                 continue
             state.waiting.discard(result_id)
-            self._judge_again(state, result_id, stored.hardware_class, now, hold=now - since < patience,
-                              since=since)
+            self._judge_again(state, stored, stored.hardware_class, now, hold=now - since < patience, since=since)
             judged = True
         return judged
 
-    def _judge_again(self, state: StudyState, result_id: str, hardware_class: str, now: float,
+    def _judge_again(self, state: StudyState, stored: ResultRecord | None, hardware_class: str, now: float,
                      hold: bool = True, since: float | None = None) -> None:
-        """Judges a stored waiting result again; it waits on if it still must (`since`: when it
-        was first held back for a sole check, kept while it is held again)."""
+        """Judges a stored waiting result again (read once by the caller); it waits on if it
+        still must (`since`: when it was first held back for a sole check, kept while it is held again)."""
         judging = self._judging
-        stored = self.ctx.store.result(result_id)
         worker = self._roster.workers.get(stored.worker_id) if stored is not None else None
         if stored is None or worker is None or stored.decision != words.WAITING or stored.metric is None:
             return
@@ -257,19 +255,19 @@ class Reporting:
             judgement = judging.explore_verdict(state, lease, worker, stored.metric, stored.version, done, now,
                                                 waiting=True, hold=hold)
         if judgement.waits:
-            state.waiting.add(hardware_class, result_id)
+            state.waiting.add(hardware_class, stored.id)
             if judgement.held:
-                state.held[result_id] = since if since is not None else state.held.get(result_id, now)
+                state.held[stored.id] = since if since is not None else state.held.get(stored.id, now)
             else:
-                state.held.pop(result_id, None)
+                state.held.pop(stored.id, None)
             return
-        state.held.pop(result_id, None)
+        state.held.pop(stored.id, None)
         if judgement.accepted is not None:
             judging.accept(state, judgement, now)
         self.ctx.store.record_result(judgement.record, versions=judgement.versions, claims=judgement.claims,
                                  decisions=judgement.decisions, new_champion=judgement.new_champion,
                                  champion_metric=judgement.champion_metric, rewrite=True)
-        state.redecide(result_id, judgement.record.decision)
+        state.redecide(stored.id, judgement.record.decision)
         self._apply_consequences(state, judgement)
         self._announce(state, judgement)
 
