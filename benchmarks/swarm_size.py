@@ -54,7 +54,7 @@ import textwrap
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -66,6 +66,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from autoswarm.bundle import pack_files  # noqa: E402
 from autoswarm.v1 import common_pb2, control_pb2, control_pb2_grpc, worker_pb2, worker_pb2_grpc  # noqa: E402
+from autoswarm.coordinator.wakeups import drain_grpc_wakeups  # noqa: E402
 from coordinator_throughput import (  # noqa: E402
     cpu_seconds, free_port, percentile, rss_mib, start_process, stop_process, tree_loader,
 )
@@ -154,7 +155,8 @@ def family_rss_mib(pid: int) -> float:
 # it was late for a 10 ms timer (a stall every request in flight pays), and its collector's
 # pauses. Written to a file every second; the benchmark takes the difference over the window.
 STALL_WATCH = textwrap.dedent("""
-    import collections, gc, json, sys, threading, time, traceback
+    import asyncio, collections, gc, json, sys, threading, time, traceback
+    HANDLED_KEY = "swarm-size-handled"
     async def watched(main, out):
         stats = {"ticks": 0, "late_50ms": 0, "late_100ms": 0, "late_max_ms": 0.0, "gc_full": 0,
                  "gc_full_ms": 0.0, "gc_ms": 0.0, "gc_max_ms": 0.0,
@@ -251,9 +253,33 @@ STALL_WATCH = textwrap.dedent("""
             inner = getattr(service.WorkerService, method)
             key = f"server {method}"
             stats[key] = {}
+            stats[f"server {method} cancelled"] = {}
+            if method == "Lease":
+                stats["server Lease reached"] = {}
             async def wrapper(self, request, context):
                 t = time.perf_counter()
-                response = await inner(self, request, context)
+                if method == "Lease":
+                    # How long the call took to reach its handler: the simulated workers' timeout
+                    # is their wait + 30 s (SimulatedWorker.call), so what the deadline has lost
+                    # is the time since the client started the call (its own delay, the
+                    # transport's, gRPC's queue before the handler, the interceptors).
+                    left = context.time_remaining()
+                    if left is not None:
+                        reached = stats["server Lease reached"]
+                        bucket = str(int(1000 * max(0.0, request.wait_seconds + 30 - left)))
+                        reached[bucket] = reached.get(bucket, 0) + 1
+                entered = time.monotonic()
+                try:
+                    response = await inner(self, request, context)
+                    # When the handler started and answered, on the machine's monotonic clock
+                    # (the clients' too): a client splits its wait into before, in and after it.
+                    context.set_trailing_metadata(((HANDLED_KEY, f"{entered:.6f} {time.monotonic():.6f}"),))
+                except asyncio.CancelledError:
+                    # The call ended before its handler answered (the client's deadline or cancel).
+                    gone = stats[f"server {method} cancelled"]
+                    bucket = str(int(1000 * (time.perf_counter() - t)))
+                    gone[bucket] = gone.get(bucket, 0) + 1
+                    raise
                 task = response.has_task if method == "Lease" else response.next.has_task
                 if task:
                     bucket = str(int(1000 * (time.perf_counter() - t)))
@@ -324,6 +350,11 @@ STALL_WATCH = textwrap.dedent("""
 """)
 
 METHODS = ("Register", "Lease", "Heartbeat", "Report")
+HANDLED_KEY = "swarm-size-handled"   # trailing metadata the stall watch adds: when the handler ran
+# What each of the stall watch's "server ..." figures times (by the key's last word).
+SERVER_FIGURES = {"": "handler only, calls that handed out a task",
+                  "reached": "from the client's start of the call to its handler: the wait before it",
+                  "cancelled": "ended before the handler answered, after this long in it"}
 
 
 @dataclass(frozen=True)
@@ -341,6 +372,7 @@ class Share:
     seed: int
     classes: int = 7        # hardware classes the workers are spread over
     combined: bool = True   # reports ask for the next task (ReportRequest.next)
+    drain_wakeups: bool = True   # the client's loop takes all of grpc.aio's completions each turn (wakeups.py)
 
 
 def study_bundle(timeout: float, compare: str = "absolute", quorum: int = 1) -> bytes:
@@ -366,6 +398,13 @@ class Tally:
         self.lease_ms: list[float] = []
         self.report_ms: list[float] = []
         self.errors: collections.Counter[str] = collections.Counter()
+        self.error_details: dict[str, str] = {}   # the first error's details, by method and code
+        # Of the calls in lease_ms / report_ms: (to the handler, in it, back from it) in ms, from
+        # the handler's times the coordinator's stall watch sends back in trailing metadata.
+        self.lease_phases: list[tuple[float, float, float]] = []
+        self.report_phases: list[tuple[float, float, float]] = []
+        self.late_100ms = 0          # this process's event loop: 10 ms timers late by > 100 ms
+        self.late_max_ms = 0.0
         self.window: tuple[float, float] = (float("inf"), float("inf"))
 
     def counting(self) -> bool:
@@ -374,6 +413,22 @@ class Tally:
     def count(self, method: str) -> None:
         if self.counting():
             self.calls[method] += 1
+
+    def clear(self) -> None:
+        for figures in (self.calls, self.errors, self.error_details, self.lease_ms, self.report_ms,
+                        self.lease_phases, self.report_phases):
+            figures.clear()
+        self.late_100ms, self.late_max_ms = 0, 0.0
+
+    async def watch_loop(self) -> None:
+        """How late this client process's own loop is (a starved client inflates every latency)."""
+        while True:
+            t0 = time.monotonic()
+            await asyncio.sleep(0.01)
+            late = 1000 * (time.monotonic() - t0 - 0.01)
+            if self.counting():
+                self.late_100ms += late > 100
+                self.late_max_ms = max(self.late_max_ms, late)
 
 
 class SimulatedWorker:
@@ -385,6 +440,7 @@ class SimulatedWorker:
         self.interval = 5.0 / compression
         self.wait = 20.0 / compression
         self.combined = combined   # a report also asks for the next task (ReportRequest.next), as workers do
+        self.phases: tuple[float, float, float] | None = None   # the last call's (see Tally.lease_phases)
 
     def told(self, answer: worker_pb2.LeaseResponse) -> None:
         self.interval = answer.heartbeat_interval_seconds or self.interval
@@ -397,11 +453,24 @@ class SimulatedWorker:
 
     async def call(self, method: str, request):
         self.tally.count(method)
+        self.phases = None
         try:
-            return await getattr(self.stub, method)(request, timeout=self.wait + 30)
+            started = time.monotonic()
+            call = getattr(self.stub, method)(request, timeout=self.wait + 30)
+            response = await call
+            received = time.monotonic()
+            if method in ("Lease", "Report"):
+                handled = dict(await call.trailing_metadata() or ()).get(HANDLED_KEY)
+                if handled:
+                    entered, answered = (float(t) for t in handled.split())
+                    self.phases = (1000 * (entered - started), 1000 * (answered - entered),
+                                   1000 * (received - answered))
+            return response
         except grpc.aio.AioRpcError as exc:
             if self.tally.counting():
-                self.tally.errors[f"{method} {exc.code().name}"] += 1
+                what = f"{method} {exc.code().name}"
+                self.tally.errors[what] += 1
+                self.tally.error_details.setdefault(what, str(exc.details()))
             await asyncio.sleep(self.rng.uniform(0.5, 2.0))
             return None
 
@@ -421,6 +490,8 @@ class SimulatedWorker:
                     continue
                 if self.tally.counting():
                     self.tally.lease_ms.append((time.perf_counter() - t0) * 1000)
+                    if self.phases:
+                        self.tally.lease_phases.append(self.phases)
                 task = response.task
             # The report's answer may carry the next task (a coordinator that leases with reports).
             task = await self.evaluate(task.lease_id, self.task_seconds(), first,
@@ -462,6 +533,8 @@ class SimulatedWorker:
         latency = (time.perf_counter() - t0) * 1000
         if self.tally.counting():
             self.tally.report_ms.append(latency)
+            if self.phases:
+                self.tally.report_phases.append(self.phases)
         if not response.HasField("next"):
             return None       # an older coordinator, or not asked: lease with Lease
         self.told(response.next)
@@ -469,6 +542,8 @@ class SimulatedWorker:
             return None
         if self.tally.counting():
             self.tally.lease_ms.append(latency)   # a task handed out: the "lease" latency is this call's
+            if self.phases:
+                self.tally.lease_phases.append(self.phases)
         return response.next.task
 
 
@@ -507,7 +582,7 @@ async def register_all(stubs: list, share: Share, tally: Tally) -> list[str]:
 async def client(pipe: Connection) -> None:
     """One client process: for each step, registers its new workers, starts them, reports its tally."""
     tally = Tally()
-    tasks: list[asyncio.Task] = []
+    tasks: list[asyncio.Task] = [asyncio.create_task(tally.watch_loop())]
     chans: dict[str, list[grpc.aio.Channel]] = {}
     loop = asyncio.get_running_loop()
     while True:
@@ -521,6 +596,8 @@ async def client(pipe: Connection) -> None:
         while len(mine) * share.per_channel < share.first_here + share.workers:
             mine.append(grpc.aio.insecure_channel(share.address, options=[("grpc.use_local_subchannel_pool", 1)]))
         stubs = [worker_pb2_grpc.WorkerServiceStub(c) for c in mine]
+        if share.drain_wakeups:
+            drain_grpc_wakeups(loop)   # wraps grpc.aio's reader once (then finds only its own wrapper)
         ids = await register_all(stubs, share, tally)
         rng = random.Random(share.seed)
         for j, worker_id in enumerate(ids):
@@ -529,10 +606,11 @@ async def client(pipe: Connection) -> None:
             tasks.append(asyncio.create_task(worker.run(rng.uniform(0, share.ramp))))
         pipe.send("started")
         window = await loop.run_in_executor(None, pipe.recv)
-        tally.calls.clear(), tally.errors.clear(), tally.lease_ms.clear(), tally.report_ms.clear()
+        tally.clear()
         tally.window = window
         await asyncio.sleep(max(0.0, window[1] - time.monotonic()))
-        pipe.send((dict(tally.calls), dict(tally.errors), tally.lease_ms, tally.report_ms))
+        pipe.send((dict(tally.calls), dict(tally.errors), tally.lease_ms, tally.report_ms, dict(tally.error_details),
+                   tally.lease_phases, tally.report_phases, tally.late_100ms, tally.late_max_ms))
     for task in tasks:
         task.cancel()
 
@@ -601,6 +679,13 @@ def window_stalls(before: dict, after: dict) -> dict:
     return stalls
 
 
+def phase_percentiles(phases: list[tuple[float, float, float]]) -> tuple[tuple[float, float], ...]:
+    """(p50, p99) of each phase of a call: to its handler, in it, back from it."""
+    if not phases:
+        return ()
+    return tuple((percentile(list(column), 0.5), percentile(list(column), 0.99)) for column in zip(*phases))
+
+
 def client_main(pipe: Connection) -> None:
     asyncio.run(client(pipe))
 
@@ -624,6 +709,12 @@ class StepResult:
     scrapes: tuple[float, ...] = ()   # seconds each /metrics scrape in the window took (--scrape)
     family_cpu_seconds: float = 0.0   # the coordinator's own child processes (the credit rebuild's), in the window
     family_rss_mib: float = 0.0       # ... and their memory at the window's end
+    error_details: dict[str, str] = field(default_factory=dict)   # a failed call's details, by method and code
+    # p50 / p99 of each phase (to the handler, in it, back), ms, of the calls in the latencies
+    lease_phases: tuple[tuple[float, float], ...] = ()
+    report_phases: tuple[tuple[float, float], ...] = ()
+    client_late_100ms: int = 0        # the client processes' loops, late by > 100 ms (together)
+    client_late_max_ms: float = 0.0
 
     @property
     def cpu_ms_per_worker_hour(self) -> float:
@@ -657,9 +748,15 @@ class StepResult:
                 f"({self.family_rss_mib:.0f} MiB)"
                 + (f"; {len(self.scrapes)} scrapes of /metrics, longest {1000 * max(self.scrapes):.0f} ms"
                    if self.scrapes else "")
-                + "".join(f"\n            {key} (handler only, calls that handed out a task): p50 "
-                          f"{bucket_percentile(e, 0.5):.0f} ms, p99 {bucket_percentile(e, 0.99):.0f} ms"
+                + "".join(f"\n            {key} ({SERVER_FIGURES.get(key.split(' ', 2)[-1], SERVER_FIGURES[''])}): "
+                          f"{sum(e.values())} calls, p50 {bucket_percentile(e, 0.5):.0f} ms, "
+                          f"p99 {bucket_percentile(e, 0.99):.0f} ms"
                           for key, e in self.stalls.items() if key.startswith("server ") and sum(e.values()))
+                + "".join(f"\n            client saw {what}: {detail}" for what, detail in self.error_details.items())
+                + "".join(f"\n          {name} with a task, p50 / p99 ms: to the handler {p[0][0]:.0f} / {p[0][1]:.0f}, "
+                          f"in it {p[1][0]:.0f} / {p[1][1]:.0f}, back from it {p[2][0]:.0f} / {p[2][1]:.0f}"
+                          for name, p in (("Lease", self.lease_phases), ("Report", self.report_phases)) if p)
+                + f"\n          client loops late > 100 ms: {self.client_late_100ms} times, longest {self.client_late_max_ms:.0f} ms"
                 + "".join(f"\n            {key}: {e['calls']:.0f} calls, {e['ms']:.0f} ms, {e['over_50ms']:.0f} over "
                           f"50 ms, longest {e['max_ms']:.0f} ms (run so far)"
                           for key, e in self.stalls.items() if isinstance(e, dict) and "calls" in e)
@@ -692,6 +789,10 @@ def main() -> None:
                              "coordinator is (deploy/ scrapes every 15 s); 0: metrics off")
     parser.add_argument("--coordinator-tree", type=Path,
                         help="run the coordinator from this checkout instead (an A/B against other code)")
+    parser.add_argument("--plain-client-wakeups", action="store_true",
+                        help="the client processes take grpc.aio's completions one per turn of their loop, "
+                             "as before coordinator/wakeups.py (their calls then wait inside gRPC past "
+                             "~4,000 completions a second, whatever the coordinator does)")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args()
     steps = [int(s) for s in args.steps.split(",")]
@@ -748,7 +849,8 @@ def main() -> None:
                 count = new // len(pipes) + (1 if k < new % len(pipes) else 0)
                 here = connected // len(pipes) + (1 if k < connected % len(pipes) else 0)
                 pipe.send(Share(address, first, here, count, args.idle_share, args.workers_per_channel, c, ramp,
-                                1000 * step + k, args.classes, not args.separate_report))
+                                1000 * step + k, args.classes, not args.separate_report,
+                                not args.plain_client_wakeups))
                 first += count
             t_register = time.monotonic()
             for pipe in pipes:
@@ -782,7 +884,11 @@ def main() -> None:
                                 percentile(report_ms, 0.5), percentile(report_ms, 0.99),
                                 rss_mib(coordinator.pid), os.getloadavg()[0], stalls, clients_cpu,
                                 tuple(scraper.seconds[scraped0:]) if scraper is not None else (),
-                                family_seconds, family_rss_mib(coordinator.pid))
+                                family_seconds, family_rss_mib(coordinator.pid),
+                                {what: detail for t in tallies for what, detail in t[4].items()},
+                                phase_percentiles([p for t in tallies for p in t[5]]),
+                                phase_percentiles([p for t in tallies for p in t[6]]),
+                                sum(t[7] for t in tallies), max(t[8] for t in tallies))
             results.append(result)
             connected = target
             print(result.describe(), flush=True)

@@ -26,6 +26,7 @@ from autoswarm.coordinator.census import WorkerCensus
 from autoswarm.coordinator.metrics import CoordinatorMetrics, MetricsExporter, metrics_host, start_exporter
 from autoswarm.coordinator.service import ChangeSignal, ControlService, WorkerService
 from autoswarm.coordinator.standings import StandingsBook
+from autoswarm.coordinator.wakeups import drain_grpc_wakeups
 from autoswarm.coordinator.web import WebServer, make_app, start_web
 from autoswarm.coordinator.store import Store, WalCheckpointer
 
@@ -149,6 +150,9 @@ async def serve(config: ServerConfig) -> None:
     # Metrics outermost, so refused calls are timed and counted with their status code too.
     interceptors = ([metrics.interceptor()] if metrics else []) + [AuthInterceptor(auth)]
     server = grpc.aio.server(options=options, interceptors=interceptors)
+    # Every completion grpc.aio has queued reaches the loop at its next turn, not one a turn
+    # (wakeups.py: past ~4,000 completions a second calls queued inside gRPC for seconds).
+    drain_grpc_wakeups(asyncio.get_running_loop())
     limiter = RateLimiter(config.worker_rate, config.worker_burst, time.monotonic)
     worker_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerService(engine, changes, commits, auth, limiter), server)
     # Credit standings: read on a thread from their own read-only connection (see standings.py).

@@ -73,3 +73,28 @@ def test_the_stall_watch_counts_the_loops_turns_and_its_threads_cpu(tmp_path):
     assert stats["turns"] > 10 and stats["ticks"] > 10, "a 10 ms timer turns the loop ~100 times a second"
     assert stats["loop_cpu_ms"] >= 0 and stats["process_cpu_ms"] >= stats["loop_cpu_ms"]
     assert "WorkerCensus._take" in stats and "ControlService.Status" in stats, "the monitored parts are timed"
+
+
+def test_phase_percentiles_are_taken_per_phase():
+    phases = [(float(i), 2.0 * i, 3.0) for i in range(1, 101)]
+    (to50, to99), (in50, in99), (back50, back99) = swarm_size.phase_percentiles(phases)
+    assert to50 < to99 <= 100 and in99 <= 200 and in99 > in50 and back50 == back99 == 3.0
+    assert swarm_size.phase_percentiles([]) == ()
+
+
+def test_a_small_swarm_splits_its_calls_into_before_in_and_after_their_handlers(tmp_path):
+    """The whole benchmark on 200 workers for a few seconds: the coordinator's stall watch sends
+    each handler's times back in trailing metadata, and the clients split their waits with them."""
+    import json
+    import subprocess
+
+    out = tmp_path / "swarm.json"
+    subprocess.run([sys.executable, str(swarm_size.ROOT / "benchmarks" / "swarm_size.py"), "--steps", "200",
+                    "--seconds", "4", "--compression", "20", "--json", str(out)],
+                   check=True, timeout=300, capture_output=True)
+    [step] = json.loads(out.read_text())
+    assert step["errors"] == {}
+    assert step["lease_p50_ms"] > 0 and len(step["lease_phases"]) == 3 and len(step["report_phases"]) == 3
+    (to_handler, _), (in_handler, _), (back, _) = step["lease_phases"]
+    assert min(to_handler, in_handler, back) >= 0, "the machine's monotonic clock is the clients' too"
+    assert step["stalls"]["server Lease reached"], "the wait before the handler is counted too"
