@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 CENSUS_SECONDS = 10.0      # how often a big swarm is counted again (Prometheus scrapes every 15 s by default)
 SLICE = 1_000              # workers summarised between two turns of the event loop (~5 ms of CPU)
 FRESH_UP_TO = 5_000        # swarms up to this size are counted fresh on every read (~25 ms)
+MAX_SLICE_PAUSE = 0.05     # seconds: the longest pause between two slices (see `slice_pause`)
 
 
 @dataclass
@@ -97,6 +98,15 @@ def census_interval(base: float, cost: float, spacing: float = 20.0) -> float:
     (~5%) of the loop, however big the swarm grows. The credit rebuild follows the same rule
     (`standings.rebuild_interval`)."""
     return max(base, spacing * max(cost, 0.0))
+
+
+def slice_pause(spent: float, longest: float = MAX_SLICE_PAUSE) -> float:
+    """Seconds to leave the loop to others after a slice that took `spent` seconds: as long
+    as the slice (at most `longest`), so a census holds at most half the loop while it runs.
+    Not a bare yield: grpc.aio accepts calls one at a time, a few turns of the loop each, so
+    a census of back-to-back 4 ms slices let through only ~100 calls a second for its whole
+    half second at 100,000 workers, and what came meanwhile waited (wakeups.py)."""
+    return min(max(spent, 0.0), longest)
 
 
 def pickled_rows(rows: list[WorkerRowTuple]) -> bytes:
@@ -186,14 +196,14 @@ class WorkerCensus:
         tally = WorkerTally()
         slices = self._swarm.census_in_slices(max(self._slice, 1))
         while True:
-            cpu = time.thread_time()
+            cpu, began = time.thread_time(), time.perf_counter()
             part = next(slices, None)
             if part is not None:
                 self._take(part, rows, tally)
             cost += time.thread_time() - cpu
             if part is None:
                 break
-            await asyncio.sleep(0)
+            await asyncio.sleep(slice_pause(time.perf_counter() - began))
         self._last = Census(rows, tally, taken, taken_unix, cost)
         return self._last
 

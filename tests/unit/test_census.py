@@ -6,7 +6,9 @@ import asyncio
 import gc
 
 from autoswarm.bundle import pack_directory
-from autoswarm.coordinator.census import WorkerCensus, WorkerTally, census_interval, unpickled_rows
+from autoswarm.coordinator.census import (
+    MAX_SLICE_PAUSE, WorkerCensus, WorkerTally, census_interval, slice_pause, unpickled_rows,
+)
 from autoswarm.coordinator.engine import Engine, EngineConfig
 from autoswarm.coordinator.metrics import CoordinatorMetrics
 from autoswarm.coordinator.store import Store
@@ -131,3 +133,11 @@ def test_readers_at_the_same_time_share_one_count_and_a_stale_census_is_counted_
     now[0] += 10.0
     fresh = asyncio.run(census.current())
     assert len(counts) == 2 and sum(fresh.tally.workers.values()) == 7, "older than that: counted again"
+
+
+def test_a_slice_is_followed_by_a_pause_as_long_as_it_took_within_a_bound():
+    """Between two slices the loop is left to the calls as long as the slice held it (half the
+    loop at most while a census runs), not for one bare turn; never longer than the bound."""
+    assert slice_pause(0.004) == 0.004
+    assert slice_pause(0.0) == 0.0 and slice_pause(-1.0) == 0.0, "a clock step back is no reason to wait"
+    assert slice_pause(3.0) == MAX_SLICE_PAUSE and slice_pause(0.2, longest=0.1) == 0.1
