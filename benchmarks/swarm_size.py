@@ -157,6 +157,10 @@ def family_rss_mib(pid: int) -> float:
 STALL_WATCH = textwrap.dedent("""
     import asyncio, collections, gc, json, sys, threading, time, traceback
     HANDLED_KEY = "swarm-size-handled"
+    def ms_bucket(ms):
+        # By the millisecond up to 100 ms, then two significant digits: a backlog's waits of
+        # up to minutes would otherwise be ~100,000 keys, written out every second from the loop.
+        return str(int(ms)) if ms < 100 else str(int(float(f"{ms:.2g}")))
     async def watched(main, out):
         stats = {"ticks": 0, "late_50ms": 0, "late_100ms": 0, "late_max_ms": 0.0, "gc_full": 0,
                  "gc_full_ms": 0.0, "gc_ms": 0.0, "gc_max_ms": 0.0,
@@ -266,7 +270,7 @@ STALL_WATCH = textwrap.dedent("""
                     left = context.time_remaining()
                     if left is not None:
                         reached = stats["server Lease reached"]
-                        bucket = str(int(1000 * max(0.0, request.wait_seconds + 30 - left)))
+                        bucket = ms_bucket(1000 * max(0.0, request.wait_seconds + 30 - left))
                         reached[bucket] = reached.get(bucket, 0) + 1
                 entered = time.monotonic()
                 try:
@@ -277,12 +281,12 @@ STALL_WATCH = textwrap.dedent("""
                 except asyncio.CancelledError:
                     # The call ended before its handler answered (the client's deadline or cancel).
                     gone = stats[f"server {method} cancelled"]
-                    bucket = str(int(1000 * (time.perf_counter() - t)))
+                    bucket = ms_bucket(1000 * (time.perf_counter() - t))
                     gone[bucket] = gone.get(bucket, 0) + 1
                     raise
                 task = response.has_task if method == "Lease" else response.next.has_task
                 if task:
-                    bucket = str(int(1000 * (time.perf_counter() - t)))
+                    bucket = ms_bucket(1000 * (time.perf_counter() - t))
                     stats[key][bucket] = stats[key].get(bucket, 0) + 1
                 return response
             setattr(service.WorkerService, method, wrapper)
@@ -653,7 +657,8 @@ class Scraper:
 
 
 def bucket_percentile(buckets: dict[str, int], q: float) -> float:
-    """The q-quantile of counts by whole millisecond (the bucket's upper edge)."""
+    """The q-quantile of counts by whole millisecond (the bucket's upper edge; above 100 ms the stall
+    watch buckets by two significant digits, so within 5%)."""
     total = sum(buckets.values())
     seen = 0
     for ms in sorted(buckets, key=int):
