@@ -66,6 +66,7 @@ class AcceptancePolicy:
     compare: str = "absolute"      # "paired": against the champion's baseline on the same hardware class
     noise_sigmas: float = 2.0      # an improvement must exceed this many noise σ
     baseline_runs: int = 2         # baseline measurements per champion and hardware class (paired)
+    noise_prior: float = 0.0       # paired: σ of one run as the study states it (0: learnt from runs alone)
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ _TOP_KEYS = {
     "name", "target", "program", "evaluate", "setup", "setup_network", "metric", "direction",
     "time_budget", "timeout", "exclude", "acceptance", "mutator", "max_cost_usd", "max_tokens",
 }
-_ACCEPTANCE_KEYS = {"quorum", "min_delta", "compare", "noise_sigmas", "baseline_runs"}
+_ACCEPTANCE_KEYS = {"quorum", "min_delta", "compare", "noise_sigmas", "baseline_runs", "noise_prior"}
 _EXAMPLE = {
     "name": 'name = "quickstart"',
     "target": 'target = "train.py"',
@@ -209,8 +210,16 @@ def _acceptance(raw: Any, has_time_budget: bool) -> AcceptancePolicy:
             f"acceptance.baseline_runs: must be a whole number from 1 to 20, got {baseline_runs!r}; "
             "it is how often each hardware class measures each champion, e.g. `baseline_runs = 2`"
         )
+    noise_prior = raw.get("noise_prior", 0.0)
+    if isinstance(noise_prior, bool) or not isinstance(noise_prior, (int, float)) \
+            or not math.isfinite(noise_prior) or noise_prior < 0:
+        raise StudyError(
+            f"acceptance.noise_prior: must be a finite number >= 0, got {noise_prior!r}; it is the σ of one "
+            "run as you measured it (the metric's spread over repeated runs of one version), e.g. `noise_prior = 0.1`"
+        )
     return AcceptancePolicy(quorum=quorum, min_delta=float(min_delta), compare=compare,
-                            noise_sigmas=float(noise_sigmas), baseline_runs=baseline_runs)
+                            noise_sigmas=float(noise_sigmas), baseline_runs=baseline_runs,
+                            noise_prior=float(noise_prior))
 
 
 def _mutator(raw: Any) -> MutatorConfig:

@@ -26,6 +26,13 @@ estimate times √(k / χ²_α(k)) for k degrees of freedom, α the same one-sid
 `Z_EVIDENCE`): 17× the estimate on one difference, 4.5× on two, 1.6× on ten. So a study
 judges as soon as it has one difference of noise, on a bar as wide as that evidence is thin.
 
+A study may state its noise (`[acceptance] noise_prior`: σ of one run, as its author measured
+it): every class then counts it as `STATED_DIFFERENCES` differences of its own, so a class's
+first judgements rest on that and its first runs (a bar of 1.6× the estimate on its first
+difference, not 17×), and its own runs outweigh the statement as they accumulate. It narrows
+only what thin evidence widened: a class whose own runs show more noise than stated still
+gets a bar at its own σ̂ at least.
+
 The estimate of one class is the mean absolute difference, scaled to σ, after leaving out
 differences over `WILD` times the median (a liar, a glitch): nearly as efficient as a
 standard deviation on honest runs (a median needs 2.4 times the runs for the same
@@ -53,6 +60,7 @@ MIN_DIFFERENCES = 1         # nothing is judged (results wait) until the study h
 # difference is 0.876 as efficient as a standard deviation, 1 / (2 · 0.571).
 DOF_PER_DIFFERENCE = 0.876
 EXACT_BELOW = 400           # differences under which the chi-square bound is worked out (above: its limit)
+STATED_DIFFERENCES = 8      # differences of its own every class counts a study's stated noise as
 MAX_WEIGHT = 64             # one class's say in the pool is capped: a huge class is not the swarm
 HALF_NORMAL_MEAN = 2.0 / math.sqrt(math.pi)   # E|a − b| / σ for two runs with noise σ
 
@@ -147,11 +155,12 @@ class NoiseModel:
 
     # -- estimate -------------------------------------------------------------------------
 
-    def noise(self, hardware_class: str) -> Noise:
-        """The class's σ for bars, from its own differences and the other classes'."""
+    def noise(self, hardware_class: str, stated: float = 0.0) -> Noise:
+        """The class's σ for bars, from its own differences, the other classes' and the noise the
+        study states (`stated`, σ of one run; 0: none)."""
         if self._fits is None:
             self._fits = class_fits(self._diffs)
-        return pooled_noise(self._fits, hardware_class)
+        return pooled_noise(self._fits, hardware_class, stated)
 
 
 def class_fits(differences: Mapping[str, Sequence[float]]) -> dict[str, ClassFit]:
@@ -172,11 +181,14 @@ def _robust_mean(differences: Sequence[float]) -> float:
     return statistics.fmean(kept)
 
 
-def pooled_noise(fits: Mapping[str, ClassFit], hardware_class: str) -> Noise:
-    """One class's noise for bars given every class's fit (see the module's docstring)."""
+def pooled_noise(fits: Mapping[str, ClassFit], hardware_class: str, stated: float = 0.0) -> Noise:
+    """One class's noise for bars given every class's fit and the noise the study states
+    (`stated`: σ of one run, worth `STATED_DIFFERENCES` of the class's own; 0: none). See the
+    module's docstring."""
     others = {cls: f for cls, f in fits.items() if cls != hardware_class}
     own = fits.get(hardware_class)
     pooled = sum(f.n for f in others.values())
+    counted = pooled + (own.n if own else 0)   # differences the bound rests on
     if fits and all(f.zero for f in fits.values()):
         return Noise(0.0, 0.0, own.n if own else 0, pooled, True)   # a deterministic metric
     precision, weighted = 0.0, 0.0
@@ -197,13 +209,17 @@ def pooled_noise(fits: Mapping[str, ClassFit], hardware_class: str) -> Noise:
     if own is not None:
         precision += own.n / LOG_VAR_ONE
         weighted += own.log_sigma * own.n / LOG_VAR_ONE
-    if precision == 0.0 or pooled + (own.n if own else 0) < MIN_DIFFERENCES:
+    if stated > 0:
+        # The study's statement, as if the class had measured it over STATED_DIFFERENCES differences.
+        precision += STATED_DIFFERENCES / LOG_VAR_ONE
+        weighted += math.log(stated) * STATED_DIFFERENCES / LOG_VAR_ONE
+        counted += STATED_DIFFERENCES
+    if precision == 0.0 or counted < MIN_DIFFERENCES:
         return Noise(0.0, 0.0, own.n if own else 0, pooled, False)
     mean = weighted / precision
     # Log-normal bound on the pooled estimate, and never narrower than the chi-square bound of
     # every difference the study has (which only bites while it has few: see the docstring).
-    evidence = max(math.exp(Z_EVIDENCE / math.sqrt(precision)),
-                   thin_factor(pooled + (own.n if own else 0)))
+    evidence = max(math.exp(Z_EVIDENCE / math.sqrt(precision)), thin_factor(counted))
     bar = math.exp(mean) * evidence
     if own is not None and not own.zero:
         # The pool may widen a class's bar, never narrow it below what the class itself

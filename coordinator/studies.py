@@ -41,6 +41,8 @@ def study_spec_dict(study: Study) -> dict[str, Any]:
                        "baseline_runs": study.acceptance.baseline_runs},
         "mutator": {"kind": study.mutator.kind, **study.mutator.options},
     }
+    if study.acceptance.noise_prior:
+        data["acceptance"]["noise_prior"] = study.acceptance.noise_prior
     if study.setup:
         data["setup"] = study.setup
     if study.time_budget is not None:
@@ -336,6 +338,7 @@ class StudyRegistry:
                                        StudyEvent(spec.name, self.ctx.clock(), "update", plan.detail))
         state.record = replace(state.record, bundle_hash=bundle_hash, spec=study_spec_dict(spec))
         state.spec = spec
+        state.samples.state_noise(spec.acceptance.noise_prior)
         state.bundle_size = len(bundle)
         self.ctx.on_change()
         return spec.name, bundle_hash, state.champion.version, plan

@@ -93,6 +93,13 @@ class Samples:
         # Bumped by every change of the runs or their differences: what is worked out from
         # them (a class's dispute, `StudyState.dispute`) is valid while it stays the same.
         self.generation = 0
+        # The σ of one run the study states (`AcceptancePolicy.noise_prior`, 0: none), set by `StudyState`.
+        self.stated = 0.0
+
+    def state_noise(self, sigma: float) -> None:
+        """The σ of one run the study states (`noise.pooled_noise`); a new one drops the noise worked out."""
+        if sigma != self.stated:
+            self.stated, self._noise = sigma, {}
 
     def _difference(self, version: str, hardware_class: str, kind: str, worker_id: str, value: float) -> None:
         latest = self._latest.get((version, hardware_class, kind))
@@ -173,7 +180,7 @@ class Samples:
             self._noise = {}
         found = self._noise.get(hardware_class)
         if found is None:
-            found = self._noise[hardware_class] = pooled_noise(self._fits, hardware_class)
+            found = self._noise[hardware_class] = pooled_noise(self._fits, hardware_class, self.stated)
         return found
 
     def differences(self, hardware_class: str | None = None) -> int:
@@ -399,6 +406,9 @@ class StudyState(References):
     # Keeps held back while a claim on their parent is checked by its only possible checker
     # (`keep_waits`): result id -> when first held. Also in `waiting` (a restart judges them there).
     held: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.samples.state_noise(self.spec.acceptance.noise_prior)
 
     def remember(self, result: ResultRecord) -> None:
         """Adds an explore outcome to the swarm memory (bounded: the oldest are forgotten)."""
