@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from autoswarm.coordinator.noise import ALPHA, MIN_DIFFERENCES, NoiseModel, chi2_quantile, thin_factor
+from autoswarm.coordinator.noise import ALPHA, MIN_DIFFERENCES, STATED_DIFFERENCES, NoiseModel, chi2_quantile, thin_factor
 
 
 def _measure(model: NoiseModel, cls: str, sigma: float, pairs: int, rng: random.Random, version: str = "v") -> None:
@@ -150,3 +150,49 @@ def test_the_chi_square_bound_only_bites_while_the_study_has_few_differences():
         _measure(model, f"cpu:{c}", 0.02, 20, rng)
     new = model.noise("cpu:new")
     assert new.evidence > thin_factor(120)
+
+
+def test_a_stated_noise_sets_the_first_bar_where_one_difference_cannot():
+    """tinylm's first two baselines 0.21 apart: alone, a bar σ of 17× the estimate (3.1, so a
+    0.7-1.0 bits-per-byte gain was discarded); with the study's stated σ of 0.12 counted as
+    STATED_DIFFERENCES differences of the class's own, about 0.2 (1.6× the pooled estimate)."""
+    model = NoiseModel()
+    model.add("v", "cpu:a", "w1", 5.10)
+    model.add("v", "cpu:a", "w2", 5.31)
+    alone, stated = model.noise("cpu:a"), model.noise("cpu:a", stated=0.12)
+    assert alone.sigma > 3.0 and alone.inflation > 16
+    assert stated.usable and stated.inflation == thin_factor(1 + STATED_DIFFERENCES) < 1.7
+    assert 0.12 < stated.estimate < 0.21 and stated.sigma < 0.25
+    # Stated alone, before any run: usable, on a bar as wide as 8 differences allow.
+    none = NoiseModel().noise("cpu:a", stated=0.12)
+    assert none.usable and abs(none.sigma - 0.12 * thin_factor(STATED_DIFFERENCES)) < 1e-9
+
+
+def test_a_stated_noise_never_holds_a_bar_below_what_the_class_shows():
+    """A study that states too little noise: its first difference already lifts the bar to the
+    class's own σ̂, and its own runs outweigh the statement as they accumulate."""
+    rng = random.Random(7)
+    model = NoiseModel()
+    model.add("v", "cpu:a", "w1", 0.0)
+    model.add("v", "cpu:a", "w2", 2.0)           # σ̂ = 2 / (2/√π) ≈ 1.77
+    assert model.noise("cpu:a", stated=0.01).sigma >= 1.77
+    model = NoiseModel()
+    _measure(model, "cpu:a", 1.0, 200, rng)
+    noise = model.noise("cpu:a", stated=0.01)
+    # 8 stated differences against 200 of its own: the estimate is 4% of the way (in log σ) to the
+    # statement, and the bar's σ is the class's own σ̂ at least.
+    own = NoiseModel()
+    _measure(own, "cpu:a", 1.0, 200, random.Random(7))
+    assert 0.8 < noise.estimate < 1.0 and noise.sigma >= own.noise("cpu:a").estimate
+
+
+def test_a_stated_noise_is_not_a_guess_the_bar_can_be_fooled_by():
+    """Over many draws of a class whose true σ is the stated one, the bar's σ on its first
+    difference is below the truth no more often than an evidence bound of 8 differences allows."""
+    rng = random.Random(8)
+    trials, below = 2000, 0
+    for _ in range(trials):
+        model = NoiseModel()
+        _measure(model, "cpu:first", 1.0, 1, rng)
+        below += model.noise("cpu:first", stated=1.0).sigma < 1.0
+    assert below / trials < ALPHA

@@ -109,6 +109,35 @@ def test_a_first_edit_short_only_of_a_bar_widened_by_thin_evidence_waits_for_one
     engine.store.close()
 
 
+def test_a_study_that_states_its_noise_keeps_a_first_edit_far_beyond_it_at_once(tmp_path):
+    """tinylm's first two baselines 0.21 apart: one difference alone sets a bar of 7.6, and an
+    edit 0.7 better waits (it is more than the bar over its 17-fold widening); with the study's
+    stated σ of 0.12 the bar is about 0.5 and the edit is kept at once, on the class's first two
+    baselines. A run 0.3 better, within the stated noise, is not kept on that bar either way."""
+    def first_edit(where, gain: float, noise_prior: float) -> tuple[str, float | None]:
+        where.mkdir()
+        engine = Engine(Store(where / "swarm.db"), EngineConfig(), clock=Clock())
+        prior = f"\nnoise_prior = {noise_prior}" if noise_prior else ""
+        study = write_study(where / "study", acceptance=f'compare = "paired"\nquorum = 1{prior}')
+        engine.add_study(pack_directory(study).data, max_evaluations=0)
+        worker = _worker(engine, "a", "Alpha")
+        for baseline in (10.0, 10.21):
+            task = engine.lease(worker)
+            assert task.kind == "baseline"
+            engine.report(worker, task.lease_id, _ok(baseline))
+        edit = engine.lease(worker)
+        assert edit.kind == "explore", "judged after at most three evaluations"
+        reported = engine.report(worker, edit.lease_id, _ok(10.105 + gain, b"X = 1.5\nY = 3\n"))
+        threshold = engine.store.result(reported.result_id).threshold
+        engine.store.close()
+        return reported.decision, threshold
+
+    assert first_edit(tmp_path / "alone", 0.7, 0.0)[0] == "waiting"
+    decision, threshold = first_edit(tmp_path / "stated", 0.7, 0.12)
+    assert decision == "keep" and threshold is not None and 0.4 < threshold < 0.6, (decision, threshold)
+    assert first_edit(tmp_path / "null", 0.3, 0.12)[0] == "discard"
+
+
 def test_no_barrier_a_result_waits_for_its_class_baseline_and_is_then_judged(tmp_path):
     engine = _engine(tmp_path, baseline_runs=1)
     for i in range(12):   # a swarm whose noise is known well enough that a new class needs no repeats

@@ -53,6 +53,9 @@ def test_the_issue_example_parses(tmp_path):
     (("time_budget = 5", "time_budget = nan"), "time_budget", "positive number"),
     (("quorum = 1", "quorum = 0"), "acceptance.quorum", ">= 1"),
     (("min_delta = 0.0", "min_delta = -1"), "acceptance.min_delta", ">= 0"),
+    (("min_delta = 0.0", "noise_prior = -0.1"), "acceptance.noise_prior", "σ of one run"),
+    (("min_delta = 0.0", "noise_prior = nan"), "acceptance.noise_prior", ">= 0"),
+    (("min_delta = 0.0", "noise_prior = true"), "acceptance.noise_prior", "e.g. `noise_prior = 0.1`"),
     (("min_delta = 0.0", "min_dleta = 0.0"), "unknown key 'min_dleta'", "did you mean 'min_delta'"),
     (('name = "quickstart"', 'name = "has space"'), "name", "valid study name"),
     (('metric = "val_loss"', 'metric = "val loss"'), "metric", "metric name"),
@@ -67,6 +70,16 @@ def test_each_error_names_key_problem_and_fix(tmp_path, change, key, hint):
     message = str(info.value)
     assert key in message and hint in message, message
     assert str(tmp_path / "study.toml") in message, "the error says which file"
+
+
+def test_a_stated_noise_is_read_and_kept_in_the_stored_spec(tmp_path):
+    from autoswarm.coordinator.studies import study_spec_dict
+    from autoswarm.study import parse_study
+
+    study = load_study(_study(tmp_path, VALID.replace("min_delta = 0.0", "noise_prior = 0.12")))
+    assert study.acceptance.noise_prior == 0.12
+    assert parse_study(study_spec_dict(study)).acceptance.noise_prior == 0.12, "a restart keeps it"
+    assert load_study(_study(tmp_path, VALID)).acceptance.noise_prior == 0.0, "none unless stated"
 
 
 def test_broken_toml_is_reported_with_its_position(tmp_path):
