@@ -13,10 +13,10 @@ def _ok(metric: float, candidate: bytes = b"") -> ResultIn:
     return ResultIn("ok", metric, {}, candidate, "", "", {})
 
 
-def _engine(tmp_path, quorum: int = 1, baseline_runs: int = 2) -> Engine:
+def _engine(tmp_path, quorum: int = 1, baseline_runs: int = 2, acceptance: str = "") -> Engine:
     engine = Engine(Store(tmp_path / "swarm.db"), EngineConfig(), clock=Clock())
     study = write_study(tmp_path / "study", acceptance=f'compare = "paired"\nquorum = {quorum}\n'
-                                                      f'baseline_runs = {baseline_runs}')
+                                                      f'baseline_runs = {baseline_runs}\n{acceptance}')
     engine.add_study(pack_directory(study).data, max_evaluations=0)
     return engine
 
@@ -79,26 +79,29 @@ def test_the_studys_very_first_class_judges_its_first_candidate_after_at_most_th
         engine.store.close()
 
 
+def _first_edit(where, baselines: tuple[float, float], value: float, acceptance: str = ""):
+    """A one-worker study's first class: its two baselines, then its first edit, reported as
+    `value`. Returns (engine, worker, the edit's report)."""
+    where.mkdir()
+    engine = _engine(where, acceptance=acceptance)
+    worker = _worker(engine, "a", "Alpha")
+    for baseline in baselines:
+        task = engine.lease(worker)
+        assert task.kind == "baseline"
+        engine.report(worker, task.lease_id, _ok(baseline))
+    edit = engine.lease(worker)
+    assert edit.kind == "explore", "judged after at most three evaluations"
+    return engine, worker, engine.report(worker, edit.lease_id, _ok(value, b"X = 1.5\nY = 3\n"))
+
+
 def test_a_first_edit_short_only_of_a_bar_widened_by_thin_evidence_waits_for_one_more_baseline(tmp_path):
     """Two baselines 0.05 apart: the bar is 17 times the noise they show. An edit 0.5 better
     (ten times that noise) is not discarded on it: it waits for the class's next baseline run
     and is judged then. An edit worse than its parent is discarded at once."""
-    def first_edit(where, value: float) -> tuple[Engine, str, str]:
-        where.mkdir()
-        engine = _engine(where)
-        worker = _worker(engine, "a", "Alpha")
-        for baseline in (10.0, 10.05):
-            task = engine.lease(worker)
-            assert task.kind == "baseline"
-            engine.report(worker, task.lease_id, _ok(baseline))
-        edit = engine.lease(worker)
-        assert edit.kind == "explore"
-        return engine, worker, engine.report(worker, edit.lease_id, _ok(value, b"X = 1.5\nY = 3\n"))
-
-    engine, _, worse = first_edit(tmp_path / "worse", 9.9)
+    engine, _, worse = _first_edit(tmp_path / "worse", (10.0, 10.05), 9.9)
     assert worse.decision == "discard", "worse than its parent: nothing to wait for"
     engine.store.close()
-    engine, worker, waiting = first_edit(tmp_path / "better", 10.525)
+    engine, worker, waiting = _first_edit(tmp_path / "better", (10.0, 10.05), 10.525)
     assert waiting.decision == "waiting", "not discarded on a bar one difference made wide"
     repeat = engine.lease(worker)
     assert repeat.kind == "baseline", "the thin class measures its champion once more"
@@ -114,28 +117,16 @@ def test_a_study_that_states_its_noise_keeps_a_first_edit_far_beyond_it_at_once(
     edit 0.7 better waits (it is more than the bar over its 17-fold widening); with the study's
     stated σ of 0.12 the bar is about 0.5 and the edit is kept at once, on the class's first two
     baselines. A run 0.3 better, within the stated noise, is not kept on that bar either way."""
-    def first_edit(where, gain: float, noise_prior: float) -> tuple[str, float | None]:
-        where.mkdir()
-        engine = Engine(Store(where / "swarm.db"), EngineConfig(), clock=Clock())
-        prior = f"\nnoise_prior = {noise_prior}" if noise_prior else ""
-        study = write_study(where / "study", acceptance=f'compare = "paired"\nquorum = 1{prior}')
-        engine.add_study(pack_directory(study).data, max_evaluations=0)
-        worker = _worker(engine, "a", "Alpha")
-        for baseline in (10.0, 10.21):
-            task = engine.lease(worker)
-            assert task.kind == "baseline"
-            engine.report(worker, task.lease_id, _ok(baseline))
-        edit = engine.lease(worker)
-        assert edit.kind == "explore", "judged after at most three evaluations"
-        reported = engine.report(worker, edit.lease_id, _ok(10.105 + gain, b"X = 1.5\nY = 3\n"))
+    def decided(where: str, gain: float, stated: str) -> tuple[str, float | None]:
+        engine, _, reported = _first_edit(tmp_path / where, (10.0, 10.21), 10.105 + gain, stated)
         threshold = engine.store.result(reported.result_id).threshold
         engine.store.close()
         return reported.decision, threshold
 
-    assert first_edit(tmp_path / "alone", 0.7, 0.0)[0] == "waiting"
-    decision, threshold = first_edit(tmp_path / "stated", 0.7, 0.12)
+    assert decided("alone", 0.7, "")[0] == "waiting"
+    decision, threshold = decided("stated", 0.7, "noise_prior = 0.12")
     assert decision == "keep" and threshold is not None and 0.4 < threshold < 0.6, (decision, threshold)
-    assert first_edit(tmp_path / "null", 0.3, 0.12)[0] == "discard"
+    assert decided("null", 0.3, "noise_prior = 0.12")[0] == "discard"
 
 
 def test_no_barrier_a_result_waits_for_its_class_baseline_and_is_then_judged(tmp_path):
