@@ -338,7 +338,6 @@ class StudyRegistry:
                                        StudyEvent(spec.name, self.ctx.clock(), "update", plan.detail))
         state.record = replace(state.record, bundle_hash=bundle_hash, spec=study_spec_dict(spec))
         state.spec = spec
-        state.samples.state_noise(spec.acceptance.noise_prior)
         state.bundle_size = len(bundle)
         self.ctx.on_change()
         return spec.name, bundle_hash, state.champion.version, plan
