@@ -105,6 +105,8 @@ def test_study_file_has_the_contract_keys() -> None:
     # with room for a busy machine (on a CPU the budget is CPU time, the timeout wall clock).
     assert 10 <= data["time_budget"] <= 60 and data["timeout"] >= 10 * data["time_budget"]
     assert data["acceptance"]["quorum"] == 1 and data["acceptance"]["compare"] == "paired"
+    # Its stated noise is what was measured (σ 0.03-0.18 within a run, README): it sets the first bars.
+    assert 0.03 <= data["acceptance"]["noise_prior"] <= 0.2
     assert data["mutator"]["kind"] == "params"
     source = (STUDY_DIR / "train.py").read_text(encoding="utf-8")
     for name in ("N_LAYER", "N_HEAD", "N_EMBD", "BLOCK_SIZE", "BATCH_SIZE", "LEARNING_RATE", "WEIGHT_DECAY"):
