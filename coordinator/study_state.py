@@ -40,11 +40,12 @@ MAX_IDEAS_SHOWN = 50          # ideas in flight listed in a task's memory
 EVALUATED_STATUSES = frozenset({"ok", "crash", "timeout", "no-metric", "invalid-metric", "resource-limit"})
 
 
-def _anyone_else(live: AbstractSet[str], excluded: AbstractSet[str], worker_id: str) -> bool:
-    """Whether a connected worker other than `worker_id` is not in `excluded`.
+def _anyone_else(live: AbstractSet[str], excluded: AbstractSet[str], worker_id: str,
+                 left_out: AbstractSet[str] = frozenset()) -> bool:
+    """Whether a connected worker other than `worker_id` is in neither `excluded` nor `left_out`.
 
     Stops at the first one: a set difference would copy a class of 100,000 workers on every lease."""
-    return any(w != worker_id and w not in excluded for w in live)
+    return any(w != worker_id and w not in excluded and w not in left_out for w in live)
 
 
 @dataclass
@@ -88,6 +89,7 @@ class Samples:
         self._own_diffs: dict[str, list[tuple[str, float]]] = {}   # class -> (worker, |a − b|) of its own repeats
         self._fits: dict[str, ClassFit] | None = None
         self._noise: dict[str, Noise] = {}
+        self._left_out: dict[str, set[str]] = {}   # class -> workers whose runs were taken out of it
         # The latest run per (version, class, "baseline" or "verify"), for noise differences.
         self._latest: dict[tuple[str, str, str], tuple[str, float]] = {}
         # Bumped by every change of the runs or their differences: what is worked out from
@@ -209,6 +211,11 @@ class Samples:
                     found[worker] = (cls, list(series))
         return found
 
+    def left_out(self, hardware_class: str) -> AbstractSet[str]:
+        """Workers whose runs were taken out of this class (quarantined, or moved out of it): connected
+        or not, none of them measures a baseline for it again, so none is anyone to leave a run to."""
+        return self._left_out.get(hardware_class, frozenset())
+
     def classes_of(self, version: str) -> set[str]:
         """The classes with runs of `version`."""
         return {cls for (v, cls), runs in self._runs.items() if v == version and runs.n}
@@ -220,8 +227,10 @@ class Samples:
 
     def remove_worker(self, hardware_class: str, worker_id: str) -> list[tuple[str, float, str]]:
         """Takes a worker's runs out of a class: its baselines and its share of the noise.
-        Returns them, (version, value, result id), in the order they were added per version."""
+        Returns them, (version, value, result id), in the order they were added per version.
+        The worker measures nothing more for the class (`left_out`)."""
         self.generation += 1
+        self._left_out.setdefault(hardware_class, set()).add(worker_id)
         self._own.pop(hardware_class, None)
         self._own.pop(None, None)
         if hardware_class in self._own_diffs:
@@ -613,7 +622,9 @@ class StudyState(References):
             in_class = [lease for lease in baselines_in_flight if lease.worker_id in class_members]
             measured_by = self.samples.measured_by(champion, hardware_class) | {lease.worker_id for lease in in_class}
             done = measured.runs if measured else 0
-            others_available = _anyone_else(live_peers, measured_by, worker_id)
+            # A quarantined peer is connected but gets no task: leaving the repeat to it would
+            # leave it to nobody (the class's baseline, and every check waiting on it, stalls).
+            others_available = _anyone_else(live_peers, measured_by, worker_id, self.samples.left_out(hardware_class))
             dispute = self.dispute(champion, hardware_class) if done else False
             if dispute or (dispute is None and (champion, hardware_class) in self.explored):
                 # More runs settle it: another worker of the class may show who is right, a repeat

@@ -204,3 +204,28 @@ def test_a_check_judged_on_the_same_reference_runs_as_its_claim_goes_to_a_class_
     # With no such class connected, the check is not held back for ever.
     need, = state.view(f"{reference}-w1", reference, frozenset(), frozenset(), live - {"odd"}).verify
     assert not (reference in need.measured_classes and need.other_classes_live)
+
+
+def test_a_quarantined_peer_is_nobody_to_leave_a_baseline_repeat_to():
+    """Issue 15 (session 6's stall): a class of four whose three honest workers each measured the
+    champion once, the fourth quarantined (its runs taken out) but still connected. A repeat the
+    class wants is no longer left to "someone else available": the quarantined worker gets no
+    task, so an honest one measures it."""
+    from autoswarm.coordinator import scheduler
+
+    state = _paired_state()
+    for i, value in enumerate((1.0, 1.01, 0.99)):
+        state.add_baseline("v0", "cpu:a", f"w{i}", value, f"r-{i}")
+    state.add_baseline("v0", "cpu:a", "w-liar", 1.5, "r-liar")
+    state.samples.remove_worker("cpu:a", "w-liar")   # quarantined
+    members = frozenset({"w0", "w1", "w2", "w-liar"})
+    view = state.view("w0", "cpu:a", members, members, frozenset({"cpu:a"}))
+    cb = view.class_baseline
+    assert cb.done < cb.target, "the class wants another run of the champion"
+    assert cb.measured_by == {"w0", "w1", "w2"}
+    assert not cb.others_available, "the quarantined peer measures nothing: nobody else is available"
+    task = scheduler.choose_task([view], scheduler.WorkerView("w0", frozenset({view.mutator_kind}), 0, 1))
+    assert task is not None and task.kind == scheduler.BASELINE
+    # An honest peer that has not measured it yet is someone to leave it to.
+    more = members | {"w3"}
+    assert state.view("w0", "cpu:a", more, more, frozenset({"cpu:a"})).class_baseline.others_available
