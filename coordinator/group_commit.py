@@ -4,6 +4,8 @@ Every request writes into one open transaction (each one atomic unit of it); the
 ask for durability schedules a commit, right after the current turn of the event loop or,
 when the coordinator is busy, a few milliseconds later, and all of them are answered once it
 has happened. The rule "committed before acknowledged" holds, at a fraction of the commits.
+The commit itself runs on the store's writer thread (`Store.commit_in_background`), so SQLite's
+work overlaps the loop's; the waiters are answered back on the loop once it has returned.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class GroupCommit:
         self._busy = False              # whether the commits of the current window answered many
         self._window_start = -math.inf  # when the current window of `busy_window` seconds began
         self._window_requests = 0       # requests its commits answered
+        self.commits = 0                # commits begun (for tests and curiosity)
 
     async def durable(self) -> None:
         """Returns once everything written so far is committed."""
@@ -62,30 +65,54 @@ class GroupCommit:
         await waiter
 
     def _commit(self) -> None:
+        """Hands the open batch to the store's writer thread; its waiters are answered once
+        it is on disk (`_answer`, back on the loop), while the loop goes on serving."""
         if self._scheduled is not None:
             self._scheduled.cancel()  # a no-op when it is the call running now
             self._scheduled = None
         waiters, self._waiters = self._waiters, []
-        try:
-            if self.store.uncommitted:
-                self.store.commit_batch()
-                self._last_commit = now = time.monotonic()
-                if now - self._window_start > self.busy_window:
-                    self._window_start, self._window_requests = now, 0
-                self._window_requests += len(waiters)
-                self._busy = self._window_requests >= self.busy_batch
-        except Exception as exc:
+        if not self.store.uncommitted:
+            self._answer(waiters, None)
+            return
+        self._count(len(waiters))
+        loop = asyncio.get_running_loop()
+        self.store.commit_in_background(lambda failure: loop.call_soon_threadsafe(self._answer, waiters, failure))
+
+    def _count(self, requests: int) -> None:
+        """Notes a commit begun for `requests` waiters (whether the coordinator is busy)."""
+        self.commits += 1
+        self._last_commit = now = time.monotonic()
+        if now - self._window_start > self.busy_window:
+            self._window_start, self._window_requests = now, 0
+        self._window_requests += requests
+        self._busy = self._window_requests >= self.busy_batch
+
+    @staticmethod
+    def _answer(waiters: list[asyncio.Future[None]], failure: BaseException | None) -> None:
+        if failure is not None:
             # Memory already holds what the disk refused: stop, and let a restart rebuild
             # the state from what is really committed.
-            log.critical("commit failed, stopping the coordinator: %s", exc)
+            log.critical("commit failed, stopping the coordinator: %s", failure)
             for waiter in waiters:
                 if not waiter.done():
-                    waiter.set_exception(exc)
+                    waiter.set_exception(failure)
             os._exit(70)
         for waiter in waiters:
             if not waiter.done():  # its request was cancelled meanwhile
                 waiter.set_result(None)
 
     def flush(self) -> None:
-        """Commits now (for writers outside a request, e.g. the lease reaper)."""
-        self._commit()
+        """Commits now, on the caller's thread (for writers outside a request, e.g. the lease
+        reaper, and at shutdown), and answers whoever waits."""
+        if self._scheduled is not None:
+            self._scheduled.cancel()
+            self._scheduled = None
+        waiters, self._waiters = self._waiters, []
+        failure: BaseException | None = None
+        try:
+            if self.store.uncommitted:
+                self._count(len(waiters))
+                self.store.commit_batch()
+        except Exception as exc:
+            failure = exc
+        self._answer(waiters, failure)

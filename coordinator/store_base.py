@@ -20,6 +20,7 @@ from typing import Any
 
 from autoswarm.coordinator.ids import Ids
 from autoswarm.coordinator.records import VersionRecord
+from autoswarm.coordinator.store_writer import BatchWriter, Done
 
 SCHEMA_VERSION = 1
 
@@ -168,8 +169,18 @@ class WalCheckpointer:
         self.checkpoints += 1
 
 
+class StoreFailed(RuntimeError):
+    """A held row or a commit that the database refused: what memory holds is not on disk, and
+    the coordinator must stop (a restart rebuilds its state from what is committed)."""
+
+
 class StoreBase:
-    """The connection and its transactions. Not thread-safe: one coordinator event loop owns it."""
+    """The connection and its transactions. Not thread-safe: one coordinator event loop owns it
+    (and lends the connection to its `BatchWriter` for each background commit, see `_db`)."""
+
+    # The statements whose rows a group-commit batch holds back and writes at its commit, one
+    # `executemany` each, in this order (see `_defer`); set by the subclass that issues them.
+    DEFERRED: tuple[str, ...] = ()
 
     def __init__(self, path: Path | str, *, fsync: bool = False, readonly: bool = False,
                  on_commit: Callable[[float], None] = lambda seconds: None, group_commit: bool = False,
@@ -180,7 +191,14 @@ class StoreBase:
 
         `autocheckpoint_pages`: the WAL size at which a COMMIT copies the WAL back into the
         database file itself; with a `WalCheckpointer` running, make it a large backstop.
+
+        `group_commit`: writes go into one open batch that `commit_batch()` (or, off the event
+        loop, `commit_in_background()`) commits; the hot path's rows wait in memory until then.
         """
+        self._deferred = self._fresh_deferred()
+        self._deferred_rows = 0
+        self._writer = BatchWriter() if group_commit and not readonly else None
+        self._failed: BaseException | None = None
         self.path = str(path)
         self._on_commit = on_commit
         self._group_commit = group_commit
@@ -191,13 +209,13 @@ class StoreBase:
         if readonly:
             if not Path(self.path).is_file():
                 raise FileNotFoundError(f"{self.path}: no such database")
-            self._db = sqlite3.connect(f"file:{Path(self.path).resolve()}?mode=ro", uri=True,
-                                       isolation_level=None, check_same_thread=False)
-            self._db.row_factory = sqlite3.Row
+            self._conn = sqlite3.connect(f"file:{Path(self.path).resolve()}?mode=ro", uri=True,
+                                         isolation_level=None, check_same_thread=False)
+            self._conn.row_factory = sqlite3.Row
             return
         # isolation_level=None: we issue BEGIN/COMMIT ourselves so transactions are explicit.
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
+        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._conn.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode survives a killed process (kill -9); FULL also survives power loss.
         self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
@@ -218,7 +236,56 @@ class StoreBase:
     def close(self) -> None:
         if not self._readonly:
             self.commit_batch()
-        self._db.close()
+        if self._writer is not None:
+            self._writer.stop()
+        self._conn.close()
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """The connection, for a statement to run now, in order after every write before it:
+        a background commit in progress is waited for (the connection is its thread's until
+        then), and the rows the batch holds back are written first."""
+        if self._writer is not None and self._writer.busy:
+            self._writer.wait_idle()
+        if self._failed is not None:
+            raise StoreFailed(f"an earlier write or commit failed: {self._failed}") from self._failed
+        if self._deferred_rows:
+            rows, self._deferred, self._deferred_rows = self._deferred, self._fresh_deferred(), 0
+            try:
+                self._write_rows(rows)
+            except BaseException as exc:
+                self._failed = exc
+                raise
+        return self._conn
+
+    def _fresh_deferred(self) -> dict[str, list[Sequence[Any]]]:
+        return {sql: [] for sql in self.DEFERRED}
+
+    def _defer(self, sql: str, row: Sequence[Any]) -> None:
+        """A unit of change that is one row of a `DEFERRED` statement: in a group-commit batch
+        it is held in memory and written at the batch's commit (or before the next statement
+        that runs now, see `_db`), with the other rows of its statement in one `executemany`.
+
+        Only for statements that the database cannot refuse but for a bug or a failing disk
+        (fresh keys, updates of plain columns, `OR IGNORE`): the caller has moved on when it
+        runs, so a refusal fails the batch (`StoreFailed`) and stops the coordinator.
+        """
+        if not self._group_commit:
+            self._write(sql, row)
+            return
+        self._deferred[sql].append(row)
+        self._deferred_rows += 1
+
+    def _write_rows(self, rows: dict[str, list[Sequence[Any]]]) -> None:
+        """Writes held rows into the open batch (opening it), statement by statement in order."""
+        if not any(rows.values()):
+            return
+        if not self._conn.in_transaction:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._batch_started = time.perf_counter()
+        for sql, values in rows.items():
+            if values:
+                self._conn.executemany(sql, values)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -278,14 +345,48 @@ class StoreBase:
 
     @property
     def uncommitted(self) -> bool:
-        """Whether a group-commit batch holds changes not yet on disk."""
-        return self._db.in_transaction
+        """Whether a group-commit batch holds changes not yet on disk (held rows, an open
+        transaction, or a background commit not finished)."""
+        return bool(self._deferred_rows) or (self._writer is not None and self._writer.busy) \
+            or self._conn.in_transaction
 
     def commit_batch(self) -> None:
-        """Commits the open group-commit batch (one disk write for many requests)."""
-        if self._db.in_transaction:
-            self._db.execute("COMMIT")
+        """Commits the open group-commit batch (one disk write for many requests), now."""
+        db = self._db   # after any background commit, with the held rows written
+        if db.in_transaction:
+            db.execute("COMMIT")
             self._on_commit(time.perf_counter() - self._batch_started)
+
+    def commit_in_background(self, done: Done) -> None:
+        """Commits the open batch on the writer thread: its held rows are written and the
+        COMMIT runs there while the caller goes on; `done(None)` runs on that thread once it
+        is on disk, `done(exc)` if it failed (then the store refuses all use: `StoreFailed`).
+        Without group commit, commits now and calls `done` before returning."""
+        if self._writer is None:
+            try:
+                self.commit_batch()
+            except BaseException as exc:
+                done(exc)
+                return
+            done(None)
+            return
+        if self._failed is not None:
+            done(StoreFailed(f"an earlier write or commit failed: {self._failed}"))
+            return
+        rows, self._deferred, self._deferred_rows = self._deferred, self._fresh_deferred(), 0
+        started = self._batch_started
+
+        def commit() -> None:
+            try:
+                self._write_rows(rows)
+                if self._conn.in_transaction:
+                    self._conn.execute("COMMIT")
+                    self._on_commit(time.perf_counter() - started)
+            except BaseException as exc:
+                self._failed = exc
+                raise
+
+        self._writer.submit(commit, done)
 
     def _migrate_studies(self) -> None:
         """Adds the lifecycle columns to a studies table made before them (in place, once)."""
@@ -326,6 +427,6 @@ class StoreBase:
     @staticmethod
     def _insert_version(db: sqlite3.Connection, v: VersionRecord) -> None:
         db.execute(
-            "INSERT OR IGNORE INTO versions VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO versions VALUES (?, ?, ?, ?, ?, ?, ?)",   # = store_work._INSERT_VERSION
             (v.study, v.hash, v.parent, v.content, v.description, v.author, v.created),
         )

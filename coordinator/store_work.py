@@ -17,6 +17,9 @@ from autoswarm.coordinator.store_base import StoreBase
 
 
 _INSERT_RESULT = "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_LEASE = "INSERT INTO leases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_VERSION = "INSERT OR IGNORE INTO versions VALUES (?, ?, ?, ?, ?, ?, ?)"
+_LEASE_REPORTED = "UPDATE leases SET state='reported', closed=? WHERE id=?"
 
 
 def _result_row(result: ResultRecord, pack: Callable[[Any], bytes]) -> tuple:
@@ -30,6 +33,12 @@ def _result_row(result: ResultRecord, pack: Callable[[Any], bytes]) -> tuple:
 
 class WorkRows(StoreBase):
     """Leases, results and claims (see the module's docstring)."""
+
+    # A cycle's four rows, held until the batch's commit (`StoreBase._defer`). In this order
+    # they are written as they were issued: the keys are fresh (a lease's id is new, a result's
+    # is its lease's, which has none yet), a version is its hash (OR IGNORE), and the only
+    # row that needs another first, a lease closed by its result, comes after the leases.
+    DEFERRED = (_INSERT_LEASE, _INSERT_VERSION, _INSERT_RESULT, _LEASE_REPORTED)
 
     @cached_property
     def _pack(self) -> Callable[[Any], bytes]:
@@ -50,8 +59,9 @@ class WorkRows(StoreBase):
         return f"l-{self._lease_seq:014x}{self.ids.token_hex(3)}"
 
     def insert_lease(self, lease: LeaseRecord) -> None:
-        self._write(
-            "INSERT INTO leases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        """Stores a new lease (its id fresh: `new_lease_id`); held until the batch's commit."""
+        self._defer(
+            _INSERT_LEASE,
             (lease.id, lease.study, lease.worker_id, lease.kind, lease.parent, lease.candidate,
              lease.seed, lease.issued, lease.deadline, lease.state, lease.closed, lease.claim),
         )
@@ -115,13 +125,14 @@ class WorkRows(StoreBase):
         none; `new_champion` appends to the champion chain.
         """
         if self._group_commit and not (rewrite or claims or decisions or champion_metric or new_champion):
-            # Most reports: the result, its candidate, its lease. Only the first statement can
-            # fail on a constraint (the result's key), and then nothing else has run, so the
-            # unit needs no savepoint: three statements instead of five.
-            self._write(_INSERT_RESULT, _result_row(result, self._pack))
-            for version in versions:
-                self._insert_version(self._db, version)   # OR IGNORE: a version is its hash
-            self._db.execute("UPDATE leases SET state='reported', closed=? WHERE id=?", (result.created, result.id))
+            # Most reports: the result, its candidate, its lease: three rows held for the
+            # batch's commit (`_defer`). The result's key is its lease's, which the engine
+            # closes in memory as it reports, so a second result for it never gets here.
+            self._defer(_INSERT_RESULT, _result_row(result, self._pack))
+            for version in versions:   # OR IGNORE: a version is its hash
+                self._defer(_INSERT_VERSION, (version.study, version.hash, version.parent, version.content,
+                                              version.description, version.author, version.created))
+            self._defer(_LEASE_REPORTED, (result.created, result.id))
             return
         with self.transaction() as db:
             for version in versions:
@@ -131,7 +142,7 @@ class WorkRows(StoreBase):
                            (result.decision, result.improvement, result.threshold, result.claim, result.id))
             else:
                 db.execute(_INSERT_RESULT, _result_row(result, self._pack))
-                db.execute("UPDATE leases SET state='reported', closed=? WHERE id=?", (result.created, result.id))
+                db.execute(_LEASE_REPORTED, (result.created, result.id))
             for claim in claims:
                 db.execute(
                     "INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

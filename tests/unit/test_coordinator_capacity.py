@@ -1,8 +1,8 @@
 """The coordinator's fast paths keep its rules: durability, one unit per request, same answers.
 
 These cover what was changed for capacity (benchmarks/coordinator_throughput.py): the WAL
-checkpoint on its own thread, single-statement units without savepoints, group commit with
-one future per waiter, growing lease ids, the baseline index of active leases, the one-pass
+checkpoint on its own thread, single-statement units without savepoints, the cycle's rows held
+until the commit and committed on a writer thread, group commit with one future per waiter, growing lease ids, the baseline index of active leases, the one-pass
 hardware-class refresh, the bounded liveness flush, the reaper's deadline queue and the
 collector kept off long-lived objects. None of them times anything.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sqlite3
+import threading
 import time
 from contextlib import closing
 from dataclasses import replace
@@ -23,7 +24,9 @@ from autoswarm.coordinator.deadlines import DeadlineQueue, due_leases
 from autoswarm.coordinator.engine import Engine, EngineConfig, ResultIn
 from autoswarm.coordinator.group_commit import GroupCommit
 from autoswarm.coordinator.heap import HeapKeeper, HeapPolicy
+from autoswarm.coordinator.records import TokenRecord
 from autoswarm.coordinator.store import LeaseRecord, ResultRecord, Store, VersionRecord, WalCheckpointer
+from autoswarm.coordinator.store_base import StoreFailed
 from autoswarm.coordinator.study_state import ActiveLeases
 from swarm import Clock, write_study
 
@@ -77,20 +80,48 @@ def test_a_checkpoint_failure_does_not_stop_the_thread(tmp_path):
     assert not checkpointer.alive
 
 
-def test_a_failed_single_statement_unit_leaves_the_rest_of_the_batch(tmp_path):
+def _token(token_hash: str) -> TokenRecord:
+    return TokenRecord(token_hash, "join", "alice", "", "", 1.0, False)
+
+
+def _rows(path, sql: str) -> list[tuple]:
+    """What another connection sees on disk."""
+    with closing(sqlite3.connect(path)) as db:
+        return db.execute(sql).fetchall()
+
+
+def test_a_refused_unit_that_runs_now_leaves_the_rest_of_the_batch(tmp_path):
     store = Store(tmp_path / "swarm.db", group_commit=True)
     store.add_study("s", {"name": "s"}, "b" * 64, b"x", 0, _initial())
-    store.insert_lease(_lease("l-1"))
+    store.insert_lease(_lease("l-1"))        # held for the commit
+    store.add_token(_token("t1"))            # runs now: the held lease is written first
     with pytest.raises(sqlite3.IntegrityError):
-        store.insert_lease(_lease("l-1"))  # same id: refused, alone
+        store.add_token(_token("t1"))        # same hash: refused, alone
     store.insert_lease(_lease("l-2"))
     store.commit_batch()
     store.close()
     reopened = Store(tmp_path / "swarm.db")
     assert [lease.id for lease in reopened.active_leases("s")] == ["l-1", "l-2"]
+    assert [t.hash for t in reopened.tokens()] == ["t1"]
 
 
-def test_a_report_without_consequences_is_three_statements_and_a_refused_one_changes_nothing(tmp_path):
+def test_a_refused_held_row_fails_its_batch_and_the_store_refuses_all_use_after(tmp_path):
+    store = Store(tmp_path / "swarm.db", group_commit=True)
+    store.add_study("s", {"name": "s"}, "b" * 64, b"x", 0, _initial())
+    store.commit_batch()
+    store.insert_lease(_lease("l-1"))
+    store.insert_lease(_lease("l-1"))   # a bug's duplicate key: held, so refused only at the commit
+    with pytest.raises(sqlite3.IntegrityError):
+        store.commit_batch()
+    with pytest.raises(StoreFailed):
+        store.lease("l-1")
+    failures: list[BaseException | None] = []
+    store.commit_in_background(failures.append)
+    assert isinstance(failures[0], StoreFailed), "a background commit is refused too, at once"
+    assert _rows(tmp_path / "swarm.db", "SELECT id FROM leases") == [], "nothing of the batch is on disk"
+
+
+def test_a_report_without_consequences_is_three_rows_held_until_the_commit(tmp_path):
     store = Store(tmp_path / "swarm.db", group_commit=True)
     store.add_study("s", {"name": "s"}, "b" * 64, b"x", 0, _initial())
     store.insert_lease(_lease("l-1"))
@@ -101,18 +132,47 @@ def test_a_report_without_consequences_is_three_statements_and_a_refused_one_cha
     statements: list[str] = []
     store._db.set_trace_callback(statements.append)
     store.record_result(result, versions=[candidate])
-    store._db.set_trace_callback(None)
-    assert statements[0] == "BEGIN IMMEDIATE", "the batch opens with the first unit"
-    assert len(statements[1:]) == 3 and not any("SAVEPOINT" in s for s in statements)
-    with pytest.raises(sqlite3.IntegrityError):   # the same result again: refused before anything ran
-        store.record_result(result, versions=[VersionRecord("s", "h2", "h0", b"X = 3\n", "", "w", 6.0)])
+    store.insert_lease(_lease("l-3"))
     store.record_result(replace(result, id="l-2"))
+    assert statements == [], "nothing runs before the commit"
+    assert store.uncommitted
+    assert store.lease("l-1").state == "reported", "a read in the batch sees its held rows"
+    store._db.set_trace_callback(None)
+    assert statements[0] == "BEGIN IMMEDIATE" and not any("SAVEPOINT" in s for s in statements)
     store.commit_batch()
     store.close()
     reopened = Store(tmp_path / "swarm.db")
-    assert {lease.id: lease.state for lease in reopened.leases("s")} == {"l-1": "reported", "l-2": "reported"}
-    assert reopened.version("s", "h1") is not None and reopened.version("s", "h2") is None
+    assert {lease.id: lease.state for lease in reopened.leases("s")} == {
+        "l-1": "reported", "l-2": "reported", "l-3": "active"}
+    assert reopened.version("s", "h1") is not None
     assert [r.id for r in reopened.results("s")] == ["l-1", "l-2"]
+
+
+def test_a_background_commit_answers_once_its_rows_are_on_disk_and_the_store_waits_for_it(tmp_path):
+    path = tmp_path / "swarm.db"
+    store = Store(path, group_commit=True)
+    store.add_study("s", {"name": "s"}, "b" * 64, b"x", 0, _initial())
+    store.commit_batch()
+    seen: list[list[tuple]] = []
+    answered = threading.Event()
+
+    def done(failure: BaseException | None) -> None:
+        assert failure is None
+        seen.append(_rows(path, "SELECT id, state FROM leases ORDER BY id"))   # from the disk, not memory
+        answered.set()
+
+    for i in range(50):
+        store.insert_lease(_lease(f"l-{i:02d}"))
+    store.record_result(ResultRecord("l-00", "s", "explore", "w", "w", "c", "h0", "h0", "ok", 1.0, {}, "", "", "discard",
+                                     {}, 5.0))
+    store.commit_in_background(done)
+    assert store.lease("l-49") is not None, "the loop's next statement waits for the writer's commit"
+    assert answered.wait(30)
+    assert len(seen[0]) == 50 and seen[0][0] == ("l-00", "reported")
+    store.insert_lease(_lease("l-50"))
+    store.commit_in_background(lambda failure: None)
+    store.close()   # finishes the background commit first
+    assert len(_rows(path, "SELECT id FROM leases")) == 51
 
 
 def test_old_lease_indexes_are_replaced_by_the_partial_one(tmp_path):
@@ -210,10 +270,11 @@ def test_after_a_big_batch_the_next_commit_waits_for_the_window_and_after_a_smal
         quiet = not store.uncommitted
         await asyncio.gather(request("l-3"), request("l-4"), request("l-5"))  # a big batch
         store.insert_lease(_lease("l-6"))
+        before = group.commits
         held_up = asyncio.ensure_future(group.durable())
         for _ in range(5):
             await asyncio.sleep(0)
-        held = not held_up.done() and store.uncommitted
+        held = group.commits == before and not held_up.done() and store.uncommitted
         group.flush()
         await asyncio.wait_for(held_up, 30)
         return quiet, held, not store.uncommitted

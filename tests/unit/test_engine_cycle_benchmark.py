@@ -29,6 +29,8 @@ def test_every_timed_cycle_is_a_report_and_a_lease_and_a_run_repeats_itself():
     assert first.wal_frames > 0, "the results were written"
     assert first.report_s > 0 and first.lease_s > 0 and first.commit_s > 0
     assert first.report_s + first.lease_s + first.commit_s <= first.cpu_s * 1.5
+    assert 0 < first.loop_s <= first.cpu_s * 1.05 and len(first.loop_chunks) == 3, \
+        "the driver's own thread (the loop's) is part of the process, the store's writer the rest"
     again = engine_cycle.run(_args())
     assert again.decisions == first.decisions and again.open_claims == first.open_claims
     assert again.wal_frames == first.wal_frames
