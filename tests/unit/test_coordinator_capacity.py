@@ -212,7 +212,8 @@ def test_group_commit_answers_every_waiter_after_one_commit(tmp_path):
     async def request(i: int) -> bool:
         store.insert_lease(_lease(f"l-{i}"))
         await group.durable()
-        return not store.uncommitted
+        on_disk = (f"l-{i}",) in _rows(tmp_path / "swarm.db", "SELECT id FROM leases")  # another connection's view
+        return on_disk and not store.uncommitted
 
     async def main() -> list[bool]:
         return await asyncio.gather(*(request(i) for i in range(5)))
