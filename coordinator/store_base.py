@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +170,19 @@ class WalCheckpointer:
         self.checkpoints += 1
 
 
+HELD_ROWS_PER_STATEMENT = 64   # rows one statement writes at most (and so ≤ 64 texts per statement cached)
+
+
+@lru_cache(maxsize=1024)
+def many_rows(sql: str, rows: int) -> str:
+    """`sql`, whose one `VALUES (?, ...)` group is one row, for `rows` rows at once: one step of
+    SQLite for all of them (so one handover of the GIL between the writer thread and the loop,
+    where `executemany` has two per row)."""
+    head, rest = sql.split("VALUES ", 1)
+    end = rest.index(")") + 1
+    return head + "VALUES " + ", ".join([rest[:end]] * rows) + rest[end:]
+
+
 class StoreFailed(RuntimeError):
     """A held row or a commit that the database refused: what memory holds is not on disk, and
     the coordinator must stop (a restart rebuilds its state from what is committed)."""
@@ -214,7 +228,10 @@ class StoreBase:
             self._conn.row_factory = sqlite3.Row
             return
         # isolation_level=None: we issue BEGIN/COMMIT ourselves so transactions are explicit.
-        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        # More cached statements than the 128 by default: each held statement has a text per
+        # number of rows (`many_rows`).
+        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                     cached_statements=512)
         self._conn.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode survives a killed process (kill -9); FULL also survives power loss.
@@ -264,7 +281,7 @@ class StoreBase:
     def _defer(self, sql: str, row: Sequence[Any]) -> None:
         """A unit of change that is one row of a `DEFERRED` statement: in a group-commit batch
         it is held in memory and written at the batch's commit (or before the next statement
-        that runs now, see `_db`), with the other rows of its statement in one `executemany`.
+        that runs now, see `_db`), with the other rows of its statement in one (`many_rows`).
 
         Only for statements that the database cannot refuse but for a bug or a failing disk
         (fresh keys, updates of plain columns, `OR IGNORE`): the caller has moved on when it
@@ -277,15 +294,17 @@ class StoreBase:
         self._deferred_rows += 1
 
     def _write_rows(self, rows: dict[str, list[Sequence[Any]]]) -> None:
-        """Writes held rows into the open batch (opening it), statement by statement in order."""
+        """Writes held rows into the open batch (opening it), statement by statement in order, as
+        few statements as `HELD_ROWS_PER_STATEMENT` allows."""
         if not any(rows.values()):
             return
         if not self._conn.in_transaction:
             self._conn.execute("BEGIN IMMEDIATE")
             self._batch_started = time.perf_counter()
         for sql, values in rows.items():
-            if values:
-                self._conn.executemany(sql, values)
+            for start in range(0, len(values), HELD_ROWS_PER_STATEMENT):
+                chunk = values[start:start + HELD_ROWS_PER_STATEMENT]
+                self._conn.execute(many_rows(sql, len(chunk)), [value for row in chunk for value in row])
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

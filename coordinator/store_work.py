@@ -20,6 +20,8 @@ _INSERT_RESULT = "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
 _INSERT_LEASE = "INSERT INTO leases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _INSERT_VERSION = "INSERT OR IGNORE INTO versions VALUES (?, ?, ?, ?, ?, ?, ?)"
 _LEASE_REPORTED = "UPDATE leases SET state='reported', closed=? WHERE id=?"
+# The same for held rows, in the form whose VALUES group `many_rows` repeats: (closed, id).
+_LEASES_REPORTED = "UPDATE leases SET state='reported', closed=v.column1 FROM (VALUES (?, ?)) AS v WHERE leases.id=v.column2"
 
 
 def _result_row(result: ResultRecord, pack: Callable[[Any], bytes]) -> tuple:
@@ -38,7 +40,7 @@ class WorkRows(StoreBase):
     # they are written as they were issued: the keys are fresh (a lease's id is new, a result's
     # is its lease's, which has none yet), a version is its hash (OR IGNORE), and the only
     # row that needs another first, a lease closed by its result, comes after the leases.
-    DEFERRED = (_INSERT_LEASE, _INSERT_VERSION, _INSERT_RESULT, _LEASE_REPORTED)
+    DEFERRED = (_INSERT_LEASE, _INSERT_VERSION, _INSERT_RESULT, _LEASES_REPORTED)
 
     @cached_property
     def _pack(self) -> Callable[[Any], bytes]:
@@ -132,7 +134,7 @@ class WorkRows(StoreBase):
             for version in versions:   # OR IGNORE: a version is its hash
                 self._defer(_INSERT_VERSION, (version.study, version.hash, version.parent, version.content,
                                               version.description, version.author, version.created))
-            self._defer(_LEASE_REPORTED, (result.created, result.id))
+            self._defer(_LEASES_REPORTED, (result.created, result.id))
             return
         with self.transaction() as db:
             for version in versions:
