@@ -198,7 +198,7 @@ class StoreBase:
 
     def __init__(self, path: Path | str, *, fsync: bool = False, readonly: bool = False,
                  on_commit: Callable[[float], None] = lambda seconds: None, group_commit: bool = False,
-                 autocheckpoint_pages: int = 1000, ids: Ids | None = None) -> None:
+                 autocheckpoint_pages: int = 1000, ids: Ids | None = None, writer_thread: bool = True) -> None:
         """Opens (creating if needed) the database at `path`.
 
         `ids`: where fresh ids come from (`ids.Ids`, random by default; a simulation seeds them).
@@ -208,10 +208,12 @@ class StoreBase:
 
         `group_commit`: writes go into one open batch that `commit_batch()` (or, off the event
         loop, `commit_in_background()`) commits; the hot path's rows wait in memory until then.
+        `writer_thread`: whether `commit_in_background` commits on a thread of its own (else
+        now, on the caller's).
         """
         self._deferred = self._fresh_deferred()
         self._deferred_rows = 0
-        self._writer = BatchWriter() if group_commit and not readonly else None
+        self._writer = BatchWriter() if group_commit and writer_thread and not readonly else None
         self._failed: BaseException | None = None
         self.path = str(path)
         self._on_commit = on_commit

@@ -201,9 +201,10 @@ def test_lease_ids_are_unique_and_grow_even_when_the_clock_stands_still(tmp_path
     assert [i[:16] for i in ids] == sorted(i[:16] for i in ids)
 
 
-def test_group_commit_answers_every_waiter_after_one_commit(tmp_path):
+@pytest.mark.parametrize("writer_thread", [True, False])
+def test_group_commit_answers_every_waiter_after_one_commit(tmp_path, writer_thread):
     commits: list[float] = []
-    store = Store(tmp_path / "swarm.db", group_commit=True, on_commit=commits.append)
+    store = Store(tmp_path / "swarm.db", group_commit=True, on_commit=commits.append, writer_thread=writer_thread)
     store.add_study("s", {"name": "s"}, "b" * 64, b"x", 0, _initial())
     store.commit_batch()
     commits.clear()
