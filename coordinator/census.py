@@ -103,9 +103,10 @@ def census_interval(base: float, cost: float, spacing: float = 20.0) -> float:
 def slice_pause(spent: float, longest: float = MAX_SLICE_PAUSE) -> float:
     """Seconds to leave the loop to others after a slice that took `spent` seconds: as long
     as the slice (at most `longest`), so a census holds at most half the loop while it runs.
-    Not a bare yield: grpc.aio accepts calls one at a time, a few turns of the loop each, so
-    a census of back-to-back 4 ms slices let through only ~100 calls a second for its whole
-    half second at 100,000 workers, and what came meanwhile waited (wakeups.py)."""
+    Not a bare yield: grpc.aio accepts calls one at a time, a few turns of the loop each. An
+    echo server whose loop also ran back-to-back 3 ms slices answered 55-75 calls a second
+    (benchmarks/README.md, "Seventh session"), and a census at 100,000 workers is ~100 such
+    slices."""
     return min(max(spent, 0.0), longest)
 
 

@@ -8,13 +8,11 @@ whenever completions come faster than the loop turns (4-5 per RPC: at 800 RPCs a
 ~4,000 a second, what a loop doing real work turns), the bytes pile up in the socket. A local
 stream socket holds only ~270 one-byte writes (each is a buffer of its own), and then the
 poller thread blocks in `write` until the loop reads another byte: from then on completions
-reach the loop at most one per turn, the calls behind them wait inside gRPC — before their
-handler, or with their answer unsent — and a backlog built in any slow second (a census's
-slices, a scrape, a collection) drains only as fast as the loop turns beyond the arrivals,
-which at that load is never. Seen at 50,000-100,000 simulated workers: the poller threads of
-the coordinator and of the benchmark's client processes sleeping in `sock_alloc_send_pskb`,
-~270 bytes waiting in each socket, calls waiting 5-50 s before or after handlers that took
-3 ms, and the long-polls' deadlines passing (CANCELLED, retried: more calls).
+reach the loop at most one per turn, and the calls behind them wait inside gRPC. Seen at
+50,000 simulated workers (benchmarks/README.md, "Seventh session"): the poller threads of the
+benchmark's client processes asleep in `sock_alloc_send_pskb` with 271-278 bytes waiting, and
+169 waiting in the coordinator's. Draining removes that cap; a loop turn that lasts seconds
+still fills the socket, and the poller then waits for the next turn.
 
 `drain_grpc_wakeups(loop)` wraps that reader: it reads every byte waiting but one, then runs
 grpc's own reader, which reads the last byte and takes every completion queued. No completion
