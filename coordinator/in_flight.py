@@ -50,3 +50,48 @@ def _drop(index: dict, key: object, lease_id: str) -> None:
         leases.discard(lease_id)
         if not leases:
             del index[key]
+
+
+@dataclass(frozen=True)
+class Peers:
+    """What an explore lease is told of the explores of its parent leased before it whose edit
+    is not made yet: how many, and the seed they order their choices with (its own when none)."""
+
+    ahead: int
+    order_seed: int
+
+
+@dataclass
+class EditsInMaking:
+    """Explore leases whose edit is not made yet (not announced), by parent, in lease order.
+
+    Two workers leasing explores of the same champion at the same moment get the same memory,
+    and neither edit is in it yet: a mutator that ranks its moves would make the same one
+    twice (the second ends `stale-conflict`). Each new explore is told how many such leases
+    came before it and the order seed of the first of them, so that it orders its moves as they
+    did and leaves them the first ones (`compass.after_peers`). O(1) a lease, a note and a close.
+    """
+
+    _by_parent: dict[str, dict[str, int]] = field(default_factory=dict)   # parent -> lease -> order seed
+    _parent_of: dict[str, str] = field(default_factory=dict)
+
+    def lease(self, lease_id: str, parent: str, seed: int) -> Peers:
+        """A new explore of `parent` with its own `seed`: what it is told (and it joins them)."""
+        making = self._by_parent.setdefault(parent, {})
+        peers = Peers(len(making), next(iter(making.values())) if making else seed)
+        making[lease_id] = peers.order_seed
+        self._parent_of[lease_id] = parent
+        return peers
+
+    def made(self, lease_id: str) -> None:
+        """The lease announced its edit (it is in the memory's ideas in flight now) or ended."""
+        parent = self._parent_of.pop(lease_id, None)
+        if parent is None:
+            return
+        making = self._by_parent[parent]
+        del making[lease_id]
+        if not making:
+            del self._by_parent[parent]
+
+    def __len__(self) -> int:
+        return len(self._parent_of)

@@ -14,6 +14,7 @@ from autoswarm.slot_time import SlotTime
 from autoswarm.coordinator import scheduler
 from autoswarm.coordinator.context import EngineContext
 from autoswarm.coordinator.deadlines import DeadlineQueue, due_leases
+from autoswarm.coordinator.in_flight import Peers
 from autoswarm.coordinator.roster import Roster
 from autoswarm.coordinator.staleness import is_stale
 from autoswarm.coordinator.study_state import StudyState, sole_verifier
@@ -38,6 +39,9 @@ class TaskSpec:
     deadline: float
     claim: str = ""
     memory: str = ""
+    # Explore: the explores of the same parent leased before it, edit not made yet (`EditsInMaking`).
+    edits_ahead: int = 0
+    order_seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -163,6 +167,8 @@ class Leasing:
                 pending.sole.add(lease.id)   # nobody else could check it: a keep waits for it (`keep_waits`)
             pending.in_flight.add(lease.id)
             state.note_check(pending, lease.id, cls, worker_id)
+        peers = state.making.lease(lease.id, parent.hash, lease.seed) if choice.kind == scheduler.EXPLORE \
+            else Peers(0, lease.seed)
         running.add(lease.id)
         roster.presence[worker_id].state = "working"
         self.ctx.events.lease_granted(choice.study, choice.kind)
@@ -173,6 +179,7 @@ class Leasing:
             candidate=None if choice.kind == scheduler.EXPLORE else candidate,
             seed=lease.seed, deadline=lease.deadline, claim=claim_id,
             memory=state.memory(lease.id, now) if choice.kind == scheduler.EXPLORE else "",
+            edits_ahead=peers.ahead, order_seed=peers.order_seed,
         )
 
     def heartbeat(self, worker_id: str, lease_ids: Sequence[str], state: str,
@@ -203,6 +210,7 @@ class Leasing:
             study = self.ctx.studies[lease.study]
             held[lease_id] = now + self.ctx.config.lease_ttl(study.spec)
             if descriptions and lease_id in descriptions:
+                study.making.made(lease_id)
                 study.ideas[lease_id] = " ".join(descriptions[lease_id].split())[: self.ctx.config.limits.max_description_chars]
             candidate = (candidate_hashes or {}).get(lease_id, "")
             if candidate and lease.kind == scheduler.EXPLORE:
@@ -289,6 +297,7 @@ class Leasing:
         state.active.pop(lease.id, None)
         self._deadlines.discard(lease.id)
         state.ideas.pop(lease.id, None)
+        state.making.made(lease.id)
         state.candidates.discard(lease.id)
         if lease.claim in state.claims:
             state.claims[lease.claim].in_flight.discard(lease.id)

@@ -191,6 +191,8 @@ def task_message(task: TaskSpec, into: worker_pb2.Task | None = None) -> worker_
     message.seed = task.seed
     message.deadline_unix = task.deadline
     message.memory = task.memory
+    message.edits_ahead = task.edits_ahead
+    message.order_seed = task.order_seed
     if task.parent is not None:
         version_message(task.parent, into=message.parent)
     if task.candidate is not None:

@@ -20,7 +20,7 @@ from autoswarm.study import Study
 from autoswarm.coordinator import acceptance, baselines, scheduler
 from autoswarm.coordinator.acceptance import Baseline, Measurement
 from autoswarm.coordinator.memory import DEFAULT_MEMORY_CHARS, Tried, build_memory, render, tried_sections
-from autoswarm.coordinator.in_flight import InFlightCandidates
+from autoswarm.coordinator.in_flight import EditsInMaking, InFlightCandidates
 from autoswarm.coordinator.noise import MIN_DIFFERENCES, ClassFit, Noise, class_fits, pooled_noise
 from autoswarm.coordinator.references import CHECK_RESERVE, References
 from autoswarm.coordinator.tiers import Tiers
@@ -398,6 +398,7 @@ class StudyState(References):
     _memory_cache: tuple[str, int, float, str] | None = None      # (champion, generation, built at, text)
     _memory_generation: int = 0
     candidates: InFlightCandidates = field(default_factory=InFlightCandidates)  # edits being evaluated, by lease
+    making: EditsInMaking = field(default_factory=EditsInMaking)  # explores whose edit is not made yet
     llm_tokens: int = 0                        # what the study's agents spent (results' usage)
     failed_edits: int = 0                      # explore tasks whose agent made no edit (in the budget)
     cost_usd: float = 0.0

@@ -324,6 +324,7 @@ def _mutate(context: ExecutionContext, study: Study, task: worker_pb2.Task, scra
         outcome = mutator.mutate(MutationRequest(
             workdir=scratch, target=study.target, program=program, memory=task.memory,
             seed=task.seed, timeout_seconds=study.timeout, cancel=cancel,
+            edits_ahead=max(0, task.edits_ahead), order_seed=task.order_seed,
         ))
     except MutatorError as exc:
         return _result("mutator-error", str(exc), mutate_seconds=time.monotonic() - started, **_cost(exc.usage))

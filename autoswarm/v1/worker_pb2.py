@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from autoswarm.v1 import common_pb2 as autoswarm_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61utoswarm/v1/worker.proto\x12\x0c\x61utoswarm.v1\x1a\x19\x61utoswarm/v1/common.proto\"\x95\x01\n\x0fRegisterRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12(\n\x08hardware\x18\x03 \x01(\x0b\x32\x16.autoswarm.v1.Hardware\x12\r\n\x05slots\x18\x04 \x01(\x05\x12\x10\n\x08mutators\x18\x05 \x03(\t\x12\x16\n\x0e\x63lient_version\x18\x06 \x01(\t\"\xa0\x01\n\x10RegisterResponse\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\"\n\x1aheartbeat_interval_seconds\x18\x02 \x01(\x01\x12\x16\n\x0ehardware_class\x18\x03 \x01(\t\x12\x12\n\ncredential\x18\x04 \x01(\t\x12\r\n\x05owner\x18\x05 \x01(\t\x12\x1a\n\x12lease_wait_seconds\x18\x06 \x01(\x01\"Y\n\x0cLeaseRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x14\n\x0cwait_seconds\x18\x02 \x01(\x01\x12\x11\n\tpipelined\x18\x03 \x01(\x08\x12\r\n\x05state\x18\x04 \x01(\t\"\xfd\x01\n\x04Task\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\r\n\x05study\x18\x02 \x01(\t\x12$\n\x04kind\x18\x03 \x01(\x0e\x32\x16.autoswarm.v1.TaskKind\x12\x13\n\x0b\x62undle_hash\x18\x04 \x01(\t\x12\x13\n\x0b\x62undle_size\x18\x05 \x01(\x03\x12%\n\x06parent\x18\x06 \x01(\x0b\x32\x15.autoswarm.v1.Version\x12(\n\tcandidate\x18\x07 \x01(\x0b\x32\x15.autoswarm.v1.Version\x12\x0c\n\x04seed\x18\x08 \x01(\x03\x12\x15\n\rdeadline_unix\x18\t \x01(\x01\x12\x0e\n\x06memory\x18\n \x01(\t\"\x83\x01\n\rLeaseResponse\x12\x10\n\x08has_task\x18\x01 \x01(\x08\x12 \n\x04task\x18\x02 \x01(\x0b\x32\x12.autoswarm.v1.Task\x12\"\n\x1aheartbeat_interval_seconds\x18\x03 \x01(\x01\x12\x1a\n\x12lease_wait_seconds\x18\x04 \x01(\x01\"\xf7\x02\n\x10HeartbeatRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x11\n\tlease_ids\x18\x02 \x03(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x46\n\x0c\x64\x65scriptions\x18\x04 \x03(\x0b\x32\x30.autoswarm.v1.HeartbeatRequest.DescriptionsEntry\x12M\n\x10\x63\x61ndidate_hashes\x18\x05 \x03(\x0b\x32\x33.autoswarm.v1.HeartbeatRequest.CandidateHashesEntry\x12*\n\nslot_times\x18\x06 \x03(\x0b\x32\x16.autoswarm.v1.SlotTime\x1a\x33\n\x11\x44\x65scriptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x36\n\x14\x43\x61ndidateHashesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8a\x01\n\x11HeartbeatResponse\x12\x1b\n\x13\x63\x61ncelled_lease_ids\x18\x01 \x03(\t\x12\x1b\n\x13\x64uplicate_lease_ids\x18\x02 \x03(\t\x12\"\n\x1aheartbeat_interval_seconds\x18\x03 \x01(\x01\x12\x17\n\x0fstale_lease_ids\x18\x04 \x03(\t\"\x8f\x03\n\x06Result\x12*\n\x06status\x18\x01 \x01(\x0e\x32\x1a.autoswarm.v1.ResultStatus\x12\x12\n\nhas_metric\x18\x02 \x01(\x08\x12\x0e\n\x06metric\x18\x03 \x01(\x01\x12=\n\rextra_metrics\x18\x04 \x03(\x0b\x32&.autoswarm.v1.Result.ExtraMetricsEntry\x12\x11\n\tcandidate\x18\x05 \x01(\x0c\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x10\n\x08log_tail\x18\x07 \x01(\t\x12\x16\n\x0emutate_seconds\x18\x08 \x01(\x01\x12\x18\n\x10\x65valuate_seconds\x18\t \x01(\x01\x12\x15\n\rsetup_seconds\x18\n \x01(\x01\x12\x18\n\x10\x62undle_cache_hit\x18\x0b \x01(\x08\x12\x12\n\nllm_tokens\x18\x0c \x01(\x03\x12\x10\n\x08\x63ost_usd\x18\r \x01(\x01\x1a\x33\n\x11\x45xtraMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x84\x01\n\rReportRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12$\n\x06result\x18\x03 \x01(\x0b\x32\x14.autoswarm.v1.Result\x12(\n\x04next\x18\x04 \x01(\x0b\x32\x1a.autoswarm.v1.LeaseRequest\"\xa2\x01\n\x0eReportResponse\x12\x11\n\tresult_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12\x10\n\x08\x64\x65\x63ision\x18\x03 \x01(\t\x12\x14\n\x0cnew_champion\x18\x04 \x01(\x08\x12)\n\x04next\x18\x05 \x01(\x0b\x32\x1b.autoswarm.v1.LeaseResponse\x12\x17\n\x0fstale_lease_ids\x18\x06 \x03(\t\"6\n\x0eReleaseRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x11\n\tlease_ids\x18\x02 \x03(\t\"#\n\x0fReleaseResponse\x12\x10\n\x08released\x18\x01 \x01(\x05\")\n\x12\x46\x65tchBundleRequest\x12\x13\n\x0b\x62undle_hash\x18\x01 \x01(\t\"?\n\x0b\x42undleChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x12\n\ntotal_size\x18\x03 \x01(\x03\x32\xc5\x03\n\rWorkerService\x12I\n\x08Register\x12\x1d.autoswarm.v1.RegisterRequest\x1a\x1e.autoswarm.v1.RegisterResponse\x12@\n\x05Lease\x12\x1a.autoswarm.v1.LeaseRequest\x1a\x1b.autoswarm.v1.LeaseResponse\x12L\n\tHeartbeat\x12\x1e.autoswarm.v1.HeartbeatRequest\x1a\x1f.autoswarm.v1.HeartbeatResponse\x12\x43\n\x06Report\x12\x1b.autoswarm.v1.ReportRequest\x1a\x1c.autoswarm.v1.ReportResponse\x12\x46\n\x07Release\x12\x1c.autoswarm.v1.ReleaseRequest\x1a\x1d.autoswarm.v1.ReleaseResponse\x12L\n\x0b\x46\x65tchBundle\x12 .autoswarm.v1.FetchBundleRequest\x1a\x19.autoswarm.v1.BundleChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61utoswarm/v1/worker.proto\x12\x0c\x61utoswarm.v1\x1a\x19\x61utoswarm/v1/common.proto\"\x95\x01\n\x0fRegisterRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12(\n\x08hardware\x18\x03 \x01(\x0b\x32\x16.autoswarm.v1.Hardware\x12\r\n\x05slots\x18\x04 \x01(\x05\x12\x10\n\x08mutators\x18\x05 \x03(\t\x12\x16\n\x0e\x63lient_version\x18\x06 \x01(\t\"\xa0\x01\n\x10RegisterResponse\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\"\n\x1aheartbeat_interval_seconds\x18\x02 \x01(\x01\x12\x16\n\x0ehardware_class\x18\x03 \x01(\t\x12\x12\n\ncredential\x18\x04 \x01(\t\x12\r\n\x05owner\x18\x05 \x01(\t\x12\x1a\n\x12lease_wait_seconds\x18\x06 \x01(\x01\"Y\n\x0cLeaseRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x14\n\x0cwait_seconds\x18\x02 \x01(\x01\x12\x11\n\tpipelined\x18\x03 \x01(\x08\x12\r\n\x05state\x18\x04 \x01(\t\"\xa6\x02\n\x04Task\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\r\n\x05study\x18\x02 \x01(\t\x12$\n\x04kind\x18\x03 \x01(\x0e\x32\x16.autoswarm.v1.TaskKind\x12\x13\n\x0b\x62undle_hash\x18\x04 \x01(\t\x12\x13\n\x0b\x62undle_size\x18\x05 \x01(\x03\x12%\n\x06parent\x18\x06 \x01(\x0b\x32\x15.autoswarm.v1.Version\x12(\n\tcandidate\x18\x07 \x01(\x0b\x32\x15.autoswarm.v1.Version\x12\x0c\n\x04seed\x18\x08 \x01(\x03\x12\x15\n\rdeadline_unix\x18\t \x01(\x01\x12\x0e\n\x06memory\x18\n \x01(\t\x12\x13\n\x0b\x65\x64its_ahead\x18\x0b \x01(\x05\x12\x12\n\norder_seed\x18\x0c \x01(\x03\"\x83\x01\n\rLeaseResponse\x12\x10\n\x08has_task\x18\x01 \x01(\x08\x12 \n\x04task\x18\x02 \x01(\x0b\x32\x12.autoswarm.v1.Task\x12\"\n\x1aheartbeat_interval_seconds\x18\x03 \x01(\x01\x12\x1a\n\x12lease_wait_seconds\x18\x04 \x01(\x01\"\xf7\x02\n\x10HeartbeatRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x11\n\tlease_ids\x18\x02 \x03(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x46\n\x0c\x64\x65scriptions\x18\x04 \x03(\x0b\x32\x30.autoswarm.v1.HeartbeatRequest.DescriptionsEntry\x12M\n\x10\x63\x61ndidate_hashes\x18\x05 \x03(\x0b\x32\x33.autoswarm.v1.HeartbeatRequest.CandidateHashesEntry\x12*\n\nslot_times\x18\x06 \x03(\x0b\x32\x16.autoswarm.v1.SlotTime\x1a\x33\n\x11\x44\x65scriptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x36\n\x14\x43\x61ndidateHashesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8a\x01\n\x11HeartbeatResponse\x12\x1b\n\x13\x63\x61ncelled_lease_ids\x18\x01 \x03(\t\x12\x1b\n\x13\x64uplicate_lease_ids\x18\x02 \x03(\t\x12\"\n\x1aheartbeat_interval_seconds\x18\x03 \x01(\x01\x12\x17\n\x0fstale_lease_ids\x18\x04 \x03(\t\"\x8f\x03\n\x06Result\x12*\n\x06status\x18\x01 \x01(\x0e\x32\x1a.autoswarm.v1.ResultStatus\x12\x12\n\nhas_metric\x18\x02 \x01(\x08\x12\x0e\n\x06metric\x18\x03 \x01(\x01\x12=\n\rextra_metrics\x18\x04 \x03(\x0b\x32&.autoswarm.v1.Result.ExtraMetricsEntry\x12\x11\n\tcandidate\x18\x05 \x01(\x0c\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x10\n\x08log_tail\x18\x07 \x01(\t\x12\x16\n\x0emutate_seconds\x18\x08 \x01(\x01\x12\x18\n\x10\x65valuate_seconds\x18\t \x01(\x01\x12\x15\n\rsetup_seconds\x18\n \x01(\x01\x12\x18\n\x10\x62undle_cache_hit\x18\x0b \x01(\x08\x12\x12\n\nllm_tokens\x18\x0c \x01(\x03\x12\x10\n\x08\x63ost_usd\x18\r \x01(\x01\x1a\x33\n\x11\x45xtraMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x84\x01\n\rReportRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12$\n\x06result\x18\x03 \x01(\x0b\x32\x14.autoswarm.v1.Result\x12(\n\x04next\x18\x04 \x01(\x0b\x32\x1a.autoswarm.v1.LeaseRequest\"\xa2\x01\n\x0eReportResponse\x12\x11\n\tresult_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12\x10\n\x08\x64\x65\x63ision\x18\x03 \x01(\t\x12\x14\n\x0cnew_champion\x18\x04 \x01(\x08\x12)\n\x04next\x18\x05 \x01(\x0b\x32\x1b.autoswarm.v1.LeaseResponse\x12\x17\n\x0fstale_lease_ids\x18\x06 \x03(\t\"6\n\x0eReleaseRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x11\n\tlease_ids\x18\x02 \x03(\t\"#\n\x0fReleaseResponse\x12\x10\n\x08released\x18\x01 \x01(\x05\")\n\x12\x46\x65tchBundleRequest\x12\x13\n\x0b\x62undle_hash\x18\x01 \x01(\t\"?\n\x0b\x42undleChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x12\n\ntotal_size\x18\x03 \x01(\x03\x32\xc5\x03\n\rWorkerService\x12I\n\x08Register\x12\x1d.autoswarm.v1.RegisterRequest\x1a\x1e.autoswarm.v1.RegisterResponse\x12@\n\x05Lease\x12\x1a.autoswarm.v1.LeaseRequest\x1a\x1b.autoswarm.v1.LeaseResponse\x12L\n\tHeartbeat\x12\x1e.autoswarm.v1.HeartbeatRequest\x1a\x1f.autoswarm.v1.HeartbeatResponse\x12\x43\n\x06Report\x12\x1b.autoswarm.v1.ReportRequest\x1a\x1c.autoswarm.v1.ReportResponse\x12\x46\n\x07Release\x12\x1c.autoswarm.v1.ReleaseRequest\x1a\x1d.autoswarm.v1.ReleaseResponse\x12L\n\x0b\x46\x65tchBundle\x12 .autoswarm.v1.FetchBundleRequest\x1a\x19.autoswarm.v1.BundleChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,33 +45,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LEASEREQUEST']._serialized_start=385
   _globals['_LEASEREQUEST']._serialized_end=474
   _globals['_TASK']._serialized_start=477
-  _globals['_TASK']._serialized_end=730
-  _globals['_LEASERESPONSE']._serialized_start=733
-  _globals['_LEASERESPONSE']._serialized_end=864
-  _globals['_HEARTBEATREQUEST']._serialized_start=867
-  _globals['_HEARTBEATREQUEST']._serialized_end=1242
-  _globals['_HEARTBEATREQUEST_DESCRIPTIONSENTRY']._serialized_start=1135
-  _globals['_HEARTBEATREQUEST_DESCRIPTIONSENTRY']._serialized_end=1186
-  _globals['_HEARTBEATREQUEST_CANDIDATEHASHESENTRY']._serialized_start=1188
-  _globals['_HEARTBEATREQUEST_CANDIDATEHASHESENTRY']._serialized_end=1242
-  _globals['_HEARTBEATRESPONSE']._serialized_start=1245
-  _globals['_HEARTBEATRESPONSE']._serialized_end=1383
-  _globals['_RESULT']._serialized_start=1386
-  _globals['_RESULT']._serialized_end=1785
-  _globals['_RESULT_EXTRAMETRICSENTRY']._serialized_start=1734
-  _globals['_RESULT_EXTRAMETRICSENTRY']._serialized_end=1785
-  _globals['_REPORTREQUEST']._serialized_start=1788
-  _globals['_REPORTREQUEST']._serialized_end=1920
-  _globals['_REPORTRESPONSE']._serialized_start=1923
-  _globals['_REPORTRESPONSE']._serialized_end=2085
-  _globals['_RELEASEREQUEST']._serialized_start=2087
-  _globals['_RELEASEREQUEST']._serialized_end=2141
-  _globals['_RELEASERESPONSE']._serialized_start=2143
-  _globals['_RELEASERESPONSE']._serialized_end=2178
-  _globals['_FETCHBUNDLEREQUEST']._serialized_start=2180
-  _globals['_FETCHBUNDLEREQUEST']._serialized_end=2221
-  _globals['_BUNDLECHUNK']._serialized_start=2223
-  _globals['_BUNDLECHUNK']._serialized_end=2286
-  _globals['_WORKERSERVICE']._serialized_start=2289
-  _globals['_WORKERSERVICE']._serialized_end=2742
+  _globals['_TASK']._serialized_end=771
+  _globals['_LEASERESPONSE']._serialized_start=774
+  _globals['_LEASERESPONSE']._serialized_end=905
+  _globals['_HEARTBEATREQUEST']._serialized_start=908
+  _globals['_HEARTBEATREQUEST']._serialized_end=1283
+  _globals['_HEARTBEATREQUEST_DESCRIPTIONSENTRY']._serialized_start=1176
+  _globals['_HEARTBEATREQUEST_DESCRIPTIONSENTRY']._serialized_end=1227
+  _globals['_HEARTBEATREQUEST_CANDIDATEHASHESENTRY']._serialized_start=1229
+  _globals['_HEARTBEATREQUEST_CANDIDATEHASHESENTRY']._serialized_end=1283
+  _globals['_HEARTBEATRESPONSE']._serialized_start=1286
+  _globals['_HEARTBEATRESPONSE']._serialized_end=1424
+  _globals['_RESULT']._serialized_start=1427
+  _globals['_RESULT']._serialized_end=1826
+  _globals['_RESULT_EXTRAMETRICSENTRY']._serialized_start=1775
+  _globals['_RESULT_EXTRAMETRICSENTRY']._serialized_end=1826
+  _globals['_REPORTREQUEST']._serialized_start=1829
+  _globals['_REPORTREQUEST']._serialized_end=1961
+  _globals['_REPORTRESPONSE']._serialized_start=1964
+  _globals['_REPORTRESPONSE']._serialized_end=2126
+  _globals['_RELEASEREQUEST']._serialized_start=2128
+  _globals['_RELEASEREQUEST']._serialized_end=2182
+  _globals['_RELEASERESPONSE']._serialized_start=2184
+  _globals['_RELEASERESPONSE']._serialized_end=2219
+  _globals['_FETCHBUNDLEREQUEST']._serialized_start=2221
+  _globals['_FETCHBUNDLEREQUEST']._serialized_end=2262
+  _globals['_BUNDLECHUNK']._serialized_start=2264
+  _globals['_BUNDLECHUNK']._serialized_end=2327
+  _globals['_WORKERSERVICE']._serialized_start=2330
+  _globals['_WORKERSERVICE']._serialized_end=2783
 # @@protoc_insertion_point(module_scope)

@@ -52,7 +52,7 @@ class LeaseRequest(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., wait_seconds: _Optional[float] = ..., pipelined: _Optional[bool] = ..., state: _Optional[str] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("lease_id", "study", "kind", "bundle_hash", "bundle_size", "parent", "candidate", "seed", "deadline_unix", "memory")
+    __slots__ = ("lease_id", "study", "kind", "bundle_hash", "bundle_size", "parent", "candidate", "seed", "deadline_unix", "memory", "edits_ahead", "order_seed")
     LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     STUDY_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -63,6 +63,8 @@ class Task(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_UNIX_FIELD_NUMBER: _ClassVar[int]
     MEMORY_FIELD_NUMBER: _ClassVar[int]
+    EDITS_AHEAD_FIELD_NUMBER: _ClassVar[int]
+    ORDER_SEED_FIELD_NUMBER: _ClassVar[int]
     lease_id: str
     study: str
     kind: _common_pb2.TaskKind
@@ -73,7 +75,9 @@ class Task(_message.Message):
     seed: int
     deadline_unix: float
     memory: str
-    def __init__(self, lease_id: _Optional[str] = ..., study: _Optional[str] = ..., kind: _Optional[_Union[_common_pb2.TaskKind, str]] = ..., bundle_hash: _Optional[str] = ..., bundle_size: _Optional[int] = ..., parent: _Optional[_Union[_common_pb2.Version, _Mapping]] = ..., candidate: _Optional[_Union[_common_pb2.Version, _Mapping]] = ..., seed: _Optional[int] = ..., deadline_unix: _Optional[float] = ..., memory: _Optional[str] = ...) -> None: ...
+    edits_ahead: int
+    order_seed: int
+    def __init__(self, lease_id: _Optional[str] = ..., study: _Optional[str] = ..., kind: _Optional[_Union[_common_pb2.TaskKind, str]] = ..., bundle_hash: _Optional[str] = ..., bundle_size: _Optional[int] = ..., parent: _Optional[_Union[_common_pb2.Version, _Mapping]] = ..., candidate: _Optional[_Union[_common_pb2.Version, _Mapping]] = ..., seed: _Optional[int] = ..., deadline_unix: _Optional[float] = ..., memory: _Optional[str] = ..., edits_ahead: _Optional[int] = ..., order_seed: _Optional[int] = ...) -> None: ...
 
 class LeaseResponse(_message.Message):
     __slots__ = ("has_task", "task", "heartbeat_interval_seconds", "lease_wait_seconds")

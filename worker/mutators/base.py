@@ -65,7 +65,10 @@ class MutationRequest:
 
     `workdir` is a scratch copy of the study bundle whose target already holds the parent
     version; `target` is the target's path relative to it. `program` is program.md's text and
-    `memory` what the swarm already tried (both free text, possibly empty).
+    `memory` what the swarm already tried (both free text, possibly empty). `edits_ahead`: how
+    many edits of the same parent, leased just before this one, are being made elsewhere and
+    are not in `memory` yet; they order their choices with `order_seed` (a mutator that ranks
+    its edits leaves them the first `edits_ahead`). 0: as if alone.
     """
 
     workdir: Path
@@ -75,6 +78,8 @@ class MutationRequest:
     seed: int
     timeout_seconds: float
     cancel: threading.Event | None = None
+    edits_ahead: int = 0
+    order_seed: int = 0
 
 
 @dataclass(frozen=True)

@@ -155,6 +155,28 @@ def plan(values: Mapping[str, float], tried: Sequence[Outcome], scale: float,
     return [move for *_, move in ranked]
 
 
+def after_peers(names: Sequence[str], ahead: int) -> int | None:
+    """Which edit to make of those planned (their constants' names, best first, the ones the
+    memory lists already left out) when `ahead` edits of the same parent, planned in the same
+    order, are being made elsewhere: the k-th of them (k = 0, 1, ...) took the best edit of the
+    k-th constant, so this one takes the best edit of constant number `ahead`. With fewer
+    constants than that it takes the others' second-best edits in turn (another step of a
+    constant taken). None when there is no edit.
+
+    Two explores leased at the same moment see the same memory, neither's edit in it: the first
+    (`ahead` 0) makes the best edit, the second (1) the next constant's, and so on.
+    """
+    if not names:
+        return None
+    firsts: dict[str, int] = {}
+    for index, name in enumerate(names):
+        firsts.setdefault(name, index)
+    if ahead < len(firsts):
+        return list(firsts.values())[max(0, ahead)]
+    others = [index for index in range(len(names)) if index not in firsts.values()] or list(firsts.values())
+    return others[(ahead - len(firsts)) % len(others)]
+
+
 def _moves(name: str, current: Sequence[Outcome], mine: Sequence[Outcome], scale: float,
            preferred: int, rng: random.Random) -> list[Move]:
     """The candidate moves for one constant, from its evidence on the current champion first."""

@@ -114,14 +114,17 @@ def compass_edits(
     exclude: Sequence[str] = (),
     prefer: Mapping[str, int] | None = None,
     avoid: Sequence[str] = (),
+    order_seed: int | None = None,
 ) -> list[tuple[str, str]]:
     """One-constant edits of `source` by compass search (`compass.plan`), best first.
 
     Each is (new_source, description) as `perturb_constants` returns it: one constant's
     magnitude times about exp(±`scale`) (further, half or the same again as the `memory`'s
     evidence says). `prefer` maps names to the way (+1 up, -1 down) to try first without
-    evidence; constants in `avoid` (being evaluated elsewhere) come last. Deterministic in
-    (`source`, `memory`, `seed`).
+    evidence; constants in `avoid` (being evaluated elsewhere) come last. Ties are ordered by
+    `order_seed` (None: `seed`), the steps' lengths by `seed`: explores leased together, given
+    one order seed, rank the same constants alike. Deterministic in (`source`, `memory`,
+    `seed`, `order_seed`).
 
     Raises MutatorError when `source` is not valid Python or has no candidate.
     """
@@ -135,9 +138,11 @@ def compass_edits(
     constants = {c.name: c for c in found if (not wanted or c.name in wanted) and c.name not in unwanted}
     if not constants:
         raise MutatorError(_nothing_to_perturb([c.name for c in found], include, exclude))
-    rng = random.Random(seed)
+    rng = random.Random(seed if order_seed is None else order_seed)
     moves = compass.plan({name: float(c.magnitude) for name, c in constants.items()}, compass.outcomes(memory),
                          scale, prefer or {}, avoid, rng)
+    if order_seed is not None and order_seed != seed:
+        rng = random.Random(seed)   # this lease's own steps (alone, one generator does both, as ever)
     edits: list[tuple[str, str]] = []
     for move in moves:
         constant = constants[move.name]
@@ -344,15 +349,17 @@ class ParamsMutator:
         return MutationOutcome(description=description)
 
     def _compass(self, source: str, request: MutationRequest, busy: Sequence[str]) -> tuple[str, str] | None:
-        """The best compass move the swarm memory does not list as tried; None when every move
-        is (then random draws, widening, take over)."""
-        for new_source, description in compass_edits(
+        """The best compass move the swarm memory does not list as tried, past those that the
+        explores leased just before this one are making (`compass.after_peers`); None when
+        every move is tried (then random draws, widening, take over)."""
+        ahead = max(0, request.edits_ahead)
+        untried = [edit for edit in compass_edits(
             source, request.memory, request.seed, scale=self.scale, include=self.include,
             exclude=self.exclude, prefer=dict(self.prefer), avoid=busy,
-        ):
-            if not known(description, request.memory):
-                return new_source, description
-        return None
+            order_seed=request.order_seed if ahead else None,
+        ) if not known(edit[1], request.memory)]
+        index = compass.after_peers([description.split(" ", 1)[0] for _, description in untried], ahead)
+        return None if index is None else untried[index]
 
     def _draw(self, source: str, request: MutationRequest, exclude: Sequence[str]) -> tuple[str, str]:
         """An edit of `source` that the swarm memory does not list as tried.
