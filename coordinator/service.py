@@ -26,11 +26,12 @@ from autoswarm.coordinator.lineage import LineageEntry
 from autoswarm.coordinator.reasons import failure_reason
 from autoswarm.coordinator.store import ResultRecord, StudyEvent, StudyRecord, VersionRecord
 from autoswarm.coordinator.summaries import WorkerSummary
+from autoswarm.coordinator.time_left import DEADLINES
 
 BUNDLE_CHUNK_BYTES = 1 << 20
 STATUS_SLICE = 1_000             # worker rows a Status call builds between two turns of the event loop
 MAX_STATUS_PAGE = 1_000          # worker rows one paged Status call lists at most (~15 ms of the loop)
-MAX_LEASE_WAIT_SECONDS = 300.0   # what a worker may ask; the coordinator suggests less (liveness.poll_seconds)
+MAX_LEASE_WAIT_SECONDS = DEADLINES.max_wait   # what a worker may ask; the coordinator suggests less (liveness.poll_seconds)
 T = TypeVar("T")
 
 
@@ -102,11 +103,8 @@ def hold_seconds(asked: float, deadline_left: float | None) -> float:
     """How long a long-poll may be held: what the worker asked (at most
     `MAX_LEASE_WAIT_SECONDS`), and always ending before the call's own deadline, with a
     margin, so that an empty answer reaches the worker instead of its deadline passing
-    (a CANCELLED call, retried, is two calls where one would do)."""
-    wait = min(max(asked, 0.0), MAX_LEASE_WAIT_SECONDS)
-    if deadline_left is not None:
-        wait = min(wait, max(0.0, deadline_left - min(5.0, deadline_left / 5)))
-    return wait
+    (a CANCELLED call, retried, is two calls where one would do); `time_left.DeadlinePolicy`."""
+    return DEADLINES.hold(asked, deadline_left)
 
 
 async def _guard(context: grpc.aio.ServicerContext, call: Callable[[], T]) -> T:
@@ -301,6 +299,14 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         woken = False
         group = self._group(request.worker_id)
         while True:
+            if not DEADLINES.may_hand_out(context.time_remaining()):
+                # Its answer would reach nobody in time: no task (it would wait out its lease),
+                # no hold; the work that woke it is for another caller of its kind (time_left.py).
+                if woken:
+                    self.changes.notify(1, group)
+                return worker_pb2.LeaseResponse(
+                    has_task=False, lease_wait_seconds=self.engine.poll_seconds(),
+                    heartbeat_interval_seconds=self.engine.next_contact(request.worker_id, state=request.state))
             task = await _guard(context, lambda: self.engine.lease(request.worker_id, request.pipelined))
             if task is not None:
                 if woken:
@@ -332,7 +338,8 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         await self._limit(context, request.worker_id, "Report")
         outcome = await _guard(context, lambda: self.engine.report(
             request.worker_id, request.lease_id, result_in(request.result)))
-        task = self._next_task(request) if request.HasField("next") else None
+        task = (self._next_task(request)
+                if request.HasField("next") and DEADLINES.may_hand_out(context.time_remaining()) else None)
         await self.durable()  # the result (and the next lease) are on disk before the worker hears of them
         response = worker_pb2.ReportResponse(
             result_id=outcome.result_id, duplicate=outcome.duplicate, decision=outcome.decision,
