@@ -67,6 +67,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from autoswarm.bundle import pack_files  # noqa: E402
 from autoswarm.v1 import common_pb2, control_pb2, control_pb2_grpc, worker_pb2, worker_pb2_grpc  # noqa: E402
 from autoswarm.coordinator.wakeups import drain_grpc_wakeups  # noqa: E402
+from autoswarm.worker.connection import Attempts  # noqa: E402
 from coordinator_throughput import (  # noqa: E402
     cpu_seconds, free_port, percentile, rss_mib, start_process, stop_process, tree_loader,
 )
@@ -291,6 +292,24 @@ STALL_WATCH = textwrap.dedent("""
                 return response
             setattr(service.WorkerService, method, wrapper)
         handled("Lease"), handled("Report")
+        # Calls near their deadline (coordinator/time_left.py; an older tree has none): given no
+        # task, and long-polls answered at once instead of held.
+        try:
+            policy = importlib.import_module("autoswarm.coordinator.time_left").DeadlinePolicy
+        except (ImportError, AttributeError):
+            policy = None
+        if policy is not None:
+            stats["no task, deadline near"] = stats["no hold, deadline near"] = 0
+            plain_may_hand_out, plain_hold = policy.may_hand_out, policy.hold
+            def may_hand_out(self, left):
+                allowed = plain_may_hand_out(self, left)
+                stats["no task, deadline near"] += not allowed
+                return allowed
+            def hold(self, asked, left):
+                wait = plain_hold(self, asked, left)
+                stats["no hold, deadline near"] += wait == 0 and asked > 0
+                return wait
+            policy.may_hand_out, policy.hold = may_hand_out, hold
         # Turns of the loop: grpc.aio's server accepts one call per turn (its main loop awaits
         # one request_call at a time), so a loop that turns too few times a second queues calls
         # inside gRPC before any handler, without ever being "late" for the timer below.
@@ -439,10 +458,16 @@ class SimulatedWorker:
     """One registered worker that behaves as the coordinator tells it to."""
 
     def __init__(self, stub: worker_pb2_grpc.WorkerServiceStub, worker_id: str, rng: random.Random,
-                 tally: Tally, compression: float, combined: bool = True) -> None:
+                 tally: Tally, compression: float, combined: bool = True,
+                 registered: worker_pb2.RegisterResponse | None = None) -> None:
         self.stub, self.id, self.rng, self.tally, self.c = stub, worker_id, rng, tally, compression
-        self.interval = 5.0 / compression
-        self.wait = 20.0 / compression
+        # What Register told it, as a real worker keeps it (worker/registration.py); the real
+        # worker's defaults otherwise (worker/loop.py).
+        told = registered or worker_pb2.RegisterResponse()
+        self.interval = told.heartbeat_interval_seconds or 5.0 / compression
+        self.wait = told.lease_wait_seconds or 20.0 / compression
+        # Failed lease calls in a row, retried as the real worker retries them (Connection.retry).
+        self.lease_attempts = Attempts()
         self.combined = combined   # a report also asks for the next task (ReportRequest.next), as workers do
         self.phases: tuple[float, float, float] | None = None   # the last call's (see Tally.lease_phases)
 
@@ -475,7 +500,9 @@ class SimulatedWorker:
                 what = f"{method} {exc.code().name}"
                 self.tally.errors[what] += 1
                 self.tally.error_details.setdefault(what, str(exc.details()))
-            await asyncio.sleep(self.rng.uniform(0.5, 2.0))
+            # As the real worker: a failed lease is retried after a backoff that grows with each
+            # failure in a row (`run`); a failed heartbeat waits for the next one's turn; a failed
+            # report that carried the next lease goes on to a long-poll at once (worker/carry.py).
             return None
 
     async def run(self, start_after: float) -> None:
@@ -488,7 +515,9 @@ class SimulatedWorker:
                 response = await self.call("Lease", worker_pb2.LeaseRequest(
                     worker_id=self.id, wait_seconds=self.wait, state="idle"))
                 if response is None:
+                    await asyncio.sleep(self.lease_attempts.failed(self.rng))
                     continue
+                self.lease_attempts.succeeded()
                 self.told(response)
                 if not response.has_task:
                     continue
@@ -562,25 +591,26 @@ def measure_initial_version(stub: worker_pb2_grpc.WorkerServiceStub) -> None:
         status=common_pb2.RESULT_STATUS_OK, has_metric=True, metric=1.0)), timeout=30)
 
 
-async def register_all(stubs: list, share: Share, tally: Tally) -> list[str]:
-    """Registers this share's workers, a few hundred at a time."""
-    ids: list[str] = []
+async def register_all(stubs: list, share: Share, tally: Tally) -> list[worker_pb2.RegisterResponse]:
+    """Registers this share's workers, a few hundred at a time; their answers, in order."""
+    answers: list[worker_pb2.RegisterResponse] = []
+    rng = random.Random(share.seed)
 
-    async def one(i: int) -> str:
+    async def one(i: int) -> worker_pb2.RegisterResponse:
         idle = i < share.first + int(share.workers * share.idle_share)
-        for attempt in range(20):
+        attempts = Attempts()
+        while attempts.failures < 20:
             try:
-                response = await stubs[i % len(stubs)].Register(worker_pb2.RegisterRequest(
+                return await stubs[i % len(stubs)].Register(worker_pb2.RegisterRequest(
                     name=f"sim-{i}", slots=1, mutators=["none"] if idle else ["params"],
                     hardware=common_pb2.Hardware(cpu_model=f"Sim CPU {i % share.classes}", cpu_cores=4)), timeout=120)
-                return response.worker_id
             except grpc.aio.AioRpcError:
-                await asyncio.sleep(1 + attempt)
+                await asyncio.sleep(attempts.failed(rng))
         raise RuntimeError("registration keeps failing")
 
     for start in range(share.first, share.first + share.workers, 250):
-        ids.extend(await asyncio.gather(*(one(i) for i in range(start, min(share.first + share.workers, start + 250)))))
-    return ids
+        answers.extend(await asyncio.gather(*(one(i) for i in range(start, min(share.first + share.workers, start + 250)))))
+    return answers
 
 
 async def client(pipe: Connection) -> None:
@@ -602,11 +632,11 @@ async def client(pipe: Connection) -> None:
         stubs = [worker_pb2_grpc.WorkerServiceStub(c) for c in mine]
         if share.drain_wakeups:
             drain_grpc_wakeups(loop)   # wraps grpc.aio's reader once (then finds only its own wrapper)
-        ids = await register_all(stubs, share, tally)
+        registered = await register_all(stubs, share, tally)
         rng = random.Random(share.seed)
-        for j, worker_id in enumerate(ids):
-            worker = SimulatedWorker(stubs[(share.first + j) % len(stubs)], worker_id, random.Random(rng.random()),
-                                     tally, share.compression, share.combined)
+        for j, answer in enumerate(registered):
+            worker = SimulatedWorker(stubs[(share.first + j) % len(stubs)], answer.worker_id,
+                                     random.Random(rng.random()), tally, share.compression, share.combined, answer)
             tasks.append(asyncio.create_task(worker.run(rng.uniform(0, share.ramp))))
         pipe.send("started")
         window = await loop.run_in_executor(None, pipe.recv)
@@ -745,7 +775,10 @@ class StepResult:
                 f"thread ran {self.stalls.get('late_loop_cpu_ms', 0):.0f} ms of it, the coordinator's threads "
                 f"{self.stalls.get('late_process_cpu_ms', 0):.0f} ms of CPU; client processes "
                 f"{100 * self.client_cpu_seconds / self.seconds:.0f}% of a core"
-                f"\n          loop turns {self.stalls.get('turns', 0) / self.seconds:.0f}/s against "
+                + (f"\n          calls near their deadline: {self.stalls['no task, deadline near']:.0f} given no task, "
+                   f"{self.stalls.get('no hold, deadline near', 0):.0f} polls answered at once"
+                   if "no task, deadline near" in self.stalls else "")
+                + f"\n          loop turns {self.stalls.get('turns', 0) / self.seconds:.0f}/s against "
                 f"{sum(self.rpcs.values()):.0f} RPCs/s answered (grpc.aio accepts one call per turn)"
                 f"\n          coordinator's loop thread {self.stalls.get('loop_cpu_ms', 0) / 10 / self.seconds:.0f}% "
                 f"of a core, its other threads {(self.stalls.get('process_cpu_ms', 0) - self.stalls.get('loop_cpu_ms', 0)) / 10 / self.seconds:.0f}%, "

@@ -8,7 +8,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -37,6 +37,32 @@ class Backoff:
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         return rng.uniform(0, min(self.maximum, self.initial * self.factor ** attempt))
+
+
+MAX_ATTEMPT = 30   # past this many failures in a row the delay stays at its cap anyway
+
+
+@dataclass
+class Attempts:
+    """One call site's failures in a row, and how long to wait before its next try.
+
+    The delay grows as `Backoff` says (exponential, full jitter, capped) with each failure in
+    a row and starts again from the first after a success. `Connection.retry` retries by it,
+    and so do the swarm-size benchmark's simulated workers: a swarm of volunteers whose calls
+    fail together spreads its retries out instead of sending them back at once.
+    """
+
+    backoff: Backoff = field(default_factory=Backoff)
+    failures: int = 0
+
+    def failed(self, rng: random.Random) -> float:
+        """Counts a failure; returns the seconds to wait before the next try."""
+        delay = self.backoff.delay(self.failures, rng)
+        self.failures = min(self.failures + 1, MAX_ATTEMPT)
+        return delay
+
+    def succeeded(self) -> None:
+        self.failures = 0
 
 
 class HeartbeatSchedule:
@@ -176,21 +202,20 @@ class Connection:
 
     def retry(self, call: Callable[[], T], stop: threading.Event, what: str) -> T:
         """Calls until it succeeds or fails for a reason retrying cannot fix (re-raised)."""
-        attempt = 0
+        attempts = Attempts(self.backoff)
         while True:
             try:
                 result = call()
-                if attempt:
+                if attempts.failures:
                     self._on_state("connected")
                 return result
             except grpc.RpcError as exc:
                 if exc.code() not in TRANSIENT:
                     raise
-                if attempt == 0:
+                if attempts.failures == 0:
                     self._on_state(f"reconnecting ({what}: {exc.code().name})")
-                if stop.wait(self.backoff.delay(attempt, self._rng)):
+                if stop.wait(attempts.failed(self._rng)):
                     raise Stopped(what) from exc
-                attempt = min(attempt + 1, 30)
 
     def fetch_bundle(self, bundle_hash: str, timeout: float = 600.0) -> Iterator[bytes]:
         from autoswarm.v1 import worker_pb2
