@@ -19,6 +19,13 @@ grpc's own reader, which reads the last byte and takes every completion queued. 
 is left behind: each byte is written after its completion was queued, so every byte read here
 was written for a completion that grpc's reader then takes from the queue; a completion queued
 after it comes with a byte of its own, and the loop is woken for it.
+
+It also makes the socket's write end non-blocking, so that a loop turn of seconds no longer
+stops the poller thread: once the socket is full, the poller's `write` fails (grpc ignores
+what it returns) and that byte is dropped, which loses nothing, because bytes are waiting
+already and the next turn's reader takes every completion queued, this one's too. grpc keeps
+that end private: it is the one other local stream socket the poller object holds (found
+among its references, `wakeup_write_end`); where there is not exactly one, it is left as is.
 """
 
 from __future__ import annotations
@@ -26,8 +33,10 @@ from __future__ import annotations
 import array
 import asyncio
 import fcntl
+import gc
 import logging
 import os
+import socket
 import termios
 from collections.abc import Callable
 from typing import Any
@@ -66,6 +75,15 @@ def drained_reader(fd: int, reader: Callable[[], Any]) -> Callable[[], None]:
     return drained
 
 
+def wakeup_write_end(poller: object, read_fd: int) -> socket.socket | None:
+    """The write end of `poller`'s wake-up socket pair: the one local stream socket it holds
+    besides its read end `read_fd`, or None unless there is exactly one."""
+    found = [ref for ref in gc.get_referents(poller)
+             if isinstance(ref, socket.socket) and ref.family == socket.AF_UNIX
+             and ref.type == socket.SOCK_STREAM and ref.fileno() not in (read_fd, -1)]
+    return found[0] if len(found) == 1 else None
+
+
 def _is_grpc_reader(callback: Any) -> bool:
     func = getattr(callback, "func", callback)   # grpc registers functools.partial(reader, loop)
     return getattr(func, "__name__", "") == GRPC_READER and "cygrpc" in type(getattr(func, "__self__", None)).__module__
@@ -75,7 +93,8 @@ def drain_grpc_wakeups(loop: asyncio.AbstractEventLoop) -> int:
     """Wraps the readers grpc.aio registered on `loop` (see the module's docstring); call it once
     the loop has a grpc.aio server or channel. Returns how many it wrapped: 0 where grpc.aio
     registers none (not bound to this loop yet, an event loop without a selector, a grpcio that
-    wakes the loop another way), and the loop then runs as grpc left it."""
+    wakes the loop another way), and the loop then runs as grpc left it. Each wrapped reader's
+    write end is made non-blocking where it is found (see the module's docstring)."""
     selector = getattr(loop, "_selector", None)
     if selector is None:
         return 0
@@ -88,6 +107,11 @@ def drain_grpc_wakeups(loop: asyncio.AbstractEventLoop) -> int:
         loop.remove_reader(key.fd)
         loop.add_reader(key.fd, drained_reader(key.fd, callback))
         wrapped += 1
+        writer = wakeup_write_end(getattr(getattr(callback, "func", callback), "__self__", None), key.fd)
+        if writer is None:
+            log.debug("grpc.aio's wake-up write end not found: its poller may block on a full socket")
+        else:
+            writer.setblocking(False)
     if wrapped == 0:
         log.debug("no grpc.aio wake-up reader on this loop: completions reach it as grpc delivers them")
     return wrapped
