@@ -9,7 +9,9 @@ import json
 import math
 import os
 import re
+import resource
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -19,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from autoswarm.study import load_study
+from autoswarm.worker.donation import THREAD_VARIABLES
 from autoswarm.worker.metric import parse_metric
 from swarm import needs
 
@@ -68,23 +71,44 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+# What an evaluation may use. On a CPU the time budget is the training thread's CPU time, so
+# what a short run costs is CPU time too: with budget 5, ~26 CPU seconds in all (torch's
+# imports, training, export, scoring; AMD EPYC, one thread). A wall-clock limit measured the
+# machine instead: at load 20 on 2 cores the same run took over 240 s and timed out. So the
+# limit is on CPU time, each process of the evaluation (prepare.py evaluate, train.py) on its
+# own; the wall-clock limit only catches one that hangs without computing.
+CPU_LIMIT_SECONDS = 120
+WALL_LIMIT_SECONDS = 900
+# One thread, as each of `autoswarm run --workers 2`'s workers gets on 2 cores
+# (`local_run.worker_thread_limits`): torch's default of one per core spins while its threads
+# wait for each other on a busy machine (80 CPU seconds for the same run at load 9).
+ONE_THREAD = {name: "1" for name in THREAD_VARIABLES}
+pytestmark = pytest.mark.timeout(WALL_LIMIT_SECONDS + 120)
+
+
+def _cpu_limit() -> None:
+    # SIGXCPU at the limit (the hard limit, a little later, would be a plain SIGKILL).
+    resource.setrlimit(resource.RLIMIT_CPU, (CPU_LIMIT_SECONDS, CPU_LIMIT_SECONDS + 10))
+
+
 def evaluate(tmp_path: Path, cache_dir: Path, train_source: str | None = None,
              budget: float = 5) -> tuple[subprocess.CompletedProcess[str], Path]:
-    """Runs the study's evaluation in a scratch copy as the worker does; returns the process
-    and the result file path."""
+    """Runs the study's evaluation in a scratch copy as the worker does, on one thread, within
+    `CPU_LIMIT_SECONDS` of CPU time a process; returns the process and the result file path."""
     scratch = tmp_path / "scratch"
     shutil.copytree(STUDY_DIR, scratch, ignore=shutil.ignore_patterns("__pycache__", "*.pt2"))
     if train_source is not None:
         (scratch / "train.py").write_text(textwrap.dedent(train_source), encoding="utf-8")
     result = scratch / RESULT_NAME
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOSWARM_")}
-    env.update(AUTOSWARM_TIME_BUDGET=f"{budget:g}", AUTOSWARM_CACHE_DIR=str(cache_dir),
+    env.update(ONE_THREAD, AUTOSWARM_TIME_BUDGET=f"{budget:g}", AUTOSWARM_CACHE_DIR=str(cache_dir),
                AUTOSWARM_RESULT=str(result))
     study = tomllib.loads((STUDY_DIR / "study.toml").read_text(encoding="utf-8"))
     argv = study["evaluate"].split()
     assert argv[0] == "python"
     proc = subprocess.run([sys.executable, *argv[1:]], cwd=scratch, env=env, capture_output=True,
-                          text=True, timeout=240)
+                          text=True, timeout=WALL_LIMIT_SECONDS, preexec_fn=_cpu_limit)
+    assert proc.returncode != -signal.SIGXCPU, f"the evaluation used over {CPU_LIMIT_SECONDS} CPU seconds"
     return proc, result
 
 
