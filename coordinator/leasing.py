@@ -133,7 +133,7 @@ class Leasing:
         # A study whose setup failed on this worker is not offered to it again for a while.
         skip = self._not_offered(worker_id, now)
         choice = scheduler.choose_task(
-            [_with_priority(s.view(worker_id, cls, members, live, live_classes), s.record.priority)
+            [_with_priority(s.view(worker_id, cls, members, live, live_classes, roster.may_check), s.record.priority)
              for s in self.ctx.studies.values() if s.spec.name not in skip and not s.record.paused],
             scheduler.WorkerView(worker_id, frozenset(worker.mutators), len(running), worker.slots,
                                  worker.owner, trust.quarantined, trust.may_verify, cls, pipelined),
@@ -272,7 +272,7 @@ class Leasing:
                 or not state.may_be_sole_verifier(worker_id, live):
             return ""
         trust = self._roster.trust(worker_id)
-        view = state.view(worker_id, worker.hardware_class, members, live, live_classes)
+        view = state.view(worker_id, worker.hardware_class, members, live, live_classes, self._roster.may_check)
         # Without the explore: a place for one task more, and room in the budget for it.
         choice = scheduler.choose_task(
             [replace(view, in_flight=view.in_flight - 1)],

@@ -229,6 +229,13 @@ class Roster:
             self._verifying_classes = (now + self.scan_period(), verifying)
         return index.members(hardware_class), index.live(hardware_class), verifying
 
+    def may_check(self, hardware_class: str, excluded_workers: AbstractSet[str], excluded_owners: AbstractSet[str]) -> bool:
+        """Whether a connected worker of this class may check a claim that these workers and
+        owners may not (one that may verify, as of the last `sweep`). Stops at the first one."""
+        return any(w not in excluded_workers and self.trust(w).may_verify
+                   and not ((owner := self.owner_of(w)) and owner in excluded_owners)
+                   for w in self._index.live(hardware_class))
+
     def live(self, worker_id: str, now: float) -> bool:
         presence = self.presence.get(worker_id)
         return presence is not None and now - presence.last_seen <= presence.silence

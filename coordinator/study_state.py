@@ -10,7 +10,7 @@ import itertools
 import math
 import statistics
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -37,6 +37,9 @@ CHECK_DIFFERENCES = 256      # newest differences per class in the study-wide σ
 MEMORY_ENTRIES = 300          # explore outcomes kept for the swarm memory
 MAX_IDEAS_SHOWN = 50          # ideas in flight listed in a task's memory
 # Statuses of results whose evaluation really ran (a duplicate or a failed edit did not).
+# (class, workers, owners) -> whether a connected worker of the class may check a claim those may not.
+MayCheck = Callable[[str, AbstractSet[str], AbstractSet[str]], bool]
+
 EVALUATED_STATUSES = frozenset({"ok", "crash", "timeout", "no-metric", "invalid-metric", "resource-limit"})
 
 
@@ -565,28 +568,39 @@ class StudyState(References):
         return verification_order(self.claims.values())
 
     def view(self, worker_id: str, hardware_class: str, class_members: frozenset[str],
-             live_peers: frozenset[str], live_classes: frozenset[str] = frozenset()) -> scheduler.StudyView:
+             live_peers: frozenset[str], live_classes: frozenset[str] = frozenset(),
+             may_check: MayCheck = lambda cls, workers, owners: True) -> scheduler.StudyView:
         """The study as the scheduler sees it from one worker.
 
         `class_members`: every worker of the asking worker's hardware class; `live_peers`: those
-        of them currently connected; `live_classes`: classes with a connected worker.
+        of them currently connected; `live_classes`: classes with a connected worker;
+        `may_check(class, workers, owners)`: whether a connected worker of that class may check
+        a claim that those workers and owners may not (`Roster.may_check`).
         """
         champion = self.champion.version
         needs: list[scheduler.VerifyNeed] = []
         fresh_wanted = False   # a claim only this class can check waits for a baseline run it was not compared with
         sole_check = False     # a check nobody connected but this worker may make (`sole_verifier`)
-        apart: dict[str, bool] = {}   # parent -> a live class whose checks are not judged on the tier's reference
+        apart: dict[str, list[str]] = {}   # parent -> live classes whose checks are not judged on the tier's reference
         for c in self.claims_to_verify():
             measured_classes = frozenset(m.hardware_class for m in c.measurements)
             other_classes_live = bool(live_classes - measured_classes)
+            excluded_workers = c.kept_from_checking(self.active)
+            excluded_owners = frozenset(m.owner for m in c.measurements if m.owner)
             if self.on_reference(c, hardware_class):
                 # Judged on the reference's runs of the parent, as the claim was: not an
-                # independent check while a class judged on its own runs is connected.
+                # independent check while a class judged on its own runs is connected and
+                # may check it. Only then: such a class that measured it, or whose connected
+                # workers may not check it (a liar's class of one, the claimant's owner), would
+                # have the check wait for nobody, and its claimant's one open claim with it
+                # (64/32 `always`, seeds 7-16: 127 of 160 liars quarantined, each escaped with
+                # one strike and `claim-limit` ever after; a study's every claim stalled so).
                 parent = c.record.parent
                 if parent not in apart:
-                    apart[parent] = any(not self.judged_on_reference(parent, cls)
-                                        for cls in live_classes - {hardware_class})
-                if apart[parent]:
+                    apart[parent] = [cls for cls in live_classes - {hardware_class}
+                                     if not self.judged_on_reference(parent, cls)]
+                if any((cls not in measured_classes or not other_classes_live)
+                       and may_check(cls, excluded_workers, excluded_owners) for cls in apart[parent]):
                     measured_classes, other_classes_live = measured_classes | {hardware_class}, True
             # The quorum, or an arbiter where the measurements so far disagree.
             needed = c.settlement(self.spec.acceptance).needed - c.checks_out
@@ -605,8 +619,8 @@ class StudyState(References):
             need = scheduler.VerifyNeed(
                 claim_id=c.record.id,
                 needed=needed,
-                excluded_workers=c.kept_from_checking(self.active),
-                excluded_owners=frozenset(m.owner for m in c.measurements if m.owner),
+                excluded_workers=excluded_workers,
+                excluded_owners=excluded_owners,
                 measured_classes=measured_classes,
                 other_classes_live=other_classes_live,
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Set as AbstractSet
 
 import pytest
 
@@ -229,3 +230,59 @@ def test_a_quarantined_peer_is_nobody_to_leave_a_baseline_repeat_to():
     # An honest peer that has not measured it yet is someone to leave it to.
     more = members | {"w3"}
     assert state.view("w0", "cpu:a", more, more, frozenset({"cpu:a"})).class_baseline.others_available
+
+
+def test_a_check_is_held_back_from_the_reference_only_for_a_class_of_its_own_runs_that_may_make_it():
+    """Issue 15, session 8 (64 workers, 32 classes, `always` liars: 127 of 160 liars quarantined
+    over seeds 7-16). A check judged on the tier's reference, as its claim was, is held back
+    while a class judged on its own runs is connected; but the only such class could not make
+    it: it had measured the claim already (seed 7: it refuted a liar's claim, an arbiter was
+    wanted), or its one connected worker was a moved liar, the claimant's owner (seed 10). The
+    check waited for nobody, the claimant's one open claim with it: one strike, every later
+    edit `claim-limit`, never quarantined (and in one run every claim on the champion stalled
+    so). Held back only for a class that may make the check; one that may still gets it."""
+    import random
+    from dataclasses import replace
+
+    from autoswarm.coordinator import scheduler
+    from autoswarm.coordinator.acceptance import Measurement
+    from autoswarm.coordinator.records import ClaimRecord
+    from autoswarm.coordinator.study_state import PendingClaim
+
+    rng = random.Random(5)
+    state = _paired_state()
+    classes = {"ref": 0.0, "m1": 1.0, "m2": -0.5, "m3": 2.0}
+    for seq in range(5):
+        for cls, offset in classes.items():
+            for run in range(2):
+                state.add_baseline(f"v{seq}", cls, f"{cls}-w{run}", offset + 0.1 * seq + rng.gauss(0, 0.01))
+        for run in range(2):   # unlike the others: never a member, it measures every champion itself
+            state.add_baseline(f"v{seq}", "odd", f"odd-w{run}", (-1) ** seq + rng.gauss(0, 0.01))
+    reference = state.tiers.reference()
+    claimant, asking = [c for c in classes if c != reference][:2]
+    state.champion = replace(state.champion, seq=4, version="v4")
+    assert state.judged_on_reference("v4", asking) and not state.judged_on_reference("v4", "odd")
+    lie = Measurement(f"{claimant}-w0", "attacker", claimant, 1.0, 1.0, 0.05, True)        # predicted, no direct runs
+    refuted = Measurement("odd-w0", "o-odd", "odd", 0.0, 0.0, 0.05, False, baseline=frozenset({"r"}))
+    live = frozenset({*classes, "odd"})
+    worker = f"{asking}-w1"
+
+    def held_back(measurements: list[Measurement], odd_connected: dict[str, str]) -> bool:
+        """Whether the claim's check is held back from `asking`, with these workers (and their
+        owners) of "odd" connected and free to verify."""
+        def may_check(cls: str, workers: AbstractSet[str], owners: AbstractSet[str]) -> bool:
+            return cls == "odd" and any(w not in workers and o not in owners for w, o in odd_connected.items())
+
+        record = ClaimRecord("c1", "tiny", "v9", "v4", "explore", f"{claimant}-w0", "r-claim", "pending", "", 0.0)
+        state.claims = {"c1": PendingClaim(record, list(measurements))}
+        need, = state.view(worker, asking, frozenset({worker}), frozenset({worker}), live, may_check).verify
+        assert need.needed == 1
+        return asking in need.measured_classes and need.other_classes_live
+
+    assert held_back([lie], {"odd-w1": "o-odd1"}), "a class of its own runs may check it: it waits for that one"
+    assert not held_back([lie], {"odd-w1": "attacker"}), "the claimant's owner is no checker"
+    assert not held_back([lie, refuted], {"odd-w1": "o-odd1"}), "a class that measured it checks it no more"
+    view = state.view(worker, asking, frozenset({worker}), frozenset({worker}), live, lambda *_: False)
+    task = scheduler.choose_task([view], scheduler.WorkerView(worker, frozenset({view.mutator_kind}), 0, 1,
+                                                              owner="o-asking", hardware_class=asking))
+    assert task is not None and (task.kind, task.claim_id) == (scheduler.VERIFY, "c1")
