@@ -36,10 +36,10 @@ MAX_VERIFYING = 8             # claims on one champion verified at once (the oth
 CHECK_DIFFERENCES = 256      # newest differences per class in the study-wide σ of class checks
 MEMORY_ENTRIES = 300          # explore outcomes kept for the swarm memory
 MAX_IDEAS_SHOWN = 50          # ideas in flight listed in a task's memory
-# Statuses of results whose evaluation really ran (a duplicate or a failed edit did not).
 # (class, workers, owners) -> whether a connected worker of the class may check a claim those may not.
 MayCheck = Callable[[str, AbstractSet[str], AbstractSet[str]], bool]
 
+# Statuses of results whose evaluation really ran (a duplicate or a failed edit did not).
 EVALUATED_STATUSES = frozenset({"ok", "crash", "timeout", "no-metric", "invalid-metric", "resource-limit"})
 
 
