@@ -163,23 +163,13 @@ def test_a_check_judged_on_the_same_reference_runs_as_its_claim_goes_to_a_class_
     reference worker compared with those very runs; one low reference baseline made a worse
     edit look good on both. Such a check is held back from the reference and from members
     predicted from it while a class judged on its own runs is connected."""
-    import random
     from dataclasses import replace
 
     from autoswarm.coordinator.acceptance import Measurement
     from autoswarm.coordinator.records import ClaimRecord
     from autoswarm.coordinator.study_state import PendingClaim
 
-    rng = random.Random(5)
-    state = _paired_state()
-    classes = {"ref": 0.0, "m1": 1.0, "m2": -0.5, "m3": 2.0}
-    for seq in range(5):
-        for cls, offset in classes.items():
-            for run in range(2):
-                state.add_baseline(f"v{seq}", cls, f"{cls}-w{run}", offset + 0.1 * seq + rng.gauss(0, 0.01))
-        # A class unlike the others: never a member, it measures every champion itself.
-        for run in range(2):
-            state.add_baseline(f"v{seq}", "odd", f"odd-w{run}", (-1) ** seq + rng.gauss(0, 0.01))
+    state, classes, rng = _tiered_state()
     reference = state.tiers.reference()
     assert state.tiered and reference in classes and not state.tiers.member("odd", state.sigma_of)
     members = [c for c in classes if c != reference]
@@ -241,7 +231,6 @@ def test_a_check_is_held_back_from_the_reference_only_for_a_class_of_its_own_run
     check waited for nobody, the claimant's one open claim with it: one strike, every later
     edit `claim-limit`, never quarantined (and in one run every claim on the champion stalled
     so). Held back only for a class that may make the check; one that may still gets it."""
-    import random
     from dataclasses import replace
 
     from autoswarm.coordinator import scheduler
@@ -249,15 +238,7 @@ def test_a_check_is_held_back_from_the_reference_only_for_a_class_of_its_own_run
     from autoswarm.coordinator.records import ClaimRecord
     from autoswarm.coordinator.study_state import PendingClaim
 
-    rng = random.Random(5)
-    state = _paired_state()
-    classes = {"ref": 0.0, "m1": 1.0, "m2": -0.5, "m3": 2.0}
-    for seq in range(5):
-        for cls, offset in classes.items():
-            for run in range(2):
-                state.add_baseline(f"v{seq}", cls, f"{cls}-w{run}", offset + 0.1 * seq + rng.gauss(0, 0.01))
-        for run in range(2):   # unlike the others: never a member, it measures every champion itself
-            state.add_baseline(f"v{seq}", "odd", f"odd-w{run}", (-1) ** seq + rng.gauss(0, 0.01))
+    state, classes, _ = _tiered_state()
     reference = state.tiers.reference()
     claimant, asking = [c for c in classes if c != reference][:2]
     state.champion = replace(state.champion, seq=4, version="v4")
@@ -286,3 +267,20 @@ def test_a_check_is_held_back_from_the_reference_only_for_a_class_of_its_own_run
     task = scheduler.choose_task([view], scheduler.WorkerView(worker, frozenset({view.mutator_kind}), 0, 1,
                                                               owner="o-asking", hardware_class=asking))
     assert task is not None and (task.kind, task.claim_id) == (scheduler.VERIFY, "c1")
+
+
+def _tiered_state():  # type: ignore[no-untyped-def]
+    """A paired study (with the random draws it went on with) of four classes in one tier (offsets, five champions of two runs each) and
+    one class unlike the others ("odd": never a member, it measures every champion itself)."""
+    import random
+
+    rng = random.Random(5)
+    state = _paired_state()
+    classes = {"ref": 0.0, "m1": 1.0, "m2": -0.5, "m3": 2.0}
+    for seq in range(5):
+        for cls, offset in classes.items():
+            for run in range(2):
+                state.add_baseline(f"v{seq}", cls, f"{cls}-w{run}", offset + 0.1 * seq + rng.gauss(0, 0.01))
+        for run in range(2):
+            state.add_baseline(f"v{seq}", "odd", f"odd-w{run}", (-1) ** seq + rng.gauss(0, 0.01))
+    return state, classes, rng
