@@ -23,6 +23,7 @@ from autoswarm.v1 import worker_pb2
 from autoswarm.worker.mutators import create_mutator
 from autoswarm.worker.mutators.base import MutationRequest
 from autoswarm.worker.mutators.compass import after_peers
+from autoswarm.worker.mutators.params import constant_values
 from swarm import Clock, write_study
 
 SOURCE = "LR = 3e-4\nDEPTH = 4\nBATCH = 32\nDECAY = 0.02\nWIDTH = 128\n"
@@ -147,3 +148,13 @@ def test_random_search_is_not_changed_by_the_rank(tmp_path: Path):
     options = {"scale": 0.3}
     for seed in range(10):
         assert _edit(tmp_path, options, seed) == _edit(tmp_path, options, seed, ahead=1, order_seed=seed + 1)
+
+
+def test_a_hostile_rank_still_makes_one_edit_of_a_known_constant(tmp_path: Path):
+    # The rank and the order seed come from the coordinator: out-of-range values must still give
+    # one literal edit of one of the target's constants, never an error or an edit of nothing.
+    known = {name for name, _ in constant_values(SOURCE)}
+    for ahead, order_seed in ((2**31 - 1, -(2**63)), (10**6, 2**63 - 1), (7, 0)):
+        made = _edit(tmp_path, COMPASS, 3, ahead=ahead, order_seed=order_seed)
+        assert _constant(made) in known, made
+        assert (tmp_path / "t.py").read_text() != SOURCE

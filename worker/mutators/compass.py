@@ -171,10 +171,12 @@ def after_peers(names: Sequence[str], ahead: int) -> int | None:
     firsts: dict[str, int] = {}
     for index, name in enumerate(names):
         firsts.setdefault(name, index)
-    if ahead < len(firsts):
-        return list(firsts.values())[max(0, ahead)]
-    others = [index for index in range(len(names)) if index not in firsts.values()] or list(firsts.values())
-    return others[(ahead - len(firsts)) % len(others)]
+    best = list(firsts.values())
+    if ahead < len(best):
+        return best[max(0, ahead)]
+    taken = set(best)
+    others = [index for index in range(len(names)) if index not in taken] or best
+    return others[(ahead - len(best)) % len(others)]
 
 
 def _moves(name: str, current: Sequence[Outcome], mine: Sequence[Outcome], scale: float,
