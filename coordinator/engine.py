@@ -145,8 +145,12 @@ class Engine:
                   descriptions: Mapping[str, str] | None = None,
                   candidate_hashes: Mapping[str, str] | None = None,
                   slot_times: Sequence[SlotTime] = ()) -> HeartbeatOutcome:
-        """Extends the worker's running leases and takes note of the ideas it is evaluating."""
-        return self.leasing.heartbeat(worker_id, lease_ids, state, descriptions, candidate_hashes, slot_times)
+        """Extends the worker's running leases and takes note of the ideas it is evaluating; a
+        worker that says it stopped gives back every lease it does not list."""
+        outcome = self.leasing.heartbeat(worker_id, lease_ids, state, descriptions, candidate_hashes, slot_times)
+        if outcome.released:
+            self._judge_held()
+        return outcome
 
     def release(self, worker_id: str, lease_ids: Sequence[str]) -> int:
         """Gives unfinished leases back so their work is scheduled again at once."""

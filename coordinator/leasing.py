@@ -21,6 +21,7 @@ from autoswarm.coordinator.study_state import StudyState, sole_verifier
 from autoswarm.coordinator.store import LeaseRecord, VersionRecord
 from autoswarm.coordinator.transitions import Action, LeaseEvent, LeaseState, lease_step
 
+STOPPED = "stopped"            # the state of a worker's last heartbeat (worker/presence.say_stopped)
 SETUP_RETRY_SECONDS = 3600.0   # a worker whose setup failed gets that study again after this
 
 
@@ -51,6 +52,7 @@ class HeartbeatOutcome:
     interval: float = 0.0     # seconds until this worker's next heartbeat
     # Its leases made on a champion replaced since: hand back those not started (`staleness`).
     stale: list[str] = field(default_factory=list)
+    released: int = 0         # leases given back because the worker said it stopped without them
 
 
 def _with_priority(view: scheduler.StudyView, priority: int) -> scheduler.StudyView:
@@ -225,8 +227,15 @@ class Leasing:
                 if lease is not None and deadline > lease.deadline:
                     self.ctx.studies[lease.study].active[lease_id] = replace(lease, deadline=deadline)
                     self._deadlines.push(deadline, lease_id, lease.study)
+        if state == STOPPED:
+            # A worker's last word: it holds nothing but what it lists (results in its outbox).
+            # A task whose answer it never saw (a long-poll it gave up as the answer came) goes
+            # back now rather than at its deadline.
+            released = self.release(worker_id, [lid for lid in self.running.get(worker_id, ()) if lid not in held])
+        else:
+            released = 0
         stale = [lease_id for lease_id in self.stale_leases(worker_id) if lease_id in held]
-        return HeartbeatOutcome(cancelled, duplicates, self.next_contact(worker_id), stale)
+        return HeartbeatOutcome(cancelled, duplicates, self.next_contact(worker_id), stale, released)
 
     def stale_leases(self, worker_id: str) -> list[str]:
         """This worker's active leases to hand back if it has not started them: those made on a

@@ -328,6 +328,9 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
             dict(request.candidate_hashes), slot_times_in(request.slot_times)))
         # No wait for the commit: a heartbeat acknowledges no result, and the lease extensions
         # it wrote go out with the next commit (a restart gives running leases room anyway).
+        # Leases a stopping worker gave back are on disk before it hears so.
+        if outcome.released:
+            await self.durable()
         return worker_pb2.HeartbeatResponse(cancelled_lease_ids=outcome.cancelled,
                                             duplicate_lease_ids=outcome.duplicates,
                                             heartbeat_interval_seconds=outcome.interval,

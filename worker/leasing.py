@@ -97,5 +97,10 @@ class Leaser:
                     continue
         finally:
             heartbeats.polling(-1)
-        call.cancel()
-        return None
+        if call.cancel():
+            return None
+        # It had ended already: a task it brought is handed back by the caller, not left to expire.
+        try:
+            return call.result(timeout=0)
+        except (grpc.RpcError, grpc.FutureTimeoutError, grpc.FutureCancelledError):
+            return None

@@ -306,7 +306,7 @@ class Worker:
         self.reporter.flush(final=True)
         if self.worker_id:
             self._state = "stopped"
-        self.presence.say_stopped()
+        self.presence.say_stopped(kept=[entry.lease_id for entry in self.outbox.pending()])
         self.connection.close()
         log.info("worker stopped after %d task(s); %d result(s) wait in the outbox", self.completed, len(self.outbox))
         return self.completed

@@ -93,13 +93,15 @@ class Presence:
             ctx.stale(list(response.stale_lease_ids))
         return lease_id in response.duplicate_lease_ids
 
-    def say_stopped(self) -> None:
-        """A last heartbeat with the state `stopped`: status shows a clean stop, not `offline`."""
+    def say_stopped(self, kept: Sequence[str] = ()) -> None:
+        """A last heartbeat with the state `stopped`: status shows a clean stop, not `offline`,
+        and the coordinator takes back every lease but `kept` (those whose results wait in the
+        outbox), among them one whose task this worker never heard of."""
         worker_id = self._context.worker_id()
         if not worker_id:
             return
         try:
             self._connection.stub.Heartbeat(worker_pb2.HeartbeatRequest(
-                worker_id=worker_id, lease_ids=[], state="stopped"), timeout=5)
+                worker_id=worker_id, lease_ids=list(kept), state="stopped"), timeout=5)
         except grpc.RpcError as exc:  # the coordinator will see it offline instead
             log.debug("could not report the stop: %s", exc.code().name)

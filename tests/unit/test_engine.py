@@ -90,6 +90,25 @@ def test_release_returns_work_at_once_and_unknown_things_are_refused(setup):
     with pytest.raises(InvalidRequest, match="not a valid msgpack archive"):
         engine.add_study(b"\xc1 not msgpack")
 
+def test_a_stopped_worker_gives_back_every_lease_it_does_not_list(setup):
+    """Its last heartbeat lists only leases whose results wait in its outbox: a task whose
+    answer it never saw (a long-poll it gave up as the answer came) is scheduled again at once."""
+    engine, _, worker, tmp_path = setup
+    other, _ = engine.register("", "beta", {"cpu_model": "Test", "cpu_cores": 2, "gpus": []}, 2, ["params"])
+    unseen = engine.lease(worker)
+    outcome = engine.heartbeat(worker, [], "stopped")
+    assert outcome.released == 1 and engine.study_summaries()[0].in_flight == 0
+    again = engine.lease(other)
+    assert (again.kind, again.candidate.hash) == ("baseline", unseen.candidate.hash)
+    with pytest.raises(WrongState):
+        engine.report(worker, unseen.lease_id, _ok(10.0))
+    assert engine.report(other, again.lease_id, _ok(10.0)).decision == "baseline"
+    # One it lists (its result waits in the outbox) stays its own, to be reported later.
+    kept = engine.lease(worker)
+    assert engine.heartbeat(worker, [kept.lease_id], "stopped").released == 0
+    assert engine.report(worker, kept.lease_id, _ok(9.0, b"X = 5\n")).decision == "keep"
+
+
 def test_budget_stops_new_leases_and_done_waits_for_in_flight(setup):
     engine, _, worker, tmp_path = setup
     engine.add_study(pack_directory(tmp_path / "study").data, max_evaluations=2)
