@@ -7,6 +7,9 @@ from pathlib import Path
 import grpc
 
 MAX_MESSAGE_BYTES = 80 << 20
+# Wire contract: a call the coordinator refused for now (RESOURCE_EXHAUSTED: a join past its
+# admitted rate) may carry this trailing metadata, the seconds to wait before trying again.
+RETRY_AFTER_KEY = "retry-after"
 
 
 def open_channel(address: str, ca: Path | None = None, client_cert: Path | None = None,

@@ -251,6 +251,9 @@ def coordinator(
     tls_client_ca: Annotated[Optional[Path], typer.Option(
         help="Require client certificates signed by this CA (mutual TLS).")] = None,
     worker_rate: Annotated[float, typer.Option(min=0, help="Lease and Report calls per second per worker; 0: no limit.")] = 20.0,
+    join_rate: Annotated[float, typer.Option(min=0, help=(
+        "Workers admitted per second as they register or reconnect after a restart; the rest are told "
+        "when to come back (docs/scaling.md). 0: no limit."))] = 100.0,
     max_slots: Annotated[int, typer.Option(min=1, help="Most tasks one worker may hold at once.")] = 64,
     max_log_tail: Annotated[int, typer.Option(min=0, help="Characters of a result's log tail kept.")] = 8000,
     web_port: Annotated[int, typer.Option(min=0, max=65535, help=(
@@ -275,6 +278,7 @@ def coordinator(
                           auth=auth == "tokens", admin_token_file=admin_token_file,
                           tls_cert=tls_cert, tls_key=tls_key, tls_client_ca=tls_client_ca,
                           worker_rate=worker_rate, worker_burst=max(3 * worker_rate, 1.0),
+                          join_rate=join_rate, join_burst=max(5 * join_rate, 1.0),
                           web_port=web_port, web_require_token=web_require_token, web_refresh=web_refresh,
                           engine=EngineConfig(lease_factor=lease_factor, lease_grace=lease_grace,
                                               heartbeat_interval=heartbeat_interval,

@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
 from autoswarm.v1 import control_pb2_grpc, worker_pb2_grpc
+from autoswarm.coordinator.admission import AdmissionConfig, JoinAdmission
 from autoswarm.coordinator.auth import AuthInterceptor, Authenticator
 from autoswarm.coordinator.engine import Engine, EngineConfig
 from autoswarm.coordinator.group_commit import GroupCommit
@@ -56,6 +57,8 @@ class ServerConfig:
     tls_client_ca: Path | None = None    # set: clients must present a certificate signed by it (mTLS)
     worker_rate: float = 20.0            # Lease and Report calls per second per worker (each); 0: unlimited
     worker_burst: float = 60.0
+    join_rate: float = 100.0             # Registers (and reconnects) admitted per second; 0: unlimited
+    join_burst: float = 500.0            # joins admitted at once before the rate applies
     web_port: int = 0                    # the read-only web page and JSON API; 0: no web page
     web_host: str | None = None          # None: the host of `listen`
     web_require_token: bool = False      # the web page needs a reader (or admin) token
@@ -154,7 +157,11 @@ async def serve(config: ServerConfig) -> None:
     # (wakeups.py: past ~4,000 completions a second calls queued inside gRPC for seconds).
     drain_grpc_wakeups(asyncio.get_running_loop())
     limiter = RateLimiter(config.worker_rate, config.worker_burst, time.monotonic)
-    worker_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerService(engine, changes, commits, auth, limiter), server)
+    # Joins past what the coordinator can take come back later, spread out (admission.py): a
+    # restart, when the whole swarm reconnects at once, must not tip it into a retry storm.
+    admission = JoinAdmission(AdmissionConfig(rate=config.join_rate, burst=config.join_burst), time.monotonic())
+    worker_pb2_grpc.add_WorkerServiceServicer_to_server(
+        WorkerService(engine, changes, commits, auth, limiter, admission, time.monotonic), server)
     # Credit standings: read on a thread from their own read-only connection (see standings.py).
     # Scrapes and credit rebuilds read every worker: a big swarm is counted in slices (census.py).
     census = WorkerCensus(engine.summaries)

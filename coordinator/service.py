@@ -6,8 +6,9 @@ Thin on purpose: all decisions live in `engine`, `scheduler` and `acceptance`.
 from __future__ import annotations
 
 import asyncio
-import math
 import json
+import math
+import time
 from collections.abc import AsyncIterator, Callable, Hashable
 from typing import TypeVar
 
@@ -16,6 +17,8 @@ import grpc
 from autoswarm import words
 from autoswarm.slot_time import SlotTime
 from autoswarm.v1 import common_pb2, control_pb2, control_pb2_grpc, worker_pb2, worker_pb2_grpc
+from autoswarm.channel import RETRY_AFTER_KEY
+from autoswarm.coordinator.admission import JoinAdmission
 from autoswarm.coordinator.auth import Authenticator, caller_of
 from autoswarm.coordinator.census import Census, WorkerCensus
 from autoswarm.coordinator.engine import CoordinatorError, Engine, ResultIn, TaskSpec
@@ -248,12 +251,31 @@ async def _as_worker(context: grpc.aio.ServicerContext, auth: Authenticator | No
 
 class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
     def __init__(self, engine: Engine, changes: ChangeSignal, commits: GroupCommit | None = None,
-                 auth: Authenticator | None = None, limiter: RateLimiter | None = None) -> None:
+                 auth: Authenticator | None = None, limiter: RateLimiter | None = None,
+                 admission: JoinAdmission | None = None, clock: Callable[[], float] | None = None) -> None:
+        """`admission` paces joins: a Register, or the first Lease since this coordinator started of
+        a worker not heard from since (a restart's reconnect), past its rate is told to come back."""
         self.engine = engine
         self.changes = changes
         self.durable = _Durable(commits)
         self.auth = auth
         self.limiter = limiter
+        self.admission = admission if admission is not None and admission.enabled else None
+        self._clock = clock or time.monotonic
+        self._joined: set[str] = set()   # workers heard from since this coordinator started
+
+    async def _admit(self, context: grpc.aio.ServicerContext, worker_id: str = "") -> None:
+        """Lets a join through, or ends the call RESOURCE_EXHAUSTED with `retry-after` seconds in
+        its trailing metadata. Older workers retry RESOURCE_EXHAUSTED with their own backoff."""
+        if self.admission is None or (worker_id and worker_id in self._joined):
+            return
+        verdict = self.admission.ask(self._clock())
+        if verdict.admitted:
+            return
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                            f"the coordinator is admitting {self.admission.config.rate:g} joins a second; "
+                            f"come back in {verdict.retry_after:.0f} s",
+                            trailing_metadata=((RETRY_AFTER_KEY, f"{verdict.retry_after:.2f}"),))
 
     async def _limit(self, context: grpc.aio.ServicerContext, worker_id: str, call: str) -> None:
         if self.limiter is not None and not self.limiter.allow(f"{worker_id}/{call}"):
@@ -278,9 +300,11 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
             wanted = caller.worker_id   # a worker credential re-registers its own worker, never a new one
         if caller.kind == "join" and wanted and self.engine.owner_of(wanted) != caller.owner:
             wanted = ""  # a join token cannot take over someone else's worker: register a new one
+        await self._admit(context)
         worker_id, hw_class = await _guard(context, lambda: self.engine.register(
             wanted, request.name, hardware, request.slots, list(request.mutators), owner=caller.owner))
         credential = self.auth.issue_worker_credential(caller, worker_id) if caller.kind == "join" and self.auth else ""
+        self._joined.add(worker_id)
         await self.durable()
         # An older worker keeps the interval it is told here for good: the shortest one is
         # safe for every lease. Newer ones hear a fitting interval with each lease and heartbeat.
@@ -293,6 +317,8 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
     async def Lease(self, request, context):
         await _as_worker(context, self.auth, request.worker_id)
         await self._limit(context, request.worker_id, "Lease")
+        await self._admit(context, request.worker_id)
+        self._joined.add(request.worker_id)
         wait = hold_seconds(request.wait_seconds, context.time_remaining())
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
@@ -326,6 +352,7 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         outcome = await _guard(context, lambda: self.engine.heartbeat(
             request.worker_id, list(request.lease_ids), request.state, dict(request.descriptions),
             dict(request.candidate_hashes), slot_times_in(request.slot_times)))
+        self._joined.add(request.worker_id)   # working through a restart: its next Lease is no join
         # No wait for the commit: a heartbeat acknowledges no result, and the lease extensions
         # it wrote go out with the next commit (a restart gives running leases room anyway).
         # Leases a stopping worker gave back are on disk before it hears so.
@@ -341,6 +368,7 @@ class WorkerService(worker_pb2_grpc.WorkerServiceServicer):
         await self._limit(context, request.worker_id, "Report")
         outcome = await _guard(context, lambda: self.engine.report(
             request.worker_id, request.lease_id, result_in(request.result)))
+        self._joined.add(request.worker_id)
         task = (self._next_task(request)
                 if request.HasField("next") and DEADLINES.may_hand_out(context.time_remaining()) else None)
         await self.durable()  # the result (and the next lease) are on disk before the worker hears of them

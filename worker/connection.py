@@ -14,7 +14,7 @@ from typing import TypeVar
 
 import grpc
 
-from autoswarm.channel import open_channel
+from autoswarm.channel import RETRY_AFTER_KEY, open_channel
 from autoswarm.v1 import worker_pb2_grpc
 
 T = TypeVar("T")
@@ -40,6 +40,30 @@ class Backoff:
 
 
 MAX_ATTEMPT = 30   # past this many failures in a row the delay stays at its cap anyway
+MAX_RETRY_AFTER = 3600.0          # what a coordinator may ask at most: a bad value must not park a worker for good
+RETRY_AFTER_JITTER = 0.25         # come back up to this share later than told: a crowd told alike spreads out
+
+
+def retry_after(metadata) -> float | None:
+    """The seconds a coordinator asked the caller to wait (its `retry-after` trailing metadata),
+    or None when it asked nothing (an older coordinator, or another refusal)."""
+    for key, value in metadata or ():
+        if key == RETRY_AFTER_KEY:
+            try:
+                seconds = float(value)
+            except (TypeError, ValueError):
+                return None
+            return min(seconds, MAX_RETRY_AFTER) if math.isfinite(seconds) and seconds >= 0 else None
+    return None
+
+
+def asked_wait(exc: grpc.RpcError) -> float | None:
+    """`retry_after` of a failed call's trailing metadata (sync or asyncio gRPC)."""
+    trailing = getattr(exc, "trailing_metadata", None)
+    try:
+        return retry_after(trailing() if callable(trailing) else None)
+    except Exception:   # a call object without metadata to give (a stand-in, an aborted channel)
+        return None
 
 
 @dataclass
@@ -47,7 +71,8 @@ class Attempts:
     """One call site's failures in a row, and how long to wait before its next try.
 
     The delay grows as `Backoff` says (exponential, full jitter, capped) with each failure in
-    a row and starts again from the first after a success. `Connection.retry` retries by it,
+    a row and starts again from the first after a success; a coordinator that says when to come
+    back (`retry-after`, a refused join) is taken at its word, plus jitter. `Connection.retry` retries by it,
     and so do the swarm-size benchmark's simulated workers: a swarm of volunteers whose calls
     fail together spreads its retries out instead of sending them back at once.
     """
@@ -60,6 +85,15 @@ class Attempts:
         delay = self.backoff.delay(self.failures, rng)
         self.failures = min(self.failures + 1, MAX_ATTEMPT)
         return delay
+
+    def told(self, seconds: float, rng: random.Random) -> float:
+        """The coordinator said when to come back: that, plus jitter; not a failure of the link."""
+        return seconds * (1.0 + rng.uniform(0.0, RETRY_AFTER_JITTER))
+
+    def wait_after(self, exc: grpc.RpcError, rng: random.Random) -> float:
+        """Seconds to wait after a transient failure: as the coordinator said, else the backoff."""
+        asked = asked_wait(exc)
+        return self.told(asked, rng) if asked is not None else self.failed(rng)
 
     def succeeded(self) -> None:
         self.failures = 0
@@ -201,20 +235,31 @@ class Connection:
         self._raw_channel.close()
 
     def retry(self, call: Callable[[], T], stop: threading.Event, what: str) -> T:
-        """Calls until it succeeds or fails for a reason retrying cannot fix (re-raised)."""
+        """Calls until it succeeds or fails for a reason retrying cannot fix (re-raised).
+
+        A coordinator that says when to come back (a refused join: `retry-after`) is waited
+        for as it says, with jitter; any other transient failure backs off (`Attempts`).
+        """
         attempts = Attempts(self.backoff)
+        troubled = False
         while True:
             try:
                 result = call()
-                if attempts.failures:
+                if troubled:
                     self._on_state("connected")
                 return result
             except grpc.RpcError as exc:
                 if exc.code() not in TRANSIENT:
                     raise
-                if attempts.failures == 0:
+                if not troubled:
                     self._on_state(f"reconnecting ({what}: {exc.code().name})")
-                if stop.wait(attempts.failed(self._rng)):
+                    troubled = True
+                asked = asked_wait(exc)
+                delay = attempts.told(asked, self._rng) if asked is not None else attempts.failed(self._rng)
+                if asked is not None:   # told when to come back: not a failure of the link
+                    log.info("the coordinator asks to come back later (%s); %s again in %.1f s",
+                             exc.details(), what, delay)
+                if stop.wait(delay):
                     raise Stopped(what) from exc
 
     def fetch_bundle(self, bundle_hash: str, timeout: float = 600.0) -> Iterator[bytes]:
