@@ -415,6 +415,14 @@ def coordinator_command(tree: Path | None) -> list[str]:
     return ["-m", "autoswarm"] if tree is None else ["-c", FROM_TREE, str(tree.resolve())]
 
 
+def all_joins_at_once(tree: Path | None) -> list[str]:
+    """`--join-rate 0` where the tree's coordinator has join admission: this benchmark's workers
+    all register at once by design, and what it measures is the cycle after (swarm_size.py
+    measures admission)."""
+    cli = (tree or ROOT) / "autoswarm" / "cli.py"
+    return ["--join-rate", "0"] if "join_rate" in cli.read_text() else []
+
+
 def start_process(args: list[str], ready: Path | None = None, log: Path | None = None) -> subprocess.Popen:
     out = open(log, "wb") if log else subprocess.PIPE
     proc = subprocess.Popen([sys.executable, *args], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
@@ -483,7 +491,7 @@ def main() -> None:
         echo = start_process(["-c", ECHO_SERVER, echo_address])
         coordinator = start_process([*coordinator_command(args.coordinator_tree), "coordinator", "--db",
                                      str(tmp / "bench.db"), "--listen", address, "--ready-file", str(ready),
-                                     "--metrics-port", "0", "--auth", "none"],
+                                     "--metrics-port", "0", "--auth", "none", *all_joins_at_once(args.coordinator_tree)],
                                     ready=ready, log=tmp / "coordinator.log")
         with grpc.insecure_channel(address) as channel:
             control_pb2_grpc.ControlServiceStub(channel).AddStudy(

@@ -67,7 +67,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from autoswarm.bundle import pack_files  # noqa: E402
 from autoswarm.v1 import common_pb2, control_pb2, control_pb2_grpc, worker_pb2, worker_pb2_grpc  # noqa: E402
 from autoswarm.coordinator.wakeups import drain_grpc_wakeups  # noqa: E402
-from autoswarm.worker.connection import Attempts  # noqa: E402
+from autoswarm.worker.connection import Attempts, retry_after  # noqa: E402
 from coordinator_throughput import (  # noqa: E402
     cpu_seconds, free_port, percentile, rss_mib, start_process, stop_process, tree_loader,
 )
@@ -92,9 +92,13 @@ COORDINATOR = textwrap.dedent("""
         offline_slack=base.offline_slack / c)
     engine = EngineConfig(lease_grace=float(sys.argv[5]) / c, heartbeat_interval=base.min_interval / c,
                           liveness=liveness)
+    # Join admission (a coordinator without it has no such field): -1 keeps the coordinator's default.
+    admit = float(sys.argv[8])
+    joins = ({"join_rate": admit * c, "join_burst": max(5 * admit, 1.0)}
+             if admit >= 0 and "join_rate" in ServerConfig.__dataclass_fields__ else {})
     config = ServerConfig(db=Path(db), listen=listen, ready_file=Path(ready), auth=False,
                           worker_rate=0.0, reap_interval=max(0.05, 0.5 / c), engine=engine,
-                          metrics_port=int(sys.argv[7]))
+                          metrics_port=int(sys.argv[7]), **joins)
     asyncio.run(watched(serve(config), Path(sys.argv[6])))
 """)
 
@@ -470,6 +474,7 @@ class SimulatedWorker:
         self.lease_attempts = Attempts()
         self.combined = combined   # a report also asks for the next task (ReportRequest.next), as workers do
         self.phases: tuple[float, float, float] | None = None   # the last call's (see Tally.lease_phases)
+        self.error: grpc.aio.AioRpcError | None = None   # the last call's, when it failed
 
     def told(self, answer: worker_pb2.LeaseResponse) -> None:
         self.interval = answer.heartbeat_interval_seconds or self.interval
@@ -483,6 +488,7 @@ class SimulatedWorker:
     async def call(self, method: str, request):
         self.tally.count(method)
         self.phases = None
+        self.error = None
         try:
             started = time.monotonic()
             call = getattr(self.stub, method)(request, timeout=self.wait + 30)
@@ -496,6 +502,7 @@ class SimulatedWorker:
                                    1000 * (received - answered))
             return response
         except grpc.aio.AioRpcError as exc:
+            self.error = exc
             if self.tally.counting():
                 what = f"{method} {exc.code().name}"
                 self.tally.errors[what] += 1
@@ -505,8 +512,15 @@ class SimulatedWorker:
             # report that carried the next lease goes on to a long-poll at once (worker/carry.py).
             return None
 
-    async def run(self, start_after: float) -> None:
+    async def run(self, start_after: float, join: worker_pb2.RegisterRequest | None = None,
+                  joins: JoinCount | None = None) -> None:
+        """Joins after `start_after` seconds (registers with `join` first, when given), then works."""
         await asyncio.sleep(start_after)
+        if join is not None:
+            registered = await register(self.stub, join, self.rng, joins or JoinCount())
+            self.id = registered.worker_id
+            self.interval = registered.heartbeat_interval_seconds or self.interval
+            self.wait = registered.lease_wait_seconds or self.wait
         first = True
         task: worker_pb2.Task | None = None
         while True:
@@ -515,7 +529,9 @@ class SimulatedWorker:
                 response = await self.call("Lease", worker_pb2.LeaseRequest(
                     worker_id=self.id, wait_seconds=self.wait, state="idle"))
                 if response is None:
-                    await asyncio.sleep(self.lease_attempts.failed(self.rng))
+                    # A reconnect an admitting coordinator refused says when to come back.
+                    await asyncio.sleep(self.lease_attempts.wait_after(self.error, self.rng)
+                                        if self.error is not None else self.lease_attempts.failed(self.rng))
                     continue
                 self.lease_attempts.succeeded()
                 self.told(response)
@@ -591,26 +607,27 @@ def measure_initial_version(stub: worker_pb2_grpc.WorkerServiceStub) -> None:
         status=common_pb2.RESULT_STATUS_OK, has_metric=True, metric=1.0)), timeout=30)
 
 
-async def register_all(stubs: list, share: Share, tally: Tally) -> list[worker_pb2.RegisterResponse]:
-    """Registers this share's workers, a few hundred at a time; their answers, in order."""
-    answers: list[worker_pb2.RegisterResponse] = []
-    rng = random.Random(share.seed)
+async def register(stub, request: worker_pb2.RegisterRequest, rng: random.Random,
+                   joins: JoinCount) -> worker_pb2.RegisterResponse:
+    """Registers one worker as a real one does (worker/registration.py): retried with the
+    shared backoff, and when the coordinator says when to come back (admission), then."""
+    attempts = Attempts()
+    while True:
+        try:
+            answer = await stub.Register(request, timeout=120)
+            joins.joined += 1
+            return answer
+        except grpc.aio.AioRpcError as exc:
+            joins.refused += retry_after(exc.trailing_metadata()) is not None
+            await asyncio.sleep(attempts.wait_after(exc, rng))
 
-    async def one(i: int) -> worker_pb2.RegisterResponse:
-        idle = i < share.first + int(share.workers * share.idle_share)
-        attempts = Attempts()
-        while attempts.failures < 20:
-            try:
-                return await stubs[i % len(stubs)].Register(worker_pb2.RegisterRequest(
-                    name=f"sim-{i}", slots=1, mutators=["none"] if idle else ["params"],
-                    hardware=common_pb2.Hardware(cpu_model=f"Sim CPU {i % share.classes}", cpu_cores=4)), timeout=120)
-            except grpc.aio.AioRpcError:
-                await asyncio.sleep(attempts.failed(rng))
-        raise RuntimeError("registration keeps failing")
 
-    for start in range(share.first, share.first + share.workers, 250):
-        answers.extend(await asyncio.gather(*(one(i) for i in range(start, min(share.first + share.workers, start + 250)))))
-    return answers
+@dataclass
+class JoinCount:
+    """One client process's joins in a step: registered, and refusals told when to come back."""
+
+    joined: int = 0
+    refused: int = 0
 
 
 async def client(pipe: Connection) -> None:
@@ -632,13 +649,21 @@ async def client(pipe: Connection) -> None:
         stubs = [worker_pb2_grpc.WorkerServiceStub(c) for c in mine]
         if share.drain_wakeups:
             drain_grpc_wakeups(loop)   # wraps grpc.aio's reader once (then finds only its own wrapper)
-        registered = await register_all(stubs, share, tally)
         rng = random.Random(share.seed)
-        for j, answer in enumerate(registered):
-            worker = SimulatedWorker(stubs[(share.first + j) % len(stubs)], answer.worker_id,
-                                     random.Random(rng.random()), tally, share.compression, share.combined, answer)
-            tasks.append(asyncio.create_task(worker.run(rng.uniform(0, share.ramp))))
-        pipe.send("started")
+        joins = JoinCount()
+        # Each worker joins at its own moment in the ramp: it registers (coming back when an
+        # admitting coordinator says so) and leases at once, as a volunteer starting up does.
+        for i in range(share.first, share.first + share.workers):
+            idle = i < share.first + int(share.workers * share.idle_share)
+            request = worker_pb2.RegisterRequest(
+                name=f"sim-{i}", slots=1, mutators=["none"] if idle else ["params"],
+                hardware=common_pb2.Hardware(cpu_model=f"Sim CPU {i % share.classes}", cpu_cores=4))
+            worker = SimulatedWorker(stubs[i % len(stubs)], "", random.Random(rng.random()), tally,
+                                     share.compression, share.combined)
+            tasks.append(asyncio.create_task(worker.run(rng.uniform(0, share.ramp), request, joins)))
+        while joins.joined < share.workers:
+            await asyncio.sleep(0.2)
+        pipe.send(("joined", joins.refused))
         window = await loop.run_in_executor(None, pipe.recv)
         tally.clear()
         tally.window = window
@@ -811,6 +836,9 @@ def main() -> None:
     parser.add_argument("--join-rate", type=float, default=300.0,
                         help="new workers that start per (compressed) second: volunteers join over time, "
                              "and a swarm that all leased in the same second would not be in its steady state")
+    parser.add_argument("--admit-rate", type=float, default=-1.0,
+                        help="the coordinator's join admission: joins a second (coordinator --join-rate); "
+                             "0 admits all at once; -1 (default) keeps the coordinator's default")
     parser.add_argument("--idle-share", type=float, default=0.2, help="share of workers with nothing to run")
     parser.add_argument("--client-processes", type=int, default=2)
     parser.add_argument("--workers-per-channel", type=int, default=200,
@@ -869,7 +897,7 @@ def main() -> None:
                 stalls_file = tmp / f"stalls-{step}.json"
                 coordinator = start_process([str(main_file), str(tmp / f"swarm-{step}.db"), address, str(ready),
                                              str(c), str(LEASE_GRACE), str(stalls_file),
-                                             str(free_port() if args.scrape else 0)],
+                                             str(free_port() if args.scrape else 0), str(args.admit_rate)],
                                             ready=ready, log=tmp / "coordinator.log")
                 if scraper is not None:
                     scraper.stop()
@@ -891,11 +919,11 @@ def main() -> None:
                                 not args.plain_client_wakeups))
                 first += count
             t_register = time.monotonic()
-            for pipe in pipes:
-                pipe.recv()
-            print(f"step {target}: registered {new} workers in {time.monotonic() - t_register:.0f} s; "
-                  f"ramping for {ramp:.0f} s", flush=True)
-            time.sleep(ramp)
+            refused = sum(pipe.recv()[1] for pipe in pipes)
+            joined_in = time.monotonic() - t_register
+            print(f"step {target}: {new} workers joined in {joined_in:.0f} s (ramp {ramp:.0f} s; "
+                  f"{refused} joins told to come back later)", flush=True)
+            time.sleep(max(0.0, ramp - joined_in))
             cpu0, t0 = cpu_seconds(coordinator.pid), time.monotonic()
             family0 = family_cpu(coordinator.pid)
             clients0 = sum(cpu_seconds(p.pid) for p in procs)
