@@ -22,6 +22,12 @@ _INSERT_VERSION = "INSERT OR IGNORE INTO versions VALUES (?, ?, ?, ?, ?, ?, ?)"
 _LEASE_REPORTED = "UPDATE leases SET state='reported', closed=? WHERE id=?"
 # The same for held rows, in the form whose VALUES group `many_rows` repeats: (closed, id).
 _LEASES_REPORTED = "UPDATE leases SET state='reported', closed=v.column1 FROM (VALUES (?, ?)) AS v WHERE leases.id=v.column2"
+# Heartbeats' lease extensions, held: (deadline, id, worker). Grouped first, because UPDATE ...
+# FROM takes an arbitrary one of several rows that match: two heartbeats for one lease in a
+# batch must leave the later deadline, as one statement each did.
+_LEASES_EXTENDED = ("UPDATE leases SET deadline=MAX(deadline, v.d) FROM (SELECT column2 AS id, column3 AS w, "
+                    "MAX(column1) AS d FROM (VALUES (?, ?, ?)) GROUP BY column2, column3) AS v "
+                    "WHERE leases.id=v.id AND leases.worker_id=v.w AND leases.state='active'")
 
 
 def _result_row(result: ResultRecord, pack: Callable[[Any], bytes]) -> tuple:
@@ -40,7 +46,9 @@ class WorkRows(StoreBase):
     # they are written as they were issued: the keys are fresh (a lease's id is new, a result's
     # is its lease's, which has none yet), a version is its hash (OR IGNORE), and the only
     # row that needs another first, a lease closed by its result, comes after the leases.
-    DEFERRED = (_INSERT_LEASE, _INSERT_VERSION, _INSERT_RESULT, _LEASES_REPORTED)
+    # Extensions come last: they touch active leases only, so one reported in the same batch
+    # keeps its state either way, and one leased in it is there first.
+    DEFERRED = (_INSERT_LEASE, _INSERT_VERSION, _INSERT_RESULT, _LEASES_REPORTED, _LEASES_EXTENDED)
 
     @cached_property
     def _pack(self) -> Callable[[Any], bytes]:
@@ -84,11 +92,17 @@ class WorkRows(StoreBase):
         return [self._lease(r) for r in rows]
 
     def extend_leases(self, worker_id: str, lease_ids: Sequence[str], deadline_for: dict[str, float]) -> None:
-        """Moves the deadlines of a worker's active leases (heartbeat)."""
-        self._write_each(
-            "UPDATE leases SET deadline=MAX(deadline, ?) WHERE id=? AND worker_id=? AND state='active'",
-            [(deadline_for[lid], lid, worker_id) for lid in lease_ids if lid in deadline_for],
-        )
+        """Moves the deadlines of a worker's active leases (heartbeat).
+
+        In a group-commit batch the rows are held to its commit (`_defer`): a heartbeat then
+        costs the event loop no statement, and no wait for a background commit to finish
+        (the connection is the writer thread's until then), which was most of its store time.
+        Expiry runs on the engine's in-memory deadlines; any statement that reads or writes
+        leases now writes the held rows first (`_db`).
+        """
+        for lid in lease_ids:
+            if lid in deadline_for:
+                self._defer(_LEASES_EXTENDED, (deadline_for[lid], lid, worker_id))
 
     def close_leases(self, lease_ids: Sequence[str], state: str, when: float) -> int:
         """Marks active leases expired or released; returns how many changed."""
