@@ -661,9 +661,11 @@ async def client(pipe: Connection) -> None:
             worker = SimulatedWorker(stubs[i % len(stubs)], "", random.Random(rng.random()), tally,
                                      share.compression, share.combined)
             tasks.append(asyncio.create_task(worker.run(rng.uniform(0, share.ramp), request, joins)))
-        while joins.joined < share.workers:
+        # A coordinator in a retry storm may never take them all: measure what joined by then.
+        give_up = time.monotonic() + 3 * share.ramp + 120 / share.compression
+        while joins.joined < share.workers and time.monotonic() < give_up:
             await asyncio.sleep(0.2)
-        pipe.send(("joined", joins.refused))
+        pipe.send((joins.joined, joins.refused))
         window = await loop.run_in_executor(None, pipe.recv)
         tally.clear()
         tally.window = window
@@ -919,10 +921,10 @@ def main() -> None:
                                 not args.plain_client_wakeups))
                 first += count
             t_register = time.monotonic()
-            refused = sum(pipe.recv()[1] for pipe in pipes)
+            joins = [pipe.recv() for pipe in pipes]
             joined_in = time.monotonic() - t_register
-            print(f"step {target}: {new} workers joined in {joined_in:.0f} s (ramp {ramp:.0f} s; "
-                  f"{refused} joins told to come back later)", flush=True)
+            print(f"step {target}: {sum(j[0] for j in joins)} of {new} workers joined in {joined_in:.0f} s "
+                  f"(ramp {ramp:.0f} s; {sum(j[1] for j in joins)} joins told to come back later)", flush=True)
             time.sleep(max(0.0, ramp - joined_in))
             cpu0, t0 = cpu_seconds(coordinator.pid), time.monotonic()
             family0 = family_cpu(coordinator.pid)
