@@ -400,6 +400,7 @@ class Share:
     classes: int = 7        # hardware classes the workers are spread over
     combined: bool = True   # reports ask for the next task (ReportRequest.next)
     drain_wakeups: bool = True   # the client's loop takes all of grpc.aio's completions each turn (wakeups.py)
+    join_timeout: float = 0.0    # wall seconds to wait for every join; 0: 3 ramps + 120 s (compressed)
 
 
 def study_bundle(timeout: float, compare: str = "absolute", quorum: int = 1) -> bytes:
@@ -662,7 +663,7 @@ async def client(pipe: Connection) -> None:
                                      share.compression, share.combined)
             tasks.append(asyncio.create_task(worker.run(rng.uniform(0, share.ramp), request, joins)))
         # A coordinator in a retry storm may never take them all: measure what joined by then.
-        give_up = time.monotonic() + 3 * share.ramp + 120 / share.compression
+        give_up = time.monotonic() + (share.join_timeout or 3 * share.ramp + 120 / share.compression)
         while joins.joined < share.workers and time.monotonic() < give_up:
             await asyncio.sleep(0.2)
         pipe.send((joins.joined, joins.refused))
@@ -841,6 +842,9 @@ def main() -> None:
     parser.add_argument("--admit-rate", type=float, default=-1.0,
                         help="the coordinator's join admission: joins a second (coordinator --join-rate); "
                              "0 admits all at once; -1 (default) keeps the coordinator's default")
+    parser.add_argument("--join-timeout", type=float, default=0.0, metavar="SECONDS",
+                        help="how long a step waits for every worker to join before it measures what joined "
+                             "(0: three ramps + 120 s; an admitting coordinator slower than --join-rate needs more)")
     parser.add_argument("--idle-share", type=float, default=0.2, help="share of workers with nothing to run")
     parser.add_argument("--client-processes", type=int, default=2)
     parser.add_argument("--workers-per-channel", type=int, default=200,
@@ -918,7 +922,7 @@ def main() -> None:
                 here = connected // len(pipes) + (1 if k < connected % len(pipes) else 0)
                 pipe.send(Share(address, first, here, count, args.idle_share, args.workers_per_channel, c, ramp,
                                 1000 * step + k, args.classes, not args.separate_report,
-                                not args.plain_client_wakeups))
+                                not args.plain_client_wakeups, args.join_timeout))
                 first += count
             t_register = time.monotonic()
             joins = [pipe.recv() for pipe in pipes]
