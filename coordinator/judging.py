@@ -54,6 +54,7 @@ class Judgement:
     outliers: list[Outlier] = field(default_factory=list)  # workers measuring unlike their class
     audits: list[PendingClaim] = field(default_factory=list)  # superseded claims still checked, for trust only
     waits: bool = False                                   # stored unjudged until its class has a baseline
+    built_on: str = ""                                    # ... or until this open claim is decided (`speculation`)
     held: bool = False                                    # ... or until a sole check ends (`StudyState.keep_waits`)
     noise_run: tuple[str, str, float] | None = None       # (version, class, value): evidence of noise only
 
@@ -198,6 +199,13 @@ class Judging(Merging):
 
         `waiting`: the result was stored waiting for its class's baseline and is judged again.
         `hold`: a keep may wait for a sole check of a claim it would supersede (`keep_waits`)."""
+        if lease.parent != state.champion.version and state.claim_open_on(lease.parent):
+            # An edit of a claim explored on while it is checked: it waits for the claim's verdict.
+            step = result_step(ResultState.WAITING if waiting else ResultState.ARRIVED, ResultEvent.PARENT_CHECKED)
+            assert Action.WAIT in step.actions
+            judgement = done(words.WAITING)
+            judgement.waits, judgement.built_on = True, lease.parent
+            return judgement
         measured = self._measure(state, lease.parent, worker, metric, lease.id)
         if measured is None and state.paired and lease.parent != state.champion.version:
             # Its parent's baseline on this class never came: it can still beat the champion.

@@ -11,13 +11,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from autoswarm.slot_time import SlotTime
-from autoswarm.coordinator import scheduler
+from autoswarm.coordinator import scheduler, speculation
 from autoswarm.coordinator.context import EngineContext
 from autoswarm.coordinator.deadlines import DeadlineQueue, due_leases
 from autoswarm.coordinator.in_flight import Peers
 from autoswarm.coordinator.roster import Roster
 from autoswarm.coordinator.staleness import is_stale
-from autoswarm.coordinator.study_state import StudyState, sole_verifier
+from autoswarm.coordinator.references import CHECK_RESERVE, MIN_TIER_CLASSES
+from autoswarm.coordinator.study_state import RESERVE_MEMBERS, StudyState, sole_verifier
 from autoswarm.coordinator.store import LeaseRecord, VersionRecord
 from autoswarm.coordinator.transitions import Action, LeaseEvent, LeaseState, lease_step
 
@@ -145,16 +146,24 @@ class Leasing:
         state = self.ctx.studies[choice.study]
         champion = self.champion_version(state)
         parent, candidate, claim_id = champion, champion, ""
-        if choice.kind == scheduler.VERIFY:
+        kind = choice.kind
+        if kind == scheduler.EXPLORE:
+            # An open claim worth building on: edit it, or measure its baseline ahead (`speculation`).
+            built_on = speculation.next_task(state, worker_id, cls, members, len(live_classes), self._trusted,
+                                             MIN_TIER_CLASSES, RESERVE_MEMBERS, CHECK_RESERVE)
+            version = self.ctx.store.version(choice.study, built_on[1]) if built_on is not None else None
+            if built_on is not None and version is not None:
+                kind, parent, candidate = built_on[0], version, version
+        if kind == scheduler.VERIFY:
             pending = state.claims[choice.claim_id]
             candidate = self.ctx.store.version(choice.study, pending.record.version)
             parent = self.ctx.store.version(choice.study, pending.record.parent) or champion
             assert candidate is not None
             claim_id = pending.record.id
         lease = LeaseRecord(
-            id=self.ctx.store.new_lease_id(now), study=choice.study, worker_id=worker_id, kind=choice.kind,
-            parent=parent.hash if choice.kind != scheduler.BASELINE else champion.parent,
-            candidate="" if choice.kind == scheduler.EXPLORE else candidate.hash,
+            id=self.ctx.store.new_lease_id(now), study=choice.study, worker_id=worker_id, kind=kind,
+            parent=parent.hash if kind != scheduler.BASELINE else candidate.parent,
+            candidate="" if kind == scheduler.EXPLORE else candidate.hash,
             seed=self.ctx.store.ids.randbits(62), issued=now, deadline=now + self.ctx.config.lease_ttl(state.spec),
             state=LeaseState.ACTIVE.value, closed=None, claim=claim_id,
         )
@@ -169,20 +178,25 @@ class Leasing:
                 pending.sole.add(lease.id)   # nobody else could check it: a keep waits for it (`keep_waits`)
             pending.in_flight.add(lease.id)
             state.note_check(pending, lease.id, cls, worker_id)
-        peers = state.making.lease(lease.id, parent.hash, lease.seed) if choice.kind == scheduler.EXPLORE \
+        peers = state.making.lease(lease.id, parent.hash, lease.seed) if kind == scheduler.EXPLORE \
             else Peers(0, lease.seed)
         running.add(lease.id)
         roster.presence[worker_id].state = "working"
-        self.ctx.events.lease_granted(choice.study, choice.kind)
+        self.ctx.events.lease_granted(choice.study, kind)
         return TaskSpec(
-            lease_id=lease.id, study=choice.study, kind=choice.kind, bundle_hash=state.record.bundle_hash,
+            lease_id=lease.id, study=choice.study, kind=kind, bundle_hash=state.record.bundle_hash,
             bundle_size=state.bundle_size,
-            parent=parent if choice.kind == scheduler.EXPLORE else None,
-            candidate=None if choice.kind == scheduler.EXPLORE else candidate,
+            parent=parent if kind == scheduler.EXPLORE else None,
+            candidate=None if kind == scheduler.EXPLORE else candidate,
             seed=lease.seed, deadline=lease.deadline, claim=claim_id,
-            memory=state.memory(lease.id, now) if choice.kind == scheduler.EXPLORE else "",
+            memory=state.memory(lease.id, now) if kind == scheduler.EXPLORE else "",
             edits_ahead=peers.ahead, order_seed=peers.order_seed,
         )
+
+    def _trusted(self, worker_id: str) -> bool:
+        """Whether a claimant's claim may be built on: no strike, never moved out of its class."""
+        trust = self._roster.trust(worker_id)
+        return not trust.quarantined and trust.refuted == 0 and not trust.moved
 
     def heartbeat(self, worker_id: str, lease_ids: Sequence[str], state: str,
                   descriptions: Mapping[str, str] | None = None,
@@ -248,7 +262,8 @@ class Leasing:
             if lease is None:
                 continue
             state = self.ctx.studies[lease.study]
-            if is_stale(lease.kind, lease.parent, lease.candidate, state.champion.version, lease.claim in state.claims):
+            if is_stale(lease.kind, lease.parent, lease.candidate, state.champion.version, lease.claim in state.claims) \
+                    and not state.claim_open_on(lease.parent if lease.kind == scheduler.EXPLORE else lease.candidate):
                 stale.append(lease_id)
             else:
                 held.append(lease)

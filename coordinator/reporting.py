@@ -173,7 +173,11 @@ class Reporting:
             state.waiting.add(record.hardware_class, record.id)
             if judgement.held:
                 state.held.setdefault(record.id, record.created)
+            if judgement.built_on:
+                state.built_on.setdefault(judgement.built_on, {})[record.id] = record.hardware_class
         self._apply_consequences(state, judgement)
+        if judgement.new_champion is not None:
+            self._judge_built_on(state, record.created)
         if lease.kind == scheduler.BASELINE and record.status != "ok":
             state.failed_baselines += 1
             if state.failed_baselines >= MAX_FAILED_BASELINES and state.champion.version not in state.scores:
@@ -212,6 +216,18 @@ class Reporting:
         """
         for result_id in state.waiting.take(hardware_class):
             self._judge_again(state, self.ctx.store.result(result_id), hardware_class, now)
+
+    def _judge_built_on(self, state: StudyState, now: float) -> None:
+        """A claim explored on while it was checked became the champion: the edits of it that
+        waited for its verdict are judged now, each class's once its baseline of the new champion
+        exists (measured ahead, `speculation`; the others wait on for it as any result does).
+        Those of claims decided otherwise wait on for their class's next baseline of the champion,
+        and are judged then as stale edits are."""
+        built_on = state.built_on.pop(state.champion.version, None)
+        for version in [v for v in state.built_on if not state.claim_open_on(v)]:
+            del state.built_on[version]
+        for cls in sorted(set(built_on.values())) if built_on else ():
+            self._judge_waiting(state, cls, now)
 
     def judge_held(self, state: StudyState, now: float) -> bool:
         """Keeps held back for a sole check (`StudyState.keep_waits`) are judged again once that
@@ -256,6 +272,8 @@ class Reporting:
                                                 waiting=True, hold=hold)
         if judgement.waits:
             state.waiting.add(hardware_class, stored.id)
+            if judgement.built_on:
+                state.built_on.setdefault(judgement.built_on, {})[stored.id] = hardware_class
             if judgement.held:
                 state.held[stored.id] = since if since is not None else state.held.get(stored.id, now)
             else:
@@ -270,6 +288,8 @@ class Reporting:
         state.redecide(stored.id, judgement.record.decision)
         self._apply_consequences(state, judgement)
         self._announce(state, judgement)
+        if judgement.new_champion is not None:
+            self._judge_built_on(state, now)
 
     def _apply_consequences(self, state: StudyState, judgement: Judgement) -> None:
         """Samples, trust, claims and champion after a judgement was committed."""

@@ -147,6 +147,9 @@ class StudyRegistry:
                         deferred.discard(claim_id)
             if result.decision == words.WAITING:
                 state.waiting.add(result.hardware_class, result.id)
+                if result.kind == "explore" and state.claim_open_on(result.parent):
+                    # An edit of a claim explored on while it is checked (`speculation`): it waits for the verdict.
+                    state.built_on.setdefault(result.parent, {})[result.id] = result.hardware_class
             if result.claim == champion_claim and result.improvement is not None and result.metric is not None \
                     and result.decision != words.OUTVOTED:
                 state.evidence.append((result.hardware_class, result.worker_id, result.metric))

@@ -419,6 +419,9 @@ class StudyState(References):
     # Keeps held back while a claim on their parent is checked by its only possible checker
     # (`keep_waits`): result id -> when first held. Also in `waiting` (a restart judges them there).
     held: dict[str, float] = field(default_factory=dict)
+    # Results waiting for the verdict of the open claim they were edits of (`speculation`): the
+    # claim's version -> result id -> class. Judged when it becomes the champion.
+    built_on: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.samples.state_noise(self.spec.acceptance.noise_prior)
@@ -562,6 +565,11 @@ class StudyState(References):
             if best is None or key > best[0]:
                 best = (key, statistics.median(values))
         return best[1] if best else None
+
+    def claim_open_on(self, version: str) -> bool:
+        """Whether `version` is the version of an open claim (explores may be made on it: `speculation`)."""
+        return version in self.claimed_versions and any(
+            c.record.version == version and c.record.state == "pending" for c in self.claims.values())
 
     def claims_to_verify(self) -> list[PendingClaim]:
         """Open claims in the order they should be verified (`verification_order`)."""

@@ -114,6 +114,7 @@ class ResultEvent(enum.Enum):
     PARENT_RETIRED = "parent-retired"        # the parent is neither champion nor an open claim's parent
     SHORT_OF_THIN_BAR = "short-of-thin-bar"  # it beats its parent beyond the class's noise estimate, not
                                              # beyond the bar thin evidence widened (`Judging.explore_verdict`)
+    PARENT_CHECKED = "parent-checked"        # its parent is an open claim being checked (`speculation`)
 
 
 RESULT_TABLE: dict[tuple[ResultState, ResultEvent], tuple[ResultState, tuple[Action, ...]]] = {
@@ -127,6 +128,10 @@ RESULT_TABLE: dict[tuple[ResultState, ResultEvent], tuple[ResultState, tuple[Act
     (ResultState.WAITING, ResultEvent.BASELINE_ARRIVED): (ResultState.JUDGED, (Action.JUDGE,)),
     (ResultState.WAITING, ResultEvent.BASELINE_MISSING): (ResultState.WAITING, (Action.WAIT,)),
     (ResultState.WAITING, ResultEvent.PARENT_RETIRED): (ResultState.STALE, ()),
+    # An edit of a claim explored on while it is checked waits for the claim's verdict: judged
+    # against it once it is the champion, as a stale edit otherwise (`speculation`).
+    (ResultState.ARRIVED, ResultEvent.PARENT_CHECKED): (ResultState.WAITING, (Action.RECORD, Action.WAIT)),
+    (ResultState.WAITING, ResultEvent.PARENT_CHECKED): (ResultState.WAITING, (Action.WAIT,)),
 }
 
 

@@ -73,6 +73,17 @@ def test_a_result_short_of_a_thin_bar_waits_once_for_the_next_baseline_run():
         result_step(ResultState.WAITING, ResultEvent.SHORT_OF_THIN_BAR)   # judged for good the next time
 
 
+def test_an_edit_of_a_claim_being_checked_waits_for_its_verdict():
+    """Explored on while it is checked (`speculation`): stored, no baseline scheduled for it (its
+    class measures the claim ahead), and it waits on while the claim is open."""
+    step = result_step(ResultState.ARRIVED, ResultEvent.PARENT_CHECKED)
+    assert step.state is ResultState.WAITING and step.actions == (A.RECORD, A.WAIT)
+    still = result_step(ResultState.WAITING, ResultEvent.PARENT_CHECKED)
+    assert still.state is ResultState.WAITING and still.actions == (A.WAIT,)
+    # Accepted: the claim is the champion, and its baseline judges the edit.
+    assert result_step(ResultState.WAITING, result_event(baseline_known=True, waiting=True)).state is ResultState.JUDGED
+
+
 def test_a_waiting_result_whose_parent_retired_goes_stale_and_a_judged_one_takes_nothing():
     assert result_step(ResultState.WAITING, ResultEvent.PARENT_RETIRED).state is ResultState.STALE
     for event in ResultEvent:
