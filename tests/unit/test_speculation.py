@@ -73,3 +73,102 @@ def test_a_class_measures_the_claim_ahead_less_a_merges_checks():
     assert not speculation.measure_ahead(2, done=1, in_flight=1, measured_it=False, claimant=False)
     assert not speculation.measure_ahead(2, done=0, in_flight=0, measured_it=True, claimant=False), "distinct workers"
     assert not speculation.measure_ahead(2, done=0, in_flight=0, measured_it=False, claimant=True), "never the claimant"
+
+
+# -- in the engine ----------------------------------------------------------------------------
+
+from autoswarm.bundle import pack_directory  # noqa: E402
+from autoswarm.coordinator.engine import Engine, EngineConfig, ResultIn, TaskSpec  # noqa: E402
+from autoswarm.coordinator.store import Store  # noqa: E402
+from swarm import Clock, write_study  # noqa: E402
+
+
+def _ok(metric: float, candidate: bytes = b"") -> ResultIn:
+    return ResultIn("ok", metric, {}, candidate, "", "", {})
+
+
+def _swarm(tmp_path) -> tuple[Engine, list[str]]:
+    """One class of three workers of three owners, paired, quorum 2, calibrated: each holds an explore."""
+    engine = Engine(Store(tmp_path / "swarm.db"), EngineConfig(), clock=Clock())
+    study = write_study(tmp_path / "study", acceptance='compare = "paired"\nquorum = 2\nbaseline_runs = 2')
+    engine.add_study(pack_directory(study).data, max_evaluations=0)
+    ids = [engine.register("", f"w{i}", {"cpu_model": "Alpha", "cpu_cores": 2, "gpus": []}, 1, ["params"],
+                           owner=f"o{i}")[0] for i in range(3)]
+    for n in range(60):
+        held = 0
+        for w in ids:
+            task = engine.lease(w)
+            if task is None:
+                continue
+            if task.kind == "explore":
+                engine.release(w, [task.lease_id])
+                held += 1
+                continue
+            engine.report(w, task.lease_id, _ok(10.0 + 0.01 * (n % 3)))
+        if held == len(ids):
+            return engine, ids
+    raise AssertionError("the class never started exploring")
+
+
+def _lease(engine: Engine, worker: str) -> TaskSpec:
+    task = engine.lease(worker)
+    assert task is not None
+    return task
+
+
+def test_edits_of_a_strong_claim_are_made_while_it_is_checked_and_judged_once_it_is_accepted(tmp_path):
+    engine, (a, b, c) = _swarm(tmp_path)
+    champion = engine.study_summaries()[0].champion.version
+    explore = _lease(engine, a)
+    claimed = engine.report(a, explore.lease_id, _ok(20.0, b"X = 2.0\nY = 3\n"))
+    assert claimed.decision == "claim"
+    check = _lease(engine, b)
+    assert check.kind == "verify"
+    claim = check.candidate.hash
+    # The third worker measures the claim's baseline ahead, then edits the claim, not the champion.
+    ahead = _lease(engine, c)
+    assert (ahead.kind, ahead.candidate.hash) == ("baseline", claim)
+    engine.report(c, ahead.lease_id, _ok(20.0))
+    on_claim = _lease(engine, c)
+    assert on_claim.kind == "explore" and on_claim.parent.hash == claim
+    assert engine.heartbeat(c, [on_claim.lease_id], "working").stale == [], "a lease on the claim is not stale"
+    waited = engine.report(c, on_claim.lease_id, _ok(30.0, b"X = 2.5\nY = 3\n"))
+    assert waited.decision == "waiting", "judged only once the claim is decided"
+    assert engine.study_summaries()[0].champion.version == champion
+    assert engine.report(b, check.lease_id, _ok(20.002)).new_champion
+    assert engine.study_summaries()[0].champion.version == claim
+    # The claim's class has one run of it (measured ahead); one more and the edit is judged against it.
+    for w in (a, b, c):
+        task = _lease(engine, w)
+        if task.kind == "baseline":
+            assert task.candidate.hash == claim
+            engine.report(w, task.lease_id, _ok(20.05))
+            break
+        engine.release(w, [task.lease_id])
+    judged = engine.store.result(waited.result_id)
+    assert judged.decision == "claim" and judged.parent == claim, judged
+
+
+def test_edits_of_a_refuted_claim_never_become_the_champion_through_it(tmp_path):
+    engine, (a, b, c) = _swarm(tmp_path)
+    champion = engine.study_summaries()[0].champion.version
+    explore = _lease(engine, a)
+    assert engine.report(a, explore.lease_id, _ok(20.0, b"X = 2.0\nY = 3\n")).decision == "claim"
+    check = _lease(engine, b)
+    ahead = _lease(engine, c)
+    engine.report(c, ahead.lease_id, _ok(10.0))
+    on_claim = _lease(engine, c)
+    assert on_claim.kind == "explore" and on_claim.parent.hash == check.candidate.hash
+    waited = engine.report(c, on_claim.lease_id, _ok(10.02, b"X = 2.5\nY = 3\n"))
+    assert waited.decision == "waiting"
+    engine.report(b, check.lease_id, _ok(10.01))           # disagrees with the claim: an arbiter
+    arbiter = _lease(engine, c)
+    assert arbiter.kind == "verify" and arbiter.candidate.hash == check.candidate.hash
+    engine.report(c, arbiter.lease_id, _ok(10.012))
+    claim = next(cl for cl in engine.store.claims("tiny") if cl.version == check.candidate.hash)
+    assert claim.state == "rejected"
+    assert engine.study_summaries()[0].champion.version == champion
+    assert engine.store.result(waited.result_id).decision == "waiting", "never judged against the refuted claim"
+    # No claim is open any more: explores go back to the champion.
+    task = _lease(engine, a)
+    assert task.kind != "explore" or task.parent.hash == champion
