@@ -13,14 +13,15 @@ What changes and what does not:
   (`transitions.ResultEvent.PARENT_CHECKED`); accepted, it is judged against the new champion's
   own baseline like any edit of it; refuted or overtaken, it is judged as a stale edit is (against
   the champion, else unjudged) when its class's next baseline of the champion arrives.
-- Only where tiers are out of the question: quorum 2 or more, the study not tiered and fewer than
+- Only where tiers are out of the question: a paired study, quorum 2 or more, not tiered and fewer than
   `MIN_TIER_CLASSES` verifying classes connected (a tier's prediction carries one class's error
   into every member, and a false acceptance came through one when branch `speed` explored on
   claims in a tiered swarm).
 - Only on a claim worth it: the oldest open claim on the champion whose check is under way,
   a merge (the coordinator's, of edits that each beat their bar), or an explore claim whose every
-  measurement beat its bar by `STRONG` times, by a claimant with no strike that was never moved
-  out of its class.
+  measurement so far beat its bar (`STRONG`: 1.25x and 2x were slower; a check that disagreed, so
+  that an arbiter is wanted, stops it), by a claimant with no strike that was never moved out of
+  its class.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from collections.abc import Callable, Iterable
 from collections.abc import Set as AbstractSet
 from typing import Any, Protocol
 
-STRONG = 1.25          # an explore claim is built on when each measurement beats its bar by this factor
+STRONG = 1.0           # an explore claim is built on when each measurement so far beats its bar by this factor
 MERGE_ORIGIN = "merge"
 
 
@@ -121,6 +122,8 @@ class _State(Protocol):
 
     @property
     def tiered(self) -> bool: ...
+    @property
+    def paired(self) -> bool: ...
     def reserved(self, runs: int) -> int: ...
 
 
@@ -131,8 +134,8 @@ def next_task(state: _State, worker_id: str, hardware_class: str, members: Abstr
     version) when this worker's class should measure the claim ahead, ("explore", version) for an
     edit of it, None to explore the champion as usual. Reads the state, changes nothing."""
     quorum = state.spec.acceptance.quorum
-    if quorum < 2 or verifying_classes >= min_tier_classes or not state.claims:   # cheap first: every explore lease asks
-        return None
+    if quorum < 2 or verifying_classes >= min_tier_classes or not state.claims or not state.paired:
+        return None   # cheap first: every explore lease asks
     if not may_speculate(quorum, state.tiered, verifying_classes, min_tier_classes):
         return None
     claim = claim_to_build_on(state.claims.values(), state.champion.version, trusted)

@@ -48,7 +48,8 @@ def test_only_untiered_swarms_with_checked_claims_speculate():
 def test_a_claim_is_built_on_only_while_its_check_runs_strong_and_by_a_clean_claimant():
     assert speculation.worth_building_on(_C(_R("a")), "champ", trusted)
     assert not speculation.worth_building_on(_C(_R("a"), in_flight=set()), "champ", trusted), "no check under way"
-    assert not speculation.worth_building_on(_C(_R("a"), [_M(0.12, 0.1)]), "champ", trusted), "beat its bar by < 1.25x"
+    assert not speculation.worth_building_on(_C(_R("a"), [_M(0.2, 0.1), _M(0.05, 0.1)]), "champ", trusted), \
+        "a check that missed its bar: an arbiter is wanted"
     assert not speculation.worth_building_on(_C(_R("a"), []), "champ", trusted)
     assert not speculation.worth_building_on(_C(_R("a", claimant_worker="liar")), "champ", trusted)
     assert not speculation.worth_building_on(_C(_R("a", parent="old")), "champ", trusted), "a claim on an old champion"
@@ -59,7 +60,7 @@ def test_a_claim_is_built_on_only_while_its_check_runs_strong_and_by_a_clean_cla
 
 
 def test_the_oldest_claim_worth_it_is_built_on():
-    claims = [_C(_R("young", created=3.0)), _C(_R("weak", created=1.0), [_M(0.1, 0.1)]), _C(_R("old", created=2.0))]
+    claims = [_C(_R("young", created=3.0)), _C(_R("weak", created=1.0), [_M(0.09, 0.1)]), _C(_R("old", created=2.0))]
     chosen = speculation.claim_to_build_on(claims, "champ", trusted)
     assert chosen is not None and chosen.record.version == "old"
     assert speculation.claim_to_build_on([claims[1]], "champ", trusted) is None
