@@ -845,6 +845,11 @@ def main() -> None:
     parser.add_argument("--join-timeout", type=float, default=0.0, metavar="SECONDS",
                         help="how long a step waits for every worker to join before it measures what joined "
                              "(0: three ramps + 120 s; an admitting coordinator slower than --join-rate needs more)")
+    parser.add_argument("--restart", type=float, default=0.0, metavar="SECONDS",
+                        help="once every worker has joined, restart the coordinator (same database and port) "
+                             "after this many seconds down, so that the whole swarm reconnects at once; 0: no restart")
+    parser.add_argument("--settle", type=float, default=60.0, metavar="SECONDS",
+                        help="with --restart: seconds between the restart and the measured window")
     parser.add_argument("--idle-share", type=float, default=0.2, help="share of workers with nothing to run")
     parser.add_argument("--client-processes", type=int, default=2)
     parser.add_argument("--workers-per-channel", type=int, default=200,
@@ -901,10 +906,10 @@ def main() -> None:
                 main_file = tmp / "coordinator_main.py"
                 main_file.write_text(coordinator_script())
                 stalls_file = tmp / f"stalls-{step}.json"
-                coordinator = start_process([str(main_file), str(tmp / f"swarm-{step}.db"), address, str(ready),
-                                             str(c), str(LEASE_GRACE), str(stalls_file),
-                                             str(free_port() if args.scrape else 0), str(args.admit_rate)],
-                                            ready=ready, log=tmp / "coordinator.log")
+                coordinator_args = [str(main_file), str(tmp / f"swarm-{step}.db"), address, str(ready), str(c),
+                                    str(LEASE_GRACE), str(stalls_file), str(free_port() if args.scrape else 0),
+                                    str(args.admit_rate)]
+                coordinator = start_process(coordinator_args, ready=ready, log=tmp / "coordinator.log")
                 if scraper is not None:
                     scraper.stop()
                 scraper = None
@@ -930,6 +935,20 @@ def main() -> None:
             print(f"step {target}: {sum(j[0] for j in joins)} of {new} workers joined in {joined_in:.0f} s "
                   f"(ramp {ramp:.0f} s; {sum(j[1] for j in joins)} joins told to come back later)", flush=True)
             time.sleep(max(0.0, ramp - joined_in))
+            if args.restart:
+                # The same database on the same port, down for `--restart` seconds: every worker's
+                # calls fail meanwhile, and then the whole swarm reconnects at once, as it does
+                # after a coordinator is restarted or upgraded. The window opens `--settle` s later.
+                stop_process(coordinator)
+                time.sleep(args.restart)
+                ready.unlink(missing_ok=True)
+                coordinator = start_process(coordinator_args, ready=ready, log=tmp / "coordinator-restarted.log")
+                print(f"step {target}: coordinator restarted after {args.restart:g} s down; "
+                      f"measuring from {args.settle:g} s later", flush=True)
+                time.sleep(args.settle)
+                if args.scrape and scraper is not None:
+                    scraper.stop()
+                    scraper = Scraper(json.loads(ready.read_text())["metrics_port"], args.scrape / c).start()
             cpu0, t0 = cpu_seconds(coordinator.pid), time.monotonic()
             family0 = family_cpu(coordinator.pid)
             clients0 = sum(cpu_seconds(p.pid) for p in procs)
