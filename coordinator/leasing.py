@@ -153,7 +153,8 @@ class Leasing:
                                              MIN_TIER_CLASSES, RESERVE_MEMBERS, CHECK_RESERVE)
             version = self.ctx.store.version(choice.study, built_on[1]) if built_on is not None else None
             if built_on is not None and version is not None:
-                kind, parent, candidate = built_on[0], version, version
+                kind, parent, candidate = built_on.kind, version, version
+                state.claims[built_on.claim_id].speculated = True   # its fate goes into its claimant's track record
         if kind == scheduler.VERIFY:
             pending = state.claims[choice.claim_id]
             candidate = self.ctx.store.version(choice.study, pending.record.version)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from autoswarm import words
-from autoswarm.coordinator import reasons, scheduler
+from autoswarm.coordinator import reasons, scheduler, speculation
 from autoswarm.coordinator.context import EngineContext
 from autoswarm.coordinator.errors import InvalidRequest, NotFound, NotYours, WrongState
 from autoswarm.coordinator.frozen import quick
@@ -317,8 +317,10 @@ class Reporting:
         for pending in judgement.opened:
             state.claims[pending.record.id] = pending
             state.claimed_versions.add(pending.record.version)
-        for pending, _ in judgement.resolved:
+        for pending, outcome in judgement.resolved:
             state.claims.pop(pending.record.id, None)
+            if pending.speculated and pending.record.origin != speculation.MERGE_ORIGIN:
+                state.track.note(pending.record.claimant_worker, outcome == "accepted")
         for pending in judgement.audits:
             pending.audit = True
         if judgement.new_champion is not None:

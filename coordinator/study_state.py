@@ -17,7 +17,7 @@ from typing import Any
 
 from autoswarm.hardware_class import is_moved, origin_class
 from autoswarm.study import Study
-from autoswarm.coordinator import acceptance, baselines, scheduler
+from autoswarm.coordinator import acceptance, baselines, scheduler, speculation
 from autoswarm.coordinator.acceptance import Baseline, Measurement
 from autoswarm.coordinator.memory import DEFAULT_MEMORY_CHARS, Tried, build_memory, render, tried_sections
 from autoswarm.coordinator.in_flight import EditsInMaking, InFlightCandidates
@@ -343,6 +343,8 @@ class PendingClaim:
     # Checks leased to the only worker that could make them (`sole_verifier` at lease time): while
     # one is under way (in flight or waiting), a keep of the claim's parent waits for it (`keep_waits`).
     sole: set[str] = field(default_factory=set)
+    # Built on while it was checked (`speculation`): how it ends goes into its claimant's track record.
+    speculated: bool = False
     # The last settlement and what it was worked out from (`settlement`).
     _settled: tuple[Any, ...] | None = field(default=None, repr=False, compare=False)
 
@@ -422,6 +424,8 @@ class StudyState(References):
     # Results waiting for the verdict of the open claim they were edits of (`speculation`): the
     # claim's version -> result id -> class. Judged when it becomes the champion.
     built_on: dict[str, dict[str, str]] = field(default_factory=dict)
+    # How the explore claims built on ended, per claimant (`speculation.TrackRecord`).
+    track: speculation.TrackRecord = field(default_factory=speculation.TrackRecord)
 
     def __post_init__(self) -> None:
         self.samples.state_noise(self.spec.acceptance.noise_prior)

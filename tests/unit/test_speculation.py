@@ -23,6 +23,7 @@ class _R:
     state: str = "pending"
     claimant_worker: str = "w1"
     created: float = 0.0
+    id: str = ""
 
 
 @dataclass
@@ -74,6 +75,82 @@ def test_a_class_measures_the_claim_ahead_less_a_merges_checks():
     assert not speculation.measure_ahead(2, done=1, in_flight=1, measured_it=False, claimant=False)
     assert not speculation.measure_ahead(2, done=0, in_flight=0, measured_it=True, claimant=False), "distinct workers"
     assert not speculation.measure_ahead(2, done=0, in_flight=0, measured_it=False, claimant=True), "never the claimant"
+
+
+def test_a_claimant_whose_claims_built_on_were_lost_is_built_on_again_only_once_it_earns_it():
+    assert speculation.earned(accepted=0, lost=0)
+    assert speculation.earned(accepted=0, lost=1), "one loss is forgiven as noise"
+    assert not speculation.earned(accepted=0, lost=2)
+    assert speculation.earned(accepted=1, lost=2), "each claim that became the champion forgives one more"
+    record = speculation.TrackRecord()
+    record.note("spoofer", accepted=False)
+    assert record.allows("spoofer")
+    record.note("spoofer", accepted=False)
+    assert not record.allows("spoofer") and record.allows("honest"), "per claimant"
+    record.note("spoofer", accepted=True)
+    assert record.allows("spoofer")
+
+
+@dataclass
+class _Acceptance:
+    quorum: int = 2
+    baseline_runs: int = 2
+
+
+@dataclass
+class _Samples:
+    def baseline(self, version: str, hardware_class: str) -> None:
+        return None
+
+    def measured_by(self, version: str, hardware_class: str) -> set[str]:
+        return set()
+
+
+@dataclass
+class _Active:
+    def baselines_of(self, version: str) -> list[object]:
+        return []
+
+
+@dataclass
+class _Spec:
+    acceptance: _Acceptance = field(default_factory=_Acceptance)
+
+
+@dataclass
+class _Champion:
+    version: str = "champ"
+
+
+@dataclass
+class _State:
+    claims: dict[str, _C]
+    champion: _Champion = field(default_factory=_Champion)
+    spec: _Spec = field(default_factory=_Spec)
+    samples: _Samples = field(default_factory=_Samples)
+    active: _Active = field(default_factory=_Active)
+    track: speculation.TrackRecord = field(default_factory=speculation.TrackRecord)
+    tiered: bool = False
+    paired: bool = True
+
+    def reserved(self, runs: int) -> int:
+        return 0
+
+
+def _next(state: _State, worker: str = "w2") -> speculation.BuiltOn | None:
+    return speculation.next_task(state, worker, "c", frozenset({"w1", "w2"}), 1, trusted, 4, 4, 2)
+
+
+def test_a_lease_measures_the_claim_ahead_names_the_claim_and_heeds_the_track_record():
+    state = _State({"claim-a": _C(_R("a", id="claim-a"))})
+    assert _next(state) == speculation.BuiltOn("baseline", "a", "claim-a")
+    assert _next(state, "w1") == speculation.BuiltOn("explore", "a", "claim-a"), "the claimant edits it"
+    state.track.note("w1", accepted=False)
+    state.track.note("w1", accepted=False)
+    assert _next(state) is None, "two of its claims built on were lost: explore the champion"
+    state.spec.acceptance.quorum = 1
+    state.track = speculation.TrackRecord()
+    assert _next(state) is None, "quorum 1: no speculation"
 
 
 # -- in the engine ----------------------------------------------------------------------------
@@ -148,6 +225,8 @@ def test_edits_of_a_strong_claim_are_made_while_it_is_checked_and_judged_once_it
         engine.release(w, [task.lease_id])
     judged = engine.store.result(waited.result_id)
     assert judged.decision == "claim" and judged.parent == claim, judged
+    track = engine.ctx.studies["tiny"].track
+    assert (track.accepted, track.lost) == ({a: 1}, {}), "built on and accepted: in its claimant's track record"
 
 
 def test_edits_of_a_refuted_claim_never_become_the_champion_through_it(tmp_path):
@@ -170,6 +249,8 @@ def test_edits_of_a_refuted_claim_never_become_the_champion_through_it(tmp_path)
     assert claim.state == "rejected"
     assert engine.study_summaries()[0].champion.version == champion
     assert engine.store.result(waited.result_id).decision == "waiting", "never judged against the refuted claim"
+    track = engine.ctx.studies["tiny"].track
+    assert (track.accepted, track.lost) == ({}, {a: 1}), "built on and lost: in its claimant's track record"
     # No claim is open any more: explores go back to the champion.
     task = _lease(engine, a)
     assert task.kind != "explore" or task.parent.hash == champion
