@@ -151,7 +151,7 @@ class Leasing:
             # An open claim worth building on: edit it, or measure its baseline ahead (`speculation`).
             built_on = speculation.next_task(state, worker_id, cls, members, len(live_classes), self._trusted,
                                              MIN_TIER_CLASSES, RESERVE_MEMBERS, CHECK_RESERVE)
-            version = self.ctx.store.version(choice.study, built_on[1]) if built_on is not None else None
+            version = self.ctx.store.version(choice.study, built_on.version) if built_on is not None else None
             if built_on is not None and version is not None:
                 kind, parent, candidate = built_on.kind, version, version
                 state.claims[built_on.claim_id].speculated = True   # its fate goes into its claimant's track record
