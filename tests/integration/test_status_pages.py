@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from autoswarm.v1 import common_pb2, worker_pb2
+from conftest import FAST_COORDINATOR
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +53,9 @@ def test_status_lists_a_page_and_counts_every_worker(start_coordinator):
 def test_a_client_asking_for_more_than_a_page_gets_them_a_page_at_a_time(start_coordinator):
     from autoswarm.coordinator.service import MAX_STATUS_PAGE
 
-    coordinator = start_coordinator()
+    # More workers than a page, registered at once by one raw client that does not wait as
+    # admission tells it (tests/integration/test_join_admission.py covers that): no join limit.
+    coordinator = start_coordinator(*FAST_COORDINATOR, "--join-rate", "0")
     channel, stub = coordinator.worker_stub()
     with channel:
         ids = _register(stub, MAX_STATUS_PAGE + 30)
