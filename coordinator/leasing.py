@@ -17,8 +17,8 @@ from autoswarm.coordinator.deadlines import DeadlineQueue, due_leases
 from autoswarm.coordinator.in_flight import Peers
 from autoswarm.coordinator.roster import Roster
 from autoswarm.coordinator.staleness import is_stale
-from autoswarm.coordinator.references import CHECK_RESERVE, MIN_TIER_CLASSES
-from autoswarm.coordinator.study_state import RESERVE_MEMBERS, StudyState, sole_verifier
+from autoswarm.coordinator.references import MIN_TIER_CLASSES
+from autoswarm.coordinator.study_state import StudyState, sole_verifier
 from autoswarm.coordinator.store import LeaseRecord, VersionRecord
 from autoswarm.coordinator.transitions import Action, LeaseEvent, LeaseState, lease_step
 
@@ -150,7 +150,7 @@ class Leasing:
         if kind == scheduler.EXPLORE:
             # An open claim worth building on: edit it, or measure its baseline ahead (`speculation`).
             built_on = speculation.next_task(state, worker_id, cls, members, len(live_classes), self._trusted,
-                                             MIN_TIER_CLASSES, RESERVE_MEMBERS, CHECK_RESERVE)
+                                             MIN_TIER_CLASSES)
             version = self.ctx.store.version(choice.study, built_on.version) if built_on is not None else None
             if built_on is not None and version is not None:
                 kind, parent, candidate = built_on.kind, version, version

@@ -170,30 +170,25 @@ class _State(Protocol):
     def tiered(self) -> bool: ...
     @property
     def paired(self) -> bool: ...
-    def reserved(self, runs: int) -> int: ...
+    def runs_for_class_of(self, members: int) -> int: ...
 
 
 def next_task(state: _State, worker_id: str, hardware_class: str, members: AbstractSet[str],
-              verifying_classes: int, trusted: Callable[[str], bool], min_tier_classes: int,
-              reserve_members: int, check_reserve: int) -> BuiltOn | None:
+              verifying_classes: int, trusted: Callable[[str], bool], min_tier_classes: int) -> BuiltOn | None:
     """What an explore lease becomes when the study may build on an open claim: a "baseline" of
     its version when this worker's class should measure the claim ahead, an "explore" of it for
     an edit of it, None to explore the champion as usual. A claimant is trusted here only while
     its track record allows it (`TrackRecord`). Reads the state, changes nothing."""
-    quorum = state.spec.acceptance.quorum
-    if quorum < 2 or verifying_classes >= min_tier_classes or not state.claims or not state.paired:
-        return None   # cheap first: every explore lease asks
-    if not may_speculate(quorum, state.tiered, verifying_classes, min_tier_classes):
-        return None
+    if not state.claims or not state.paired \
+            or not may_speculate(state.spec.acceptance.quorum, state.tiered, verifying_classes, min_tier_classes):
+        return None   # every explore lease asks: most answers end here
     track = state.track
     claim = claim_to_build_on(state.claims.values(), state.champion.version,
                               lambda worker: trusted(worker) and track.allows(worker))
     if claim is None:
         return None
     version = claim.record.version
-    runs = state.spec.acceptance.baseline_runs
-    if len(members) >= reserve_members:
-        runs += state.reserved(runs + check_reserve)   # as `StudyState.baseline_target` for its champion
+    runs = state.runs_for_class_of(len(members))   # what the class will want of it as champion
     done = state.samples.baseline(version, hardware_class)
     leases = [lease for lease in state.active.baselines_of(version) if lease.worker_id in members]
     measured_it = worker_id in state.samples.measured_by(version, hardware_class) \

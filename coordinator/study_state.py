@@ -503,6 +503,15 @@ class StudyState(References):
             self.tiers.observe(version, hardware_class, runs.mean, self.sigma_of, runs.runs,
                                len(self.samples.measured_by(version, hardware_class)))
 
+    def runs_for_class_of(self, members: int) -> int:
+        """Baseline runs of a version a class of `members` workers wants once calibrated:
+        `baseline_runs`, and for a class of `RESERVE_MEMBERS` or more (which checks its own
+        claims) the runs those checks are compared with (`References.reserved`)."""
+        runs = self.spec.acceptance.baseline_runs
+        if members >= RESERVE_MEMBERS:
+            runs += self.reserved(runs + CHECK_RESERVE)
+        return runs
+
     def baseline_target(self, hardware_class: str, members: int = 0) -> int:
         """Direct baseline runs of the champion wanted on this class (of `members` workers).
 
@@ -518,9 +527,7 @@ class StudyState(References):
         that has three or more, so that a worker measuring unlike its class is found
         (`class_outliers`) before its numbers judge anything.
         """
-        runs = self.spec.acceptance.baseline_runs
-        if members >= RESERVE_MEMBERS:
-            runs += self.reserved(runs + CHECK_RESERVE)   # runs its claims' checks are compared with
+        runs = self.runs_for_class_of(members)
         if self.champion.seq == 0 and members >= 3:
             runs = max(runs, 3 * min(members, CLASS_CHECK_WORKERS))
         done = self.samples.baseline(self.champion.version, hardware_class)

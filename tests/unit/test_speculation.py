@@ -133,12 +133,12 @@ class _State:
     tiered: bool = False
     paired: bool = True
 
-    def reserved(self, runs: int) -> int:
-        return 0
+    def runs_for_class_of(self, members: int) -> int:
+        return self.spec.acceptance.baseline_runs
 
 
 def _next(state: _State, worker: str = "w2") -> speculation.BuiltOn | None:
-    return speculation.next_task(state, worker, "c", frozenset({"w1", "w2"}), 1, trusted, 4, 4, 2)
+    return speculation.next_task(state, worker, "c", frozenset({"w1", "w2"}), 1, trusted, 4)
 
 
 def test_a_lease_measures_the_claim_ahead_names_the_claim_and_heeds_the_track_record():
