@@ -254,9 +254,8 @@ class Connection:
                 if not troubled:
                     self._on_state(f"reconnecting ({what}: {exc.code().name})")
                     troubled = True
-                asked = asked_wait(exc)
-                delay = attempts.told(asked, self._rng) if asked is not None else attempts.failed(self._rng)
-                if asked is not None:   # told when to come back: not a failure of the link
+                delay = attempts.wait_after(exc, self._rng)
+                if asked_wait(exc) is not None:   # told when to come back: not a failure of the link
                     log.info("the coordinator asks to come back later (%s); %s again in %.1f s",
                              exc.details(), what, delay)
                 if stop.wait(delay):
