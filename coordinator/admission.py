@@ -8,8 +8,7 @@ join past the admitted rate is refused with a time to come back, and those times
 out at the admitted rate: a crowd of 10,000 told to come back returns over 10,000 / rate
 seconds instead of all at once (and each worker adds jitter of its own).
 
-Pure and clock-driven: `JoinAdmission.ask` takes the time and, optionally, how late the event
-loop is running (a load signal: past `lag_limit` nobody is admitted whatever the bucket says).
+Pure and clock-driven: `JoinAdmission.ask` takes the time.
 """
 
 from __future__ import annotations
@@ -22,12 +21,11 @@ MIN_RETRY_SECONDS = 1.0
 @dataclass(frozen=True)
 class AdmissionConfig:
     """`rate` joins a second (0: no limit) with bursts of `burst`; refusals are told to come back
-    within `max_retry` seconds; a loop later than `lag_limit` seconds (0: not watched) admits nobody."""
+    within `max_retry` seconds."""
 
     rate: float = 100.0
     burst: float = 500.0
     max_retry: float = 600.0
-    lag_limit: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -64,15 +62,14 @@ class JoinAdmission:
     def enabled(self) -> bool:
         return self.config.rate > 0
 
-    def ask(self, now: float, lag: float = 0.0) -> Verdict:
-        """One worker asks to join at `now` with the loop `lag` seconds late: the verdict."""
+    def ask(self, now: float) -> Verdict:
+        """One worker asks to join at `now`: the verdict."""
         config = self.config
         if config.rate <= 0:
             return ADMITTED
         self._tokens = min(config.burst, self._tokens + max(0.0, now - self._updated) * config.rate)
         self._updated = now
-        overloaded = config.lag_limit > 0 and lag > config.lag_limit
-        if self._tokens >= 1.0 and not overloaded:
+        if self._tokens >= 1.0:
             self._tokens -= 1.0
             self.admitted += 1
             return ADMITTED
