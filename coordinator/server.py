@@ -208,10 +208,10 @@ async def serve(config: ServerConfig) -> None:
     maintenance = asyncio.create_task(_maintain(engine, commits, config.reap_interval, heap))
     fresh_credit = asyncio.create_task(book.keep_fresh()) if metrics is not None else None
     counting = asyncio.create_task(census.keep_counting()) if metrics is not None or webserver is not None else None
-    # A RESTART checkpoint holds the writer (this loop) off for its syncs: at 100,000 workers the
-    # WAL grows by ~3,600 frames a second, and restarting it every 4,000 frames meant a hold of
-    # 20-200 ms about once a second; at 16,000 frames (64 MB of WAL) it is every few seconds.
-    checkpointer = WalCheckpointer(config.db, restart_frames=CHECKPOINT_RESTART_FRAMES).start()
+    # At 100,000 workers the WAL grows by ~3,600 frames a second; every 16,000 frames (64 MB) the
+    # store's writer catches the checkpoint up between two commits and the WAL starts over. (A
+    # RESTART from the checkpoint thread held commits, and so this loop, off for up to 450 ms.)
+    checkpointer = WalCheckpointer(config.db, restart_frames=CHECKPOINT_RESTART_FRAMES, store=store).start()
     try:
         await stop.wait()
     finally:

@@ -110,15 +110,21 @@ class WalCheckpointer:
 
     A passive checkpoint never blocks the writer, but the WAL only starts over from its
     beginning once a checkpoint has caught up with every commit, which a busy writer may
-    never let happen; past `restart_frames` frames a RESTART checkpoint waits for the
-    writer to finish its batch, holds it off for the copy of the few frames left, and lets
-    the WAL start over, so it stays bounded.
+    never let happen. Past `restart_frames` frames, with a `store` given, the store's own
+    writer catches up between two of its commits (`StoreBase.ask_wal_restart`): a passive
+    checkpoint of the few frames since this thread's, after which its next commit starts
+    the WAL over. Nothing then waits on a lock: a RESTART checkpoint from this thread held
+    the writer off while it waited for readers with SQLite's busy handler, which sleeps up
+    to 100 ms a try, and so stalled commits (and the event loop waiting on them) for up to
+    450 ms at 100,000 workers. Without a `store`, a RESTART here bounds the WAL as before.
     """
 
-    def __init__(self, path: Path | str, *, interval: float = 0.2, restart_frames: int = 4000) -> None:
+    def __init__(self, path: Path | str, *, interval: float = 0.2, restart_frames: int = 4000,
+                 store: StoreBase | None = None) -> None:
         self.path = str(path)
         self.interval = interval
         self.restart_frames = restart_frames
+        self.store = store
         self.checkpoints = 0          # for tests and curiosity: checkpoints run so far
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="wal-checkpoint", daemon=True)
@@ -153,12 +159,14 @@ class WalCheckpointer:
                 db.close()
 
     def checkpoint(self, db: sqlite3.Connection) -> None:
-        """One round: a passive checkpoint, and a restarting one when the WAL has grown long."""
+        """One round: a passive checkpoint, and a restart of the WAL when it has grown long."""
+        if self.store is not None and self.store.wal_restart_asked:
+            return   # the writer's catch-up is pending: it checkpoints alone (no lock to wait on)
         _, frames, _ = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         if frames >= self.restart_frames:
-            # A RESTART holds the writer (the event loop) off while it syncs the WAL and the
-            # database file; flush both first, outside that hold, so that its syncs find
-            # little left to write (on a busy disk they took up to 200 ms, once a second).
+            # The last frames' copy happens while commits wait (on the writer's thread, or
+            # held off by a RESTART); flush both files first, outside that wait, so that its
+            # syncs find little left to write (on a busy disk they took up to 200 ms).
             for path in (self.path + "-wal", self.path):
                 fd = os.open(path, os.O_RDONLY)
                 try:
@@ -166,7 +174,10 @@ class WalCheckpointer:
                 finally:
                     os.close(fd)
             db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            db.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+            if self.store is not None:
+                self.store.ask_wal_restart()
+            else:
+                db.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
         self.checkpoints += 1
 
 
@@ -215,6 +226,8 @@ class StoreBase:
         self._deferred_rows = 0
         self._writer = BatchWriter() if group_commit and writer_thread and not readonly else None
         self._failed: BaseException | None = None
+        self._wal_restart = threading.Event()   # set by the checkpoint thread, cleared by the writer's catch-up
+        self.wal_restarts = 0                   # catch-ups run (for tests and curiosity)
         self.path = str(path)
         self._on_commit = on_commit
         self._group_commit = group_commit
@@ -377,6 +390,8 @@ class StoreBase:
         if db.in_transaction:
             db.execute("COMMIT")
             self._on_commit(time.perf_counter() - self._batch_started)
+        if self._wal_restart.is_set():
+            self._restart_wal()   # rare here (the reaper's flush, shutdown): most commits are the writer's
 
     def commit_in_background(self, done: Done) -> None:
         """Commits the open batch on the writer thread: its held rows are written and the
@@ -406,8 +421,34 @@ class StoreBase:
             except BaseException as exc:
                 self._failed = exc
                 raise
+            if self._wal_restart.is_set():
+                self._restart_wal()
 
         self._writer.submit(commit, done)
+
+    @property
+    def wal_restart_asked(self) -> bool:
+        """Whether the writer is to catch the checkpoint up after its next commit."""
+        return self._wal_restart.is_set()
+
+    def ask_wal_restart(self) -> None:
+        """Asks the writer to catch the checkpoint up after its next background commit (from the
+        checkpoint thread, once it has copied and synced nearly all of the WAL)."""
+        self._wal_restart.set()
+
+    def _restart_wal(self) -> None:
+        """On the writer's thread, between two commits: a passive checkpoint of the frames the
+        checkpoint thread has not copied yet. With nothing else writing and that thread
+        standing aside, it copies every frame, and the next commit starts the WAL over. Passive:
+        it never waits for a lock (a reader still on an older snapshot only leaves the WAL as
+        it is, until the next time the thread asks). A failure here loses nothing (the frames
+        stay in the WAL): it is logged, and the thread asks again later."""
+        self._wal_restart.clear()
+        try:
+            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            self.wal_restarts += 1
+        except sqlite3.Error as exc:
+            log.warning("WAL catch-up checkpoint failed: %s", exc)
 
     def _migrate_studies(self) -> None:
         """Adds the lifecycle columns to a studies table made before them (in place, once)."""

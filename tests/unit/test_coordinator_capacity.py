@@ -71,6 +71,48 @@ def test_the_checkpoint_thread_empties_the_wal_and_loses_nothing(tmp_path):
     store.close()
 
 
+def test_the_writer_starts_the_wal_over_between_its_commits_without_a_restart_checkpoint(tmp_path):
+    """With the store given, the checkpoint thread never runs a RESTART (which held commits off
+    while SQLite's busy handler slept): the store's writer catches up between two background
+    commits, and the WAL starts over while commits go on, nothing lost."""
+    db = tmp_path / "swarm.db"
+    store = Store(db, group_commit=True, autocheckpoint_pages=0)
+    store.add_study("s", {"name": "s"}, "b" * 64, b"x", 0, _initial())
+    store.commit_batch()
+    modes: list[str] = []
+
+    class Recording:   # the checkpoint thread's connection, noting each checkpoint's mode
+        def __init__(self, inner):
+            self.inner = inner
+
+        def execute(self, sql, *args):
+            modes.append(sql)
+            return self.inner.execute(sql, *args)
+
+    checkpointer = WalCheckpointer(db, interval=0.005, restart_frames=1, store=store)
+    plain = checkpointer.checkpoint
+    checkpointer.checkpoint = lambda conn: plain(Recording(conn))
+    checkpointer.start()
+    done = threading.Event()
+    try:
+        deadline = time.monotonic() + 10
+        i = 0
+        while (store.wal_restarts < 3 or _wal_frames(db) >= 10) and time.monotonic() < deadline:
+            store.insert_lease(_lease(f"l-{i:05d}"))
+            i += 1
+            done.clear()
+            store.commit_in_background(lambda failure: done.set())
+            done.wait(5)
+            time.sleep(0.002)
+    finally:
+        checkpointer.stop()
+    assert store.wal_restarts >= 3, "the writer never caught the checkpoint up"
+    assert not any("RESTART" in sql for sql in modes), "the checkpoint thread ran a RESTART"
+    assert _wal_frames(db) < 10, "the WAL grew instead of starting over"
+    assert _rows(db, "SELECT COUNT(*) FROM leases") == [(i,)]
+    store.close()
+
+
 def test_a_checkpoint_failure_does_not_stop_the_thread(tmp_path):
     checkpointer = WalCheckpointer(tmp_path / "missing-dir" / "swarm.db", interval=0.01)
     checkpointer.start()  # every round fails to even connect: it says so and tries again
