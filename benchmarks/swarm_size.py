@@ -243,7 +243,8 @@ STALL_WATCH = textwrap.dedent("""
             plain_checkpoint = checkpointer.checkpoint
             checkpointer.checkpoint = lambda self, db: plain_checkpoint(self, TimedConnection(db))
         for module, owner, method in (("store_base", "StoreBase", "commit_batch"),
-                                      ("store_base", "StoreBase", "_restart_wal"),   # the writer's WAL catch-up
+                                      ("store_base", "StoreBase", "_catch_up_wal"),   # the writer's WAL catch-up
+                                      ("store_base", "StoreBase", "_restart_wal"),    # its name in an older tree
                                       ("engine", "Engine", "expire_overdue"), ("engine", "Engine", "flush_presence"),
                                       ("engine", "Engine", "lease"), ("engine", "Engine", "report"),
                                       ("engine", "Engine", "heartbeat"), ("heap", "HeapKeeper", "tick"),

@@ -111,7 +111,7 @@ class WalCheckpointer:
     A passive checkpoint never blocks the writer, but the WAL only starts over from its
     beginning once a checkpoint has caught up with every commit, which a busy writer may
     never let happen. Past `restart_frames` frames, with a `store` given, the store's own
-    writer catches up between two of its commits (`StoreBase.ask_wal_restart`): a passive
+    writer catches up between two of its commits (`StoreBase.ask_wal_catch_up`): a passive
     checkpoint of the few frames since this thread's, after which its next commit starts
     the WAL over. Nothing then waits on a lock: a RESTART checkpoint from this thread held
     the writer off while it waited for readers with SQLite's busy handler, which sleeps up
@@ -160,8 +160,8 @@ class WalCheckpointer:
 
     def checkpoint(self, db: sqlite3.Connection) -> None:
         """One round: a passive checkpoint, and a restart of the WAL when it has grown long."""
-        if self.store is not None and self.store.wal_restart_asked:
-            return   # the writer's catch-up is pending: it checkpoints alone (no lock to wait on)
+        if self.store is not None and self.store.wal_catch_up_asked:
+            return   # the writer's catch-up is pending or running: it checkpoints alone (no lock to wait on)
         _, frames, _ = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         if frames >= self.restart_frames:
             # The last frames' copy happens while commits wait (on the writer's thread, or
@@ -175,7 +175,7 @@ class WalCheckpointer:
                     os.close(fd)
             db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             if self.store is not None:
-                self.store.ask_wal_restart()
+                self.store.ask_wal_catch_up()
             else:
                 db.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
         self.checkpoints += 1
@@ -192,6 +192,13 @@ def many_rows(sql: str, rows: int) -> str:
     head, rest = sql.split("VALUES ", 1)
     end = rest.index(")") + 1
     return head + "VALUES " + ", ".join([rest[:end]] * rows) + rest[end:]
+
+
+def _catch_up_failed(failure: BaseException | None) -> None:
+    """A WAL catch-up job's end: nothing waits on it, so a failure (the frames stay in the WAL,
+    nothing is lost) is only logged."""
+    if failure is not None:
+        log.warning("WAL catch-up failed: %s", failure)
 
 
 class StoreFailed(RuntimeError):
@@ -226,8 +233,9 @@ class StoreBase:
         self._deferred_rows = 0
         self._writer = BatchWriter() if group_commit and writer_thread and not readonly else None
         self._failed: BaseException | None = None
-        self._wal_restart = threading.Event()   # set by the checkpoint thread, cleared by the writer's catch-up
-        self.wal_restarts = 0                   # catch-ups run (for tests and curiosity)
+        self._wal_catch_up = threading.Event()   # set by the checkpoint thread, cleared once the catch-up ran
+        self._catch_up_queued = False            # a catch-up job is queued on the writer (set on the loop)
+        self.wal_catch_ups = 0                   # catch-ups run (for tests and curiosity)
         self.path = str(path)
         self._on_commit = on_commit
         self._group_commit = group_commit
@@ -381,7 +389,7 @@ class StoreBase:
     def uncommitted(self) -> bool:
         """Whether a group-commit batch holds changes not yet on disk (held rows, an open
         transaction, or a background commit not finished)."""
-        return bool(self._deferred_rows) or (self._writer is not None and self._writer.busy) \
+        return bool(self._deferred_rows) or (self._writer is not None and self._writer.committing) \
             or self._conn.in_transaction
 
     def commit_batch(self) -> None:
@@ -390,8 +398,7 @@ class StoreBase:
         if db.in_transaction:
             db.execute("COMMIT")
             self._on_commit(time.perf_counter() - self._batch_started)
-        if self._wal_restart.is_set():
-            self._restart_wal()   # rare here (the reaper's flush, shutdown): most commits are the writer's
+        self._catch_up_wal_if_asked()
 
     def commit_in_background(self, done: Done) -> None:
         """Commits the open batch on the writer thread: its held rows are written and the
@@ -421,34 +428,51 @@ class StoreBase:
             except BaseException as exc:
                 self._failed = exc
                 raise
-            if self._wal_restart.is_set():
-                self._restart_wal()
 
         self._writer.submit(commit, done)
+        self._catch_up_wal_if_asked()
 
     @property
-    def wal_restart_asked(self) -> bool:
-        """Whether the writer is to catch the checkpoint up after its next commit."""
-        return self._wal_restart.is_set()
+    def wal_catch_up_asked(self) -> bool:
+        """Whether the writer is to catch the checkpoint up after its next commit (or is doing so)."""
+        return self._wal_catch_up.is_set()
 
-    def ask_wal_restart(self) -> None:
-        """Asks the writer to catch the checkpoint up after its next background commit (from the
-        checkpoint thread, once it has copied and synced nearly all of the WAL)."""
-        self._wal_restart.set()
+    def ask_wal_catch_up(self) -> None:
+        """Asks the writer to catch the checkpoint up after its next commit (from the checkpoint
+        thread, once it has copied and synced nearly all of the WAL)."""
+        self._wal_catch_up.set()
 
-    def _restart_wal(self) -> None:
-        """On the writer's thread, between two commits: a passive checkpoint of the frames the
-        checkpoint thread has not copied yet. With nothing else writing and that thread
-        standing aside, it copies every frame, and the next commit starts the WAL over. Passive:
-        it never waits for a lock (a reader still on an older snapshot only leaves the WAL as
-        it is, until the next time the thread asks). A failure here loses nothing (the frames
-        stay in the WAL): it is logged, and the thread asks again later."""
-        self._wal_restart.clear()
+    def _catch_up_wal_if_asked(self) -> None:
+        """Right after a commit was run or queued (on the loop): when the checkpoint thread has
+        asked, queues the catch-up as the writer's next job, behind that commit. The commit's
+        waiters are answered when its job ends, before the catch-up starts, so no request waits
+        for a catch-up but one that needs the connection while it runs (its own commit, or a
+        statement that runs now). Without a writer thread it runs now."""
+        if not self._wal_catch_up.is_set() or self._catch_up_queued:
+            return
+        if self._writer is None:
+            self._catch_up_wal()
+            return
+        self._catch_up_queued = True
+        self._writer.submit(self._catch_up_wal, _catch_up_failed, commit=False)
+
+    def _catch_up_wal(self) -> None:
+        """Between two commits, on the connection (the writer's thread, mostly): a passive
+        checkpoint of the frames the checkpoint thread has not copied yet. With nothing else
+        writing and that thread standing aside, it copies every frame, and the next commit starts
+        the WAL over. Passive: it never waits for a lock (a reader still on an older snapshot only
+        leaves the WAL as it is, until the next time the thread asks). A failure here loses nothing
+        (the frames stay in the WAL): it is logged, and the thread asks again later."""
         try:
             self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            self.wal_restarts += 1
+            self.wal_catch_ups += 1
         except sqlite3.Error as exc:
             log.warning("WAL catch-up checkpoint failed: %s", exc)
+        finally:
+            # Only now may the checkpoint thread run again (and ask again): two checkpoints at
+            # once would find each other busy. A second catch-up queued meanwhile does no harm.
+            self._wal_catch_up.clear()
+            self._catch_up_queued = False
 
     def _migrate_studies(self) -> None:
         """Adds the lifecycle columns to a studies table made before them (in place, once)."""

@@ -7,6 +7,8 @@ every request; on this thread the loop goes on serving while the disk work happe
 One job at a time, in the order submitted, so commits happen in order. The store hands this
 thread its connection only while a job runs, and waits for it (`wait_idle`) before it uses the
 connection itself (`StoreBase._db`); a request is answered only from `done`, after its commit.
+Besides commits, the store queues its WAL catch-up here, after a commit whose `done` has then
+already run (`StoreBase._catch_up_wal_if_asked`).
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ class BatchWriter:
     """Runs submitted jobs one after another on one thread, and tells each one's `done`."""
 
     def __init__(self, name: str = "store-writer") -> None:
-        self._jobs: queue.SimpleQueue[tuple[Callable[[], None], Done] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], None], Done, bool] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._outstanding = 0     # submitted and not finished
+        self._commits = 0         # of those, the commits (the others: WAL catch-ups)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._started = False
         self.jobs_done = 0        # for tests and curiosity
@@ -38,14 +41,21 @@ class BatchWriter:
         """Whether a job is queued or running (the connection is the thread's then)."""
         return self._outstanding > 0
 
-    def submit(self, job: Callable[[], None], done: Done) -> None:
-        """Queues `job`; `done(None)` or `done(exc)` runs on the thread once it has finished."""
+    @property
+    def committing(self) -> bool:
+        """Whether a commit is queued or running (what was written is not all on disk yet)."""
+        return self._commits > 0
+
+    def submit(self, job: Callable[[], None], done: Done, *, commit: bool = True) -> None:
+        """Queues `job`; `done(None)` or `done(exc)` runs on the thread once it has finished.
+        `commit`: whether the job commits (`committing`), or is other work on the connection."""
         with self._lock:
             self._outstanding += 1
+            self._commits += commit
             if not self._started:
                 self._started = True
                 self._thread.start()
-        self._jobs.put((job, done))
+        self._jobs.put((job, done, commit))
 
     def wait_idle(self) -> None:
         """Blocks until every submitted job has finished (the caller may use the connection then)."""
@@ -61,7 +71,7 @@ class BatchWriter:
 
     def _run(self) -> None:
         while (item := self._jobs.get()) is not None:
-            job, done = item
+            job, done, commit = item
             failure: BaseException | None = None
             try:
                 job()
@@ -69,6 +79,7 @@ class BatchWriter:
                 failure = exc
             with self._idle:
                 self._outstanding -= 1
+                self._commits -= commit
                 self.jobs_done += 1
                 self._idle.notify_all()
             try:

@@ -97,7 +97,7 @@ def test_the_writer_starts_the_wal_over_between_its_commits_without_a_restart_ch
     try:
         deadline = time.monotonic() + 10
         i = 0
-        while (store.wal_restarts < 3 or _wal_frames(db) >= 10) and time.monotonic() < deadline:
+        while (store.wal_catch_ups < 3 or _wal_frames(db) >= 10) and time.monotonic() < deadline:
             store.insert_lease(_lease(f"l-{i:05d}"))
             i += 1
             done.clear()
@@ -106,10 +106,47 @@ def test_the_writer_starts_the_wal_over_between_its_commits_without_a_restart_ch
             time.sleep(0.002)
     finally:
         checkpointer.stop()
-    assert store.wal_restarts >= 3, "the writer never caught the checkpoint up"
+    assert store.wal_catch_ups >= 3, "the writer never caught the checkpoint up"
     assert not any("RESTART" in sql for sql in modes), "the checkpoint thread ran a RESTART"
     assert _wal_frames(db) < 10, "the WAL grew instead of starting over"
     assert _rows(db, "SELECT COUNT(*) FROM leases") == [(i,)]
+    store.close()
+
+
+def test_a_commits_waiters_are_answered_before_its_wal_catch_up_runs(tmp_path):
+    """The catch-up asked by the checkpoint thread runs after the commit it follows, as a job of
+    its own: that commit's requests are answered while it runs (here: while it is held), and a
+    request with nothing to commit does not wait for it either; the catch-up then runs, once."""
+    store = Store(tmp_path / "swarm.db", group_commit=True)
+    store.add_study("s", {"name": "s"}, "b" * 64, b"x", 0, _initial())
+    store.commit_batch()
+    group = GroupCommit(store)
+    started, release = threading.Event(), threading.Event()
+    plain = store._catch_up_wal
+
+    def held() -> None:   # the catch-up, held until the test lets it go
+        started.set()
+        release.wait(30)
+        plain()
+
+    store._catch_up_wal = held
+    store.ask_wal_catch_up()
+
+    async def main() -> tuple[bool, int, bool]:
+        store.insert_lease(_lease("l-1"))
+        await asyncio.wait_for(group.durable(), 30)   # answered with the catch-up still held
+        caught_up_meanwhile = store.wal_catch_ups
+        await asyncio.wait_for(group.durable(), 30)   # nothing to commit: no wait either
+        return started.wait(30), caught_up_meanwhile, store.uncommitted
+
+    try:
+        assert asyncio.run(main()) == (True, 0, False)
+    finally:
+        release.set()
+    store.commit_batch()   # waits for the writer, the catch-up included
+    assert store.wal_catch_ups == 1
+    assert not store.wal_catch_up_asked
+    assert _rows(tmp_path / "swarm.db", "SELECT id FROM leases") == [("l-1",)]
     store.close()
 
 
