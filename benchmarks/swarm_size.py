@@ -158,9 +158,9 @@ def family_rss_mib(pid: int) -> float:
 
 # What the coordinator's event loop went through, for the step's window: how often and how long
 # it was late for a 10 ms timer (a stall every request in flight pays), and its collector's
-# pauses. Written to a file every second; the benchmark takes the difference over the window.
+# pauses. Written to a file every second (from a thread); the benchmark takes the difference over the window.
 STALL_WATCH = textwrap.dedent("""
-    import asyncio, collections, gc, json, sys, threading, time, traceback
+    import asyncio, collections, gc, json, os, queue, sys, threading, time, traceback
     HANDLED_KEY = "swarm-size-handled"
     def ms_bucket(ms):
         # By the millisecond up to 100 ms, then two significant digits: a backlog's waits of
@@ -347,6 +347,19 @@ STALL_WATCH = textwrap.dedent("""
                 stacks = stats["stacks"]
                 stacks[where] = stacks.get(where, 0) + 1
         threading.Thread(target=sampler, daemon=True).start()
+        # The figures go to the file from a thread: opened from the loop, on a disk busy with the
+        # WAL, the file held the loop off-CPU (the sampler caught it there, under load), a stall
+        # the benchmark added itself. Replaced whole, so that a reader never sees half of it.
+        snapshots = queue.SimpleQueue()
+        def write_out():
+            while True:
+                snapshot = snapshots.get()
+                while not snapshots.empty():
+                    snapshot = snapshots.get()   # only the latest
+                partial = out.with_name(out.name + ".partial")
+                partial.write_text(json.dumps(snapshot))
+                os.replace(partial, out)
+        threading.Thread(target=write_out, daemon=True).start()
         async def watch():
             last_write = time.monotonic()
             while True:
@@ -369,7 +382,7 @@ STALL_WATCH = textwrap.dedent("""
                     # the checkpoint thread, the credit rebuild's executor threads (pickling, holding the GIL).
                     stats["loop_cpu_ms"] = 1000 * time.clock_gettime(loop_clock)
                     stats["process_cpu_ms"] = 1000 * time.process_time()
-                    out.write_text(json.dumps({k: dict(v) if isinstance(v, dict) else v for k, v in stats.items()}))
+                    snapshots.put({k: dict(v) if isinstance(v, dict) else v for k, v in stats.items()})
                     last_write = t0
         watcher = asyncio.ensure_future(watch())
         try:
