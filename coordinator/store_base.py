@@ -164,9 +164,9 @@ class WalCheckpointer:
             return   # the writer's catch-up is pending or running: it checkpoints alone (no lock to wait on)
         _, frames, _ = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         if frames >= self.restart_frames:
-            # The last frames' copy happens while commits wait (on the writer's thread, or
-            # held off by a RESTART); flush both files first, outside that wait, so that its
-            # syncs find little left to write (on a busy disk they took up to 200 ms).
+            # The last frames' copy holds up the next commit (the writer's catch-up runs before
+            # it, or a RESTART holds it off); flush both files first, outside that wait, so that
+            # its syncs find little left to write (on a busy disk they took up to 200 ms).
             for path in (self.path + "-wal", self.path):
                 fd = os.open(path, os.O_RDONLY)
                 try:
