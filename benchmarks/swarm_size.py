@@ -44,6 +44,7 @@ import argparse
 import asyncio
 import collections
 import json
+import math
 import multiprocessing
 import os
 import random
@@ -76,6 +77,8 @@ from coordinator_throughput import (  # noqa: E402
 TASK_MEAN = 300.0        # seconds: a five-minute evaluation on average
 TASK_TIMEOUT = 900.0     # the study's timeout
 LEASE_GRACE = 30.0
+WORKERS_PER_CLIENT_PROCESS = 25_000   # simulated workers one client process carries by default
+MIN_CLIENT_PROCESSES = 2
 
 # The coordinator, started with every duration divided by C and every budget multiplied by C.
 COORDINATOR = textwrap.dedent("""
@@ -845,6 +848,14 @@ class StepResult:
                     self.stalls.get("stacks", {}).items(), key=lambda kv: -kv[1])[:8]))
 
 
+def default_client_processes(largest_step: int) -> int:
+    """How many client processes simulate a swarm whose largest step is `largest_step` workers:
+    one per `WORKERS_PER_CLIENT_PROCESS`, at least `MIN_CLIENT_PROCESSES` (4 at 100,000). With 50,000
+    workers a process, its loop stalled up to 628 ms and p99 Lease was 104.7 ms, most of it spent
+    before the coordinator's handler; with 25,000 it was 49 ms (benchmarks/README.md, session 12)."""
+    return max(MIN_CLIENT_PROCESSES, math.ceil(largest_step / WORKERS_PER_CLIENT_PROCESS))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", default="1000,10000,100000", help="connected workers at each step")
@@ -866,7 +877,10 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=60.0, metavar="SECONDS",
                         help="with --restart: seconds between the restart and the measured window")
     parser.add_argument("--idle-share", type=float, default=0.2, help="share of workers with nothing to run")
-    parser.add_argument("--client-processes", type=int, default=2)
+    parser.add_argument("--client-processes", type=int, default=None,
+                        help="processes the simulated workers are spread over (default: one per "
+                             f"{WORKERS_PER_CLIENT_PROCESS:,} workers of the largest step, at least "
+                             f"{MIN_CLIENT_PROCESSES}: at 100,000 two processes' own loop stalls were most of p99 Lease)")
     parser.add_argument("--workers-per-channel", type=int, default=200,
                         help="simulated workers sharing one gRPC connection")
     parser.add_argument("--compare", choices=("absolute", "paired"), default="absolute",
@@ -892,6 +906,8 @@ def main() -> None:
     compressions = compressions * len(steps) if len(compressions) == 1 else compressions
     if len(compressions) != len(steps):
         parser.error("--compression: one value, or one per step")
+    if args.client_processes is None:
+        args.client_processes = default_client_processes(max(steps))
 
     tmp = Path(tempfile.mkdtemp(prefix="autoswarm-swarm-size-"))
     context = multiprocessing.get_context("spawn")

@@ -98,3 +98,11 @@ def test_a_small_swarm_splits_its_calls_into_before_in_and_after_their_handlers(
     (to_handler, _), (in_handler, _), (back, _) = step["lease_phases"]
     assert min(to_handler, in_handler, back) >= 0, "the machine's monotonic clock is the clients' too"
     assert step["stalls"]["server Lease reached"], "the wait before the handler is counted too"
+
+
+def test_client_processes_scale_with_the_largest_step():
+    # With 50,000 workers a client process its own loop stalls were most of p99 Lease at 100,000.
+    assert swarm_size.default_client_processes(1_000) == 2
+    assert swarm_size.default_client_processes(50_000) == 2
+    assert swarm_size.default_client_processes(50_001) == 3
+    assert swarm_size.default_client_processes(100_000) == 4
