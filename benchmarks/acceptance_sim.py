@@ -21,11 +21,15 @@ and how many evaluations went to workers already quarantined.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import math
+import multiprocessing
 import re
 import statistics
 import sys
 import textwrap
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -120,16 +124,25 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=-0.2, help="true score that counts as reaching the target")
     parser.add_argument("--seeds", type=int, default=3, help="runs per row (seed, seed+1, ...)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="processes the seeds run in (a run is a function of its seed, wherever it runs)")
     parser.add_argument("--write-readme", action="store_true", help="replace the table in benchmarks/README.md")
     args = parser.parse_args()
     rows = []
-    for kind in args.liar_kind:
-        swarm = replace(defaults, **{f.name: getattr(args, f.name) for f in fields(Swarm) if f.name != "liar_kind"},
-                        liar_kind=kind)
-        runs = [simulate(PROBLEM, swarm, args.seed + s, target=args.target, max_evaluations=args.evaluations)
-                for s in range(args.seeds)]
-        rows.append(row(swarm, runs))
-        print(rows[-1], flush=True)
+    # Forked, the workers keep this process's fixed hash seed (`reproducible`).
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("fork")) if args.jobs > 1 \
+            else contextlib.nullcontext() as pool:
+        for kind in args.liar_kind:
+            swarm = replace(defaults, **{f.name: getattr(args, f.name) for f in fields(Swarm) if f.name != "liar_kind"},
+                            liar_kind=kind)
+            seeds = [args.seed + s for s in range(args.seeds)]
+            run = functools.partial(simulate, PROBLEM, swarm, target=args.target, max_evaluations=args.evaluations)
+            runs = list(pool.map(run, seeds) if pool is not None else map(run, seeds))
+            rows.append(row(swarm, runs))
+            print(rows[-1], flush=True)
+            false = [seed for seed, r in zip(seeds, runs) if r.false_acceptances]
+            if false:
+                print(f"  {kind}: false acceptances in seeds {', '.join(map(str, false))}", flush=True)
     table = HEADER + "\n" + "\n".join(rows)
     print(table)
     if args.write_readme:
