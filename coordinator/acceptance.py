@@ -107,6 +107,9 @@ class Measurement:
     `result_id` names the result row the measurement came from, so a verdict on it can be
     written back. `baseline`: the runs of the parent it was compared with, so that another
     measurement on the same class can be compared with other runs (independent confirmation).
+    `reference_runs`: the tier reference's runs of the parent its judgement rested on (its class
+    is the reference, or its baseline was predicted from them), so that a check judged on the
+    reference too is compared with others (`References.independent_of`).
     """
 
     worker_id: str
@@ -119,6 +122,7 @@ class Measurement:
     noise: float = 0.0
     result_id: str = ""
     baseline: frozenset[str] = frozenset()   # result ids of the direct baseline runs it was judged against
+    reference_runs: frozenset[str] = frozenset()   # result ids of the tier reference's runs it rested on
 
 
 def independent(measurements: Sequence[Measurement]) -> int:

@@ -167,9 +167,11 @@ class Judging(Merging):
         score, sigma, runs = reference
         verdict = acceptance.judge(state.spec.acceptance, state.spec.direction, score, value, sigma, runs)
         used = state.direct_run_ids(parent, cls, worker.id, exclude, reserve) if state.paired else frozenset()
+        on_reference = state.reference_run_ids(parent, cls, worker.id, exclude, reserve)
+        noise = state.noise_of(parent, cls, worker.id, exclude, reserve)
         return verdict, acceptance.Measurement(worker.id, worker.owner, cls, value,
                                                verdict.improvement, verdict.threshold, verdict.accept,
-                                               state.noise_of(parent, cls, worker.id, exclude, reserve), result_id, used)
+                                               noise, result_id, used, on_reference)
 
     def judge_explore(self, state: StudyState, lease: LeaseRecord, worker: WorkerRecord,
                       result: ResultIn, now: float) -> Judgement:

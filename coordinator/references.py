@@ -2,8 +2,9 @@
 
 A run on hardware class c is judged against c's direct runs of its parent, else c's tier's
 prediction (`baselines.reference`), with the class's pooled noise. A check of a claim on the
-claimant's class is compared with runs the claim was not (`independent_of`): two
-measurements compared with one baseline share its error. These lookups only read the
+claimant's class, or on any class judged on the tier's reference as the claim was, is
+compared with runs the claim was not (`independent_of`): two measurements compared with one
+baseline share its error. These lookups only read the
 study's samples, tiers and claims; the decisions on them are `acceptance`'s.
 """
 
@@ -164,11 +165,42 @@ class References(ClassChecks):
             score = self.scores.get(version)
             return None if score is None else (score, 0.0, 0)
         baseline = self.direct_baseline(version, hardware_class, worker_id, exclude, reserve)
-        prediction = None if baseline or not self.tiered else self.tiers.predict(version, hardware_class,
-                                                                                  self.sigma_of)
+        prediction = None
+        if not baseline and self.tiered:
+            left = self._reference_runs_left(version, exclude)
+            if left is None:
+                prediction = self.tiers.predict(version, hardware_class, self.sigma_of)
+            elif left:   # none left: the result waits for the reference's next run
+                prediction = self.tiers.predict(version, hardware_class, self.sigma_of,
+                                                (statistics.fmean(left), len(left)))
         found = baselines.reference(baseline.mean if baseline else None, baseline.runs if baseline else 0,
                                     self.samples.noise(hardware_class), prediction)
         return None if found is None else (found.score, found.sigma, found.runs)
+
+    def _reference_runs_left(self, version: str, exclude: AbstractSet[str]) -> list[float] | None:
+        """The values of the tier reference's runs of `version` not in `exclude`, for a prediction
+        made from them alone; None when `exclude` holds none of them (the whole baseline is used)."""
+        reference = self.tiers.reference()
+        if not exclude or reference is None:
+            return None
+        runs = [run for series in self.samples.runs_by_worker(version, reference).values() for run in series]
+        if not any(result_id in exclude for _, result_id in runs):
+            return None
+        return [value for value, result_id in runs if result_id not in exclude]
+
+    def reference_run_ids(self, version: str, hardware_class: str, worker_id: str = "",
+                          exclude: AbstractSet[str] = frozenset(), reserve: bool = False) -> frozenset[str]:
+        """The tier reference's runs of `version` that a run on this class is judged on (as
+        `reference` judges it): its direct runs when the class is the reference, those a
+        prediction is made from when it is a member without direct runs; none otherwise."""
+        reference = self.tiers.reference() if self.paired and self.tiered else None
+        if reference is None:
+            return frozenset()
+        if hardware_class == reference:
+            return self.direct_run_ids(version, hardware_class, worker_id, exclude, reserve)
+        if self.direct_baseline(version, hardware_class, worker_id, exclude, reserve) is not None:
+            return frozenset()
+        return frozenset(rid for rid in self.samples.run_ids(version, reference) if rid not in exclude)
 
     def judged_on_reference(self, version: str, hardware_class: str) -> bool:
         """Whether a run on this class of a child of `version` is judged on the tier's reference
@@ -187,7 +219,10 @@ class References(ClassChecks):
         from them, and the reference's own runs are them): one low reference baseline makes a
         null edit look good on both, so the two are not independent (seed 14 of 64 workers, 32
         classes, baseline liars: a member's claim predicted from the reference, confirmed by a
-        reference worker against the very runs the prediction came from)."""
+        reference worker against the very runs the prediction came from). Such a check is now
+        compared only with the reference's other runs (`independent_of`), and waits for one
+        where there is none; this tells the scheduler to prefer a class judged on its own runs,
+        which judges the check at once."""
         if not self.judged_on_reference(pending.record.parent, hardware_class):
             return False
         reference = self.tiers.reference()
@@ -196,7 +231,11 @@ class References(ClassChecks):
     def independent_of(self, pending: PendingClaim, hardware_class: str) -> frozenset[str]:
         """The baseline runs a check of this claim on `hardware_class` must not be compared with:
         those the claim's first measurement (its claimant's) was, when it is of that class, and
-        every run of the parent there by the claimant or that measurement's worker.
+        every run of the parent there by the claimant or that measurement's worker. And when the
+        check is judged on the tier's reference (`judged_on_reference`), the reference's runs
+        any measurement of the claim rested on (`Measurement.reference_runs`), and the
+        claimant's and first measurer's runs of the reference: the check is compared with, or
+        predicted from, the reference's other runs, or waits for its next one.
 
         Two measurements compared with one class baseline share its error: one low baseline
         makes a null edit look good twice (a false acceptance with 64 workers on one class).
@@ -206,9 +245,36 @@ class References(ClassChecks):
         checked against: a liar that measures its parent a little low (within the class's
         agreement) and its edit high would otherwise have an honest check confirm it. An
         audit, checked for trust only, is compared as its claim was."""
-        if pending.audit or not pending.measurements or pending.measurements[0].hardware_class != hardware_class:
+        if pending.audit or not pending.measurements:
             return frozenset()
         first = pending.measurements[0]
-        runs = self.samples.runs_by_worker(pending.record.parent, hardware_class)
-        own = {rid for w in {pending.record.claimant_worker, first.worker_id} for _, rid in runs.get(w, ())}
-        return first.baseline | own
+        parent, measurers = pending.record.parent, {pending.record.claimant_worker, first.worker_id}
+        used: set[str] = set()
+        if first.hardware_class == hardware_class:
+            used.update(first.baseline, self._runs_of(parent, hardware_class, measurers))
+        if self.judged_on_reference(parent, hardware_class):
+            # Seeds 95, 100, 125 of 64 workers, 32 classes, verify-only liars: a null edit's claim
+            # and its check from two tier members, both predicted from the same 2-3 reference
+            # runs, one of them low: a false acceptance.
+            reference = self.tiers.reference()
+            assert reference is not None
+            used.update(self._runs_of(parent, reference, measurers))
+            for measurement in pending.measurements:
+                used.update(measurement.reference_runs)
+        return frozenset(used)
+
+    def _runs_of(self, version: str, hardware_class: str, workers: AbstractSet[str]) -> set[str]:
+        """The result ids of these workers' runs of `version` on the class."""
+        runs = self.samples.runs_by_worker(version, hardware_class)
+        return {rid for w in workers for _, rid in runs.get(w, ())}
+
+    def waits_for_reference(self, pending: PendingClaim) -> bool:
+        """Whether a check of this claim waits on a tier member for a run of the reference that
+        none of the claim's measurements rested on (`independent_of`): the reference's next
+        baseline run of the parent is wanted."""
+        reference = self.tiers.reference() if self.paired and self.tiered else None
+        parent = pending.record.parent
+        return reference is not None and any(
+            cls != reference and self.judged_on_reference(parent, cls)
+            and self.reference(parent, cls, worker, self.independent_of(pending, cls)) is None
+            for worker, cls in pending.waiting.values())

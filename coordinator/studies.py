@@ -180,9 +180,16 @@ class StudyRegistry:
             # The noise each measurement was judged with, as the class shows it now; the runs the
             # first was compared with as worked out above, those of a later one (never read) all
             # of its class's.
-            pending.measurements = [replace(m, noise=state.noise_of(pending.record.parent, m.hardware_class),
+            # Whether one was judged on the tier's reference (predicted from it) is not stored: each
+            # rested, as far as the runs now tell, on all of the reference's runs (a check judged on
+            # the reference then waits for its next run rather than share one).
+            parent = pending.record.parent
+            reference = state.tiers.reference() if state.paired and state.tiered else None
+            pending.measurements = [replace(m, noise=state.noise_of(parent, m.hardware_class),
                                             baseline=compared[pending.record.id] if not k and pending.record.id in compared
-                                            else state.samples.run_ids(pending.record.parent, m.hardware_class))
+                                            else state.samples.run_ids(parent, m.hardware_class),
+                                            reference_runs=state.samples.run_ids(parent, reference)
+                                            if reference is not None else frozenset())
                                     for k, m in enumerate(pending.measurements)]
         for lease in state.active.values():
             if lease.claim in state.claims:

@@ -635,6 +635,11 @@ class StudyState(References):
                 elif (waits_here or ((needed > 0 or c.in_flight) and not other_classes_live)) and \
                         worker_id not in {c.record.claimant_worker, c.measurements[0].worker_id}:
                     fresh_wanted = True
+            if c.waiting and c.measurements and c.record.parent == champion and \
+                    hardware_class == self.tiers.reference() and \
+                    worker_id not in {c.record.claimant_worker, c.measurements[0].worker_id} and \
+                    self.waits_for_reference(c):
+                fresh_wanted = True   # a member's check waits for a reference run its claim did not rest on
             need = scheduler.VerifyNeed(
                 claim_id=c.record.id,
                 needed=needed,

@@ -198,23 +198,30 @@ class Tiers:
         return self.relation(hardware_class, sigma) is not None
 
     def _predict_from(self, hardware_class: str, reference: str, version: str,
-                      sigma: Sigma) -> tuple[float, float] | None:
+                      sigma: Sigma, basis: tuple[float, int] | None = None) -> tuple[float, float] | None:
         points = self._points[reference]
         x = points.means.get(version)
         relation = self.relation(hardware_class, sigma)
         if x is None or relation is None:
             return None
+        x, runs = basis if basis is not None else (x, points.runs.get(version, 1))
         mean, variance = relation.predict(x)
         # The reference's own error on this champion is in every member's prediction of it:
         # the line's uncertainty is not all of it.
-        return mean, variance + relation.scale ** 2 * sigma(reference) ** 2 / points.runs.get(version, 1)
+        return mean, variance + relation.scale ** 2 * sigma(reference) ** 2 / max(runs, 1)
 
-    def predict(self, version: str, hardware_class: str, sigma: Sigma) -> Prediction | None:
-        """The class's baseline of `version` predicted from the reference's, if it is a member."""
+    def predict(self, version: str, hardware_class: str, sigma: Sigma,
+                basis: tuple[float, int] | None = None) -> Prediction | None:
+        """The class's baseline of `version` predicted from the reference's, if it is a member.
+
+        `basis`: (mean, runs) of some of the reference's runs of `version` to predict from
+        instead of its whole baseline (a check compared with runs its claim was not:
+        `References.independent_of`); the class must still be a member with the reference's
+        point of `version` known."""
         reference = self.reference()
         if reference is None:
             return None
-        predicted = self._predict_from(hardware_class, reference, version, sigma)
+        predicted = self._predict_from(hardware_class, reference, version, sigma, basis)
         return None if predicted is None else Prediction(predicted[0], predicted[1], reference)
 
     def wants_direct(self, hardware_class: str, champion_seq: int, sigma: Sigma) -> bool:

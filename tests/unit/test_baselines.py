@@ -284,3 +284,78 @@ def _tiered_state():  # type: ignore[no-untyped-def]
         for run in range(2):
             state.add_baseline(f"v{seq}", "odd", f"odd-w{run}", (-1) ** seq + rng.gauss(0, 0.01))
     return state, classes, rng
+
+
+LEVEL = 0.2   # each class's true score of the new champion, above its offset
+
+
+def test_a_check_predicted_from_the_reference_runs_its_claim_rested_on_waits_for_a_fresh_one():
+    """Issue 15, session 12 (64 workers, 32 classes, verify-only liars, seeds 95, 100, 125): at 32
+    classes every class is a tier member, so nothing holds a check back from the reference. A null
+    edit's claim on one member and its honest check on another were both judged on predictions
+    from the same two reference runs of the parent, one of them low: both looked good, and the
+    edit was accepted. A check judged on the reference is now compared only with reference runs
+    no measurement of its claim rested on: with none left it waits, and the reference measures
+    the parent once more for it."""
+    from dataclasses import replace
+
+    from autoswarm.coordinator import scheduler
+    from autoswarm.coordinator.records import ClaimRecord
+    from autoswarm.coordinator.study_state import PendingClaim
+
+    state, classes, _ = _tiered_state()
+    reference = state.tiers.reference()
+    claimant, checker = [c for c in classes if c != reference][:2]
+    state.champion = replace(state.champion, seq=5, version="v5")
+    true_parent = classes[reference] + LEVEL   # a champion within the range the tier was fitted on
+    # Both of the reference's runs low, by about as much as each other (so its workers agree).
+    state.add_baseline("v5", reference, f"{reference}-w0", true_parent - 0.06, "r-ref-0")
+    state.add_baseline("v5", reference, f"{reference}-w1", true_parent - 0.065, "r-ref-1")
+    rested_on = state.reference_run_ids("v5", claimant, f"{claimant}-w0")
+    assert rested_on == {"r-ref-0", "r-ref-1"}, "a member's prediction rests on the reference's runs"
+    predicted = state.reference("v5", claimant, f"{claimant}-w0")
+    assert predicted is not None and predicted[0] < classes[claimant] + LEVEL - 0.04, "predicted low"
+
+    # The claim: a null edit, measured at its class's true parent score, looks good on the low prediction.
+    record = ClaimRecord("c1", "tiny", "v6", "v5", "explore", f"{claimant}-w0", "r-claim", "pending", "", 0.0)
+    first = replace(_measured(state, claimant, classes[claimant] + LEVEL, "r-claim"), reference_runs=rested_on)
+    assert first.confirms, "the null edit passes its bar on the low prediction"
+    on_the_same_runs = _measured(state, checker, classes[checker] + LEVEL, "r-check")
+    assert on_the_same_runs.confirms, "and an honest check predicted from the same runs would confirm it"
+    claim = PendingClaim(record, [first])
+    state.claims[record.id] = claim
+    used = state.independent_of(claim, checker)
+    assert rested_on <= used
+    assert state.reference("v5", checker, f"{checker}-w0", used) is None, "no reference run left: it waits"
+    claim.waiting["r-check"] = (f"{checker}-w0", checker)
+    assert state.waits_for_reference(claim)
+
+    # The reference's workers are asked for one more run of the parent.
+    worker = f"{reference}-w0"
+    members = frozenset({f"{reference}-w0", f"{reference}-w1"})
+    view = state.view(worker, reference, members, members, frozenset({*classes, "odd"}))
+    assert view.class_baseline.target > view.class_baseline.done, "the reference measures the parent again"
+    task = scheduler.choose_task([view], scheduler.WorkerView(worker, frozenset({view.mutator_kind}), 0, 1,
+                                                              owner="o-ref", hardware_class=reference))
+    assert task is not None and task.kind == scheduler.BASELINE
+    # With the fresh run the check is judged on it alone: the null edit no longer passes.
+    state.add_baseline("v5", reference, f"{reference}-w0", true_parent + 0.005, "r-ref-2")
+    found = state.reference("v5", checker, f"{checker}-w0", state.independent_of(claim, checker))
+    assert found is not None
+    score, sigma, runs = found
+    assert score == pytest.approx(classes[checker] + LEVEL, abs=0.03), "predicted from the fresh run"
+    policy = state.spec.acceptance
+    verdict = acceptance.judge(policy, state.spec.direction, score, classes[checker] + LEVEL, sigma, runs)
+    assert not verdict.accept, "the null edit's check refutes it"
+    assert state.reference_run_ids("v5", checker, f"{checker}-w0", state.independent_of(claim, checker)) == {"r-ref-2"}
+
+
+def _measured(state, hardware_class: str, value: float, result_id: str):  # type: ignore[no-untyped-def]
+    """The claimant's measurement of `value` on a class, judged as `Judging._measure` judges it."""
+    found = state.reference("v5", hardware_class, f"{hardware_class}-w0")
+    assert found is not None
+    score, sigma, runs = found
+    verdict = acceptance.judge(state.spec.acceptance, state.spec.direction, score, value, sigma, runs)
+    return acceptance.Measurement(f"{hardware_class}-w0", f"o-{hardware_class}", hardware_class, value,
+                                  verdict.improvement, verdict.threshold, verdict.accept, 0.0, result_id)
+

@@ -52,6 +52,17 @@ def _result(task: TaskSpec, rng: random.Random) -> ResultIn:
     return ResultIn("ok", _score(task.candidate.content) + rng.gauss(0, 0.02), {}, b"", "", "", {})
 
 
+def _step(engine: Engine, ids: list[str], held: dict[str, TaskSpec], rng: random.Random, clock: Clock) -> None:
+    """One second on: a worker drawn at random reports the task it holds, or leases one."""
+    worker = rng.choice(ids)
+    clock.now += 1.0
+    if worker in held:
+        task = held.pop(worker)
+        engine.report(worker, task.lease_id, _result(task, rng))
+    elif (task := engine.lease(worker)) is not None:
+        held[worker] = task
+
+
 @pytest.mark.parametrize("workers,classes,seed", [(2, 1, 1), (2, 1, 2), (3, 1, 3), (6, 2, 4), (6, 2, 5)])
 def test_a_restarted_engine_holds_every_open_claim_as_before(tmp_path, workers, classes, seed):
     clock = Clock()
@@ -64,13 +75,7 @@ def test_a_restarted_engine_holds_every_open_claim_as_before(tmp_path, workers, 
     held: dict[str, TaskSpec] = {}
     compared = waited = audits = 0
     for _ in range(300):
-        worker = rng.choice(ids)
-        clock.now += 1.0
-        if worker in held:
-            task = held.pop(worker)
-            engine.report(worker, task.lease_id, _result(task, rng))
-        elif (task := engine.lease(worker)) is not None:
-            held[worker] = task
+        _step(engine, ids, held, rng, clock)
         if _picture(engine) and rng.random() < 0.3:
             before = _picture(engine)
             engine.store.close()
@@ -86,3 +91,38 @@ def test_a_restarted_engine_holds_every_open_claim_as_before(tmp_path, workers, 
         assert waited, "and with a check waiting for a fresh baseline run"
     if seed == 4:   # this run supersedes claims of untrusted workers, which are checked on
         assert audits, "and with a superseded claim checked for trust"
+
+
+def test_a_restart_keeps_a_claim_from_being_checked_on_the_reference_runs_it_rested_on(tmp_path):
+    """Four classes are tiered: a member's measurement is predicted from the reference's runs of
+    the parent, and a check judged on the reference must be compared with other runs
+    (`References.independent_of`). Read back after a restart, a measurement rests, as far as the
+    store tells, on every run of the reference: never on fewer than it did."""
+    clock = Clock()
+    engine = Engine(Store(tmp_path / "swarm.db", ids=seeded_ids(7)), EngineConfig(), clock=clock)
+    engine.add_study(pack_directory(write_study(tmp_path / "study", acceptance='compare = "paired"\nquorum = 2')).data)
+    ids = [engine.register("", f"w{i}", {"cpu_model": f"C{i % 4}", "cpu_cores": 2, "gpus": []}, 1,
+                           ["params"], owner=f"owner{i}")[0] for i in range(8)]
+    rng = random.Random(7)
+    held: dict[str, TaskSpec] = {}
+
+    def rested_on(e: Engine) -> dict[tuple[str, int], frozenset[str]]:
+        return {(cid, k): m.reference_runs for cid, p in e._studies["tiny"].claims.items()
+                for k, m in enumerate(p.measurements)}
+
+    restarts = on_reference = 0
+    for step in range(900):
+        _step(engine, ids, held, rng, clock)
+        before = rested_on(engine)
+        if any(before.values()) and rng.random() < 0.2:
+            engine.store.close()
+            engine = Engine(Store(tmp_path / "swarm.db", ids=seeded_ids(f"7.{step}")), EngineConfig(), clock=clock)
+            after = rested_on(engine)
+            assert after.keys() == before.keys()
+            for key, runs in before.items():
+                assert runs <= after[key], f"measurement {key} rests on the reference runs it did before"
+            restarts += 1
+            on_reference += sum(1 for runs in before.values() if runs)
+    engine.store.close()
+    assert engine._studies["tiny"].tiered, "four classes of agreeing machines are tiered"
+    assert restarts >= 3 and on_reference, "restarted while measurements rested on the reference's runs"
