@@ -512,7 +512,7 @@ class StudyState(References):
             runs += self.reserved(runs + CHECK_RESERVE)
         return runs
 
-    def baseline_target(self, hardware_class: str, members: int = 0) -> int:
+    def baseline_target(self, hardware_class: str, members: int = 0, reference_live: bool = True) -> int:
         """Direct baseline runs of the champion wanted on this class (of `members` workers).
 
         The study's first classes measure extra repeats until the shared noise model has
@@ -526,6 +526,12 @@ class StudyState(References):
         champion is measured three times by each of up to `CLASS_CHECK_WORKERS` workers of a class
         that has three or more, so that a worker measuring unlike its class is found
         (`class_outliers`) before its numbers judge anything.
+
+        `reference_live`: whether the tier's reference has a connected worker to measure the
+        champion. While it has none, a member measures the champion itself: a prediction needs
+        the reference's baseline, and the whole tier's results would wait for machines that
+        are gone (64/32 `always`, seed 14: both workers of the reference class moved out of it,
+        2,666 edits waiting at the end of the run).
         """
         runs = self.runs_for_class_of(members)
         if self.champion.seq == 0 and members >= 3:
@@ -542,7 +548,7 @@ class StudyState(References):
             # and one more every `REPEAT_EVERY` edits it evaluates while the champion stays:
             # a bar too wide to pass anything must not hold the study where it is.
             return runs + 1 + tried // REPEAT_EVERY
-        if self.tiered and self.tiers.member(hardware_class, self.sigma_of):
+        if self.tiered and reference_live and self.tiers.member(hardware_class, self.sigma_of):
             # The tier's prediction judges it; a spot check now and then (`tiers.wants_direct`) is
             # one run: it tests the relation, which allows for one run's noise, and judges nothing
             # (a direct baseline judges from `baseline_runs` runs on), so the prediction goes on.
@@ -674,7 +680,9 @@ class StudyState(References):
                 # against its own meanwhile, and the class's first candidate goes before the repeats.
                 measured_by, others_available = frozenset(), False
                 done = 0
-            target = self.baseline_target(hardware_class, len(class_members))
+            # Unknown (no live classes given) counts as connected.
+            reference_live = not live_classes or self.tiers.reference() in live_classes
+            target = self.baseline_target(hardware_class, len(class_members), reference_live)
             if fresh_wanted:
                 target = max(target, done + 1)   # one more run, that the claim was not compared with
             class_baseline = scheduler.ClassBaseline(

@@ -359,3 +359,24 @@ def _measured(state, hardware_class: str, value: float, result_id: str):  # type
     return acceptance.Measurement(f"{hardware_class}-w0", f"o-{hardware_class}", hardware_class, value,
                                   verdict.improvement, verdict.threshold, verdict.accept, 0.0, result_id)
 
+
+def test_while_the_reference_has_no_connected_worker_a_member_measures_the_champion_itself():
+    """Issue 15 (64 workers, 32 classes, `always` liars, seed 14): both workers of the tier's
+    reference class were moved out of it, so nobody measured the reference's baseline of a new
+    champion, no member had a prediction, and 2,666 edits waited to the end of the run. A
+    member measures the champion itself while no worker of the reference is connected (as it
+    would be when the reference's machines go offline), and waits on the tier again after."""
+    from dataclasses import replace
+
+    state, classes, _ = _tiered_state()
+    reference = state.tiers.reference()
+    member = next(c for c in classes if c != reference)
+    state.champion = replace(state.champion, seq=9, version="v9")
+    while state.tiers.wants_direct(member, state.champion.seq, state.sigma_of):
+        state.champion = replace(state.champion, seq=state.champion.seq + 1)
+    worker = f"{member}-w0"
+    members = frozenset({worker, f"{member}-w1"})
+    here = state.view(worker, member, members, members, frozenset({*classes, "odd"})).class_baseline
+    assert here.target == 0, "the reference's baseline stands for the member's"
+    gone = state.view(worker, member, members, members, frozenset(classes) - {reference}).class_baseline
+    assert gone.target == state.spec.acceptance.baseline_runs, "the reference is away: the member measures it"
