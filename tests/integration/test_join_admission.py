@@ -52,6 +52,9 @@ def test_workers_past_the_join_rate_are_told_to_come_back_and_all_end_up_working
 def test_after_a_restart_the_swarm_reconnects_through_admission_and_loses_nothing(
         tmp_path, start_coordinator, start_worker):
     coordinator, workers = _crowd(tmp_path, start_coordinator, start_worker, sleep=0.5)
+    # The whole swarm in before the restart (on a fast machine ten evaluations came before the
+    # last admission, and the study then finished before that worker was first let in).
+    wait_for(lambda: all("registered as" in w.log for w in workers), 90, what="every worker to register")
     wait_for(lambda: coordinator.study("tiny").evaluations >= 10, 120, what="the swarm at work")
 
     coordinator.kill()
