@@ -174,7 +174,10 @@ class Summaries:
         if limit <= 0:
             return []
         now, counts, offline_after = self.ctx.clock(), self._roster.results_by_worker, self._offline_after()
-        page = itertools.islice(self._roster.workers.values(), max(offset, 0), max(offset, 0) + limit)
+        # Past the end is an empty page: an int64 offset near its maximum plus the limit is beyond
+        # what islice takes (the fuzz test's garbage request got UNKNOWN, not an answer).
+        start = min(max(offset, 0), len(self._roster.workers))
+        page = itertools.islice(self._roster.workers.values(), start, start + limit)
         return [self._summary(worker, now, counts, offline_after) for worker in page]
 
     def _offline_after(self) -> float:

@@ -92,6 +92,10 @@ def test_a_page_is_bounded_and_counts_only_lists_no_row(tmp_path, monkeypatch):
     assert not none.workers and sum(c.workers for c in none.worker_counts) == 12
     past = asyncio.run(control.Status(control_pb2.StatusRequest(workers=control_pb2.WorkerPage(offset=50, limit=5)), None))
     assert not past.workers and past.workers_total == 12
+    # An offset near int64's largest (the fuzz test's garbage): an empty page, not an UNKNOWN error.
+    far = asyncio.run(control.Status(control_pb2.StatusRequest(workers=control_pb2.WorkerPage(
+        offset=2 ** 63 - 1, limit=5)), None))
+    assert not far.workers and far.workers_total == 12
     every = asyncio.run(control.Status(control_pb2.StatusRequest(), None))
     assert len(every.workers) == 12, "no page asked (an older client): every worker, as before"
 
