@@ -172,13 +172,13 @@ class References(ClassChecks):
                 prediction = self.tiers.predict(version, hardware_class, self.sigma_of)
             elif left:   # none left: the result waits for the reference's next run
                 prediction = self.tiers.predict(version, hardware_class, self.sigma_of,
-                                                (statistics.fmean(left), len(left)))
+                                                (statistics.fmean(value for value, _ in left), len(left)))
         found = baselines.reference(baseline.mean if baseline else None, baseline.runs if baseline else 0,
                                     self.samples.noise(hardware_class), prediction)
         return None if found is None else (found.score, found.sigma, found.runs)
 
-    def _reference_runs_left(self, version: str, exclude: AbstractSet[str]) -> list[float] | None:
-        """The values of the tier reference's runs of `version` not in `exclude`, for a prediction
+    def _reference_runs_left(self, version: str, exclude: AbstractSet[str]) -> list[tuple[float, str]] | None:
+        """The tier reference's runs of `version`, (value, result id), not in `exclude`, for a prediction
         made from them alone; None when `exclude` holds none of them (the whole baseline is used)."""
         reference = self.tiers.reference()
         if not exclude or reference is None:
@@ -186,7 +186,7 @@ class References(ClassChecks):
         runs = [run for series in self.samples.runs_by_worker(version, reference).values() for run in series]
         if not any(result_id in exclude for _, result_id in runs):
             return None
-        return [value for value, result_id in runs if result_id not in exclude]
+        return [run for run in runs if run[1] not in exclude]
 
     def reference_run_ids(self, version: str, hardware_class: str, worker_id: str = "",
                           exclude: AbstractSet[str] = frozenset(), reserve: bool = False) -> frozenset[str]:
@@ -200,7 +200,8 @@ class References(ClassChecks):
             return self.direct_run_ids(version, hardware_class, worker_id, exclude, reserve)
         if self.direct_baseline(version, hardware_class, worker_id, exclude, reserve) is not None:
             return frozenset()
-        return frozenset(rid for rid in self.samples.run_ids(version, reference) if rid not in exclude)
+        left = self._reference_runs_left(version, exclude)   # the runs `reference` predicts from
+        return self.samples.run_ids(version, reference) if left is None else frozenset(rid for _, rid in left)
 
     def judged_on_reference(self, version: str, hardware_class: str) -> bool:
         """Whether a run on this class of a child of `version` is judged on the tier's reference
